@@ -1,0 +1,5 @@
+import sys
+
+from rlhfsim.cli import main
+
+sys.exit(main())

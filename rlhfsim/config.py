@@ -1,0 +1,317 @@
+"""Typed, documented run configuration.
+
+Every field is declared once here with its type, default, range and a description; `docs/config.md`
+is generated from these declarations (`rlhfsim validate --schema`). Unknown keys are errors, so a
+typo can never silently fall back to a default.
+
+    cfg = load_config("configs/quickstart.yaml", overrides=["ppo.kl_coef=0.1"])
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rlhfsim.world.synthetic import SyntheticWorldConfig
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the CLI prints the message and exits with code 2."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class UtilitySpec(Strict):
+    """A utility U applied to reward differences r_better - r_worse (see rlhfsim.reward.utilities)."""
+
+    name: str = Field("logsigmoid", description="Registry name: logsigmoid, linear/x, power, log, neg_power, inv/-1/x.")
+    params: dict[str, float] = Field(default_factory=dict, description="Utility parameters, e.g. {g: 0.5} or {eps: 0.01}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _exists(self) -> "UtilitySpec":
+        from rlhfsim.reward.utilities import get_utility
+
+        get_utility(self.name, **self.params)  # fails at load time with the list of valid names
+        return self
+
+    def build(self):
+        from rlhfsim.reward.utilities import get_utility
+
+        return get_utility(self.name, **self.params)
+
+
+class PolicyConfig(Strict):
+    """The policy: a GPT-2 style causal LM, warm-started by SFT on the world's noisy demonstrations."""
+
+    n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks.")
+    n_embd: int = Field(128, ge=8, le=8192, description="Hidden width; must be divisible by n_head.")
+    n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
+    response_len: int = Field(10, ge=1, le=512, description="Maximum generated tokens per completion (EOS included).")
+    temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature for rollouts, annotation and evaluation.")
+    sft_demos: int = Field(10000, ge=0, description="Number of noisy demonstrations for the SFT warm start (0 = no SFT).")
+    sft_epochs: int = Field(6, ge=0, le=1000, description="SFT epochs over the demonstrations.")
+    sft_lr: float = Field(3e-3, gt=0, le=1, description="SFT AdamW learning rate (cosine decay).")
+    sft_batch_size: int = Field(128, ge=1, description="SFT batch size.")
+    cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints are cached, keyed by a hash of what they depend on.")
+
+    @model_validator(mode="after")
+    def _heads(self) -> "PolicyConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class RewardConfig(Strict):
+    """The learned reward model, retrained every round on the preference buffer."""
+
+    n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks of the GPT-2 style sequence classifier.")
+    n_embd: int = Field(64, ge=8, le=8192, description="Hidden width; divisible by n_head.")
+    n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
+    utility: UtilitySpec = Field(default_factory=UtilitySpec, description="Utility for every prompt type (Bradley-Terry = logsigmoid).")
+    prompt_aware: dict[str, UtilitySpec] | None = Field(
+        None, description="Per prompt type utility, e.g. {open: inv, closed: linear}; overrides `utility` for listed types."
+    )
+    bounded: bool | None = Field(
+        None, description="Rewards are sigmoid(logit) in [0,1] (paper) if true, raw logits if false; null = bounded iff a utility needs it."
+    )
+    epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
+    lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
+    init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
+    ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
+    aggregation: Literal["mean", "wco", "uwo", "median"] = Field("mean", description="How member rewards combine into the score PPO sees.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * variance over members.")
+
+    @model_validator(mode="after")
+    def _heads_and_bounds(self) -> "RewardConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        specs = [self.utility, *(self.prompt_aware or {}).values()]
+        needs = [s.name for s in specs if s.build().needs_bounded]
+        if self.bounded is False and needs:
+            raise ValueError(f"utility {needs[0]!r} needs bounded rewards in [0,1]; set reward.bounded: true (or null)")
+        return self
+
+    @property
+    def is_bounded(self) -> bool:
+        if self.bounded is not None:
+            return self.bounded
+        specs = [self.utility, *(self.prompt_aware or {}).values()]
+        return any(s.build().needs_bounded for s in specs)
+
+
+class PPOConfig(Strict):
+    """PPO with a KL anchor to the frozen SFT reference (Ziegler et al. 2019; TRL's PPO trainer)."""
+
+    iterations: int = Field(4, ge=0, le=100000, description="PPO iterations (rollout + update) per round.")
+    batch_size: int = Field(64, ge=1, description="Prompts per PPO iteration, one completion each.")
+    epochs: int = Field(2, ge=1, le=100, description="Optimisation epochs over each rollout batch.")
+    minibatches: int = Field(2, ge=1, description="Minibatches per epoch; must divide batch_size.")
+    lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate for policy and value model.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    clip_range: float = Field(0.2, gt=0, le=1, description="Policy ratio clip.")
+    clip_range_value: float = Field(0.2, gt=0, description="Value prediction clip around the old value.")
+    vf_coef: float = Field(0.1, ge=0, description="Value loss coefficient.")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    whiten_advantages: bool = Field(True, description="Whiten advantages over the batch (masked).")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
+    kl_controller: Literal["fixed", "adaptive"] = Field("fixed", description="fixed beta, or the adaptive controller.")
+    kl_coef: float = Field(0.05, ge=0, description="beta (initial beta for the adaptive controller).")
+    kl_target: float = Field(1.0, gt=0, description="Adaptive controller: target sequence KL (nats).")
+    kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
+    missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
+    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random.")
+
+
+class AnnotatorConfig(Strict):
+    """The simulated annotator: rankings from gold plus noise (rlhfsim.world.annotator)."""
+
+    name: Literal["plackett_luce", "bradley_terry"] = Field("plackett_luce", description="Noise model.")
+    temperature: float = Field(0.05, ge=0, le=100, description="Noise temperature on gold (0 = exact gold order).")
+    flip_rate: float = Field(0.0, ge=0, le=0.5, description="Probability of flipping each labelled pair.")
+    ties: Literal["keep", "break"] = Field("keep", description="keep: equal gold gives no pair; break: random direction.")
+
+
+class LoopConfig(Strict):
+    """The round loop (rlhfsim.loop)."""
+
+    rounds: int = Field(8, ge=1, le=100000, description="Number of rounds.")
+    prompts_per_round: int = Field(64, ge=1, description="Prompts annotated per round.")
+    completions_per_prompt: int = Field(4, ge=2, le=64, description="k completions ranked per prompt.")
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
+    buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")
+    window: int = Field(3, ge=1, description="Rounds kept when buffer = window.")
+    reference_mix: float = Field(
+        0.0, ge=0, le=1, description="Share of annotated groups that also get the world's reference (gold) completion."
+    )
+    reward_source: Literal["learned", "gold"] = Field("learned", description="PPO optimises the learned proxy or the gold reward.")
+    freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
+    train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
+    eval_prompts: int = Field(128, ge=4, description="Fixed held-out prompts for per-round evaluation.")
+    eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+
+
+class OutputConfig(Strict):
+    """Where the run directory goes: <dir>/<experiment>/<variant>/seed<seed>/."""
+
+    dir: str = Field("runs", description="Root of run directories.")
+    experiment: str = Field("quickstart", description="Experiment name (a directory level).")
+    variant: str = Field("default", description="Variant name (a directory level).")
+    n_samples: int = Field(6, ge=0, description="Decoded completions saved per round in samples/round_XXX.jsonl.")
+    checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
+
+
+class Config(Strict):
+    """One run."""
+
+    seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
+    world: SyntheticWorldConfig = Field(default_factory=SyntheticWorldConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        if self.ppo.batch_size % self.ppo.minibatches:
+            raise ValueError(f"ppo.minibatches ({self.ppo.minibatches}) must divide ppo.batch_size ({self.ppo.batch_size})")
+        return self
+
+    @field_validator("output")
+    @classmethod
+    def _safe_names(cls, v: OutputConfig) -> OutputConfig:
+        for field in ("experiment", "variant"):
+            name = getattr(v, field)
+            if not name or "/" in name or "\\" in name or name in (".", ".."):
+                raise ValueError(f"output.{field} must be a plain name without path separators, got {name!r}")
+        return v
+
+    def types_check(self, prompt_types: list[str]) -> None:
+        """Prompt-aware utilities must name prompt types the world has."""
+        for t in self.reward.prompt_aware or {}:
+            if t not in prompt_types:
+                raise ConfigError(f"reward.prompt_aware: unknown prompt type {t!r}; this world has {prompt_types}")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _format_error(err: ValidationError, raw: dict) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        if e["type"] == "extra_forbidden":
+            *parent, key = [str(p) for p in e["loc"]]
+            model = Config
+            for p in parent:
+                ann = model.model_fields.get(p)
+                model = ann.annotation if ann is not None and isinstance(ann.annotation, type) else None
+                if model is None or not issubclass(model, BaseModel):
+                    break
+            valid = sorted(model.model_fields) if model is not None and issubclass(model, BaseModel) else []
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(f"{loc}: unknown key. {hint}Valid keys here: {', '.join(valid)}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc or '(top level)'}: {msg} (got {e.get('input')!r})")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'ppo.kl_coef=0.1' -> (['ppo', 'kl_coef'], 0.1); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. ppo.kl_coef=0.1")
+    key, value = item.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML file (see configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (world, policy, ...), got {type(raw).__name__}")
+    return raw
+
+
+def config_from_dict(raw: dict) -> Config:
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, raw)) from None
+    cfg.types_check(["open", "closed"])
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    raw = read_yaml(path) if path is not None else {}
+    return config_from_dict(apply_overrides(raw, list(overrides or [])))
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config, every default filled in, as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def schema_markdown() -> str:
+    """docs/config.md: every section and field with type, default and description."""
+    out = ["# Configuration reference", "", "Generated by `rlhfsim validate --schema`. Unknown keys are errors.", ""]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        out.extend([f"## `{prefix or 'top level'}`", "", (model.__doc__ or "").strip(), ""])
+        out.extend(["| field | type | default | description |", "|---|---|---|---|"])
+        subs = []
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not UtilitySpec:
+                subs.append((ann, f"{prefix}.{name}" if prefix else name))
+                continue
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump()
+            tname = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+            out.append(f"| `{name}` | {tname} | `{default}` | {f.description or ''} |")
+        out.append("")
+        for sub, p in subs:
+            walk(sub, p)
+
+    walk(Config, "")
+    return "\n".join(out)

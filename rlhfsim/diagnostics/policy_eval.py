@@ -1,0 +1,139 @@
+"""Per-round evaluation on the fixed held-out prompts: k completions each, scored by gold and proxy.
+
+The same samples serve two phases: before PPO they diagnose the freshly trained reward model
+(pairwise accuracy against gold, reward distributions); after PPO they measure the policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
+from rlhfsim.models.sampling import response_logits, sample
+from rlhfsim.ppo import core
+
+
+@dataclass
+class EvalSamples:
+    """k completions of each of P held-out prompts (row-major: prompt i's j-th completion is i*k + j)."""
+
+    prompts: list  # [P] Prompt
+    k: int
+    texts: list[str]  # [P*k]
+    gold: np.ndarray  # [P, k]
+    kl: np.ndarray  # [P, k] sequence KL to the reference (sum of per-token k1 at the sampling temperature)
+    entropy: np.ndarray  # [P, k] mean per-token entropy of the policy
+    length: np.ndarray  # [P, k] tokens generated (EOS included)
+    eos: np.ndarray  # [P, k] bool, ended with EOS
+
+    @property
+    def types(self) -> list[str]:
+        return [p.type for p in self.prompts]
+
+    def flat_prompts(self) -> list:
+        return [p for p in self.prompts for _ in range(self.k)]
+
+
+@torch.no_grad()
+def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device) -> EvalSamples:
+    tok = world.tokenizer
+    flat = [p for p in prompts for _ in range(k)]
+    p_ids, p_mask = encode_prompts(tok, [p.text for p in flat], device)
+    ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
+    mask = ro.response_mask.float()
+    logits = response_logits(policy, ro.seq, temperature)
+    logp = core.logprobs_from_logits(logits, ro.response_ids) * mask
+    ref_logp = core.logprobs_from_logits(response_logits(ref, ro.seq, temperature), ro.response_ids) * mask
+    ent = core.masked_mean(core.entropy_from_logits(logits), mask, dim=-1)
+    texts = decode_responses(tok, ro.response_ids, ro.response_mask)
+    gold = world.gold(flat, texts)
+    shape = (len(prompts), k)
+    return EvalSamples(
+        prompts=list(prompts),
+        k=k,
+        texts=texts,
+        gold=np.asarray(gold, dtype=np.float64).reshape(shape),
+        kl=(logp - ref_logp).sum(-1).cpu().numpy().reshape(shape),
+        entropy=ent.cpu().numpy().reshape(shape),
+        length=mask.sum(-1).cpu().numpy().reshape(shape),
+        eos=has_eos(ro.response_ids, tok.eos_token_id).cpu().numpy().reshape(shape),
+    )
+
+
+def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
+    """Gold (overall, per family, closed accuracy), proxy, KL, entropy, length of the held-out samples.
+
+    proxy: [P, k] aggregated proxy reward of the same completions, or None.
+    """
+    fam = np.array([p.family for p in ev.prompts])
+    typ = np.array(ev.types)
+    m = {
+        "eval/gold": float(ev.gold.mean()),
+        "eval/kl": float(ev.kl.mean()),
+        "eval/sqrt_kl": float(np.sqrt(max(ev.kl.mean(), 0.0))),
+        "eval/entropy": float(ev.entropy.mean()),
+        "eval/length": float(ev.length.mean()),
+        "eval/eos_rate": float(ev.eos.mean()),
+    }
+    for f in sorted(set(fam)):
+        m[f"eval/gold_{f}"] = float(ev.gold[fam == f].mean())
+    for t in sorted(set(typ)):
+        m[f"eval/gold_{t}"] = float(ev.gold[typ == t].mean())
+    if "closed" in set(typ):
+        m["eval/accuracy_closed"] = float((ev.gold[typ == "closed"] >= 1.0).mean())
+    if proxy is not None:
+        m["eval/proxy"] = float(np.mean(proxy))
+        for t in sorted(set(typ)):
+            m[f"eval/proxy_{t}"] = float(np.mean(proxy[typ == t]))
+    return m
+
+
+def rewards_table(ev: EvalSamples, member_rewards: np.ndarray | None, proxy: np.ndarray | None, round_: int) -> pd.DataFrame:
+    """One row per held-out completion: the rewards/round_XXX.parquet schema."""
+    P, k = ev.gold.shape
+    df = pd.DataFrame(
+        {
+            "round": round_,
+            "prompt_id": np.repeat([p.id for p in ev.prompts], k),
+            "family": np.repeat([p.family for p in ev.prompts], k),
+            "prompt_type": np.repeat(ev.types, k),
+            "completion_idx": np.tile(np.arange(k), P),
+            "gold": ev.gold.ravel(),
+            "proxy": proxy.ravel() if proxy is not None else np.nan,
+            "kl": ev.kl.ravel(),
+            "length": ev.length.ravel(),
+            "eos": ev.eos.ravel(),
+        }
+    )
+    if member_rewards is not None:
+        for m in range(member_rewards.shape[0]):
+            df[f"proxy_m{m}"] = member_rewards[m]
+    return df
+
+
+def sample_rows(ev: EvalSamples, proxy: np.ndarray | None, n: int) -> list[dict]:
+    """The first completion of n prompts spread over families, decoded, with gold/proxy/KL."""
+    by_family: dict[str, list[int]] = {}
+    for i, p in enumerate(ev.prompts):
+        by_family.setdefault(p.family, []).append(i)
+    picks, j = [], 0
+    while len(picks) < min(n, len(ev.prompts)):
+        for idx in by_family.values():
+            if j < len(idx) and len(picks) < n:
+                picks.append(idx[j])
+        j += 1
+    return [
+        {
+            "prompt": ev.prompts[i].text,
+            "family": ev.prompts[i].family,
+            "completion": ev.texts[i * ev.k],
+            "gold": float(ev.gold[i, 0]),
+            "proxy": float(proxy[i, 0]) if proxy is not None else None,
+            "kl": float(ev.kl[i, 0]),
+        }
+        for i in picks
+    ]

@@ -1,0 +1,278 @@
+"""The RLHF round loop. Reads top to bottom as DESIGN.md's numbered phases; no math lives here.
+
+    round 0: evaluate the SFT policy
+    round r: 1 sample prompts -> 2 generate k completions -> 3 annotate -> 4 buffer -> 5 train reward model(s)
+             -> 6 diagnose reward model -> 7 PPO -> 8 diagnose policy -> 9 log + checkpoint
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlhfsim import diagnostics as diag
+from rlhfsim.config import Config, dump_config
+from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.models.policy import build_value_model, warm_start_policy
+from rlhfsim.ppo.kl import get_kl_controller
+from rlhfsim.ppo.trainer import PPOTrainer
+from rlhfsim.reward.buffer import Group, PreferenceBuffer
+from rlhfsim.reward.model import RewardModels
+from rlhfsim.reward.trainer import train_reward_models
+from rlhfsim.tracking import RunDir
+from rlhfsim.world import build_world
+from rlhfsim.world.annotator import get_annotator
+
+log = logging.getLogger(__name__)
+STREAMS = ("prompts", "annotate", "reward", "reference_mix")
+
+
+class Reporter:
+    """Progress hooks; the CLI subclasses this with rich progress bars. The loop never prints."""
+
+    def start(self, total_rounds: int, first_round: int) -> None: ...
+    def phase(self, round_: int, name: str) -> None: ...
+    def round_done(self, row: dict) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from rlhfsim.config import ConfigError
+
+        raise ConfigError("device: cuda was asked for but no CUDA device is visible; use device: auto or cpu")
+    return torch.device(name)
+
+
+class Simulation:
+    """Everything a run holds between rounds (models, buffer, RNG streams), so a checkpoint can restore it."""
+
+    def __init__(self, cfg: Config, run: RunDir):
+        self.cfg, self.run = cfg, run
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.world = build_world(cfg.world)
+        cfg.types_check(self.world.prompt_types)
+        self.policy, self.sft_stats = warm_start_policy(self.world, cfg, self.device)
+        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.value = build_value_model(self.policy, cfg.ppo.value_init).to(self.device)
+        self.rms = RewardModels(self.world.tokenizer, cfg.reward, self.device, cfg.seed)
+        self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
+        self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
+        kl_kwargs = {"beta": cfg.ppo.kl_coef} if cfg.ppo.kl_controller == "fixed" else {
+            "init_beta": cfg.ppo.kl_coef, "target": cfg.ppo.kl_target, "horizon": cfg.ppo.kl_horizon}
+        self.ppo = PPOTrainer(self.policy, self.ref, self.value, self.world.tokenizer, cfg.ppo, get_kl_controller(cfg.ppo.kl_controller, **kl_kwargs),
+                              cfg.policy.temperature, cfg.policy.response_len, self.device)
+        seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
+        self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
+        self.theory = self._theory_optima()
+
+    def _theory_optima(self) -> dict | None:
+        """Finite-n optimum per prompt type for the utility as trained (only meaningful for bounded rewards)."""
+        if not self.rms.bounded:
+            return None
+        from rlhfsim.reward.trainer import utilities_for
+        from rlhfsim.theory import optimal_rewards
+
+        types = self.world.prompt_types
+        return {t: optimal_rewards(u, self.cfg.loop.eval_completions) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
+
+    # -------------------------------------------------------------- scoring
+
+    def proxy(self, prompts, texts) -> tuple[np.ndarray, np.ndarray]:
+        """(aggregated proxy [N], member rewards [M, N]) on the trained scale."""
+        members = self.rms.rewards([p.text for p in prompts], texts)
+        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda)
+        return agg, members
+
+    def score_fn(self, prompts, texts) -> np.ndarray:
+        if self.cfg.loop.reward_source == "gold":
+            return self.world.gold(prompts, texts)
+        return self.proxy(prompts, texts)[0]
+
+    def eval_generator(self, round_: int, phase: int) -> torch.Generator:
+        # evaluation noise must not depend on (or disturb) the training streams
+        return torch.Generator(device=self.device).manual_seed(10_000_019 * (self.cfg.seed + 1) + 97 * round_ + phase)
+
+    # -------------------------------------------------------------- checkpoint
+
+    def state(self, round_: int) -> tuple[dict, dict]:
+        models = {"policy": self.policy.state_dict(), "value": self.value.state_dict()}
+        models.update({f"rm{m}": sd for m, sd in enumerate(self.rms.state_dict())})
+        state = {
+            "round": round_,
+            "ppo": self.ppo.state_dict(),
+            "rng": {k: json.dumps(r.bit_generator.state) for k, r in self.rng.items()},
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "buffer": json.dumps(self.buffer.state_dict()),
+        }
+        return models, state
+
+    def restore(self, models: dict, state: dict) -> int:
+        self.policy.load_state_dict(models["policy"])
+        self.value.load_state_dict(models["value"])
+        self.rms.load_state_dict([models[f"rm{m}"] for m in range(len(self.rms.members))])
+        self.ppo.load_state_dict(state["ppo"])
+        for k, r in self.rng.items():
+            r.bit_generator.state = json.loads(state["rng"][k])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.buffer.load_state_dict(json.loads(state["buffer"]))
+        return state["round"]
+
+
+def diag_aggregate(members: np.ndarray, method: str, lam: float) -> np.ndarray:
+    from rlhfsim.reward.ensemble import aggregate
+
+    return np.asarray(aggregate(members, method, lam))
+
+
+@contextmanager
+def timed(row: dict, name: str):
+    t0 = time.perf_counter()
+    yield
+    row[f"time/{name}"] = time.perf_counter() - t0
+
+
+def run(cfg: Config, out: str | Path | None = None, resume: bool = False, reporter: Reporter | None = None) -> dict:
+    """Run (or resume) one config; returns the summary written to summary.json."""
+    reporter = reporter or Reporter()
+    t_start = time.perf_counter()
+    run_dir = RunDir.for_config(cfg, out)
+    run_dir.create()
+    run_dir.write_config(dump_config(cfg))
+    sim = Simulation(cfg, run_dir)
+    L = cfg.loop
+
+    first = 1
+    ck = run_dir.load_checkpoint() if resume else None
+    if ck is not None:
+        done_round, models, state = ck
+        sim.restore(models, state)
+        run_dir.truncate_after(done_round)
+        first = done_round + 1
+        log.info("resuming %s after round %d", run_dir.path, done_round)
+    else:
+        for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+            (run_dir.path / name).unlink(missing_ok=True)
+        # round 0: the SFT policy before any feedback
+        ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
+                         cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
+        row0 = {"round": 0, **sim.sft_stats, **policy_metrics(ev, None)}
+        run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
+        run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
+        run_dir.log_round(row0)
+        reporter.round_done(row0)
+
+    reporter.start(L.rounds, first)
+    for r in range(first, L.rounds + 1):
+        row: dict = {"round": r}
+        t_round = time.perf_counter()
+
+        # 1 sample prompts -------------------------------------------------------------
+        reporter.phase(r, "generate")
+        prompts = sim.world.sample_prompts(L.prompts_per_round, sim.rng["prompts"])
+
+        # 2 generate k completions per prompt -------------------------------------------
+        with timed(row, "generate"):
+            flat = [p for p in prompts for _ in range(L.completions_per_prompt)]
+            texts = sim.ppo.rollout_texts(flat, sim.gen)
+
+        # 3 annotate: gold + noise -> preference matrices --------------------------------
+        reporter.phase(r, "annotate")
+        with timed(row, "annotate"):
+            groups = annotate_groups(sim, prompts, texts, r)
+        row.update(annotation_stats(groups))
+
+        # 4 update the preference buffer -------------------------------------------------
+        sim.buffer.add(r, groups)
+        row["buffer/groups"] = len(sim.buffer)
+
+        # 5 train reward model(s) --------------------------------------------------------
+        reporter.phase(r, "reward")
+        frozen = L.freeze_reward_after is not None and r > L.freeze_reward_after
+        with timed(row, "reward"):
+            if L.reward_source == "learned" and not frozen:
+                if cfg.reward.init == "fresh":
+                    sim.rms.reinit(cfg.seed * 7919 + r)
+                row.update(train_reward_models(sim.rms, sim.buffer.training_groups(), cfg.reward, sim.world.prompt_types, sim.rng["reward"]))
+        row["rm/frozen"] = int(frozen)
+
+        # 6 diagnose the reward model on fresh held-out samples --------------------------
+        reporter.phase(r, "diagnose")
+        with timed(row, "diagnose_rm"):
+            ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
+                             cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
+            row.update(diagnose_reward_model(sim, ev))
+
+        # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
+        reporter.phase(r, "ppo")
+        steps = []
+        with timed(row, "ppo"):
+            if L.train_policy:
+                for it in range(cfg.ppo.iterations):
+                    batch = sim.world.sample_prompts(cfg.ppo.batch_size, sim.rng["prompts"])
+                    stats, _ = sim.ppo.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
+                    steps.append({"round": r, "iteration": it, **stats})
+        if steps:
+            row.update({k: float(np.mean([s[k] for s in steps])) for k in steps[0] if k not in ("round", "iteration")})
+
+        # 8 diagnose the updated policy on the held-out prompts --------------------------
+        reporter.phase(r, "evaluate")
+        with timed(row, "evaluate"):
+            ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
+                             cfg.policy.temperature, sim.eval_generator(r, 8), sim.device)
+            proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
+            proxy = proxy.reshape(ev.gold.shape)
+            row.update(policy_metrics(ev, proxy))
+
+        # 9 log + checkpoint --------------------------------------------------------------
+        row["time/round"] = time.perf_counter() - t_round
+        run_dir.write_rewards(r, rewards_table(ev, members, proxy, r))
+        run_dir.write_samples(r, sample_rows(ev, proxy, cfg.output.n_samples))
+        run_dir.log_steps(steps)
+        run_dir.log_round(row)
+        if cfg.output.checkpoints:
+            run_dir.save_checkpoint(r, *sim.state(r))
+        reporter.round_done(row)
+
+    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    run_dir.write_summary(summary)
+    return summary
+
+
+def annotate_groups(sim: Simulation, prompts, texts: list[str], round_: int) -> list[Group]:
+    """Gold-score every completion, optionally add the reference answer, and let the annotator rank them."""
+    k = sim.cfg.loop.completions_per_prompt
+    gold = sim.world.gold([p for p in prompts for _ in range(k)], texts).reshape(len(prompts), k)
+    groups = []
+    for i, p in enumerate(prompts):
+        comps, g = list(texts[i * k : (i + 1) * k]), gold[i]
+        is_ref = [False] * k
+        if sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix:
+            ref = sim.world.reference_completion(p)
+            comps, g, is_ref = comps + [ref], np.append(g, sim.world.gold([p], [ref])), is_ref + [True]
+        groups.append(Group(p, comps, g, sim.annotator(g, sim.rng["annotate"]), round_, is_ref))
+    return groups
+
+
+def annotation_stats(groups: list[Group]) -> dict:
+    pairs = [g.n_pairs for g in groups]
+    return {"annot/pairs": int(sum(pairs)), "annot/groups_without_pairs": float(np.mean([n == 0 for n in pairs]))}
+
+
+def diagnose_reward_model(sim: Simulation, ev) -> dict:
+    """Agreement with gold and collapse metrics of the current reward model on held-out samples."""
+    logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
+    return diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)

@@ -1,0 +1,123 @@
+"""Policy and value models, and the SFT warm start (cached by a hash of everything it depends on)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+from rlhfsim.models.layout import encode_prompts, encode_responses, join
+
+log = logging.getLogger(__name__)
+
+
+def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, **kw) -> GPT2Config:
+    # dropout off: PPO's ratio must compare the same deterministic function before and after an update
+    return GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **kw,
+    )
+
+
+def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:
+    return GPT2LMHeadModel(gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions))
+
+
+def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClassification:
+    """A scalar-head model on the policy's architecture; backbone copied from the policy when init='policy'."""
+    conf = GPT2Config.from_dict(policy.config.to_dict())
+    conf.num_labels = 1
+    value = GPT2ForSequenceClassification(conf)
+    if init == "policy":
+        value.transformer.load_state_dict(policy.transformer.state_dict())
+    torch.nn.init.zeros_(value.score.weight)  # start from V = 0: no bogus baseline in the first iteration
+    return value
+
+
+def sft_cache_key(world_cfg, policy_cfg, vocab: list[str]) -> str:
+    blob = json.dumps(
+        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "vocab": vocab, "v": 1},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
+    """Teacher-forced CE on response tokens (EOS included) of noisy demonstrations; returns stats."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    p_ids, p_mask = encode_prompts(tokenizer, [p.text for p, _ in demos])
+    r_ids, r_mask = encode_responses(tokenizer, [c for _, c in demos], cfg.response_len)
+    n = len(demos)
+    steps_per_epoch = math.ceil(n / cfg.sft_batch_size)
+    total = max(1, steps_per_epoch * cfg.sft_epochs)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    policy.train()
+    loss_val = float("nan")
+    for _ in range(cfg.sft_epochs):
+        order = rng.permutation(n)
+        for s in range(steps_per_epoch):
+            idx = torch.as_tensor(order[s * cfg.sft_batch_size : (s + 1) * cfg.sft_batch_size])
+            seq = join(p_ids[idx], p_mask[idx], r_ids[idx], r_mask[idx])
+            seq = type(seq)(seq.input_ids.to(device), seq.attention_mask.to(device), seq.position_ids.to(device), seq.prompt_len)
+            out = policy(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids)
+            logits = out.logits[:, seq.prompt_len - 1 : -1]  # [b, L, V]
+            target = seq.response_ids.masked_fill(seq.response_mask == 0, -100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            loss_val = loss.item()
+    policy.eval()
+    return {"sft/final_loss": loss_val, "sft/steps": total, "sft/demos": n}
+
+
+def warm_start_policy(world, cfg, device, sft_seed: int = 0) -> tuple[GPT2LMHeadModel, dict]:
+    """The SFT policy, loaded from the cache when an identical one was trained before."""
+    tok = world.tokenizer
+    n_positions = 32 + cfg.policy.response_len
+    vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
+    key = sft_cache_key(cfg.world, cfg.policy, vocab)
+    path = Path(cfg.policy.cache_dir) / f"sft-{key}"
+    if (path / "model.safetensors").exists():
+        log.info("SFT policy from cache %s", path)
+        model = GPT2LMHeadModel.from_pretrained(path).to(device).eval()
+        stats = json.loads((path / "sft_stats.json").read_text()) if (path / "sft_stats.json").exists() else {}
+        return model, {**stats, "sft/cached": 1}
+    torch.manual_seed(sft_seed)
+    model = build_policy(tok, cfg.policy, n_positions).to(device)
+    stats = {}
+    if cfg.policy.sft_demos and cfg.policy.sft_epochs:
+        demos = world.demonstrations(cfg.policy.sft_demos, np.random.default_rng(sft_seed))
+        stats = train_sft(model, tok, demos, cfg.policy, device, sft_seed)
+    model.eval()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    (tmp / "sft_stats.json").write_text(json.dumps(stats))
+    try:
+        tmp.rename(path)  # atomic: a killed SFT never leaves a half-written cache entry
+    except OSError:  # a concurrent run finished first: keep theirs
+        pass
+    return model, {**stats, "sft/cached": 0}

@@ -1,0 +1,80 @@
+"""Fast sampling with a KV cache, and the forward passes PPO needs (logprobs, entropy, values).
+
+`sample` returns the sampling logprobs too: at temperature T they are log_softmax(logits / T) of the
+very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
+
+
+@dataclass
+class Rollout:
+    seq: Sequences  # [B, P+L] prompt + response
+    logprobs: torch.Tensor  # [B, L] sampling logprobs of the response tokens (0 on pads)
+
+    @property
+    def response_ids(self) -> torch.Tensor:
+        return self.seq.response_ids
+
+    @property
+    def response_mask(self) -> torch.Tensor:
+        return self.seq.response_mask
+
+
+@torch.inference_mode()
+def sample(
+    model,
+    prompt_ids: torch.Tensor,  # [B, P] left-padded
+    prompt_mask: torch.Tensor,  # [B, P]
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended."""
+    B = prompt_ids.shape[0]
+    device = prompt_ids.device
+    mask = prompt_mask
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+    cache = out.past_key_values
+    logits = out.logits[:, -1]  # [B, V]
+    next_pos = mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
+    tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, max_new_tokens), device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
+        tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [B]
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tokens[:, t] = tok
+        logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
+        done = done | (tok == eos_id)
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos + t, past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        logits = out.logits[:, -1]
+    resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
+    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask)
+
+
+def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
+    """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0)."""
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids)
+    return out.logits[:, seq.prompt_len - 1 : -1].float() / temperature
+
+
+def response_values(value_model, seq: Sequences) -> torch.Tensor:
+    """Per-token values [B, L] from a sequence classifier's backbone + score head (value of the state before each token)."""
+    backbone = getattr(value_model, value_model.base_model_prefix)
+    h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids).last_hidden_state
+    return value_model.score(h[:, seq.prompt_len - 1 : -1]).squeeze(-1).float()

@@ -1,0 +1,298 @@
+"""Pure PPO math for language models: logprobs, masked statistics, KL estimators, rewards, GAE, losses.
+
+Conventions (as in TRL's PPO trainer and OpenRLHF's `models/loss.py`):
+- B = batch rows, T = response tokens, V = vocabulary size.
+- `mask` [B, T] is 1 on real response tokens and 0 on padding. Real tokens of a row are assumed to be
+  contiguous (right padding, or left padding); values at masked positions are ignored, whatever they are.
+- Losses return `(loss, stats)`: `loss` a scalar tensor with grad, `stats` a dict of python floats
+  under TRL's metric names.
+Nothing here owns a model or an optimizer; everything is a function of tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+# ---------------------------------------------------------------------------- logits -> per-token
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each label under softmax(logits).
+
+    logits: [B, T, V]; labels: [B, T] (long). Returns [B, T] in logits' dtype.
+    For float32/64 this is logit[label] - logsumexp(logits), which never materialises a second
+    [B, T, V] log-softmax tensor. logsumexp is inaccurate in bf16/fp16, so low precision goes
+    through log_softmax one row at a time (peak extra memory [T, V] instead of [B, T, V]).
+    """
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    rows = [F.log_softmax(lg, dim=-1).gather(-1, lb.unsqueeze(-1)).squeeze(-1) for lg, lb in zip(logits, labels)]
+    return torch.stack(rows)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) at each position.
+
+    logits: [B, T, V]. Returns [B, T] (nats). Uses H = logsumexp(z) - sum_v p_v z_v, which stays
+    finite when some logits are -inf-like (p * log p would give 0 * -inf = nan).
+    """
+    p = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (p * logits).sum(-1)
+
+
+# ---------------------------------------------------------------------------- masked statistics
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x * mask, but exactly 0 where mask == 0 even if x is inf/nan there (padding may hold junk)."""
+    return torch.where(mask != 0, x * mask, torch.zeros_like(x))
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum of x over entries where mask != 0 (mask may hold weights).
+
+    x, mask: same shape, e.g. [B, T]. dim=None -> scalar; dim=-1 -> [B].
+    """
+    m = _masked(x, mask)
+    return m.sum() if dim is None else m.sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of x over entries where mask != 0.
+
+    x, mask: same shape, e.g. [B, T]. dim=None -> scalar; dim=-1 -> [B] (per-row mean).
+    An empty mask (or an empty row with dim) gives 0, not nan, so one empty row cannot poison a loss.
+    """
+    total = masked_sum(x, mask, dim)
+    count = (mask.sum() if dim is None else mask.sum(dim)).to(total.dtype)
+    return total / count.clamp_min(torch.finfo(total.dtype).tiny)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of x over all entries where mask != 0 (a scalar).
+
+    x, mask: same shape, e.g. [B, T]. With `unbiased`, Bessel's correction n / (n - 1) is applied,
+    n = mask.sum(); when n <= 1 that correction is undefined and the biased value (0) is returned.
+    """
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum().to(var.dtype)
+        var = torch.where(n > 1, var * n / (n - 1).clamp_min(1e-8), var)
+    return var
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Standardise x using statistics of the masked entries only.
+
+    x, mask: [B, T]. Returns [B, T] with (unbiased) mean 0 and std 1 over the mask and exactly 0
+    outside it. shift_mean=False keeps the original mean (only rescales), as TRL allows for rewards.
+    """
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return torch.where(mask != 0, out, torch.zeros_like(out))
+
+
+# ---------------------------------------------------------------------------- KL and rewards
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from the log-probs of tokens sampled from pi.
+
+    logprobs, ref_logprobs: [B, T]. Returns [B, T] (not masked). With r = logp_ref - logp
+    (Schulman, "Approximating KL divergence"):
+      k1 = -r               unbiased, can be negative per token;
+      k2 = 0.5 r^2          biased, low variance, >= 0;
+      k3 = e^r - 1 - r      unbiased, >= 0 (expm1 keeps it accurate for small r).
+    """
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    r = -log_ratio
+    return torch.expm1(r) + r
+
+
+def last_token_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the last real token of each row, and whether the row has one.
+
+    mask: [B, T]. Returns (idx [B] long, has_any [B] bool); idx is 0 for empty rows.
+    Works for right and left padding alike.
+    """
+    T = mask.shape[-1]
+    pos = torch.arange(1, T + 1, device=mask.device).expand_as(mask)
+    last = torch.where(mask != 0, pos, torch.zeros_like(pos)).amax(-1)  # 1-based, 0 = empty row
+    return (last - 1).clamp_min(0), last > 0
+
+
+def compute_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    estimator: str = "k1",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token RLHF reward: a KL penalty on every real token plus the sequence score at the end.
+
+    scores: [B] reward-model score per completion; logprobs, ref_logprobs, mask: [B, T].
+    Returns (rewards, kl, non_score), each [B, T] and 0 outside the mask:
+      kl        per-token KL estimate (`kl_penalty`),
+      non_score -beta * kl,
+      rewards   non_score, plus scores[b] added at the last real token of row b (EOS, or the
+                last generated token when truncated).
+    A row with an empty mask has no token to carry its score, so its score is dropped.
+    """
+    m = mask != 0
+    kl = torch.where(m, kl_penalty(logprobs, ref_logprobs, estimator), torch.zeros_like(logprobs))
+    non_score = -beta * kl
+    idx, has_any = last_token_index(mask)
+    score = torch.where(has_any, scores.to(non_score.dtype), torch.zeros_like(non_score[:, 0]))
+    rewards = non_score.scatter_add(1, idx.unsqueeze(1), score.unsqueeze(1))
+    return rewards, kl, non_score
+
+
+# ---------------------------------------------------------------------------- advantages
+
+
+def _check_gamma_lam(gamma: float, lam: float) -> None:
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
+        raise ValueError(f"gamma and lam must lie in [0, 1]; got gamma={gamma}, lam={lam}")
+
+
+@torch.no_grad()
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016), vectorised over batch and time.
+
+    rewards, values, mask: [B, T]; values[b, t] = V(state before token t).
+    delta_t = r_t + gamma * V_{t+1} - V_t, with V = 0 after the last real token (the episode ends
+    there, also when the response was truncated, as in TRL); A_t = sum_{k>=t} (gamma lam)^{k-t} delta_k.
+    The sum is one matmul with the upper-triangular discount matrix D[t, k] = (gamma lam)^{k-t}:
+    O(B T^2) work but no Python loop, fine for T <= a few hundred.
+    Returns (advantages, returns), both [B, T] and 0 outside the mask; returns = advantages + values.
+    """
+    _check_gamma_lam(gamma, lam)
+    m = (mask != 0).to(rewards.dtype)
+    r = torch.where(mask != 0, rewards, torch.zeros_like(rewards))
+    v = torch.where(mask != 0, values.to(rewards.dtype), torch.zeros_like(rewards))
+    next_v = F.pad(v[:, 1:], (0, 1))  # V_{t+1}; 0 past the end and on padding (v is masked)
+    delta = (r + gamma * next_v - v) * m
+    T = rewards.shape[-1]
+    t = torch.arange(T, device=rewards.device)
+    lag = t[None, :] - t[:, None]  # [T, T] k - t
+    # float64 powers then cast: (gamma lam)^lag underflows gracefully, and 0^0 = 1 keeps lam=0 exact
+    disc = torch.where(lag >= 0, torch.tensor(gamma * lam, dtype=torch.float64) ** lag.clamp_min(0), 0.0)
+    adv = (delta @ disc.to(delta.dtype).T) * m  # adv[b, t] = sum_k disc[t, k] delta[b, k]
+    return adv, (adv + v) * m
+
+
+@torch.no_grad()
+def compute_gae_reference(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Textbook GAE with a plain double Python loop (rows, then time in reverse). Tests only.
+
+    Same shapes and contract as `compute_gae`; each row's real tokens are taken in order, so it
+    also serves as the definition of what masking means.
+    """
+    _check_gamma_lam(gamma, lam)
+    adv = torch.zeros_like(rewards)
+    B = rewards.shape[0]
+    for b in range(B):
+        idx = [int(i) for i in torch.nonzero(mask[b] != 0).flatten()]
+        last_gae, next_value = 0.0, 0.0
+        for i in reversed(idx):
+            delta = float(rewards[b, i]) + gamma * next_value - float(values[b, i])
+            last_gae = delta + gamma * lam * last_gae
+            adv[b, i] = last_gae
+            next_value = float(values[b, i])
+    v = torch.where(mask != 0, values.to(rewards.dtype), torch.zeros_like(rewards))
+    return adv, torch.where(mask != 0, adv + v, torch.zeros_like(adv))
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO clipped surrogate: mean over real tokens of max(-A ratio, -A clip(ratio, 1 +- eps)).
+
+    logprobs [B, T] (with grad), old_logprobs / advantages / mask [B, T].
+    Stats: loss/policy; policy/approxkl = 0.5 mean (logp - logp_old)^2 (as TRL);
+    policy/clipfrac = share of real tokens where the clipped branch is active; val/ratio = mean ratio.
+    """
+    m = mask != 0
+    # zero the log-ratio on padding: stale pad logprobs must not overflow exp or leak gradient
+    log_ratio = torch.where(m, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)
+    adv = advantages.detach()
+    pg1 = -adv * ratio
+    pg2 = -adv * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(pg1, pg2), mask)
+    with torch.no_grad():
+        stats = {
+            "loss/policy": loss.item(),
+            "policy/approxkl": (0.5 * masked_mean(log_ratio**2, mask)).item(),
+            "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask).item(),
+            "val/ratio": masked_mean(ratio, mask).item(),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range_value: float | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped value loss: 0.5 mean over real tokens of max((v - R)^2, (clip(v, v_old +- c) - R)^2).
+
+    values [B, T] (with grad), old_values / returns / mask [B, T]. clip_range_value=None disables
+    clipping. Taking the max is pessimistic, as in TRL/OpenAI baselines: a value update that moves
+    more than c from v_old gets no gradient when moving further would help.
+    Stats: loss/value, val/clipfrac, val/vpred (mean prediction), val/error (mean unclipped squared error).
+    """
+    returns, old_values = returns.detach(), old_values.detach()
+    vf1 = (values - returns) ** 2
+    if clip_range_value is None:
+        vf2 = vf1
+    else:
+        clipped = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
+        vf2 = (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(vf1, vf2), mask)
+    with torch.no_grad():
+        stats = {
+            "loss/value": loss.item(),
+            "val/clipfrac": masked_mean((vf2 > vf1).float(), mask).item(),
+            "val/vpred": masked_mean(values, mask).item(),
+            "val/error": masked_mean(vf1, mask).item(),
+        }
+    return loss, stats
+
+
+@torch.no_grad()
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var[R - V] / Var[R] over real tokens: 1 = perfect critic, 0 = no better than a constant,
+    negative = worse. values, returns, mask: [B, T]. nan when Var[R] == 0 (nothing to explain)."""
+    var_r = masked_var(returns, mask, unbiased=False)
+    if var_r.item() == 0.0:
+        return float("nan")
+    return (1.0 - masked_var(returns - values, mask, unbiased=False) / var_r).item()

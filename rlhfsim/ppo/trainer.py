@@ -1,0 +1,151 @@
+"""PPO for a language model with a KL anchor: rollout -> score -> rewards/GAE -> clipped updates.
+
+One `iteration` = one rollout batch and `epochs x minibatches` updates, as in TRL's PPO trainer.
+The math lives in rlhfsim.ppo.core; this file only moves tensors between models and that math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
+from rlhfsim.models.sampling import response_logits, response_values, sample
+from rlhfsim.ppo import core
+
+
+@dataclass
+class Experience:
+    """One rollout batch, everything PPO needs (B rows, L response tokens)."""
+
+    seq: Sequences  # [B, P+L] prompt + response ids, mask, position ids
+    logprobs: torch.Tensor  # [B, L] behaviour-policy logprobs of the sampled tokens
+    ref_logprobs: torch.Tensor  # [B, L] frozen reference (SFT) logprobs
+    values: torch.Tensor  # [B, L] value estimates before each token
+    scores: torch.Tensor  # [B] proxy score on the EOS token (after the missing-EOS penalty)
+    gold: torch.Tensor  # [B] hidden gold reward (diagnostics only, never trained on)
+    kl: torch.Tensor  # [B, L] per-token KL estimate
+    rewards: torch.Tensor  # [B, L] -beta * kl, plus the score on the last real token
+    advantages: torch.Tensor  # [B, L] GAE (whitened when configured)
+    returns: torch.Tensor  # [B, L] advantages + values (unwhitened)
+    texts: list[str]  # decoded completions
+
+
+ScoreFn = Callable[[list, list[str]], np.ndarray]  # (prompts, completions) -> [B]
+
+
+class PPOTrainer:
+    def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device):
+        self.policy, self.ref, self.value = policy, ref_policy, value_model
+        self.tok, self.cfg, self.kl_ctl, self.device = tokenizer, cfg, kl_ctl, device
+        self.temperature, self.response_len = temperature, response_len
+        params = list(policy.parameters()) + list(value_model.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5)
+
+    # ------------------------------------------------------------------ rollout
+
+    @torch.no_grad()
+    def rollout(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> Experience:
+        cfg = self.cfg
+        p_ids, p_mask = encode_prompts(self.tok, [p.text for p in prompts], self.device)
+        self.policy.eval()
+        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
+        seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
+        mask = seq.response_mask.float()
+        logprobs = ro.logprobs.clone()
+        texts = decode_responses(self.tok, seq.response_ids, seq.response_mask)
+
+        scores = torch.as_tensor(score_fn(prompts, texts), dtype=torch.float32, device=self.device)
+        gold = torch.as_tensor(gold_fn(prompts, texts), dtype=torch.float32, device=self.device)
+        if cfg.missing_eos_penalty is not None:
+            scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
+
+        ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
+        values = response_values(self.value, seq) * mask
+        rewards, kl, _ = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
+        advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = core.whiten(advantages, mask)
+        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts)
+
+    @torch.no_grad()
+    def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
+        """Completions only (for annotation): no reference or value passes."""
+        p_ids, p_mask = encode_prompts(self.tok, [p.text for p in prompts], self.device)
+        self.policy.eval()
+        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
+        return decode_responses(self.tok, ro.response_ids, ro.response_mask)
+
+    # ------------------------------------------------------------------ update
+
+    def update(self, exp: Experience, generator: torch.Generator) -> dict:
+        cfg = self.cfg
+        B = exp.scores.shape[0]
+        mb = B // cfg.minibatches
+        self.policy.train()
+        self.value.train()
+        stats: list[dict] = []
+        for _ in range(cfg.epochs):
+            order = torch.randperm(B, generator=generator).to(self.device)
+            for s in range(0, B, mb):
+                i = order[s : s + mb]
+                seq = Sequences(exp.seq.input_ids[i], exp.seq.attention_mask[i], exp.seq.position_ids[i], exp.seq.prompt_len)
+                mask = seq.response_mask.float()
+                logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                logprobs = core.logprobs_from_logits(logits, seq.response_ids)
+                vpred = response_values(self.value, seq)
+                pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[i], exp.advantages[i], mask, cfg.clip_range)
+                vf_loss, vf_stats = core.value_loss(vpred, exp.values[i], exp.returns[i], mask, cfg.clip_range_value)
+                loss = pg_loss + cfg.vf_coef * vf_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                )
+                self.optimizer.step()
+                with torch.no_grad():
+                    entropy = core.masked_mean(core.entropy_from_logits(logits), mask).item()
+                stats.append({**pg_stats, **vf_stats, "policy/entropy": entropy, "policy/grad_norm": float(grad_norm)})
+        self.policy.eval()
+        self.value.eval()
+        return {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+
+    def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
+        """Rollout + update; returns TRL-named stats averaged over the iteration's minibatches."""
+        exp = self.rollout(prompts, score_fn, gold_fn, generator)
+        upd = self.update(exp, generator)
+        mask = exp.seq.response_mask.float()
+        beta = self.kl_ctl.value
+        seq_kl = (exp.kl * mask).sum(-1)  # [B]
+        non_score = -beta * seq_kl
+        stats = {
+            "objective/kl": seq_kl.mean().item(),
+            "objective/entropy": (-(exp.logprobs * mask).sum(-1)).mean().item(),
+            "objective/non_score_reward": non_score.mean().item(),
+            "objective/scores": exp.scores.mean().item(),
+            "objective/rlhf_reward": (exp.scores + non_score).mean().item(),
+            "objective/gold": exp.gold.mean().item(),
+            "objective/kl_coef": beta,
+            "policy/approxkl_avg": upd["policy/approxkl"],
+            "policy/clipfrac_avg": upd["policy/clipfrac"],
+            "policy/entropy_avg": upd["policy/entropy"],
+            "policy/grad_norm_avg": upd["policy/grad_norm"],
+            "loss/policy_avg": upd["loss/policy"],
+            "loss/value_avg": upd["loss/value"],
+            "val/clipfrac_avg": upd["val/clipfrac"],
+            "val/ratio": upd["val/ratio"],
+            "val/var_explained": core.explained_variance(exp.values, exp.returns, mask),
+            "val/num_eos_tokens": int(has_eos(exp.seq.response_ids, self.tok.eos_token_id).sum().item()),
+        }
+        self.kl_ctl.update(stats["objective/kl"], exp.scores.shape[0])
+        return stats, exp
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])

@@ -1,0 +1,102 @@
+"""Preference buffer: annotated groups of completions, kept fresh, accumulated, or over a window of rounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlhfsim.world.base import Prompt
+
+
+@dataclass
+class Group:
+    """One prompt's k completions as the annotator saw them."""
+
+    prompt: Prompt
+    completions: list[str]  # k texts
+    gold: np.ndarray  # [k] hidden gold reward (kept for diagnostics; never used in training)
+    prefs: np.ndarray  # [k, k] bool, prefs[a, b] = a preferred over b
+    round: int
+    is_reference: list[bool] = field(default_factory=list)  # which completions are the world's reference answer
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.prefs.sum())
+
+
+class PreferenceBuffer:
+    """Rounds of annotated groups; `training_groups()` is what the reward model trains on this round."""
+
+    def __init__(self, mode: str = "accumulate", window: int = 3):
+        if mode not in ("fresh", "accumulate", "window"):
+            raise ValueError(f"buffer mode {mode!r}: expected fresh, accumulate or window")
+        self.mode, self.window = mode, window
+        self.rounds: dict[int, list[Group]] = {}
+
+    def add(self, round_: int, groups: list[Group]) -> None:
+        self.rounds[round_] = list(groups)
+        if self.mode == "fresh":
+            self.rounds = {round_: self.rounds[round_]}
+        elif self.mode == "window":
+            keep = sorted(self.rounds)[-self.window :]
+            self.rounds = {r: self.rounds[r] for r in keep}
+
+    def training_groups(self) -> list[Group]:
+        """Groups with at least one labelled pair (a group of ties teaches nothing)."""
+        return [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.rounds.values())
+
+    def pairs(self, round_: int | None = None) -> list[dict]:
+        """TRL's explicit-prompt preference rows: {prompt, chosen, rejected} (+ our bookkeeping columns)."""
+        rounds = [round_] if round_ is not None else sorted(self.rounds)
+        rows = []
+        for r in rounds:
+            for g in self.rounds.get(r, []):
+                for a, b in zip(*np.nonzero(g.prefs)):
+                    rows.append(
+                        {
+                            "prompt": g.prompt.text,
+                            "chosen": g.completions[a],
+                            "rejected": g.completions[b],
+                            "prompt_type": g.prompt.type,
+                            "family": g.prompt.family,
+                            "round": r,
+                        }
+                    )
+        return rows
+
+    def to_dataset(self, round_: int | None = None):
+        """A `datasets.Dataset` in TRL's prompt/chosen/rejected format (RewardTrainer / DPOTrainer input)."""
+        from datasets import Dataset
+
+        rows = self.pairs(round_)
+        if not rows:
+            return Dataset.from_dict({k: [] for k in ("prompt", "chosen", "rejected", "prompt_type", "family", "round")})
+        return Dataset.from_list(rows)
+
+    # resume support: plain python containers only (safe to pickle-free JSON)
+    def state_dict(self) -> dict:
+        def enc(g: Group) -> dict:
+            return {
+                "prompt": g.prompt.__dict__,
+                "completions": g.completions,
+                "gold": g.gold.tolist(),
+                "prefs": g.prefs.astype(int).tolist(),
+                "round": g.round,
+                "is_reference": g.is_reference,
+            }
+
+        return {"mode": self.mode, "window": self.window, "rounds": {str(r): [enc(g) for g in gs] for r, gs in self.rounds.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mode, self.window = state["mode"], state["window"]
+        self.rounds = {
+            int(r): [
+                Group(Prompt(**g["prompt"]), g["completions"], np.array(g["gold"]), np.array(g["prefs"], dtype=bool), g["round"], g["is_reference"])
+                for g in gs
+            ]
+            for r, gs in state["rounds"].items()
+        }

@@ -1,0 +1,63 @@
+"""Reward models: transformers sequence classifiers scoring (prompt, completion) text, M members per round."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import GPT2ForSequenceClassification
+
+from rlhfsim.models.policy import gpt2_config
+
+
+def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [N, S] of 'prompt completion <eos>'; the classifier pools at the last non-pad token (EOS)."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    rows = [tokenizer.encode(f"{p} {c}".strip(), add_special_tokens=False) + [eos] for p, c in zip(prompts, completions)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def build_reward_model(tokenizer, cfg, n_positions: int, seed: int) -> GPT2ForSequenceClassification:
+    torch.manual_seed(seed)
+    conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=1)
+    return GPT2ForSequenceClassification(conf)
+
+
+class RewardModels:
+    """The round's reward model(s). `logits` -> [M, N]; `rewards` maps them to the trained scale."""
+
+    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
+        self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
+        self.bounded = cfg.is_bounded
+        self.members = [build_reward_model(tokenizer, cfg, n_positions, seed * 1000 + m).to(device) for m in range(cfg.ensemble_size)]
+
+    def reinit(self, seed: int) -> None:
+        self.members = [build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed * 1000 + m).to(self.device) for m in range(len(self.members))]
+
+    @torch.inference_mode()
+    def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
+        """[M, N] raw logits."""
+        out = np.zeros((len(self.members), len(prompts)), dtype=np.float64)
+        for s in range(0, len(prompts), batch_size):
+            ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
+            for m, model in enumerate(self.members):
+                model.eval()
+                out[m, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float().cpu().numpy()
+        return out
+
+    def rewards(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """[M, N] rewards on the trained scale: sigmoid(logit) in [0,1] when bounded, else logits."""
+        z = self.logits(prompts, completions)
+        return 1.0 / (1.0 + np.exp(-z)) if self.bounded else z
+
+    def state_dict(self) -> list[dict]:
+        return [m.state_dict() for m in self.members]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for m, s in zip(self.members, states):
+            m.load_state_dict(s)

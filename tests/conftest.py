@@ -1,0 +1,13 @@
+import os
+
+import pytest
+import torch
+
+# Two cores: one intra-op thread per test process keeps timings sane under pytest-xdist.
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 2) // 2)))
+
+
+@pytest.fixture(scope="session")
+def sft_cache(tmp_path_factory):
+    """One SFT cache for the whole session, so tiny runs share their warm start."""
+    return str(tmp_path_factory.mktemp("sft_cache"))

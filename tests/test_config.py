@@ -1,0 +1,99 @@
+import pytest
+
+from rlhfsim.cli import main
+from rlhfsim.config import ConfigError, Config, config_from_dict, dump_config, load_config, schema_markdown
+
+import yaml
+
+
+def err(raw: dict) -> str:
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    return str(e.value)
+
+
+def test_defaults_fill_every_field_and_round_trip():
+    cfg = config_from_dict({})
+    again = config_from_dict(yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+    assert cfg.loop.completions_per_prompt >= 2
+
+
+def test_quickstart_loads():
+    cfg = load_config("configs/quickstart.yaml")
+    assert cfg.output.experiment == "quickstart"
+
+
+def test_unknown_key_suggests_close_name():
+    msg = err({"ppo": {"kl_cof": 0.1}})
+    assert "ppo.kl_cof" in msg and "kl_coef" in msg
+
+
+def test_unknown_top_level_section():
+    msg = err({"polcy": {}})
+    assert "polcy" in msg and "policy" in msg
+
+
+def test_wrong_type_names_field_and_value():
+    msg = err({"loop": {"rounds": "many"}})
+    assert "loop.rounds" in msg and "many" in msg
+
+
+def test_out_of_range():
+    msg = err({"loop": {"annotator": {"flip_rate": 0.9}}})
+    assert "loop.annotator.flip_rate" in msg and "0.5" in msg
+
+
+def test_cross_field_checks():
+    assert "minibatches" in err({"ppo": {"batch_size": 10, "minibatches": 3}})
+    assert "n_head" in err({"policy": {"n_embd": 30, "n_head": 4}})
+
+
+def test_unknown_utility_lists_valid_names():
+    msg = err({"reward": {"utility": "logsigmod"}})
+    assert "logsigmoid" in msg
+
+
+def test_bounded_utility_refuses_unbounded_rewards():
+    msg = err({"reward": {"utility": "inv", "bounded": False}})
+    assert "bounded" in msg
+
+
+def test_prompt_aware_unknown_type():
+    assert "prompt type" in err({"reward": {"prompt_aware": {"opne": "inv"}}})
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 1\n")
+    cfg = load_config(p, ["ppo.kl_coef=0.2", "loop.buffer=window", "reward.prompt_aware={open: inv, closed: linear}"])
+    assert cfg.ppo.kl_coef == 0.2 and cfg.loop.buffer == "window"
+    assert cfg.reward.prompt_aware["open"].name == "inv"
+    assert cfg.reward.is_bounded
+
+
+def test_path_escape_in_names_refused():
+    assert "path separators" in err({"output": {"variant": "../x"}})
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("seed: [1, 2\n", "malformed YAML"), ("- a\n- b\n", "mapping"), ("loop:\n  rounds: -1\n", "loop.rounds")],
+)
+def test_validate_cli_exit_code_2(tmp_path, capsys, text, needle):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    assert main(["validate", str(p)]) == 2
+    assert needle in capsys.readouterr().out
+
+
+def test_validate_missing_file(capsys):
+    assert main(["validate", "no/such.yaml"]) == 2
+    assert "not found" in capsys.readouterr().out
+
+
+def test_schema_documents_every_section():
+    md = schema_markdown()
+    for section in ("world", "policy", "reward", "ppo", "loop", "loop.annotator", "output"):
+        assert f"`{section}`" in md
+    assert Config.model_fields["seed"].description in md

@@ -1,0 +1,64 @@
+"""A 2-round tiny run end to end: the run directory's files and columns, and CPU determinism."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from rlhfsim.cli import main
+from rlhfsim.config import load_config
+from rlhfsim.loop import run
+from rlhfsim.tracking import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, sft_cache):
+    out = tmp_path_factory.mktemp("run") / "seed0"
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}"])
+    summary = run(cfg, out=out)
+    return cfg, out, summary
+
+
+def test_run_directory_layout(tiny_run):
+    cfg, out, summary = tiny_run
+    for f in ("config.yaml", "metrics.jsonl", "ppo_steps.jsonl", "summary.json", "rewards/round_000.parquet",
+              "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors"):
+        assert (out / f).exists(), f
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["ppo"]["kl_estimator"] == "k1"  # defaults filled in
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    for key in ("eval/gold", "eval/gold_open", "eval/accuracy_closed", "eval/proxy", "eval/kl", "eval/entropy", "eval/length",
+                "rm/pairwise_acc", "objective/kl", "objective/scores", "policy/approxkl_avg", "policy/clipfrac_avg",
+                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/index"):
+        assert key in rows[-1], key
+    df = pd.read_parquet(out / "rewards/round_002.parquet")
+    assert {"prompt_id", "prompt_type", "gold", "proxy", "proxy_m0", "kl", "length"} <= set(df.columns)
+    assert len(df) == cfg.loop.eval_prompts * cfg.loop.eval_completions
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rounds_completed"] == 2 and "gold_peak_round" in s
+    steps = read_jsonl(out / "ppo_steps.jsonl")
+    assert len(steps) == cfg.loop.rounds * cfg.ppo.iterations
+
+
+def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
+    cfg, out, _ = tiny_run
+    run(cfg, out=tmp_path / "again")
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
+    assert strip(read_jsonl(out / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "again" / "metrics.jsonl"))
+
+
+def test_resume_from_checkpoint_matches(tiny_run, tmp_path, sft_cache):
+    cfg, out, _ = tiny_run
+    part = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
+    run(part, out=tmp_path / "r")
+    full = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}"])
+    run(full, out=tmp_path / "r", resume=True)
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
+    assert strip(read_jsonl(out / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "r" / "metrics.jsonl"))
+
+
+def test_cli_run_bad_override_exit_2(capsys):
+    assert main(["run", "configs/tiny.yaml", "--set", "loop.rounds=zero"]) == 2
+    assert "loop.rounds" in capsys.readouterr().out
