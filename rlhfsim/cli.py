@@ -163,7 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n", type=int, default=8, help="completions per prompt")
     t.add_argument("--plot", metavar="PNG", help="draw the optimum beside the limit law")
     t.set_defaults(func=cmd_theory)
+
+    # subcommands that live beside their implementation: each module's register(sub) adds its parser
+    for register in _extra_commands():
+        register(sub)
     return p
+
+
+def _extra_commands():
+    """register(subparsers) functions of the sweep/report/bench modules (imports inside stay lazy)."""
+    from rlhfsim import commands
+
+    return commands.REGISTERS
 
 
 def main(argv: list[str] | None = None) -> int:

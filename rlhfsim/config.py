@@ -133,6 +133,7 @@ class PPOConfig(Strict):
     kl_target: float = Field(1.0, gt=0, description="Adaptive controller: target sequence KL (nats).")
     kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
     missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
+    target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
     value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random.")
 
 

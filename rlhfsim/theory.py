@@ -37,8 +37,9 @@ class OptimalRewardsInfo:
     """Diagnostics of :func:`optimal_rewards`.
 
     ``objective`` is ``sum_{i<j} U(r_i - r_j)`` at the optimum (descending order); ``residual``
-    the scale-free optimality residual ``max_k |projected gradient_k| / ((n - 1) * U'(0))``
-    (zero exactly at a KKT point of the box-constrained problem); ``iterations`` the Newton
+    the relative KKT residual ``max_k |projected gradient_k| / pull_k``, where ``pull_k`` is the
+    sum of ``U'`` over the pairs of point ``k`` without signs (zero exactly at a KKT point of the
+    box-constrained problem; rounding keeps it near ``n * 1e-16``); ``iterations`` the Newton
     iterations used (0 for closed-form cases); ``method`` how the optimum was obtained.
     """
 
@@ -54,8 +55,13 @@ class OptimalRewardsInfo:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_utility(utility: Any) -> Utility:
-    return utility if isinstance(utility, Utility) else utility_from_spec(utility)
+def _as_utility(utility: Any, params: Mapping[str, Any] | None = None) -> Utility:
+    """A Utility from a Utility, a spec mapping, or a name plus ``params``."""
+    if isinstance(utility, str):
+        return get_utility(utility, **(params or {}))
+    if params:
+        raise ValueError("params can only be given with a utility name, not with a Utility or a spec")
+    return utility_from_spec(utility)
 
 
 def _pairs(u: Utility, r: np.ndarray, order: int):
@@ -69,20 +75,24 @@ def _objective(u: Utility, r: np.ndarray) -> float:
     return float(_pairs(u, r, 0).sum())
 
 
-def _gradient(u: Utility, r: np.ndarray) -> np.ndarray:
-    """dF/dr_k = sum_{j>k} U'(r_k - r_j) - sum_{i<k} U'(r_i - r_k)."""
+def _forces(u: Utility, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gradient, pull): dF/dr_k = sum_{j>k} U'(r_k - r_j) - sum_{i<k} U'(r_i - r_k), and the
+    sum of the same (positive) terms without signs, the gross pull on point k."""
     g = _pairs(u, r, 1)
-    return g.sum(axis=1) - g.sum(axis=0)
+    up, down = g.sum(axis=1), g.sum(axis=0)
+    return up - down, up + down
 
 
-def _residual(u: Utility, r: np.ndarray, grad: np.ndarray) -> float:
-    """Projected-gradient (KKT) residual of max F over [0, 1]^n, scale-free."""
+def _residual(r: np.ndarray, grad: np.ndarray, pull: np.ndarray) -> float:
+    """Relative KKT residual of max F over [0, 1]^n: max_k |projected gradient_k| / pull_k."""
     pg = grad.copy()
     pg[(r <= 0.0) & (grad < 0)] = 0.0  # at the lower bound, a push downwards is blocked
     pg[(r >= 1.0) & (grad > 0)] = 0.0  # at the upper bound, a push upwards is blocked
-    n = r.size
-    scale = max(abs(float(u.grad(0.0))), abs(float(u.grad(1.0))), 1e-300) * max(n - 1, 1)
-    return float(np.max(np.abs(pg))) / scale
+    return float(np.max(np.abs(pg) / np.maximum(pull, np.finfo(float).tiny)))
+
+
+def _kkt_residual(u: Utility, r: np.ndarray) -> float:
+    return _residual(r, *_forces(u, r))
 
 
 def _half_and_half(n: int, middle: float) -> np.ndarray:
@@ -94,7 +104,7 @@ def _half_and_half(n: int, middle: float) -> np.ndarray:
     return r
 
 
-def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 2):
+def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200):
     """Bertsekas' projected Newton method for min -F over the box [0, 1]^n.
 
     Works in the labelling where index 1 is the best completion (descending optimum). The box
@@ -106,13 +116,12 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 2):
     r = np.linspace(1.0, 0.0, n)
     phi = -_objective(u, r)
     sigma, beta = 1e-4, 0.5
-    it = 0
-    res = np.inf
-    for it in range(1, max_iter + 1):
-        grad = -_gradient(u, r)  # gradient of phi = -F
-        res = _residual(u, r, -grad)
+    for it in range(max_iter):
+        grad, pull = _forces(u, r)
+        res = _residual(r, grad, pull)
+        grad = -grad  # gradient of phi = -F
         if res <= tol:
-            return r, res, it - 1
+            return r, it
         # epsilon-active set (Bertsekas 1982): near a bound and pushed against it
         step_to_box = np.max(np.abs(r - np.clip(r - grad, 0.0, 1.0)))
         delta = min(1e-3, step_to_box)
@@ -148,14 +157,14 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 2):
             if (
                 alpha == 1.0
                 and phi_new <= phi + roundoff
-                and _residual(u, r_new, _gradient(u, r_new)) < res
+                and _kkt_residual(u, r_new) < res
             ):
                 break
             alpha *= beta
         else:
             break  # no acceptable step at machine precision: return the best point so far
         r, phi = r_new, phi_new
-    return r, res, it
+    return r, max_iter
 
 
 @lru_cache(maxsize=64)
@@ -169,14 +178,14 @@ def _optimal_cached(u: Utility, n: int, tol: float):
         g = u.params.get("g", 1.0)
         r = _half_and_half(n, 0.5 if g == 1.0 else 0.0)
         rd = r[::-1].copy()
-        return r, _objective(u, rd), _residual(u, rd, _gradient(u, rd)), 0, "closed form"
+        return r, _objective(u, rd), _kkt_residual(u, rd), 0, "closed form"
     if not u.concave:  # pragma: no cover - every non-concave family is handled above
         raise ValueError(f"no solver for the non-concave utility {u.label()}")
-    rd, _, iters = _projected_newton(u, n, tol)
+    rd, iters = _projected_newton(u, n, tol)
     # r and 1 - reversed(r) are both optimal; for concave F so is their mean, which removes
     # the solver's last asymmetric rounding.
     rd = np.clip(0.5 * (rd + 1.0 - rd[::-1]), 0.0, 1.0)
-    res = _residual(u, rd, _gradient(u, rd))
+    res = _kkt_residual(u, rd)
     return np.sort(rd), _objective(u, rd), res, iters, "projected newton"
 
 
@@ -194,9 +203,10 @@ def optimal_rewards(utility: Any, n: int, tol: float = 1e-10, return_info: bool 
     Method: for concave U the problem is a smooth concave maximisation over the box
     ``[0, 1]^n`` (the order constraints are never active at the box optimum, see
     ``_projected_newton``), solved by projected Newton with the analytic gradient and Hessian
-    to a scale-free KKT residual ``<= tol``. ``linear`` and ``power`` with ``g >= 1`` have
-    closed-form vertex optima (half at 0, half at 1; for odd n the middle reward is 1/2 for
-    g = 1 and 0 for g > 1). n = 1 gives ``[0.5]`` (no pairs; every reward is optimal).
+    to a relative KKT residual ``<= tol`` (see :class:`OptimalRewardsInfo`). ``linear`` and
+    ``power`` with ``g >= 1`` have closed-form vertex optima (half at 0, half at 1; for odd n the
+    middle reward is 1/2 for g = 1 and 0 for g > 1). n = 1 gives ``[0.5]`` (no pairs; every
+    reward is optimal). Results are cached per (utility, n, tol); each call returns a copy.
     """
     u = _as_utility(utility)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -211,7 +221,7 @@ def optimal_rewards(utility: Any, n: int, tol: float = 1e-10, return_info: bool 
         objective=float(obj),
         residual=float(res),
         iterations=int(iters),
-        converged=bool(res <= max(tol, 1e-12)),
+        converged=bool(res <= tol),
         method=method,
     )
     return r, info
@@ -240,10 +250,10 @@ def limiting_distribution(name: Any, **params: Any):
     * ``neg_power`` with ``0 < g < 1``: ``Beta((1 + g)/2, (1 + g)/2)``;
     * ``neg_power`` with ``g >= 1`` (``inv``, ``-1/x``): uniform on ``[0, 1]``.
 
-    Every returned object is a frozen scipy distribution with ``cdf``, ``ppf``, ``mean``...
+    Every returned object has scipy's ``cdf``, ``ppf``, ``mean``, ``rvs``...
     ``logsigmoid`` has no closed form in the paper: ValueError.
     """
-    u = get_utility(name, **params) if isinstance(name, str) else _as_utility(name)
+    u = _as_utility(name, params)
     fam, g = u.name, u.params.get("g")
     if fam == "linear" or (fam == "power" and g >= 1.0):
         return _point_masses()
@@ -328,8 +338,7 @@ def theory_report(
     ``out_png`` also draws the sorted optimum against the response index and, beside it, the
     optimum against the quantile level ``(i - 0.5)/n`` over the limit's quantile function.
     """
-    params = dict(params or {})
-    u = _as_utility(utility_name) if not isinstance(utility_name, str) else get_utility(utility_name, **params)
+    u = _as_utility(utility_name, params)
     r, info = optimal_rewards(u, n, return_info=True)
     lines = [
         f"utility     {u.label()}   ({'concave' if u.concave else 'convex'})",

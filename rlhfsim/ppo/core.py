@@ -120,7 +120,7 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     if estimator == "k2":
         return 0.5 * log_ratio**2
     r = -log_ratio
-    return torch.expm1(r) + r
+    return torch.expm1(r) - r
 
 
 def last_token_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

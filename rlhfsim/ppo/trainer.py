@@ -14,6 +14,7 @@ import torch
 
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
 from rlhfsim.models.sampling import response_logits, response_values, sample
+from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, signal_to_noise
 from rlhfsim.ppo import core
 
 
@@ -32,6 +33,7 @@ class Experience:
     advantages: torch.Tensor  # [B, L] GAE (whitened when configured)
     returns: torch.Tensor  # [B, L] advantages + values (unwhitened)
     texts: list[str]  # decoded completions
+    fidelity: dict  # advantage diagnostics: proxy vs gold advantages on these very rollouts
 
 
 ScoreFn = Callable[[list, list[str]], np.ndarray]  # (prompts, completions) -> [B]
@@ -65,11 +67,22 @@ class PPOTrainer:
 
         ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
         values = response_values(self.value, seq) * mask
-        rewards, kl, _ = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
+        rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
         if cfg.whiten_advantages:
             advantages = core.whiten(advantages, mask)
-        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts)
+        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity)
+
+    def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
+        """The same GAE with the gold score in place of the proxy (same values, same KL term)."""
+        gold_rewards, _, _ = core.compute_rewards(gold, logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator)
+        adv_gold, _ = core.compute_gae(gold_rewards, values, mask, self.cfg.gamma, self.cfg.lam)
+        out = advantage_fidelity(adv, adv_gold, mask)
+        out["adv/std_raw"] = float(core.masked_var(adv, mask).sqrt())
+        out["adv/snr"] = signal_to_noise(adv, mask)
+        out["adv/kl_share"] = kl_share(scores, non_score, mask)
+        return out
 
     @torch.no_grad()
     def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
@@ -88,7 +101,10 @@ class PPOTrainer:
         self.policy.train()
         self.value.train()
         stats: list[dict] = []
+        stopped = False
         for _ in range(cfg.epochs):
+            if stopped:
+                break
             order = torch.randperm(B, generator=generator).to(self.device)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
@@ -109,9 +125,16 @@ class PPOTrainer:
                 with torch.no_grad():
                     entropy = core.masked_mean(core.entropy_from_logits(logits), mask).item()
                 stats.append({**pg_stats, **vf_stats, "policy/entropy": entropy, "policy/grad_norm": float(grad_norm)})
+                # policy-side early stopping (TRL's old target_kl): the batch has moved the policy enough
+                if cfg.target_kl is not None and pg_stats["policy/approxkl"] > cfg.target_kl:
+                    stopped = True
+                    break
         self.policy.eval()
         self.value.eval()
-        return {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+        out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+        out["policy/early_stopped"] = float(stopped)
+        out["policy/updates"] = len(stats)
+        return out
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
         """Rollout + update; returns TRL-named stats averaged over the iteration's minibatches."""
@@ -139,6 +162,9 @@ class PPOTrainer:
             "val/ratio": upd["val/ratio"],
             "val/var_explained": core.explained_variance(exp.values, exp.returns, mask),
             "val/num_eos_tokens": int(has_eos(exp.seq.response_ids, self.tok.eos_token_id).sum().item()),
+            "policy/early_stopped": upd["policy/early_stopped"],
+            "policy/updates": upd["policy/updates"],
+            **exp.fidelity,
         }
         self.kl_ctl.update(stats["objective/kl"], exp.scores.shape[0])
         return stats, exp

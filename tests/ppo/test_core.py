@@ -146,8 +146,8 @@ def test_gae_vectorised_matches_loop(gamma, lam, left):
     rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
     values = torch.randn(B, T, generator=g, dtype=torch.float64)
     # junk on padding must change nothing
-    rewards_j = torch.where(m.bool(), rewards, torch.full_like(rewards, 99.0))
-    values_j = torch.where(m.bool(), values, torch.full_like(values, -77.0))
+    rewards_j = torch.where(m.bool(), rewards, torch.full_like(rewards, float("nan")))
+    values_j = torch.where(m.bool(), values, torch.full_like(values, float("inf")))
     adv, ret = core.compute_gae(rewards_j, values_j, m, gamma, lam)
     adv_ref, ret_ref = core.compute_gae_reference(rewards, values, m, gamma, lam)
     torch.testing.assert_close(adv, adv_ref, atol=1e-10, rtol=1e-10)

@@ -1,0 +1,284 @@
+"""The synthetic world: small additions, hidden facts, and "write about <topic>".
+
+Three prompt families over a vocabulary of about 125 words, so tiny models learn them in minutes:
+
+    add   "add 3 5 ="          closed: the one right answer is "8"          gold 1 or 0
+    fact  "fact e12 ="         closed: a value "v<j>" from a hidden table   gold 1 or 0
+    open  "write about ocean"  open: graded on topic, diversity and length  gold in [0, 1]
+
+The open-prompt gold has a length optimum, so a reward model that learns "longer is better" from
+early (short) completions is right only up to the optimum: room for Goodhart. Demonstrations are
+deliberately noisy (near-miss sums, wrong facts, open texts of mixed quality) so that the SFT policy
+starts with a real spread of quality.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rlhfsim.world.base import Prompt, World
+from rlhfsim.world.tokenizer import build_word_tokenizer
+
+# Topic pool: the world seed picks `n_topics` topics and `words_per_topic` words of each.
+TOPIC_POOL: dict[str, tuple[str, ...]] = {
+    "ocean": ("wave", "fish", "salt", "tide", "shore", "coral", "whale", "sand", "reef", "boat"),
+    "forest": ("tree", "leaf", "moss", "fern", "owl", "pine", "root", "bark", "deer", "trail"),
+    "city": ("street", "tower", "bus", "crowd", "shop", "bridge", "light", "noise", "metro", "park"),
+    "space": ("star", "planet", "orbit", "comet", "moon", "rocket", "galaxy", "void", "alien", "dust"),
+    "music": ("song", "drum", "guitar", "melody", "rhythm", "choir", "piano", "note", "band", "tune"),
+    "food": ("bread", "soup", "spice", "cheese", "apple", "rice", "honey", "salad", "bake", "taste"),
+    "weather": ("rain", "cloud", "storm", "wind", "snow", "thunder", "fog", "sun", "frost", "breeze"),
+    "sport": ("ball", "goal", "team", "race", "coach", "score", "match", "run", "jump", "medal"),
+    "school": ("book", "teacher", "class", "pencil", "lesson", "exam", "desk", "chalk", "library", "study"),
+    "machine": ("gear", "engine", "wheel", "bolt", "motor", "lever", "steam", "spring", "valve", "robot"),
+}
+# Content-free words: they lengthen a text without putting it on topic.
+FILLER_POOL = ("the", "a", "very", "and", "so", "just", "really", "thing", "stuff", "good", "nice", "some", "more", "also", "then", "it")
+PROMPT_WORDS = ("add", "fact", "write", "about", "=")
+FAMILY_TYPE = {"add": "closed", "fact": "closed", "open": "open"}
+OPEN_DEMO_KINDS = ("good", "short", "long", "repetitive", "offtopic")
+_TRAIN_ID_LOW, _TRAIN_ID_HIGH = 2**32, 2**62  # training ids never collide with eval ids 0..n-1
+
+
+class SyntheticWorldConfig(BaseModel):
+    """The embedded synthetic world: additions and hidden facts (closed), "write about <topic>" (open)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["synthetic"] = Field("synthetic", description="World registry name.")
+    seed: int = Field(0, ge=0, description="World seed: fixes the fact table, the topics and their words, and the eval prompts.")
+    add_frac: float = Field(0.35, ge=0, le=1, description="Share of addition prompts ('add a b =') in the training stream.")
+    fact_frac: float = Field(0.15, ge=0, le=1, description="Share of fact look-up prompts ('fact e<i> =').")
+    open_frac: float = Field(0.5, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1.")
+    max_operand: int = Field(9, ge=1, le=20, description="Addition operands are drawn from 0..max_operand.")
+    n_facts: int = Field(24, ge=1, le=64, description="Entities in the hidden fact table (e0, e1, ...).")
+    n_fact_values: int = Field(8, ge=2, le=32, description="Distinct fact values (v0, v1, ...); each entity has one.")
+    n_topics: int = Field(6, ge=1, le=len(TOPIC_POOL), description="Topics for open prompts, picked by the world seed from a built-in pool.")
+    words_per_topic: int = Field(8, ge=1, le=10, description="On-topic words per topic (the topic name itself also counts as on topic).")
+    n_filler: int = Field(10, ge=0, le=len(FILLER_POOL), description="Content-free filler words ('the', 'very', ...) in the vocabulary.")
+    open_length_optimum: int = Field(6, ge=1, le=11, description="Open prompts: the length (words) at which the length term peaks.")
+    open_length_decay: float = Field(
+        0.15, ge=0, le=1, description="Open prompts: the length term loses this much per word beyond the optimum (floored at 0)."
+    )
+    open_w_topic: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the on-topic share (0 ignores it).")
+    open_w_diversity: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of diversity, distinct words / words.")
+    open_w_length: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the length term.")
+    p_correct_add: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability an addition demo is right (else a near miss).")
+    p_correct_fact: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability a fact demo is right (else another value).")
+    near_miss_spread: int = Field(
+        3, ge=1, le=10, description="Demonstrations: wrong sums are the true sum +-1..spread (near misses teach addition partially)."
+    )
+    closed_junk_rate: float = Field(
+        0.05, ge=0, le=1, description="Demonstrations: share of closed demos with 1-2 stray words after the answer (gold 0)."
+    )
+    demo_open_good: float = Field(0.3, ge=0, le=1, description="Open demos: share of distinct on-topic texts near the length optimum.")
+    demo_open_short: float = Field(0.15, ge=0, le=1, description="Open demos: share of short on-topic texts (1 to optimum/2 words).")
+    demo_open_long: float = Field(0.2, ge=0, le=1, description="Open demos: share of on-topic texts longer than the optimum.")
+    demo_open_repetitive: float = Field(0.15, ge=0, le=1, description="Open demos: share of texts repeating 1-2 on-topic words.")
+    demo_open_offtopic: float = Field(
+        0.2, ge=0, le=1, description="Open demos: share of texts mixing on-topic words with filler and other topics' words."
+    )
+    max_demo_words: int = Field(9, ge=2, le=12, description="Longest demonstration in words (keep below policy.response_len for EOS).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticWorldConfig":
+        for label, parts in (
+            ("add_frac + fact_frac + open_frac", (self.add_frac, self.fact_frac, self.open_frac)),
+            ("the demo_open_* shares", tuple(getattr(self, f"demo_open_{k}") for k in OPEN_DEMO_KINDS)),
+        ):
+            if abs(sum(parts) - 1.0) > 1e-6:
+                raise ValueError(f"{label} must sum to 1, got {sum(parts):g}")
+        if self.words_per_topic + 1 < self.open_length_optimum:
+            raise ValueError(
+                f"open_length_optimum ({self.open_length_optimum}) needs that many distinct on-topic words; "
+                f"a topic has words_per_topic + 1 = {self.words_per_topic + 1}"
+            )
+        if self.max_demo_words <= self.open_length_optimum:
+            raise ValueError(f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})")
+        return self
+
+
+class SyntheticWorld(World):
+    """The synthetic world built from a `SyntheticWorldConfig`; stateless apart from its seed-fixed tables.
+
+    Gold rewards (completion words w_1..w_n, split on whitespace):
+      add / fact: 1.0 iff the words are exactly [answer], else 0.0 (a stray word after the answer is wrong).
+      open:       0.0 if n = 0, else  topic**a * diversity**b * length**c  with
+                    topic     = share of words in the prompt topic's set (its name + its words);
+                                filler, numbers and other topics' words are off topic
+                    diversity = distinct words / n
+                    length    = n / L*                           for n <= L*  (L* = open_length_optimum)
+                              = max(0, 1 - decay * (n - L*))     for n >  L*
+                    (a, b, c) = (open_w_topic, open_w_diversity, open_w_length).
+    The product makes every failure costly: a long repetitive text ("wave wave wave ...") scores far below
+    a moderate, diverse on-topic answer, and padding with filler lowers both topic share and diversity.
+    """
+
+    prompt_types = ["open", "closed"]
+    families = ["add", "fact", "open"]
+
+    def __init__(self, cfg: SyntheticWorldConfig | None = None):
+        self.cfg = cfg = cfg if cfg is not None else SyntheticWorldConfig()
+        topic_rng = np.random.default_rng([cfg.seed, 0])
+        facts_rng = np.random.default_rng([cfg.seed, 1])
+        names = sorted(topic_rng.choice(len(TOPIC_POOL), cfg.n_topics, replace=False))
+        pool = list(TOPIC_POOL.items())
+        # topic name -> its words (order kept from the pool so texts read naturally)
+        self.topics: dict[str, list[str]] = {
+            pool[i][0]: [pool[i][1][j] for j in sorted(topic_rng.choice(len(pool[i][1]), cfg.words_per_topic, replace=False))]
+            for i in names
+        }
+        self.topic_sets: dict[str, frozenset[str]] = {t: frozenset([t, *ws]) for t, ws in self.topics.items()}
+        self.fillers = list(FILLER_POOL[: cfg.n_filler])
+        self.entities = [f"e{i}" for i in range(cfg.n_facts)]
+        self.values = [f"v{j}" for j in range(cfg.n_fact_values)]
+        self.fact_table: dict[str, str] = {e: self.values[j] for e, j in zip(self.entities, facts_rng.integers(cfg.n_fact_values, size=cfg.n_facts))}
+        self.numbers = [str(i) for i in range(2 * cfg.max_operand + 1)]
+        self.vocab: list[str] = [
+            *PROMPT_WORDS, *self.numbers, *self.entities, *self.values, *self.topics,
+            *(w for ws in self.topics.values() for w in ws), *self.fillers,
+        ]  # fmt: skip
+        self.tokenizer = build_word_tokenizer(self.vocab)
+        self.family_mix = np.array([cfg.add_frac, cfg.fact_frac, cfg.open_frac])
+        self.max_completion_words: int = cfg.max_demo_words  # longest demonstration; a hint for response_len
+
+    # ------------------------------------------------------------------ prompts
+
+    def make_prompt(self, family: str, rng: np.random.Generator, id: int) -> Prompt:
+        """One prompt of `family` with content drawn from `rng`."""
+        if family == "add":
+            a, b = (int(x) for x in rng.integers(0, self.cfg.max_operand + 1, size=2))
+            return Prompt(id, "add", "closed", f"add {a} {b} =", answer=str(a + b))
+        if family == "fact":
+            e = self.entities[rng.integers(len(self.entities))]
+            return Prompt(id, "fact", "closed", f"fact {e} =", answer=self.fact_table[e])
+        if family == "open":
+            t = list(self.topics)[rng.integers(len(self.topics))]
+            return Prompt(id, "open", "open", f"write about {t}", topic=t)
+        raise ValueError(f"unknown family {family!r}; this world has {self.families}")
+
+    def sample_prompts(self, n: int, rng: np.random.Generator) -> list[Prompt]:
+        """n training prompts; families drawn i.i.d. from the config mix.
+
+        Ids are drawn from `rng` in [2**32, 2**62): disjoint from eval ids, unique with overwhelming
+        probability, and reproduced by a resumed run (the world keeps no counter).
+        """
+        fams = rng.choice(len(self.families), size=n, p=self.family_mix)
+        ids = rng.integers(_TRAIN_ID_LOW, _TRAIN_ID_HIGH, size=n)
+        return [self.make_prompt(self.families[f], rng, int(i)) for f, i in zip(fams, ids)]
+
+    def eval_prompts(self, n: int) -> list[Prompt]:
+        """The fixed held-out set: ids 0..n-1, family counts stratified by the mix, drawn from the world seed."""
+        rng = np.random.default_rng([self.cfg.seed, 2])
+        raw = self.family_mix * n
+        counts = np.floor(raw).astype(int)
+        # largest remainders get the leftover prompts, so counts sum to n and track the mix exactly
+        counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
+        fams = rng.permutation(np.repeat(np.arange(len(self.families)), counts))
+        return [self.make_prompt(self.families[f], rng, i) for i, f in enumerate(fams)]
+
+    # ------------------------------------------------------------------ truth
+
+    def answer(self, prompt: Prompt) -> str:
+        """The right answer of a closed prompt, recomputed from its text (the world is the authority)."""
+        words = prompt.text.split()
+        if prompt.family == "add":
+            return str(int(words[1]) + int(words[2]))
+        if prompt.family == "fact":
+            return self.fact_table[words[1]]
+        raise ValueError(f"prompt family {prompt.family!r} has no single answer")
+
+    def topic_of(self, prompt: Prompt) -> str:
+        return prompt.topic if prompt.topic is not None else prompt.text.split()[-1]
+
+    def open_gold(self, topic: str, words: list[str]) -> float:
+        """Gold of an open completion (formula in the class docstring)."""
+        n = len(words)
+        if n == 0:
+            return 0.0
+        c = self.cfg
+        on = sum(w in self.topic_sets[topic] for w in words) / n
+        div = len(set(words)) / n
+        opt = c.open_length_optimum
+        length = n / opt if n <= opt else max(0.0, 1.0 - c.open_length_decay * (n - opt))
+        return float(on**c.open_w_topic * div**c.open_w_diversity * length**c.open_w_length)
+
+    def gold(self, prompts: list[Prompt], completions: list[str]) -> np.ndarray:
+        """Gold reward, float64 [N] in [0, 1]; completions are space-separated words without special tokens."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        out = np.zeros(len(prompts), dtype=np.float64)
+        for i, (p, text) in enumerate(zip(prompts, completions)):
+            words = text.split()
+            if p.family == "open":
+                out[i] = self.open_gold(self.topic_of(p), words)
+            elif p.family in ("add", "fact"):
+                out[i] = float(words == [self.answer(p)])
+            else:
+                raise ValueError(f"unknown family {p.family!r}; this world has {self.families}")
+        return out
+
+    def reference_completion(self, prompt: Prompt) -> str:
+        """The right answer (closed) or the topic's first `open_length_optimum` on-topic words (open, gold 1)."""
+        if prompt.family == "open":
+            t = self.topic_of(prompt)
+            return " ".join([t, *self.topics[t]][: self.cfg.open_length_optimum])
+        return self.answer(prompt)
+
+    # ------------------------------------------------------------------ demonstrations
+
+    def demonstrations(self, n: int, rng: np.random.Generator) -> list[tuple[Prompt, str]]:
+        """n noisy (prompt, completion) pairs: families from the mix, quality from the demo_* fields."""
+        return [(p, self.demo_completion(p, rng)) for p in self.sample_prompts(n, rng)]
+
+    def demo_completion(self, prompt: Prompt, rng: np.random.Generator) -> str:
+        c = self.cfg
+        if prompt.family == "open":
+            kind = OPEN_DEMO_KINDS[rng.choice(len(OPEN_DEMO_KINDS), p=[getattr(c, f"demo_open_{k}") for k in OPEN_DEMO_KINDS])]
+            return " ".join(self.open_demo(self.topic_of(prompt), kind, rng))
+        right = self.answer(prompt)
+        if prompt.family == "add":
+            ans = right if rng.random() < c.p_correct_add else self.near_miss(int(right), rng)
+        else:
+            ans = right if rng.random() < c.p_correct_fact else self.values[rng.choice([j for j, v in enumerate(self.values) if v != right])]
+        words = [ans]
+        if rng.random() < c.closed_junk_rate:
+            stray = self.fillers + [w for ws in self.topics.values() for w in ws]
+            words += [stray[i] for i in rng.integers(len(stray), size=rng.integers(1, 3))]
+        return " ".join(words)
+
+    def near_miss(self, total: int, rng: np.random.Generator) -> str:
+        """A wrong sum total +-1..near_miss_spread, kept inside the vocabulary's numbers."""
+        top = 2 * self.cfg.max_operand
+        options = [total + s * d for d in range(1, self.cfg.near_miss_spread + 1) for s in (-1, 1) if 0 <= total + s * d <= top]
+        return str(options[rng.integers(len(options))])
+
+    def open_demo(self, topic: str, kind: str, rng: np.random.Generator) -> list[str]:
+        """Words of one open demonstration of a quality `kind` (see OPEN_DEMO_KINDS)."""
+        c = self.cfg
+        own = [topic, *self.topics[topic]]
+        opt, top = c.open_length_optimum, c.max_demo_words
+
+        def distinct(k: int) -> list[str]:
+            # distinct on-topic words as long as they last, then repeats
+            return [str(w) for w in np.resize(rng.permutation(own), k)]
+
+        if kind == "good":
+            return distinct(int(rng.integers(max(1, opt - 1), min(opt + 1, len(own), top) + 1)))
+        if kind == "short":
+            return distinct(int(rng.integers(1, max(1, opt // 2) + 1)))
+        if kind == "long":
+            return distinct(int(rng.integers(min(opt + 2, top), top + 1)))
+        if kind == "repetitive":
+            base = rng.choice(own, size=int(rng.integers(1, 3)), replace=False)
+            return [str(w) for w in np.resize(base, int(rng.integers(opt, top + 1)))]
+        if kind == "offtopic":
+            others = self.fillers + [w for t, ws in self.topics.items() if t != topic for w in ws]
+            k = int(rng.integers(max(1, opt - 2), min(opt + 1, top) + 1))
+            if not others:
+                return distinct(k)
+            return [own[rng.integers(len(own))] if rng.random() < 0.5 else others[rng.integers(len(others))] for _ in range(k)]
+        raise ValueError(f"unknown open demo kind {kind!r}; valid: {OPEN_DEMO_KINDS}")

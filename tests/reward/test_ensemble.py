@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from rlhfsim.reward.ensemble import AGGREGATORS, aggregate, disagreement
+
+
+@pytest.fixture
+def members():
+    return torch.randn(5, 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_formulas_torch(members):
+    R = members
+    torch.testing.assert_close(aggregate(R, "mean"), R.mean(0))
+    torch.testing.assert_close(aggregate(R, "wco"), R.min(0).values)
+    var_pop = ((R - R.mean(0)) ** 2).mean(0)
+    torch.testing.assert_close(aggregate(R, "uwo", lam=0.3), R.mean(0) - 0.3 * var_pop)
+    torch.testing.assert_close(aggregate(R, "uwo"), R.mean(0) - 0.1 * var_pop)  # default lam
+    torch.testing.assert_close(aggregate(R, "median"), torch.from_numpy(np.median(R.numpy(), axis=0)))
+    torch.testing.assert_close(disagreement(R), var_pop.sqrt())
+
+
+def test_formulas_numpy_even_members():
+    R = np.random.default_rng(1).normal(size=(4, 9))
+    for method, ref in [
+        ("mean", R.mean(0)),
+        ("wco", R.min(0)),
+        ("uwo", R.mean(0) - 0.1 * R.var(0, ddof=0)),
+        ("median", np.median(R, axis=0)),  # even M: mean of the two middle members
+    ]:
+        out = aggregate(R, method, lam=0.1)
+        assert isinstance(out, np.ndarray) and out.shape == (9,)
+        np.testing.assert_allclose(out, ref, rtol=1e-12)
+    np.testing.assert_allclose(disagreement(R), R.std(0, ddof=0))
+
+
+@pytest.mark.parametrize("method", sorted(AGGREGATORS))
+def test_single_member_reduces_to_member(method):
+    r = torch.randn(1, 11)
+    torch.testing.assert_close(aggregate(r, method, lam=0.5), r[0])
+    np.testing.assert_allclose(aggregate(r.numpy(), method, lam=0.5), r[0].numpy())
+    assert torch.all(disagreement(r) == 0)
+
+
+def test_registry_errors_and_grad():
+    assert set(AGGREGATORS) == {"mean", "wco", "uwo", "median"}
+    with pytest.raises(ValueError, match="median"):
+        aggregate(torch.zeros(2, 3), "max")
+    with pytest.raises(ValueError):
+        aggregate(torch.zeros(3), "mean")
+    with pytest.raises(ValueError):
+        aggregate(torch.zeros(2, 3), "uwo", lam=-1.0)
+    R = torch.randn(3, 4, requires_grad=True)
+    aggregate(R, "uwo").sum().backward()
+    assert R.grad is not None and R.grad.shape == (3, 4)
+    # integer input is promoted, not truncated
+    np.testing.assert_allclose(aggregate(np.array([[1, 2], [2, 4]]), "mean"), [1.5, 3.0])
