@@ -3,4 +3,7 @@
 Modules listed here must keep heavy imports (seaborn, trl, datasets) inside their command functions.
 """
 
-REGISTERS: list = []
+from rlhfsim.report.cli import register as _register_report
+from rlhfsim.sweep import register as _register_sweep
+
+REGISTERS: list = [_register_sweep, _register_report]

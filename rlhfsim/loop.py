@@ -26,7 +26,7 @@ from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.trainer import train_reward_models
-from rlhfsim.tracking import RunDir
+from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
 
@@ -107,8 +107,8 @@ class Simulation:
     # -------------------------------------------------------------- checkpoint
 
     def state(self, round_: int) -> tuple[dict, dict]:
-        models = {"policy": self.policy.state_dict(), "value": self.value.state_dict()}
-        models.update({f"rm{m}": sd for m, sd in enumerate(self.rms.state_dict())})
+        models = {"policy": self.policy, "value": self.value}
+        models.update({f"rm{m}": rm for m, rm in enumerate(self.rms.members)})
         state = {
             "round": round_,
             "ppo": self.ppo.state_dict(),
@@ -119,10 +119,9 @@ class Simulation:
         }
         return models, state
 
-    def restore(self, models: dict, state: dict) -> int:
-        self.policy.load_state_dict(models["policy"])
-        self.value.load_state_dict(models["value"])
-        self.rms.load_state_dict([models[f"rm{m}"] for m in range(len(self.rms.members))])
+    def restore(self, folder: Path, state: dict) -> int:
+        for name, module in self.state(0)[0].items():
+            load_module(folder, name, module)
         self.ppo.load_state_dict(state["ppo"])
         for k, r in self.rng.items():
             r.bit_generator.state = json.loads(state["rng"][k])

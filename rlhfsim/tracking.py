@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 
@@ -125,14 +125,14 @@ class RunDir:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, round_: int, models: dict[str, dict], state: dict) -> None:
-        """models: name -> state_dict (safetensors); state: optimiser/RNG/controller state (torch.save, plain types)."""
+    def save_checkpoint(self, round_: int, models: dict, state: dict) -> None:
+        """models: name -> nn.Module (safetensors; tied weights handled); state: optimiser/RNG/controller state (torch.save)."""
         ck = self.path / "checkpoints"
         tmp = ck / f"tmp-{round_:03d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for name, sd in models.items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / f"{name}.safetensors"))
+        for name, module in models.items():
+            save_model(module, str(tmp / f"{name}.safetensors"))
         torch.save(state, tmp / "state.pt")
         (tmp / "round.json").write_text(json.dumps({"round": round_}))
         _fsync_dir(tmp)
@@ -144,12 +144,16 @@ class RunDir:
         _fsync_dir(ck)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load_checkpoint(self) -> tuple[int, dict[str, dict], dict] | None:
+    def load_checkpoint(self) -> tuple[int, "Path", dict] | None:
+        """(round, checkpoint folder, state); load modules with `load_module(folder, name, module)`."""
         ck = self.path / "checkpoints"
         for cand in (ck / "latest", ck / "previous"):  # 'previous' survives a kill between the two renames
             if (cand / "round.json").exists() and (cand / "state.pt").exists():
                 round_ = json.loads((cand / "round.json").read_text())["round"]
-                models = {p.stem: load_file(str(p)) for p in cand.glob("*.safetensors")}
                 state = torch.load(cand / "state.pt", weights_only=True)
-                return round_, models, state
+                return round_, cand, state
         return None
+
+
+def load_module(folder: Path, name: str, module) -> None:
+    load_model(module, str(Path(folder) / f"{name}.safetensors"), strict=True)

@@ -135,7 +135,8 @@ class SyntheticWorld(World):
         self.fillers = list(FILLER_POOL[: cfg.n_filler])
         self.entities = [f"e{i}" for i in range(cfg.n_facts)]
         self.values = [f"v{j}" for j in range(cfg.n_fact_values)]
-        self.fact_table: dict[str, str] = {e: self.values[j] for e, j in zip(self.entities, facts_rng.integers(cfg.n_fact_values, size=cfg.n_facts))}
+        drawn = facts_rng.integers(cfg.n_fact_values, size=cfg.n_facts)
+        self.fact_table: dict[str, str] = {e: self.values[j] for e, j in zip(self.entities, drawn)}  # entity -> value
         self.numbers = [str(i) for i in range(2 * cfg.max_operand + 1)]
         self.vocab: list[str] = [
             *PROMPT_WORDS, *self.numbers, *self.entities, *self.values, *self.topics,
@@ -243,7 +244,8 @@ class SyntheticWorld(World):
         if prompt.family == "add":
             ans = right if rng.random() < c.p_correct_add else self.near_miss(int(right), rng)
         else:
-            ans = right if rng.random() < c.p_correct_fact else self.values[rng.choice([j for j, v in enumerate(self.values) if v != right])]
+            wrong = [v for v in self.values if v != right]
+            ans = right if rng.random() < c.p_correct_fact else wrong[rng.integers(len(wrong))]
         words = [ans]
         if rng.random() < c.closed_junk_rate:
             stray = self.fillers + [w for ws in self.topics.values() for w in ws]

@@ -34,6 +34,13 @@ def test_round_trip_and_no_automatic_specials():
     assert tok.decode(ids + [tok.eos_token_id, tok.pad_token_id], skip_special_tokens=True) == text
 
 
+def test_round_trip_keeps_punctuation_words_apart():
+    # any word list must round-trip, including words the legacy clean-up would glue together
+    tok = build_word_tokenizer(["hello", ",", "world", ".", "don", "'t", "?"])
+    text = "hello , world . don 't ?"
+    assert tok.decode(tok.encode(text)) == text
+
+
 def test_unknown_words_map_to_unk():
     tok = build_word_tokenizer(WORDS)
     assert tok.encode("add zebra") == [3, tok.unk_token_id]

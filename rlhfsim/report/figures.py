@@ -1,0 +1,389 @@
+"""Seaborn figures of a Study. Each builder returns a Figure, or None with the reason it was left out.
+
+Every figure uses the same variant -> colour mapping (`palette`), labelled axes with units, and bands
+over seeds (standard deviation by default). The matplotlib backend is Agg: no display is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+ROUND_LABEL = "round (0 = SFT policy)"
+GOLD_LABEL = "gold reward (0-1)"
+
+
+@dataclass
+class FigureResult:
+    key: str  # file stem, e.g. fig1_gold_proxy
+    title: str
+    caption: str
+    fig: object | None  # matplotlib Figure
+    skipped: str | None = None  # why there is no figure
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _sns():
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return sns
+
+
+def palette(variants: list[str]) -> dict[str, tuple]:
+    """One fixed colour per variant (in study order), shared by every figure."""
+    sns = _sns()
+    base = sns.color_palette("colorblind", 10) if len(variants) <= 10 else sns.color_palette("husl", len(variants))
+    return {v: tuple(base[i]) for i, v in enumerate(variants)}
+
+
+def _errorbar(band: str):
+    return ("ci", 95) if band == "ci" else "sd"
+
+
+def _band_text(band: str) -> str:
+    return "95% bootstrap CI of the mean over seeds" if band == "ci" else "±1 standard deviation over seeds"
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().any()
+
+
+def _lineplot(ax, df, y, study, pal, band, **kw):
+    sns = _sns()
+    d = df[["variant", "seed", "round", y]].copy()
+    d[y] = pd.to_numeric(d[y], errors="coerce")
+    d = d.dropna(subset=[y])
+    order = [v for v in study.variants if v in set(d["variant"])]
+    if d.empty:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+        return
+    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=_errorbar(band),
+                 n_boot=200, seed=0, marker="o", markersize=4, ax=ax, **kw)
+
+
+def _legend_once(fig, axes, extra_handles=()):
+    """One legend for the whole figure (taken from the first axis that has one)."""
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels and not ll.startswith("_"):
+                handles.append(hh)
+                labels.append(ll)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    for h in extra_handles:
+        handles.append(h)
+        labels.append(h.get_label())
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 1.0))
+
+
+def _int_rounds(ax):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# ----------------------------------------------------------------------------- 1. gold, proxy, KL over rounds
+
+
+def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    key, title = "fig1_gold_proxy_kl", "Gold and proxy reward over rounds"
+    m = study.metrics
+    if m.empty or not _has(m, "eval/gold"):
+        return FigureResult(key, title, "", None, "no run logged eval/gold")
+    panels = [("eval/gold", GOLD_LABEL, "gold (true) reward"), ("eval/proxy", "proxy reward (reward-model scale)", "proxy (learned) reward"),
+              ("eval/kl", "KL(policy ‖ SFT) per completion (nats)", "KL to the reference")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for ax, (col, ylabel, sub) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
+        _int_rounds(ax)
+    # peak and stagnation markers per run, on the gold panel
+    ax = axes[0]
+    s = study.summary
+    for _, row in s.iterrows():
+        colour = pal.get(row["variant"], "grey")
+        pr, pg = row.get("gold_peak_round"), row.get("gold_peak")
+        if pd.notna(pr) and pd.notna(pg):
+            ax.scatter([pr], [pg], marker="*", s=170, color=colour, edgecolor="black", linewidth=0.7, zorder=5)
+        st = row.get("stagnation_round")
+        if pd.notna(st):
+            runm = m[(m["run"] == row["run"]) & (m["round"] == st)]
+            if not runm.empty and pd.notna(runm["eval/gold"].iloc[0]):
+                ax.scatter([st], [runm["eval/gold"].iloc[0]], marker="v", s=80, color=colour, edgecolor="black", linewidth=0.7, zorder=5)
+    extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)"),
+             Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)")]
+    _legend_once(fig, axes, extra)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = (f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold; "
+           "triangles the round from which gold stopped rising while the policy kept moving (stagnation). "
+           "Proxy is on each reward model's own scale (not comparable across utilities); KL is the k1 estimate per completion.")
+    return FigureResult(key, title, cap, fig)
+
+
+# ----------------------------------------------------------------------------- 2. per prompt type
+
+
+def fig_by_type(study, pal, band="sd") -> FigureResult:
+    plt = _plt()
+    key, title = "fig2_by_prompt_type", "Gold by prompt type: open-ended quality and closed-ended accuracy"
+    m = study.metrics
+    panels = [(c, lab, sub) for c, lab, sub in [
+        ("eval/gold_open", GOLD_LABEL, "open prompts: gold"),
+        ("eval/accuracy_closed", "share of right answers (0-1)", "closed prompts: accuracy"),
+        ("eval/proxy_open", "proxy reward (reward-model scale)", "open prompts: proxy"),
+        ("eval/proxy_closed", "proxy reward (reward-model scale)", "closed prompts: proxy"),
+    ] if _has(m, c)]
+    if not panels:
+        return FigureResult(key, title, "", None, "no per-type metrics (eval/gold_open, eval/accuracy_closed) logged")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
+    axes = axes[0]
+    for ax, (col, ylabel, sub) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
+        _int_rounds(ax)
+    _legend_once(fig, axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = (f"Per prompt type, mean over seeds ({_band_text(band)}). A proxy that rises while closed accuracy falls is the "
+           "cross-task exploit (closed prompts answered with open-prompt words).")
+    return FigureResult(key, title, cap, fig)
+
+
+# ----------------------------------------------------------------------------- 3. gold vs sqrt(KL) with the Gao fit
+
+
+def fig_gao(study, pal, band="sd") -> FigureResult:
+    plt = _plt()
+    key, title = "fig3_gold_vs_sqrt_kl", "Over-optimisation: gold gain against sqrt(KL) with the fitted Gao et al. curve"
+    m = study.metrics
+    if m.empty or not _has(m, "eval/gold") or not _has(m, "eval/sqrt_kl"):
+        return FigureResult(key, title, "", None, "needs eval/gold and eval/sqrt_kl (or eval/kl) per round")
+    try:
+        from rlhfsim.diagnostics.overopt import fit_gao
+    except Exception as e:  # noqa: BLE001 - the fit is optional
+        fit_gao = None
+        log.info("no Gao fit: %s", e)
+    d = m[["variant", "seed", "run", "round", "eval/gold", "eval/sqrt_kl"]].copy()
+    d["eval/gold"] = pd.to_numeric(d["eval/gold"], errors="coerce")
+    d["eval/sqrt_kl"] = pd.to_numeric(d["eval/sqrt_kl"], errors="coerce")
+    base = d.sort_values("round").groupby("run")["eval/gold"].first()
+    d["gain"] = d["eval/gold"] - d["run"].map(base)
+    d = d.dropna(subset=["gain", "eval/sqrt_kl"])
+    if d.empty:
+        return FigureResult(key, title, "", None, "no finite (sqrt KL, gold) points")
+    sns = _sns()
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    order = [v for v in study.variants if v in set(d["variant"])]
+    sns.scatterplot(data=d, x="eval/sqrt_kl", y="gain", hue="variant", hue_order=order, palette=pal, s=40, alpha=0.8, ax=ax, legend=False)
+    fits = []
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for v in order:
+        dv = d[d["variant"] == v]
+        label = v
+        if fit_gao is not None:
+            f = fit_gao(dv["eval/sqrt_kl"].to_numpy(), dv["gain"].to_numpy(), form="rl")
+            fits.append((v, f))
+            if np.isfinite(f.get("alpha", np.nan)):
+                xs = np.linspace(0, max(float(dv["eval/sqrt_kl"].max()) * 1.15, 1e-6), 200)
+                from rlhfsim.diagnostics.overopt import gao_rl
+
+                ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
+                label = f"{v}: α={f['alpha']:.3g}, β={f['beta']:.3g}, R²={f['r2']:.2f}, n={f['n']}"
+            else:
+                label = f"{v}: fit n/a (n={f.get('n', 0)})"
+        handles.append(Line2D([], [], color=pal[v], marker="o", lw=2 if fit_gao else 0, label=label))
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold gain over the SFT policy (gold reward units)")
+    ax.legend(handles=handles, loc="best", fontsize=8, title="variant (fit R(d) = d(α − β log d))", title_fontsize=8)
+    fig.tight_layout()
+    cap = ("Each point is one round of one seed (gold minus that run's round-0 gold). Lines: least-squares fit of the RL form "
+           "R(d) = d(α − β log d) of Gao, Schulman & Hilton (2022), pooled over seeds; β > 0 means gold turns down at larger KL.")
+    if fit_gao is None:
+        cap += " (rlhfsim.diagnostics.overopt.fit_gao unavailable: points only.)"
+    res = FigureResult(key, title, cap, fig)
+    res.fits = fits  # type: ignore[attr-defined]
+    return res
+
+
+# ----------------------------------------------------------------------------- 4-5. reward distributions from the parquet files
+
+
+def scale_proxy(df: pd.DataFrame) -> pd.Series:
+    """Proxy on [0,1] per run and round: kept if it already lies in [0,1] (bounded rewards), else min-max scaled."""
+    def f(x: pd.Series) -> pd.Series:
+        x = pd.to_numeric(x, errors="coerce")
+        fin = x[np.isfinite(x)]
+        if fin.empty:
+            return x
+        if fin.min() >= 0 and fin.max() <= 1:
+            return x
+        lo, hi = fin.min(), fin.max()
+        return (x - lo) / (hi - lo) if hi > lo else x * 0 + 0.5
+
+    return df.groupby(["run", "round"], group_keys=False)["proxy"].apply(f)
+
+
+def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
+    plt = _plt()
+    key, title = "fig4_reward_distributions", "Reward distributions per prompt type"
+    if rewards.empty or "prompt_type" not in rewards:
+        return FigureResult(key, title, "", None, "no rewards/round_XXX.parquet for the chosen rounds")
+    sns = _sns()
+    df = rewards.copy()
+    df["proxy (0-1 scaled)"] = scale_proxy(df) if "proxy" in df else np.nan
+    long = df.melt(id_vars=["variant", "seed", "round", "prompt_type"], value_vars=["proxy (0-1 scaled)", "gold"], var_name="measure", value_name="reward")
+    long = long.dropna(subset=["reward"])
+    types = sorted(long["prompt_type"].dropna().unique())
+    measures = [m for m in ["proxy (0-1 scaled)", "gold"] if (long["measure"] == m).any()]
+    if not types or not measures:
+        return FigureResult(key, title, "", None, "rewards parquet files have no finite proxy or gold values")
+    order = [v for v in study.variants if v in set(long["variant"])]
+    fig, axes = plt.subplots(len(measures), len(types), figsize=(5.6 * len(types), 3.8 * len(measures)), squeeze=False, sharey=True)
+    for i, meas in enumerate(measures):
+        for j, t in enumerate(types):
+            ax = axes[i][j]
+            sub = long[(long["measure"] == meas) & (long["prompt_type"] == t)]
+            if sub.empty:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # seaborn 0.13 on matplotlib >= 3.11 (vert=)
+                    warnings.simplefilter("ignore", PendingDeprecationWarning)
+                    sns.boxplot(data=sub, x="round", y="reward", hue="variant", hue_order=order, palette=pal, order=rounds,
+                                fliersize=1.5, linewidth=0.8, ax=ax)
+            ax.set(xlabel="round", ylabel=f"{meas} reward" if meas == "gold" else "proxy reward (0-1, scaled per run)",
+                   title=f"{t} prompts: {meas.split(' ')[0]}", ylim=(-0.05, 1.05))
+    _legend_once(fig, [a for row in axes for a in row])
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    cap = (f"Per-completion rewards on the held-out prompts at rounds {', '.join(map(str, rounds))}, pooled over seeds. "
+           "Proxy is shown on [0,1]: bounded rewards as they are, logits min-max scaled per run and round. Collapse shows as open "
+           "and closed proxy distributions of the same shape although their gold distributions differ (closed gold is 0 or 1).")
+    return FigureResult(key, title, cap, fig)
+
+
+def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
+    """Sorted within-prompt reward profiles (the look of Song et al.'s reward-vs-response-index figure)."""
+    plt = _plt()
+    key, title = "fig5_sorted_profiles", "Sorted within-prompt reward profiles (collapse)"
+    if rewards.empty or "proxy" not in rewards or not pd.to_numeric(rewards["proxy"], errors="coerce").notna().any():
+        return FigureResult(key, title, "", None, "no proxy rewards in the parquet files of the chosen rounds")
+    sns = _sns()
+    df = rewards.copy()
+    df["p01"] = scale_proxy(df)
+    df = df.dropna(subset=["p01"])
+    rounds = [r for r in rounds if (df["round"] == r).any()]
+    if not rounds:
+        return FigureResult(key, title, "", None, "no proxy rewards at the chosen rounds")
+    df["rank"] = df.groupby(["run", "round", "prompt_id"])["p01"].rank(method="first", ascending=True).astype(int)
+    order = [v for v in study.variants if v in set(df["variant"])]
+    types = sorted(df["prompt_type"].dropna().unique())
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(len(rounds), len(order), figsize=(3.6 * len(order) + 1, 3.3 * len(rounds)), squeeze=False, sharey=True)
+    for i, rd in enumerate(rounds):
+        for j, v in enumerate(order):
+            ax = axes[i][j]
+            sub = df[(df["round"] == rd) & (df["variant"] == v)]
+            for k, t in enumerate(types):
+                st = sub[sub["prompt_type"] == t]
+                if st.empty:
+                    continue
+                sns.lineplot(data=st, x="rank", y="p01", color=pal[v], linestyle=styles[k % len(styles)], errorbar="sd",
+                             ax=ax, label=f"{t}-ended" if t in ("open", "closed") else t, legend=False)
+            ax.set(title=f"{v}, round {rd}", xlabel="response index (sorted by proxy)" if i == len(rounds) - 1 else "",
+                   ylabel="proxy reward (0-1 scaled)" if j == 0 else "", ylim=(-0.05, 1.05))
+            _int_rounds(ax)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="black", ls=styles[k % len(styles)], label=f"{t} prompts") for k, t in enumerate(types)]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    cap = ("Each prompt's completions sorted by proxy reward (lowest first); lines are the mean over prompts and seeds, bands ±1 sd. "
+           "Colour is the variant; line style the prompt type. Collapse: open and closed profiles coincide. A prompt-aware utility "
+           "should keep closed profiles step-like (0 or 1) and open profiles spread.")
+    return FigureResult(key, title, cap, fig)
+
+
+# ----------------------------------------------------------------------------- 6. collapse metrics
+
+
+def fig_collapse(study, pal, band="sd") -> FigureResult:
+    plt = _plt()
+    key, title = "fig6_collapse", "Reward-model collapse and agreement with gold over rounds"
+    m = study.metrics
+    panels = [(c, lab, sub) for c, lab, sub in [
+        ("collapse/index", "collapse index (W1; 0 = collapsed)", "collapse index"),
+        ("collapse/index_gap", "gold index − RM index (W1)", "collapse gap (gold − proxy)"),
+        ("rm/pairwise_acc", "pairwise accuracy vs gold (0-1)", "RM pairwise accuracy (held-out)"),
+    ] if _has(m, c)]
+    if not panels:
+        return FigureResult(key, title, "", None, "no collapse/* or rm/pairwise_acc metrics logged")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
+    axes = axes[0]
+    for ax, (col, ylabel, sub) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        if col == "collapse/index" and _has(m, "collapse/index_gold"):
+            _lineplot(ax, m, "collapse/index_gold", study, pal, band, linestyle="--", legend=False)
+        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
+        _int_rounds(ax)
+    from matplotlib.lines import Line2D
+
+    extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
+    _legend_once(fig, axes, extra if _has(m, "collapse/index_gold") else ())
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = (f"Mean over seeds ({_band_text(band)}). The collapse index is the W1 distance between the mean sorted open and closed "
+           "reward profiles; the gold index (dashed) is what an uncollapsed reward model would show on the same samples. "
+           "Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold.")
+    return FigureResult(key, title, cap, fig)
+
+
+# ----------------------------------------------------------------------------- 7. advantage fidelity
+
+
+def fig_advantage(study, pal, band="sd") -> FigureResult:
+    plt = _plt()
+    key, title = "fig7_advantage_fidelity", "Advantage fidelity: do PPO's advantages still point where gold does?"
+    m = study.metrics
+    panels = [(c, lab, sub) for c, lab, sub in [
+        ("adv/gold_corr", "corr(proxy adv., gold adv.) (−1 to 1)", "per-token advantage correlation"),
+        ("adv/sign_agree", "same-sign share (0-1)", "per-token sign agreement"),
+        ("adv/gold_corr_seq", "corr per sequence (−1 to 1)", "per-sequence advantage correlation"),
+    ] if _has(m, c)]
+    if not panels:
+        return FigureResult(key, title, "", None, "no adv/* metrics in metrics.jsonl (advantage fidelity not logged by these runs)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
+    axes = axes[0]
+    for ax, (col, ylabel, sub) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        ax.set(xlabel="round", ylabel=ylabel, title=sub)
+        _int_rounds(ax)
+    _legend_once(fig, axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = (f"GAE run twice on the same PPO rollouts, with the proxy score and with the gold score; averaged over the round's PPO "
+           f"iterations, mean over seeds ({_band_text(band)}). Falling agreement means PPO is pushed away from gold.")
+    return FigureResult(key, title, cap, fig)
+
+
+BUILDERS_METRICS: list[Callable] = [fig_gold_proxy, fig_by_type, fig_gao, fig_collapse, fig_advantage]

@@ -1,0 +1,401 @@
+"""Study -> report.html (self-contained), report.md (+ PNG figures beside it), summary.csv.
+
+    build_report(load_study(["runs/smoke"]), "reports/smoke")
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlhfsim.report.load import Study
+
+FINAL_METRICS = [
+    ("gold_final", "final gold", "{:.3f}"),
+    ("gold_peak", "peak gold", "{:.3f}"),
+    ("gold_peak_round", "round of peak", "{:.1f}"),
+    ("stagnation_round", "stagnation round", "{:.1f}"),
+    ("kl_final", "final KL (nats)", "{:.3f}"),
+    ("collapse_index_final", "collapse index", "{:.3f}"),
+]
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def welch_interval(a, b, level: float = 0.95) -> dict:
+    """Difference of means a - b with its Welch t-interval. NaN bounds when either side has fewer than 2 values."""
+    from scipy import stats
+
+    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], dtype=float)
+    b = np.asarray([x for x in b if x is not None and np.isfinite(x)], dtype=float)
+    out = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "df": float("nan"), "n_a": int(a.size), "n_b": int(b.size)}
+    if a.size == 0 or b.size == 0:
+        return out
+    out["diff"] = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return out
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        out.update(lo=out["diff"], hi=out["diff"], df=float("inf"))
+        return out
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    t = float(stats.t.ppf(0.5 + level / 2, df))
+    out.update(lo=out["diff"] - t * se, hi=out["diff"] + t * se, df=float(df))
+    return out
+
+
+def final_table(study: Study) -> pd.DataFrame:
+    """Tidy: one row per (variant, metric) with mean, std, n and the Welch difference to the baseline."""
+    s = study.summary
+    rows = []
+    if s.empty:
+        return pd.DataFrame(columns=["variant", "metric", "label", "mean", "std", "n", "diff", "lo", "hi", "df", "n_baseline"])
+    done = s[s["status"].isin(["finished", "partial"])] if "status" in s else s
+    for v in study.variants:
+        sv = done[done["variant"] == v]
+        sb = done[done["variant"] == study.baseline]
+        for col, label, _ in FINAL_METRICS:
+            vals = pd.to_numeric(sv[col], errors="coerce").dropna().to_numpy() if col in sv else np.array([])
+            base = pd.to_numeric(sb[col], errors="coerce").dropna().to_numpy() if col in sb else np.array([])
+            w = welch_interval(vals, base) if v != study.baseline else {"diff": np.nan, "lo": np.nan, "hi": np.nan, "df": np.nan}
+            rows.append({
+                "variant": v, "metric": col, "label": label,
+                "mean": float(vals.mean()) if vals.size else np.nan,
+                "std": float(vals.std(ddof=1)) if vals.size > 1 else np.nan,
+                "n": int(vals.size), "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "df": w["df"], "n_baseline": int(base.size),
+            })
+    return pd.DataFrame(rows)
+
+
+def _fmt(x, spec: str) -> str:
+    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else spec.format(x)
+
+
+def _signed(x, spec: str) -> str:
+    s = _fmt(x, spec)
+    return s if s == "–" or s.startswith("-") else "+" + s
+
+
+def table_cells(study: Study, ft: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """Header and rows of the final table: each metric cell is (mean ± std, Δ [CI] line)."""
+    header = ["variant", "runs"] + [label for _, label, _ in FINAL_METRICS]
+    rows = []
+    for v in study.variants:
+        fv = ft[ft["variant"] == v]
+        n_runs = int(fv["n"].max()) if not fv.empty else 0
+        row = [(v + (" (baseline)" if v == study.baseline else ""), ""), (str(n_runs), "")]
+        for col, _, spec in FINAL_METRICS:
+            r = fv[fv["metric"] == col]
+            if r.empty or r["n"].iloc[0] == 0:
+                row.append(("–", ""))
+                continue
+            r = r.iloc[0]
+            main = f"{_fmt(r['mean'], spec)} ± {_fmt(r['std'], spec)}" if r["n"] > 1 else f"{_fmt(r['mean'], spec)}"
+            if r["n"] != n_runs or n_runs == 1:
+                main += f" (n={r['n']})"
+            sub = ""
+            if v != study.baseline and np.isfinite(r["diff"]):
+                ci = f" [{_signed(r['lo'], spec)}, {_signed(r['hi'], spec)}]" if np.isfinite(r["lo"]) else " [CI n/a: < 2 runs]"
+                sub = f"Δ {_signed(r['diff'], spec)}{ci}"
+            row.append((main, sub))
+        rows.append(row)
+    return header, rows
+
+
+# ----------------------------------------------------------------------------- round choice
+
+
+def choose_rounds(study: Study, rounds: list[int] | None) -> list[int]:
+    """Rounds for the distribution figures: the first round after feedback, the middle and the last one found."""
+    avail = sorted({rd for r in study.runs for rd in r.reward_rounds})
+    if rounds:
+        for rd in rounds:
+            if rd not in avail:
+                study.note(f"round {rd} was asked for the reward distributions but no run has rewards/round_{rd:03d}.parquet")
+        return [rd for rd in rounds if rd in avail]
+    if not avail:
+        return []
+    fed = [rd for rd in avail if rd >= 1] or avail
+    first, last = fed[0], fed[-1]
+    out = [first]
+    if last - first >= 4:
+        mid = min(fed, key=lambda x: abs(x - (first + last) / 2))
+        if mid not in out:
+            out.append(mid)
+    if last not in out:
+        out.append(last)
+    for r in study.runs:
+        lost = [rd for rd in out if rd not in r.reward_rounds]
+        if lost and r.reward_rounds:
+            study.note(f"{r.label} ({r.path}): no rewards parquet for round(s) {', '.join(map(str, lost))} shown in the distributions")
+    return out
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    figures: list = field(default_factory=list)  # FigureResult with .png bytes
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+    from rlhfsim.report import figures as F
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = Report(out)
+    pal = F.palette(study.variants)
+
+    chosen = choose_rounds(study, rounds)
+    rewards = study.rewards(chosen) if chosen else pd.DataFrame()
+    results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
+               F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
+               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    for res in results:
+        if res.fig is not None:
+            res.png = _png(res.fig)  # type: ignore[attr-defined]
+            res.fig = None
+            path = out / f"{res.key}.png"
+            path.write_bytes(res.png)  # type: ignore[attr-defined]
+            rep.files.append(path)
+        rep.figures.append(res)
+
+    # summary.csv: one row per run
+    s = study.summary
+    s.to_csv(out / "summary.csv", index=False)
+    rep.files.append(out / "summary.csv")
+    ft = final_table(study)
+    ft.to_csv(out / "variant_table.csv", index=False)
+    rep.files.append(out / "variant_table.csv")
+
+    ctx = _context(study, ft, chosen, band, title)
+    (out / "report.md").write_text(render_markdown(ctx, rep.figures))
+    (out / "report.html").write_text(render_html(ctx, rep.figures))
+    rep.files += [out / "report.md", out / "report.html"]
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def _context(study: Study, ft: pd.DataFrame, chosen: list[int], band: str, title: str | None) -> dict:
+    diff, common = study.config_diff()
+    header, rows = table_cells(study, ft)
+    # runs overview: variant x seed status
+    seeds = sorted({r.seed for r in study.runs if r.seed is not None})
+    overview = []
+    for v in study.variants:
+        cells = []
+        for sd in seeds:
+            rs = [r for r in study.runs if r.variant == v and r.seed == sd]
+            if not rs:
+                cells.append("–")
+                continue
+            r = rs[0]
+            logged = r.rounds_logged
+            of = f"/{r.configured_rounds}" if r.configured_rounds is not None else ""
+            cells.append(f"{r.status} ({logged if logged is not None else 0}{of} rounds)")
+        overview.append([v, *cells])
+    ns = ft.groupby("variant")["n"].max().to_dict() if not ft.empty else {}
+    return {
+        "title": title or f"rlhfsim report: {study.name}",
+        "question": study.question,
+        "study": study,
+        "diff": diff,
+        "common": common,
+        "table_header": header,
+        "table_rows": rows,
+        "overview_header": ["variant", *[f"seed {s}" for s in seeds]],
+        "overview": overview,
+        "rounds": chosen,
+        "band": band,
+        "n_runs": len(study.runs),
+        "ns": ns,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _intro(ctx) -> list[str]:
+    st = ctx["study"]
+    n_seeds = len({r.seed for r in st.runs})
+    return [
+        f"{ctx['n_runs']} run(s): {len(st.variants)} variant(s) x {n_seeds} seed(s). Baseline: **{st.baseline}**. "
+        f"Sources: {', '.join(st.sources)}. Generated {ctx['generated']}."
+    ]
+
+
+TABLE_NOTE = ("Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the difference of means to the baseline "
+              "with its 95% Welch t-interval (unequal variances). With 2-3 seeds per variant these intervals are wide: a claim needs "
+              "an interval that excludes 0. Rounds are round numbers (0 = SFT policy); a stagnation round is missing where "
+              "gold never stalled, and n then counts the runs where it is defined.")
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def render_markdown(ctx: dict, figures: list) -> str:
+    st = ctx["study"]
+    L = [f"# {ctx['title']}", ""]
+    L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
+    L += _intro(ctx) + [""]
+    L += ["## Runs", ""] + _md_table(ctx["overview_header"], ctx["overview"]) + [""]
+    L += ["## What differs between variants", ""]
+    diff: pd.DataFrame = ctx["diff"]
+    if diff.empty:
+        L += ["_The resolved configs (config.yaml) do not differ between variants, apart from seeds and names._" if st.variants else "_No configs._", ""]
+    else:
+        L += _md_table(list(diff.columns), diff.astype(str).values.tolist()) + [""]
+    if st.variant_overrides:
+        L += ["Overrides per variant, as written in the experiment:", ""]
+        for v in st.variants:
+            ov = st.variant_overrides.get(v)
+            if ov is not None:
+                L.append(f"- `{v}`: " + (", ".join(f"`{k}={_short(x)}`" for k, x in ov.items()) or "base config"))
+        L.append("")
+    L += ["## Final table per variant", ""]
+    rows = [[m if not s else f"{m}<br>{s}" for m, s in r] for r in ctx["table_rows"]]
+    L += _md_table(ctx["table_header"], rows) + ["", TABLE_NOTE, ""]
+    L += ["## Figures", ""]
+    for f in figures:
+        L += [f"### {f.title}", ""]
+        if getattr(f, "png", None) is not None:
+            L += [f"![{f.title}]({f.key}.png)", "", f.caption, ""]
+        else:
+            L += [f"_Not drawn: {f.skipped}._", ""]
+    L += ["## Missing data", ""]
+    L += [f"- {_md_escape(m)}" for m in st.missing] if st.missing else ["Nothing missing: every run has its config, metrics, rewards and summary."]
+    L += ["", "<details><summary>Settings common to all variants</summary>", "", "```"]
+    L += [f"{k}: {v}" for k, v in ctx["common"].items()] + ["```", "", "</details>", ""]
+    return "\n".join(L)
+
+
+def _short(x) -> str:
+    import json
+
+    return json.dumps(x) if isinstance(x, (dict, list)) else str(x)
+
+
+# ----------------------------------------------------------------------------- html
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em} h3{margin-bottom:.3em}
+blockquote{font-size:1.15em;border-left:4px solid #4c72b0;margin:0;padding:.4em 1em;background:#f4f7fb}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;font-size:.84em}
+.scroll{overflow-x:auto;max-width:100%}
+figure{margin:1em 0 2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee} figcaption{color:#444;font-size:.92em;margin-top:.4em}
+.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
+.missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
+nav a{margin-right:1em}
+"""
+
+
+def _e(s) -> str:
+    return html.escape(str(s))
+
+
+def _html_table(header, rows, cls="") -> str:
+    h = "".join(f"<th>{_e(c)}</th>" for c in header)
+    body = []
+    for r in rows:
+        cells = []
+        for c in r:
+            if isinstance(c, tuple):
+                main, sub = c
+                cells.append(f"<td class='num'>{_e(main)}" + (f"<span class='sub'>{_e(sub)}</span>" if sub else "") + "</td>")
+            else:
+                cells.append(f"<td>{_e(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table class='{cls}'><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def render_html(ctx: dict, figures: list) -> str:
+    from rlhfsim.report.figures import palette
+
+    st = ctx["study"]
+    pal = palette(st.variants)
+
+    def sw(v):
+        r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])
+        return f"<span class='swatch' style='background:rgb({r},{g},{b})'></span>"
+
+    P = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(ctx['title'])}</title>",
+         f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
+         f"<h1>{_e(ctx['title'])}</h1>",
+         "<nav><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
+         "<a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
+         "<h2 id='question'>Question</h2>",
+         f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
+    intro = _intro(ctx)[0].replace("**", "")
+    P.append(f"<p>{_e(intro)}</p>")
+    P.append("<p>Variants: " + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants) + "</p>")
+    P.append("<h2 id='runs'>Runs</h2>" + _html_table(ctx["overview_header"], ctx["overview"]))
+    P.append("<h2 id='diff'>What differs between variants</h2>")
+    diff: pd.DataFrame = ctx["diff"]
+    if diff.empty:
+        P.append("<p><em>The resolved configs (config.yaml) do not differ between variants, apart from seeds and names.</em></p>")
+    else:
+        P.append(_html_table(list(diff.columns), diff.astype(str).values.tolist()))
+    if st.variant_overrides:
+        items = []
+        for v in st.variants:
+            ov = st.variant_overrides.get(v)
+            if ov is not None:
+                txt = ", ".join(f"{k}={_short(x)}" for k, x in ov.items()) or "base config"
+                items.append(f"<li>{sw(v)}<code>{_e(v)}</code>: <code>{_e(txt)}</code></li>")
+        P.append("<p class='note'>Overrides per variant, as written in the experiment:</p><ul>" + "".join(items) + "</ul>")
+    P.append("<h2 id='table'>Final table per variant</h2>")
+    P.append(_html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]], "final"))
+    P.append(f"<p class='note'>{_e(TABLE_NOTE)}</p>")
+    P.append("<h2 id='figures'>Figures</h2>")
+    for f in figures:
+        P.append(f"<h3>{_e(f.title)}</h3>")
+        png = getattr(f, "png", None)
+        if png is not None:
+            b64 = base64.b64encode(png).decode("ascii")
+            P.append(f"<figure><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'><figcaption>{_e(f.caption)}</figcaption></figure>")
+        else:
+            P.append(f"<p><em>Not drawn: {_e(f.skipped)}.</em></p>")
+    P.append("<h2 id='missing'>Missing data</h2>")
+    if st.missing:
+        P.append("<ul class='missing'>" + "".join(f"<li>{_e(m)}</li>" for m in st.missing) + "</ul>")
+    else:
+        P.append("<p>Nothing missing: every run has its config, metrics, rewards and summary.</p>")
+    common = "\n".join(f"{k}: {v}" for k, v in ctx["common"].items())
+    P.append(f"<details><summary>Settings common to all variants</summary><pre>{_e(common)}</pre></details>")
+    P.append(f"<p class='note'>Generated by rlhfsim report on {_e(ctx['generated'])}; summary.csv has one row per run.</p>")
+    P.append("</body></html>")
+    return "\n".join(P)

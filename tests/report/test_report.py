@@ -1,0 +1,250 @@
+"""Reports from fabricated run directories: files, figures, tables, missing data, and a real browser."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rlhfsim.cli import main
+from rlhfsim.config import config_from_dict, dump_config
+from rlhfsim.diagnostics import summarize
+from rlhfsim.report.load import load_study
+from rlhfsim.report.render import final_table, welch_interval
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION = "Does a larger KL coefficient stop the gold reward from falling?"
+ROUNDS = 3
+P, K = 8, 3  # held-out prompts, completions each
+
+
+def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: float, rounds: int = ROUNDS) -> Path:
+    """A run directory as `rlhfsim run` leaves it (config, metrics, rewards parquet, summary)."""
+    raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    raw.update(seed=seed)
+    raw["loop"]["rounds"] = rounds
+    raw["ppo"]["kl_coef"] = kl_coef
+    raw["output"].update(experiment="study", variant=variant, dir=str(root.parent))
+    cfg = config_from_dict(raw)
+    d = root / variant / f"seed{seed}"
+    (d / "rewards").mkdir(parents=True)
+    (d / "config.yaml").write_text(dump_config(cfg))
+    rng = np.random.default_rng(100 * seed + int(kl_coef * 1000))
+    rows = []
+    for r in range(rounds + 1):
+        kl = 0.0 if r == 0 else 0.3 * r / (1 + 5 * kl_coef)
+        gold = 0.3 + gold_shift + 0.08 * np.sqrt(kl) - 0.05 * kl + rng.normal(0, 0.01)
+        row = {"round": r, "eval/gold": gold, "eval/kl": kl, "eval/sqrt_kl": np.sqrt(kl), "eval/gold_open": gold + 0.1,
+               "eval/gold_closed": gold - 0.1, "eval/accuracy_closed": gold - 0.1, "time/round": 1.0}
+        if r > 0:
+            row.update({"eval/proxy": 0.2 * r, "eval/proxy_open": 0.2 * r, "eval/proxy_closed": 0.1 * r,
+                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/index": 0.3 / r, "collapse/index_gold": 0.3,
+                        "collapse/index_gap": 0.3 - 0.3 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
+        rows.append(row)
+        types = np.repeat(["open", "closed"], P // 2)
+        gold_pk = np.where(types[:, None] == "closed", rng.integers(0, 2, (P, K)), rng.uniform(0, 1, (P, K)))
+        df = pd.DataFrame({
+            "round": r, "prompt_id": np.repeat(np.arange(P), K), "family": np.repeat(np.where(types == "open", "open", "add"), K),
+            "prompt_type": np.repeat(types, K), "completion_idx": np.tile(np.arange(K), P), "gold": gold_pk.ravel(),
+            "proxy": rng.normal(0, 1, P * K) if r > 0 else np.nan, "kl": rng.normal(kl, 0.1, P * K),
+            "length": rng.integers(1, 9, P * K).astype(float), "eos": rng.random(P * K) > 0.3,
+        })
+        if r > 0:
+            df["proxy_m0"] = df["proxy"]
+        df.to_parquet(d / "rewards" / f"round_{r:03d}.parquet", index=False)
+    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    (d / "summary.json").write_text(json.dumps(summarize(rows, wall_time=3.0)))
+    return d
+
+
+@pytest.fixture
+def study_root(tmp_path):
+    """runs/study/{low_kl,high_kl}/seed{0,1}/ with the sweep's experiment record."""
+    root = tmp_path / "runs" / "study"
+    for seed in (0, 1):
+        fab_run(root, "low_kl", seed, 0.01, 0.0)
+        fab_run(root, "high_kl", seed, 0.2, 0.05)
+    (root / "experiment.yaml").write_text(yaml.safe_dump({
+        "name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
+        "variants": {"low_kl": {"ppo.kl_coef": 0.01}, "high_kl": {"ppo.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
+    }))
+    return root
+
+
+def md_images(md: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
+
+
+def html_images(html: str) -> list[str]:
+    return re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+
+
+def test_report_from_tiny_runs(study_root, tmp_path):
+    out = tmp_path / "reports" / "study"
+    assert main(["report", str(study_root), "-o", str(out)]) == 0
+    for f in ("report.html", "report.md", "summary.csv"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0
+
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    imgs = md_images(md)
+    assert len(pngs) >= 6  # gold/proxy, by type, Gao, distributions, profiles, collapse, advantage
+    assert sorted(imgs) == pngs and len(html_images(html)) == len(imgs)
+    for name in pngs:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 5000
+    import base64
+
+    assert all(base64.b64decode(b)[:4] == b"\x89PNG" for b in html_images(html))
+    assert "src='http" not in html and "<script" not in html  # self-contained
+    assert QUESTION in md and QUESTION in html
+
+    # summary.csv: one row per run with summary fields and final metrics
+    s = pd.read_csv(out / "summary.csv")
+    assert len(s) == 4 and set(s["variant"]) == {"low_kl", "high_kl"} and sorted(s["seed"]) == [0, 0, 1, 1]
+    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_index_final", "wall_time_s", "final/eval/gold"):
+        assert col in s.columns, col
+    assert np.allclose(s["gold_final"], s["final/eval/gold"])
+
+    # the final table: a row per variant, baseline first, mean ± std and a Welch interval for the other
+    rows = [ln for ln in md.splitlines() if ln.startswith("| low_kl") or ln.startswith("| high_kl")]
+    table = [ln for ln in rows if "±" in ln]
+    assert len(table) == 2 and table[0].startswith("| low_kl (baseline) | 2 |")
+    assert "Δ" in table[1] and "Δ" not in table[0]
+    hi = s[s["variant"] == "high_kl"]["gold_final"].to_numpy()
+    lo = s[s["variant"] == "low_kl"]["gold_final"].to_numpy()
+    assert f"{hi.mean():.3f} ± {hi.std(ddof=1):.3f}" in table[1]
+    w = welch_interval(hi, lo)
+    assert f"Δ {w['diff']:+.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}]" in table[1]
+    # what differs: the KL coefficient, and nothing about seeds or names
+    assert re.search(r"\| ppo\.kl_coef \| 0\.01 \| 0\.2 \|", md)
+    assert "| seed |" not in md and "output.variant" not in md
+    assert "Nothing missing" in md
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    a, b = np.array([0.41, 0.47, 0.52]), np.array([0.30, 0.33])
+    w = welch_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert w["diff"] == pytest.approx(a.mean() - b.mean())
+    assert (w["lo"], w["hi"]) == pytest.approx((ci.low, ci.high))
+    one = welch_interval([0.5], b)
+    assert np.isfinite(one["diff"]) and np.isnan(one["lo"])
+    assert np.isnan(welch_interval([], b)["diff"])
+
+
+def test_final_table_against_baseline(study_root):
+    study = load_study([study_root])
+    assert study.baseline == "low_kl" and study.variants == ["low_kl", "high_kl"] and study.question == QUESTION
+    ft = final_table(study)
+    assert set(ft["variant"]) == {"low_kl", "high_kl"}
+    row = ft[(ft["variant"] == "high_kl") & (ft["metric"] == "gold_final")].iloc[0]
+    assert row["n"] == 2 and row["n_baseline"] == 2 and row["lo"] < row["diff"] < row["hi"]
+    assert ft[ft["variant"] == "low_kl"]["diff"].isna().all()
+
+
+def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_path):
+    (study_root / "high_kl" / "seed1" / "summary.json").unlink()  # killed run
+    (study_root / "low_kl" / "seed1" / "rewards" / "round_003.parquet").unlink()
+    (study_root / "low_kl" / "seed1" / "rewards" / "round_001.parquet").write_text("not parquet")
+    lines = (study_root / "high_kl" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    (study_root / "high_kl" / "seed0" / "metrics.jsonl").write_text("\n".join(lines[:2]) + '\n{"round": 2, "eval/go')  # torn
+    only_cfg = study_root / "extra" / "seed0"
+    only_cfg.mkdir(parents=True)
+    shutil.copy(study_root / "low_kl" / "seed0" / "config.yaml", only_cfg / "config.yaml")
+    bare = study_root / "bare" / "seed3"
+    bare.mkdir(parents=True)
+    out = tmp_path / "rep"
+    assert main(["report", str(study_root), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    missing = md.split("## Missing data", 1)[1]
+    assert "high_kl/seed1" in missing and "no summary.json" in missing
+    assert "low_kl/seed1" in missing and "round_003" in missing.replace("round(s) 3", "round_003") and "unreadable" in missing
+    assert "no metrics.jsonl" in missing and "no config.yaml" in missing and "bare/seed3" in missing
+    # 'extra' reused low_kl's config.yaml, so it is a low_kl run by its config: still reported, not an error
+    s = pd.read_csv(out / "summary.csv")
+    assert len(s) == 6
+    assert set(s["status"]) >= {"finished", "unfinished", "empty"}
+    assert len(md_images(md)) == len(html_images((out / "report.html").read_text())) >= 5
+
+
+def test_report_from_a_run_dir_missing_files(tmp_path):
+    d = fab_run(tmp_path / "runs" / "solo", "only", 0, 0.05, 0.0)
+    (d / "summary.json").unlink()
+    shutil.rmtree(d / "rewards")
+    out = tmp_path / "rep"
+    assert main(["report", str(d), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    missing = md.split("## Missing data", 1)[1]
+    assert "no summary.json" in missing and "no rewards/round_XXX.parquet" in missing and "the question" in missing
+    assert "Not drawn" in md  # distributions need the parquet files
+    assert len(md_images(md)) == len(list(out.glob("*.png"))) == len(html_images((out / "report.html").read_text()))
+
+
+def test_report_from_experiment_yaml_and_bad_inputs(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({"name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
+                                   "variants": {"low_kl": {}, "high_kl": {}, "never_run": {}}, "seeds": [0, 1]}))
+    root = tmp_path / "runs" / "study"
+    for seed in (0, 1):
+        fab_run(root, "low_kl", seed, 0.01, 0.0)
+        fab_run(root, "high_kl", seed, 0.2, 0.05)
+    out = tmp_path / "rep"
+    assert main(["report", str(exp), "--runs", str(tmp_path / "runs"), "-o", str(out), "--rounds", "1,2", "--band", "ci"]) == 0
+    md = (out / "report.md").read_text()
+    assert QUESTION in md and "never_run/seed0: no run directory" in md
+    assert main(["report", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
+    assert main(["report", str(exp), "--runs", str(tmp_path / "empty"), "-o", str(out)]) == 2  # no runs at all
+    assert main(["report", str(root), "-o", str(out), "--rounds", "x"]) == 2
+    assert main(["report", str(root), "-o", str(out), "--baseline", "nope"]) == 2
+    assert "nope" in capsys.readouterr().out
+
+
+def test_palette_is_one_fixed_colour_per_variant():
+    from rlhfsim.report.figures import palette
+
+    p = palette(["a", "b", "c"])
+    assert list(p) == ["a", "b", "c"] and len(set(p.values())) == 3
+    assert palette(["a", "b", "c"]) == p
+    assert len(set(palette([f"v{i}" for i in range(14)]).values())) == 14
+
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(study_root, tmp_path):
+    import matplotlib.image as mpimg
+
+    out = tmp_path / "rep"
+    assert main(["report", str(study_root), "-o", str(out)]) == 0
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+           f"--screenshot={shot}", "--window-size=1200,3000", (out / "report.html").resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    img = mpimg.imread(shot)[..., :3]
+    assert img.shape[0] >= 2900 and img.shape[1] >= 1100
+    assert img.std() > 0.05  # not a blank page
+    # rendered figures: the variants' colours fill far more pixels than the legend swatches of a page without images (~3k)
+    mx, mn = img.max(-1), img.min(-1)
+    saturated = ((mx - mn) > 0.35).sum()
+    assert saturated > 8_000, saturated
+
+    # every embedded figure decodes: a copy of the page with a probe script reports the decoded images into the DOM
+    html = (out / "report.html").read_text()
+    n_img = len(html_images(html))
+    probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
+             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); });</script>")
+    (out / "probe.html").write_text(html.replace("</body>", probe + "</body>"))
+    cmd = [c for c in cmd if not c.startswith("--screenshot") and not c.startswith("--window-size") and not c.endswith("report.html")]
+    dom = subprocess.run(cmd + ["--virtual-time-budget=5000", "--dump-dom", (out / "probe.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f'data-probe="{n_img}:{n_img}"' in dom, (n_img, re.findall(r'data-probe="[^"]*"', dom))
