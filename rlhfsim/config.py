@@ -162,6 +162,8 @@ class LoopConfig(Strict):
     freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
     train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
     eval_prompts: int = Field(128, ge=4, description="Fixed held-out prompts for per-round evaluation.")
+    bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
+    bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
 
 

@@ -214,9 +214,12 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
             ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
                              cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
             row.update(diagnose_reward_model(sim, ev))
+            if L.bon_n > 1:
+                row.update(best_of_n_metrics(sim, r))
 
         # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
         reporter.phase(r, "ppo")
+        prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
         steps = []
         with timed(row, "ppo"):
             if L.train_policy:
@@ -231,7 +234,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
         reporter.phase(r, "evaluate")
         with timed(row, "evaluate"):
             ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                             cfg.policy.temperature, sim.eval_generator(r, 8), sim.device)
+                             cfg.policy.temperature, sim.eval_generator(r, 8), sim.device, prev=prev_policy)
             proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
             proxy = proxy.reshape(ev.gold.shape)
             row.update(policy_metrics(ev, proxy))
@@ -274,4 +277,22 @@ def annotation_stats(groups: list[Group]) -> dict:
 def diagnose_reward_model(sim: Simulation, ev) -> dict:
     """Agreement with gold and collapse metrics of the current reward model on held-out samples."""
     logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
-    return diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
+    out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
+    out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
+    return out
+
+
+def best_of_n_metrics(sim: Simulation, round_: int) -> dict:
+    """Best-of-n as a second optimiser on the same policy and reward model: gold/proxy for n = 1, 2, 4, ..., N."""
+    L = sim.cfg.loop
+    prompts = sim.eval_prompts[: L.bon_prompts]
+    ev = sample_eval(sim.policy, sim.ref, sim.world, prompts, L.bon_n, sim.cfg.policy.response_len,
+                     sim.cfg.policy.temperature, sim.eval_generator(round_, 7), sim.device)
+    proxy = sim.proxy(ev.flat_prompts(), ev.texts)[0].reshape(ev.gold.shape)
+    ns = sorted({1 << i for i in range(L.bon_n.bit_length()) if (1 << i) <= L.bon_n} | {L.bon_n})
+    curve = diag.overopt.best_of_n_curve(proxy, ev.gold, ns)
+    out = {}
+    for row in curve.itertuples():
+        out[f"bon/gold_n{row.n}"] = row.gold
+        out[f"bon/proxy_n{row.n}"] = row.proxy
+    return out

@@ -547,7 +547,7 @@ def run_command(run_dir: Path, action: str) -> list[str]:
     return base + [str(run_dir / "config.yaml"), "--out", str(run_dir)]
 
 
-def tail_reason(log_path: Path, n: int = 4, max_chars: int = 400) -> str:
+def tail_reason(log_path: Path, n: int = 3, max_chars: int = 400) -> str:
     """Why a child failed, from the end of its run.log: the exception line(s) of a traceback, else the last lines."""
     try:
         lines = [ln.rstrip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -684,8 +684,18 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
             job.detail = f"gold {g:.3f}" if isinstance(g, (int, float)) else "ok"
         else:
             job.status = "failed"
-            why = f"exit code {rc}" if rc != 0 else "exited 0 without a complete summary.json"
-            job.detail = f"{why}: {tail_reason(job.spec.path / 'run.log')} (full log: {job.spec.path / 'run.log'})"
+            if rc < 0:
+                import signal
+
+                try:
+                    why = f"killed by {signal.Signals(-rc).name}"
+                except ValueError:
+                    why = f"killed by signal {-rc}"
+                last = tail_reason(job.spec.path / "run.log", n=1, max_chars=160)
+                job.detail = f"{why}; last output: {last} (full log: {job.spec.path / 'run.log'})"
+            else:
+                why = f"exit code {rc}" if rc != 0 else "exited 0 without a complete summary.json"
+                job.detail = f"{why}: {tail_reason(job.spec.path / 'run.log')} (full log: {job.spec.path / 'run.log'})"
 
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*cols, console=console, transient=False) as prog:

@@ -346,7 +346,7 @@ def test_results_table_lists_every_run():
 
 
 def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
-    """One real `rlhfsim run` child (1 variant x 1 seed, 1 round); a second sweep skips it."""
+    """One real `rlhfsim run` child (1 variant x 1 seed, 1 round); a second sweep skips it, a third resumes it."""
     p = write_exp(tmp_path, f"""
         name: real
         question: does a real run finish under the sweep?
@@ -363,3 +363,10 @@ def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
     assert dump_config(config_from_dict(yaml.safe_load((d / "config.yaml").read_text()))) == (d / "config.yaml").read_text()
     jobs = sweep.plan(load_experiment(p), out)
     assert [j.decision.action for j in jobs] == ["skip"]
+    # one more round asked for: the real child resumes from the round-1 checkpoint (`rlhfsim run --resume`)
+    p.write_text(p.read_text().replace("loop.rounds: 1", "loop.rounds: 2"))
+    assert [j.decision.action for j in sweep.plan(load_experiment(p), out)] == ["resume"]
+    assert main(["sweep", str(p), "--out", str(out)]) == 0, (d / "run.log").read_text()
+    assert "--resume" in (d / "run.log").read_text()
+    assert json.loads((d / "summary.json").read_text())["rounds_completed"] == 2
+    assert [json.loads(ln)["round"] for ln in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]

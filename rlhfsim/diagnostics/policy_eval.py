@@ -29,6 +29,7 @@ class EvalSamples:
     entropy: np.ndarray  # [P, k] mean per-token entropy of the policy
     length: np.ndarray  # [P, k] tokens generated (EOS included)
     eos: np.ndarray  # [P, k] bool, ended with EOS
+    move: np.ndarray | None = None  # [P, k] sequence KL(policy || previous round's policy), when `prev` was given
 
     @property
     def types(self) -> list[str]:
@@ -39,7 +40,7 @@ class EvalSamples:
 
 
 @torch.no_grad()
-def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device) -> EvalSamples:
+def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device, prev=None) -> EvalSamples:
     tok = world.tokenizer
     flat = [p for p in prompts for _ in range(k)]
     p_ids, p_mask = encode_prompts(tok, [p.text for p in flat], device)
@@ -52,6 +53,10 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
     texts = decode_responses(tok, ro.response_ids, ro.response_mask)
     gold = world.gold(flat, texts)
     shape = (len(prompts), k)
+    move = None
+    if prev is not None:
+        prev_logp = core.logprobs_from_logits(response_logits(prev, ro.seq, temperature), ro.response_ids) * mask
+        move = (logp - prev_logp).sum(-1).cpu().numpy().reshape(shape)
     return EvalSamples(
         prompts=list(prompts),
         k=k,
@@ -61,6 +66,7 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
         entropy=ent.cpu().numpy().reshape(shape),
         length=mask.sum(-1).cpu().numpy().reshape(shape),
         eos=has_eos(ro.response_ids, tok.eos_token_id).cpu().numpy().reshape(shape),
+        move=move,
     )
 
 
@@ -79,6 +85,8 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
         "eval/length": float(ev.length.mean()),
         "eval/eos_rate": float(ev.eos.mean()),
     }
+    if ev.move is not None:
+        m["eval/policy_move"] = float(ev.move.mean())
     for f in sorted(set(fam)):
         m[f"eval/gold_{f}"] = float(ev.gold[fam == f].mean())
     for t in sorted(set(typ)):
