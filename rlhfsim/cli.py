@@ -76,24 +76,36 @@ class RichReporter:
 
 def cmd_run(args) -> int:
     from rlhfsim.config import load_config
-    from rlhfsim.loop import run
-    from rlhfsim.tracking import RunDir
+    from rlhfsim.guards import Diverged
+    from rlhfsim.tracking import RunDir, check_writable, resume_config
 
+    # everything a user can get wrong is checked here, in seconds, before models are imported or trained
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass a run directory written by `rlhfsim run`")
-        cfg = load_config(run_dir / "config.yaml", args.set)
-        out = run_dir
+        if args.out:
+            raise ConfigError(f"--out {args.out} with --resume: a resumed run stays in its own directory; drop --out")
+        cfg = resume_config(args.resume, args.config, args.set)
+        out = Path(args.resume)
     else:
         if args.config is None:
             raise ConfigError("rlhfsim run: give a CONFIG file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.set)
         out = args.out
+    check_writable(Path(cfg.policy.cache_dir), "SFT cache directory (policy.cache_dir)",
+                   "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache")
     run_dir = RunDir.for_config(cfg, out)
+
+    from rlhfsim import faults
+    from rlhfsim.loop import run
+
     console.print(f"[bold]rlhfsim run[/bold] -> {run_dir.path}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as prog:
-        summary = run(cfg, out=out, resume=bool(args.resume), reporter=RichReporter(prog))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as prog:
+            summary = run(cfg, out=out, resume=bool(args.resume), reporter=faults.arm(RichReporter(prog)))
+    except Diverged as e:
+        console.print(f"[red]diverged:[/red] {e}", soft_wrap=True, highlight=False)
+        console.print(f"earlier rounds are intact in {run_dir.path}; metrics.jsonl ends with the diagnostic row of round {e.round}",
+                      soft_wrap=True, highlight=False)
+        return 3
     console.print(rounds_table(run_dir.metrics(), f"{cfg.output.experiment}/{cfg.output.variant} seed {cfg.seed}"))
     console.print(
         f"gold {summary['gold_initial']:.3f} (SFT) -> {summary['gold_final']:.3f} (final), peak {summary['gold_peak']:.3f} "
@@ -183,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as e:  # a file or folder the command needs cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        console.print(f"[red]error:[/red] {where}{e.strerror or e}; check the path and its permissions "
+                      "(a killed run continues with `rlhfsim run --resume RUN_DIR`)", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; resume with `rlhfsim run --resume RUN_DIR`")

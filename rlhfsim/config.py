@@ -177,6 +177,19 @@ class OutputConfig(Strict):
     checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
 
 
+class GuardsConfig(Strict):
+    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
+
+    on_divergence: Literal["stop", "skip_round"] = Field(
+        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
+        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
+    )
+    max_abs_reward: float = Field(
+        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
+        "|mean PPO score| or |mean proxy| of a batch."
+    )
+
+
 class Config(Strict):
     """One run."""
 
@@ -188,6 +201,7 @@ class Config(Strict):
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

@@ -20,6 +20,7 @@ import torch
 from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.guards import Guard
 from rlhfsim.models.policy import build_value_model, warm_start_policy
 from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
@@ -149,9 +150,11 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
     reporter = reporter or Reporter()
     t_start = time.perf_counter()
     run_dir = RunDir.for_config(cfg, out)
-    run_dir.create()
+    run_dir.create(cfg, resume)  # lock; refuse to overwrite results or to resume another config/version
     run_dir.write_config(dump_config(cfg))
     sim = Simulation(cfg, run_dir)
+    guard = Guard(cfg.guards, sim, run_dir, cfg.output.checkpoints)
+    guard.setup(sim.sft_stats)
     L = cfg.loop
 
     first = 1
@@ -177,80 +180,85 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
     reporter.start(L.rounds, first)
     for r in range(first, L.rounds + 1):
         row: dict = {"round": r}
+        steps: list[dict] = []
         t_round = time.perf_counter()
+        with guard.round(r, row, steps):  # divergence: a diagnostic row, then stop (exit code 3) or skip the round
+            # 1 sample prompts -------------------------------------------------------------
+            reporter.phase(r, "generate")
+            prompts = sim.world.sample_prompts(L.prompts_per_round, sim.rng["prompts"])
 
-        # 1 sample prompts -------------------------------------------------------------
-        reporter.phase(r, "generate")
-        prompts = sim.world.sample_prompts(L.prompts_per_round, sim.rng["prompts"])
+            # 2 generate k completions per prompt -------------------------------------------
+            with timed(row, "generate"):
+                flat = [p for p in prompts for _ in range(L.completions_per_prompt)]
+                texts = sim.ppo.rollout_texts(flat, sim.gen)
 
-        # 2 generate k completions per prompt -------------------------------------------
-        with timed(row, "generate"):
-            flat = [p for p in prompts for _ in range(L.completions_per_prompt)]
-            texts = sim.ppo.rollout_texts(flat, sim.gen)
+            # 3 annotate: gold + noise -> preference matrices --------------------------------
+            reporter.phase(r, "annotate")
+            with timed(row, "annotate"):
+                groups = annotate_groups(sim, prompts, texts, r)
+            row.update(annotation_stats(groups))
 
-        # 3 annotate: gold + noise -> preference matrices --------------------------------
-        reporter.phase(r, "annotate")
-        with timed(row, "annotate"):
-            groups = annotate_groups(sim, prompts, texts, r)
-        row.update(annotation_stats(groups))
+            # 4 update the preference buffer -------------------------------------------------
+            sim.buffer.add(r, groups)
+            row["buffer/groups"] = len(sim.buffer)
 
-        # 4 update the preference buffer -------------------------------------------------
-        sim.buffer.add(r, groups)
-        row["buffer/groups"] = len(sim.buffer)
+            # 5 train reward model(s) --------------------------------------------------------
+            reporter.phase(r, "reward")
+            frozen = L.freeze_reward_after is not None and r > L.freeze_reward_after
+            with timed(row, "reward"):
+                if L.reward_source == "learned" and not frozen:
+                    if cfg.reward.init == "fresh":
+                        sim.rms.reinit(cfg.seed * 7919 + r)
+                    row.update(train_reward_models(sim.rms, sim.buffer.training_groups(), cfg.reward, sim.world.prompt_types, sim.rng["reward"]))
+            guard.check("reward", r, row)
+            row["rm/frozen"] = int(frozen)
 
-        # 5 train reward model(s) --------------------------------------------------------
-        reporter.phase(r, "reward")
-        frozen = L.freeze_reward_after is not None and r > L.freeze_reward_after
-        with timed(row, "reward"):
-            if L.reward_source == "learned" and not frozen:
-                if cfg.reward.init == "fresh":
-                    sim.rms.reinit(cfg.seed * 7919 + r)
-                row.update(train_reward_models(sim.rms, sim.buffer.training_groups(), cfg.reward, sim.world.prompt_types, sim.rng["reward"]))
-        row["rm/frozen"] = int(frozen)
+            # 6 diagnose the reward model on fresh held-out samples --------------------------
+            reporter.phase(r, "diagnose")
+            with timed(row, "diagnose_rm"):
+                ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
+                                 cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
+                row.update(diagnose_reward_model(sim, ev))
+                if L.bon_n > 1:
+                    row.update(best_of_n_metrics(sim, r))
+            guard.check("diagnose", r, row)
 
-        # 6 diagnose the reward model on fresh held-out samples --------------------------
-        reporter.phase(r, "diagnose")
-        with timed(row, "diagnose_rm"):
-            ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                             cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
-            row.update(diagnose_reward_model(sim, ev))
-            if L.bon_n > 1:
-                row.update(best_of_n_metrics(sim, r))
+            # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
+            reporter.phase(r, "ppo")
+            prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
+            with timed(row, "ppo"):
+                if L.train_policy:
+                    for it in range(cfg.ppo.iterations):
+                        batch = sim.world.sample_prompts(cfg.ppo.batch_size, sim.rng["prompts"])
+                        stats, _ = sim.ppo.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
+                        steps.append({"round": r, "iteration": it, **stats})
+                        guard.check("ppo", r, stats)
+            if steps:
+                row.update({k: float(np.mean([s[k] for s in steps])) for k in steps[0] if k not in ("round", "iteration")})
 
-        # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
-        reporter.phase(r, "ppo")
-        prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-        steps = []
-        with timed(row, "ppo"):
-            if L.train_policy:
-                for it in range(cfg.ppo.iterations):
-                    batch = sim.world.sample_prompts(cfg.ppo.batch_size, sim.rng["prompts"])
-                    stats, _ = sim.ppo.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
-                    steps.append({"round": r, "iteration": it, **stats})
-        if steps:
-            row.update({k: float(np.mean([s[k] for s in steps])) for k in steps[0] if k not in ("round", "iteration")})
+            # 8 diagnose the updated policy on the held-out prompts --------------------------
+            reporter.phase(r, "evaluate")
+            with timed(row, "evaluate"):
+                ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
+                                 cfg.policy.temperature, sim.eval_generator(r, 8), sim.device, prev=prev_policy)
+                proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
+                proxy = proxy.reshape(ev.gold.shape)
+                row.update(policy_metrics(ev, proxy))
+            guard.check("evaluate", r, row)
 
-        # 8 diagnose the updated policy on the held-out prompts --------------------------
-        reporter.phase(r, "evaluate")
-        with timed(row, "evaluate"):
-            ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                             cfg.policy.temperature, sim.eval_generator(r, 8), sim.device, prev=prev_policy)
-            proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
-            proxy = proxy.reshape(ev.gold.shape)
-            row.update(policy_metrics(ev, proxy))
-
-        # 9 log + checkpoint --------------------------------------------------------------
-        row["time/round"] = time.perf_counter() - t_round
-        run_dir.write_rewards(r, rewards_table(ev, members, proxy, r))
-        run_dir.write_samples(r, sample_rows(ev, proxy, cfg.output.n_samples))
-        run_dir.log_steps(steps)
-        run_dir.log_round(row)
-        if cfg.output.checkpoints:
-            run_dir.save_checkpoint(r, *sim.state(r))
-        reporter.round_done(row)
+            # 9 log + checkpoint --------------------------------------------------------------
+            row["time/round"] = time.perf_counter() - t_round
+            run_dir.write_rewards(r, rewards_table(ev, members, proxy, r))
+            run_dir.write_samples(r, sample_rows(ev, proxy, cfg.output.n_samples))
+            run_dir.log_steps(steps)
+            run_dir.log_round(row)
+            if cfg.output.checkpoints:
+                run_dir.save_checkpoint(r, *sim.state(r))
+            reporter.round_done(row)
 
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
     run_dir.write_summary(summary)
+    run_dir.close()
     return summary
 
 

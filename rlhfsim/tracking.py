@@ -2,12 +2,18 @@
 
     runs/<experiment>/<variant>/seed<k>/
         config.yaml                 resolved config
+        status.json                 running | finished | diverged, with the rlhfsim version and checkpoint format
         metrics.jsonl               one row per round (round 0 = the SFT policy), append-only
         ppo_steps.jsonl             one row per PPO iteration
         rewards/round_XXX.parquet   per held-out completion: prompt id, family, type, gold, proxy (per member), KL, length
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL
         checkpoints/latest/         the last complete round (models as safetensors, states via torch.save)
         summary.json                final and peak figures, stagnation round, wall time
+
+Crash safety: whole files go through temp file + fsync + rename, appends are whole fsynced lines (a torn last
+line is dropped on read), a checkpoint is published by renaming a complete folder. `status.json` says
+`running` while a process holds the directory's lock: `running` with the lock free means killed, and
+`--resume` continues from the last checkpoint (or starts over when there is none).
 """
 
 from __future__ import annotations
@@ -16,13 +22,26 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 from safetensors.torch import load_model, save_model
 
+from rlhfsim import __version__, faults
+from rlhfsim.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+
+try:  # POSIX; elsewhere runs go unlocked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
+STATUS_FILE = "status.json"
+# what a resumed run may change: how long it runs, where, and how it guards; never what it simulates
+RESUME_MAY_CHANGE = ("loop.rounds", "device", "guards.", "output.", "policy.cache_dir")
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes: older run directories then refuse --resume
 
 
 def _fsync_dir(path: Path) -> None:
@@ -34,13 +53,20 @@ def _fsync_dir(path: Path) -> None:
         pass
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Temp file + fsync + rename: readers see the old file or the new one, never half of one."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    faults.hit(path.name)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -55,9 +81,16 @@ def _clean(v):
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     """Whole lines, flushed and fsynced: a kill leaves complete rows only (a torn last line is dropped on read)."""
+    if not rows:
+        return
+    text = "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in rows)
     with open(path, "a") as f:
-        for row in rows:
-            f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        if faults.armed(path.name):  # under test only: die half way through, leaving a torn line
+            f.write(text[: len(text) // 2])
+            f.flush()
+            faults.hit(path.name)
+            text = text[len(text) // 2 :]
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
 
@@ -74,22 +107,158 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def read_status(path: str | Path) -> dict | None:
+    """status.json of a run directory, or None (absent, unreadable, or a run from before status files)."""
+    try:
+        d = json.loads((Path(path) / STATUS_FILE).read_text())
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def check_writable(path: Path, what: str, fix: str) -> None:
+    """Create `path` and write a probe file in it; a ConfigError naming the folder and the fix if that fails."""
+    probe = Path(path) / f".write-test{os.getpid()}"
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{what} {str(path)!r} is not writable ({e.strerror or e}); {fix}") from None
+
+
+def _flatten(d, prefix: str = "") -> dict:
+    if isinstance(d, dict) and d:
+        return {k: v for key, val in d.items() for k, v in _flatten(val, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): d}
+
+
+def resume_config(run_dir: str | Path, config_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The config a `--resume RUN_DIR` continues with: the run's own config.yaml, plus overrides that keep it the same run.
+
+    A CONFIG file given beside --resume must match the run's config except RESUME_MAY_CHANGE.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such directory; pass a run directory written by `rlhfsim run` "
+                          "(runs/<experiment>/<variant>/seed<k>)")
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there, so no run to continue (killed before it began?); "
+                          f"start it with `rlhfsim run CONFIG --out {run_dir}`")
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as e:
+        raise ConfigError(f"--resume {run_dir}: its config.yaml does not validate with rlhfsim {__version__} "
+                          f"(written by another version?); start a new run instead. {e}") from None
+    if config_path is not None:
+        cfg = load_config(config_path, overrides)
+    else:
+        cfg = config_from_dict(apply_overrides(saved.model_dump(mode="json"), list(overrides or [])))
+    a, b = _flatten(saved.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and not k.startswith(RESUME_MAY_CHANGE)]
+    if changed:
+        src = config_path if config_path is not None else "--set"
+        raise ConfigError(
+            f"--resume {run_dir}: {src} changes {', '.join(changed)} of the run's config.yaml; a resumed run must simulate "
+            f"the same thing (only {', '.join(RESUME_MAY_CHANGE)} may change). Start a new run with another --out instead"
+        )
+    return cfg
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock = None
 
     @classmethod
     def for_config(cls, cfg, out: str | Path | None = None) -> "RunDir":
         root = Path(out) if out is not None else Path(cfg.output.dir) / cfg.output.experiment / cfg.output.variant / f"seed{cfg.seed}"
         return cls(root)
 
-    def create(self) -> None:
+    # ------------------------------------------------------------------ opening
+
+    def create(self, cfg=None, resume: bool = False) -> None:
+        """Make the folders, take the lock, refuse to overwrite results or resume what cannot be resumed, mark running."""
+        check_writable(self.path, "run directory", "choose another --out (or output.dir) or fix its permissions")
         for sub in ("rewards", "samples", "checkpoints"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        self.acquire()
+        if not resume and self.has_results():
+            raise ConfigError(
+                f"{self.path} already holds results of a run; nothing was overwritten. Continue it with "
+                f"`rlhfsim run --resume {self.path}`, or remove the directory / choose another --out to start over"
+            )
+        if resume and cfg is not None:
+            self.check_resumable(cfg)
+        self.clean_temp_files()
+        self.set_status("running", **({"rounds": cfg.loop.rounds} if cfg is not None else {}))
+
+    def acquire(self) -> None:
+        """Exclusive lock for this process's lifetime (released by the OS even on SIGKILL)."""
+        if fcntl is None or self._lock is not None:
+            return
+        f = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            st = read_status(self.path) or {}
+            raise ConfigError(
+                f"{self.path} is in use by another rlhfsim process (pid {st.get('pid', '?')}); wait for it to finish, "
+                "or choose another --out"
+            ) from None
+        self._lock = f
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def has_results(self) -> bool:
+        m = self.metrics_path
+        return (m.exists() and m.stat().st_size > 0) or (self.path / "summary.json").exists() or self.checkpoint_round() is not None
+
+    def clean_temp_files(self) -> None:
+        """Temp files a killed process left behind (never read: only renamed files count)."""
+        for folder in (self.path, self.path / "rewards", self.path / "samples"):
+            for p in folder.glob(".*.tmp*"):
+                p.unlink(missing_ok=True)
+        for p in (self.path / "checkpoints").glob("tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+    def check_resumable(self, cfg) -> None:
+        """Refuse (ConfigError) a resume that would not continue the same run: other version, format, or a repeat divergence."""
+        st = read_status(self.path)
+        if st is not None:
+            if st.get("format") != CHECKPOINT_FORMAT or st.get("version") != __version__:
+                raise ConfigError(
+                    f"{self.path} was written by rlhfsim {st.get('version')} (checkpoint format {st.get('format')}); this is "
+                    f"rlhfsim {__version__} (format {CHECKPOINT_FORMAT}). Resume it with that version, or start a new run elsewhere"
+                )
+            if st.get("status") == "diverged" and st.get("guards") == cfg.guards.model_dump(mode="json"):
+                d = st.get("divergence", {})
+                raise ConfigError(
+                    f"{self.path} diverged in round {d.get('round')} ({d.get('phase')}: {d.get('quantity')} = {d.get('value')}); "
+                    "resuming with the same config would diverge again. Resume with --set guards.on_divergence=skip_round "
+                    "(or a larger guards.max_abs_reward), or start a new run with a lower learning rate in another --out"
+                )
+        ck = self.checkpoint_round()
+        if ck is not None and ck > cfg.loop.rounds:
+            raise ConfigError(f"{self.path} has a checkpoint at round {ck}; loop.rounds ({cfg.loop.rounds}) must be at least that")
+
+    # ------------------------------------------------------------------ files
 
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    def set_status(self, status: str, **extra) -> None:
+        old = read_status(self.path) or {}
+        keep = {k: old[k] for k in ("rounds",) if k in old}
+        info = {"status": status, **keep, **extra, "version": __version__, "format": CHECKPOINT_FORMAT, "pid": os.getpid(),
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_text(self.path / STATUS_FILE, json.dumps(info, indent=2))
 
     def write_config(self, text: str) -> None:
         atomic_write_text(self.path / "config.yaml", text)
@@ -104,7 +273,7 @@ class RunDir:
         return read_jsonl(self.metrics_path)
 
     def truncate_after(self, round_: int) -> None:
-        """Drop rows of rounds after the checkpoint (written before a kill, but not checkpointed)."""
+        """Drop rows of rounds after the checkpoint (written before a kill, but not checkpointed), and torn lines."""
         for name, key in (("metrics.jsonl", "round"), ("ppo_steps.jsonl", "round")):
             p = self.path / name
             rows = [r for r in read_jsonl(p) if r.get(key, -1) <= round_]
@@ -112,8 +281,10 @@ class RunDir:
 
     def write_rewards(self, round_: int, df: pd.DataFrame) -> None:
         p = self.path / "rewards" / f"round_{round_:03d}.parquet"
-        tmp = p.with_name(f".{p.name}.tmp")
+        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
         df.to_parquet(tmp, index=False)
+        _fsync_file(tmp)
+        faults.hit(p.name)
         os.replace(tmp, p)
 
     def write_samples(self, round_: int, rows: list[dict]) -> None:
@@ -122,6 +293,7 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))
+        self.set_status("finished", rounds_completed=summary.get("rounds_completed"))
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -134,26 +306,67 @@ class RunDir:
         for name, module in models.items():
             save_model(module, str(tmp / f"{name}.safetensors"))
         torch.save(state, tmp / "state.pt")
-        (tmp / "round.json").write_text(json.dumps({"round": round_}))
+        meta = {"round": round_, "models": sorted(models), "version": __version__, "format": CHECKPOINT_FORMAT}
+        (tmp / "round.json").write_text(json.dumps(meta))
+        for f in tmp.iterdir():
+            _fsync_file(f)
         _fsync_dir(tmp)
         latest, old = ck / "latest", ck / "previous"
         shutil.rmtree(old, ignore_errors=True)
         if latest.exists():
             os.replace(latest, old)
+        faults.hit("publish")  # a kill here leaves only 'previous': load_checkpoint falls back to it
         os.replace(tmp, latest)
         _fsync_dir(ck)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load_checkpoint(self) -> tuple[int, "Path", dict] | None:
-        """(round, checkpoint folder, state); load modules with `load_module(folder, name, module)`."""
+    def _candidates(self) -> list[Path]:
         ck = self.path / "checkpoints"
-        for cand in (ck / "latest", ck / "previous"):  # 'previous' survives a kill between the two renames
-            if (cand / "round.json").exists() and (cand / "state.pt").exists():
-                round_ = json.loads((cand / "round.json").read_text())["round"]
+        return [c for c in (ck / "latest", ck / "previous") if (c / "round.json").is_file() and (c / "state.pt").is_file()]
+
+    def checkpoint_round(self) -> int | None:
+        for cand in self._candidates():
+            try:
+                return int(json.loads((cand / "round.json").read_text())["round"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
+
+    def load_checkpoint(self) -> tuple[int, "Path", dict] | None:
+        """(round, checkpoint folder, state); load modules with `load_module(folder, name, module)`.
+
+        'previous' survives a kill between the two renames of `save_checkpoint`. Only tensors and plain
+        containers are unpickled (weights_only=True); an unreadable checkpoint is a ConfigError naming it.
+        """
+        problems = []
+        for cand in self._candidates():
+            try:
+                meta = json.loads((cand / "round.json").read_text())
+                if meta.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+                    raise ConfigError(
+                        f"{cand} has checkpoint format {meta.get('format')}, this rlhfsim reads format {CHECKPOINT_FORMAT}; "
+                        "resume with the rlhfsim version that wrote it, or start a new run elsewhere"
+                    )
                 state = torch.load(cand / "state.pt", weights_only=True)
-                return round_, cand, state
+                return int(meta["round"]), cand, state
+            except ConfigError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any unreadable file: try the older checkpoint, then report both
+                problems.append(f"{cand / 'state.pt'}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if problems:
+            raise ConfigError(
+                "no readable checkpoint: " + "; ".join(problems)
+                + f". Remove {self.path / 'checkpoints'} to start the run over, or resume from a backup"
+            )
         return None
 
 
 def load_module(folder: Path, name: str, module) -> None:
-    load_model(module, str(Path(folder) / f"{name}.safetensors"), strict=True)
+    path = Path(folder) / f"{name}.safetensors"
+    try:
+        load_model(module, str(path), strict=True)
+    except Exception as e:  # noqa: BLE001 - missing file, wrong shapes (another config), corrupt bytes
+        raise ConfigError(
+            f"checkpoint file {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            "was the run directory written with another config? Start a new run elsewhere"
+        ) from None
