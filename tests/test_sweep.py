@@ -278,7 +278,7 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     def fake_command(run_dir, action):
         return [sys.executable, str(script)] + (["--resume", str(run_dir)] if action == "resume" else ["--out", str(run_dir)])
 
-    monkeypatch.setattr(sweep, "run_command", fake_command)
+    monkeypatch.setattr(sweep.runner, "run_command", fake_command)
     p = write_exp(tmp_path, BASE + textwrap.dedent("""
         name: runner
         question: does the runner survive a crash?

@@ -1,0 +1,91 @@
+"""`rlhfsim sweep EXPERIMENT [--jobs N]`: plan, run, and end with a table of finished / failed / skipped runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rlhfsim.config import ConfigError
+from rlhfsim.sweep.experiment import load_experiment, write_experiment_record
+from rlhfsim.sweep.names import to_set_args
+from rlhfsim.sweep.plan import Decision, Job, plan
+from rlhfsim.sweep.runner import execute
+
+def results_table(jobs: list[Job], title: str):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("variant", "seed", "status", "s", "detail"):
+        t.add_column(c, justify="right" if c in ("seed", "s") else "left", overflow="fold")
+    style = {"finished": "green", "failed": "red", "skipped": "dim", "pending": "yellow", "running": "yellow"}
+    for j in jobs:
+        t.add_row(escape(j.spec.variant), str(j.spec.seed), f"[{style.get(j.status, 'default')}]{j.status}[/]",
+                  f"{j.seconds:.0f}" if j.seconds else "-", escape(j.detail))
+    return t
+
+
+def plan_table(jobs: list[Job], title: str):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("variant", "seed", "directory", "action", "why"):
+        t.add_column(c, overflow="fold")
+    for j in jobs:
+        t.add_row(escape(j.spec.variant), str(j.spec.seed), escape(str(j.spec.path)), j.decision.action, escape(j.decision.reason))
+    return t
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def cmd_sweep(args) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
+    exp = load_experiment(args.experiment, sets=args.set)
+    out_root = Path(args.out)
+    jobs = plan(exp, out_root, args.set)
+    if args.restart_changed:
+        for j in jobs:
+            if j.decision.action == "conflict":
+                j.decision = Decision("start", "restarted: " + j.decision.reason.split(";")[0])
+    n_var, n_seed = len(exp.variants), len(exp.spec.seeds)
+    counts = {a: sum(j.decision.action == a for j in jobs) for a in ("start", "resume", "skip", "conflict")}
+    head = (f"[bold]rlhfsim sweep[/bold] {exp.name}: {n_var} variants x {n_seed} seeds = {len(jobs)} runs -> {out_root / exp.name}  "
+            f"(start {counts['start']}, resume {counts['resume']}, skip {counts['skip']}, conflict {counts['conflict']})")
+    console.print(head, highlight=False)
+    if args.dry_run:
+        console.print(plan_table(jobs, f"{exp.name}: plan (dry run, nothing written)"))
+        for v in exp.variants:
+            console.print(f"  {v.name}: {' '.join(to_set_args(v.overrides)) or '(base config)'}", highlight=False)
+        return 0
+    write_experiment_record(exp, out_root, args.set)
+    t0 = time.perf_counter()
+    try:
+        execute(jobs, args.jobs, console=console)
+    except KeyboardInterrupt:
+        console.print(results_table(jobs, f"{exp.name}: interrupted"))
+        return 130
+    wall = time.perf_counter() - t0
+    console.print(results_table(jobs, f"{exp.name}: {len(jobs)} runs in {wall:.0f} s"))
+    n_fail = sum(j.status == "failed" for j in jobs)
+    n_ok = sum(j.status == "finished" for j in jobs)
+    n_skip = sum(j.status == "skipped" for j in jobs)
+    console.print(f"{n_ok} finished, {n_fail} failed, {n_skip} skipped; report: rlhfsim report {args.experiment} "
+                  f"--runs {out_root} -o reports/{exp.name}/", highlight=False)
+    return 1 if n_fail else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run an experiment: every variant x seed, in parallel processes")
+    p.add_argument("experiment", help="experiment YAML (see experiments/README.md)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="runs at once (each gets cores/jobs threads, one GPU each where there are GPUs)")
+    p.add_argument("--out", default="runs", help="root of run directories (default: runs): runs/<experiment>/<variant>/seed<k>/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override for every run, e.g. device=cpu")
+    p.add_argument("--dry-run", action="store_true", help="show what would run, skip or resume, and stop")
+    p.add_argument("--restart-changed", action="store_true", help="rerun from scratch runs whose results come from a different config")
+    p.set_defaults(func=cmd_sweep)

@@ -1,0 +1,306 @@
+"""The experiment file (format in experiments/README.md): schema, validation and expansion into runs.
+
+Loading validates the file (unknown keys with suggestions) *and* every expanded variant as a run
+config, so a typo in a dotted key fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rlhfsim.config import ConfigError
+from rlhfsim.sweep.names import dedup_names, grid_variants, safe_name, set_dotted
+
+# sweep sets these itself; an experiment may not
+RESERVED_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
+
+# ----------------------------------------------------------------------------- the experiment file
+
+
+class ExperimentSpec(BaseModel):
+    """The experiment file (experiments/README.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="Study name: the directory runs/<name>/ (letters, digits, . _ -).")
+    question: str = Field(..., description="The question the study asks (shown at the top of the report).")
+    base: str | None = Field(None, description="Config YAML every variant starts from, relative to the experiment file.")
+    base_overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted overrides for all variants.")
+    variants: dict[str, dict[str, Any]] | None = Field(None, description="Named variants: name -> dotted overrides.")
+    grid: dict[str, list[Any]] | None = Field(None, description="Product of values per dotted key (auto-named variants).")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds; an integer n means 0..n-1.")
+    baseline: str | None = Field(None, description="Variant the report compares against (default: the first).")
+    rounds_override: int | None = Field(None, ge=1, description="loop.rounds for every variant (applied last).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v != safe_name(v):
+            raise ValueError(f"must be a plain directory name of letters, digits, '.', '_' or '-', e.g. {safe_name(v)!r}")
+        return v
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must state the question the study asks")
+        return v.strip()
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError("an integer n means seeds 0..n-1 and must be >= 1")
+            return list(range(v))
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {v}")
+        return v
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _empty_variants(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({} if ov is None else ov) for k, ov in v.items()}
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict | None) -> dict | None:
+        if v is not None:
+            if not v:
+                raise ValueError("grid is empty; give at least one key with a list of values")
+            for k, vals in v.items():
+                if not vals:
+                    raise ValueError(f"grid key {k!r} has no values")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ExperimentSpec":
+        if self.base is None and not self.base_overrides:
+            raise ValueError("give `base` (a config YAML) and/or `base_overrides`")
+        if self.variants is not None and self.grid is not None:
+            raise ValueError("give either `variants` (named) or `grid` (a product), not both")
+        if self.variants is not None and not self.variants:
+            raise ValueError("`variants` is empty")
+        return self
+
+
+@dataclass
+class Variant:
+    name: str  # safe directory name
+    label: str  # as written in the experiment file (or generated from the grid)
+    overrides: dict[str, Any]  # dotted key -> value (variant only)
+
+
+@dataclass
+class RunSpec:
+    variant: str
+    seed: int
+    path: Path
+    config: Any  # rlhfsim.config.Config
+    config_text: str
+
+
+@dataclass
+class Experiment:
+    spec: ExperimentSpec
+    path: Path | None
+    variants: list[Variant]
+    base_raw: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def baseline(self) -> str:
+        return baseline_name(self.spec.baseline, self.variants)
+
+    def raw_config(self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs") -> dict:
+        from rlhfsim.config import apply_overrides
+
+        raw = json.loads(json.dumps(self.base_raw))  # deep copy
+        for k, v in self.spec.base_overrides.items():
+            set_dotted(raw, k, v, "base_overrides: ")
+        for k, v in variant.overrides.items():
+            set_dotted(raw, k, v, f"variant {variant.label!r}: ")
+        apply_overrides(raw, list(sets or []))
+        if self.spec.rounds_override is not None:
+            set_dotted(raw, "loop.rounds", self.spec.rounds_override)
+        raw["seed"] = seed
+        set_dotted(raw, "output.dir", str(out_root))
+        set_dotted(raw, "output.experiment", self.name)
+        set_dotted(raw, "output.variant", variant.name)
+        return raw
+
+    def config(self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs"):
+        from rlhfsim.config import config_from_dict
+
+        try:
+            return config_from_dict(self.raw_config(variant, seed, sets, out_root))
+        except ConfigError as e:
+            where = f"{self.path}: " if self.path else ""
+            raise ConfigError(f"{where}variant {variant.label!r} (seed {seed}): {e}") from None
+
+    def runs(self, out_root: str | Path = "runs", sets: list[str] | None = None) -> list[RunSpec]:
+        """Every variant x seed, seed-major (all variants of seed 0 first: partial sweeps still compare)."""
+        from rlhfsim.config import dump_config
+
+        out = []
+        for seed in self.spec.seeds:
+            for v in self.variants:
+                cfg = self.config(v, seed, sets, out_root)
+                out.append(RunSpec(v.name, seed, Path(out_root) / self.name / v.name / f"seed{seed}", cfg, dump_config(cfg)))
+        return out
+
+    def resolved(self, sets: list[str] | None = None) -> dict:
+        """The experiment with variants expanded, `base` absolute and --set overrides folded into base_overrides:
+        itself a valid experiment file that reproduces the sweep."""
+        from rlhfsim.config import parse_override
+
+        d = self.spec.model_dump(exclude_none=True)
+        d.pop("grid", None)
+        if self.spec.base is not None and self.path is not None:
+            d["base"] = str((self.path.parent / self.spec.base).resolve())
+        for item in sets or []:
+            path, value = parse_override(item)
+            key = ".".join(path)
+            if not any(key == r or key.startswith(r + ".") for r in RESERVED_KEYS):
+                d.setdefault("base_overrides", {})[key] = value
+        d["variants"] = {v.name: v.overrides for v in self.variants}
+        d["baseline"] = self.baseline
+        return d
+
+
+def baseline_name(baseline: str | None, variants: list[Variant]) -> str:
+    if baseline is None:
+        return variants[0].name
+    for v in variants:
+        if baseline in (v.name, v.label):
+            return v.name
+    names = [v.name for v in variants]
+    close = difflib.get_close_matches(baseline, names, n=1)
+    hint = f" did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"baseline: {baseline!r} is not a variant.{hint} Variants: {', '.join(names)}")
+
+
+def _format_spec_error(err: ValidationError, where: str) -> str:
+    lines = []
+    fields = sorted(ExperimentSpec.model_fields)
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(f"{loc}: unknown key. {hint}Valid keys: {', '.join(fields)}")
+        elif e["type"] == "missing":
+            desc = ExperimentSpec.model_fields[str(e["loc"][0])].description if len(e["loc"]) == 1 else ""
+            lines.append(f"{loc}: missing (required). {desc}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = f" (got {e.get('input')!r})" if e["type"] not in ("value_error",) or len(e["loc"]) else ""
+            lines.append(f"{loc or '(top level)'}: {msg}{got}")
+    return f"{where}invalid experiment:\n  " + "\n  ".join(lines)
+
+
+def parse_experiment(raw: dict, where: str = "") -> ExperimentSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}the top level must be a mapping (name, question, base, variants/grid, seeds), got {type(raw).__name__}")
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_spec_error(e, where)) from None
+
+
+def expand_variants(spec: ExperimentSpec) -> list[Variant]:
+    if spec.grid is not None:
+        return [Variant(n, n, ov) for n, ov in grid_variants(spec.grid).items()]
+    if spec.variants is None:
+        return [Variant("default", "default", {})]
+    labels = list(spec.variants)
+    names = dedup_names([safe_name(n) for n in labels])
+    return [Variant(n, label, dict(spec.variants[label] or {})) for n, label in zip(names, labels)]
+
+
+def _check_keys(overrides: dict[str, Any], where: str) -> None:
+    for k in overrides:
+        if not isinstance(k, str) or not k or any(not p for p in k.split(".")):
+            raise ConfigError(f"{where}{k!r}: not a dotted config key (e.g. ppo.kl_coef)")
+        for r in RESERVED_KEYS:
+            if k == r or k.startswith(r + ".") or r.startswith(k + "."):
+                hint = "list them under `seeds`" if r == "seed" else "the sweep sets it (use --out for the root)"
+                raise ConfigError(f"{where}{k!r}: may not be set by an experiment; {hint}")
+
+
+def load_experiment(path: str | Path, validate_configs: bool = True, sets: list[str] | None = None) -> Experiment:
+    """Read, validate and expand an experiment file.
+
+    validate_configs: build every variant's run config (as `rlhfsim validate` would), so bad dotted
+    keys or values fail here, before anything runs.
+    """
+    from rlhfsim.config import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {str(path)!r} not found; pass the path of a YAML file (see experiments/)")
+    raw = read_yaml(path)
+    spec = parse_experiment(raw, f"{path}: ")
+    return build_experiment(spec, path, validate_configs, sets)
+
+
+def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: bool = True, sets: list[str] | None = None) -> Experiment:
+    where = f"{path}: " if path else ""
+    variants = expand_variants(spec)
+    _check_keys(spec.base_overrides, f"{where}base_overrides: ")
+    for k in spec.grid or {}:
+        _check_keys({k: None}, f"{where}grid: ")
+    for v in variants:
+        _check_keys(v.overrides, f"{where}variant {v.label!r}: ")
+    base_raw: dict = {}
+    if spec.base is not None:
+        from rlhfsim.config import read_yaml
+
+        base_path = Path(spec.base)
+        if not base_path.is_absolute() and path is not None:
+            base_path = path.parent / base_path
+        if not base_path.is_file():
+            raise ConfigError(f"{where}base: config file {str(base_path)!r} not found (paths are relative to the experiment file)")
+        base_raw = read_yaml(base_path)
+    exp = Experiment(spec, path, variants, base_raw)
+    exp.baseline  # noqa: B018  (raises on an unknown baseline)
+    if validate_configs:
+        for v in variants:
+            exp.config(v, spec.seeds[0], sets)
+    return exp
+
+
+
+def write_experiment_record(exp: Experiment, out_root: Path, sets: list[str] | None = None) -> Path:
+    """runs/<experiment>/experiment.yaml: the question, variants and seeds, for reports that read only the runs tree."""
+    root = out_root / exp.name
+    root.mkdir(parents=True, exist_ok=True)
+    src = f"# resolved from {exp.path} by `rlhfsim sweep`; a valid experiment file itself\n" if exp.path else ""
+    text = src + yaml.safe_dump(exp.resolved(sets), sort_keys=False, allow_unicode=True)
+    from rlhfsim.tracking import atomic_write_text
+
+    atomic_write_text(root / "experiment.yaml", text)
+    return root / "experiment.yaml"
+
