@@ -15,7 +15,7 @@ from rlhfsim.cli import main
 from rlhfsim.config import config_from_dict, dump_config
 from rlhfsim.diagnostics import summarize
 from rlhfsim.report.load import load_study
-from rlhfsim.report.render import final_table, welch_interval
+from rlhfsim.report.tables import final_table, welch_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Does a larger KL coefficient stop the gold reward from falling?"
