@@ -97,7 +97,7 @@ def test_smoke_experiment_expands_to_validated_runs(tmp_path):
     for r in runs:
         assert r.path == tmp_path / "r" / "smoke" / r.variant / f"seed{r.seed}"
         assert r.config.seed == r.seed and r.config.output.experiment == "smoke" and r.config.output.variant == r.variant
-        assert r.config.loop.rounds == 3
+        assert r.config.loop.rounds == 4 and r.config.loop.prompts_per_round == 32
         assert yaml.safe_load(r.config_text)["seed"] == r.seed
     pa = [r for r in runs if r.variant == "prompt_aware"][0].config
     assert pa.reward.prompt_aware["open"].name == "inv"
@@ -233,12 +233,38 @@ def test_decisions_on_fabricated_run_dirs(tmp_path):
     assert decide(only_cfg, tiny_cfg(**{"ppo.kl_coef": 0.3})).action == "start"
 
 
+def test_diverged_and_in_use_run_dirs_are_not_rerun(tmp_path, capsys):
+    import fcntl
+
+    cfg = tiny_cfg()
+    div = fab_run(tmp_path / "div", cfg, ckpt_round=1, metrics_rounds=2)
+    (div / "status.json").write_text(json.dumps({"status": "diverged", "divergence": {"round": 2, "phase": "ppo", "quantity": "loss", "value": "nan"}}))
+    d = decide(div, cfg)
+    assert d.action == "conflict" and "diverged in round 2" in d.reason and "loss = nan" in d.reason
+    # another process holds the run's lock: the sweep never touches it, even with --restart-changed
+    exp = sweep.build_experiment(sweep.parse_experiment({"name": "t", "question": "q", "base": str(ROOT / "configs" / "tiny.yaml")}), None)
+    rs = exp.runs(tmp_path / "runs")[0]
+    busy = fab_run(rs.path, rs.config.model_dump(mode="json"), ckpt_round=1, metrics_rounds=1)
+    (busy / "status.json").write_text(json.dumps({"status": "running", "pid": 4242}))
+    with open(busy / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        [job] = sweep.plan(exp, tmp_path / "runs")
+        assert job.decision.action == "busy" and "pid 4242" in job.decision.reason
+        assert main(["sweep", str(write_exp(tmp_path, BASE + "name: t\nquestion: q\n")), "--out", str(tmp_path / "runs"),
+                     "--restart-changed"]) == 1
+        assert "in use" in capsys.readouterr().out
+    assert (busy / "metrics.jsonl").is_file() and (busy / "checkpoints" / "latest" / "state.pt").is_file()
+    assert sweep.plan(exp, tmp_path / "runs")[0].decision.action == "resume"  # lock released: a killed run is resumed
+    assert (busy / "metrics.jsonl").is_file()
+
+
 def test_plan_uses_decisions_per_run(tmp_path):
     exp = load_experiment(ROOT / "experiments" / "smoke.yaml")
     out = tmp_path / "runs"
     runs = exp.runs(out)
-    fab_run(runs[0].path, runs[0].config.model_dump(mode="json"), summary_rounds=3, metrics_rounds=3)
-    fab_run(runs[1].path, runs[1].config.model_dump(mode="json"), ckpt_round=2, metrics_rounds=2)
+    n = runs[0].config.loop.rounds
+    fab_run(runs[0].path, runs[0].config.model_dump(mode="json"), summary_rounds=n, metrics_rounds=n)
+    fab_run(runs[1].path, runs[1].config.model_dump(mode="json"), ckpt_round=n - 1, metrics_rounds=n - 1)
     jobs = sweep.plan(exp, out)
     assert [j.decision.action for j in jobs] == ["skip", "resume", "start", "start"]
 

@@ -54,9 +54,10 @@ def cmd_sweep(args) -> int:
             if j.decision.action == "conflict":
                 j.decision = Decision("start", "restarted: " + j.decision.reason.split(";")[0])
     n_var, n_seed = len(exp.variants), len(exp.spec.seeds)
-    counts = {a: sum(j.decision.action == a for j in jobs) for a in ("start", "resume", "skip", "conflict")}
+    counts = {a: sum(j.decision.action == a for j in jobs) for a in ("start", "resume", "skip", "conflict", "busy")}
     head = (f"[bold]rlhfsim sweep[/bold] {exp.name}: {n_var} variants x {n_seed} seeds = {len(jobs)} runs -> {out_root / exp.name}  "
-            f"(start {counts['start']}, resume {counts['resume']}, skip {counts['skip']}, conflict {counts['conflict']})")
+            f"(start {counts['start']}, resume {counts['resume']}, skip {counts['skip']}, conflict {counts['conflict']}"
+            + (f", busy {counts['busy']})" if counts["busy"] else ")"))
     console.print(head, highlight=False)
     if args.dry_run:
         console.print(plan_table(jobs, f"{exp.name}: plan (dry run, nothing written)"))

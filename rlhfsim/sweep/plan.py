@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+
+try:  # POSIX; elsewhere the in-use check is skipped
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ IGNORED_DIFF_PREFIXES = ("loop.rounds", "output.", "policy.cache_dir")
 
 @dataclass
 class Decision:
-    action: str  # "skip" | "resume" | "start" | "conflict"
+    action: str  # "skip" | "resume" | "start" | "conflict" | "busy"
     reason: str
 
 
@@ -62,15 +67,42 @@ def config_differences(run_dir: Path, cfg_dict: dict) -> list[str] | None:
     return [k for k in keys if not k.startswith(IGNORED_DIFF_PREFIXES) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
+def read_status(run_dir: Path) -> dict:
+    try:
+        d = json.loads((run_dir / "status.json").read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def in_use(run_dir: Path) -> bool:
+    """True while another process holds the run directory's lock (`rlhfsim run` takes it for its lifetime)."""
+    lock = run_dir / ".lock"
+    if fcntl is None or not lock.is_file():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     """What the sweep does with one run directory, given the config it should hold.
 
     skip:     summary.json says the configured number of rounds finished (same config);
     resume:   a checkpoint exists (killed, or rounds were raised since) and the config still matches;
     start:    nothing worth keeping (no dir, only config.yaml, no checkpoint);
-    conflict: finished or checkpointed results of a *different* config (kept; --restart-changed reruns).
+    conflict: finished or checkpointed results of a *different* config, or a run that diverged (kept;
+              --restart-changed reruns it from scratch);
+    busy:     another process is writing the directory now (never touched, whatever the flags).
     """
     run_dir = Path(run_dir)
+    if in_use(run_dir):
+        pid = read_status(run_dir).get("pid", "?")
+        return Decision("busy", f"in use by another rlhfsim process (pid {pid}); left alone")
     rounds = int(cfg_dict["loop"]["rounds"])
     summary = read_summary(run_dir)
     ck = checkpoint_round(run_dir)
@@ -84,6 +116,11 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     if diff:
         shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
         return Decision("conflict", f"results of a different config ({shown}); remove the directory or pass --restart-changed")
+    status = read_status(run_dir)
+    if status.get("status") == "diverged":
+        d = status.get("divergence") or {}
+        return Decision("conflict", f"diverged in round {d.get('round', '?')} ({d.get('phase', '?')}: {d.get('quantity', '?')} = "
+                                    f"{d.get('value', '?')}); the same config would diverge again: change it or pass --restart-changed")
     done = None
     if summary is not None:
         try:
@@ -101,7 +138,7 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     return Decision("start", f"summary.json has {done} of {rounds} rounds and there is no checkpoint")
 
 
-RUN_OUTPUTS = ("metrics.jsonl", "ppo_steps.jsonl", "summary.json", "run.log")
+RUN_OUTPUTS = ("metrics.jsonl", "ppo_steps.jsonl", "summary.json", "status.json", "run.log")
 RUN_SUBDIRS = ("rewards", "samples", "checkpoints")
 
 

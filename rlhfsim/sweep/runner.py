@@ -102,7 +102,7 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
     for j in jobs:
         if j.decision.action == "skip":
             j.status, j.detail = "skipped", j.decision.reason
-        elif j.decision.action == "conflict":
+        elif j.decision.action in ("conflict", "busy"):
             j.status, j.detail = "failed", j.decision.reason
     warm: set[str] = set()  # SFT groups whose warm start exists (a run of the group logged round 0)
     for j in jobs:
