@@ -77,7 +77,7 @@ class RichReporter:
 def cmd_run(args) -> int:
     from rlhfsim.config import load_config
     from rlhfsim.guards import Diverged
-    from rlhfsim.tracking import RunDir, check_writable, resume_config
+    from rlhfsim.tracking import RunDir, check_writable, read_status, resume_config
 
     # everything a user can get wrong is checked here, in seconds, before models are imported or trained
     if args.resume:
@@ -93,6 +93,11 @@ def cmd_run(args) -> int:
     check_writable(Path(cfg.policy.cache_dir), "SFT cache directory (policy.cache_dir)",
                    "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache")
     run_dir = RunDir.for_config(cfg, out)
+    st = read_status(run_dir.path) if args.resume else None
+    if st and st.get("status") == "finished" and st.get("rounds_completed") == cfg.loop.rounds:
+        console.print(f"{run_dir.path} already finished its {cfg.loop.rounds} rounds; nothing to do "
+                      "(resume with --set loop.rounds=N to run more)", soft_wrap=True, highlight=False)
+        return 0
 
     from rlhfsim import faults
     from rlhfsim.loop import run

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
 from rlhfsim import __version__, faults
@@ -170,6 +171,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = None
+        self._preloaded = None  # checkpoint read (and so validated) by create(resume=True), before anything is written
 
     @classmethod
     def for_config(cls, cfg, out: str | Path | None = None) -> "RunDir":
@@ -191,6 +193,8 @@ class RunDir:
             )
         if resume and cfg is not None:
             self.check_resumable(cfg)
+        if resume:
+            self._preloaded = (self.load_checkpoint(),)
         self.clean_temp_files()
         self.set_status("running", **({"rounds": cfg.loop.rounds} if cfg is not None else {}))
 
@@ -338,6 +342,9 @@ class RunDir:
         'previous' survives a kill between the two renames of `save_checkpoint`. Only tensors and plain
         containers are unpickled (weights_only=True); an unreadable checkpoint is a ConfigError naming it.
         """
+        if self._preloaded is not None:
+            ck, self._preloaded = self._preloaded[0], None
+            return ck
         problems = []
         for cand in self._candidates():
             try:
@@ -348,11 +355,14 @@ class RunDir:
                         "resume with the rlhfsim version that wrote it, or start a new run elsewhere"
                     )
                 state = torch.load(cand / "state.pt", weights_only=True)
+                for name in meta.get("models", []):  # headers only: cheap, catches truncated or foreign files
+                    with safe_open(cand / f"{name}.safetensors", framework="pt"):
+                        pass
                 return int(meta["round"]), cand, state
             except ConfigError:
                 raise
             except Exception as e:  # noqa: BLE001 - any unreadable file: try the older checkpoint, then report both
-                problems.append(f"{cand / 'state.pt'}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                problems.append(f"{cand}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
         if problems:
             raise ConfigError(
                 "no readable checkpoint: " + "; ".join(problems)

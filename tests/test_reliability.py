@@ -1,0 +1,185 @@
+"""Crash safety and resume (SIGKILL at named moments), divergence guards, and bad input (issue 9).
+
+Kills use the test-only hook rlhfsim.faults (RLHFSIM_KILL_AT=<phase>:<round>:<event>[:<n>]). Each chain kills one
+`python -m rlhfsim run` process after another, resuming each time, and the finished run must equal an
+uninterrupted one (timings and SFT bookkeeping aside).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlhfsim.cli import main
+from rlhfsim.config import load_config
+from rlhfsim.faults import ENV
+from rlhfsim.guards import Diverged
+from rlhfsim.loop import run
+from rlhfsim.tracking import read_jsonl, read_status
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.yaml")
+VOLATILE = ("time/", "sft/")  # wall-clock timings; SFT stats differ between a trained and a cached warm start
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in rows]
+
+
+def same_run(a: Path, b: Path) -> None:
+    for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+        assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    sa.pop("wall_time_s"), sb.pop("wall_time_s")
+    assert sa == sb
+    for f in sorted((a / "rewards").glob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
+    assert sorted(p.name for p in (a / "samples").iterdir()) == sorted(p.name for p in (b / "samples").iterdir())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, sft_cache):
+    """The uninterrupted tiny run (2 rounds), in-process with one thread like the subprocesses below."""
+    out = tmp_path_factory.mktemp("reference") / "seed0"
+    run(load_config(TINY, [f"policy.cache_dir={sft_cache}"]), out=out)
+    return out
+
+
+def rlhfsim(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
+    if kill_at:
+        env[ENV] = kill_at
+    return subprocess.run([sys.executable, "-m", "rlhfsim", *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def checkpoint_round(d: Path) -> int | None:
+    for c in ("latest", "previous"):
+        if (d / "checkpoints" / c / "round.json").exists():
+            return json.loads((d / "checkpoints" / c / "round.json").read_text())["round"]
+    return None
+
+
+# ordered by progress: each kill must be reached by the process resumed after the one before
+CHAINS = {
+    "sft_and_first_round": [  # a private SFT cache, so the first processes really train the warm start
+        "setup:0:step:5",  # inside SFT
+        "setup:0:metrics.jsonl",  # half way through round 0's metrics line
+        "reward:1:step:1",  # inside reward-model training (tiny: one step per round)
+        "evaluate:1:publish",  # first checkpoint written, not yet renamed into place
+    ],
+    "later_rounds": [
+        "ppo:1:step:2",  # inside PPO
+        "evaluate:1:ppo_steps.jsonl",  # half way through the round's PPO step rows
+        "reward:2:step:1",  # inside reward training, resuming from the round-1 checkpoint
+        "evaluate:2:publish",  # between the renames: only checkpoints/previous is left
+        "evaluate:2:metrics.jsonl",  # torn metrics line of the last round
+        "evaluate:2:summary.json",  # summary written to its temp file, not renamed
+    ],
+}
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sft_cache):
+    cache = str(tmp_path / "sft") if chain == "sft_and_first_round" else sft_cache
+    out = tmp_path / "run"
+    passed = []
+    for i, point in enumerate(CHAINS[chain]):
+        ck = checkpoint_round(out) if out.exists() else None
+        before = [r for r in read_jsonl(out / "metrics.jsonl") if ck is not None and r["round"] <= ck] if ck is not None else []
+        args = ["run", TINY, "--out", str(out), "--set", f"policy.cache_dir={cache}"] if i == 0 else ["run", "--resume", str(out)]
+        p = rlhfsim(args, kill_at=point)
+        assert p.returncode == -9, f"{point}: not killed (rc {p.returncode}): {p.stdout[-500:]}{p.stderr[-2000:]}"
+        # the killed directory is marked (status running, lock free) and its complete rows are readable
+        assert read_status(out)["status"] == "running", point
+        rows = read_jsonl(out / "metrics.jsonl")
+        # rows of checkpointed rounds survive the resume untouched (timings included): it continued, not restarted
+        assert rows[: len(before)] == before, point
+        passed.append(point)
+    p = rlhfsim(["run", "--resume", str(out)])
+    assert p.returncode == 0, p.stdout[-1000:] + p.stderr[-2000:]
+    assert "Traceback" not in p.stdout + p.stderr
+    assert read_status(out)["status"] == "finished"
+    same_run(reference, out)
+    assert passed == CHAINS[chain]
+    assert not list(out.rglob(".*.tmp*")) and not list((out / "checkpoints").glob("tmp-*"))  # leftovers cleaned
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, sft_cache, capsys):
+    out = tmp_path / "run"
+    base = ["--set", f"policy.cache_dir={sft_cache}"]
+    assert main(["run", TINY, "--out", str(out), *base, "--set", "loop.rounds=1"]) == 0
+    keep = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in ("config.yaml", "status.json", ".lock")}
+    rows_before = read_jsonl(out / "metrics.jsonl")
+    capsys.readouterr()
+
+    # round 2 with a reward bound far below any logit: the guard must stop it in phase 6
+    assert main(["run", "--resume", str(out), "--set", "loop.rounds=2", "--set", "guards.max_abs_reward=0.001"]) == 3
+    msg = capsys.readouterr().out
+    assert "round 2" in msg and "diagnose" in msg and "collapse/logit_absmax" in msg and "guards.max_abs_reward" in msg
+    assert "Traceback" not in msg
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert rows[:-1] == rows_before  # earlier rows intact
+    assert rows[-1]["round"] == 2 and rows[-1]["guard/diverged"] == 1 and rows[-1]["guard/phase"] == "diagnose"
+    assert rows[-1]["guard/quantity"] == "collapse/logit_absmax" and rows[-1]["guard/value"] > 0.001
+    assert "eval/gold" not in rows[-1]  # the round never got to its evaluation
+    for p, data in keep.items():  # every file of rounds 0-1 byte for byte (appended logs: as a prefix), checkpoint included
+        assert p.read_bytes().startswith(data) if p.suffix == ".jsonl" and p.parent == out else p.read_bytes() == data, p
+    assert not (out / "rewards" / "round_002.parquet").exists()
+    st = read_status(out)
+    assert st["status"] == "diverged" and st["divergence"]["round"] == 2 and st["divergence"]["phase"] == "diagnose"
+
+    # resuming unchanged would diverge again: refused; skip_round lets it finish with round 2 marked skipped
+    assert main(["run", "--resume", str(out)]) == 2
+    assert "diverged in round 2" in capsys.readouterr().out
+    assert main(["run", "--resume", str(out), "--set", "guards.on_divergence=skip_round"]) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1, 2] and rows[-1]["guard/skipped"] == 1
+    assert read_status(out)["status"] == "finished" and checkpoint_round(out) == 2
+
+
+def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, sft_cache, monkeypatch, reference):
+    """A NaN policy loss in round 1: stop raises Diverged naming it; skip_round leaves round 1's weights = SFT's."""
+    from rlhfsim.ppo.trainer import PPOTrainer
+
+    real = PPOTrainer.iteration
+    calls = {"n": 0}
+
+    def poisoned(self, *a, **k):
+        stats, exp = real(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 2:  # second PPO iteration of round 1, after a real update
+            stats["loss/policy_avg"] = float("nan")
+        return stats, exp
+
+    monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
+    cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
+    with pytest.raises(Diverged) as e:
+        run(cfg, out=tmp_path / "stop")
+    assert (e.value.round, e.value.phase, e.value.quantity) == (1, "ppo", "loss/policy_avg")
+    steps = read_jsonl(tmp_path / "stop" / "ppo_steps.jsonl")
+    assert len(steps) == 2 and steps[-1]["loss/policy_avg"] is None  # the bad iteration is on record
+
+    calls["n"] = 0
+    cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1", "guards.on_divergence=skip_round"])
+    run(cfg, out=tmp_path / "skip")
+    row = read_jsonl(tmp_path / "skip" / "metrics.jsonl")[-1]
+    assert row["guard/skipped"] == 1 and row["guard/quantity"] == "loss/policy_avg"
+    sft = load_file(next(Path(sft_cache).glob("sft-*/model.safetensors")))
+    after = load_file(tmp_path / "skip" / "checkpoints" / "latest" / "policy.safetensors")
+    key = "transformer.h.0.attn.c_attn.weight"
+    assert torch.equal(sft[key], after[key]) and all(torch.equal(sft[k], after[k]) for k in set(sft) & set(after))
+    # ...while PPO does move these weights when nothing is skipped
+    moved = load_file(reference / "checkpoints" / "latest" / "policy.safetensors")
+    assert not torch.equal(sft[key], moved[key])
