@@ -3,7 +3,8 @@
 Modules listed here must keep heavy imports (seaborn, trl, datasets) inside their command functions.
 """
 
+from rlhfsim.bench.cli import register as _register_bench
 from rlhfsim.report.cli import register as _register_report
 from rlhfsim.sweep import register as _register_sweep
 
-REGISTERS: list = [_register_sweep, _register_report]
+REGISTERS: list = [_register_sweep, _register_report, _register_bench]

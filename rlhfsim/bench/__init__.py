@@ -1,0 +1,1 @@
+"""`rlhfsim bench`: rollout, PPO-iteration, reward-training and per-round timings in one process (see docs/performance.md)."""

@@ -1,0 +1,107 @@
+"""Reward-model training throughput: rlhfsim's listwise trainer against TRL's RewardTrainer.
+
+Same model (a GPT-2 style sequence classifier, identical initial weights), same data (G prompts x k
+completions, every one of the k(k-1)/2 pairs labelled by a strict order), same loss (Bradley-Terry,
+-log sigmoid(r_chosen - r_rejected)), same optimiser settings, fp32, one epoch each. Pairs/s = labelled
+pairs / wall seconds of one epoch. TRL scores the two sides of every pair (2 forwards per pair);
+the listwise trainer scores each completion once and reads all pairs off the score matrix.
+trl and datasets are imported inside the functions: `rlhfsim` itself never needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import numpy as np
+import torch
+
+from rlhfsim.bench.common import Shape, median, random_words, timeit, vocab_tokenizer
+
+
+def preference_groups(shape: Shape, seed: int = 0) -> list:
+    """G groups of k completions; a strict random order labels every pair (prefs[a, b] = a ranked above b)."""
+    from rlhfsim.reward.buffer import Group
+    from rlhfsim.world.base import Prompt
+
+    g = torch.Generator().manual_seed(seed)
+    P = shape.prompt_len
+    C = shape.rm_seq_len - P - 1  # completion words: prompt + completion + EOS = rm_seq_len tokens
+    if C < 1:
+        raise ValueError(f"--rm-seq-len {shape.rm_seq_len} must exceed --prompt-len + 1 ({P + 1})")
+    prompts = random_words(shape.rm_groups, P, shape.vocab, g)
+    rng = np.random.default_rng(seed)
+    groups = []
+    for i, p in enumerate(prompts):
+        comps = random_words(shape.rm_k, C, shape.vocab, g)
+        gold = rng.permutation(shape.rm_k).astype(np.float64)
+        groups.append(Group(Prompt(i, "bench", "open", p), comps, gold, gold[:, None] > gold[None, :], round=1))
+    return groups
+
+
+def _reward_config(shape: Shape):
+    from rlhfsim.config import RewardConfig
+
+    return RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head, epochs=1, lr=1e-3,
+                        batch_groups=max(1, shape.rm_batch // shape.rm_k), utility="logsigmoid", bounded=False)
+
+
+def bench_rlhfsim(shape: Shape, groups: list, tok) -> list[float]:
+    from rlhfsim.reward.model import RewardModels
+    from rlhfsim.reward.trainer import train_reward_models
+
+    cfg = _reward_config(shape)
+    rms = RewardModels(tok, cfg, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
+    rng = np.random.default_rng(0)
+    return timeit(lambda: train_reward_models(rms, groups, cfg, ["open", "closed"], rng), shape.warmup, shape.repeats)
+
+
+def bench_trl(shape: Shape, groups: list, tok) -> list[float]:
+    """One epoch of trl.RewardTrainer per repeat; building the trainer (and its dataset tokenisation) is untimed."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from rlhfsim.reward.model import build_reward_model
+
+    rows = [{"prompt": g.prompt.text + " ", "chosen": g.completions[a], "rejected": g.completions[b]}
+            for g in groups for a, b in zip(*np.nonzero(g.prefs))]
+    data = Dataset.from_list(rows)
+    model = build_reward_model(tok, _reward_config(shape), shape.rm_seq_len + 8, seed=0)
+    holder: dict = {}
+    with tempfile.TemporaryDirectory() as out:
+        args = RewardConfig(output_dir=out, per_device_train_batch_size=shape.rm_batch, num_train_epochs=1, learning_rate=1e-3,
+                            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, report_to="none",
+                            save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+                            max_length=None, seed=0,
+                            # TRL's defaults are bf16 autocast and gradient checkpointing: both make a CPU fp32
+                            # comparison slower for TRL, not fairer; rlhfsim trains in fp32 without checkpointing
+                            bf16=False, fp16=False, activation_checkpointing=False)
+
+        def setup():
+            holder["trainer"] = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+
+        quiet = [logging.getLogger(n) for n in ("transformers", "trl", "datasets")]
+        levels = [lg.level for lg in quiet]
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        try:
+            from datasets.utils.logging import disable_progress_bar
+
+            disable_progress_bar()
+            return timeit(lambda: holder["trainer"].train(), max(1, shape.warmup - 1), shape.repeats, setup=setup)
+        finally:
+            for lg, lv in zip(quiet, levels):
+                lg.setLevel(lv)
+
+
+def bench_reward(shape: Shape, with_trl: bool = True) -> dict:
+    tok = vocab_tokenizer(shape.vocab)
+    groups = preference_groups(shape)
+    pairs = int(sum(g.n_pairs for g in groups))
+    ours = median(bench_rlhfsim(shape, groups, tok))
+    out = {"groups": len(groups), "k": shape.rm_k, "pairs": pairs, "seq_len": shape.rm_seq_len,
+           "rlhfsim_epoch_s": ours, "rlhfsim_pairs_per_s": pairs / ours}
+    if with_trl:
+        trl = median(bench_trl(shape, groups, tok))
+        out.update({"trl_epoch_s": trl, "trl_pairs_per_s": pairs / trl, "ratio_vs_trl": trl / ours})
+    return out

@@ -1,0 +1,101 @@
+"""The model-level bench sections: rollout tokens/s (vs `generate`) and one PPO iteration.
+
+Each function builds its own models at the benchmark shape, times with warm-up and returns a dict of
+plain numbers (the CLI prints them and writes them to JSON).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from rlhfsim.bench.common import Shape, median, policy_model, random_words, timeit, vocab_tokenizer
+
+
+def _prompt_batch(tok, shape: Shape, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, P] prompt ids of real words and an all-ones mask (equal lengths: both samplers see the same batch)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, len(tok), (shape.prompts, shape.prompt_len), generator=g)
+    return ids, torch.ones_like(ids)
+
+
+def bench_rollout(shape: Shape) -> dict:
+    """Generated tokens/s of rlhfsim's KV-cache sampler against `model.generate`, same model and batch.
+
+    EOS is disabled for both (rlhfsim: an id that never occurs; generate: min_new_tokens = L), so both
+    produce exactly B x L tokens and the comparison is per-token work, not luck with early stops.
+    """
+    from rlhfsim.models.sampling import sample
+
+    tok = vocab_tokenizer(shape.vocab)
+    model = policy_model(tok, shape, n_positions=shape.prompt_len + shape.response_len + 8)
+    ids, mask = _prompt_batch(tok, shape)
+    L, pad = shape.response_len, tok.pad_token_id
+    gen = torch.Generator().manual_seed(1)
+
+    def ours():
+        return sample(model, ids, mask, L, -1, pad, 1.0, gen)
+
+    def hf():
+        with torch.inference_mode():
+            return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=L, min_new_tokens=L,
+                                  pad_token_id=pad, top_k=None, top_p=None, temperature=1.0)
+
+    tokens = shape.prompts * L
+    # interleave the two so that load from other processes hits both alike
+    t_ours, t_hf = [], []
+    for _ in range(2):
+        t_ours += timeit(ours, shape.warmup if not t_ours else 0, max(1, shape.repeats // 2 + 1))
+        t_hf += timeit(hf, shape.warmup if not t_hf else 0, max(1, shape.repeats // 2 + 1))
+    ours_s, hf_s = median(t_ours), median(t_hf)
+    return {
+        "tokens": tokens,
+        "rlhfsim_s": ours_s,
+        "generate_s": hf_s,
+        "rlhfsim_tokens_per_s": tokens / ours_s,
+        "generate_tokens_per_s": tokens / hf_s,
+        "speedup_vs_generate": hf_s / ours_s,
+    }
+
+
+def ppo_setup(shape: Shape, seed: int = 0):
+    """A PPOTrainer at the benchmark shape, its prompts and a cheap deterministic score function."""
+    from rlhfsim.config import PPOConfig
+    from rlhfsim.models.policy import build_value_model
+    from rlhfsim.ppo.kl import FixedKLController
+    from rlhfsim.ppo.trainer import PPOTrainer
+    from rlhfsim.world.base import Prompt
+
+    tok = vocab_tokenizer(shape.vocab)
+    policy = policy_model(tok, shape, n_positions=shape.prompt_len + shape.response_len + 8, seed=seed)
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    value = build_value_model(policy, "policy")
+    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches)
+    trainer = PPOTrainer(policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu"))
+    texts = random_words(shape.prompts, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
+    prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts)]
+
+    def score(prompts, completions) -> np.ndarray:  # stands in for a reward model: cheap, varies by completion
+        return np.array([len(c.split()) / shape.response_len for c in completions], dtype=np.float64)
+
+    return trainer, prompts, score
+
+
+def bench_ppo(shape: Shape) -> dict:
+    """Seconds per `PPOTrainer.iteration` (generate, reference and value passes, reward, GAE, update)."""
+    trainer, prompts, score = ppo_setup(shape)
+    gen = torch.Generator().manual_seed(2)
+    it = timeit(lambda: trainer.iteration(prompts, score, score, gen), shape.warmup, shape.repeats)
+    ro = timeit(lambda: trainer.rollout(prompts, score, score, gen), 0, shape.repeats)
+    exp = trainer.rollout(prompts, score, score, gen)
+    up = timeit(lambda: trainer.update(exp, gen), 0, shape.repeats)
+    return {
+        "iteration_s": median(it),
+        "rollout_s": median(ro),
+        "update_s": median(up),
+        "iterations_per_s": 1.0 / median(it),
+        "batch": shape.prompts,
+        "response_len": shape.response_len,
+    }
