@@ -276,6 +276,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a directory; pass the path of a YAML file in it (see configs/)")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML file (see configs/)")
     try:

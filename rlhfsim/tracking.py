@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import time
 from pathlib import Path
@@ -249,7 +250,8 @@ class RunDir:
                 )
         ck = self.checkpoint_round()
         if ck is not None and ck > cfg.loop.rounds:
-            raise ConfigError(f"{self.path} has a checkpoint at round {ck}; loop.rounds ({cfg.loop.rounds}) must be at least that")
+            raise ConfigError(f"{self.path} has a checkpoint at round {ck}; loop.rounds ({cfg.loop.rounds}) must be at least that: "
+                              f"--set loop.rounds={ck} or more")
 
     # ------------------------------------------------------------------ files
 
@@ -347,22 +349,31 @@ class RunDir:
             return ck
         problems = []
         for cand in self._candidates():
+            current = cand / "round.json"
             try:
-                meta = json.loads((cand / "round.json").read_text())
+                meta = json.loads(current.read_text())
                 if meta.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
                     raise ConfigError(
                         f"{cand} has checkpoint format {meta.get('format')}, this rlhfsim reads format {CHECKPOINT_FORMAT}; "
                         "resume with the rlhfsim version that wrote it, or start a new run elsewhere"
                     )
-                state = torch.load(cand / "state.pt", weights_only=True)
+                current = cand / "state.pt"
+                state = torch.load(current, weights_only=True)
                 for name in meta.get("models", []):  # headers only: cheap, catches truncated or foreign files
-                    with safe_open(cand / f"{name}.safetensors", framework="pt"):
+                    current = cand / f"{name}.safetensors"
+                    with safe_open(current, framework="pt"):
                         pass
                 return int(meta["round"]), cand, state
             except ConfigError:
                 raise
             except Exception as e:  # noqa: BLE001 - any unreadable file: try the older checkpoint, then report both
-                problems.append(f"{cand}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+                if "Unsupported global" in str(e):
+                    why = "holds more than tensors (refused: checkpoints load with weights_only=True)"
+                elif isinstance(e, pickle.UnpicklingError):
+                    why = "corrupt or truncated"
+                else:
+                    why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else 'unreadable'}"
+                problems.append(f"{current}: {why}")
         if problems:
             raise ConfigError(
                 "no readable checkpoint: " + "; ".join(problems)
