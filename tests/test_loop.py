@@ -9,7 +9,7 @@ import yaml
 from rlhfsim.cli import main
 from rlhfsim.config import load_config
 from rlhfsim.loop import run
-from rlhfsim.tracking import read_jsonl
+from rlhfsim.tracking import read_jsonl, read_status
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,9 @@ def test_run_directory_layout(tiny_run):
     assert s["rounds_completed"] == 2 and "gold_peak_round" in s
     steps = read_jsonl(out / "ppo_steps.jsonl")
     assert len(steps) == cfg.loop.rounds * cfg.ppo.iterations
+    st = read_status(out)
+    assert st["status"] == "finished" and st["rounds_completed"] == cfg.loop.rounds
+    assert not list(out.rglob(".*.tmp*"))  # every write renamed into place
 
 
 def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
