@@ -69,7 +69,7 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
     n = len(demos)
     steps_per_epoch = math.ceil(n / cfg.sft_batch_size)
     total = max(1, steps_per_epoch * cfg.sft_epochs)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.sft_lr, weight_decay=0.0, foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     policy.train()
     loss_val = float("nan")

@@ -40,27 +40,31 @@ def sample(
     generator: torch.Generator | None = None,
 ) -> Rollout:
     """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended."""
-    B = prompt_ids.shape[0]
+    B, P = prompt_ids.shape
     device = prompt_ids.device
-    mask = prompt_mask
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+    # the whole attention mask is allocated once; step t sees its first P + t + 1 columns (no per-step cat)
+    full_mask = torch.ones((B, P + max_new_tokens), dtype=prompt_mask.dtype, device=device)
+    full_mask[:, :P] = prompt_mask
+    # logits_to_keep=1: only the last prompt position predicts a token, so skip the LM head elsewhere
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
+                use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     logits = out.logits[:, -1]  # [B, V]
-    next_pos = mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
+    next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
         tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [B]
-        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tok = tok.masked_fill(done, pad_id)
         tokens[:, t] = tok
         logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
         done = done | (tok == eos_id)
-        if bool(done.all()) or t == max_new_tokens - 1:
+        if t == max_new_tokens - 1 or bool(done.all()):
             break
-        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos + t, past_key_values=cache, use_cache=True)
+        out = model(input_ids=tok[:, None], attention_mask=full_mask[:, : P + t + 1], position_ids=next_pos + t,
+                    past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
@@ -69,8 +73,10 @@ def sample(
 
 def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
     """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0)."""
-    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids)
-    return out.logits[:, seq.prompt_len - 1 : -1].float() / temperature
+    L = seq.input_ids.shape[1] - seq.prompt_len
+    # logits_to_keep: the LM head runs on the L + 1 last positions only, not on the prompt
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1)
+    return out.logits[:, :-1].float() / temperature
 
 
 def response_values(value_model, seq: Sequences) -> torch.Tensor:

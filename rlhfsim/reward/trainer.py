@@ -99,7 +99,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     stats: list[dict] = []
     for model in rms.members:
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         for _ in range(cfg.epochs):
             order = rng.permutation(len(data))
             for s in range(0, len(data), cfg.batch_groups):
