@@ -396,3 +396,9 @@ def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
     assert "--resume" in (d / "run.log").read_text()
     assert json.loads((d / "summary.json").read_text())["rounds_completed"] == 2
     assert [json.loads(ln)["round"] for ln in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    # the report reads what real runs write: every figure is drawn, nothing is missing
+    rep = tmp_path / "rep"
+    assert main(["report", str(p), "--runs", str(out), "-o", str(rep)]) == 0
+    md = (rep / "report.md").read_text()
+    assert "Not drawn" not in md and "Nothing missing" in md, md.split("## Figures", 1)[1]
+    assert len(list(rep.glob("fig*.png"))) == 7

@@ -62,8 +62,7 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
     return d
 
 
-@pytest.fixture
-def study_root(tmp_path):
+def make_study(tmp_path: Path) -> Path:
     """runs/study/{low_kl,high_kl}/seed{0,1}/ with the sweep's experiment record."""
     root = tmp_path / "runs" / "study"
     for seed in (0, 1):
@@ -76,6 +75,21 @@ def study_root(tmp_path):
     return root
 
 
+@pytest.fixture
+def study_root(tmp_path):
+    return make_study(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(study root, report dir) built once: the file checks and the browser check read the same report."""
+    tmp = tmp_path_factory.mktemp("built")
+    root = make_study(tmp)
+    out = tmp / "reports" / "study"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    return root, out
+
+
 def md_images(md: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
 
@@ -84,9 +98,8 @@ def html_images(html: str) -> list[str]:
     return re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
 
 
-def test_report_from_tiny_runs(study_root, tmp_path):
-    out = tmp_path / "reports" / "study"
-    assert main(["report", str(study_root), "-o", str(out)]) == 0
+def test_report_from_tiny_runs(built):
+    _, out = built
     for f in ("report.html", "report.md", "summary.csv"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0
 
@@ -219,11 +232,10 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(study_root, tmp_path):
+def test_report_renders_in_headless_chromium(built, tmp_path):
     import matplotlib.image as mpimg
 
-    out = tmp_path / "rep"
-    assert main(["report", str(study_root), "-o", str(out)]) == 0
+    _, out = built
     shot = tmp_path / "shot.png"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
@@ -243,8 +255,8 @@ def test_report_renders_in_headless_chromium(study_root, tmp_path):
     n_img = len(html_images(html))
     probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
              "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); });</script>")
-    (out / "probe.html").write_text(html.replace("</body>", probe + "</body>"))
+    (tmp_path / "probe.html").write_text(html.replace("</body>", probe + "</body>"))  # a copy: the report itself stays script-free
     cmd = [c for c in cmd if not c.startswith("--screenshot") and not c.startswith("--window-size") and not c.endswith("report.html")]
-    dom = subprocess.run(cmd + ["--virtual-time-budget=5000", "--dump-dom", (out / "probe.html").resolve().as_uri()],
+    dom = subprocess.run(cmd + ["--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").resolve().as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     assert f'data-probe="{n_img}:{n_img}"' in dom, (n_img, re.findall(r'data-probe="[^"]*"', dom))
