@@ -48,9 +48,11 @@ def test_bench_all_sections_tiny(tmp_path, sft_cache):
 
 def test_bench_only_selects_sections(tmp_path):
     out = tmp_path / "b.json"
-    assert main(["bench", *TINY, "--only", "ppo", "--json", str(out)]) == 0
+    md = tmp_path / "b.md"
+    assert main(["bench", *TINY, "--only", "ppo", "--json", str(out), "--markdown", str(md)]) == 0
     res = json.loads(out.read_text())
     assert "ppo" in res and not {"rollout", "reward", "rounds"} & set(res)
+    assert "PPO iteration s" in md.read_text()
     assert main(["bench", "--only", "nope"]) == 2
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SECTIONS = ("rollout", "ppo", "reward", "rounds")
-DEFAULT_SIZES = "16x4,32x4,64x4,64x8,128x8"
+DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
 QUICK_SIZES = "16x4,32x4,64x4"
 
 
@@ -121,6 +121,13 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def markdown_table(res: dict) -> str:
+    """The printed table as Markdown (for docs/performance.md)."""
+    lines = ["| measure | value | note |", "|---|---:|---|"]
+    lines += [f"| {m.strip()} | {v} | {n} |" for m, v, n in table_rows(res)]
+    return "\n".join(lines) + "\n"
+
+
 def cmd_bench(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -137,6 +144,9 @@ def cmd_bench(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2))
         console.print(f"JSON -> {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(res))
+        console.print(f"Markdown table -> {args.markdown}")
     return 0
 
 
@@ -145,6 +155,7 @@ def register(sub) -> None:
     b.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)} (default: all)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, 1 round, 3 scaling sizes")
     b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    b.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     b.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     b.add_argument("--warmup", type=int, help="untimed calls before timing (default 2, quick 1)")
     b.add_argument("--repeats", type=int, help="timed calls; the median is reported (default 7, quick 3)")

@@ -12,13 +12,12 @@ from rlhfsim.models.policy import gpt2_config
 def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [N, S] of 'prompt completion <eos>'; the classifier pools at the last non-pad token (EOS)."""
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    rows = [tokenizer.encode(f"{p} {c}".strip(), add_special_tokens=False) + [eos] for p, c in zip(prompts, completions)]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
+    # one batched (Rust) tokenizer call and one padding op instead of a Python loop of per-row tensors
+    texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions)]
+    rows = [torch.tensor(r + [eos]) for r in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)  # [N, S]
+    lengths = torch.tensor([len(r) for r in rows])
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
     return ids.to(device), mask.to(device)
 
 
