@@ -31,7 +31,7 @@ def _positive_numbers(d: dict, path: str = "") -> list[str]:
 def test_bench_all_sections_tiny(tmp_path, sft_cache):
     out = tmp_path / "bench.json"
     rc = main(["bench", *TINY, "--json", str(out), "--config", "configs/tiny.yaml", "--set", f"policy.cache_dir={sft_cache}",
-               "--rounds", "1", "--sizes", "4x2,6x2,8x2"])
+               "--rounds", "1", "--sizes", "4x2,6x2,8x2,10x2"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"meta", "shape", "rollout", "ppo", "reward", "rounds"}
@@ -41,7 +41,7 @@ def test_bench_all_sections_tiny(tmp_path, sft_cache):
     assert res["reward"]["pairs"] == 4 * 6  # 4 groups x k(k-1)/2 with k = 4
     q = res["rounds"]
     assert set(q) >= {"round_s", "phases_s", "sft_s", "scaling"}
-    assert [p["n"] for p in q["scaling"]["points"]] == [8, 12, 16]
+    assert [p["n"] for p in q["scaling"]["points"]] == [8, 12, 16, 20]
     assert set(q["scaling"]["round_fit"]) >= {"slope_s_per_item", "r2", "superlinear"}
     assert _positive_numbers({k: res[k] for k in ("rollout", "ppo", "reward", "rounds")}) == []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 SECTIONS = ("rollout", "ppo", "reward", "rounds")
 DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
-QUICK_SIZES = "16x4,32x4,64x4"
+QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
