@@ -114,10 +114,10 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                              f"N-dependent phases {pt['n_dependent_s']:.2f}"))
             for name in ("round_fit", "n_dependent_fit"):
                 f = q["scaling"][name]
-                sup = f.get("superlinear")
+                sup = f.get("superlinear", "n/a")
                 rows.append((f"  {name.replace('_', ' ')}", f"{f['intercept_s']:.2f} + {f['slope_s_per_item'] * 1000:.2f} ms x N",
-                             f"R^2 {f['r2']:.3f}" + ("" if sup is None else f", N^2 share {f['quadratic_share_at_max']:.2f}, "
-                                                     + ("super-linear" if sup else "no super-linear term"))))
+                             f"R^2 {f['r2']:.3f}" + ("" if sup == "n/a" else f", N^2 share {f['quadratic_share_at_max']:.2f}, "
+                                                     + {True: "super-linear", False: "no super-linear term", None: "noise-dominated, no verdict"}[sup])))
     return rows
 
 

@@ -42,7 +42,8 @@ def linear_fit(n: np.ndarray, t: np.ndarray) -> dict:
     """t ~ a + b n (least squares) with R^2, plus the quadratic fit's n^2 term and its share of t at max n.
 
     n, t: [S] sizes and seconds. `superlinear` is true when the n^2 term carries more than 10% of the
-    predicted time at the largest size and the quadratic fit explains at least half of the linear residual.
+    predicted time at the largest size and the quadratic fit explains at least half of the linear residual;
+    None (no verdict) when the linear fit's R^2 is below 0.5, i.e. noise swamps any trend.
     """
     A = np.stack([np.ones_like(n), n], 1)
     coef, *_ = np.linalg.lstsq(A, t, rcond=None)
@@ -57,7 +58,8 @@ def linear_fit(n: np.ndarray, t: np.ndarray) -> dict:
         share = float(q[2] * n.max() ** 2 / max(1e-12, float(Q[np.argmax(n)] @ q)))
         better = q_resid < 0.5 * float((resid**2).sum())
         out.update({"quadratic_coef": float(q[2]), "quadratic_share_at_max": share,
-                    "superlinear": bool(q[2] > 0 and share > 0.1 and better)})
+                    # a line that explains almost nothing (R^2 < 0.5) means noise dominates: no verdict
+                    "superlinear": None if r2 < 0.5 else bool(q[2] > 0 and share > 0.1 and better)})
     return out
 
 
