@@ -112,6 +112,10 @@ def warm_start_policy(world, cfg, device, sft_seed: int = 0) -> tuple[GPT2LMHead
         demos = world.demonstrations(cfg.policy.sft_demos, np.random.default_rng(sft_seed))
         stats = train_sft(model, tok, demos, cfg.policy, device, sft_seed)
     model.eval()
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
+        # never cache a diverged warm start: every later run would inherit it; the guards report it
+        log.warning("SFT produced non-finite weights; not caching them (lower policy.sft_lr)")
+        return model, {**stats, "sft/cached": 0}
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
