@@ -171,7 +171,8 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
         # round 0: the SFT policy before any feedback
         ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
                          cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
-        row0 = {"round": 0, **sim.sft_stats, **policy_metrics(ev, None)}
+        # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
+        row0 = {"round": 0, **{k: v for k, v in sim.sft_stats.items() if k != "sft/cached"}, **policy_metrics(ev, None)}
         run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
         run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
         run_dir.log_round(row0)
@@ -257,6 +258,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
             reporter.round_done(row)
 
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     run_dir.write_summary(summary)
     run_dir.close()
     return summary
