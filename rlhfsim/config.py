@@ -262,15 +262,24 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
+def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:
+    """raw['a']['b'] = value for key 'a.b' (as `--set a.b=...` does: the value replaces what was there)."""
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. ppo.kl_coef)")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}{key!r}: {p!r} is not a section")
+    node[parts[-1]] = value
+    return raw
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         path, value = parse_override(item)
-        node = raw
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
-        node[path[-1]] = value
+        set_dotted(raw, ".".join(path), value, "--set ")
     return raw
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from rlhfsim.config import ConfigError
+from rlhfsim.config import ConfigError, set_dotted  # noqa: F401  (re-exported: experiments set dotted keys like --set)
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80
@@ -77,20 +77,6 @@ def grid_variants(grid: dict[str, list]) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- dotted overrides
-
-
-def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:
-    """raw['a']['b'] = value for key 'a.b' (as `--set a.b=...` does: the value replaces what was there)."""
-    parts = key.split(".")
-    if not key or any(not p for p in parts):
-        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. ppo.kl_coef)")
-    node = raw
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{where}{key!r}: {p!r} is not a section")
-    node[parts[-1]] = value
-    return raw
 
 
 def to_set_args(overrides: dict[str, Any]) -> list[str]:
