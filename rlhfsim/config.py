@@ -16,7 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rlhfsim.world.synthetic import SyntheticWorldConfig
+from rlhfsim.diagnostics.audit import AuditConfig
+from rlhfsim.reward.recalibrate import RecalibrationConfig
+from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 
 
 class ConfigError(ValueError):
@@ -88,6 +90,11 @@ class RewardConfig(Strict):
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout (residual, embedding, attention) while training the reward model.")
+    center_coef: float = Field(
+        0.0, ge=0, description="Reward centring: adds center_coef * mean(logit^2) to the loss (TRL's center_rewards_coefficient)."
+    )
+    margin: float = Field(0.0, ge=0, description="Each labelled pair must win by this much on the reward scale: U(r_a - r_b - margin).")
     batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
     init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
     ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
@@ -202,11 +209,18 @@ class Config(Strict):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
         if self.ppo.batch_size % self.ppo.minibatches:
             raise ValueError(f"ppo.minibatches ({self.ppo.minibatches}) must divide ppo.batch_size ({self.ppo.batch_size})")
+        for s in self.audit.shifts:
+            if s not in SyntheticWorld.shifts:
+                raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {SyntheticWorld.shifts}")
+            if s in ("topics", "facts") and getattr(self.world, f"holdout_{s}") == 0:
+                raise ValueError(f"audit.shifts: {s!r} needs world.holdout_{s} >= 1 (nothing is held out of training)")
         return self
 
     @field_validator("output")

@@ -2,7 +2,7 @@
 
     round 0: evaluate the SFT policy
     round r: 1 sample prompts -> 2 generate k completions -> 3 annotate -> 4 buffer -> 5 train reward model(s)
-             -> 6 diagnose reward model -> 7 PPO -> 8 diagnose policy -> 9 log + checkpoint
+             -> 6 diagnose reward model (+ audits, recalibration) -> 7 PPO -> 8 diagnose policy -> 9 log + checkpoint
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import torch
 
 from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
+from rlhfsim.diagnostics import audit
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
 from rlhfsim.guards import Guard
 from rlhfsim.models.policy import build_value_model, warm_start_policy
 from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
+from rlhfsim.reward import recalibrate
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.tracking import RunDir, load_module
@@ -77,6 +79,10 @@ class Simulation:
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
         self.theory = self._theory_optima()
+        A = cfg.audit
+        self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
+        self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
+        self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
 
     def _theory_optima(self) -> dict | None:
         """Finite-n optimum per prompt type for the utility as trained (only meaningful for bounded rewards)."""
@@ -99,7 +105,7 @@ class Simulation:
     def score_fn(self, prompts, texts) -> np.ndarray:
         if self.cfg.loop.reward_source == "gold":
             return self.world.gold(prompts, texts)
-        return self.proxy(prompts, texts)[0]
+        return recalibrate.apply(self.recal, self.proxy(prompts, texts)[0], [p.type for p in prompts])
 
     def eval_generator(self, round_: int, phase: int) -> torch.Generator:
         # evaluation noise must not depend on (or disturb) the training streams
@@ -224,6 +230,16 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
                     row.update(best_of_n_metrics(sim, r))
             guard.check("diagnose", r, row)
 
+            # 6b audit: adversarial stress suite, shifted validation sets, alarms ----------------
+            with timed(row, "audit"):
+                row.update(audit_reward_model(sim, r))
+                first = next((x for x in run_dir.metrics() if x["round"] == 1), row)  # alarms' baseline: round 1
+                row.update(audit.alarms(row, first, cfg.audit, list(sim.shift_prompts)))
+
+            # 6c recalibrate the proxy PPO will see ----------------------------------------------
+            with timed(row, "recalibrate"):
+                row.update(recalibrate_proxy(sim, r))
+
             # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
             reporter.phase(r, "ppo")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
@@ -290,6 +306,38 @@ def diagnose_reward_model(sim: Simulation, ev) -> dict:
     out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
     return out
+
+
+def audit_reward_model(sim: Simulation, round_: int) -> dict:
+    """Exploit rates of the stress suite (the aggregated proxy as trained) and gold agreement on the shifted sets."""
+    if sim.suite is None:
+        return {}
+    out = audit.stress_metrics(sim.suite, lambda p, t: sim.proxy(p, t)[0], sim.cfg.audit.exploit_threshold)
+    L = sim.cfg.loop
+    for i, (name, prompts) in enumerate(sim.shift_prompts.items()):
+        ev = sample_eval(sim.policy, sim.ref, sim.world, prompts, L.eval_completions, sim.cfg.policy.response_len,
+                         sim.cfg.policy.temperature, sim.eval_generator(round_, 20 + i), sim.device)
+        logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
+        out.update(audit.shift_metrics(name, logits, ev.gold))
+    return out
+
+
+def recalibrate_proxy(sim: Simulation, round_: int) -> dict:
+    """Fit this round's affine map of the proxy on fresh prompts (reference samples or gold-labelled policy samples)."""
+    R = sim.cfg.recalibration
+    sim.recal = None
+    if R.method == "none" or sim.cfg.loop.reward_source != "learned":
+        return {}
+    prompts = sim.world.sample_prompts(R.prompts, np.random.default_rng([sim.cfg.seed, 104_729, round_]))
+    policy = sim.ref if R.method == "reference" else sim.policy
+    ev = sample_eval(policy, sim.ref, sim.world, prompts, 1, sim.cfg.policy.response_len, sim.cfg.policy.temperature,
+                     sim.eval_generator(round_, 30), sim.device)
+    proxy, types = sim.proxy(ev.flat_prompts(), ev.texts)[0], ev.types
+    if R.method == "reference":
+        sim.recal = recalibrate.standardise_params(proxy, types, R.per_type)
+    else:
+        sim.recal = recalibrate.gold_fit_params(proxy, ev.gold.ravel(), types, R.per_type, R.min_slope)
+    return recalibrate.as_metrics(sim.recal)
 
 
 def best_of_n_metrics(sim: Simulation, round_: int) -> dict:

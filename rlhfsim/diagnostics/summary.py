@@ -6,6 +6,7 @@ import numpy as np
 
 import pandas as pd
 
+from rlhfsim.diagnostics.audit import warning_summary
 from rlhfsim.diagnostics.overopt import bon_kl, fit_gao
 from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlations
 
@@ -46,6 +47,9 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
     out["stagnation_round"] = stag.get("stagnation_round")
     out.update(overoptimisation(rows, gold))
     out["propagation"] = propagation(rows)
+    out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak
+    for name, a in out["audit"].get("alarms", {}).items():
+        out[f"audit_first_{name}"], out[f"audit_lead_{name}"] = a["first_round"], a["lead_rounds"]
     return out
 
 

@@ -53,8 +53,10 @@ def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClas
 
 
 def sft_cache_key(world_cfg, policy_cfg, vocab: list[str]) -> str:
+    # hold-outs at their default (0) leave the key as it was before they existed: caches stay valid
+    unset = {k for k in ("holdout_topics", "holdout_facts") if getattr(world_cfg, k, None) == 0}
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "vocab": vocab, "v": 1},
+        {"world": world_cfg.model_dump(mode="json", exclude=unset), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "vocab": vocab, "v": 1},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

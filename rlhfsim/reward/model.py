@@ -24,6 +24,7 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=N
 def build_reward_model(tokenizer, cfg, n_positions: int, seed: int) -> GPT2ForSequenceClassification:
     torch.manual_seed(seed)
     conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=1)
+    conf.resid_pdrop = conf.embd_pdrop = conf.attn_pdrop = cfg.dropout  # active in train() only
     return GPT2ForSequenceClassification(conf)
 
 

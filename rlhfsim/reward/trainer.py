@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlhfsim.reward import regularise
 from rlhfsim.reward.model import encode_pairs
 
 
@@ -94,7 +95,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     """Train every member of `rms` on `groups` for cfg.epochs; returns averaged stats."""
     if not groups:
         return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0}
-    utilities = utilities_for(cfg, type_names)
+    utilities = regularise.with_margin(utilities_for(cfg, type_names), cfg.margin)
     data = GroupTensors(rms.tokenizer, groups, type_names, rms.device)
     stats: list[dict] = []
     for model in rms.members:
@@ -106,6 +107,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
                 gidx = torch.as_tensor(order[s : s + cfg.batch_groups], device=rms.device)
                 logits, prefs, tidx = data.forward(model, gidx)
                 loss, st = listwise_loss(logits, prefs, tidx, utilities, rms.bounded)
+                loss = loss + regularise.centring_penalty(logits, data.index[gidx] >= 0, cfg.center_coef)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -32,14 +32,17 @@ class World(ABC):
     tokenizer: PreTrainedTokenizerFast
     prompt_types: list[str]  # e.g. ["open", "closed"]
     families: list[str]
+    shifts: list[str] = []  # names `eval_prompts(n, shift=...)` accepts: held-out sets off the training distribution
 
     @abstractmethod
     def sample_prompts(self, n: int, rng: np.random.Generator) -> list[Prompt]:
         """n training prompts drawn with `rng` (family mix from the config)."""
 
     @abstractmethod
-    def eval_prompts(self, n: int) -> list[Prompt]:
-        """A fixed held-out set: deterministic given the world seed, independent of any training rng."""
+    def eval_prompts(self, n: int, shift: str | None = None) -> list[Prompt]:
+        """A fixed held-out set: deterministic given the world seed, independent of any training rng.
+
+        shift: one of `shifts`, for a set drawn from a shifted distribution instead of the training one."""
 
     @abstractmethod
     def gold(self, prompts: list[Prompt], completions: list[str]) -> np.ndarray:

@@ -82,6 +82,12 @@ class SyntheticWorldConfig(BaseModel):
         0.2, ge=0, le=1, description="Open demos: share of texts mixing on-topic words with filler and other topics' words."
     )
     max_demo_words: int = Field(9, ge=2, le=12, description="Longest demonstration in words (keep below policy.response_len for EOS).")
+    holdout_topics: int = Field(
+        0, ge=0, le=9, description="The last this many topics never appear in training prompts or demos (the eval shift 'topics' asks about them)."
+    )
+    holdout_facts: int = Field(
+        0, ge=0, le=63, description="The last this many fact entities never appear in training prompts or demos (eval shift 'facts')."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "SyntheticWorldConfig":
@@ -95,6 +101,11 @@ class SyntheticWorldConfig(BaseModel):
             raise ValueError(
                 f"open_length_optimum ({self.open_length_optimum}) needs that many distinct on-topic words; "
                 f"a topic has words_per_topic + 1 = {self.words_per_topic + 1}"
+            )
+        if self.holdout_topics >= self.n_topics or self.holdout_facts >= self.n_facts:
+            raise ValueError(
+                f"holdout_topics ({self.holdout_topics}) / holdout_facts ({self.holdout_facts}) must leave at least one "
+                f"training topic / entity (n_topics {self.n_topics}, n_facts {self.n_facts})"
             )
         if self.max_demo_words <= self.open_length_optimum:
             raise ValueError(f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})")
@@ -119,6 +130,8 @@ class SyntheticWorld(World):
 
     prompt_types = ["open", "closed"]
     families = ["add", "fact", "open"]
+    # eval_prompts(n, shift=...): distributions the training stream never shows (see `shifted_prompt`)
+    shifts = ["operands", "topics", "facts"]
 
     def __init__(self, cfg: SyntheticWorldConfig | None = None):
         self.cfg = cfg = cfg if cfg is not None else SyntheticWorldConfig()
@@ -149,17 +162,41 @@ class SyntheticWorld(World):
     # ------------------------------------------------------------------ prompts
 
     def make_prompt(self, family: str, rng: np.random.Generator, id: int) -> Prompt:
-        """One prompt of `family` with content drawn from `rng`."""
+        """One prompt of `family` with content drawn from `rng` (held-out topics and entities excluded)."""
         if family == "add":
             a, b = (int(x) for x in rng.integers(0, self.cfg.max_operand + 1, size=2))
             return Prompt(id, "add", "closed", f"add {a} {b} =", answer=str(a + b))
         if family == "fact":
-            e = self.entities[rng.integers(len(self.entities))]
+            e = self.entities[rng.integers(len(self.entities) - self.cfg.holdout_facts)]
             return Prompt(id, "fact", "closed", f"fact {e} =", answer=self.fact_table[e])
         if family == "open":
-            t = list(self.topics)[rng.integers(len(self.topics))]
+            t = list(self.topics)[rng.integers(len(self.topics) - self.cfg.holdout_topics)]
             return Prompt(id, "open", "open", f"write about {t}", topic=t)
         raise ValueError(f"unknown family {family!r}; this world has {self.families}")
+
+    def shifted_prompt(self, shift: str, rng: np.random.Generator, id: int) -> Prompt:
+        """One prompt from a distribution the training stream never shows.
+
+        operands: an addition with one operand above max_operand (the sum stays inside the vocabulary's numbers);
+        topics / facts: an open prompt on a held-out topic / a look-up of a held-out entity (need world.holdout_*).
+        """
+        c = self.cfg
+        if shift == "operands":
+            top = 2 * c.max_operand
+            a = int(rng.integers(c.max_operand + 1, top + 1))
+            b = int(rng.integers(0, top - a + 1))
+            a, b = (a, b) if rng.random() < 0.5 else (b, a)
+            return Prompt(id, "add", "closed", f"add {a} {b} =", answer=str(a + b))
+        if shift in ("topics", "facts"):
+            held = c.holdout_topics if shift == "topics" else c.holdout_facts
+            if held == 0:
+                raise ValueError(f"eval shift {shift!r} needs world.holdout_{shift} >= 1 (nothing is held out of training)")
+            if shift == "facts":
+                e = self.entities[len(self.entities) - held + int(rng.integers(held))]
+                return Prompt(id, "fact", "closed", f"fact {e} =", answer=self.fact_table[e])
+            t = list(self.topics)[len(self.topics) - held + int(rng.integers(held))]
+            return Prompt(id, "open", "open", f"write about {t}", topic=t)
+        raise ValueError(f"unknown eval shift {shift!r}; this world has {self.shifts}")
 
     def sample_prompts(self, n: int, rng: np.random.Generator) -> list[Prompt]:
         """n training prompts; families drawn i.i.d. from the config mix.
@@ -171,8 +208,14 @@ class SyntheticWorld(World):
         ids = rng.integers(_TRAIN_ID_LOW, _TRAIN_ID_HIGH, size=n)
         return [self.make_prompt(self.families[f], rng, int(i)) for f, i in zip(fams, ids)]
 
-    def eval_prompts(self, n: int) -> list[Prompt]:
-        """The fixed held-out set: ids 0..n-1, family counts stratified by the mix, drawn from the world seed."""
+    def eval_prompts(self, n: int, shift: str | None = None) -> list[Prompt]:
+        """The fixed held-out set: ids 0..n-1, family counts stratified by the mix, drawn from the world seed.
+
+        shift: one of `shifts` for a shifted set instead (every prompt from that distribution; own seed stream).
+        """
+        if shift is not None:
+            rng = np.random.default_rng([self.cfg.seed, 3, self.shifts.index(shift) if shift in self.shifts else 99])
+            return [self.shifted_prompt(shift, rng, i) for i in range(n)]
         rng = np.random.default_rng([self.cfg.seed, 2])
         raw = self.family_mix * n
         counts = np.floor(raw).astype(int)
