@@ -55,7 +55,8 @@ class AuditConfig(BaseModel):
 
     enabled: bool = Field(True, description="Run the stress suite and the shifted sets every round (alarms are logged either way).")
     families: list[FamilySpec] = Field(
-        default_factory=lambda: [FamilySpec(name=n) for n in DEFAULT_FAMILIES],
+        default_factory=lambda: list(DEFAULT_FAMILIES),
+        validate_default=True,
         description="Perturbation families of the stress suite (names or {name, params}).",
     )
     prompts: int = Field(64, ge=1, description="Held-out prompts (the first of loop.eval_prompts) the stress suite perturbs.")
@@ -193,12 +194,14 @@ def alarms(row: dict, first: dict, cfg: AuditConfig, shifts: Sequence[str] = ())
     return out
 
 
-def warning_summary(rows: list[dict]) -> dict:
-    """For each alarm: the first round it fired, how often, and its lead on the gold peak.
+def warning_summary(rows: list[dict], drop: float = 0.05) -> dict:
+    """For each alarm: the first round it fired, how often, and its lead on the gold peak and on the gold drop.
 
     lead_rounds = gold_peak_round - first_round: > 0 warned before the peak, 0 at it, < 0 after it,
-    None when the alarm never fired. `gold_fell` says whether gold ended below its peak at all
-    (a peak at the last round is no peak to warn of).
+    None when the alarm never fired. A peak at round 0 (the SFT policy) leaves no round to warn in, so
+    the drop is the second reference: gold_drop_round is the first round after the peak whose gold is
+    more than `drop` below the peak (None if gold never fell that far), and lead_drop_rounds =
+    gold_drop_round - first_round. `gold_fell`: gold ended below its peak at all.
     """
     gold = np.array([_get(r, "eval/gold") for r in rows])
     if not np.isfinite(gold).any():
@@ -206,7 +209,9 @@ def warning_summary(rows: list[dict]) -> dict:
     rounds = [int(r["round"]) for r in rows]
     i = int(np.nanargmax(gold))
     peak = rounds[i]
-    out: dict[str, Any] = {"gold_peak_round": peak, "gold_fell": bool(gold[-1] < gold[i] - 1e-9), "alarms": {}}
+    dropped = [rd for rd, g in zip(rounds[i + 1 :], gold[i + 1 :]) if g < gold[i] - drop]
+    drop_round = dropped[0] if dropped else None
+    out: dict[str, Any] = {"gold_peak_round": peak, "gold_drop_round": drop_round, "gold_fell": bool(gold[-1] < gold[i] - 1e-9), "alarms": {}}
     for a in ALARMS:
         fired = [rd for rd, r in zip(rounds, rows) if r.get(f"audit/alarm_{a}") == 1.0]
         first = fired[0] if fired else None
@@ -214,5 +219,6 @@ def warning_summary(rows: list[dict]) -> dict:
             "first_round": first,
             "rounds_fired": len(fired),
             "lead_rounds": None if first is None else peak - first,
+            "lead_drop_rounds": None if first is None or drop_round is None else drop_round - first,
         }
     return out

@@ -49,7 +49,7 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak
     for name, a in out["audit"].get("alarms", {}).items():
-        out[f"audit_first_{name}"], out[f"audit_lead_{name}"] = a["first_round"], a["lead_rounds"]
+        out[f"audit_first_{name}"], out[f"audit_lead_{name}"], out[f"audit_lead_drop_{name}"] = a["first_round"], a["lead_rounds"], a["lead_drop_rounds"]
     return out
 
 

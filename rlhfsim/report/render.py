@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rlhfsim.report import audit as audit_section
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
 
@@ -193,6 +194,7 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## Final table per variant", ""]
     rows = [[m if not s else f"{m}<br>{s}" for m, s in r] for r in ctx["table_rows"]]
     L += _md_table(ctx["table_header"], rows) + ["", TABLE_NOTE, ""]
+    L += audit_section.markdown(st, _md_table)
     L += ["## Figures", ""]
     for f in figures:
         L += [f"### {f.title}", ""]
@@ -262,7 +264,7 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
          f"<h1>{_e(ctx['title'])}</h1>",
          "<nav><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
-         "<a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
+         "<a href='#audits'>Audits</a><a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
          "<h2 id='question'>Question</h2>",
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     intro = _intro(ctx)[0].replace("**", "")
@@ -286,6 +288,7 @@ def render_html(ctx: dict, figures: list) -> str:
     P.append("<h2 id='table'>Final table per variant</h2>")
     P.append(_html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]], "final"))
     P.append(f"<p class='note'>{_e(TABLE_NOTE)}</p>")
+    P.append(audit_section.html(st, _html_table))
     P.append("<h2 id='figures'>Figures</h2>")
     for f in figures:
         P.append(f"<h3>{_e(f.title)}</h3>")
