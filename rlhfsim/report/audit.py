@@ -49,7 +49,7 @@ def warning_table(study) -> tuple[list[str], list[list[str]]]:
     df = run_warnings(study)
     header = ["variant", "alarm", "first round", "fired (seeds; rounds on)", "lead on gold peak", "lead on gold drop"]
     out = []
-    if df.empty:
+    if df.empty or not df["measured"].any():
         return header, out
     for v in [x for x in study.variants if x in set(df["variant"])]:
         for a in ALARMS:

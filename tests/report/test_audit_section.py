@@ -1,0 +1,50 @@
+"""The report's audit section: leads of each alarm on the gold peak and drop, per variant over seeds."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from rlhfsim.report import audit as section
+from rlhfsim.report.render import _md_table
+from rlhfsim.report.rundir import RunData
+from rlhfsim.report.study import Study
+
+
+def _run(variant, seed, gold, exploit_from=None, shift_at=()):
+    rows = []
+    for r, g in enumerate(gold):
+        row = {"round": r, "eval/gold": g}
+        if r > 0:
+            row.update({f"audit/alarm_{a}": 0.0 for a in ("collapse", "saturation", "explosion", "exploit", "shift")})
+            row["audit/alarm_exploit"] = float(exploit_from is not None and r >= exploit_from)
+            row["audit/alarm_shift"] = float(r in shift_at)
+        rows.append(row)
+    return RunData(Path(f"/x/{variant}/seed{seed}"), "audits", variant, seed, metrics=pd.DataFrame(rows))
+
+
+def _study(runs):
+    variants = list(dict.fromkeys(r.variant for r in runs))
+    return Study("audits", "q", variants[0], variants, runs, [], ["/x"])
+
+
+def test_leads_over_seeds():
+    runs = [_run("base", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1, shift_at=(4,)),  # peak 2, drop 3
+            _run("base", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),  # peak 1, drop 2
+            _run("fix", 0, [0.4, 0.41, 0.42, 0.43, 0.44])]  # never falls, never alarms
+    df = section.run_warnings(_study(runs))
+    ex = df[(df.variant == "base") & (df.alarm == "exploit")].set_index("seed")
+    assert ex.loc[0, "lead_rounds"] == 1 and ex.loc[0, "lead_drop_rounds"] == 2
+    assert ex.loc[1, "lead_rounds"] == -1 and ex.loc[1, "lead_drop_rounds"] == 0
+    header, rows = section.warning_table(_study(runs))
+    cells = {(r[0], r[1]): r for r in rows}
+    assert cells[("base", "exploit")][4] == "0.0 ± 1.4 (n=2)" and cells[("base", "exploit")][5] == "1.0 ± 1.4 (n=2)"
+    assert cells[("base", "shift")][3].startswith("1/2") and cells[("fix", "exploit")][3].startswith("0/1")
+    gh, gr = section.gold_table(_study(runs))
+    assert gr[1][0] == "fix" and "(0/1)" in gr[1][4]  # no drop in the run that never fell
+    md = "\n".join(section.markdown(_study(runs), _md_table))
+    assert "## Audits" in md and "| base | exploit |" in md
+
+
+def test_runs_without_audits_say_so():
+    runs = [RunData(Path("/x/a/seed0"), "e", "a", 0, metrics=pd.DataFrame([{"round": 0, "eval/gold": 0.3}]))]
+    assert "No run logged audit alarms" in "\n".join(section.markdown(_study(runs), _md_table))
