@@ -1,7 +1,8 @@
 """Fast sampling with a KV cache, and the forward passes PPO needs (logprobs, entropy, values).
 
 `sample` returns the sampling logprobs too: at temperature T they are log_softmax(logits / T) of the
-very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward).
+very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward); and the
+per-step entropy, which evaluation needs (again no second forward).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfsim.ppo.core import entropy_from_logits
+
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
 
 
@@ -18,6 +21,7 @@ from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, trunc
 class Rollout:
     seq: Sequences  # [B, P+L] prompt + response
     logprobs: torch.Tensor  # [B, L] sampling logprobs of the response tokens (0 on pads)
+    entropy: torch.Tensor  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads)
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -53,6 +57,7 @@ def sample(
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
+    ents = torch.zeros((B, max_new_tokens), device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
@@ -60,6 +65,7 @@ def sample(
         tok = tok.masked_fill(done, pad_id)
         tokens[:, t] = tok
         logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
+        ents[:, t] = entropy_from_logits(logp).masked_fill(done, 0.0)  # log-probs are valid logits
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break
@@ -68,7 +74,7 @@ def sample(
         cache = out.past_key_values
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
-    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask)
+    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, ents * resp_mask)
 
 
 def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
