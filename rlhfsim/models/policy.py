@@ -44,8 +44,27 @@ def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions))
 
 
-def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClassification:
-    """A scalar-head model on the policy's architecture; backbone copied from the policy when init='policy'."""
+class ValueHead(torch.nn.Module):
+    """A scalar value head on the policy's own last hidden state (TRL's old `...WithValueHead` design).
+
+    Sharing the trunk saves the rollout's value forward (the sampler's hidden states give the values)
+    and one of the update's two forward+backward passes; the value loss then also shapes the trunk.
+    """
+
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.score = torch.nn.Linear(n_embd, 1, bias=False)
+        torch.nn.init.zeros_(self.score.weight)  # V = 0 at the start, as for the separate value model
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, L]
+        return self.score(hidden).squeeze(-1).float()
+
+
+def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate") -> GPT2ForSequenceClassification | ValueHead:
+    """The value function: a separate scalar-head model on the policy's architecture (backbone copied from
+    the policy when init='policy', else random), or a `ValueHead` on the policy's trunk (kind='shared')."""
+    if kind == "shared":
+        return ValueHead(policy.config.n_embd)
     conf = GPT2Config.from_dict(policy.config.to_dict())
     conf.num_labels = 1
     value = GPT2ForSequenceClassification(conf)
