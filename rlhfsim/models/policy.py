@@ -74,9 +74,13 @@ def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate"
     return value
 
 
-def sft_cache_key(world_cfg, policy_cfg, vocab: list[str]) -> str:
+def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
+    # device type and CPU thread count change the trained weights' low bits (reduction order), so a cache
+    # written under other settings would make a run's metrics depend on what ran before it
+    numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "vocab": vocab, "v": 2},
+        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
+         "vocab": vocab, "numerics": numerics, "v": 2},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -120,7 +124,7 @@ def warm_start_policy(world, cfg, device, sft_seed: int = 0) -> tuple[GPT2LMHead
     tok = world.tokenizer
     n_positions = 32 + cfg.policy.response_len
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
-    key = sft_cache_key(cfg.world, cfg.policy, vocab)
+    key = sft_cache_key(cfg.world, cfg.policy, vocab, device)
     path = Path(cfg.policy.cache_dir) / f"sft-{key}"
     if (path / "model.safetensors").exists():
         log.info("SFT policy from cache %s", path)
