@@ -14,9 +14,11 @@ AUDIT_PREFIXES = ("audit/", "rm/shift_", "recal/")
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory, sft_cache):
+def audited(tmp_path_factory):
     out = tmp_path_factory.mktemp("audit") / "seed0"
-    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=2", "world.holdout_topics=1",
+    # hold-outs change the SFT warm start: its own cache, so the session cache keeps one SFT (other tests glob it)
+    cache = tmp_path_factory.mktemp("audit_sft")
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={cache}", "loop.rounds=2", "world.holdout_topics=1",
                                             "world.holdout_facts=2", "audit.shifts=[operands, topics, facts]",
                                             "recalibration.method=reference", "audit.shift_prompts=6"])
     summary = run(cfg, out=out)
