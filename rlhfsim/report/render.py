@@ -68,6 +68,7 @@ def _png(fig) -> bytes:
 
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+    from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
 
     t0 = time.perf_counter()
@@ -81,6 +82,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
                F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    results += [build(study, pal, band) for build in D.BUILDERS]
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
@@ -99,6 +101,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     rep.files.append(out / "variant_table.csv")
 
     ctx = _context(study, ft, chosen, band, title)
+    ctx["sections"] = D.sections(study)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -193,6 +196,8 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## Final table per variant", ""]
     rows = [[m if not s else f"{m}<br>{s}" for m, s in r] for r in ctx["table_rows"]]
     L += _md_table(ctx["table_header"], rows) + ["", TABLE_NOTE, ""]
+    for sec in ctx.get("sections", []):
+        L += [f"## {sec.title}", ""] + (_md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
     L += ["## Figures", ""]
     for f in figures:
         L += [f"### {f.title}", ""]
@@ -286,6 +291,9 @@ def render_html(ctx: dict, figures: list) -> str:
     P.append("<h2 id='table'>Final table per variant</h2>")
     P.append(_html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]], "final"))
     P.append(f"<p class='note'>{_e(TABLE_NOTE)}</p>")
+    for sec in ctx.get("sections", []):
+        P.append(f"<h2>{_e(sec.title)}</h2>" + (_html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"))
+        P.append(f"<p class='note'>{_e(sec.note)}</p>")
     P.append("<h2 id='figures'>Figures</h2>")
     for f in figures:
         P.append(f"<h3>{_e(f.title)}</h3>")
