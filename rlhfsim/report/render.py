@@ -196,8 +196,6 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## Final table per variant", ""]
     rows = [[m if not s else f"{m}<br>{s}" for m, s in r] for r in ctx["table_rows"]]
     L += _md_table(ctx["table_header"], rows) + ["", TABLE_NOTE, ""]
-    for sec in ctx.get("sections", []):
-        L += [f"## {sec.title}", ""] + (_md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
     L += ["## Figures", ""]
     for f in figures:
         L += [f"### {f.title}", ""]
@@ -205,6 +203,8 @@ def render_markdown(ctx: dict, figures: list) -> str:
             L += [f"![{f.title}]({f.key}.png)", "", f.caption, ""]
         else:
             L += [f"_Not drawn: {f.skipped}._", ""]
+    for sec in ctx.get("sections", []):
+        L += [f"## {sec.title}", ""] + (_md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
     L += ["## Missing data", ""]
     L += [f"- {_md_escape(m)}" for m in st.missing] if st.missing else ["Nothing missing: every run has its config, metrics, rewards and summary."]
     L += ["", "<details><summary>Settings common to all variants</summary>", "", "```"]
@@ -291,9 +291,6 @@ def render_html(ctx: dict, figures: list) -> str:
     P.append("<h2 id='table'>Final table per variant</h2>")
     P.append(_html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]], "final"))
     P.append(f"<p class='note'>{_e(TABLE_NOTE)}</p>")
-    for sec in ctx.get("sections", []):
-        P.append(f"<h2>{_e(sec.title)}</h2>" + (_html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"))
-        P.append(f"<p class='note'>{_e(sec.note)}</p>")
     P.append("<h2 id='figures'>Figures</h2>")
     for f in figures:
         P.append(f"<h3>{_e(f.title)}</h3>")
@@ -303,6 +300,9 @@ def render_html(ctx: dict, figures: list) -> str:
             P.append(f"<figure><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'><figcaption>{_e(f.caption)}</figcaption></figure>")
         else:
             P.append(f"<p><em>Not drawn: {_e(f.skipped)}.</em></p>")
+    for sec in ctx.get("sections", []):
+        P.append(f"<h2>{_e(sec.title)}</h2>" + (_html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"))
+        P.append(f"<p class='note'>{_e(sec.note)}</p>")
     P.append("<h2 id='missing'>Missing data</h2>")
     if st.missing:
         P.append("<ul class='missing'>" + "".join(f"<li>{_e(m)}</li>" for m in st.missing) + "</ul>")
