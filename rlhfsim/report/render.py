@@ -82,7 +82,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
                F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
-    results += [build(study, pal, band) for build in D.BUILDERS]
+    # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
+    results += [res for res in (build(study, pal, band) for build in D.BUILDERS) if res.fig is not None]
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
