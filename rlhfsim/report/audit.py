@@ -110,11 +110,11 @@ def html(study, html_table) -> str:
 
 
 def figure(study, pal, band: str = "sd"):
-    """fig8_audits: gold beside the audit signals over rounds (mean over seeds with a band)."""
+    """fig11_audits: gold beside the audit signals over rounds (mean over seeds with a band)."""
     from rlhfsim.report import figures as F
 
     plt = F._plt()
-    key, title = "fig8_audits", "Audits over rounds: gold, adversarial exploit rate, shifted-set agreement, alarms"
+    key, title = "fig11_audits", "Audits over rounds: gold, adversarial exploit rate, shifted-set agreement, alarms"
     m = study.metrics
     shift = next((c for c in m.columns if str(c).startswith("rm/shift_") and str(c).endswith("_pairwise_acc")), None)
     panels = [(c, lab) for c, lab in [
