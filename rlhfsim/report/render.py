@@ -68,6 +68,7 @@ def _png(fig) -> bytes:
 
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+    from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import figures as F
 
     t0 = time.perf_counter()
@@ -81,6 +82,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
                F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    if CS.has_train_rewards(study):  # runs with loop.diagnose_train: the collapse study's terminal-phase profiles
+        results.append(CS.fig_terminal_profiles(study, band))
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
@@ -97,6 +100,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ft = final_table(study)
     ft.to_csv(out / "variant_table.csv", index=False)
     rep.files.append(out / "variant_table.csv")
+    rep.files += CS.write_tables(study, out)
 
     ctx = _context(study, ft, chosen, band, title)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
