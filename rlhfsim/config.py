@@ -134,7 +134,10 @@ class PPOConfig(Strict):
     kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
     missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
     target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
-    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random.")
+    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random (separate value model only).")
+    value_model: Literal["separate", "shared"] = Field(
+        "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
+        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
 
 
 class AnnotatorConfig(Strict):

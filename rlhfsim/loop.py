@@ -65,7 +65,7 @@ class Simulation:
         cfg.types_check(self.world.prompt_types)
         self.policy, self.sft_stats = warm_start_policy(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.value = build_value_model(self.policy, cfg.ppo.value_init).to(self.device)
+        self.value = build_value_model(self.policy, cfg.ppo.value_init, cfg.ppo.value_model).to(self.device)
         self.rms = RewardModels(self.world.tokenizer, cfg.reward, self.device, cfg.seed)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
