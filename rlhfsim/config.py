@@ -162,6 +162,11 @@ class LoopConfig(Strict):
     rounds: int = Field(8, ge=1, le=100000, description="Number of rounds.")
     prompts_per_round: int = Field(64, ge=1, description="Prompts annotated per round.")
     completions_per_prompt: int = Field(4, ge=2, le=64, description="k completions ranked per prompt.")
+    distinct_oversample: int = Field(
+        1, ge=1, le=64, description="Sample this many times k completions per prompt and keep the first k distinct texts "
+        "(duplicates only where too few are distinct; 1 = keep the k samples as drawn). With annotator temperature 0 and "
+        "ties: break this gives every group a total order (the collapse study)."
+    )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")
     window: int = Field(3, ge=1, description="Rounds kept when buffer = window.")
@@ -171,6 +176,10 @@ class LoopConfig(Strict):
     reward_source: Literal["learned", "gold"] = Field("learned", description="PPO optimises the learned proxy or the gold reward.")
     freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
     train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
+    diagnose_train: bool = Field(
+        False, description="Also score the reward model on its training groups each round: collapse_train/* metrics and "
+        "rewards/train_round_XXX.parquet (the terminal-phase profiles of the collapse study)."
+    )
     eval_prompts: int = Field(128, ge=4, description="Fixed held-out prompts for per-round evaluation.")
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")

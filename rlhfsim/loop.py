@@ -32,6 +32,7 @@ from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
+from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
@@ -78,13 +79,13 @@ class Simulation:
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
-        self.theory = self._theory_optima()
+        self.theory = self._theory_optima(cfg.loop.eval_completions)
         A = cfg.audit
         self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
 
-    def _theory_optima(self) -> dict | None:
+    def _theory_optima(self, n: int) -> dict | None:
         """Finite-n optimum per prompt type for the utility as trained (only meaningful for bounded rewards)."""
         if not self.rms.bounded:
             return None
@@ -92,7 +93,7 @@ class Simulation:
         from rlhfsim.theory import optimal_rewards
 
         types = self.world.prompt_types
-        return {t: optimal_rewards(u, self.cfg.loop.eval_completions) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
+        return {t: optimal_rewards(u, n) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
 
     # -------------------------------------------------------------- scoring
 
@@ -196,8 +197,11 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
 
             # 2 generate k completions per prompt -------------------------------------------
             with timed(row, "generate"):
-                flat = [p for p in prompts for _ in range(L.completions_per_prompt)]
+                flat = [p for p in prompts for _ in range(L.completions_per_prompt * L.distinct_oversample)]
                 texts = sim.ppo.rollout_texts(flat, sim.gen)
+                if L.distinct_oversample > 1:  # keep k distinct texts per prompt (ranking data with a total order)
+                    texts, n_distinct = first_distinct(texts, len(prompts), L.completions_per_prompt)
+                    row["annot/distinct_share"] = float(np.mean(n_distinct == L.completions_per_prompt))
 
             # 3 annotate: gold + noise -> preference matrices --------------------------------
             reporter.phase(r, "annotate")
@@ -226,6 +230,8 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
                 ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
                                  cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
                 row.update(diagnose_reward_model(sim, ev))
+                if L.diagnose_train and L.reward_source == "learned":
+                    row.update(diagnose_training_groups(sim, r))
                 if L.bon_n > 1:
                     row.update(best_of_n_metrics(sim, r))
             guard.check("diagnose", r, row)
@@ -338,6 +344,19 @@ def recalibrate_proxy(sim: Simulation, round_: int) -> dict:
     else:
         sim.recal = recalibrate.gold_fit_params(proxy, ev.gold.ravel(), types, R.per_type, R.min_slope)
     return recalibrate.as_metrics(sim.recal)
+
+
+def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
+    """Collapse metrics of the reward model on the groups it trained on (the terminal phase); writes rewards/train_round_XXX.parquet."""
+    groups = sim.buffer.training_groups()
+    if not groups:
+        return {}
+    gm = diag.train_profiles.group_matrices(groups)
+    logits = sim.rms.logits([p.text for p in gm.prompts], gm.texts).mean(0)
+    theory = sim._theory_optima(gm.valid.shape[1])
+    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, theory)
+    sim.run.write_rewards(round_, table, stem="train_round")
+    return out
 
 
 def best_of_n_metrics(sim: Simulation, round_: int) -> dict:

@@ -69,6 +69,7 @@ def _png(fig) -> bytes:
 
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+    from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
 
@@ -85,6 +86,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
                F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     results += [res for res in (build(study, pal, band) for build in (*D.BUILDERS, audit_section.figure)) if res.fig is not None]
+    if CS.has_train_rewards(study):  # runs with loop.diagnose_train: the collapse study's terminal-phase profiles
+        results.append(CS.fig_terminal_profiles(study, band))
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
@@ -101,6 +104,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ft = final_table(study)
     ft.to_csv(out / "variant_table.csv", index=False)
     rep.files.append(out / "variant_table.csv")
+    rep.files += CS.write_tables(study, out)
 
     ctx = _context(study, ft, chosen, band, title)
     ctx["sections"] = D.sections(study)
