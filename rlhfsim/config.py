@@ -72,6 +72,21 @@ class PolicyConfig(Strict):
         return self
 
 
+class EarlyStopConfig(Strict):
+    """Reward-model early stopping each round (rlhfsim.reward.early_stop); `reward.epochs` is the maximum."""
+
+    mode: Literal["none", "patience", "collapse"] = Field(
+        "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
+        "collapse: held-out collapse index below min_collapse_index or saturation above max_saturation.")
+    holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
+    monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
+    patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
+    min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
+    min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
+    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out collapse index falls below this.")
+    max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
+
+
 class RewardConfig(Strict):
     """The learned reward model, retrained every round on the preference buffer."""
 
@@ -91,8 +106,14 @@ class RewardConfig(Strict):
     batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
     init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
     ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
-    aggregation: Literal["mean", "wco", "uwo", "median"] = Field("mean", description="How member rewards combine into the score PPO sees.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * variance over members.")
+    aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
+        "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
+    ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
+        "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
+        "bootstrap (own bootstrap resample of the buffer each round, own order).")
+    stacked: bool = Field(True, description="Train and score members in one vmapped forward (torch.func); falls back to a loop where stacking fails.")
+    early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
 
     @model_validator(mode="after")
     def _heads_and_bounds(self) -> "RewardConfig":
@@ -102,6 +123,17 @@ class RewardConfig(Strict):
         needs = [s.name for s in specs if s.build().needs_bounded]
         if self.bounded is False and needs:
             raise ValueError(f"utility {needs[0]!r} needs bounded rewards in [0,1]; set reward.bounded: true (or null)")
+        if self.ensemble_size == 1 and self.aggregation != "mean":
+            # with one member wco/uwo/median ARE the member: refuse rather than let a study compare a no-op
+            raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
+                             "set reward.ensemble_size >= 2 or reward.aggregation: mean")
+        es = self.early_stop
+        if es.mode == "collapse" and es.min_collapse_index is None and es.max_saturation is None:
+            raise ValueError("early_stop.mode collapse needs early_stop.min_collapse_index and/or early_stop.max_saturation")
+        if es.mode != "none" and es.holdout == 0:
+            raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
+        if es.min_epochs > self.epochs:
+            raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
         return self
 
     @property
@@ -165,6 +197,10 @@ class LoopConfig(Strict):
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+    stop_on_stagnation: bool = Field(
+        False, description="End the run once stagnation is detected (gold slope below stagnation_slope over stagnation_window rounds while the policy moves).")
+    stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
+    stagnation_slope: float = Field(0.005, description="Gold slope per round below which a window counts as stagnating.")
 
 
 class OutputConfig(Strict):

@@ -20,11 +20,13 @@ import torch
 from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
 from rlhfsim.models.policy import build_value_model, warm_start_policy
 from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
+from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.tracking import RunDir, load_module
@@ -179,6 +181,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
         reporter.round_done(row0)
 
     reporter.start(L.rounds, first)
+    early_stop = None
     for r in range(first, L.rounds + 1):
         row: dict = {"round": r}
         steps: list[dict] = []
@@ -256,8 +259,13 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
             if cfg.output.checkpoints:
                 run_dir.save_checkpoint(r, *sim.state(r))
             reporter.round_done(row)
+            early_stop = stagnation_stop(run_dir.metrics(), L) if L.stop_on_stagnation else None
+        if early_stop is not None:  # run-level early stopping: the policy stopped improving
+            log.info("stopping after round %d: %s", r, early_stop["reason"])
+            break
 
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     run_dir.write_summary(summary)
     run_dir.close()
@@ -285,10 +293,15 @@ def annotation_stats(groups: list[Group]) -> dict:
 
 
 def diagnose_reward_model(sim: Simulation, ev) -> dict:
-    """Agreement with gold and collapse metrics of the current reward model on held-out samples."""
-    logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
+    """Agreement with gold and collapse metrics of the current reward model on held-out samples;
+    with several members also their disagreement and how well it predicts the proxy's error."""
+    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
+    logits = members.mean(0).reshape(ev.gold.shape)
     out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
+    if members.shape[0] > 1:
+        out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
+                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda))
     return out
 
 
