@@ -106,9 +106,9 @@ def ensemble_metrics(members: np.ndarray, gold: np.ndarray, types, proxy: np.nda
 
     ``members [M, N]`` member rewards of N completions on the trained scale, ``gold [N]``, ``types``
     length N, ``proxy [N]`` the aggregated reward (default: the member mean). The proxy's error is
-    measured in gold units: gold is regressed on the proxy by least squares over all N completions
-    (the proxy's scale is arbitrary, e.g. Bradley-Terry logits), and the error is the absolute
-    residual ``|gold - (a + b * proxy)|``. Returns ``rm/ens_std`` (mean member std, ddof 0),
+    the part of the proxy gold does not explain: the proxy is regressed on gold by least squares over
+    all N completions (the proxy's scale and offset are arbitrary, e.g. Bradley-Terry logits) and the
+    error is the absolute residual ``|proxy - (a + b * gold)|`` (NaN when gold is constant). Returns ``rm/ens_std`` (mean member std, ddof 0),
     ``rm/ens_err_corr`` (Spearman rho of member std against that error) and ``_{type}`` versions.
     The correlations are NaN with fewer than 3 completions or a constant side (e.g. one member).
     """
@@ -123,9 +123,9 @@ def ensemble_metrics(members: np.ndarray, gold: np.ndarray, types, proxy: np.nda
     std = R.std(0)
     ok = np.isfinite(p) & np.isfinite(g)
     err = np.full(g.size, np.nan)
-    if ok.sum() >= 2 and np.ptp(p[ok]) > 0:
-        b, a = np.polyfit(p[ok], g[ok], 1)
-        err[ok] = np.abs(g[ok] - (a + b * p[ok]))
+    if ok.sum() >= 2 and np.ptp(g[ok]) > 0:
+        b, a = np.polyfit(g[ok], p[ok], 1)  # the proxy gold explains: p ~ a + b * gold
+        err[ok] = np.abs(p[ok] - (a + b * g[ok]))
 
     def corr(sel: np.ndarray) -> float:
         x, y = std[sel & ok], err[sel & ok]

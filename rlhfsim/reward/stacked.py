@@ -28,6 +28,9 @@ class Stack:
 
     def __init__(self, members: list[torch.nn.Module], requires_grad: bool):
         self.M = len(members)
+        shapes = [[(k, tuple(v.shape)) for k, v in m.state_dict().items()] for m in members]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("members differ in parameter names or shapes")
         params, self.buffers = stack_module_state(members)  # {name: [M, ...]}
         self.params = {k: v.detach().clone().requires_grad_(requires_grad) for k, v in params.items()}
         self.template = copy.deepcopy(members[0]).to("meta")

@@ -8,12 +8,16 @@ A pairwise implementation would run two forwards per pair (k(k-1)/2 pairs); the 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from rlhfsim.reward.early_stop import EarlyStopper, holdout_mask, member_orders
 from rlhfsim.reward.model import encode_pairs
 from rlhfsim.reward.stacked import Stack, clip_grad_norm_per_member
+
+log = logging.getLogger(__name__)
 
 
 def to_reward_scale(logits: torch.Tensor, bounded: bool) -> torch.Tensor:
@@ -247,6 +251,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
             stats += engine.step(data, orders[:, epoch - 1, s : s + cfg.batch_groups], utilities, rms.bounded)
         h = heldout_eval(engine, hdata, type_names, utilities, rms.bounded) if mode != "none" else {}
         stop = stopper.update(epoch, h)
+        log.debug("reward epoch %d: held-out %s", epoch, h)
         if mode != "none":  # keep only the weights a stop could go back to
             snaps = {e: v for e, v in snaps.items() if e == stopper.keep_epoch}
             snaps[epoch] = engine.snapshot()
