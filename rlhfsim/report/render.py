@@ -69,6 +69,7 @@ def _png(fig) -> bytes:
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_mitigation import fig_mitigation
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -80,7 +81,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
-               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band), fig_mitigation(study, pal, band)]
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
