@@ -81,7 +81,10 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
-               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band), fig_mitigation(study, pal, band)]
+               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    mitigation = fig_mitigation(study, pal, band)
+    if mitigation.fig is not None:  # only studies with ensembles or early stopping get figure 8
+        results.append(mitigation)
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
