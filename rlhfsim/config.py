@@ -166,7 +166,10 @@ class PPOConfig(Strict):
     kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
     missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
     target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
-    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random.")
+    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random (separate value model only).")
+    value_model: Literal["separate", "shared"] = Field(
+        "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
+        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
 
 
 class AnnotatorConfig(Strict):
@@ -184,6 +187,11 @@ class LoopConfig(Strict):
     rounds: int = Field(8, ge=1, le=100000, description="Number of rounds.")
     prompts_per_round: int = Field(64, ge=1, description="Prompts annotated per round.")
     completions_per_prompt: int = Field(4, ge=2, le=64, description="k completions ranked per prompt.")
+    distinct_oversample: int = Field(
+        1, ge=1, le=64, description="Sample this many times k completions per prompt and keep the first k distinct texts "
+        "(duplicates only where too few are distinct; 1 = keep the k samples as drawn). With annotator temperature 0 and "
+        "ties: break this gives every group a total order (the collapse study)."
+    )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")
     window: int = Field(3, ge=1, description="Rounds kept when buffer = window.")
@@ -193,6 +201,10 @@ class LoopConfig(Strict):
     reward_source: Literal["learned", "gold"] = Field("learned", description="PPO optimises the learned proxy or the gold reward.")
     freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
     train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
+    diagnose_train: bool = Field(
+        False, description="Also score the reward model on its training groups each round: collapse_train/* metrics and "
+        "rewards/train_round_XXX.parquet (the terminal-phase profiles of the collapse study)."
+    )
     eval_prompts: int = Field(128, ge=4, description="Fixed held-out prompts for per-round evaluation.")
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")

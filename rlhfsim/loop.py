@@ -32,6 +32,7 @@ from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
+from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
@@ -66,7 +67,7 @@ class Simulation:
         cfg.types_check(self.world.prompt_types)
         self.policy, self.sft_stats = warm_start_policy(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.value = build_value_model(self.policy, cfg.ppo.value_init).to(self.device)
+        self.value = build_value_model(self.policy, cfg.ppo.value_init, cfg.ppo.value_model).to(self.device)
         self.rms = RewardModels(self.world.tokenizer, cfg.reward, self.device, cfg.seed)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
@@ -78,9 +79,9 @@ class Simulation:
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
-        self.theory = self._theory_optima()
+        self.theory = self._theory_optima(cfg.loop.eval_completions)
 
-    def _theory_optima(self) -> dict | None:
+    def _theory_optima(self, n: int) -> dict | None:
         """Finite-n optimum per prompt type for the utility as trained (only meaningful for bounded rewards)."""
         if not self.rms.bounded:
             return None
@@ -88,7 +89,7 @@ class Simulation:
         from rlhfsim.theory import optimal_rewards
 
         types = self.world.prompt_types
-        return {t: optimal_rewards(u, self.cfg.loop.eval_completions) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
+        return {t: optimal_rewards(u, n) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
 
     # -------------------------------------------------------------- scoring
 
@@ -193,8 +194,11 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
 
             # 2 generate k completions per prompt -------------------------------------------
             with timed(row, "generate"):
-                flat = [p for p in prompts for _ in range(L.completions_per_prompt)]
+                flat = [p for p in prompts for _ in range(L.completions_per_prompt * L.distinct_oversample)]
                 texts = sim.ppo.rollout_texts(flat, sim.gen)
+                if L.distinct_oversample > 1:  # keep k distinct texts per prompt (ranking data with a total order)
+                    texts, n_distinct = first_distinct(texts, len(prompts), L.completions_per_prompt)
+                    row["annot/distinct_share"] = float(np.mean(n_distinct == L.completions_per_prompt))
 
             # 3 annotate: gold + noise -> preference matrices --------------------------------
             reporter.phase(r, "annotate")
@@ -223,6 +227,8 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
                 ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
                                  cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
                 row.update(diagnose_reward_model(sim, ev))
+                if L.diagnose_train and L.reward_source == "learned":
+                    row.update(diagnose_training_groups(sim, r))
                 if L.bon_n > 1:
                     row.update(best_of_n_metrics(sim, r))
             guard.check("diagnose", r, row)
@@ -302,6 +308,19 @@ def diagnose_reward_model(sim: Simulation, ev) -> dict:
     if members.shape[0] > 1:
         out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
                                         sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda))
+    return out
+
+
+def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
+    """Collapse metrics of the reward model on the groups it trained on (the terminal phase); writes rewards/train_round_XXX.parquet."""
+    groups = sim.buffer.training_groups()
+    if not groups:
+        return {}
+    gm = diag.train_profiles.group_matrices(groups)
+    logits = sim.rms.logits([p.text for p in gm.prompts], gm.texts).mean(0)
+    theory = sim._theory_optima(gm.valid.shape[1])
+    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, theory)
+    sim.run.write_rewards(round_, table, stem="train_round")
     return out
 
 

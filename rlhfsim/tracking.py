@@ -6,6 +6,7 @@
         metrics.jsonl               one row per round (round 0 = the SFT policy), append-only
         ppo_steps.jsonl             one row per PPO iteration
         rewards/round_XXX.parquet   per held-out completion: prompt id, family, type, gold, proxy (per member), KL, length
+        rewards/train_round_XXX.parquet  with loop.diagnose_train: the reward model on its training groups
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL
         checkpoints/latest/         the last complete round (models as safetensors, states via torch.save)
         summary.json                final and peak figures, stagnation round, wall time
@@ -285,8 +286,9 @@ class RunDir:
             rows = [r for r in read_jsonl(p) if r.get(key, -1) <= round_]
             atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in rows))
 
-    def write_rewards(self, round_: int, df: pd.DataFrame) -> None:
-        p = self.path / "rewards" / f"round_{round_:03d}.parquet"
+    def write_rewards(self, round_: int, df: pd.DataFrame, stem: str = "round") -> None:
+        """rewards/<stem>_XXX.parquet: held-out completions ("round"), or training groups ("train_round")."""
+        p = self.path / "rewards" / f"{stem}_{round_:03d}.parquet"
         tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
         df.to_parquet(tmp, index=False)
         _fsync_file(tmp)

@@ -206,6 +206,17 @@ def _within_std(R01: np.ndarray) -> float:
     return float(np.nanstd(rows, axis=1).mean())
 
 
+def _saturation(L: np.ndarray, R01: np.ndarray, bounded: bool, sat_tol: float, logit_thr: float, prefix: str) -> dict[str, float]:
+    """Saturation share and logit explosion (max, 99th percentile of |logit|) over the finite entries; NaN when none."""
+    finite = np.isfinite(L)
+    absL = np.abs(L[finite])
+    if absL.size == 0:
+        return dict.fromkeys((f"{prefix}saturation", f"{prefix}logit_absmax", f"{prefix}logit_abs_p99"), float("nan"))
+    sat = ((R01[finite] <= sat_tol) | (R01[finite] >= 1.0 - sat_tol)) if bounded else absL > logit_thr
+    return {f"{prefix}saturation": float(sat.mean()), f"{prefix}logit_absmax": float(absL.max()),
+            f"{prefix}logit_abs_p99": float(np.quantile(absL, 0.99))}
+
+
 def _theory_desc(opt, k: int) -> np.ndarray:
     """An ascending theory optimum as a descending ``k``-point profile (resampled if its length differs)."""
     opt = np.sort(np.asarray(opt, dtype=np.float64))[::-1]
@@ -253,15 +264,7 @@ def collapse_metrics(
     m["collapse/index_gold"] = collapse_index(G, types) if G is not None else nan
     m["collapse/index_gap"] = m["collapse/index_gold"] - m["collapse/index"]
 
-    finite = np.isfinite(L)
-    absL = np.abs(L[finite])
-    if bounded:
-        sat = (R01[finite] <= sat_tol) | (R01[finite] >= 1.0 - sat_tol)
-    else:
-        sat = absL > logit_thr
-    m["collapse/saturation"] = float(sat.mean()) if sat.size else nan
-    m["collapse/logit_absmax"] = float(absL.max()) if absL.size else nan
-    m["collapse/logit_abs_p99"] = float(np.quantile(absL, 0.99)) if absL.size else nan
+    m.update(_saturation(L, R01, bounded, sat_tol, logit_thr, "collapse/"))
 
     if G is not None:
         m["rm/pairwise_acc"] = pairwise_accuracy(L, G)
@@ -277,6 +280,7 @@ def collapse_metrics(
             for stat, v in _nanstats(reward[sel]).items():
                 m[f"reward/{t}_{stat}"] = v
             m[f"collapse/{t}_within_std"] = _within_std(R01[sel])
+            m.update(_saturation(L[sel], R01[sel], bounded, sat_tol, logit_thr, f"collapse/{t}_"))
             if G is not None:
                 m[f"collapse/{t}_within_std_gold"] = _within_std(G[sel])
                 m[f"rm/{t}_pairwise_acc"] = pairwise_accuracy(L[sel], G[sel])

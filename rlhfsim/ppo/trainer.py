@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
-from rlhfsim.models.sampling import response_logits, response_values, sample
-from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, signal_to_noise
+from rlhfsim.models.policy import ValueHead
+from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
+from rlhfsim.diagnostics.advantage import ppo_signal_metrics
 from rlhfsim.ppo import core
 
 
@@ -44,6 +45,7 @@ class PPOTrainer:
         self.policy, self.ref, self.value = policy, ref_policy, value_model
         self.tok, self.cfg, self.kl_ctl, self.device = tokenizer, cfg, kl_ctl, device
         self.temperature, self.response_len = temperature, response_len
+        self.shared = isinstance(value_model, ValueHead)  # value head on the policy's trunk
         params = list(policy.parameters()) + list(value_model.parameters())
         # foreach: one batched kernel per op over all parameters (bit-identical to the per-tensor loop on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5, foreach=True)
@@ -55,7 +57,8 @@ class PPOTrainer:
         cfg = self.cfg
         p_ids, p_mask = encode_prompts(self.tok, [p.text for p in prompts], self.device)
         self.policy.eval()
-        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
+        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator,
+                    return_hidden=self.shared)
         seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
         mask = seq.response_mask.float()
         logprobs = ro.logprobs.clone()
@@ -67,7 +70,7 @@ class PPOTrainer:
             scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
 
         ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
-        values = response_values(self.value, seq) * mask
+        values = (self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)) * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
@@ -76,14 +79,10 @@ class PPOTrainer:
         return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity)
 
     def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
-        """The same GAE with the gold score in place of the proxy (same values, same KL term)."""
-        gold_rewards, _, _ = core.compute_rewards(gold, logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator)
-        adv_gold, _ = core.compute_gae(gold_rewards, values, mask, self.cfg.gamma, self.cfg.lam)
-        out = advantage_fidelity(adv, adv_gold, mask)
-        out["adv/std_raw"] = float(core.masked_var(adv, mask).sqrt())
-        out["adv/snr"] = signal_to_noise(adv, mask)
-        out["adv/kl_share"] = kl_share(scores, non_score, mask)
-        return out
+        """adv/* diagnostics: the same GAE with the gold score in place of the proxy (same values, same KL term)."""
+        cfg = self.cfg
+        return ppo_signal_metrics(adv, scores, gold, logprobs, ref_logprobs, values, mask, self.kl_ctl.value,
+                                  cfg.kl_estimator, cfg.gamma, cfg.lam, non_score)
 
     @torch.no_grad()
     def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
@@ -102,18 +101,22 @@ class PPOTrainer:
         self.policy.train()
         self.value.train()
         stats: list[dict] = []
-        stopped = False
+        stopped, epochs_run = False, 0
         for _ in range(cfg.epochs):
             if stopped:
                 break
+            epochs_run += 1
             order = torch.randperm(B, generator=generator).to(self.device)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
                 seq = Sequences(exp.seq.input_ids[i], exp.seq.attention_mask[i], exp.seq.position_ids[i], exp.seq.prompt_len)
                 mask = seq.response_mask.float()
-                logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                if self.shared:  # one forward+backward through the trunk for both losses
+                    logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
+                else:
+                    logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                    vpred = response_values(self.value, seq)  # [mb, L]
                 logprobs = core.logprobs_from_logits(logits, seq.response_ids)
-                vpred = response_values(self.value, seq)
                 pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[i], exp.advantages[i], mask, cfg.clip_range)
                 vf_loss, vf_stats = core.value_loss(vpred, exp.values[i], exp.returns[i], mask, cfg.clip_range_value)
                 loss = pg_loss + cfg.vf_coef * vf_loss
@@ -135,6 +138,7 @@ class PPOTrainer:
         out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
         out["policy/early_stopped"] = float(stopped)
         out["policy/updates"] = len(stats)
+        out["policy/epochs"] = epochs_run
         return out
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
@@ -165,6 +169,7 @@ class PPOTrainer:
             "val/num_eos_tokens": int(has_eos(exp.seq.response_ids, self.tok.eos_token_id).sum().item()),
             "policy/early_stopped": upd["policy/early_stopped"],
             "policy/updates": upd["policy/updates"],
+            "policy/epochs": upd["policy/epochs"],
             **exp.fidelity,
         }
         self.kl_ctl.update(stats["objective/kl"], exp.scores.shape[0])

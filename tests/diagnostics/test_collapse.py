@@ -154,3 +154,16 @@ def test_collapse_metrics_closed_all_wrong_gives_nan_accuracy():
     assert math.isnan(m["rm/closed_pairwise_acc"]) and math.isnan(m["rm/closed_kendall_tau"])
     assert m["rm/open_pairwise_acc"] == 1.0 and m["rm/pairwise_acc"] == 1.0
     assert m["rm/gold_pairs"] == 3.0
+
+
+def test_saturation_and_explosion_per_type():
+    # closed prompts saturate and explode, open prompts stay in the middle
+    types = ["closed", "open", "closed", "open"]
+    logits = np.array([[12.0, -12.0, 30.0], [0.1, -0.2, 0.3], [-15.0, 11.0, 12.0], [0.5, 0.0, -0.5]])
+    m = collapse_metrics(logits, types, bounded=True)
+    assert m["collapse/closed_saturation"] == 1.0 and m["collapse/open_saturation"] == 0.0
+    assert m["collapse/saturation"] == pytest.approx(0.5)
+    assert m["collapse/closed_logit_absmax"] == 30.0 and m["collapse/open_logit_absmax"] == 0.5
+    assert m["collapse/closed_logit_abs_p99"] <= 30.0 and m["collapse/logit_absmax"] == 30.0
+    mu = collapse_metrics(logits, types, bounded=False, logit_thr=11.5)
+    assert mu["collapse/closed_saturation"] == pytest.approx(5 / 6) and mu["collapse/open_saturation"] == 0.0

@@ -200,3 +200,15 @@ def test_utility_from_spec():
         utility_from_spec(3)
     assert isinstance(repr(u), str) and "neg_power" in repr(u)
     assert isinstance(u, Utility)
+
+
+@pytest.mark.parametrize("name,params", SPECS, ids=IDS)
+def test_misordered_pair_is_pushed_the_right_way(name, params):
+    # a mis-ordered pair (the preferred completion scores lower) on the bounded reward scale the model trains on:
+    # one gradient step on -U(sigmoid(z_better) - sigmoid(z_worse)) raises z_better and lowers z_worse
+    u = get_utility(name, **params)
+    z = torch.tensor([-1.0, 1.5], dtype=torch.float64, requires_grad=True)  # [better, worse]
+    r = torch.sigmoid(z)
+    assert (r[0] - r[1]).item() < 0
+    (-u(r[0] - r[1])).backward()
+    assert z.grad[0] < 0 < z.grad[1]
