@@ -52,9 +52,12 @@ def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClas
     return value
 
 
+CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in GPT-2: kept out of its cache key
+
+
 def sft_cache_key(world_cfg, policy_cfg, vocab: list[str]) -> str:
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "vocab": vocab, "v": 1},
+        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}), "vocab": vocab, "v": 1},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -64,7 +67,7 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
     """Teacher-forced CE on response tokens (EOS included) of noisy demonstrations; returns stats."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    p_ids, p_mask = encode_prompts(tokenizer, [p.text for p, _ in demos])
+    p_ids, p_mask = encode_prompts(tokenizer, [p.model_input for p, _ in demos])
     r_ids, r_mask = encode_responses(tokenizer, [c for _, c in demos], cfg.response_len)
     n = len(demos)
     steps_per_epoch = math.ceil(n / cfg.sft_batch_size)
