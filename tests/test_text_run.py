@@ -93,3 +93,9 @@ def test_bad_checkpoint_path_exits_2(tmp_path, tiny_checkpoints, sft_cache, caps
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run2")]) == 2
     assert "prompt_column" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["gpu_gold_rm", "gpu_longform_length"])
+def test_gpu_experiment_files_validate(name, tmp_path):
+    """The GPU studies expand into valid run configs (hub names are not contacted by a dry run)."""
+    assert main(["sweep", f"experiments/{name}.yaml", "--dry-run", "--out", str(tmp_path)]) == 0
