@@ -36,7 +36,7 @@ def test_bench_all_sections_tiny(tmp_path, sft_cache):
     res = json.loads(out.read_text())
     assert set(res) >= {"meta", "shape", "rollout", "ppo", "reward", "rounds"}
     assert set(res["rollout"]) >= {"rlhfsim_tokens_per_s", "generate_tokens_per_s", "speedup_vs_generate"}
-    assert set(res["ppo"]) >= {"iteration_s", "rollout_s", "update_s"}
+    assert set(res["ppo"]) >= {"iteration_s", "rollout_s", "update_s", "shared_iteration_s", "shared_update_s"}
     assert set(res["reward"]) >= {"rlhfsim_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "pairs"}
     assert res["reward"]["pairs"] == 4 * 6  # 4 groups x k(k-1)/2 with k = 4
     q = res["rounds"]

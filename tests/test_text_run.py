@@ -31,10 +31,11 @@ def text_config(ckpts, cache: str, policy: str, reward: str, gold: dict, **extra
 CASES = {
     # GPT-2 policy (byte BPE) + DeBERTa-v2 reward model (WordPiece) + Llama-style gold classifier (GPT-2 vocab)
     "gpt2_deberta_goldmodel": dict(policy="gpt2", reward="deberta", gold={"kind": "model", "checkpoint": "gold"}),
-    # Llama-style policy with a chat template and LoRA + GPT-2 reward model (2 members) + rule gold, micro-batches
+    # Llama-style policy with a chat template, LoRA and a shared value head + GPT-2 reward model (2 members) + rule gold, micro-batches
     "llama_lora_gpt2_rule": dict(policy="llama", reward="gpt2", gold={"kind": "rule", "rules": {"open": "length", "closed": "reference_match"},
                                                                        "length_target": 6},
-                                 policy__lora={"r": 4}, reward__ensemble_size=2, compute__ppo_micro_batch=1, compute__rm_micro_batch=1),
+                                 policy__lora={"r": 4}, ppo__value_model="shared", reward__ensemble_size=2,
+                                 compute__ppo_micro_batch=1, compute__rm_micro_batch=1),
 }
 
 

@@ -60,7 +60,7 @@ def bench_rollout(shape: Shape) -> dict:
     }
 
 
-def ppo_setup(shape: Shape, seed: int = 0):
+def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
     """A PPOTrainer at the benchmark shape, its prompts and a cheap deterministic score function."""
     from rlhfsim.config import PPOConfig
     from rlhfsim.models.policy import build_value_model
@@ -71,8 +71,8 @@ def ppo_setup(shape: Shape, seed: int = 0):
     tok = vocab_tokenizer(shape.vocab)
     policy = policy_model(tok, shape, n_positions=shape.prompt_len + shape.response_len + 8, seed=seed)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    value = build_value_model(policy, "policy")
-    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches)
+    value = build_value_model(policy, "policy", value_model)
+    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches, value_model=value_model)
     trainer = PPOTrainer(policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu"))
     texts = random_words(shape.prompts, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts)]
@@ -84,18 +84,22 @@ def ppo_setup(shape: Shape, seed: int = 0):
 
 
 def bench_ppo(shape: Shape) -> dict:
-    """Seconds per `PPOTrainer.iteration` (generate, reference and value passes, reward, GAE, update)."""
-    trainer, prompts, score = ppo_setup(shape)
-    gen = torch.Generator().manual_seed(2)
-    it = timeit(lambda: trainer.iteration(prompts, score, score, gen), shape.warmup, shape.repeats)
-    ro = timeit(lambda: trainer.rollout(prompts, score, score, gen), 0, shape.repeats)
-    exp = trainer.rollout(prompts, score, score, gen)
-    up = timeit(lambda: trainer.update(exp, gen), 0, shape.repeats)
-    return {
-        "iteration_s": median(it),
-        "rollout_s": median(ro),
-        "update_s": median(up),
-        "iterations_per_s": 1.0 / median(it),
-        "batch": shape.prompts,
-        "response_len": shape.response_len,
-    }
+    """Seconds per `PPOTrainer.iteration` (generate, reference and value passes, reward, GAE, update).
+
+    With a separate value model (the default, and TRL's last PPO trainer's design: the like-for-like
+    comparison) and with a value head on the policy's trunk (`ppo.value_model: shared`), interleaved.
+    """
+    setups = {kind: (*ppo_setup(shape, value_model=kind), torch.Generator().manual_seed(2)) for kind in ("separate", "shared")}
+    for trainer, prompts, score, gen in setups.values():  # warm both before timing either
+        for _ in range(shape.warmup):
+            trainer.iteration(prompts, score, score, gen)
+    out = {}
+    for kind, (trainer, prompts, score, gen) in setups.items():
+        it = timeit(lambda: trainer.iteration(prompts, score, score, gen), 0, shape.repeats)
+        ro = timeit(lambda: trainer.rollout(prompts, score, score, gen), 0, shape.repeats)
+        exp = trainer.rollout(prompts, score, score, gen)
+        up = timeit(lambda: trainer.update(exp, gen), 0, shape.repeats)
+        prefix = "" if kind == "separate" else "shared_"
+        out.update({f"{prefix}iteration_s": median(it), f"{prefix}rollout_s": median(ro), f"{prefix}update_s": median(up)})
+    out.update({"iterations_per_s": 1.0 / out["iteration_s"], "batch": shape.prompts, "response_len": shape.response_len})
+    return out

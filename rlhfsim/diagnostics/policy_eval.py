@@ -46,10 +46,9 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in flat], device)
     ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
     mask = ro.response_mask.float()
-    logits = response_logits(policy, ro.seq, temperature)
-    logp = core.logprobs_from_logits(logits, ro.response_ids) * mask
+    logp = ro.logprobs  # [N, L] the sampler's own logprobs and entropies: no policy forward needed
     ref_logp = core.logprobs_from_logits(response_logits(ref, ro.seq, temperature), ro.response_ids) * mask
-    ent = core.masked_mean(core.entropy_from_logits(logits), mask, dim=-1)
+    ent = core.masked_mean(ro.entropy, mask, dim=-1)
     texts = decode_responses(tok, ro.response_ids, ro.response_mask)
     gold = world.gold(flat, texts)
     shape = (len(prompts), k)

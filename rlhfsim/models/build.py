@@ -20,10 +20,16 @@ def warm_start(world, cfg, device):
 
 
 def value_model(cfg, policy, device):
+    """A separate value model, or (ppo.value_model: shared) a zero value head on the policy's trunk."""
     if cfg.policy.checkpoint is None and cfg.ppo.value_init != "reward":
         from rlhfsim.models.policy import build_value_model
 
-        return build_value_model(policy, cfg.ppo.value_init).to(device)
+        return build_value_model(policy, cfg.ppo.value_init, cfg.ppo.value_model).to(device)
+    if cfg.ppo.value_model == "shared":
+        from rlhfsim.models.policy import ValueHead
+
+        body = policy.get_base_model() if hasattr(policy, "peft_config") else policy
+        return ValueHead(body.config.hidden_size).to(device)
     from rlhfsim.models.hf import checkpoint_value_model
 
     return checkpoint_value_model(cfg, policy, device)

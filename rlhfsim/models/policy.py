@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, **kw) -> GPT2Config:
-    # dropout off: PPO's ratio must compare the same deterministic function before and after an update
+    # dropout off: PPO's ratio must compare the same deterministic function before and after an update.
+    # gelu_pytorch_tanh is GPT-2's own tanh-approximated GELU as one fused kernel (HF's default gelu_new is
+    # a Python composite of 8 elementwise ops: about a fifth of a CPU PPO iteration); they differ by < 3e-7.
+    kw.setdefault("activation_function", "gelu_pytorch_tanh")
     return GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
@@ -41,8 +44,27 @@ def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions))
 
 
-def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClassification:
-    """A scalar-head model on the policy's architecture; backbone copied from the policy when init='policy'."""
+class ValueHead(torch.nn.Module):
+    """A scalar value head on the policy's own last hidden state (TRL's old `...WithValueHead` design).
+
+    Sharing the trunk saves the rollout's value forward (the sampler's hidden states give the values)
+    and one of the update's two forward+backward passes; the value loss then also shapes the trunk.
+    """
+
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.score = torch.nn.Linear(n_embd, 1, bias=False)
+        torch.nn.init.zeros_(self.score.weight)  # V = 0 at the start, as for the separate value model
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, L]
+        return self.score(hidden).squeeze(-1).float()
+
+
+def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate") -> GPT2ForSequenceClassification | ValueHead:
+    """The value function: a separate scalar-head model on the policy's architecture (backbone copied from
+    the policy when init='policy', else random), or a `ValueHead` on the policy's trunk (kind='shared')."""
+    if kind == "shared":
+        return ValueHead(policy.config.n_embd)
     conf = GPT2Config.from_dict(policy.config.to_dict())
     conf.num_labels = 1
     value = GPT2ForSequenceClassification(conf)
@@ -55,9 +77,13 @@ def build_value_model(policy: GPT2LMHeadModel, init: str) -> GPT2ForSequenceClas
 CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in GPT-2: kept out of its cache key
 
 
-def sft_cache_key(world_cfg, policy_cfg, vocab: list[str]) -> str:
+def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
+    # device type and CPU thread count change the trained weights' low bits (reduction order), so a cache
+    # written under other settings would make a run's metrics depend on what ran before it
+    numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}), "vocab": vocab, "v": 1},
+        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
+         "vocab": vocab, "numerics": numerics, "v": 2},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -101,7 +127,7 @@ def warm_start_policy(world, cfg, device, sft_seed: int = 0) -> tuple[GPT2LMHead
     tok = world.tokenizer
     n_positions = 32 + cfg.policy.response_len
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
-    key = sft_cache_key(cfg.world, cfg.policy, vocab)
+    key = sft_cache_key(cfg.world, cfg.policy, vocab, device)
     path = Path(cfg.policy.cache_dir) / f"sft-{key}"
     if (path / "model.safetensors").exists():
         log.info("SFT policy from cache %s", path)

@@ -1,7 +1,8 @@
 """Fast sampling with a KV cache, and the forward passes PPO needs (logprobs, entropy, values).
 
 `sample` returns the sampling logprobs too: at temperature T they are log_softmax(logits / T) of the
-very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward).
+very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward); and the
+per-step entropy, which evaluation needs (again no second forward).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfsim.ppo.core import entropy_from_logits
+
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
 
 
@@ -18,6 +21,8 @@ from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, trunc
 class Rollout:
     seq: Sequences  # [B, P+L] prompt + response
     logprobs: torch.Tensor  # [B, L] sampling logprobs of the response tokens (0 on pads)
+    entropy: torch.Tensor  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads)
+    hidden: torch.Tensor | None = None  # [B, L, H] last hidden state before each response token (return_hidden)
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -38,8 +43,13 @@ def sample(
     pad_id: int,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    return_hidden: bool = False,
 ) -> Rollout:
-    """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended."""
+    """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended.
+
+    return_hidden: also keep the final hidden state that predicts each response token, so a value head on
+    the policy's trunk gets its values without another forward pass.
+    """
     B, P = prompt_ids.shape
     device = prompt_ids.device
     # the whole attention mask is allocated once; step t sees its first P + t + 1 columns (no per-step cat)
@@ -47,12 +57,16 @@ def sample(
     full_mask[:, :P] = prompt_mask
     # logits_to_keep=1: only the last prompt position predicts a token, so skip the LM head elsewhere
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
-                use_cache=True, logits_to_keep=1)
+                use_cache=True, logits_to_keep=1, output_hidden_states=return_hidden)
+    hidden = torch.zeros((B, max_new_tokens, model.config.hidden_size), device=device) if return_hidden else None
+    if return_hidden:
+        hidden[:, 0] = out.hidden_states[-1][:, -1]
     cache = out.past_key_values
     logits = out.logits[:, -1]  # [B, V]
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
+    ents = torch.zeros((B, max_new_tokens), device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
@@ -60,15 +74,18 @@ def sample(
         tok = tok.masked_fill(done, pad_id)
         tokens[:, t] = tok
         logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
+        ents[:, t] = entropy_from_logits(logp).masked_fill(done, 0.0)  # log-probs are valid logits
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break
         out = model(input_ids=tok[:, None], attention_mask=full_mask[:, : P + t + 1], position_ids=next_pos + t,
-                    past_key_values=cache, use_cache=True)
+                    past_key_values=cache, use_cache=True, output_hidden_states=return_hidden)
+        if return_hidden:
+            hidden[:, t + 1] = out.hidden_states[-1][:, -1]
         cache = out.past_key_values
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
-    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask)
+    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, ents * resp_mask, hidden)
 
 
 def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
@@ -84,3 +101,11 @@ def response_values(value_model, seq: Sequences) -> torch.Tensor:
     backbone = getattr(value_model, value_model.base_model_prefix)
     h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids).last_hidden_state
     return value_model.score(h[:, seq.prompt_len - 1 : -1]).squeeze(-1).float()
+
+
+def response_logits_values(model, head, seq: Sequences, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward for a policy with a value head on its trunk: (logits [B, L, V], values [B, L])."""
+    L = seq.input_ids.shape[1] - seq.prompt_len
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids,
+                logits_to_keep=L + 1, output_hidden_states=True)
+    return out.logits[:, :-1].float() / temperature, head(out.hidden_states[-1][:, seq.prompt_len - 1 : -1])

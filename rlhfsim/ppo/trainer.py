@@ -14,7 +14,8 @@ import torch
 
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
 from rlhfsim.models.parallel import Parallel
-from rlhfsim.models.sampling import response_logits, response_values, sample
+from rlhfsim.models.policy import ValueHead
+from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
 from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, signal_to_noise
 from rlhfsim.ppo import core
 
@@ -47,6 +48,7 @@ class PPOTrainer:
         self.parallel = parallel or Parallel()  # data-parallel share and micro-batches of each minibatch
         self.tok, self.cfg, self.kl_ctl, self.device = tokenizer, cfg, kl_ctl, device
         self.temperature, self.response_len = temperature, response_len
+        self.shared = isinstance(value_model, ValueHead)  # value head on the policy's trunk
         params = list(policy.parameters()) + list(value_model.parameters())
         # foreach: one batched kernel per op over all parameters (bit-identical to the per-tensor loop on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5, foreach=True)
@@ -58,7 +60,8 @@ class PPOTrainer:
         cfg = self.cfg
         p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
         self.policy.eval()
-        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
+        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator,
+                    return_hidden=self.shared)
         seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
         mask = seq.response_mask.float()
         logprobs = ro.logprobs.clone()
@@ -70,7 +73,7 @@ class PPOTrainer:
             scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
 
         ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
-        values = response_values(self.value, seq) * mask
+        values = (self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)) * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
@@ -118,9 +121,12 @@ class PPOTrainer:
                 for j in self.parallel.chunks(i):  # one chunk (all of i) on one process without ppo_micro_batch
                     seq = Sequences(exp.seq.input_ids[j], exp.seq.attention_mask[j], exp.seq.position_ids[j], exp.seq.prompt_len)
                     mask = seq.response_mask.float()
-                    logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                    if self.shared:  # one forward+backward through the trunk for both losses
+                        logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
+                    else:
+                        logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                        vpred = response_values(self.value, seq)  # [mb, L]
                     logprobs = core.logprobs_from_logits(logits, seq.response_ids)
-                    vpred = response_values(self.value, seq)
                     pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[j], exp.advantages[j], mask, cfg.clip_range)
                     vf_loss, vf_stats = core.value_loss(vpred, exp.values[j], exp.returns[j], mask, cfg.clip_range_value)
                     share = float(seq.response_mask.sum() / tokens)
