@@ -230,7 +230,9 @@ class ComputeConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32)."
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (policy, value and checkpoint reward models).")
+    gradient_checkpointing: bool = Field(
+        False, description="Checkpoint models (policy, value, reward): recompute activations in backward to save memory."
+    )
     ppo_micro_batch: int | None = Field(
         None, ge=1, description="Rows per forward/backward in PPO updates, gradients accumulated over the minibatch (null = the whole minibatch)."
     )

@@ -1,6 +1,6 @@
 """Hardware use: bf16 autocast, micro-batches with gradient accumulation, data parallelism over processes.
 
-Data parallelism (`accelerate launch --num_processes N -m rlhfsim run cfg.yaml`, or torchrun): every process runs
+Data parallelism (`accelerate launch --multi_gpu --num_processes N -m rlhfsim run cfg.yaml`, or torchrun): every process runs
 the same simulation from the same seeds; in each optimiser step (PPO minibatch, reward-model batch) a process
 takes every N-th row of the batch, its loss weighted by its share of the batch's tokens or pairs, and the
 gradients are summed over processes. The summed gradient is the single-process gradient of the whole batch, so
