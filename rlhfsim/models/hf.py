@@ -119,9 +119,11 @@ def enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def sft_key(cfg) -> str:
+def sft_key(cfg, device) -> str:
+    """Cache key of a checkpoint policy's SFT: world, policy (checkpoint name included) and the numerics it ran under."""
+    numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
     blob = json.dumps({"world": cfg.world.model_dump(mode="json"), "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
-                       "v": 1}, sort_keys=True)
+                       "numerics": numerics, "v": 1}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -139,7 +141,7 @@ def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
     model.config.pad_token_id = world.tokenizer.pad_token_id
     stats: dict = {}
     if pc.sft_demos and pc.sft_epochs:
-        path = Path(pc.cache_dir) / f"sft-hf-{sft_key(cfg)}"
+        path = Path(pc.cache_dir) / f"sft-hf-{sft_key(cfg, device)}"
         if (path / "config.json").exists():
             log.info("SFT policy from cache %s", path)
             model = load_causal_lm(str(path), f"SFT cache {path}")
