@@ -257,6 +257,14 @@ class Config(Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _world_default_name(cls, v: Any) -> Any:
+        # a world section without `name` is the synthetic world (as before worlds were a tagged union)
+        if isinstance(v, dict) and isinstance(v.get("world"), dict) and "name" not in v["world"]:
+            v = {**v, "world": {"name": "synthetic", **v["world"]}}
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
         if self.ppo.batch_size % self.ppo.minibatches:
