@@ -65,3 +65,28 @@ def test_resume_from_checkpoint_matches(tiny_run, tmp_path, sft_cache):
 def test_cli_run_bad_override_exit_2(capsys):
     assert main(["run", "configs/tiny.yaml", "--set", "loop.rounds=zero"]) == 2
     assert "loop.rounds" in capsys.readouterr().out
+
+
+def _documented_patterns() -> list:
+    """Metric names in docs/metrics.md as regexes: `{t}`-style placeholders match one name part, and a
+    `_suffix` token right after a name (as in "`reward/{t}_mean`, `_std`") swaps that name's last suffix."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    names, last = [], None
+    for tok in re.findall(r"`([^`\s]+)`", doc):
+        if re.match(r"^[a-z_]+/", tok):
+            names.append(last := tok)
+        elif tok.startswith("_") and last is not None:
+            names.append(last.rsplit("_", 1)[0] + tok)
+    return [re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_]+", re.escape(n)) + "$") for n in names]
+
+
+def test_every_logged_metric_is_documented(tiny_run):
+    _, out, _ = tiny_run
+    pats = _documented_patterns()
+    keys = {k for f in ("metrics.jsonl", "ppo_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
+    assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
+    undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
+    assert not undocumented, f"add these to docs/metrics.md: {undocumented}"

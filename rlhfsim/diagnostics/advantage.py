@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["advantage_fidelity", "kl_share", "signal_to_noise", "within_prompt_rank_corr"]
+__all__ = ["advantage_fidelity", "kl_share", "ppo_signal_metrics", "signal_to_noise", "within_prompt_rank_corr"]
 
 
 def _np(x) -> np.ndarray:
@@ -143,3 +143,30 @@ def kl_share(score, non_score_rewards, mask) -> float:
     kl_mag = float(np.abs(np.where(m, ns, 0.0)).sum())
     total = kl_mag + float(np.abs(sc).sum())
     return kl_mag / total if total > 0 else float("nan")
+
+
+def ppo_signal_metrics(adv, scores, gold, logprobs, ref_logprobs, values, mask, beta: float,
+                       estimator: str, gamma: float, lam: float, non_score=None) -> dict[str, float]:
+    """Every ``adv/*`` metric of one PPO rollout batch (torch tensors on any device).
+
+    ``adv [B, T]`` are the raw (not yet whitened) GAE advantages PPO computed from the proxy
+    ``scores [B]``; the same GAE is run again with ``gold [B]`` in the score's place, with the same
+    ``values [B, T]`` baseline and the same KL penalty from ``logprobs`` / ``ref_logprobs [B, T]``
+    (``beta``, ``estimator``), so only the score differs. ``mask [B, T]`` is the response mask;
+    ``non_score [B, T]`` the caller's per-token KL penalty, recomputed when not given.
+
+    Returns :func:`advantage_fidelity`'s four fields plus ``adv/std_raw`` (masked std of ``adv``
+    before whitening), ``adv/snr`` (:func:`signal_to_noise`) and ``adv/kl_share`` (:func:`kl_share`
+    of the proxy scores and the per-token KL penalty).
+    """
+    from rlhfsim.ppo import core  # ppo.trainer imports this module; keep the import graph one-way at load time
+
+    if non_score is None:
+        _, _, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, beta, estimator)
+    gold_rewards, _, _ = core.compute_rewards(gold, logprobs, ref_logprobs, mask, beta, estimator)
+    adv_gold, _ = core.compute_gae(gold_rewards, values, mask, gamma, lam)
+    out = advantage_fidelity(adv, adv_gold, mask)
+    out["adv/std_raw"] = float(core.masked_var(adv, mask).sqrt())
+    out["adv/snr"] = signal_to_noise(adv, mask)
+    out["adv/kl_share"] = kl_share(scores, non_score, mask)
+    return out

@@ -30,24 +30,33 @@ def detect_stagnation(
     slope_threshold: float = 0.005,
     move_threshold: float = 1e-3,
 ) -> dict:
-    """First round from which the gold reward stops rising although the policy keeps moving.
+    """The round from which the gold reward stops rising although the policy keeps moving.
 
     Args:
         gold: ``[R]`` gold reward of the policy per round (NaN allowed).
-        policy_move: ``[R]`` KL between consecutive policies per round (NaN allowed, e.g. round 0).
+        policy_move: ``[R]`` KL from the previous round's policy to this round's, i.e. how far the
+            policy moved INTO each round (NaN allowed, e.g. round 0, which has no predecessor).
         rounds: ``[R]`` the caller's round numbers (default ``1..R``); the slope is per unit of
             these numbers and the returned rounds are taken from them.
         window: rounds per window (>= 2).
-        slope_threshold: gold slope (per round) below which a window counts as not improving.
-            A falling gold (overoptimisation) counts as stagnating too.
-        move_threshold: mean ``policy_move`` over the window (finite entries) above which the
-            policy counts as moving; a window with no finite ``policy_move`` is not moving.
+        slope_threshold: gold slope (per round) below which a window counts as flat. A falling
+            gold (overoptimisation) counts as flat too.
+        move_threshold: mean ``policy_move`` over the moves INSIDE a window (into its 2nd..last
+            round; finite entries) above which the policy counts as moving; a window with no
+            finite inside move is not moving.
 
-    Returns ``stagnation_round``: the round starting the first window of ``window`` consecutive
-    entries (sorted by round, all gold finite) whose least-squares gold slope is ``<
-    slope_threshold`` while the policy moves; ``None`` if none. ``peak_round`` / ``peak_gold``:
-    round and value of the highest gold (first if tied); ``final_gold``: last finite gold. The
-    rounds are ints (``None`` / NaN when gold is all NaN).
+    A window is ``window`` consecutive entries (sorted by round) with all gold finite; its slope is
+    the least-squares slope of gold on round. Windows with a NaN gold say nothing either way.
+
+    Returns:
+        ``stagnation_round``: the first round ``s`` whose window is flat while the policy moves AND
+        after which no later window is rising (slope >= threshold) -- the round from which gold
+        stops improving for good. A transient dip followed by renewed gains is not stagnation.
+        It can be the first round (e.g. 0, the SFT evaluation): the loop never raised gold.
+        ``None`` if there is no such round (gold still rising at the end, or the policy not moving).
+        ``first_flat_round``: the first flat-while-moving window, transient or not (``None`` if none).
+        ``peak_round`` / ``peak_gold``: round and value of the highest gold (first if tied);
+        ``final_gold``: last finite gold. Rounds are ints (``None`` / NaN when gold is all NaN).
     """
     g = np.asarray(gold, dtype=np.float64).ravel()
     mv = np.asarray(policy_move, dtype=np.float64).ravel()
@@ -59,22 +68,29 @@ def detect_stagnation(
     order = np.argsort(r, kind="stable")
     g, mv, r = g[order], mv[order], r[order]
 
-    stagnation = None
-    for s in range(g.size - window + 1):
-        gw, mw, rw = g[s : s + window], mv[s : s + window], r[s : s + window]
+    n_win = max(g.size - window + 1, 0)
+    flat_moving, rising = np.zeros(n_win, bool), np.zeros(n_win, bool)
+    for s in range(n_win):
+        gw, rw, inside = g[s : s + window], r[s : s + window], mv[s + 1 : s + window]
         if not np.isfinite(gw).all():
             continue
-        moving = np.isfinite(mw).any() and float(np.nanmean(mw)) > move_threshold
-        if moving and _slope(rw, gw) < slope_threshold:
-            stagnation = int(r[s])
-            break
+        slope = _slope(rw, gw)
+        rising[s] = slope >= slope_threshold
+        moving = np.isfinite(inside).any() and float(np.nanmean(inside)) > move_threshold
+        flat_moving[s] = moving and not rising[s]
+    # rising_after[s]: some window starting at s or later still rises
+    rising_after = np.flip(np.cumsum(np.flip(rising))) > 0 if n_win else rising
+    first_flat = next((int(r[s]) for s in range(n_win) if flat_moving[s]), None)
+    stagnation = next((int(r[s]) for s in range(n_win) if flat_moving[s] and not rising_after[s]), None)
 
     finite = np.isfinite(g)
     if not finite.any():
-        return {"stagnation_round": stagnation, "peak_round": None, "peak_gold": float("nan"), "final_gold": float("nan")}
+        return {"stagnation_round": stagnation, "first_flat_round": first_flat, "peak_round": None,
+                "peak_gold": float("nan"), "final_gold": float("nan")}
     peak = int(np.nanargmax(g))
     return {
         "stagnation_round": stagnation,
+        "first_flat_round": first_flat,
         "peak_round": int(r[peak]),
         "peak_gold": float(g[peak]),
         "final_gold": float(g[finite][-1]),

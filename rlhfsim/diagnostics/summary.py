@@ -1,4 +1,8 @@
-"""summary.json: final and peak figures of a run, read off its metrics rows."""
+"""summary.json: final and peak figures of a run, read off its metrics rows.
+
+A pure function of ``metrics.jsonl``'s rows (plus the wall time), so a summary can be rebuilt from
+the rows alone. Field meanings and ranges are in docs/metrics.md ("summary.json").
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ import pandas as pd
 from rlhfsim.diagnostics.overopt import bon_kl, fit_gao
 from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlations
 
-# what the propagation analysis relates: reward-model state of round r -> signal of round r -> gold change r -> r+1
+# what the propagation analysis relates: the reward model of round r (trained in phase 5, diagnosed in
+# phase 6) -> the advantages PPO drew from it in round r (phase 7) -> the gold change that round's PPO
+# made (eval/gold_delta at r = gold(r) - gold(r-1), lag 0) and the next round's change (lag 1)
 PROPAGATION_X = ("collapse/index", "collapse/index_gap", "collapse/saturation", "rm/pairwise_acc")
 PROPAGATION_Y = ("adv/gold_corr", "adv/sign_agree", "eval/gold_delta")
+STAGNATION = {"window": 3, "slope_threshold": 0.005, "move_threshold": 1e-3}  # gold per round; nats
 
 
 def _col(rows: list[dict], key: str) -> np.ndarray:
@@ -42,24 +49,43 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
         "wall_time_s": wall_time,
     }
     move = _col(rows, "eval/policy_move")  # KL(policy_r || policy_{r-1}); NaN for round 0
-    stag = detect_stagnation(gold, move, rounds=rounds)
-    out["stagnation_round"] = stag.get("stagnation_round")
+    stag = detect_stagnation(gold, move, rounds=rounds, **STAGNATION)
+    out["stagnation_round"] = stag["stagnation_round"]
+    out["stagnation_first_flat_round"] = stag["first_flat_round"]
+    out["stagnation_params"] = dict(STAGNATION)
+    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "eval/policy_move")))
     out.update(overoptimisation(rows, gold))
     out["propagation"] = propagation(rows)
     return out
 
 
+def _means(rows: list[dict], keys) -> dict:
+    """Mean over the trained rounds (round > 0) of each key: ``mean/<key>`` (NaN when never logged)."""
+    out = {}
+    for k in keys:
+        v = _col([r for r in rows if r["round"] > 0], k)
+        out[f"mean/{k}"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+    return out
+
+
 def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
-    """Gao et al. fits of gold and proxy gain against d = sqrt(KL) over rounds (RL) and over n (best-of-n, last round)."""
+    """Gao et al. fits of the gold gain against d = sqrt(KL): over rounds (RL) and over n (best-of-n, last round).
+
+    Also what the proxy did after gold peaked: ``proxy_change_after_gold_peak`` = proxy(final) -
+    proxy(peak round) (NaN when gold peaks in the last round or at round 0, which has no proxy), and
+    ``gold_drop_after_peak`` = gold(final) - gold(peak) (<= 0). With a frozen reward model the proxy is
+    one function across those rounds, so a positive change there while gold falls is Goodhart's law.
+    """
     out = {}
     d = np.sqrt(np.clip(_col(rows, "eval/kl"), 0, None))
-    for name, y in (("gold", gold - gold[0]), ("proxy", _col(rows, "eval/proxy"))):
-        if name == "proxy":  # round 0 has no proxy: measure the gain from round 1's proxy at round 1's d
-            y = y - np.nan_to_num(y[1], nan=0.0) if len(y) > 1 else y
-        ok = np.isfinite(d) & np.isfinite(y)
-        if ok.sum() >= 3:
-            fit = fit_gao(d[ok], y[ok], form="rl")
-            out.update({f"gao_rl_{name}_{k}": v for k, v in fit.items()})
+    y = gold - gold[0]
+    ok = np.isfinite(d) & np.isfinite(y)
+    if ok.sum() >= 3:
+        out.update({f"gao_rl_gold_{k}": v for k, v in fit_gao(d[ok], y[ok], form="rl").items()})
+    proxy = _col(rows, "eval/proxy")
+    peak = int(np.nanargmax(gold)) if np.isfinite(gold).any() else 0
+    out["gold_drop_after_peak"] = float(gold[-1] - gold[peak])
+    out["proxy_change_after_gold_peak"] = float(proxy[-1] - proxy[peak]) if peak < len(rows) - 1 else float("nan")
     last = rows[-1]
     ns = sorted(int(k.removeprefix("bon/gold_n")) for k in last if k.startswith("bon/gold_n"))
     if len(ns) >= 3:
@@ -70,7 +96,13 @@ def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
 
 
 def propagation(rows: list[dict]) -> dict:
-    """Lagged correlations: collapse/saturation of round r against advantage fidelity at r and gold change r -> r+1."""
+    """Lagged correlations: reward-model state of round r against advantage fidelity and gold change.
+
+    ``corr/{x}->{y}@lag{L}`` pairs ``x(r)`` with ``y(r + L)`` over the trained rounds, each with ``n``,
+    the number of rounds behind it (a few per run: read single-run values with care). ``eval/gold_delta``
+    at round r is gold(r) - gold(r-1), the change made by round r's PPO on round r's reward model; at lag 1
+    it is the change made in the following round.
+    """
     df = pd.DataFrame([r for r in rows if r["round"] > 0])
     if df.empty:
         return {}

@@ -16,7 +16,7 @@ from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, h
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead
 from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
-from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, signal_to_noise
+from rlhfsim.diagnostics.advantage import ppo_signal_metrics
 from rlhfsim.ppo import core
 
 
@@ -82,14 +82,10 @@ class PPOTrainer:
         return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity)
 
     def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
-        """The same GAE with the gold score in place of the proxy (same values, same KL term)."""
-        gold_rewards, _, _ = core.compute_rewards(gold, logprobs, ref_logprobs, mask, self.kl_ctl.value, self.cfg.kl_estimator)
-        adv_gold, _ = core.compute_gae(gold_rewards, values, mask, self.cfg.gamma, self.cfg.lam)
-        out = advantage_fidelity(adv, adv_gold, mask)
-        out["adv/std_raw"] = float(core.masked_var(adv, mask).sqrt())
-        out["adv/snr"] = signal_to_noise(adv, mask)
-        out["adv/kl_share"] = kl_share(scores, non_score, mask)
-        return out
+        """adv/* diagnostics: the same GAE with the gold score in place of the proxy (same values, same KL term)."""
+        cfg = self.cfg
+        return ppo_signal_metrics(adv, scores, gold, logprobs, ref_logprobs, values, mask, self.kl_ctl.value,
+                                  cfg.kl_estimator, cfg.gamma, cfg.lam, non_score)
 
     @torch.no_grad()
     def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
@@ -108,10 +104,11 @@ class PPOTrainer:
         self.policy.train()
         self.value.train()
         stats: list[dict] = []
-        stopped = False
+        stopped, epochs_run = False, 0
         for _ in range(cfg.epochs):
             if stopped:
                 break
+            epochs_run += 1
             order = torch.randperm(B, generator=generator).to(self.device)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
@@ -149,6 +146,7 @@ class PPOTrainer:
         out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
         out["policy/early_stopped"] = float(stopped)
         out["policy/updates"] = len(stats)
+        out["policy/epochs"] = epochs_run
         return out
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
@@ -179,6 +177,7 @@ class PPOTrainer:
             "val/num_eos_tokens": int(has_eos(exp.seq.response_ids, self.tok.eos_token_id).sum().item()),
             "policy/early_stopped": upd["policy/early_stopped"],
             "policy/updates": upd["policy/updates"],
+            "policy/epochs": upd["policy/epochs"],
             **exp.fidelity,
         }
         self.kl_ctl.update(stats["objective/kl"], exp.scores.shape[0])

@@ -68,6 +68,7 @@ def _png(fig) -> bytes:
 
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+    from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
 
     t0 = time.perf_counter()
@@ -81,6 +82,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
                F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
                F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
+    results += [res for res in (build(study, pal, band) for build in D.BUILDERS) if res.fig is not None]
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
@@ -99,6 +102,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     rep.files.append(out / "variant_table.csv")
 
     ctx = _context(study, ft, chosen, band, title)
+    ctx["sections"] = D.sections(study)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -200,6 +204,8 @@ def render_markdown(ctx: dict, figures: list) -> str:
             L += [f"![{f.title}]({f.key}.png)", "", f.caption, ""]
         else:
             L += [f"_Not drawn: {f.skipped}._", ""]
+    for sec in ctx.get("sections", []):
+        L += [f"## {sec.title}", ""] + (_md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
     L += ["## Missing data", ""]
     L += [f"- {_md_escape(m)}" for m in st.missing] if st.missing else ["Nothing missing: every run has its config, metrics, rewards and summary."]
     L += ["", "<details><summary>Settings common to all variants</summary>", "", "```"]
@@ -295,6 +301,9 @@ def render_html(ctx: dict, figures: list) -> str:
             P.append(f"<figure><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'><figcaption>{_e(f.caption)}</figcaption></figure>")
         else:
             P.append(f"<p><em>Not drawn: {_e(f.skipped)}.</em></p>")
+    for sec in ctx.get("sections", []):
+        P.append(f"<h2>{_e(sec.title)}</h2>" + (_html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"))
+        P.append(f"<p class='note'>{_e(sec.note)}</p>")
     P.append("<h2 id='missing'>Missing data</h2>")
     if st.missing:
         P.append("<ul class='missing'>" + "".join(f"<li>{_e(m)}</li>" for m in st.missing) + "</ul>")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, signal_to_noise, within_prompt_rank_corr
+from rlhfsim.diagnostics.advantage import advantage_fidelity, kl_share, ppo_signal_metrics, signal_to_noise, within_prompt_rank_corr
 
 
 def _batch(seed=0, B=32, T=12):
@@ -78,3 +78,49 @@ def test_kl_share():
     assert kl_share(score, ns, mask) == pytest.approx(2.0 / 4.0)
     assert kl_share(score, np.zeros_like(ns), mask) == 0.0
     assert math.isnan(kl_share(np.zeros(2), np.zeros_like(ns), mask))
+
+
+def _rollout(seed=0, B=48, T=10):
+    """A fake PPO batch: scores, policy/reference logprobs, values and a ragged response mask."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    logprobs = -torch.rand(B, T, generator=g) * mask
+    ref = -torch.rand(B, T, generator=g) * mask
+    values = 0.1 * torch.randn(B, T, generator=g) * mask
+    gold = torch.rand(B, generator=g)
+    return gold, logprobs, ref, values, mask, g
+
+
+def _signal(score, gold, logprobs, ref, values, mask, beta=0.05):
+    from rlhfsim.ppo import core
+
+    rewards, _, _ = core.compute_rewards(score, logprobs, ref, mask, beta, "k1")
+    adv, _ = core.compute_gae(rewards, values, mask, 1.0, 0.95)  # what PPO computes from the proxy
+    return ppo_signal_metrics(adv, score, gold, logprobs, ref, values, mask, beta, "k1", 1.0, 0.95)
+
+
+def test_ppo_fidelity_is_one_when_proxy_is_gold_and_falls_with_noise():
+    gold, logprobs, ref, values, mask, g = _rollout()
+    same = _signal(gold.clone(), gold, logprobs, ref, values, mask)
+    assert same["adv/gold_corr"] == pytest.approx(1.0) and same["adv/sign_agree"] == 1.0
+    assert same["adv/gold_corr_seq"] == pytest.approx(1.0)
+    corr, sign = [same["adv/gold_corr"]], [same["adv/sign_agree"]]
+    noise = torch.randn(gold.shape, generator=g)
+    for sd in (0.1, 0.5, 3.0):  # proxy = gold + noise: the same noise draw, scaled up
+        m = _signal(gold + sd * noise, gold, logprobs, ref, values, mask)
+        corr.append(m["adv/gold_corr"])
+        sign.append(m["adv/sign_agree"])
+    assert all(a > b for a, b in zip(corr, corr[1:])), corr
+    assert sign[-1] < 0.9 and corr[-1] < 0.6
+    # a proxy that reverses gold reverses the advantages' score part: correlation turns negative
+    assert _signal(1.0 - gold, gold, logprobs, ref, values, mask, beta=0.0)["adv/gold_corr"] < -0.5
+
+
+def test_ppo_signal_metrics_scale_fields():
+    gold, logprobs, ref, values, mask, _ = _rollout(1)
+    m = _signal(gold, gold, logprobs, ref, values, mask, beta=0.0)
+    assert m["adv/kl_share"] == 0.0  # no KL penalty: the score is the whole reward
+    assert m["adv/std_raw"] > 0 and m["adv/snr"] > 0
+    big = _signal(gold, gold, logprobs, ref, values, mask, beta=100.0)
+    assert big["adv/kl_share"] > 0.9  # a huge beta: the KL penalty dominates the reward magnitude

@@ -66,3 +66,35 @@ def test_lagged_correlations_matches_round_numbers_and_small_n():
     assert small["n"] == 1 and math.isnan(small["value"])
     with pytest.raises(ValueError):
         lagged_correlations(pd.concat([df, df]), ["x"], ["y"])
+
+
+def test_transient_dip_is_not_stagnation():
+    # gold dips for a window, then rises again to the end: not stagnation, but a first flat window
+    gold = [0.1, 0.2, 0.3, 0.25, 0.3, 0.4, 0.5, 0.6]
+    out = detect_stagnation(gold, [0.05] * 8)
+    assert out["stagnation_round"] is None
+    assert out["first_flat_round"] == 3  # window (3, 4, 5): 0.3, 0.25, 0.3 -> slope 0
+    # same dip, then a plateau: stagnation starts at the plateau, after the last rising window
+    gold2 = [0.1, 0.2, 0.3, 0.25, 0.3, 0.4, 0.4, 0.4, 0.4]
+    out2 = detect_stagnation(gold2, [0.05] * 9)
+    assert out2["stagnation_round"] == 6 and out2["first_flat_round"] == out["first_flat_round"]
+
+
+def test_stagnation_from_the_sft_round():
+    # round 0 = SFT evaluation (no move into it): the policy moves but gold never rises -> round 0
+    rounds = np.arange(6)
+    gold = [0.40, 0.39, 0.40, 0.38, 0.37, 0.35]
+    move = [np.nan, 0.2, 0.3, 0.3, 0.4, 0.4]
+    out = detect_stagnation(gold, move, rounds=rounds)
+    assert out["stagnation_round"] == 0 and out["peak_round"] == 0
+
+
+def test_only_moves_inside_the_window_count():
+    # the policy moved into round 3 but not within rounds 3..5: that window is not "moving"
+    gold = [0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3]
+    move = [np.nan, 0.1, 0.1, 0.0, 0.0, 0.1, 0.1]
+    out = detect_stagnation(gold, move)
+    assert out["stagnation_round"] == 4  # window (4, 5, 6) has moves (0.0, 0.1) inside: mean 0.05
+    # window (3, 4, 5) only has the 0.0 moves into rounds 4 and 5 inside
+    still = detect_stagnation(gold[:5], move[:5])
+    assert still["stagnation_round"] is None

@@ -124,7 +124,8 @@ def test_report_from_tiny_runs(built):
     assert np.allclose(s["gold_final"], s["final/eval/gold"])
 
     # the final table: a row per variant, baseline first, mean ± std and a Welch interval for the other
-    rows = [ln for ln in md.splitlines() if ln.startswith("| low_kl") or ln.startswith("| high_kl")]
+    final = md.split("## Final table per variant")[1].split("\n## ")[0]
+    rows = [ln for ln in final.splitlines() if ln.startswith("| low_kl") or ln.startswith("| high_kl")]
     table = [ln for ln in rows if "±" in ln]
     assert len(table) == 2 and table[0].startswith("| low_kl (baseline) | 2 |")
     assert "Δ" in table[1] and "Δ" not in table[0]

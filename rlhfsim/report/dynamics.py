@@ -1,0 +1,253 @@
+"""Report parts for the learning-signal diagnostics (issue: advantage degradation, stagnation, propagation).
+
+Figures: the best-of-n curve with its Gao fit (fig8) and proxy vs gold against sqrt(KL) (fig9). Tables
+(one row per variant, seeds summarised): the over-optimisation fits, peak / stagnation / advantage
+fidelity, and the propagation correlations. Tables are read off each run's summary.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, gao_bon
+from rlhfsim.report.figures import FigureResult, _band_text, _has, _int_rounds, _legend_once, _lineplot, _plt, _sns
+
+
+@dataclass
+class Section:
+    """A titled table of the report: header, rows of strings, and a note under it."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _bon_long(m: pd.DataFrame, rnd: int) -> pd.DataFrame:
+    """Best-of-n columns of one round -> long table: variant, seed, n, d, gold gain, proxy."""
+    ns = sorted(int(c.removeprefix("bon/gold_n")) for c in m.columns if c.startswith("bon/gold_n"))
+    rows = m[m["round"] == rnd]
+    out = []
+    for _, r in rows.iterrows():
+        g1 = pd.to_numeric(r.get("bon/gold_n1"), errors="coerce")
+        for n in ns:
+            g, p = pd.to_numeric(r.get(f"bon/gold_n{n}"), errors="coerce"), pd.to_numeric(r.get(f"bon/proxy_n{n}"), errors="coerce")
+            if pd.notna(g):
+                out.append({"variant": r["variant"], "seed": r["seed"], "n": n, "d": float(np.sqrt(bon_kl(n))),
+                            "gain": float(g - g1), "proxy": float(p)})
+    return pd.DataFrame(out)
+
+
+def fig_best_of_n(study, pal, band="sd") -> FigureResult:
+    """Gold gain and proxy of best-of-n against d = sqrt(log n - (n-1)/n), first and last trained round, with the bon-form fit."""
+    plt = _plt()
+    key, title = "fig8_best_of_n", "Best-of-n as a second optimiser: gold gain and proxy against sqrt(KL_bon)"
+    m = study.metrics
+    if m.empty or not _has(m, "bon/gold_n1"):
+        return FigureResult(key, title, "", None, "no bon/* metrics (loop.bon_n = 0 in these runs)")
+    trained = sorted(int(r) for r in m.loc[pd.to_numeric(m["bon/gold_n1"], errors="coerce").notna(), "round"].unique())
+    picks = sorted({trained[0], trained[-1]})
+    sns = _sns()
+    fig, axes = plt.subplots(1, 2 * len(picks), figsize=(5.2 * 2 * len(picks), 4.6), squeeze=False)
+    axes = axes[0]
+    order = [v for v in study.variants if v in set(m["variant"])]
+    fits = []
+    for j, rnd in enumerate(picks):
+        d = _bon_long(m, rnd)
+        ax_g, ax_p = axes[2 * j], axes[2 * j + 1]
+        sns.lineplot(data=d, x="d", y="gain", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_g,
+                     linestyle=":")
+        sns.lineplot(data=d, x="d", y="proxy", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_p)
+        for v in order:
+            dv = d[d["variant"] == v]
+            f = fit_gao(dv["d"].to_numpy(), dv["gain"].to_numpy(), form="bon")
+            fits.append((rnd, v, f))
+            if np.isfinite(f["alpha"]):
+                xs = np.linspace(0, float(dv["d"].max()) * 1.1, 100)
+                ax_g.plot(xs, gao_bon(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
+        ax_g.axhline(0, color="grey", lw=0.8, ls=":")
+        ax_g.set(xlabel="sqrt(KL_bon) = sqrt(log n − (n−1)/n) (√nats)", ylabel="gold gain over n = 1 (gold units)",
+                 title=f"round {rnd}: gold (line: fit d(α − βd))")
+        ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy")
+    _legend_once(fig, axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = ("n = 1, 2, 4, ..., loop.bon_n completions per held-out prompt from the round's policy (before its PPO step), the "
+           "proxy picks one; unbiased estimate over all n-subsets of the samples. Dots: mean over seeds (±1 sd); thick lines: "
+           "the best-of-n form of Gao et al. fitted to all seeds' points. Proxy rises with n by construction; gold turning "
+           "down at larger n is over-optimisation without RL.")
+    res = FigureResult(key, title, cap, fig)
+    res.fits = fits  # type: ignore[attr-defined]
+    return res
+
+
+def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
+    """Proxy and gold (per round, mean over seeds) against sqrt(KL to the SFT policy): does the proxy rise while gold falls?"""
+    plt = _plt()
+    key, title = "fig9_proxy_and_gold_vs_sqrt_kl", "Proxy keeps rising, gold turns: both against sqrt(KL) per round"
+    m = study.metrics
+    if m.empty or not _has(m, "eval/proxy") or not _has(m, "eval/sqrt_kl"):
+        return FigureResult(key, title, "", None, "needs eval/proxy and eval/sqrt_kl per round")
+    cols = ["eval/sqrt_kl", "eval/gold", "eval/proxy"]
+    d = m[["variant", "round", *cols]].copy()
+    for c in cols:
+        d[c] = pd.to_numeric(d[c], errors="coerce")
+    mean = d.groupby(["variant", "round"], as_index=False)[cols].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for v in [v for v in study.variants if v in set(mean["variant"])]:
+        mv = mean[mean["variant"] == v].sort_values("round")
+        for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
+            ok = mv[c].notna()
+            ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
+            last = mv[ok].iloc[-1] if ok.any() else None
+            if last is not None:
+                ax.annotate(f"r{int(last['round'])}", (last["eval/sqrt_kl"], last[c]), fontsize=7, color=pal[v])
+    axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy")
+    axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold")
+    _legend_once(fig, axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    cap = ("One point per round (mean over seeds), joined in round order; the last round is labelled. The proxy of a round is "
+           "that round's reward model, so it is one fixed function only while the reward model is frozen.")
+    return FigureResult(key, title, cap, fig)
+
+
+def fig_signal(study, pal, band="sd") -> FigureResult:
+    """Advantage std before whitening, signal-to-noise, KL share of the reward and value explained variance per round."""
+    plt = _plt()
+    key, title = "fig10_learning_signal", "Learning signal: advantage scale, signal-to-noise, KL share, value fit"
+    m = study.metrics
+    panels = [(c, lab) for c, lab in [
+        ("adv/std_raw", "advantage std before whitening"), ("adv/snr", "signal-to-noise (sequence / token)"),
+        ("adv/kl_share", "KL share of |reward| (0-1)"), ("val/var_explained", "value explained variance"),
+    ] if _has(m, c)]
+    if not panels:
+        return FigureResult(key, title, "", None, "no adv/* or val/* metrics logged")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4.2), squeeze=False)
+    axes = axes[0]
+    for ax, (col, lab) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        ax.set(xlabel="round", ylabel=lab, title=col)
+        _int_rounds(ax)
+    _legend_once(fig, axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({_band_text(band)}). A rising KL "
+           "share with a shrinking advantage std means the KL anchor, not the score, drives PPO.")
+    return FigureResult(key, title, cap, fig)
+
+
+BUILDERS = [fig_best_of_n, fig_proxy_gold_kl, fig_signal]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _ms(vals, spec="{:.3f}") -> str:
+    """'mean ± sd (n)' over finite values; '–' when none."""
+    v = np.array([x for x in vals if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return "–"
+    if v.size == 1:
+        return spec.format(v[0]) + " (n=1)"
+    return f"{spec.format(v.mean())} ± {spec.replace('+', '').format(v.std(ddof=1))} (n={v.size})"
+
+
+def _per_seed(runs, key) -> str:
+    return ", ".join("–" if (r.summary or {}).get(key) is None else f"{(r.summary or {})[key]}" for r in runs)
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _runs(study, v):
+    return sorted([r for r in study.runs if r.variant == v and r.summary], key=lambda r: (r.seed is None, r.seed))
+
+
+def overopt_section(study) -> Section:
+    """Gao RL fit per variant: pooled over seeds (all rounds' points) and per seed (mean ± sd)."""
+    m = study.metrics
+    rows = []
+    for v in study.variants:
+        runs = _runs(study, v)
+        if not runs:
+            continue
+        pooled = {"alpha": np.nan, "beta": np.nan, "r2": np.nan, "d_peak": np.nan, "n": 0}
+        if not m.empty and _has(m, "eval/gold"):
+            d = m[m["variant"] == v].copy()
+            d["g"] = pd.to_numeric(d["eval/gold"], errors="coerce")
+            base = d.sort_values("round").groupby("run")["g"].first()
+            d["gain"] = d["g"] - d["run"].map(base)
+            pooled = fit_gao(pd.to_numeric(d["eval/sqrt_kl"], errors="coerce").to_numpy(), d["gain"].to_numpy(), form="rl")
+        s = [r.summary for r in runs]
+        rows.append([
+            v, f"{pooled['alpha']:.3f}", f"{pooled['beta']:.3f}", f"{pooled['r2']:.2f}", f"{pooled['d_peak']:.2f}", str(pooled["n"]),
+            _ms([_num(x.get("gao_rl_gold_alpha")) for x in s]), _ms([_num(x.get("gao_rl_gold_beta")) for x in s]),
+            _ms([_num(x.get("gao_rl_gold_r2")) for x in s], "{:.2f}"),
+            _ms([_num(x.get("gold_drop_after_peak")) for x in s]), _ms([_num(x.get("proxy_change_after_gold_peak")) for x in s]),
+            _ms([_num(x.get("gao_bon_gold_beta")) for x in s]),
+        ])
+    header = ["variant", "α (pooled)", "β (pooled)", "R² (pooled)", "d at peak (pooled)", "points", "α per seed", "β per seed",
+              "R² per seed", "gold final − peak", "proxy change after gold peak", "best-of-n β (last round)"]
+    note = ("RL form R(d) = d(α − β log d) fitted by least squares (no intercept) to gold minus round-0 gold against d = "
+            "sqrt(eval/kl); pooled = all seeds' rounds in one fit, per seed = mean ± sd of the seeds' own fits (summary.json). "
+            "β > 0 with a finite peak inside the range of d means gold turns down; β ≤ 0 means no turn-over was seen. "
+            "'proxy change after gold peak' > 0 while 'gold final − peak' < 0 is the proxy rising as gold falls.")
+    return Section("Over-optimisation fits (Gao et al.)", header, rows, note)
+
+
+def stagnation_section(study) -> Section:
+    rows = []
+    for v in study.variants:
+        runs = _runs(study, v)
+        if not runs:
+            continue
+        s = [r.summary for r in runs]
+        rows.append([
+            v, _per_seed(runs, "gold_peak_round"), _per_seed(runs, "stagnation_round"), _per_seed(runs, "stagnation_first_flat_round"),
+            _ms([_num(x.get("mean/adv/gold_corr")) for x in s]), _ms([_num(x.get("mean/adv/sign_agree")) for x in s]),
+            _ms([_num(x.get("mean/adv/kl_share")) for x in s]), _ms([_num(x.get("gold_gain")) for x in s]),
+        ])
+    header = ["variant", "peak round per seed", "stagnation round per seed", "first flat window per seed",
+              "adv/gold_corr (mean over rounds)", "adv/sign_agree", "adv/kl_share", "gold gain (final − SFT)"]
+    note = ("Seeds in order 0, 1, 2, ...; '–' = none (gold still rising at the end, or the policy not moving). Stagnation: the first "
+            "3-round window with gold slope < 0.005/round while the policy moves (KL between consecutive policies > 1e-3) after "
+            "which no window rises again; 0 = gold never rose for good above the SFT policy. Fidelity columns: mean ± sd over seeds "
+            "of each run's mean over its trained rounds.")
+    return Section("Peak, stagnation and advantage fidelity", header, rows, note)
+
+
+PROPAGATION_SHOWN = [
+    ("collapse/index", "adv/gold_corr", 0), ("collapse/saturation", "adv/gold_corr", 0), ("rm/pairwise_acc", "adv/gold_corr", 0),
+    ("collapse/index", "eval/gold_delta", 0), ("collapse/index", "eval/gold_delta", 1), ("collapse/saturation", "eval/gold_delta", 1),
+    ("rm/pairwise_acc", "eval/gold_delta", 0),
+]
+
+
+def propagation_section(study) -> Section:
+    rows = []
+    for x, y, lag in PROPAGATION_SHOWN:
+        key = f"corr/{x}->{y}@lag{lag}"
+        row = [f"{x} (r) → {y} (r+{lag})"]
+        for v in study.variants:
+            vals = [(r.summary.get("propagation") or {}).get(key) for r in _runs(study, v)]
+            vals = [p for p in vals if p]
+            ns = [int(p.get("n", 0)) for p in vals]
+            row.append(_ms([_num(p.get("value")) for p in vals], "{:+.2f}") + (f"; rounds per run {min(ns)}-{max(ns)}" if ns else ""))
+        rows.append(row)
+    note = ("Per run, the Pearson correlation over its trained rounds of x at round r with y at round r + lag (summary.json "
+            "'propagation'); mean ± sd over seeds, n = runs with a defined value, and how many rounds stand behind each run's "
+            "value. eval/gold_delta at r is gold(r) − gold(r−1), the change made by round r's PPO on round r's reward model. "
+            "With 5-8 rounds per run a single correlation is weak evidence; read the sign consistency over seeds.")
+    return Section("Propagation: reward-model state → advantage fidelity → gold change", ["x → y", *study.variants], rows, note)
+
+
+def sections(study) -> list[Section]:
+    return [overopt_section(study), stagnation_section(study), propagation_section(study)]

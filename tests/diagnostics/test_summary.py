@@ -1,0 +1,62 @@
+import math
+
+import numpy as np
+import pytest
+
+from rlhfsim.diagnostics.overopt import bon_kl, gao_bon, gao_rl
+from rlhfsim.diagnostics.summary import summarize
+
+
+def _rows(R=10, alpha=0.3, beta=0.2):
+    """Fake metrics rows: gold follows the Gao RL form in d = sqrt(KL), the proxy keeps rising."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(R + 1):
+        kl = 0.5 * r * r  # d = sqrt(0.5) r
+        d = math.sqrt(kl)
+        row = {"round": r, "eval/gold": 0.4 + float(gao_rl(d, alpha, beta)), "eval/kl": kl}
+        if r > 0:
+            row.update({
+                "eval/proxy": 0.1 * r, "eval/policy_move": 0.1,
+                "collapse/index": float(rng.uniform(0.1, 0.5)), "collapse/saturation": float(rng.uniform(0, 1)),
+                "adv/gold_corr": float(rng.uniform(0, 1)), "adv/sign_agree": float(rng.uniform(0.5, 1)),
+            })
+        if r == R:  # best-of-n curve of the last round: the bon form exactly
+            for n in (1, 2, 4, 8, 16):
+                row[f"bon/gold_n{n}"] = 0.5 + float(gao_bon(np.sqrt(bon_kl(n)), 0.4, 0.3))
+                row[f"bon/proxy_n{n}"] = 0.1 * n
+        rows.append(row)
+    return rows
+
+
+def test_summary_gao_fits_peak_and_proxy():
+    rows = _rows()
+    s = summarize(rows, wall_time=1.0)
+    assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9)
+    assert s["gao_rl_gold_beta"] == pytest.approx(0.2, abs=1e-9)
+    assert s["gao_rl_gold_r2"] == pytest.approx(1.0)
+    assert s["gao_bon_gold_alpha"] == pytest.approx(0.4, abs=1e-9) and s["gao_bon_gold_beta"] == pytest.approx(0.3, abs=1e-9)
+    gold = np.array([r["eval/gold"] for r in rows])
+    assert s["gold_peak_round"] == int(np.argmax(gold)) and 0 < s["gold_peak_round"] < 10
+    assert s["gold_drop_after_peak"] == pytest.approx(gold[-1] - gold.max()) and s["gold_drop_after_peak"] < 0
+    assert s["proxy_change_after_gold_peak"] == pytest.approx(0.1 * (10 - s["gold_peak_round"]))
+    # gold falls after its peak while the policy moves: stagnation from the last rising window on
+    assert s["stagnation_round"] is not None and s["stagnation_round"] <= s["gold_peak_round"]
+    assert s["mean/eval/policy_move"] == pytest.approx(0.1)
+
+
+def test_summary_propagation_counts_rounds():
+    s = summarize(_rows(), wall_time=1.0)
+    p = s["propagation"]
+    lag0, lag1 = p["corr/collapse/index->adv/gold_corr@lag0"], p["corr/collapse/index->eval/gold_delta@lag1"]
+    assert lag0["n"] == 10 and lag1["n"] == 9  # 10 trained rounds; lag 1 loses the last one
+    assert -1 <= lag0["value"] <= 1 and -1 <= lag1["value"] <= 1
+    assert "corr/collapse/saturation->adv/sign_agree@lag0" in p
+
+
+def test_summary_short_run():
+    s = summarize(_rows(R=1), wall_time=1.0)
+    assert s["rounds_completed"] == 1 and "gao_rl_gold_alpha" not in s  # 2 points: no fit
+    # gold peaks in the last round: nothing after the peak to compare the proxy over
+    assert s["stagnation_round"] is None and s["gold_peak_round"] == 1 and math.isnan(s["proxy_change_after_gold_peak"])
+    assert summarize([], 0.0)["rounds_completed"] == 0

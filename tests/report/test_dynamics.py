@@ -1,0 +1,79 @@
+"""Report parts of the learning-signal diagnostics: Gao-fit, stagnation and propagation tables, best-of-n figure."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlhfsim.diagnostics import summarize
+from rlhfsim.diagnostics.overopt import bon_kl, gao_bon, gao_rl
+from rlhfsim.report import dynamics as D
+from rlhfsim.report.figures import palette
+from rlhfsim.report.rundir import RunData
+from rlhfsim.report.study import Study
+
+ALPHA, BETA = 0.3, 0.2  # RL form of the fabricated gold curve
+BON_ALPHA, BON_BETA = 0.4, 0.3
+
+
+def _run(variant: str, seed: int, rounds: int = 8) -> RunData:
+    rows = []
+    for r in range(rounds + 1):
+        kl = 0.4 * r * r * (1 + 0.1 * seed)
+        row = {"round": r, "eval/gold": 0.4 + float(gao_rl(np.sqrt(kl), ALPHA, BETA)), "eval/kl": kl}
+        if r > 0:
+            x = 0.1 * r + 0.05 * (r % 3)
+            row.update({"eval/proxy": 0.1 * r, "eval/policy_move": 0.2, "collapse/index": x, "collapse/saturation": 1 - x,
+                        "rm/pairwise_acc": 0.7, "adv/gold_corr": 0.9 - x, "adv/sign_agree": 0.8, "adv/kl_share": 0.1,
+                        "adv/std_raw": 1.0, "adv/snr": 2.0, "val/var_explained": 0.5})
+            for n in (1, 2, 4, 8):
+                row[f"bon/gold_n{n}"] = 0.5 + float(gao_bon(np.sqrt(bon_kl(n)), BON_ALPHA, BON_BETA))
+                row[f"bon/proxy_n{n}"] = 0.1 * n
+        rows.append(row)
+    m = pd.DataFrame(rows)
+    m["eval/sqrt_kl"] = np.sqrt(m["eval/kl"])
+    return RunData(Path(f"runs/s/{variant}/seed{seed}"), "s", variant, seed, metrics=m, summary=summarize(rows, 1.0))
+
+
+@pytest.fixture(scope="module")
+def study():
+    runs = [_run(v, s) for v in ("a", "b") for s in (0, 1, 2)]
+    return Study("s", "q?", "a", ["a", "b"], runs, [], ["fabricated"])
+
+
+def test_overopt_section_recovers_the_gao_parameters(study):
+    sec = D.overopt_section(study)
+    assert [r[0] for r in sec.rows] == ["a", "b"]
+    row = dict(zip(sec.header, sec.rows[0]))
+    assert float(row["α (pooled)"]) == pytest.approx(ALPHA, abs=1e-3)
+    assert float(row["β (pooled)"]) == pytest.approx(BETA, abs=1e-3)
+    assert row["R² (pooled)"] == "1.00" and row["points"] == str(3 * 9)
+    assert row["α per seed"].startswith(f"{ALPHA:.3f} ± 0.000 (n=3)")
+
+
+def test_stagnation_and_propagation_sections(study):
+    sec = D.stagnation_section(study)
+    row = dict(zip(sec.header, sec.rows[0]))
+    peaks = [r.summary["gold_peak_round"] for r in study.runs if r.variant == "a"]
+    assert row["peak round per seed"] == ", ".join(str(p) for p in peaks)
+    assert row["adv/sign_agree"].startswith("0.800 ± 0.000")
+    prop = D.propagation_section(study)
+    assert prop.header == ["x → y", "a", "b"]
+    first = prop.rows[0]  # collapse/index -> adv/gold_corr at lag 0: an exact negative line
+    assert first[0].startswith("collapse/index (r) → adv/gold_corr (r+0)")
+    assert first[1].startswith("-1.00 ± 0.00 (n=3); rounds per run 8-8")
+
+
+def test_figures_draw_and_fit_best_of_n(study):
+    pal = palette(study.variants)
+    res = D.fig_best_of_n(study, pal)
+    assert res.fig is not None and res.skipped is None
+    fits = {(rnd, v): f for rnd, v, f in res.fits}
+    assert set(fits) == {(1, "a"), (1, "b"), (8, "a"), (8, "b")}
+    assert fits[(8, "a")]["alpha"] == pytest.approx(BON_ALPHA, abs=1e-9)
+    assert fits[(8, "a")]["beta"] == pytest.approx(BON_BETA, abs=1e-9)
+    for build in (D.fig_proxy_gold_kl, D.fig_signal):
+        assert build(study, pal).fig is not None
+    empty = Study("s", "q", "a", ["a"], [], [], [])
+    assert all(build(empty, pal).fig is None for build in D.BUILDERS)
