@@ -22,13 +22,13 @@ from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
 from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
-from rlhfsim.models.policy import build_value_model, warm_start_policy
+from rlhfsim.models import build
+from rlhfsim.models.hf import policy_tokenizer
+from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward.ensemble import ensemble_diagnostics
-from rlhfsim.reward.model import RewardModels
-from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
@@ -61,20 +61,22 @@ class Simulation:
 
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
-        self.device = resolve_device(cfg.device)
+        self.device = local_device(resolve_device(cfg.device))
+        self.parallel = Parallel.from_env(self.device, cfg.compute.ppo_micro_batch)  # 1 process unless launched by accelerate
         torch.manual_seed(cfg.seed)
-        self.world = build_world(cfg.world)
+        # models come from config (built-in GPT-2s) or checkpoints (rlhfsim.models.build decides)
+        self.world = build_world(cfg.world, policy_tokenizer=policy_tokenizer(cfg.policy), device=self.device, score_batch=cfg.compute.score_batch)
         cfg.types_check(self.world.prompt_types)
-        self.policy, self.sft_stats = warm_start_policy(self.world, cfg, self.device)
+        self.policy, self.sft_stats = build.warm_start(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.value = build_value_model(self.policy, cfg.ppo.value_init, cfg.ppo.value_model).to(self.device)
-        self.rms = RewardModels(self.world.tokenizer, cfg.reward, self.device, cfg.seed)
+        self.value = build.value_model(cfg, self.policy, self.device)
+        self.rms = build.reward_models(self.world, cfg, self.device)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         kl_kwargs = {"beta": cfg.ppo.kl_coef} if cfg.ppo.kl_controller == "fixed" else {
             "init_beta": cfg.ppo.kl_coef, "target": cfg.ppo.kl_target, "horizon": cfg.ppo.kl_horizon}
         self.ppo = PPOTrainer(self.policy, self.ref, self.value, self.world.tokenizer, cfg.ppo, get_kl_controller(cfg.ppo.kl_controller, **kl_kwargs),
-                              cfg.policy.temperature, cfg.policy.response_len, self.device)
+                              cfg.policy.temperature, cfg.policy.response_len, self.device, self.parallel)
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -149,7 +151,15 @@ def timed(row: dict, name: str):
 
 
 def run(cfg: Config, out: str | Path | None = None, resume: bool = False, reporter: Reporter | None = None) -> dict:
-    """Run (or resume) one config; returns the summary written to summary.json."""
+    """Run (or resume) one config; returns the summary written to summary.json. bf16 autocast on a GPU when asked for;
+    under a multi-process launch only rank 0 writes `out` (the others keep a private copy, see models/parallel.py)."""
+    from rlhfsim.models.parallel import rank_out_dir
+
+    with rank_out_dir(cfg, out, resume) as out, autocast(local_device(resolve_device(cfg.device)), cfg.compute.precision):
+        return _run(cfg, out, resume, reporter)
+
+
+def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter | None) -> dict:
     reporter = reporter or Reporter()
     t_start = time.perf_counter()
     run_dir = RunDir.for_config(cfg, out)
@@ -217,7 +227,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
                 if L.reward_source == "learned" and not frozen:
                     if cfg.reward.init == "fresh":
                         sim.rms.reinit(cfg.seed * 7919 + r)
-                    row.update(train_reward_models(sim.rms, sim.buffer.training_groups(), cfg.reward, sim.world.prompt_types, sim.rng["reward"]))
+                    row.update(build.train_reward_models(sim.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
 

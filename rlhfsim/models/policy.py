@@ -74,12 +74,15 @@ def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate"
     return value
 
 
+CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in GPT-2: kept out of its cache key
+
+
 def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
     # device type and CPU thread count change the trained weights' low bits (reduction order), so a cache
     # written under other settings would make a run's metrics depend on what ran before it
     numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
+        {"world": world_cfg.model_dump(mode="json"), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
          "vocab": vocab, "numerics": numerics, "v": 2},
         sort_keys=True,
     )
@@ -90,7 +93,7 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
     """Teacher-forced CE on response tokens (EOS included) of noisy demonstrations; returns stats."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    p_ids, p_mask = encode_prompts(tokenizer, [p.text for p, _ in demos])
+    p_ids, p_mask = encode_prompts(tokenizer, [p.model_input for p, _ in demos])
     r_ids, r_mask = encode_responses(tokenizer, [c for _, c in demos], cfg.response_len)
     n = len(demos)
     steps_per_epoch = math.ceil(n / cfg.sft_batch_size)
