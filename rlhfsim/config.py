@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rlhfsim.diagnostics.audit import AuditConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
+from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
+from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
 
 
 class ConfigError(ValueError):
@@ -53,9 +55,26 @@ class UtilitySpec(Strict):
         return get_utility(self.name, **self.params)
 
 
-class PolicyConfig(Strict):
-    """The policy: a GPT-2 style causal LM, warm-started by SFT on the world's noisy demonstrations."""
+class LoraSpec(Strict):
+    """LoRA adapters on a checkpoint policy (needs the `peft` extra: pip install rlhfsim[peft])."""
 
+    r: int = Field(16, ge=1, le=1024, description="Adapter rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Adapter dropout (keep 0: PPO's ratio needs a deterministic policy).")
+    target_modules: list[str] | str = Field("all-linear", description="Module names to adapt, or 'all-linear'.")
+
+
+class PolicyConfig(Strict):
+    """The policy: a GPT-2 style causal LM built from n_layer/n_embd/n_head and warm-started by SFT on the world's
+    noisy demonstrations, or any transformers causal LM checkpoint (`checkpoint`)."""
+
+    checkpoint: str | None = Field(
+        None, description="A transformers causal LM: hub name or local folder (needs world.name: text); null = the built-in GPT-2."
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer (hub name or folder) when it is not stored with `checkpoint`.")
+    lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of every weight of a checkpoint policy (null = full fine-tune).")
+
+    _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
     n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks.")
     n_embd: int = Field(128, ge=8, le=8192, description="Hidden width; must be divisible by n_head.")
     n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
@@ -74,9 +93,33 @@ class PolicyConfig(Strict):
         return self
 
 
-class RewardConfig(Strict):
-    """The learned reward model, retrained every round on the preference buffer."""
+class EarlyStopConfig(Strict):
+    """Reward-model early stopping each round (rlhfsim.reward.early_stop); `reward.epochs` is the maximum."""
 
+    mode: Literal["none", "patience", "collapse"] = Field(
+        "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
+        "collapse: held-out collapse index below min_collapse_index or saturation above max_saturation.")
+    holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
+    monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
+    patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
+    min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
+    min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
+    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out collapse index falls below this.")
+    max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
+
+
+class RewardConfig(Strict):
+    """The learned reward model, retrained every round on the preference buffer: a GPT-2 style sequence classifier on
+    the world's tokenizer, or any transformers checkpoint (`checkpoint`, e.g. DeBERTa-v3) with its own tokenizer."""
+
+    checkpoint: str | None = Field(
+        None, description="A transformers model (hub name or local folder) fine-tuned as the reward model with a fresh "
+        "1-logit head; it reads the text of prompt and completion with its own tokenizer. null = the built-in GPT-2."
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer (hub name or folder) when it is not stored with `checkpoint`.")
+    max_length: int = Field(512, ge=8, le=32768, description="Checkpoint reward models: tokens per (prompt, completion); the longer is cut first.")
+
+    _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
     n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks of the GPT-2 style sequence classifier.")
     n_embd: int = Field(64, ge=8, le=8192, description="Hidden width; divisible by n_head.")
     n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
@@ -98,8 +141,14 @@ class RewardConfig(Strict):
     batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
     init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
     ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
-    aggregation: Literal["mean", "wco", "uwo", "median"] = Field("mean", description="How member rewards combine into the score PPO sees.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * variance over members.")
+    aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
+        "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
+    ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
+        "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
+        "bootstrap (own bootstrap resample of the buffer each round, own order).")
+    stacked: bool = Field(True, description="Train and score members in one vmapped forward (torch.func); falls back to a loop where stacking fails.")
+    early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
 
     @model_validator(mode="after")
     def _heads_and_bounds(self) -> "RewardConfig":
@@ -109,6 +158,17 @@ class RewardConfig(Strict):
         needs = [s.name for s in specs if s.build().needs_bounded]
         if self.bounded is False and needs:
             raise ValueError(f"utility {needs[0]!r} needs bounded rewards in [0,1]; set reward.bounded: true (or null)")
+        if self.ensemble_size == 1 and self.aggregation != "mean":
+            # with one member wco/uwo/median ARE the member: refuse rather than let a study compare a no-op
+            raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
+                             "set reward.ensemble_size >= 2 or reward.aggregation: mean")
+        es = self.early_stop
+        if es.mode == "collapse" and es.min_collapse_index is None and es.max_saturation is None:
+            raise ValueError("early_stop.mode collapse needs early_stop.min_collapse_index and/or early_stop.max_saturation")
+        if es.mode != "none" and es.holdout == 0:
+            raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
+        if es.min_epochs > self.epochs:
+            raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
         return self
 
     @property
@@ -141,7 +201,10 @@ class PPOConfig(Strict):
     kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
     missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
     target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
-    value_init: Literal["policy", "fresh"] = Field("policy", description="Value model backbone starts from the SFT policy or random (separate value model only).")
+    value_init: Literal["policy", "fresh", "reward"] = Field(
+        "policy", description="Separate value model's backbone starts from the SFT policy, random, or reward.checkpoint "
+        "(a causal LM sharing the policy's tokenizer: per-token values need the policy's tokens and no look-ahead)."
+    )
     value_model: Literal["separate", "shared"] = Field(
         "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
         "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
@@ -184,6 +247,10 @@ class LoopConfig(Strict):
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+    stop_on_stagnation: bool = Field(
+        False, description="End the run once stagnation is detected (gold slope below stagnation_slope over stagnation_window rounds while the policy moves).")
+    stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
+    stagnation_slope: float = Field(0.005, description="Gold slope per round below which a window counts as stagnating.")
 
 
 class OutputConfig(Strict):
@@ -209,12 +276,32 @@ class GuardsConfig(Strict):
     )
 
 
+class ComputeConfig(Strict):
+    """How the run uses the hardware: precision, memory and parallelism. Nothing here changes results on CPU."""
+
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32)."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Checkpoint models (policy, value, reward): recompute activations in backward to save memory."
+    )
+    ppo_micro_batch: int | None = Field(
+        None, ge=1, description="Rows per forward/backward in PPO updates, gradients accumulated over the minibatch (null = the whole minibatch)."
+    )
+    rm_micro_batch: int | None = Field(
+        None, ge=1, description="Prompt groups per forward/backward when training a checkpoint reward model (null = reward.batch_groups)."
+    )
+    score_batch: int = Field(256, ge=1, description="Completions per forward when checkpoint reward or gold models score text.")
+
+
 class Config(Strict):
     """One run."""
 
     seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
-    world: SyntheticWorldConfig = Field(default_factory=SyntheticWorldConfig)
+    world: SyntheticWorldConfig | TextWorldConfig = Field(
+        default_factory=SyntheticWorldConfig, discriminator="name", description="The world: name synthetic (default) or text."
+    )
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
@@ -223,17 +310,68 @@ class Config(Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _world_default_name(cls, v: Any) -> Any:
+        # a world section without `name` is the synthetic world (as before worlds were a tagged union)
+        if isinstance(v, dict) and isinstance(v.get("world"), dict) and "name" not in v["world"]:
+            v = {**v, "world": {"name": "synthetic", **v["world"]}}
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_world_audit_defaults(cls, v: Any) -> Any:
+        # the default stress suite and shifted sets read the synthetic world's tables; a text world gets the
+        # generic text transforms and no shifted sets unless it names its own, and no suite without reference answers
+        if isinstance(v, dict) and isinstance(v.get("world"), dict) and v["world"].get("name") == "text":
+            audit = dict(v.get("audit") or {})
+            audit.setdefault("families", sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC)))
+            audit.setdefault("shifts", [])
+            if v["world"].get("reference_column") is None:
+                audit.setdefault("enabled", False)
+            v = {**v, "audit": audit}
+        return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
         if self.ppo.batch_size % self.ppo.minibatches:
             raise ValueError(f"ppo.minibatches ({self.ppo.minibatches}) must divide ppo.batch_size ({self.ppo.batch_size})")
+        text = self.world.name == "text"
+        if self.policy.checkpoint is not None and not text:
+            raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")
+        if text and self.policy.checkpoint is None:
+            raise ValueError("world.name: text needs policy.checkpoint (a causal LM: hub name or local folder)")
+        if text and self.reward.checkpoint is None:
+            raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
+        if self.policy.lora is not None and self.policy.checkpoint is None:
+            raise ValueError("policy.lora needs policy.checkpoint")
+        if self.ppo.value_init == "reward" and (self.reward.checkpoint is None or self.ppo.value_model == "shared"):
+            raise ValueError("ppo.value_init: reward needs reward.checkpoint and ppo.value_model: separate")
+        if text and self.world.reference_column is None:
+            if self.loop.reference_mix > 0:
+                raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
+            if self.policy.sft_demos > 0 and self.policy.sft_epochs > 0:
+                raise ValueError("SFT demonstrations come from world.reference_column; set it, or policy.sft_demos: 0 to skip SFT")
+        shifts = SyntheticWorld.shifts if not text else []
         for s in self.audit.shifts:
-            if s not in SyntheticWorld.shifts:
-                raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {SyntheticWorld.shifts}")
+            if s not in shifts:
+                raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {shifts}")
             if s in ("topics", "facts") and getattr(self.world, f"holdout_{s}") == 0:
                 raise ValueError(f"audit.shifts: {s!r} needs world.holdout_{s} >= 1 (nothing is held out of training)")
+        if text and self.audit.enabled:
+            synthetic_only = sorted({f.name for f in self.audit.families} & set(NEEDS_SYNTHETIC))
+            if synthetic_only:
+                raise ValueError(f"audit.families: {synthetic_only} need the synthetic world; the text world's are "
+                                 f"{sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC))}")
+            if self.world.reference_column is None:
+                raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
         return self
+
+    @property
+    def prompt_types(self) -> list[str]:
+        return list(getattr(self.world, "prompt_types", ["open", "closed"]))
 
     @field_validator("output")
     @classmethod
@@ -254,25 +392,51 @@ class Config(Strict):
 # ----------------------------------------------------------------------------- loading
 
 
+def _field_model(model, key: str, tag: str | None):
+    """The sub-model a config key leads to; for a tagged union (world, world.gold) the member named by `tag`."""
+    if model is None or key not in model.model_fields:
+        return None, False
+    field = model.model_fields[key]
+    ann, tag_key = field.annotation, field.discriminator
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann, False
+    for member in getattr(ann, "__args__", ()):
+        if isinstance(member, type) and issubclass(member, BaseModel) and tag_key in member.model_fields:
+            if member.model_fields[tag_key].default == tag:
+                return member, True  # the tag is the next loc element: skip it
+    return None, False
+
+
+def _clean_loc(loc) -> tuple[list[str], type | None]:
+    """pydantic's loc without union tags (world.text.gold -> world.gold), and the model the last key belongs to."""
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    out, model, i = [], Config, 0
+    owner = Config
+    while i < len(parts):
+        owner = model
+        out.append(parts[i])
+        nxt = parts[i + 1] if i + 1 < len(parts) else None
+        model, skip = _field_model(model, parts[i], nxt)
+        i += 2 if skip else 1
+    return out, owner
+
+
 def _format_error(err: ValidationError, raw: dict) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        parts, owner = _clean_loc(e["loc"])
+        loc = ".".join(parts)
         if e["type"] == "extra_forbidden":
-            *parent, key = [str(p) for p in e["loc"]]
-            model = Config
-            for p in parent:
-                ann = model.model_fields.get(p)
-                model = ann.annotation if ann is not None and isinstance(ann.annotation, type) else None
-                if model is None or not issubclass(model, BaseModel):
-                    break
-            valid = sorted(model.model_fields) if model is not None and issubclass(model, BaseModel) else []
+            key = parts[-1]
+            valid = sorted(owner.model_fields) if owner is not None else []
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             lines.append(f"{loc}: unknown key. {hint}Valid keys here: {', '.join(valid)}")
+        elif not loc:  # a cross-field check: its message names the fields; the whole config is no help
+            lines.append(f"(top level): {e['msg'].removeprefix('Value error, ')}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc or '(top level)'}: {msg} (got {e.get('input')!r})")
+            lines.append(f"{loc}: {msg} (got {e.get('input')!r})")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
@@ -331,7 +495,7 @@ def config_from_dict(raw: dict) -> Config:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_error(e, raw)) from None
-    cfg.types_check(["open", "closed"])
+    cfg.types_check(cfg.prompt_types)
     return cfg
 
 
@@ -346,26 +510,7 @@ def dump_config(cfg: Config) -> str:
 
 
 def schema_markdown() -> str:
-    """docs/config.md: every section and field with type, default and description."""
-    out = ["# Configuration reference", "", "Generated by `rlhfsim validate --schema`. Unknown keys are errors.", ""]
+    """docs/config.md: every section and field with type, default and description (rlhfsim/config_docs.py)."""
+    from rlhfsim.config_docs import schema_markdown as render
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        out.extend([f"## `{prefix or 'top level'}`", "", (model.__doc__ or "").strip(), ""])
-        out.extend(["| field | type | default | description |", "|---|---|---|---|"])
-        subs = []
-        for name, f in model.model_fields.items():
-            ann = f.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not UtilitySpec:
-                subs.append((ann, f"{prefix}.{name}" if prefix else name))
-                continue
-            default = f.get_default(call_default_factory=True)
-            if isinstance(default, BaseModel):
-                default = default.model_dump()
-            tname = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-            out.append(f"| `{name}` | {tname} | `{default}` | {f.description or ''} |")
-        out.append("")
-        for sub, p in subs:
-            walk(sub, p)
-
-    walk(Config, "")
-    return "\n".join(out)
+    return render()

@@ -21,14 +21,16 @@ from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics import audit
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
-from rlhfsim.models.policy import build_value_model, warm_start_policy
+from rlhfsim.models import build
+from rlhfsim.models.hf import policy_tokenizer
+from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate
-from rlhfsim.reward.model import RewardModels
-from rlhfsim.reward.trainer import train_reward_models
+from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
@@ -61,20 +63,22 @@ class Simulation:
 
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
-        self.device = resolve_device(cfg.device)
+        self.device = local_device(resolve_device(cfg.device))
+        self.parallel = Parallel.from_env(self.device, cfg.compute.ppo_micro_batch)  # 1 process unless launched by accelerate
         torch.manual_seed(cfg.seed)
-        self.world = build_world(cfg.world)
+        # models come from config (built-in GPT-2s) or checkpoints (rlhfsim.models.build decides)
+        self.world = build_world(cfg.world, policy_tokenizer=policy_tokenizer(cfg.policy), device=self.device, score_batch=cfg.compute.score_batch)
         cfg.types_check(self.world.prompt_types)
-        self.policy, self.sft_stats = warm_start_policy(self.world, cfg, self.device)
+        self.policy, self.sft_stats = build.warm_start(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.value = build_value_model(self.policy, cfg.ppo.value_init, cfg.ppo.value_model).to(self.device)
-        self.rms = RewardModels(self.world.tokenizer, cfg.reward, self.device, cfg.seed)
+        self.value = build.value_model(cfg, self.policy, self.device)
+        self.rms = build.reward_models(self.world, cfg, self.device)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         kl_kwargs = {"beta": cfg.ppo.kl_coef} if cfg.ppo.kl_controller == "fixed" else {
             "init_beta": cfg.ppo.kl_coef, "target": cfg.ppo.kl_target, "horizon": cfg.ppo.kl_horizon}
         self.ppo = PPOTrainer(self.policy, self.ref, self.value, self.world.tokenizer, cfg.ppo, get_kl_controller(cfg.ppo.kl_controller, **kl_kwargs),
-                              cfg.policy.temperature, cfg.policy.response_len, self.device)
+                              cfg.policy.temperature, cfg.policy.response_len, self.device, self.parallel)
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -153,7 +157,15 @@ def timed(row: dict, name: str):
 
 
 def run(cfg: Config, out: str | Path | None = None, resume: bool = False, reporter: Reporter | None = None) -> dict:
-    """Run (or resume) one config; returns the summary written to summary.json."""
+    """Run (or resume) one config; returns the summary written to summary.json. bf16 autocast on a GPU when asked for;
+    under a multi-process launch only rank 0 writes `out` (the others keep a private copy, see models/parallel.py)."""
+    from rlhfsim.models.parallel import rank_out_dir
+
+    with rank_out_dir(cfg, out, resume) as out, autocast(local_device(resolve_device(cfg.device)), cfg.compute.precision):
+        return _run(cfg, out, resume, reporter)
+
+
+def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter | None) -> dict:
     reporter = reporter or Reporter()
     t_start = time.perf_counter()
     run_dir = RunDir.for_config(cfg, out)
@@ -186,6 +198,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
         reporter.round_done(row0)
 
     reporter.start(L.rounds, first)
+    early_stop = None
     for r in range(first, L.rounds + 1):
         row: dict = {"round": r}
         steps: list[dict] = []
@@ -220,7 +233,7 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
                 if L.reward_source == "learned" and not frozen:
                     if cfg.reward.init == "fresh":
                         sim.rms.reinit(cfg.seed * 7919 + r)
-                    row.update(train_reward_models(sim.rms, sim.buffer.training_groups(), cfg.reward, sim.world.prompt_types, sim.rng["reward"]))
+                    row.update(build.train_reward_models(sim.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
 
@@ -278,8 +291,13 @@ def run(cfg: Config, out: str | Path | None = None, resume: bool = False, report
             if cfg.output.checkpoints:
                 run_dir.save_checkpoint(r, *sim.state(r))
             reporter.round_done(row)
+            early_stop = stagnation_stop(run_dir.metrics(), L) if L.stop_on_stagnation else None
+        if early_stop is not None:  # run-level early stopping: the policy stopped improving
+            log.info("stopping after round %d: %s", r, early_stop["reason"])
+            break
 
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     run_dir.write_summary(summary)
     run_dir.close()
@@ -307,10 +325,15 @@ def annotation_stats(groups: list[Group]) -> dict:
 
 
 def diagnose_reward_model(sim: Simulation, ev) -> dict:
-    """Agreement with gold and collapse metrics of the current reward model on held-out samples."""
-    logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
+    """Agreement with gold and collapse metrics of the current reward model on held-out samples;
+    with several members also their disagreement and how well it predicts the proxy's error."""
+    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
+    logits = members.mean(0).reshape(ev.gold.shape)
     out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
+    if members.shape[0] > 1:
+        out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
+                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda))
     return out
 
 

@@ -11,3 +11,12 @@ torch.set_num_threads(max(1, min(2, (os.cpu_count() or 2) // 2)))
 def sft_cache(tmp_path_factory):
     """One SFT cache for the whole session, so tiny runs share their warm start."""
     return str(tmp_path_factory.mktemp("sft_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """Tiny random checkpoints (GPT-2, Llama-style with a chat template, DeBERTa-v2 classifier, a Llama-style gold
+    classifier; three different tokenizers) and prompts.jsonl, saved with save_pretrained once per session."""
+    from rlhfsim.models.tiny import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny_checkpoints"))

@@ -11,7 +11,7 @@ import math
 import time
 from pathlib import Path
 
-SECTIONS = ("rollout", "ppo", "reward", "rounds")
+SECTIONS = ("rollout", "ppo", "reward", "ensemble", "rounds")
 DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
 QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
@@ -66,6 +66,10 @@ def run_bench(args) -> dict:
         from rlhfsim.bench.reward import bench_reward
 
         out["reward"] = bench_reward(shape, with_trl=not args.no_trl)
+    if "ensemble" in only:
+        from rlhfsim.bench.reward import bench_ensemble
+
+        out["ensemble"] = bench_ensemble(shape, args.members)
     if "rounds" in only:
         from rlhfsim.bench.rounds import bench_rounds
 
@@ -106,6 +110,12 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         if "trl_pairs_per_s" in w:
             rows += [("RM train TRL pairs/s", _f(w["trl_pairs_per_s"], "{:.0f}"), f"RewardTrainer, batch {sh['rm_batch']} pairs, fp32"),
                      ("RM ratio vs TRL", _f(w["ratio_vs_trl"], "{:.1f}x"), "target >= 5x")]
+    if "ensemble" in res:
+        e = res["ensemble"]
+        rows += [(f"RM round s, 1 model", _f(e["single_s"], "{:.3f}"), f"train 1 epoch ({e['groups']} groups) + score all"),
+                 (f"RM round s, {e['members']} stacked", _f(e["ensemble_stacked_s"], "{:.3f}"),
+                  f"{_f(e['ratio_stacked'], '{:.2f}x')} single; target <= 2.5x for 5"),
+                 (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single")]
     if "rounds" in res:
         q = res["rounds"]
         rows.append(("round s", _f(q["round_s"], "{:.2f}"), f"{q['config']}, {q['rounds']} rounds, SFT excluded"))
@@ -177,6 +187,7 @@ def register(sub) -> None:
     g.add_argument("--rm-seq-len", type=int, default=24, help="tokens per (prompt, completion), EOS included")
     g.add_argument("--rm-batch", type=int, default=64, help="TRL pairs per step; rlhfsim completions per step")
     g.add_argument("--no-trl", action="store_true", help="skip the TRL RewardTrainer comparison")
+    g.add_argument("--members", type=int, default=5, help="ensemble section: members timed against one model")
     r = b.add_argument_group("rounds")
     r.add_argument("--config", default="configs/quickstart.yaml", help="config timed per round")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the rounds section")

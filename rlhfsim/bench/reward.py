@@ -108,3 +108,31 @@ def bench_reward(shape: Shape, with_trl: bool = True) -> dict:
         trl = median(bench_trl(shape, groups, tok))
         out.update({"trl_epoch_s": trl, "trl_pairs_per_s": pairs / trl, "ratio_vs_trl": trl / ours})
     return out
+
+
+def bench_ensemble(shape: Shape, members: int = 5) -> dict:
+    """One round of reward-model work (train one epoch on the groups, then score every completion) for
+    a single model and for an ensemble of `members`, stacked (one vmapped forward) and looped.
+    The three are interleaved repeat by repeat, so load from other processes hits them alike."""
+    from rlhfsim.reward.model import RewardModels
+    from rlhfsim.reward.trainer import train_reward_models
+
+    tok = vocab_tokenizer(shape.vocab)
+    groups = preference_groups(shape)
+    prompts = [g.prompt.text for g in groups for _ in g.completions]
+    comps = [c for g in groups for c in g.completions]
+    cfg = _reward_config(shape)
+    variants = {"single": (1, True), "stacked": (members, True), "loop": (members, False)}
+    calls = {}
+    for name, (m, stacked) in variants.items():
+        c = cfg.model_copy(update={"ensemble_size": m, "stacked": stacked})
+        rms = RewardModels(tok, c, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
+        rng = np.random.default_rng(0)
+        calls[name] = (lambda rms=rms, c=c, rng=rng: (train_reward_models(rms, groups, c, ["open", "closed"], rng), rms.logits(prompts, comps)))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for i in range(max(1, shape.repeats)):
+        for name, fn in calls.items():
+            times[name] += timeit(fn, shape.warmup if i == 0 else 0, 1)
+    single, stacked, loop = (median(times[k]) for k in ("single", "stacked", "loop"))
+    return {"members": members, "groups": len(groups), "single_s": single, "ensemble_stacked_s": stacked,
+            "ensemble_loop_s": loop, "ratio_stacked": stacked / single, "ratio_loop": loop / single}

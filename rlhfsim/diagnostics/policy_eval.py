@@ -43,7 +43,7 @@ class EvalSamples:
 def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device, prev=None) -> EvalSamples:
     tok = world.tokenizer
     flat = [p for p in prompts for _ in range(k)]
-    p_ids, p_mask = encode_prompts(tok, [p.text for p in flat], device)
+    p_ids, p_mask = encode_prompts(tok, [p.model_input for p in flat], device)
     ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
     mask = ro.response_mask.float()
     logp = ro.logprobs  # [N, L] the sampler's own logprobs and entropies: no policy forward needed

@@ -74,6 +74,9 @@ def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate"
     return value
 
 
+CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in GPT-2: kept out of its cache key
+
+
 def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
     # device type and CPU thread count change the trained weights' low bits (reduction order), so a cache
     # written under other settings would make a run's metrics depend on what ran before it
@@ -81,7 +84,7 @@ def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device 
     # hold-outs at their default (0) leave the key as it was before they existed: caches stay valid
     unset = {k for k in ("holdout_topics", "holdout_facts") if getattr(world_cfg, k, None) == 0}
     blob = json.dumps(
-        {"world": world_cfg.model_dump(mode="json", exclude=unset), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
+        {"world": world_cfg.model_dump(mode="json", exclude=unset), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
          "vocab": vocab, "numerics": numerics, "v": 2},
         sort_keys=True,
     )
@@ -92,7 +95,7 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
     """Teacher-forced CE on response tokens (EOS included) of noisy demonstrations; returns stats."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    p_ids, p_mask = encode_prompts(tokenizer, [p.text for p, _ in demos])
+    p_ids, p_mask = encode_prompts(tokenizer, [p.model_input for p, _ in demos])
     r_ids, r_mask = encode_responses(tokenizer, [c for _, c in demos], cfg.response_len)
     n = len(demos)
     steps_per_epoch = math.ceil(n / cfg.sft_batch_size)

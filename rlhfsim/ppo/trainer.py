@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
+from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead
 from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
 from rlhfsim.diagnostics.advantage import ppo_signal_metrics
@@ -41,8 +42,10 @@ ScoreFn = Callable[[list, list[str]], np.ndarray]  # (prompts, completions) -> [
 
 
 class PPOTrainer:
-    def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device):
+    def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device,
+                 parallel: Parallel | None = None):
         self.policy, self.ref, self.value = policy, ref_policy, value_model
+        self.parallel = parallel or Parallel()  # data-parallel share and micro-batches of each minibatch
         self.tok, self.cfg, self.kl_ctl, self.device = tokenizer, cfg, kl_ctl, device
         self.temperature, self.response_len = temperature, response_len
         self.shared = isinstance(value_model, ValueHead)  # value head on the policy's trunk
@@ -55,7 +58,7 @@ class PPOTrainer:
     @torch.no_grad()
     def rollout(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> Experience:
         cfg = self.cfg
-        p_ids, p_mask = encode_prompts(self.tok, [p.text for p in prompts], self.device)
+        p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
         self.policy.eval()
         ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator,
                     return_hidden=self.shared)
@@ -87,7 +90,7 @@ class PPOTrainer:
     @torch.no_grad()
     def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
         """Completions only (for annotation): no reference or value passes."""
-        p_ids, p_mask = encode_prompts(self.tok, [p.text for p in prompts], self.device)
+        p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
         self.policy.eval()
         ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
         return decode_responses(self.tok, ro.response_ids, ro.response_mask)
@@ -109,26 +112,31 @@ class PPOTrainer:
             order = torch.randperm(B, generator=generator).to(self.device)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
-                seq = Sequences(exp.seq.input_ids[i], exp.seq.attention_mask[i], exp.seq.position_ids[i], exp.seq.prompt_len)
-                mask = seq.response_mask.float()
-                if self.shared:  # one forward+backward through the trunk for both losses
-                    logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
-                else:
-                    logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
-                    vpred = response_values(self.value, seq)  # [mb, L]
-                logprobs = core.logprobs_from_logits(logits, seq.response_ids)
-                pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[i], exp.advantages[i], mask, cfg.clip_range)
-                vf_loss, vf_stats = core.value_loss(vpred, exp.values[i], exp.returns[i], mask, cfg.clip_range_value)
-                loss = pg_loss + cfg.vf_coef * vf_loss
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
-                )
+                tokens = exp.seq.response_mask[i].sum()  # the minibatch's tokens: each chunk's loss weighs its share
+                parts = []
+                for j in self.parallel.chunks(i):  # one chunk (all of i) on one process without ppo_micro_batch
+                    seq = Sequences(exp.seq.input_ids[j], exp.seq.attention_mask[j], exp.seq.position_ids[j], exp.seq.prompt_len)
+                    mask = seq.response_mask.float()
+                    if self.shared:  # one forward+backward through the trunk for both losses
+                        logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
+                    else:
+                        logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
+                        vpred = response_values(self.value, seq)  # [mb, L]
+                    logprobs = core.logprobs_from_logits(logits, seq.response_ids)
+                    pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[j], exp.advantages[j], mask, cfg.clip_range)
+                    vf_loss, vf_stats = core.value_loss(vpred, exp.values[j], exp.returns[j], mask, cfg.clip_range_value)
+                    share = float(seq.response_mask.sum() / tokens)
+                    ((pg_loss + cfg.vf_coef * vf_loss) * share).backward()
+                    with torch.no_grad():
+                        entropy = core.masked_mean(core.entropy_from_logits(logits), mask).item()
+                    parts.append((share, {**pg_stats, **vf_stats, "policy/entropy": entropy}))
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                self.parallel.sum_grads(params)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    entropy = core.masked_mean(core.entropy_from_logits(logits), mask).item()
-                stats.append({**pg_stats, **vf_stats, "policy/entropy": entropy, "policy/grad_norm": float(grad_norm)})
+                pg_stats = self.parallel.weighted_stats(parts)
+                stats.append({**pg_stats, "policy/grad_norm": float(grad_norm)})
                 # policy-side early stopping (TRL's old target_kl): the batch has moved the policy enough
                 if cfg.target_kl is not None and pg_stats["policy/approxkl"] > cfg.target_kl:
                     stopped = True

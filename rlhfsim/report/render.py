@@ -72,6 +72,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_mitigation import fig_mitigation
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -88,6 +89,9 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     results += [res for res in (build(study, pal, band) for build in (*D.BUILDERS, audit_section.figure)) if res.fig is not None]
     if CS.has_train_rewards(study):  # runs with loop.diagnose_train: the collapse study's terminal-phase profiles
         results.append(CS.fig_terminal_profiles(study, band))
+    mitigation = fig_mitigation(study, pal, band)
+    if mitigation.fig is not None:  # only studies with ensembles or early stopping get figure 11
+        results.append(mitigation)
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]

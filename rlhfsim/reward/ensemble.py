@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["AGGREGATORS", "aggregate", "disagreement"]
+__all__ = ["AGGREGATORS", "aggregate", "disagreement", "ensemble_diagnostics", "ensemble_metrics"]
 
 
 def _mean(x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -91,3 +91,52 @@ def disagreement(rewards: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarra
     """
     x, is_np = _to_torch(rewards)
     return _back(x.std(0, correction=0), is_np)
+
+
+def ensemble_diagnostics(member_logits: np.ndarray, gold: np.ndarray, types, bounded: bool, method: str, lam: float) -> dict[str, float]:
+    """:func:`ensemble_metrics` from member logits ``[M, N]``: rewards on the trained scale
+    (sigmoid when bounded), the proxy aggregated as PPO sees it."""
+    z = np.asarray(member_logits, dtype=np.float64)
+    R = 1.0 / (1.0 + np.exp(-z)) if bounded else z
+    return ensemble_metrics(R, gold, types, proxy=aggregate(R, method, lam))
+
+
+def ensemble_metrics(members: np.ndarray, gold: np.ndarray, types, proxy: np.ndarray | None = None) -> dict[str, float]:
+    """Member disagreement and how well it predicts the proxy's error against gold, overall and per type.
+
+    ``members [M, N]`` member rewards of N completions on the trained scale, ``gold [N]``, ``types``
+    length N, ``proxy [N]`` the aggregated reward (default: the member mean). The proxy's error is
+    the part of the proxy gold does not explain: the proxy is regressed on gold by least squares over
+    all N completions (the proxy's scale and offset are arbitrary, e.g. Bradley-Terry logits) and the
+    error is the absolute residual ``|proxy - (a + b * gold)|`` (NaN when gold is constant). Returns ``rm/ens_std`` (mean member std, ddof 0),
+    ``rm/ens_err_corr`` (Spearman rho of member std against that error) and ``_{type}`` versions.
+    The correlations are NaN with fewer than 3 completions or a constant side (e.g. one member).
+    """
+    from scipy import stats
+
+    R = np.asarray(members, dtype=np.float64)
+    g = np.asarray(gold, dtype=np.float64).ravel()
+    t = np.asarray(list(types), dtype=object)
+    p = R.mean(0) if proxy is None else np.asarray(proxy, dtype=np.float64).ravel()
+    if not (R.shape[1] == g.size == t.size == p.size):
+        raise ValueError(f"members {R.shape}, gold {g.shape}, types {t.shape}, proxy {p.shape}: N must agree")
+    std = R.std(0)
+    ok = np.isfinite(p) & np.isfinite(g)
+    err = np.full(g.size, np.nan)
+    if ok.sum() >= 2 and np.ptp(g[ok]) > 0:
+        b, a = np.polyfit(g[ok], p[ok], 1)  # the proxy gold explains: p ~ a + b * gold
+        err[ok] = np.abs(p[ok] - (a + b * g[ok]))
+
+    def corr(sel: np.ndarray) -> float:
+        x, y = std[sel & ok], err[sel & ok]
+        if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            return float("nan")
+        return float(stats.spearmanr(x, y).statistic)
+
+    everything = np.ones(g.size, dtype=bool)
+    out = {"rm/ens_std": float(std.mean()), "rm/ens_err_corr": corr(everything)}
+    for name in sorted(set(t)):
+        sel = t == name
+        out[f"rm/ens_std_{name}"] = float(std[sel].mean())
+        out[f"rm/ens_err_corr_{name}"] = corr(sel)
+    return out

@@ -34,6 +34,8 @@ class RewardModels:
     def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
         self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
         self.bounded = cfg.is_bounded
+        self.seed = seed  # salts the held-out split of early stopping (rlhfsim.reward.early_stop.holdout_mask)
+        self.stacked = getattr(cfg, "stacked", True)  # score several members in one vmapped forward
         self.members = [build_reward_model(tokenizer, cfg, n_positions, seed * 1000 + m).to(device) for m in range(cfg.ensemble_size)]
 
     def reinit(self, seed: int) -> None:
@@ -43,8 +45,16 @@ class RewardModels:
     def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
         """[M, N] raw logits."""
         out = np.zeros((len(self.members), len(prompts)), dtype=np.float64)
+        stack = None
         for s in range(0, len(prompts), batch_size):
             ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
+            if s == 0 and len(self.members) > 1 and self.stacked:
+                from rlhfsim.reward.stacked import Stack
+
+                stack = Stack.build(self.members, requires_grad=False, probe=(ids, mask))
+            if stack is not None:  # one vmapped forward for all members
+                out[:, s : s + len(ids)] = stack.logits(ids, mask).cpu().numpy()
+                continue
             for m, model in enumerate(self.members):
                 model.eval()
                 out[m, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float().cpu().numpy()

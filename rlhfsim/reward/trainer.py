@@ -8,11 +8,17 @@ A pairwise implementation would run two forwards per pair (k(k-1)/2 pairs); the 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from rlhfsim.reward import regularise
+from rlhfsim.reward.early_stop import EarlyStopper, holdout_mask, member_orders
 from rlhfsim.reward.model import encode_pairs
+from rlhfsim.reward.stacked import Stack, clip_grad_norm_per_member
+
+log = logging.getLogger(__name__)
 
 
 def to_reward_scale(logits: torch.Tensor, bounded: bool) -> torch.Tensor:
@@ -74,6 +80,14 @@ class GroupTensors:
     def __len__(self) -> int:
         return self.index.shape[0]
 
+    def member_batch(self, gidx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every member its own groups ``gidx [M, b]``: ids, mask ``[M, b*K, S]`` (padding slots repeat
+        row 0 so shapes match across members) and ``valid [M, b, K]``."""
+        index = self.index[gidx]  # [M, b, K]
+        M = index.shape[0]
+        flat = index.clamp(min=0).reshape(M, -1)
+        return self.ids[flat], self.mask[flat], index >= 0
+
     def forward(self, model, gidx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scores [g, K] (0 on padding), prefs [g, K, K], type_idx [g] for the groups `gidx`."""
         index = self.index[gidx]
@@ -91,33 +105,191 @@ def utilities_for(cfg, type_names: list[str]) -> list:
     return [(aware[t] if t in aware else cfg.utility).build() for t in type_names]
 
 
-def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.Generator) -> dict:
-    """Train every member of `rms` on `groups` for cfg.epochs; returns averaged stats."""
-    if not groups:
-        return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0}
-    utilities = regularise.with_margin(utilities_for(cfg, type_names), cfg.margin)
-    data = GroupTensors(rms.tokenizer, groups, type_names, rms.device)
-    stats: list[dict] = []
-    for model in rms.members:
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        for _ in range(cfg.epochs):
-            order = rng.permutation(len(data))
-            for s in range(0, len(data), cfg.batch_groups):
-                gidx = torch.as_tensor(order[s : s + cfg.batch_groups], device=rms.device)
-                logits, prefs, tidx = data.forward(model, gidx)
-                loss, st = listwise_loss(logits, prefs, tidx, utilities, rms.bounded)
-                loss = loss + regularise.centring_penalty(logits, data.index[gidx] >= 0, cfg.center_coef)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                stats.append(st)
-        model.eval()
-    last = stats[-max(1, len(stats) // max(1, cfg.epochs * len(rms.members))) :]  # the final epoch's steps
+
+
+class LoopEngine:
+    """Members trained one after another (the fallback where stacking fails, and M = 1)."""
+
+    stacked = False
+
+    def __init__(self, rms, cfg):
+        self.models = rms.members
+        self.opts = [torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True) for m in self.models]
+        self.center_coef = cfg.center_coef
+        for m in self.models:
+            m.train()
+
+    def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
+        stats = []
+        for m, (model, opt) in enumerate(zip(self.models, self.opts)):
+            logits, prefs, tidx = data.forward(model, gidx[m])
+            loss, st = listwise_loss(logits, prefs, tidx, utilities, bounded)
+            loss = loss + regularise.centring_penalty(logits, data.index[gidx[m]] >= 0, self.center_coef)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            stats.append(st)
+        return stats
+
+    @torch.no_grad()
+    def score(self, data: GroupTensors) -> torch.Tensor:
+        """Scores ``[M, G, K]`` of every group of ``data`` (0 on padding)."""
+        g = torch.arange(len(data), device=data.index.device)
+        for m in self.models:  # no dropout while scoring
+            m.eval()
+        out = torch.stack([data.forward(model, g)[0] for model in self.models])
+        for m in self.models:
+            m.train()
+        return out
+
+    def snapshot(self):
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models]
+
+    def restore(self, snap) -> None:
+        for m, s in zip(self.models, snap):
+            m.load_state_dict(s)
+
+    def finish(self) -> None:
+        for m in self.models:
+            m.eval()
+
+
+class StackedEngine(LoopEngine):
+    """All members in one vmapped forward/backward over stacked weights; one AdamW over the stack
+    (AdamW is elementwise, so this is M independent optimisers) and gradient clipping per member."""
+
+    stacked = True
+
+    def __init__(self, rms, cfg, stack: Stack):
+        self.models, self.stack = rms.members, stack
+        self.params = list(stack.params.values())
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        self.center_coef = cfg.center_coef
+
+    def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
+        ids, mask, valid = data.member_batch(gidx)
+        M, b, K = valid.shape
+        self.stack.template.train()  # dropout (reward.dropout) applies in training steps only
+        z = self.stack.logits(ids, mask, per_member_inputs=True).view(M, b, K)
+        logits = torch.where(valid, z, torch.zeros_like(z))  # [M, b, K]
+        total, stats = 0.0, []
+        for m in range(M):  # per-member loss on [b, K] scores; the members' graphs are independent
+            loss, st = listwise_loss(logits[m], data.prefs[gidx[m]], data.type_idx[gidx[m]], utilities, bounded)
+            loss = loss + regularise.centring_penalty(logits[m], valid[m], self.center_coef)
+            total, stats = total + loss, stats + [st]
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        clip_grad_norm_per_member(self.params, 1.0)
+        self.opt.step()
+        return stats
+
+    @torch.no_grad()
+    def score(self, data: GroupTensors) -> torch.Tensor:
+        self.stack.template.eval()
+        valid = data.index >= 0
+        z = self.stack.logits(data.ids[data.index[valid]], data.mask[data.index[valid]])  # [M, n_valid]
+        out = torch.zeros((self.stack.M, *valid.shape), dtype=z.dtype, device=z.device)
+        out[:, valid] = z
+        return out
+
+    def snapshot(self):
+        return self.stack.snapshot()
+
+    def restore(self, snap) -> None:
+        self.stack.restore(snap)
+
+    def finish(self) -> None:
+        self.stack.unstack_into(self.models)
+        for m in self.models:
+            m.eval()
+
+
+def make_engine(rms, cfg, data: GroupTensors) -> LoopEngine:
+    """Stacked when there are several members and the architecture stacks; else the loop."""
+    if len(rms.members) > 1 and cfg.stacked:
+        stack = Stack.build(rms.members, requires_grad=True, probe=(data.ids, data.mask))
+        if stack is not None:
+            return StackedEngine(rms, cfg, stack)
+    return LoopEngine(rms, cfg)
+
+
+def heldout_eval(engine: LoopEngine, data: GroupTensors, type_names: list[str], utilities, bounded: bool) -> dict:
+    """Held-out loss and pairwise accuracy (mean over members), and the collapse index and saturation
+    of the members' mean logits on the held-out groups (rlhfsim.diagnostics.collapse; no gold used)."""
+    from rlhfsim.diagnostics.collapse import collapse_metrics
+
+    logits = engine.score(data)  # [M, H, K]
+    with torch.no_grad():
+        per = [listwise_loss(lg, data.prefs, data.type_idx, utilities, bounded)[1] for lg in logits]
+    valid = (data.index >= 0).cpu().numpy()
+    L = np.where(valid, logits.mean(0).cpu().numpy(), np.nan)  # [H, K], NaN on padding
+    types = [type_names[i] for i in data.type_idx.tolist()]
+    cm = collapse_metrics(L, types, bounded=bounded)
     return {
-        "rm/loss": float(np.mean([s["rm/loss"] for s in last])),
-        "rm/train_acc": float(np.mean([s["rm/train_acc"] for s in last])),
-        "rm/pairs": int(data.prefs.sum().item()),
-        "rm/groups": len(data),
+        "loss": float(np.mean([s["rm/loss"] for s in per])),
+        "accuracy": float(np.mean([s["rm/train_acc"] for s in per])),
+        "collapse_index": cm["collapse/index"],
+        "saturation": cm["collapse/saturation"],
     }
+
+
+def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.Generator) -> dict:
+    """Train every member of `rms` on `groups` for up to cfg.epochs (early stopping: cfg.early_stop).
+
+    Members differ by init seed and, per `cfg.ensemble_data`, by data order or a bootstrap resample;
+    they train stacked (one vmapped forward for all members) where the architecture allows.
+    Returns the round's `rm/*` training stats (docs/metrics.md).
+    """
+    es = cfg.early_stop
+    if not groups:
+        return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0, "rm/epochs": 0}
+    held = holdout_mask(groups, es.holdout, rms.seed) if es.mode != "none" else np.zeros(len(groups), dtype=bool)
+    no_heldout = es.mode != "none" and (held.all() or not held.any())
+    if no_heldout:  # too few groups to split: train on everything for the maximum number of epochs
+        held[:] = False
+    utilities = regularise.with_margin(utilities_for(cfg, type_names), cfg.margin)
+    data = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if not h], type_names, rms.device)
+    hdata = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if h], type_names, rms.device) if held.any() else None
+    M, n = len(rms.members), len(data)
+    orders = torch.as_tensor(member_orders(n, M, cfg.epochs, cfg.ensemble_data, rng), device=rms.device)  # [M, E, n]
+    engine = make_engine(rms, cfg, data)
+    mode = es.mode if hdata is not None else "none"
+    stopper = EarlyStopper(mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_collapse_index, es.max_saturation)
+    snaps: dict[int, object] = {}
+    for epoch in range(1, cfg.epochs + 1):
+        stats: list[dict] = []
+        for s in range(0, n, cfg.batch_groups):
+            stats += engine.step(data, orders[:, epoch - 1, s : s + cfg.batch_groups], utilities, rms.bounded)
+        h = heldout_eval(engine, hdata, type_names, utilities, rms.bounded) if mode != "none" else {}
+        stop = stopper.update(epoch, h)
+        log.debug("reward epoch %d: held-out %s", epoch, h)
+        if mode != "none":  # keep only the weights a stop could go back to
+            snaps = {e: v for e, v in snaps.items() if e == stopper.keep_epoch}
+            snaps[epoch] = engine.snapshot()
+        if stop:
+            break
+    if stopper.keep_epoch != epoch:
+        engine.restore(snaps[stopper.keep_epoch])
+    engine.finish()
+    out = {
+        "rm/loss": float(np.mean([s["rm/loss"] for s in stats])),  # the last trained epoch, mean over members
+        "rm/train_acc": float(np.mean([s["rm/train_acc"] for s in stats])),
+        "rm/pairs": int(data.prefs.sum().item()),
+        "rm/groups": n,
+        "rm/epochs": epoch,
+        "rm/stacked": int(engine.stacked),
+    }
+    if es.mode != "none":
+        kept = stopper.history[stopper.keep_epoch - 1] if mode != "none" else {}
+        out.update({
+            "rm/heldout_groups": 0 if hdata is None else len(hdata),
+            "rm/heldout_loss": kept.get("loss", float("nan")),
+            "rm/heldout_acc": kept.get("accuracy", float("nan")),
+            "rm/heldout_collapse_index": kept.get("collapse_index", float("nan")),
+            "rm/heldout_saturation": kept.get("saturation", float("nan")),
+            "rm/kept_epoch": stopper.keep_epoch,
+            "rm/early_stopped": int(stopper.reason != "max_epochs" and not no_heldout),
+            "rm/stop_reason": "no_heldout" if no_heldout else stopper.reason,
+        })
+    return out

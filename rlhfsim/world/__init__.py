@@ -7,12 +7,22 @@ from __future__ import annotations
 
 from rlhfsim.world.base import Prompt, World
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
-
-# name -> (config model, world class); a new world registers here and gets a config `name` literal
-WORLDS: dict[str, tuple[type, type[World]]] = {"synthetic": (SyntheticWorldConfig, SyntheticWorld)}
+from rlhfsim.world.text_config import TextWorldConfig
 
 
-def build_world(cfg) -> World:
+def _text_world(cfg, **context) -> World:
+    from rlhfsim.world.text import TextWorld  # imports `datasets` only when a text world is built
+
+    return TextWorld(cfg, **context)
+
+
+# name -> (config model, world factory); a new world registers here and in the `world` union of config.Config.
+# Factories in CONTEXT_WORLDS also get the run's context (policy_tokenizer, device, score_batch).
+WORLDS: dict[str, tuple[type, object]] = {"synthetic": (SyntheticWorldConfig, SyntheticWorld), "text": (TextWorldConfig, _text_world)}
+CONTEXT_WORLDS = {"text"}
+
+
+def build_world(cfg, **context) -> World:
     """The world named by `cfg.name`, built from `cfg` (a config model from WORLDS, or a dict)."""
     name = cfg.get("name", "synthetic") if isinstance(cfg, dict) else getattr(cfg, "name", None)
     if name not in WORLDS:
@@ -20,7 +30,7 @@ def build_world(cfg) -> World:
     config_cls, world_cls = WORLDS[name]
     if not isinstance(cfg, config_cls):
         cfg = config_cls.model_validate(cfg if isinstance(cfg, dict) else cfg.model_dump())
-    return world_cls(cfg)
+    return world_cls(cfg, **context) if name in CONTEXT_WORLDS else world_cls(cfg)
 
 
-__all__ = ["WORLDS", "Prompt", "SyntheticWorld", "SyntheticWorldConfig", "World", "build_world"]
+__all__ = ["CONTEXT_WORLDS", "TextWorldConfig", "WORLDS", "Prompt", "SyntheticWorld", "SyntheticWorldConfig", "World", "build_world"]

@@ -83,3 +83,23 @@ def test_config_errors_name_the_field(tmp_path):
     cfg = load_config("configs/tiny.yaml", ["audit.shifts=[topics, facts]", "world.holdout_topics=1", "world.holdout_facts=2",
                                             "audit.families=[{name: pad_length, params: {words: 9}}]"])
     assert cfg.audit.families[0].params == {"words": 9}
+
+
+def test_text_world_gets_generic_audit_defaults_and_refuses_synthetic_families():
+    import pytest
+
+    from rlhfsim.config import ConfigError, config_from_dict
+    from rlhfsim.world.perturb import NEEDS_SYNTHETIC
+
+    text = {"world": {"name": "text", "dataset": "org/prompts", "reference_column": "answer"},
+            "policy": {"checkpoint": "org/policy"}, "reward": {"checkpoint": "org/rm"}}
+    cfg = config_from_dict(text)
+    assert cfg.audit.enabled and cfg.audit.shifts == []
+    assert cfg.audit.families and not {f.name for f in cfg.audit.families} & set(NEEDS_SYNTHETIC)
+    # without reference answers there is nothing to perturb: the suite is off unless asked for
+    no_ref = {**text, "world": {"name": "text", "dataset": "org/prompts", "gold": {"kind": "rule", "rules": {"open": "length", "closed": "length"}}}, "loop": {"reference_mix": 0}, "policy": {"checkpoint": "org/policy", "sft_demos": 0}}
+    assert not config_from_dict(no_ref).audit.enabled
+    with pytest.raises(ConfigError, match="audit.families"):
+        config_from_dict({**text, "audit": {"families": ["wrong_format"]}})
+    with pytest.raises(ConfigError, match="audit.shifts"):
+        config_from_dict({**text, "audit": {"shifts": ["operands"]}})

@@ -56,3 +56,31 @@ def test_registry_errors_and_grad():
     assert R.grad is not None and R.grad.shape == (3, 4)
     # integer input is promoted, not truncated
     np.testing.assert_allclose(aggregate(np.array([[1, 2], [2, 4]]), "mean"), [1.5, 3.0])
+
+
+def test_ensemble_metrics_disagreement_predicts_error():
+    from rlhfsim.reward.ensemble import ensemble_diagnostics, ensemble_metrics
+
+    rng = np.random.default_rng(0)
+    N = 200
+    gold = rng.uniform(size=N)
+    types = np.where(np.arange(N) % 2 == 0, "open", "closed")
+    noise = rng.uniform(0.0, 1.0, size=N)  # per-completion uncertainty: members scatter AND the mean errs by it
+    sign = rng.choice([-1.0, 1.0], size=N)  # the direction the members' mean errs in
+    members = gold[None, :] + noise[None, :] * (sign[None, :] + 0.5 * rng.normal(size=(5, N)))
+    m = ensemble_metrics(members, gold, types)
+    np.testing.assert_allclose(m["rm/ens_std"], members.std(0).mean())
+    np.testing.assert_allclose(m["rm/ens_std_open"], members[:, types == "open"].std(0).mean())
+    assert m["rm/ens_err_corr"] > 0.5 and m["rm/ens_err_corr_open"] > 0.5 and m["rm/ens_err_corr_closed"] > 0.5
+    # disagreement unrelated to the error: no correlation to speak of
+    unrelated = gold[None, :] + rng.normal(size=(1, N)) * 0.3 + rng.uniform(size=N)[None, :] * rng.normal(size=(5, N)) * 0.01
+    assert abs(ensemble_metrics(unrelated, gold, types)["rm/ens_err_corr"]) < 0.25
+    # one member: no disagreement, the correlations are undefined (NaN, never 0)
+    one = ensemble_metrics(members[:1], gold, types)
+    assert one["rm/ens_std"] == 0 and np.isnan(one["rm/ens_err_corr"])
+    # logits -> bounded rewards, aggregated as PPO sees them
+    d = ensemble_diagnostics(members, gold, types, bounded=True, method="wco", lam=0.1)
+    R = 1 / (1 + np.exp(-members))
+    np.testing.assert_allclose(d["rm/ens_std"], R.std(0).mean())
+    with pytest.raises(ValueError, match="N must agree"):
+        ensemble_metrics(members, gold[:-1], types)

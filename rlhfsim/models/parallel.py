@@ -1,0 +1,119 @@
+"""Hardware use: bf16 autocast, micro-batches with gradient accumulation, data parallelism over processes.
+
+Data parallelism (`accelerate launch --multi_gpu --num_processes N -m rlhfsim run cfg.yaml`, or torchrun): every process runs
+the same simulation from the same seeds; in each optimiser step (PPO minibatch, reward-model batch) a process
+takes every N-th row of the batch, its loss weighted by its share of the batch's tokens or pairs, and the
+gradients are summed over processes. The summed gradient is the single-process gradient of the whole batch, so
+all processes apply the same update and stay in step. Rank 0 writes the run directory.
+
+On one process nothing here changes a number: one chunk with weight 1.0, no collective, no autocast on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+
+class Parallel:
+    """This process's place among data-parallel workers (rank, world size), and micro-batch splitting."""
+
+    def __init__(self, rank: int = 0, world_size: int = 1, micro_batch: int | None = None):
+        self.rank, self.world_size, self.micro_batch = rank, world_size, micro_batch
+
+    @classmethod
+    def from_env(cls, device: torch.device, micro_batch: int | None = None) -> "Parallel":
+        """Join the process group `accelerate launch` / torchrun describe in the environment (WORLD_SIZE, RANK)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls(0, 1, micro_batch)
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), micro_batch)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def chunks(self, idx: torch.Tensor, micro_batch: int | None = None) -> list[torch.Tensor]:
+        """This process's rows of a batch `idx`, in micro-batches of at most `micro_batch` rows."""
+        mine = idx[self.rank :: self.world_size] if self.world_size > 1 else idx
+        size = micro_batch or self.micro_batch
+        if size is None or size >= len(mine):
+            return [mine] if len(mine) else []
+        return list(mine.split(size))
+
+    def sum_grads(self, params) -> None:
+        """Sum gradients over processes (one flat all-reduce); every trainable parameter takes part, in order."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        params = [p for p in params if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.view_as(p))
+
+    def weighted_stats(self, parts: list[tuple[float, dict]]) -> dict:
+        """Weighted mean of per-chunk stats over chunks (and processes): the stats of the whole batch."""
+        keys = list(parts[0][1]) if parts else []
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([[w * s[k] for k in keys] + [w] for w, s in parts] or [[0.0] * (len(keys) + 1)], dtype=torch.float64).sum(0)
+            dist.all_reduce(t)
+            return {k: float(t[j] / t[-1]) if t[-1] > 0 else float("nan") for j, k in enumerate(keys)}
+        if len(parts) == 1:
+            return dict(parts[0][1])
+        total = sum(w for w, _ in parts)
+        return {k: sum(w * s[k] for w, s in parts) / total for k in keys}
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked for (or `auto` and supported); a no-op elsewhere."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "auto" and not torch.cuda.is_bf16_supported():
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def local_device(device: torch.device) -> torch.device:
+    """cuda -> this process's GPU (LOCAL_RANK) under a multi-process launch."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+@contextlib.contextmanager
+def rank_out_dir(cfg, out, resume: bool):
+    """The run directory this process writes: `out` on rank 0 (and on one process), a private temporary copy on the
+    other ranks (with the run's checkpoints when resuming, so every rank restores the same round), removed at the end."""
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    if rank == 0:
+        yield out
+        return
+    import shutil
+    import tempfile
+
+    from rlhfsim.tracking import RunDir
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"rlhfsim-rank{rank}-"))
+    private = tmp / "run"
+    real = RunDir.for_config(cfg, out).path
+    if resume and real.exists():
+        shutil.copytree(real, private, ignore=shutil.ignore_patterns(".lock", "samples", "rewards"))
+    try:
+        yield private
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

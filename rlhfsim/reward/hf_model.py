@@ -1,0 +1,106 @@
+"""Reward models from transformers checkpoints, each reading text with its own tokenizer.
+
+The interface between the policy and a reward model is text: a completion the policy decoded is re-tokenised
+here as the pair (prompt, completion), so policy and reward model may use different tokenizers (e.g. a Pythia
+policy and a DeBERTa-v3 reward model). `CheckpointRewardModels` has the interface of
+`rlhfsim.reward.model.RewardModels` (members, bounded, tokenizer, device, logits, rewards, reinit, state_dict);
+`TextScorer` is the frozen single-model scorer behind a gold reward model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlhfsim.models.hf import enable_checkpointing, load_sequence_classifier, load_tokenizer
+
+
+def encode_text_pairs(tokenizer, prompts: list[str], completions: list[str], max_length: int, device=None) -> dict:
+    """The tokenizer's own pair encoding ([CLS] p [SEP] c [SEP] for BERT-likes), right-padded, cut to max_length."""
+    enc = tokenizer(prompts, completions, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
+    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+@torch.inference_mode()
+def score_logits(models: list, tokenizer, prompts: list[str], completions: list[str], max_length: int, batch_size: int, device) -> np.ndarray:
+    """[M, N] raw logits of each model on each (prompt, completion)."""
+    out = np.zeros((len(models), len(prompts)), dtype=np.float64)
+    for s in range(0, len(prompts), batch_size):
+        enc = encode_text_pairs(tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], max_length, device)
+        for m, model in enumerate(models):
+            model.eval()
+            out[m, s : s + batch_size] = model(**enc).logits.squeeze(-1).float().cpu().numpy()
+    return out
+
+
+def fresh_head(model, seed: int) -> None:
+    """A new 1-logit head (N(0, initializer_range) weights, zero bias) from `seed`, even where the checkpoint has one:
+    ensemble members must differ, and a reward model is trained here, not reused."""
+    head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        head = next((m for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear) and m.out_features == 1), None)
+    if head is None:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * std)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
+class TextScorer:
+    """A frozen sequence classifier scoring (prompt, completion) text: the gold reward model."""
+
+    def __init__(self, checkpoint: str, tokenizer: str | None, max_length: int, device, what: str, batch_size: int = 256, seed: int = 0):
+        self.tokenizer = load_tokenizer(tokenizer or checkpoint, what)
+        self.model = load_sequence_classifier(checkpoint, what, self.tokenizer.pad_token_id, seed).to(device).eval().requires_grad_(False)
+        self.max_length, self.batch_size, self.device = max_length, batch_size, device
+
+    def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """[N] raw logits."""
+        return score_logits([self.model], self.tokenizer, prompts, completions, self.max_length, self.batch_size, self.device)[0]
+
+
+class CheckpointRewardModels:
+    """The round's reward model(s) fine-tuned from reward.checkpoint; members differ by the seed of their new head."""
+
+    def __init__(self, cfg, device, seed: int):
+        rc = cfg.reward
+        self.cfg, self.compute, self.device = rc, cfg.compute, device
+        self.bounded = rc.is_bounded
+        self.tokenizer = load_tokenizer(rc.tokenizer or rc.checkpoint, "reward.tokenizer" if rc.tokenizer else "reward.checkpoint")
+        self.members = self._build(seed, rc.ensemble_size)
+
+    def _build(self, seed: int, n: int) -> list:
+        members = []
+        for m in range(n):
+            model = load_sequence_classifier(self.cfg.checkpoint, "reward.checkpoint", self.tokenizer.pad_token_id, seed * 1000 + m)
+            fresh_head(model, seed * 1000 + m)
+            if self.compute.gradient_checkpointing:
+                enable_checkpointing(model)
+            members.append(model.to(self.device).eval())
+        return members
+
+    def reinit(self, seed: int) -> None:
+        """Back to the pretrained body with new heads (reward.init: fresh)."""
+        self.members = self._build(seed, len(self.members))
+
+    def encode(self, prompts: list[str], completions: list[str]) -> dict:
+        return encode_text_pairs(self.tokenizer, prompts, completions, self.cfg.max_length, self.device)
+
+    def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """[M, N] raw logits."""
+        return score_logits(self.members, self.tokenizer, prompts, completions, self.cfg.max_length, self.compute.score_batch, self.device)
+
+    def rewards(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """[M, N] rewards on the trained scale: sigmoid(logit) in [0,1] when bounded, else logits."""
+        z = self.logits(prompts, completions)
+        return 1.0 / (1.0 + np.exp(-z)) if self.bounded else z
+
+    def state_dict(self) -> list[dict]:
+        return [m.state_dict() for m in self.members]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for m, s in zip(self.members, states):
+            m.load_state_dict(s)

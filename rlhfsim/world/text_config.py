@@ -1,0 +1,107 @@
+"""Config of the text world: prompts from a `datasets` dataset, gold from a reward-model checkpoint or a rule.
+
+Kept apart from rlhfsim/world/text.py so that loading a config never imports `datasets` or loads a model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GOLD_RULES = ("length", "reference_match", "reference_f1")
+
+
+def local_path_exists(v: str | None) -> str | None:
+    """A value that is clearly a local path (/, ./, ../, ~) must exist; anything else may be a hub name."""
+    if v is not None and v.startswith(("/", "./", "../", "~")) and not Path(v).expanduser().exists():
+        raise ValueError(f"{v!r} does not exist; give an existing local path or a hub name")
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GoldRuleConfig(_Strict):
+    """Gold from a rule per prompt type (no model). `length`: the paper's length-based ranking on LongForm-style
+    answers, min(words / target, 1) minus `length_decay` per word beyond the target; `reference_match`: 1 iff the
+    completion starts with the reference answer (case and punctuation ignored), else 0 (closed-ended);
+    `reference_f1`: word-overlap F1 with the reference answer."""
+
+    kind: Literal["rule"] = Field("rule", description="Gold from a rule.")
+    rules: dict[str, Literal["length", "reference_match", "reference_f1"]] = Field(
+        default_factory=lambda: {"open": "length", "closed": "reference_match"}, description="Prompt type -> rule."
+    )
+    length_target: int = Field(64, ge=1, description="length rule: words at which the gold reaches 1.")
+    length_decay: float = Field(0.0, ge=0, le=1, description="length rule: gold lost per word beyond the target (0 = longer never hurts).")
+
+
+class GoldModelConfig(_Strict):
+    """Gold from a larger reward-model checkpoint (Gao et al. 2022): sigmoid(logit / temperature) in [0,1]."""
+
+    kind: Literal["model"] = Field("model", description="Gold from a sequence-classification checkpoint.")
+    checkpoint: str = Field(..., description="Hub name or local folder of a 1-logit sequence classifier (a trained reward model).")
+    tokenizer: str | None = Field(None, description="Tokenizer when it is not stored with the checkpoint.")
+    temperature: float = Field(1.0, gt=0, description="Logits are divided by this before the sigmoid.")
+    max_length: int = Field(512, ge=8, le=32768, description="Tokens per (prompt, completion); the longer of the two is cut first.")
+
+    _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
+
+
+class TextWorldConfig(_Strict):
+    """Prompts from a `datasets` dataset (hub name or local json/jsonl/csv/parquet files), typed by a column or by
+    rules, with a gold reward model or a gold rule. Needs policy.checkpoint and reward.checkpoint."""
+
+    name: Literal["text"] = Field("text", description="World registry name.")
+    seed: int = Field(0, ge=0, description="World seed: fixes the train/eval split of the prompts.")
+    dataset: str = Field(..., description="Hub dataset name, a local data file (.json/.jsonl/.csv/.parquet), or a folder of them.")
+    config_name: str | None = Field(None, description="Hub dataset configuration (subset), if it has several.")
+    split: str = Field("train", description="Split the prompts come from.")
+    eval_split: str | None = Field(None, description="Split of the held-out eval prompts; null = hold out `eval_fraction` of `split`.")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of `split` held out for evaluation when eval_split is null.")
+    max_rows: int | None = Field(None, ge=1, description="Use only the first rows of the split (quick runs).")
+    prompt_column: str = Field("prompt", description="Column holding the prompt text.")
+    type_column: str | None = Field(None, description="Column holding each prompt's type (values must be in prompt_types); null = use type_rules.")
+    type_rules: dict[str, str] = Field(
+        default_factory=dict, description="Prompt type -> regular expression searched in the prompt (case-insensitive); the "
+        "first match in order wins, else default_type. Used when type_column is null."
+    )
+    default_type: str = Field("open", description="Type of prompts no rule matches.")
+    prompt_types: list[str] = Field(["open", "closed"], min_length=1, description="The prompt types (keys of reward.prompt_aware).")
+    family_column: str | None = Field(None, description="Column grouping prompts into families for per-family metrics; null = family is the type.")
+    reference_column: str | None = Field(
+        None, description="Column with a human-written answer: SFT demonstrations, reference_mix and the reference_* gold rules."
+    )
+    prompt_template: str = Field("{prompt}", description="How a prompt is shown to a policy without a chat template, e.g. 'Q: {prompt}\\nA:'.")
+    chat_template: Literal["auto", "off"] = Field("auto", description="auto: wrap prompts in the policy tokenizer's chat template when it has one.")
+    max_prompt_tokens: int = Field(256, ge=1, description="Prompts longer than this (policy tokens, template included) are dropped.")
+    gold: GoldRuleConfig | GoldModelConfig = Field(default_factory=GoldRuleConfig, discriminator="kind", description="The hidden gold reward.")
+
+    _paths = field_validator("dataset", "eval_split")(local_path_exists)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TextWorldConfig":
+        if len(set(self.prompt_types)) != len(self.prompt_types):
+            raise ValueError(f"prompt_types has duplicates: {self.prompt_types}")
+        if self.default_type not in self.prompt_types:
+            raise ValueError(f"default_type {self.default_type!r} is not one of prompt_types {self.prompt_types}")
+        for t, pattern in self.type_rules.items():
+            if t not in self.prompt_types:
+                raise ValueError(f"type_rules: {t!r} is not one of prompt_types {self.prompt_types}")
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"type_rules.{t}: bad regular expression {pattern!r}: {e}") from None
+        if "{prompt}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {prompt}")
+        if isinstance(self.gold, GoldRuleConfig):
+            missing = [t for t in self.prompt_types if t not in self.gold.rules]
+            extra = [t for t in self.gold.rules if t not in self.prompt_types]
+            if missing or extra:
+                raise ValueError(f"gold.rules must name each prompt type once: missing {missing}, unknown {extra}")
+            if self.reference_column is None and any(r.startswith("reference") for r in self.gold.rules.values()):
+                raise ValueError("gold rules reference_match / reference_f1 need world.reference_column")
+        return self

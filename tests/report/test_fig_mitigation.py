@@ -1,0 +1,35 @@
+"""Figure 8 appears for studies that log ensemble or early-stopping metrics, and only for them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from rlhfsim.report.fig_mitigation import fig_mitigation
+from rlhfsim.report.figures import palette
+from rlhfsim.report.load import load_study
+
+# the fabricated study of test_report.py (tests are not a package: load the sibling file)
+_spec = importlib.util.spec_from_file_location("_report_fixtures", Path(__file__).with_name("test_report.py"))
+_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mod)
+make_study = _mod.make_study
+
+
+def _add(root, cols):
+    for f in root.glob("*/seed*/metrics.jsonl"):
+        rows = [json.loads(ln) for ln in f.read_text().splitlines()]
+        for r in rows:
+            if r["round"] > 0:
+                r.update({k: v * r["round"] for k, v in cols.items()})
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_figure_only_with_mitigation_metrics(tmp_path):
+    root = make_study(tmp_path)
+    study = load_study([str(root)])
+    res = fig_mitigation(study, palette(study.variants))
+    assert res.fig is None and "no early stopping" in res.skipped
+    _add(root, {"rm/epochs": 2.0, "rm/heldout_loss": 0.6, "rm/ens_std": 0.1, "rm/ens_err_corr": 0.1, "time/reward": 1.0})
+    study = load_study([str(root)])
+    res = fig_mitigation(study, palette(study.variants))
+    assert res.fig is not None and len(res.fig.axes) == 5 and res.key == "fig11_reward_training"

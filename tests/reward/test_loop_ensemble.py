@@ -1,0 +1,29 @@
+"""Ensembles, early stopping and run-level stopping through the real loop (tiny config)."""
+
+import json
+
+import pandas as pd
+
+from rlhfsim.config import load_config
+from rlhfsim.loop import run
+from rlhfsim.tracking import read_jsonl
+
+
+def test_ensemble_with_early_stopping_runs_end_to_end(tmp_path, sft_cache):
+    cfg = load_config("configs/tiny.yaml", [
+        f"policy.cache_dir={sft_cache}", "reward.ensemble_size=2", "reward.aggregation=uwo", "reward.ensemble_data=bootstrap",
+        "reward.epochs=3", "reward.early_stop.mode=patience", "reward.early_stop.holdout=0.3",
+        "loop.rounds=3", "loop.stop_on_stagnation=true", "loop.stagnation_window=2", "loop.stagnation_slope=10.0"])
+    summary = run(cfg, out=tmp_path / "r")
+    rows = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    last = rows[-1]
+    assert last["rm/stacked"] == 1 and 1 <= last["rm/epochs"] <= 3
+    assert last["rm/stop_reason"] in ("max_epochs", "patience", "no_heldout")
+    for key in ("rm/ens_std", "rm/ens_std_open", "rm/ens_err_corr_open", "rm/heldout_loss", "rm/kept_epoch"):
+        assert key in last, key
+    assert last["rm/ens_std"] > 0  # members differ
+    # slope threshold 10: any 2-round window "stagnates", so the run ends after round 2 of 3 and says so
+    assert summary["early_stop"]["round"] == 2 == summary["rounds_completed"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["early_stop"]["stagnation_round"] == 1
+    df = pd.read_parquet(tmp_path / "r" / "rewards" / "round_002.parquet")
+    assert {"proxy_m0", "proxy_m1"} <= set(df.columns)
