@@ -169,6 +169,10 @@ class RewardConfig(Strict):
             raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
         if es.min_epochs > self.epochs:
             raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
+        if self.checkpoint is not None and (es.mode != "none" or self.ensemble_data == "bootstrap"):
+            # the checkpoint trainer (rlhfsim.reward.hf_trainer) has neither yet: refuse rather than ignore
+            raise ValueError("reward.checkpoint: early_stop.mode and ensemble_data: bootstrap are built-in reward models only; "
+                             "set early_stop.mode: none and ensemble_data: own_order")
         return self
 
     @property

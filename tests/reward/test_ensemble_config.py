@@ -32,3 +32,13 @@ def test_defaults_keep_a_single_plain_model():
     assert cfg.reward.early_stop.mode == "none" and cfg.loop.stop_on_stagnation is False
     ok = config_from_dict({"reward": {"epochs": 6, "early_stop": {"mode": "collapse", "max_saturation": 0.5}}})
     assert ok.reward.early_stop.max_saturation == 0.5
+
+
+def test_checkpoint_reward_models_refuse_what_their_trainer_lacks():
+    from rlhfsim.config import RewardConfig
+
+    with pytest.raises(ValueError, match="early_stop.mode"):
+        RewardConfig(checkpoint="org/rm", early_stop={"mode": "patience", "holdout": 0.15})
+    with pytest.raises(ValueError, match="bootstrap"):
+        RewardConfig(checkpoint="org/rm", ensemble_size=2, ensemble_data="bootstrap")
+    assert RewardConfig(checkpoint="org/rm").early_stop.mode == "none"
