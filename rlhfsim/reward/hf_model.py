@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rlhfsim.models.hf import enable_checkpointing, load_sequence_classifier, load_tokenizer
+from rlhfsim.reward.model import MemberRewards
 
 
 def encode_text_pairs(tokenizer, prompts: list[str], completions: list[str], max_length: int, device=None) -> dict:
@@ -62,7 +63,7 @@ class TextScorer:
         return score_logits([self.model], self.tokenizer, prompts, completions, self.max_length, self.batch_size, self.device)[0]
 
 
-class CheckpointRewardModels:
+class CheckpointRewardModels(MemberRewards):
     """The round's reward model(s) fine-tuned from reward.checkpoint; members differ by the seed of their new head."""
 
     def __init__(self, cfg, device, seed: int):
@@ -92,15 +93,3 @@ class CheckpointRewardModels:
     def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """[M, N] raw logits."""
         return score_logits(self.members, self.tokenizer, prompts, completions, self.cfg.max_length, self.compute.score_batch, self.device)
-
-    def rewards(self, prompts: list[str], completions: list[str]) -> np.ndarray:
-        """[M, N] rewards on the trained scale: sigmoid(logit) in [0,1] when bounded, else logits."""
-        z = self.logits(prompts, completions)
-        return 1.0 / (1.0 + np.exp(-z)) if self.bounded else z
-
-    def state_dict(self) -> list[dict]:
-        return [m.state_dict() for m in self.members]
-
-    def load_state_dict(self, states: list[dict]) -> None:
-        for m, s in zip(self.members, states):
-            m.load_state_dict(s)

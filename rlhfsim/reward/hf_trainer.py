@@ -13,25 +13,16 @@ import numpy as np
 import torch
 
 from rlhfsim.models.parallel import Parallel
-from rlhfsim.reward.trainer import listwise_loss, utilities_for
+from rlhfsim.reward.trainer import group_layout, listwise_loss, utilities_for
 
 
 class TextGroups:
     """The buffer's groups as text, with [G, K] completion indices, [G, K, K] preferences and type indices."""
 
     def __init__(self, groups, type_names: list[str]):
-        k = max(len(g.completions) for g in groups)
         self.prompts = [g.prompt.text for g in groups for _ in g.completions]
         self.texts = [c for g in groups for c in g.completions]
-        self.index = torch.full((len(groups), k), -1, dtype=torch.long)
-        self.prefs = torch.zeros((len(groups), k, k), dtype=torch.bool)
-        pos = 0
-        for i, g in enumerate(groups):
-            n = len(g.completions)
-            self.index[i, :n] = torch.arange(pos, pos + n)
-            self.prefs[i, :n, :n] = torch.as_tensor(g.prefs)
-            pos += n
-        self.type_idx = torch.tensor([type_names.index(g.prompt.type) for g in groups])
+        self.index, self.prefs, self.type_idx = group_layout(groups, type_names)
 
     def __len__(self) -> int:
         return self.index.shape[0]

@@ -28,8 +28,30 @@ def build_reward_model(tokenizer, cfg, n_positions: int, seed: int) -> GPT2ForSe
     return GPT2ForSequenceClassification(conf)
 
 
-class RewardModels:
-    """The round's reward model(s). `logits` -> [M, N]; `rewards` maps them to the trained scale."""
+class MemberRewards:
+    """What every reward-model ensemble shares: `members`, `bounded`, and `logits(prompts, completions)` -> [M, N]."""
+
+    members: list
+    bounded: bool
+
+    def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def rewards(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """[M, N] rewards on the trained scale: sigmoid(logit) in [0,1] when bounded, else logits."""
+        z = self.logits(prompts, completions)
+        return 1.0 / (1.0 + np.exp(-z)) if self.bounded else z
+
+    def state_dict(self) -> list[dict]:
+        return [m.state_dict() for m in self.members]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for m, s in zip(self.members, states):
+            m.load_state_dict(s)
+
+
+class RewardModels(MemberRewards):
+    """The round's built-in reward model(s). `logits` -> [M, N]; `rewards` maps them to the trained scale."""
 
     def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
         self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
@@ -59,15 +81,3 @@ class RewardModels:
                 model.eval()
                 out[m, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float().cpu().numpy()
         return out
-
-    def rewards(self, prompts: list[str], completions: list[str]) -> np.ndarray:
-        """[M, N] rewards on the trained scale: sigmoid(logit) in [0,1] when bounded, else logits."""
-        z = self.logits(prompts, completions)
-        return 1.0 / (1.0 + np.exp(-z)) if self.bounded else z
-
-    def state_dict(self) -> list[dict]:
-        return [m.state_dict() for m in self.members]
-
-    def load_state_dict(self, states: list[dict]) -> None:
-        for m, s in zip(self.members, states):
-            m.load_state_dict(s)

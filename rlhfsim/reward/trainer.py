@@ -58,24 +58,32 @@ def pairwise_loss(chosen_logits: torch.Tensor, rejected_logits: torch.Tensor, pa
     return -util.mean()
 
 
+def group_layout(groups, type_names: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each group's completions sit in the flat list of all completions, and what was preferred.
+
+    Returns index [G, K] (flat position of completion j of group i; -1 pads groups with fewer than K),
+    prefs [G, K, K] (prefs[i, a, b]: a was preferred to b) and type_idx [G] (prompt type of each group).
+    """
+    k = max(len(g.completions) for g in groups)
+    index = torch.full((len(groups), k), -1, dtype=torch.long)
+    prefs = torch.zeros((len(groups), k, k), dtype=torch.bool)
+    pos = 0
+    for i, g in enumerate(groups):
+        n = len(g.completions)
+        index[i, :n] = torch.arange(pos, pos + n)
+        prefs[i, :n, :n] = torch.as_tensor(g.prefs)
+        pos += n
+    return index, prefs, torch.tensor([type_names.index(g.prompt.type) for g in groups])
+
+
 class GroupTensors:
     """All groups of the buffer tokenised once: flat ids [N, S] plus the [G, K] index of each completion."""
 
     def __init__(self, tokenizer, groups, type_names: list[str], device):
-        k = max(len(g.completions) for g in groups)
         prompts = [g.prompt.text for g in groups for _ in g.completions]
         comps = [c for g in groups for c in g.completions]
         self.ids, self.mask = encode_pairs(tokenizer, prompts, comps, device)
-        self.index = torch.full((len(groups), k), -1, dtype=torch.long)
-        self.prefs = torch.zeros((len(groups), k, k), dtype=torch.bool)
-        pos = 0
-        for i, g in enumerate(groups):
-            n = len(g.completions)
-            self.index[i, :n] = torch.arange(pos, pos + n)
-            self.prefs[i, :n, :n] = torch.as_tensor(g.prefs)
-            pos += n
-        self.type_idx = torch.tensor([type_names.index(g.prompt.type) for g in groups])
-        self.index, self.prefs, self.type_idx = self.index.to(device), self.prefs.to(device), self.type_idx.to(device)
+        self.index, self.prefs, self.type_idx = (t.to(device) for t in group_layout(groups, type_names))
 
     def __len__(self) -> int:
         return self.index.shape[0]
