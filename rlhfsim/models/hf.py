@@ -11,7 +11,6 @@ PPO trains: the ratio must compare one deterministic function before and after a
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -121,15 +120,15 @@ def enable_checkpointing(model) -> None:
 
 def sft_key(cfg, device) -> str:
     """Cache key of a checkpoint policy's SFT: world, policy (checkpoint name included) and the numerics it ran under."""
-    numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
-    blob = json.dumps({"world": cfg.world.model_dump(mode="json"), "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
-                       "numerics": numerics, "v": 1}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    from rlhfsim.models.policy import numerics_cache_key
+
+    return numerics_cache_key({"world": cfg.world.model_dump(mode="json"),
+                               "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "v": 1}, device)
 
 
 def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
     """The checkpoint policy, SFT'd on the world's reference answers when policy.sft_demos > 0 (cached), then LoRA."""
-    from rlhfsim.models.policy import train_sft
+    from rlhfsim.models.policy import cache_sft, train_sft
 
     pc = cfg.policy
     model = load_causal_lm(pc.checkpoint, "policy.checkpoint")
@@ -149,14 +148,9 @@ def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
         else:
             model.to(device)
             demos = world.demonstrations(pc.sft_demos, np.random.default_rng(0))
-            stats = {**train_sft(model, world.tokenizer, demos, pc, device, 0), "sft/cached": 0}
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            model.save_pretrained(tmp)
-            (tmp / "sft_stats.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "sft/cached"}))
-            try:
-                tmp.rename(path)
-            except OSError:  # a concurrent run cached it first
-                pass
+            stats = train_sft(model, world.tokenizer, demos, pc, device, 0)
+            cache_sft(model, stats, path)
+            stats = {**stats, "sft/cached": 0}
     if pc.lora is not None:
         model = apply_lora(model, pc.lora)
     if cfg.compute.gradient_checkpointing:

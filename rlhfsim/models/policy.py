@@ -77,18 +77,38 @@ def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate"
 CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in GPT-2: kept out of its cache key
 
 
-def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
-    # device type and CPU thread count change the trained weights' low bits (reduction order), so a cache
-    # written under other settings would make a run's metrics depend on what ran before it
+def numerics_cache_key(blob: dict, device: torch.device | str) -> str:
+    """Hash of what an SFT warm start depends on (`blob`) plus the numerics it ran under: device type and CPU
+    thread count change the trained weights' low bits (reduction order), so a cache written under other
+    settings would make a run's metrics depend on what ran before it."""
     numerics = {"device": torch.device(device).type, "threads": torch.get_num_threads()}
+    return hashlib.sha256(json.dumps({**blob, "numerics": numerics}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device | str = "cpu") -> str:
     # hold-outs at their default (0) leave the key as it was before they existed: caches stay valid
     unset = {k for k in ("holdout_topics", "holdout_facts") if getattr(world_cfg, k, None) == 0}
-    blob = json.dumps(
+    return numerics_cache_key(
         {"world": world_cfg.model_dump(mode="json", exclude=unset), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
-         "vocab": vocab, "numerics": numerics, "v": 2},
-        sort_keys=True,
+         "vocab": vocab, "v": 2},
+        device,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_sft(model, stats: dict, path: Path) -> None:
+    """Store an SFT warm start (weights + its stats) at `path`, atomically; never a diverged one."""
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
+        # every later run would inherit it; the guards report it in this run
+        log.warning("SFT produced non-finite weights; not caching them (lower policy.sft_lr)")
+        return
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    (tmp / "sft_stats.json").write_text(json.dumps(stats))
+    try:
+        tmp.rename(path)  # atomic: a killed SFT never leaves a half-written cache entry
+    except OSError:  # a concurrent run finished first: keep theirs
+        pass
 
 
 def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
@@ -143,16 +163,5 @@ def warm_start_policy(world, cfg, device, sft_seed: int = 0) -> tuple[GPT2LMHead
         demos = world.demonstrations(cfg.policy.sft_demos, np.random.default_rng(sft_seed))
         stats = train_sft(model, tok, demos, cfg.policy, device, sft_seed)
     model.eval()
-    if not all(torch.isfinite(t).all() for t in model.state_dict().values()):
-        # never cache a diverged warm start: every later run would inherit it; the guards report it
-        log.warning("SFT produced non-finite weights; not caching them (lower policy.sft_lr)")
-        return model, {**stats, "sft/cached": 0}
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    (tmp / "sft_stats.json").write_text(json.dumps(stats))
-    try:
-        tmp.rename(path)  # atomic: a killed SFT never leaves a half-written cache entry
-    except OSError:  # a concurrent run finished first: keep theirs
-        pass
+    cache_sft(model, stats, path)
     return model, {**stats, "sft/cached": 0}
