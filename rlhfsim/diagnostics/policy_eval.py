@@ -44,7 +44,7 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
     tok = world.tokenizer
     flat = [p for p in prompts for _ in range(k)]
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in flat], device)
-    ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
+    ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator, return_entropy=True)
     mask = ro.response_mask.float()
     logp = ro.logprobs  # [N, L] the sampler's own logprobs and entropies: no policy forward needed
     ref_logp = core.logprobs_from_logits(response_logits(ref, ro.seq, temperature), ro.response_ids) * mask

@@ -2,7 +2,7 @@
 
 `sample` returns the sampling logprobs too: at temperature T they are log_softmax(logits / T) of the
 very tokens drawn, which is what PPO's ratio needs as old logprobs (no second policy forward); and the
-per-step entropy, which evaluation needs (again no second forward).
+per-step entropy when asked (evaluation needs it; PPO's rollout does not), again with no second forward.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlhfsim.ppo.core import entropy_from_logits
-
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
+from rlhfsim.ppo.core import entropy_from_logits
 
 
 @dataclass
 class Rollout:
     seq: Sequences  # [B, P+L] prompt + response
     logprobs: torch.Tensor  # [B, L] sampling logprobs of the response tokens (0 on pads)
-    entropy: torch.Tensor  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads)
     hidden: torch.Tensor | None = None  # [B, L, H] last hidden state before each response token (return_hidden)
+    entropy: torch.Tensor | None = None  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads; return_entropy)
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -44,11 +43,13 @@ def sample(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     return_hidden: bool = False,
+    return_entropy: bool = False,
 ) -> Rollout:
     """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended.
 
     return_hidden: also keep the final hidden state that predicts each response token, so a value head on
     the policy's trunk gets its values without another forward pass.
+    return_entropy: also keep each step's entropy (evaluation's policy entropy without another forward pass).
     """
     B, P = prompt_ids.shape
     device = prompt_ids.device
@@ -66,7 +67,7 @@ def sample(
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
-    ents = torch.zeros((B, max_new_tokens), device=device)
+    ents = torch.zeros((B, max_new_tokens), device=device) if return_entropy else None
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
@@ -74,7 +75,8 @@ def sample(
         tok = tok.masked_fill(done, pad_id)
         tokens[:, t] = tok
         logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
-        ents[:, t] = entropy_from_logits(logp).masked_fill(done, 0.0)  # log-probs are valid logits
+        if return_entropy:
+            ents[:, t] = entropy_from_logits(logp).masked_fill(done, 0.0)  # log-probs are valid logits
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break
@@ -85,7 +87,7 @@ def sample(
         cache = out.past_key_values
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
-    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, ents * resp_mask, hidden)
+    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, hidden, ents * resp_mask if return_entropy else None)
 
 
 def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
