@@ -133,6 +133,10 @@ class RewardConfig(Strict):
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate decay over each round's optimiser steps (transformers' schedulers): constant, "
+        "or linear / cosine decay to 0 (the reward-collapse paper's recipe is cosine with warmup 0.1).")
+    warmup: float = Field(0.0, ge=0, lt=1, description="Share of each round's optimiser steps with a linear warmup from lr 0 to `lr`.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout (residual, embedding, attention) while training the reward model.")
     center_coef: float = Field(
         0.0, ge=0, description="Reward centring: adds center_coef * mean(logit^2) to the loss (TRL's center_rewards_coefficient)."

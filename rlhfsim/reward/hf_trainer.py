@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rlhfsim.models.parallel import Parallel
+from rlhfsim.reward import schedule
 from rlhfsim.reward.trainer import group_layout, listwise_loss, utilities_for
 
 
@@ -68,6 +69,7 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
     for model in rms.members:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        sched = schedule.make_scheduler(opt, cfg.lr_schedule, cfg.warmup, schedule.total_steps(len(data), cfg.batch_groups, cfg.epochs))
         for _ in range(cfg.epochs):
             order = rng.permutation(len(data))
             for s in range(0, len(data), cfg.batch_groups):
@@ -75,6 +77,8 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
                 st = batch_gradients(rms, model, data, torch.as_tensor(order[s : s + cfg.batch_groups]), utilities, parallel, micro_batch)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 if st is not None:
                     stats.append(st)
         model.eval()

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import torch
 
-from rlhfsim.reward import regularise
+from rlhfsim.reward import regularise, schedule
 from rlhfsim.reward.early_stop import EarlyStopper, holdout_mask, member_orders
 from rlhfsim.reward.model import encode_pairs
 from rlhfsim.reward.stacked import Stack, clip_grad_norm_per_member
@@ -120,9 +120,10 @@ class LoopEngine:
 
     stacked = False
 
-    def __init__(self, rms, cfg):
+    def __init__(self, rms, cfg, steps: int):
         self.models = rms.members
         self.opts = [torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True) for m in self.models]
+        self.scheds = [schedule.make_scheduler(o, cfg.lr_schedule, cfg.warmup, steps) for o in self.opts]
         self.center_coef = cfg.center_coef
         for m in self.models:
             m.train()
@@ -137,6 +138,8 @@ class LoopEngine:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if self.scheds[m] is not None:
+                self.scheds[m].step()
             stats.append(st)
         return stats
 
@@ -169,10 +172,11 @@ class StackedEngine(LoopEngine):
 
     stacked = True
 
-    def __init__(self, rms, cfg, stack: Stack):
+    def __init__(self, rms, cfg, steps: int, stack: Stack):
         self.models, self.stack = rms.members, stack
         self.params = list(stack.params.values())
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        self.sched = schedule.make_scheduler(self.opt, cfg.lr_schedule, cfg.warmup, steps)
         self.center_coef = cfg.center_coef
 
     def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
@@ -190,6 +194,8 @@ class StackedEngine(LoopEngine):
         total.backward()
         clip_grad_norm_per_member(self.params, 1.0)
         self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
         return stats
 
     @torch.no_grad()
@@ -215,11 +221,12 @@ class StackedEngine(LoopEngine):
 
 def make_engine(rms, cfg, data: GroupTensors) -> LoopEngine:
     """Stacked when there are several members and the architecture stacks; else the loop."""
+    steps = schedule.total_steps(len(data), cfg.batch_groups, cfg.epochs)
     if len(rms.members) > 1 and cfg.stacked:
         stack = Stack.build(rms.members, requires_grad=True, probe=(data.ids, data.mask))
         if stack is not None:
-            return StackedEngine(rms, cfg, stack)
-    return LoopEngine(rms, cfg)
+            return StackedEngine(rms, cfg, steps, stack)
+    return LoopEngine(rms, cfg, steps)
 
 
 def heldout_eval(engine: LoopEngine, data: GroupTensors, type_names: list[str], utilities, bounded: bool) -> dict:
