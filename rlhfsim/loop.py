@@ -377,7 +377,11 @@ def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
     gm = diag.train_profiles.group_matrices(groups)
     logits = sim.rms.logits([p.text for p in gm.prompts], gm.texts).mean(0)
     theory = sim._theory_optima(gm.valid.shape[1])
-    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, theory)
+    from rlhfsim.reward.trainer import utilities_for
+
+    types = sim.world.prompt_types
+    utilities = dict(zip(types, utilities_for(sim.cfg.reward, types)))
+    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, theory, utilities)
     sim.run.write_rewards(round_, table, stem="train_round")
     return out
 

@@ -109,10 +109,12 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
     m = study.metrics
     last_m = m.sort_values("round").groupby(["variant", "seed"]).last() if not m.empty else None
     # share of the type's training rewards within 0.02 of 0 or 1 (the optimum of x has all of them there)
-    per_seed["saturation"] = [
-        last_m.loc[(v, sd)].get(f"collapse_train/{t}_saturation", np.nan) if last_m is not None and (v, sd) in last_m.index else np.nan
-        for v, sd, t in zip(per_seed["variant"], per_seed["seed"], per_seed["prompt_type"])
-    ]
+    # and the objective gap: optimal minus achieved mean utility over the type's labelled pairs (0 = optimum value)
+    for col in ("saturation", "objective_gap"):
+        per_seed[col] = [
+            last_m.loc[(v, sd)].get(f"collapse_train/{t}_{col}", np.nan) if last_m is not None and (v, sd) in last_m.index else np.nan
+            for v, sd, t in zip(per_seed["variant"], per_seed["seed"], per_seed["prompt_type"])
+        ]
     extra = [c for c in ("collapse_train/order_acc", "collapse/index", "collapse/index_gold") if c in m]
     if extra:
         last = m.sort_values("round").groupby(["variant", "seed"], as_index=False).last()[["variant", "seed", *extra]]

@@ -73,8 +73,25 @@ def test_reward_only_run_with_distinct_total_orders(tmp_path, sft_cache):
     assert 0 <= row["collapse_train/order_acc"] <= 1 and 0 <= row["collapse_train/index"] <= 1
     for t in ("open", "closed"):
         assert 0 <= row[f"collapse_train/{t}_theory_maxdev"] <= 1
+        assert np.isfinite(row[f"collapse_train/{t}_objective_gap"])
     df = pd.read_parquet(tmp_path / "r" / "rewards" / "train_round_001.parquet")
     assert df["rank"].between(1, k).all() and df["reward"].between(0, 1).all()
     # groups whose k texts are distinct carry a total order: ranks 1..k each once
     full = df.groupby("group")["rank"].apply(lambda r: sorted(r) == list(range(1, k + 1)))
     assert full.mean() >= row["annot/distinct_share"] - 1e-9
+
+
+def test_objective_gap_zero_at_the_optimum_positive_off_it():
+    from rlhfsim.diagnostics.train_profiles import objective_gap
+    from rlhfsim.reward.utilities import get_utility
+
+    U, k = get_utility("linear"), 4
+    opt = optimal_rewards(U, k)  # [0, 0, 1, 1]
+    rank = np.array([[4, 1, 3, 2]], dtype=float)
+    prefs = rank[:, :, None] > rank[:, None, :]
+    at_opt = opt[(rank - 1).astype(int)]
+    assert objective_gap(at_opt, rank, prefs, U, opt) == pytest.approx(0.0)
+    # all rewards equal: every pair has U(0) = 0, while the optimum's mean over the 6 pairs is 4/6
+    assert objective_gap(np.full((1, k), 0.5), rank, prefs, U, opt) == pytest.approx(4 / 6)
+    # the right sorted values in the wrong order: the profile matches, the objective does not
+    assert objective_gap(at_opt[:, ::-1], rank, prefs, U, opt) > 0.5
