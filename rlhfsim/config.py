@@ -141,6 +141,10 @@ class RewardConfig(Strict):
     center_coef: float = Field(
         0.0, ge=0, description="Reward centring: adds center_coef * mean(logit^2) to the loss (TRL's center_rewards_coefficient)."
     )
+    center_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="center_coef over each round's optimiser steps: constant, or decaying to 0 (linear / cosine). "
+        "Bounded rewards: strong centring early keeps sigmoid(logit) responsive while the model learns the order, "
+        "the decay then lets rewards reach 0 and 1 (needed for optima on the bounds, e.g. utility x).")
     margin: float = Field(0.0, ge=0, description="Each labelled pair must win by this much on the reward scale: U(r_a - r_b - margin).")
     batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
     init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")

@@ -29,3 +29,17 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, warmup: float, ste
 
     name = "constant_with_warmup" if schedule == "constant" else schedule
     return get_scheduler(name, opt, num_warmup_steps=int(round(warmup * steps)), num_training_steps=steps)
+
+
+def decay_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier at optimiser step `step` (0-based) of `steps` for a quantity decaying to 0 without warmup:
+    1 (constant), 1 - step/steps (linear) or (1 + cos(pi * step/steps)) / 2 (cosine); the same curves as
+    transformers' schedulers with no warmup (tested against them)."""
+    if schedule == "constant":
+        return 1.0
+    frac = min(step, steps) / steps
+    if schedule == "linear":
+        return 1.0 - frac
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+    raise ValueError(f"unknown schedule {schedule!r}; valid: constant, linear, cosine")

@@ -124,9 +124,17 @@ class LoopEngine:
         self.models = rms.members
         self.opts = [torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True) for m in self.models]
         self.scheds = [schedule.make_scheduler(o, cfg.lr_schedule, cfg.warmup, steps) for o in self.opts]
-        self.center_coef = cfg.center_coef
+        self._centring(cfg, steps)
         for m in self.models:
             m.train()
+
+    def _centring(self, cfg, steps: int) -> None:
+        self.center_coef0, self.center_schedule, self.steps, self.t = cfg.center_coef, cfg.center_schedule, steps, 0
+
+    @property
+    def center_coef(self) -> float:
+        """reward.center_coef at this optimiser step (reward.center_schedule)."""
+        return self.center_coef0 * schedule.decay_factor(self.center_schedule, self.t, self.steps)
 
     def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
         stats = []
@@ -141,6 +149,7 @@ class LoopEngine:
             if self.scheds[m] is not None:
                 self.scheds[m].step()
             stats.append(st)
+        self.t += 1
         return stats
 
     @torch.no_grad()
@@ -177,7 +186,7 @@ class StackedEngine(LoopEngine):
         self.params = list(stack.params.values())
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         self.sched = schedule.make_scheduler(self.opt, cfg.lr_schedule, cfg.warmup, steps)
-        self.center_coef = cfg.center_coef
+        self._centring(cfg, steps)
 
     def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
         ids, mask, valid = data.member_batch(gidx)
@@ -196,6 +205,7 @@ class StackedEngine(LoopEngine):
         self.opt.step()
         if self.sched is not None:
             self.sched.step()
+        self.t += 1
         return stats
 
     @torch.no_grad()

@@ -7,7 +7,7 @@ import torch
 from rlhfsim.config import RewardConfig
 from rlhfsim.reward.buffer import Group
 from rlhfsim.reward.model import RewardModels
-from rlhfsim.reward.schedule import make_scheduler, total_steps
+from rlhfsim.reward.schedule import decay_factor, make_scheduler, total_steps
 from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 
@@ -65,3 +65,28 @@ def test_trainer_steps_the_schedule(members):
         train_reward_models(rms, groups, cfg, world.prompt_types, np.random.default_rng(1))
         moved[warmup] = float(np.abs(rms.logits(prompts, comps) - before).max())
     assert moved[0.9] == 0.0 < moved[0.0]
+
+
+@pytest.mark.parametrize("name", ["constant", "linear", "cosine"])
+def test_decay_factor_matches_transformers_schedulers(name):
+    steps = 12
+    np.testing.assert_allclose([decay_factor(name, t, steps) for t in range(steps)],
+                               _rates(name, 0.0, steps) if name != "constant" else np.ones(steps), atol=1e-12)
+    with pytest.raises(ValueError, match="valid"):
+        decay_factor("exp", 0, steps)
+
+
+def test_centring_coefficient_decays_over_the_round():
+    world = SyntheticWorld(SyntheticWorldConfig())
+    groups = _groups(world, 8, np.random.default_rng(0))
+    cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=4, lr=1e-2, batch_groups=8, center_coef=0.5, center_schedule="linear")
+    rms = RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
+    from rlhfsim.reward.trainer import GroupTensors, make_engine, utilities_for
+
+    data = GroupTensors(rms.tokenizer, groups, world.prompt_types, rms.device)
+    engine = make_engine(rms, cfg, data)
+    seen = []
+    for _ in range(4):
+        seen.append(engine.center_coef)
+        engine.step(data, torch.arange(len(data))[None], utilities_for(cfg, world.prompt_types), True)
+    np.testing.assert_allclose(seen, [0.5, 0.375, 0.25, 0.125])
