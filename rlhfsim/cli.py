@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:  # the run's own progress display owns the terminal: no per-file weight-loading bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by huggingface_hub and transformers at import
+        if "transformers.utils.logging" in sys.modules:  # already imported (it read the variable too early)
+            sys.modules["transformers.utils.logging"].disable_progress_bar()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
