@@ -35,7 +35,7 @@ def test_bench_all_sections_tiny(tmp_path, sft_cache):
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"meta", "shape", "rollout", "ppo", "reward", "ensemble", "rounds"}
-    assert set(res["ensemble"]) >= {"single_s", "ensemble_stacked_s", "ensemble_loop_s", "ratio_stacked", "ratio_loop"}
+    assert set(res["ensemble"]) >= {"single_s", "ensemble_stacked_s", "ensemble_loop_s", "heads_s", "ratio_stacked", "ratio_loop", "ratio_heads", "heads_std"}
     assert set(res["rollout"]) >= {"rlhfsim_tokens_per_s", "generate_tokens_per_s", "speedup_vs_generate"}
     assert set(res["ppo"]) >= {"iteration_s", "rollout_s", "update_s", "shared_iteration_s", "shared_update_s"}
     assert set(res["reward"]) >= {"rlhfsim_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "pairs"}

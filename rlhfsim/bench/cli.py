@@ -115,7 +115,10 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         rows += [(f"RM round s, 1 model", _f(e["single_s"], "{:.3f}"), f"train 1 epoch ({e['groups']} groups) + score all"),
                  (f"RM round s, {e['members']} stacked", _f(e["ensemble_stacked_s"], "{:.3f}"),
                   f"{_f(e['ratio_stacked'], '{:.2f}x')} single; target <= 2.5x for 5"),
-                 (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single")]
+                 (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single"),
+                 (f"RM round s, {e['members']} heads", _f(e["heads_s"], "{:.3f}"),
+                  f"{_f(e['ratio_heads'], '{:.2f}x')} single; shared trunk, bootstrap weights"),
+                 ("member std, stacked / heads", f"{e['stacked_std']:.3f} / {e['heads_std']:.3f}", "mean std of member logits per completion")]
     if "rounds" in res:
         q = res["rounds"]
         rows.append(("round s", _f(q["round_s"], "{:.2f}"), f"{q['config']}, {q['rounds']} rounds, SFT excluded"))
