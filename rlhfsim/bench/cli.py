@@ -118,7 +118,8 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                  (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single"),
                  (f"RM round s, {e['members']} heads", _f(e["heads_s"], "{:.3f}"),
                   f"{_f(e['ratio_heads'], '{:.2f}x')} single; shared trunk, bootstrap weights"),
-                 ("member std, stacked / heads", f"{e['stacked_std']:.3f} / {e['heads_std']:.3f}", "mean std of member logits per completion")]
+                 ("member std, stacked / heads", f"{e['stacked_std']:.3f} / {e['heads_std']:.3f}",
+                  f"mean std of member logits per completion; centred {e['stacked_std_centred']:.3f} / {e['heads_std_centred']:.3f}")]
     if "rounds" in res:
         q = res["rounds"]
         rows.append(("round s", _f(q["round_s"], "{:.2f}"), f"{q['config']}, {q['rounds']} rounds, SFT excluded"))

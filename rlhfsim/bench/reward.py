@@ -115,7 +115,9 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     model and for an ensemble of `members`: full members stacked (one vmapped forward), full members looped, and
     heads on one shared trunk (`reward.ensemble_kind: heads`, bootstrap weights). The variants are interleaved
     repeat by repeat, so load from other processes hits them alike; times are medians. `*_std` is the mean
-    member std of the logits per completion after the timed rounds (0 for one model): how much members differ."""
+    member std of the logits per completion after the timed rounds (0 for one model): how much members differ;
+    `*_std_centred` the same after removing each member's mean logit. The bench's labels are random orders, so
+    this measures how differently members fit noise, not how their errors relate to gold (see the ensembles study)."""
     from rlhfsim.config import RewardConfig
     from rlhfsim.reward.heads import HeadRewardModels
     from rlhfsim.reward.model import RewardModels
@@ -142,9 +144,13 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
         for name, fn in calls.items():
             times[name] += timeit(fn, shape.warmup if i == 0 else 0, 1)
     t = {k: median(v) for k, v in times.items()}
-    std = {k: float(rms.logits(prompts, comps).std(0).mean()) for k, rms in models.items()}
+    z = {k: rms.logits(prompts, comps) for k, rms in models.items()}  # [M, N] each
+    std = {k: float(v.std(0).mean()) for k, v in z.items()}
+    # Bradley-Terry logits are shift-invariant per member: the centred std leaves out the members' arbitrary offsets
+    cstd = {k: float((v - v.mean(1, keepdims=True)).std(0).mean()) for k, v in z.items()}
     return {"members": members, "groups": len(groups), "single_s": t["single"], "ensemble_stacked_s": t["stacked"],
             "ensemble_loop_s": t["loop"], "heads_s": t["heads"], "ratio_stacked": t["stacked"] / t["single"],
             "ratio_loop": t["loop"] / t["single"], "ratio_heads": t["heads"] / t["single"],
             "stacked_std": std["stacked"], "loop_std": std["loop"], "heads_std": std["heads"],
+            "stacked_std_centred": cstd["stacked"], "heads_std_centred": cstd["heads"],
             "times_s": {k: [round(x, 4) for x in v] for k, v in times.items()}}
