@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfsim.models.decode import GPT2Decoder
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
 from rlhfsim.ppo.core import entropy_from_logits
 
@@ -62,9 +63,14 @@ def sample(
     hidden = torch.zeros((B, max_new_tokens, model.config.hidden_size), device=device) if return_hidden else None
     if return_hidden:
         hidden[:, 0] = out.hidden_states[-1][:, -1]
-    cache = out.past_key_values
     logits = out.logits[:, -1]  # [B, V]
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
+    decoder = None
+    if GPT2Decoder.supports(model):  # the lean in-place-cache step; other models go through forward
+        decoder = GPT2Decoder(model, B, P + max_new_tokens, device, out.past_key_values.layers[0].keys.dtype)
+        decoder.load_prefix(out.past_key_values, P)
+        key_mask = full_mask.bool()
+    cache = out.past_key_values
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
     ents = torch.zeros((B, max_new_tokens), device=device) if return_entropy else None
@@ -80,6 +86,11 @@ def sample(
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break
+        if decoder is not None:
+            logits, h = decoder.step(tok, (next_pos + t).squeeze(-1), P + t, key_mask[:, : P + t + 1])
+            if return_hidden:
+                hidden[:, t + 1] = h
+            continue
         out = model(input_ids=tok[:, None], attention_mask=full_mask[:, : P + t + 1], position_ids=next_pos + t,
                     past_key_values=cache, use_cache=True, output_hidden_states=return_hidden)
         if return_hidden:

@@ -1,0 +1,69 @@
+"""A lean one-token decode step for GPT-2 models, over a preallocated KV cache.
+
+At simulator scale (2 layers, width 128, batch 64) a decode step's arithmetic is ~0.05 GFLOP, and
+`GPT2LMHeadModel.forward` spends several times that in per-call bookkeeping: output-capture wrappers,
+building a 4-D causal mask, and `DynamicCache.update`'s `torch.cat`, which copies the whole cache every
+step. `GPT2Decoder` runs the same modules (the model's own LayerNorms, Conv1Ds, MLPs and LM head, so
+weights are never copied) with the cache written in place and a boolean key mask handed straight to
+`scaled_dot_product_attention`. The prompt is still encoded by the model's own forward (one call).
+
+`GPT2Decoder.supports(model)` says when this path reproduces the model's forward (tests compare both);
+anything else (other architectures, adapters, dropout while training, cross-attention) uses `forward`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class GPT2Decoder:
+    def __init__(self, model, batch: int, max_len: int, device, dtype):
+        self.model = model
+        self.tr = model.transformer
+        cfg = model.config
+        self.H, self.D = cfg.n_head, cfg.n_embd // cfg.n_head
+        self.n_layer = cfg.n_layer
+        # [layers, B, H, T, D]: T = prompt + all new tokens, written in place (no per-step cat)
+        self.k = torch.zeros((self.n_layer, batch, self.H, max_len, self.D), device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+
+    @staticmethod
+    def supports(model) -> bool:
+        """True where `step` computes what the model's forward computes (GPT-2 self-attention, no dropout)."""
+        from transformers import GPT2LMHeadModel
+
+        if type(model) is not GPT2LMHeadModel:  # subclasses and adapter wrappers may change forward
+            return False
+        cfg = model.config
+        dropout = max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop) > 0 and model.training
+        return not (dropout or cfg.add_cross_attention or cfg.reorder_and_upcast_attn)
+
+    def load_prefix(self, cache, P: int) -> None:
+        """Copy the prompt's keys and values ([B, H, P, D] per layer) from the forward's cache."""
+        for i, layer in enumerate(cache.layers):
+            self.k[i, :, :, :P] = layer.keys
+            self.v[i, :, :, :P] = layer.values
+
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed one token per row at cache column ``col``.
+
+        tok [B] token ids, pos [B] their position ids, key_mask [B, col + 1] bool (True: attend).
+        Returns logits [B, V] for the next token and the final hidden state [B, H*D] (after ln_f).
+        """
+        B = tok.shape[0]
+        x = self.tr.wte(tok) + self.tr.wpe(pos)  # [B, d]
+        mask = key_mask[:, None, None, :]  # [B, 1, 1, T] broadcast over heads and the one query
+        for i, block in enumerate(self.tr.h):
+            attn = block.attn
+            q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)  # [B, d] each
+            self.k[i, :, :, col] = k.view(B, self.H, self.D)
+            self.v[i, :, :, col] = v.view(B, self.H, self.D)
+            a = F.scaled_dot_product_attention(
+                q.view(B, self.H, 1, self.D), self.k[i, :, :, : col + 1], self.v[i, :, :, : col + 1],
+                attn_mask=mask, scale=attn.scaling,
+            )  # [B, H, 1, D]
+            x = x + attn.c_proj(a.reshape(B, -1))
+            x = x + block.mlp(block.ln_2(x))
+        h = self.tr.ln_f(x)
+        return self.model.lm_head(h), h
