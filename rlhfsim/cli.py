@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def cmd_run(args) -> int:
     from rlhfsim import faults
     from rlhfsim.loop import run
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        console.quiet = True  # data-parallel launch: rank 0 reports for the run; the others only compute
     console.print(f"[bold]rlhfsim run[/bold] -> {run_dir.path}")
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as prog:
@@ -196,6 +199,10 @@ def _extra_commands():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # the run's own progress display owns the terminal: no per-file weight-loading bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by huggingface_hub and transformers at import
+        if "transformers.utils.logging" in sys.modules:  # already imported (it read the variable too early)
+            sys.modules["transformers.utils.logging"].disable_progress_bar()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

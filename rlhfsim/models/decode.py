@@ -5,7 +5,7 @@ At simulator scale (2 layers, width 128, batch 64) a decode step's arithmetic is
 building a 4-D causal mask, and `DynamicCache.update`'s `torch.cat`, which copies the whole cache every
 step. `GPT2Decoder` runs the same modules (the model's own LayerNorms, Conv1Ds, MLPs and LM head, so
 weights are never copied) with the cache written in place and a boolean key mask handed straight to
-`scaled_dot_product_attention`. The prompt is still encoded by the model's own forward (one call).
+the attention scores. The prompt is still encoded by the model's own forward (one call).
 
 `GPT2Decoder.supports(model)` says when this path reproduces the model's forward (tests compare both);
 anything else (other architectures, adapters, dropout while training, cross-attention) uses `forward`.
@@ -14,7 +14,6 @@ anything else (other architectures, adapters, dropout while training, cross-atte
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class GPT2Decoder:
@@ -53,16 +52,19 @@ class GPT2Decoder:
         """
         B = tok.shape[0]
         x = self.tr.wte(tok) + self.tr.wpe(pos)  # [B, d]
-        mask = key_mask[:, None, None, :]  # [B, 1, 1, T] broadcast over heads and the one query
+        # additive mask [B*H, 1, T]: 0 where attended, -inf elsewhere (one baddbmm applies it with the scores)
+        T = col + 1
+        bias = torch.zeros(key_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~key_mask, float("-inf"))
+        bias = bias[:, None, None, :].expand(B, self.H, 1, T).reshape(B * self.H, 1, T)
         for i, block in enumerate(self.tr.h):
             attn = block.attn
             q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)  # [B, d] each
             self.k[i, :, :, col] = k.view(B, self.H, self.D)
             self.v[i, :, :, col] = v.view(B, self.H, self.D)
-            a = F.scaled_dot_product_attention(
-                q.view(B, self.H, 1, self.D), self.k[i, :, :, : col + 1], self.v[i, :, :, : col + 1],
-                attn_mask=mask, scale=attn.scaling,
-            )  # [B, H, 1, D]
+            # one query per row: plain bmm-softmax-bmm beats the flash kernel, which is built for long queries
+            keys = self.k[i, :, :, :T].reshape(B * self.H, T, self.D)
+            s = torch.baddbmm(bias, q.reshape(B * self.H, 1, self.D), keys.transpose(1, 2), alpha=attn.scaling)  # [B*H, 1, T]
+            a = torch.bmm(s.softmax(-1), self.v[i, :, :, :T].reshape(B * self.H, T, self.D))  # [B*H, 1, D]
             x = x + attn.c_proj(a.reshape(B, -1))
             x = x + block.mlp(block.ln_2(x))
         h = self.tr.ln_f(x)
