@@ -48,9 +48,10 @@ def head_orders(n: int, heads: int, epochs: int, data: str, rng: np.random.Gener
     """What ensemble heads (`reward.ensemble_kind: heads`) see: ``(orders [1, epochs, n], weights [M, n] | None)``.
 
     Heads share one forward, so they share one order (one shuffle per epoch). ``bootstrap`` gives each head the
-    multiplicities of its own bootstrap resample as group weights (`bootstrap_weights`), drawn once per round:
-    summed over an epoch, a head's weighted gradient is the one it would get from its resample (Osband et al. 2016
-    use such masks); only how the groups fall into minibatches differs. ``same_order``: no weights (heads differ by
+    multiplicities of its own bootstrap resample as group weights (`bootstrap_weights`), drawn once per round: a
+    minibatch's weighted loss is the loss of that minibatch with each group repeated w times, so over an epoch a head
+    sees its resample's groups with their multiplicities (Osband et al. 2016 use such masks), only split into the
+    shared minibatches rather than its own. ``same_order``: no weights (heads differ by
     their initial weights only). ``own_order`` cannot apply and is refused (the config maps it away).
     For one head with ``same_order`` the orders are the draws `member_orders` makes for one member.
     """
