@@ -62,3 +62,15 @@ def test_linear_fit_recovers_line_and_flags_quadratic():
     lin = linear_fit(n, 3.0 + 0.5 * n)
     assert math.isclose(lin["slope_s_per_item"], 0.5) and math.isclose(lin["r2"], 1.0) and not lin["superlinear"]
     assert linear_fit(n, 1.0 + 0.1 * n + 0.2 * n**2)["superlinear"]
+
+
+def test_bench_profile_lists_the_top_operators(tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["bench", *TINY, "--only", "ppo", "--profile", "5", "--json", str(out)]) == 0
+    prof = json.loads(out.read_text())["profile"]
+    ops = prof["ops"]
+    assert len(ops) == 5 and prof["iterations"] == 1
+    # sorted by own time, shares of the total, and a PPO iteration's time goes to matrix products somewhere on top
+    assert [o["self_s_per_iter"] for o in ops] == sorted((o["self_s_per_iter"] for o in ops), reverse=True)
+    assert 0 < sum(o["share"] for o in ops) <= 1 + 1e-9
+    assert any("mm" in o["name"] for o in ops)
