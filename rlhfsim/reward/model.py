@@ -26,6 +26,7 @@ def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int =
     torch.manual_seed(seed)
     conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=heads)
     conf.resid_pdrop = conf.embd_pdrop = conf.attn_pdrop = cfg.dropout  # active in train() only
+    conf.use_cache = False  # a scorer never decodes: no KV cache built (by concatenation) and dropped per forward
     return GPT2ForSequenceClassification(conf)
 
 
