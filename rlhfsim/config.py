@@ -149,12 +149,17 @@ class RewardConfig(Strict):
     batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
     init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
     ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
+    ensemble_kind: Literal["members", "heads"] = Field(
+        "members", description="members: ensemble_size full GPT-2 reward models; heads: ONE GPT-2 trunk with ensemble_size "
+        "score heads on one forward (Osband et al. 2016), the trunk trained on the mean of the heads' losses: about "
+        "one model's cost, less diverse members. Built-in reward models only.")
     aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
         "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
     uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
     ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
         "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
-        "bootstrap (own bootstrap resample of the buffer each round, own order).")
+        "bootstrap (own bootstrap resample of the buffer each round, own order). heads: same_order (the default there) "
+        "or bootstrap (per-head multinomial group weights on one shared order); own_order is refused.")
     stacked: bool = Field(True, description="Train and score members in one vmapped forward (torch.func); falls back to a loop where stacking fails.")
     early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
 
@@ -177,11 +182,26 @@ class RewardConfig(Strict):
             raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
         if es.min_epochs > self.epochs:
             raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
+        if self.ensemble_kind == "heads":
+            self._heads_data()
         if self.checkpoint is not None and (es.mode != "none" or self.ensemble_data == "bootstrap"):
             # the checkpoint trainer (rlhfsim.reward.hf_trainer) has neither yet: refuse rather than ignore
             raise ValueError("reward.checkpoint: early_stop.mode and ensemble_data: bootstrap are built-in reward models only; "
                              "set early_stop.mode: none and ensemble_data: own_order")
         return self
+
+    def _heads_data(self) -> None:
+        """Heads share one forward, so they see one data order: own_order is refused when asked for, and the
+        default (own_order, meant for members) becomes same_order; checkpoint reward models have no heads."""
+        if self.checkpoint is not None:
+            raise ValueError("reward.ensemble_kind heads is for the built-in GPT-2 reward model only; "
+                             "set reward.ensemble_kind: members with reward.checkpoint")
+        if self.ensemble_data == "own_order":
+            if "ensemble_data" in self.model_fields_set:
+                raise ValueError("reward.ensemble_kind heads: all heads share one forward, hence one data order, so "
+                                 "ensemble_data own_order cannot apply; set reward.ensemble_data: same_order or bootstrap")
+            # bypass validate_assignment (it would re-run this validator); resolved configs then say same_order
+            self.__dict__["ensemble_data"] = "same_order"
 
     @property
     def is_bounded(self) -> bool:

@@ -35,7 +35,7 @@ def test_bench_all_sections_tiny(tmp_path, sft_cache):
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"meta", "shape", "rollout", "ppo", "reward", "ensemble", "rounds"}
-    assert set(res["ensemble"]) >= {"single_s", "ensemble_stacked_s", "ensemble_loop_s", "ratio_stacked", "ratio_loop"}
+    assert set(res["ensemble"]) >= {"single_s", "ensemble_stacked_s", "ensemble_loop_s", "heads_s", "ratio_stacked", "ratio_loop", "ratio_heads", "heads_std"}
     assert set(res["rollout"]) >= {"rlhfsim_tokens_per_s", "generate_tokens_per_s", "speedup_vs_generate"}
     assert set(res["ppo"]) >= {"iteration_s", "rollout_s", "update_s", "shared_iteration_s", "shared_update_s"}
     assert set(res["reward"]) >= {"rlhfsim_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "pairs"}
@@ -62,3 +62,15 @@ def test_linear_fit_recovers_line_and_flags_quadratic():
     lin = linear_fit(n, 3.0 + 0.5 * n)
     assert math.isclose(lin["slope_s_per_item"], 0.5) and math.isclose(lin["r2"], 1.0) and not lin["superlinear"]
     assert linear_fit(n, 1.0 + 0.1 * n + 0.2 * n**2)["superlinear"]
+
+
+def test_bench_profile_lists_the_top_operators(tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["bench", *TINY, "--only", "ppo", "--profile", "5", "--json", str(out)]) == 0
+    prof = json.loads(out.read_text())["profile"]
+    ops = prof["ops"]
+    assert len(ops) == 5 and prof["iterations"] == 1
+    # sorted by own time, shares of the total, and a PPO iteration's time goes to matrix products somewhere on top
+    assert [o["self_s_per_iter"] for o in ops] == sorted((o["self_s_per_iter"] for o in ops), reverse=True)
+    assert 0 < sum(o["share"] for o in ops) <= 1 + 1e-9
+    assert any("mm" in o["name"] for o in ops)

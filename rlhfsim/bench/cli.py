@@ -62,6 +62,10 @@ def run_bench(args) -> dict:
         from rlhfsim.bench.sections import bench_ppo
 
         out["ppo"] = bench_ppo(shape)
+    if args.profile:
+        from rlhfsim.bench.sections import profile_ppo
+
+        out["profile"] = profile_ppo(shape, args.profile)
     if "reward" in only:
         from rlhfsim.bench.reward import bench_reward
 
@@ -103,6 +107,12 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                  ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "ppo.value_model: shared"),
                  ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + ref pass + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
+    if "profile" in res:
+        q = res["profile"]
+        rows.append(("PPO profile s/iteration", _f(q["total_s_per_iter"], "{:.3f}"),
+                     f"torch.profiler, own CPU time of all ops, {q['value_model']} value model"))
+        rows += [(f"  {op['name']}", _f(op["self_s_per_iter"], "{:.4f}"), f"{op['share']:.0%}, {op['calls_per_iter']:.0f} calls")
+                 for op in q["ops"]]
     if "reward" in res:
         w = res["reward"]
         rows.append(("RM train rlhfsim pairs/s", _f(w["rlhfsim_pairs_per_s"], "{:.0f}"),
@@ -115,7 +125,11 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         rows += [(f"RM round s, 1 model", _f(e["single_s"], "{:.3f}"), f"train 1 epoch ({e['groups']} groups) + score all"),
                  (f"RM round s, {e['members']} stacked", _f(e["ensemble_stacked_s"], "{:.3f}"),
                   f"{_f(e['ratio_stacked'], '{:.2f}x')} single; target <= 2.5x for 5"),
-                 (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single")]
+                 (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single"),
+                 (f"RM round s, {e['members']} heads", _f(e["heads_s"], "{:.3f}"),
+                  f"{_f(e['ratio_heads'], '{:.2f}x')} single; shared trunk, bootstrap weights"),
+                 ("member std, stacked / heads", f"{e['stacked_std']:.3f} / {e['heads_std']:.3f}",
+                  f"mean std of member logits per completion; centred {e['stacked_std_centred']:.3f} / {e['heads_std_centred']:.3f}")]
     if "rounds" in res:
         q = res["rounds"]
         rows.append(("round s", _f(q["round_s"], "{:.2f}"), f"{q['config']}, {q['rounds']} rounds, SFT excluded"))
@@ -172,6 +186,8 @@ def register(sub) -> None:
     b.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     b.add_argument("--warmup", type=int, help="untimed calls before timing (default 2, quick 1)")
     b.add_argument("--repeats", type=int, help="timed calls; the median is reported (default 7, quick 3)")
+    b.add_argument("--profile", type=int, default=0, metavar="TOP",
+                   help="also profile the PPO iteration (torch.profiler) and list its TOP operators by own CPU time")
     g = b.add_argument_group("shape (rollout, PPO, reward training)")
     g.add_argument("--layers", type=int, default=2)
     g.add_argument("--width", type=int, default=128)

@@ -111,9 +111,15 @@ def bench_reward(shape: Shape, with_trl: bool = True) -> dict:
 
 
 def bench_ensemble(shape: Shape, members: int = 5) -> dict:
-    """One round of reward-model work (train one epoch on the groups, then score every completion) for
-    a single model and for an ensemble of `members`, stacked (one vmapped forward) and looped.
-    The three are interleaved repeat by repeat, so load from other processes hits them alike."""
+    """One round of reward-model work (train one epoch on the groups, then score every completion) for a single
+    model and for an ensemble of `members`: full members stacked (one vmapped forward), full members looped, and
+    heads on one shared trunk (`reward.ensemble_kind: heads`, bootstrap weights). The variants are interleaved
+    repeat by repeat, so load from other processes hits them alike; times are medians. `*_std` is the mean
+    member std of the logits per completion after the timed rounds (0 for one model): how much members differ;
+    `*_std_centred` the same after removing each member's mean logit. The bench's labels are random orders, so
+    this measures how differently members fit noise, not how their errors relate to gold (see the ensembles study)."""
+    from rlhfsim.config import RewardConfig
+    from rlhfsim.reward.heads import HeadRewardModels
     from rlhfsim.reward.model import RewardModels
     from rlhfsim.reward.trainer import train_reward_models
 
@@ -121,18 +127,30 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     groups = preference_groups(shape)
     prompts = [g.prompt.text for g in groups for _ in g.completions]
     comps = [c for g in groups for c in g.completions]
-    cfg = _reward_config(shape)
-    variants = {"single": (1, True), "stacked": (members, True), "loop": (members, False)}
-    calls = {}
-    for name, (m, stacked) in variants.items():
-        c = cfg.model_copy(update={"ensemble_size": m, "stacked": stacked})
-        rms = RewardModels(tok, c, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
+    base = _reward_config(shape).model_dump()
+    variants = {"single": {"ensemble_size": 1},
+                "stacked": {"ensemble_size": members, "stacked": True},
+                "loop": {"ensemble_size": members, "stacked": False},
+                "heads": {"ensemble_size": members, "ensemble_kind": "heads", "ensemble_data": "bootstrap"}}
+    calls, models = {}, {}
+    for name, update in variants.items():
+        c = RewardConfig.model_validate({**base, **update})  # validated: heads' data rules apply
+        cls = HeadRewardModels if c.ensemble_kind == "heads" else RewardModels
+        rms = models[name] = cls(tok, c, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
         rng = np.random.default_rng(0)
         calls[name] = (lambda rms=rms, c=c, rng=rng: (train_reward_models(rms, groups, c, ["open", "closed"], rng), rms.logits(prompts, comps)))
     times: dict[str, list[float]] = {k: [] for k in calls}
     for i in range(max(1, shape.repeats)):
         for name, fn in calls.items():
             times[name] += timeit(fn, shape.warmup if i == 0 else 0, 1)
-    single, stacked, loop = (median(times[k]) for k in ("single", "stacked", "loop"))
-    return {"members": members, "groups": len(groups), "single_s": single, "ensemble_stacked_s": stacked,
-            "ensemble_loop_s": loop, "ratio_stacked": stacked / single, "ratio_loop": loop / single}
+    t = {k: median(v) for k, v in times.items()}
+    z = {k: rms.logits(prompts, comps) for k, rms in models.items()}  # [M, N] each
+    std = {k: float(v.std(0).mean()) for k, v in z.items()}
+    # Bradley-Terry logits are shift-invariant per member: the centred std leaves out the members' arbitrary offsets
+    cstd = {k: float((v - v.mean(1, keepdims=True)).std(0).mean()) for k, v in z.items()}
+    return {"members": members, "groups": len(groups), "single_s": t["single"], "ensemble_stacked_s": t["stacked"],
+            "ensemble_loop_s": t["loop"], "heads_s": t["heads"], "ratio_stacked": t["stacked"] / t["single"],
+            "ratio_loop": t["loop"] / t["single"], "ratio_heads": t["heads"] / t["single"],
+            "stacked_std": std["stacked"], "loop_std": std["loop"], "heads_std": std["heads"],
+            "stacked_std_centred": cstd["stacked"], "heads_std_centred": cstd["heads"],
+            "times_s": {k: [round(x, 4) for x in v] for k, v in times.items()}}

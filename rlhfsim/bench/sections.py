@@ -103,3 +103,23 @@ def bench_ppo(shape: Shape) -> dict:
         out.update({f"{prefix}iteration_s": median(it), f"{prefix}rollout_s": median(ro), f"{prefix}update_s": median(up)})
     out.update({"iterations_per_s": 1.0 / out["iteration_s"], "batch": shape.prompts, "response_len": shape.response_len})
     return out
+
+
+def profile_ppo(shape: Shape, top: int = 8, value_model: str = "separate") -> dict:
+    """The PPO iteration's top operators by own CPU time (torch.profiler over `shape.repeats` iterations):
+    where the time goes, per iteration, so a change can be aimed at the profile rather than guessed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer, prompts, score = ppo_setup(shape, value_model=value_model)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(shape.warmup):
+        trainer.iteration(prompts, score, score, gen)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(shape.repeats):
+            trainer.iteration(prompts, score, score, gen)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)  # microseconds, all iterations
+    n = shape.repeats
+    ops = [{"name": e.key, "self_s_per_iter": e.self_cpu_time_total / 1e6 / n, "share": e.self_cpu_time_total / total,
+            "calls_per_iter": e.count / n} for e in events[:top]]
+    return {"value_model": value_model, "iterations": n, "total_s_per_iter": total / 1e6 / n, "ops": ops}

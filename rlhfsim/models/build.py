@@ -40,6 +40,10 @@ def reward_models(world, cfg, device):
     if cfg.reward.checkpoint is None:
         from rlhfsim.reward.model import RewardModels
 
+        if cfg.reward.ensemble_kind == "heads":
+            from rlhfsim.reward.heads import HeadRewardModels
+
+            return HeadRewardModels(world.tokenizer, cfg.reward, device, cfg.seed)
         return RewardModels(world.tokenizer, cfg.reward, device, cfg.seed)
     from rlhfsim.reward.hf_model import CheckpointRewardModels
 

@@ -131,7 +131,7 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
             idx = torch.as_tensor(order[s * cfg.sft_batch_size : (s + 1) * cfg.sft_batch_size])
             seq = join(p_ids[idx], p_mask[idx], r_ids[idx], r_mask[idx])
             seq = type(seq)(seq.input_ids.to(device), seq.attention_mask.to(device), seq.position_ids.to(device), seq.prompt_len)
-            out = policy(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids)
+            out = policy(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, use_cache=False)
             logits = out.logits[:, seq.prompt_len - 1 : -1]  # [b, L, V]
             target = seq.response_ids.masked_fill(seq.response_mask == 0, -100)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)

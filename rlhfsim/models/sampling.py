@@ -7,6 +7,7 @@ per-step entropy when asked (evaluation needs it; PPO's rollout does not), again
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -105,14 +106,17 @@ def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Te
     """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0)."""
     L = seq.input_ids.shape[1] - seq.prompt_len
     # logits_to_keep: the LM head runs on the L + 1 last positions only, not on the prompt
-    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1)
+    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1,
+                use_cache=False)  # a full pass: a KV cache would only be built (by concatenation) and dropped
     return out.logits[:, :-1].float() / temperature
 
 
 def response_values(value_model, seq: Sequences) -> torch.Tensor:
     """Per-token values [B, L] from a sequence classifier's backbone + score head (value of the state before each token)."""
     backbone = getattr(value_model, value_model.base_model_prefix)
-    h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids).last_hidden_state
+    # encoders (DeBERTa, BERT) take no use_cache; decoders would build a KV cache and drop it
+    kw = {"use_cache": False} if "use_cache" in inspect.signature(backbone.forward).parameters else {}
+    h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, **kw).last_hidden_state
     return value_model.score(h[:, seq.prompt_len - 1 : -1]).squeeze(-1).float()
 
 
@@ -120,5 +124,5 @@ def response_logits_values(model, head, seq: Sequences, temperature: float = 1.0
     """One forward for a policy with a value head on its trunk: (logits [B, L, V], values [B, L])."""
     L = seq.input_ids.shape[1] - seq.prompt_len
     out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids,
-                logits_to_keep=L + 1, output_hidden_states=True)
+                logits_to_keep=L + 1, output_hidden_states=True, use_cache=False)
     return out.logits[:, :-1].float() / temperature, head(out.hidden_states[-1][:, seq.prompt_len - 1 : -1])

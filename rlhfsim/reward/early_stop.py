@@ -37,6 +37,30 @@ def bootstrap_indices(n: int, members: int, rng: np.random.Generator) -> np.ndar
     return rng.integers(0, n, size=(members, n))
 
 
+def bootstrap_weights(n: int, members: int, rng: np.random.Generator) -> np.ndarray:
+    """``[M, n]`` float counts: how often each of ``n`` groups appears in member m's bootstrap resample
+    (the same draws as `bootstrap_indices`, so each row is Multinomial(n, 1/n); about 37% zeros)."""
+    idx = bootstrap_indices(n, members, rng)
+    return np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float64)
+
+
+def head_orders(n: int, heads: int, epochs: int, data: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """What ensemble heads (`reward.ensemble_kind: heads`) see: ``(orders [1, epochs, n], weights [M, n] | None)``.
+
+    Heads share one forward, so they share one order (one shuffle per epoch). ``bootstrap`` gives each head the
+    multiplicities of its own bootstrap resample as group weights (`bootstrap_weights`), drawn once per round: a
+    minibatch's weighted loss is the loss of that minibatch with each group repeated w times, so over an epoch a head
+    sees its resample's groups with their multiplicities (Osband et al. 2016 use such masks), only split into the
+    shared minibatches rather than its own. ``same_order``: no weights (heads differ by
+    their initial weights only). ``own_order`` cannot apply and is refused (the config maps it away).
+    For one head with ``same_order`` the orders are the draws `member_orders` makes for one member.
+    """
+    if data not in ("same_order", "bootstrap"):
+        raise ValueError(f"ensemble heads share one data order: ensemble_data {data!r} cannot apply (same_order or bootstrap)")
+    weights = bootstrap_weights(n, heads, rng) if data == "bootstrap" else None
+    return member_orders(n, 1, epochs, "same_order", rng), weights
+
+
 def member_orders(n: int, members: int, epochs: int, data: str, rng: np.random.Generator) -> np.ndarray:
     """``[M, epochs, n]`` group indices each member visits, epoch by epoch.
 

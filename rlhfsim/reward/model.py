@@ -21,18 +21,26 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=N
     return ids.to(device), mask.to(device)
 
 
-def build_reward_model(tokenizer, cfg, n_positions: int, seed: int) -> GPT2ForSequenceClassification:
+def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int = 1) -> GPT2ForSequenceClassification:
+    """A GPT-2 sequence classifier with `heads` score heads (rows of one linear layer, each drawn at random)."""
     torch.manual_seed(seed)
-    conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=1)
+    conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=heads)
     conf.resid_pdrop = conf.embd_pdrop = conf.attn_pdrop = cfg.dropout  # active in train() only
+    conf.use_cache = False  # a scorer never decodes: no KV cache built (by concatenation) and dropped per forward
     return GPT2ForSequenceClassification(conf)
 
 
 class MemberRewards:
     """What every reward-model ensemble shares: `members`, `bounded`, and `logits(prompts, completions)` -> [M, N]."""
 
-    members: list
+    members: list  # the modules (checkpoints and guards read them); one per member, or one trunk holding all heads
     bounded: bool
+    heads = False  # True: one module scores all members (rlhfsim.reward.heads)
+
+    @property
+    def n_members(self) -> int:
+        """M, the leading axis of `logits`."""
+        return len(self.members)
 
     def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         raise NotImplementedError

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rlhfsim.reward import regularise, schedule
-from rlhfsim.reward.early_stop import EarlyStopper, holdout_mask, member_orders
+from rlhfsim.reward.early_stop import EarlyStopper, head_orders, holdout_mask, member_orders
 from rlhfsim.reward.model import encode_pairs
 from rlhfsim.reward.stacked import Stack, clip_grad_norm_per_member
 
@@ -31,11 +31,16 @@ def listwise_loss(
     type_idx: torch.Tensor,  # [G] index into `utilities`
     utilities: list,  # Utility callables, one per prompt type present
     bounded: bool,
+    weights: torch.Tensor | None = None,  # [G] per-group weights (bootstrap counts of ensemble heads); None = 1
 ) -> tuple[torch.Tensor, dict]:
-    """Negative mean utility over labelled pairs, and (loss, stats) with pairwise training accuracy."""
+    """Negative mean utility over labelled pairs, and (loss, stats) with pairwise training accuracy.
+    With `weights`, a group's pairs count `weights[g]` times in the sums and in the pair count, as if the
+    group appeared that many times in the batch."""
     r = to_reward_scale(logits, bounded)
     diff = r[:, :, None] - r[:, None, :]  # [G, K, K] r_a - r_b
     p = prefs.to(r.dtype)
+    if weights is not None:
+        p = p * weights.to(r.dtype)[:, None, None]
     util = torch.zeros_like(diff)
     for t, U in enumerate(utilities):
         sel = type_idx == t
@@ -229,9 +234,14 @@ class StackedEngine(LoopEngine):
             m.eval()
 
 
-def make_engine(rms, cfg, data: GroupTensors) -> LoopEngine:
-    """Stacked when there are several members and the architecture stacks; else the loop."""
+def make_engine(rms, cfg, data: GroupTensors, weights: np.ndarray | None = None) -> LoopEngine:
+    """Heads for a shared-trunk ensemble (`weights` [M, n]: their bootstrap group weights); stacked when there
+    are several members and the architecture stacks; else the loop."""
     steps = schedule.total_steps(len(data), cfg.batch_groups, cfg.epochs)
+    if rms.heads:
+        from rlhfsim.reward.heads import HeadsEngine
+
+        return HeadsEngine(rms, cfg, weights, steps)
     if len(rms.members) > 1 and cfg.stacked:
         stack = Stack.build(rms.members, requires_grad=True, probe=(data.ids, data.mask))
         if stack is not None:
@@ -263,7 +273,8 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     """Train every member of `rms` on `groups` for up to cfg.epochs (early stopping: cfg.early_stop).
 
     Members differ by init seed and, per `cfg.ensemble_data`, by data order or a bootstrap resample;
-    they train stacked (one vmapped forward for all members) where the architecture allows.
+    they train stacked (one vmapped forward for all members) where the architecture allows. Heads of a
+    shared trunk (rlhfsim.reward.heads) share one order and differ by init and bootstrap weights.
     Returns the round's `rm/*` training stats (docs/metrics.md).
     """
     es = cfg.early_stop
@@ -276,9 +287,13 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     utilities = regularise.with_margin(utilities_for(cfg, type_names), cfg.margin)
     data = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if not h], type_names, rms.device)
     hdata = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if h], type_names, rms.device) if held.any() else None
-    M, n = len(rms.members), len(data)
-    orders = torch.as_tensor(member_orders(n, M, cfg.epochs, cfg.ensemble_data, rng), device=rms.device)  # [M, E, n]
-    engine = make_engine(rms, cfg, data)
+    M, n = rms.n_members, len(data)
+    if rms.heads:  # one shared order [1, E, n] and per-head bootstrap weights [M, n] (or None)
+        orders, weights = head_orders(n, M, cfg.epochs, cfg.ensemble_data, rng)
+    else:
+        orders, weights = member_orders(n, M, cfg.epochs, cfg.ensemble_data, rng), None  # [M, E, n]
+    orders = torch.as_tensor(orders, device=rms.device)
+    engine = make_engine(rms, cfg, data, weights)
     mode = es.mode if hdata is not None else "none"
     stopper = EarlyStopper(mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_collapse_index, es.max_saturation)
     snaps: dict[int, object] = {}

@@ -41,6 +41,14 @@ def test_cosine_with_warmup_rates():
     assert _rates("linear", 0.0, 4)[0] == 1.0 and _rates("linear", 0.0, 4)[-1] == pytest.approx(0.25)
 
 
+def _reward_models(world, cfg):
+    if cfg.ensemble_kind == "heads":
+        from rlhfsim.reward.heads import HeadRewardModels
+
+        return HeadRewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
+    return RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
+
+
 def _groups(world, n, rng):
     out = []
     for p in world.sample_prompts(n, rng):
@@ -50,8 +58,8 @@ def _groups(world, n, rng):
     return out
 
 
-@pytest.mark.parametrize("members", [1, 2])  # the loop engine and the stacked engine
-def test_trainer_steps_the_schedule(members):
+@pytest.mark.parametrize("members, kind", [(1, "members"), (2, "members"), (2, "heads")])  # loop, stacked, heads engines
+def test_trainer_steps_the_schedule(members, kind):
     """One optimiser step that is all warmup (lr 0) leaves the model as it was; without warmup it moves."""
     world = SyntheticWorld(SyntheticWorldConfig())
     groups = _groups(world, 8, np.random.default_rng(0))
@@ -59,8 +67,8 @@ def test_trainer_steps_the_schedule(members):
     moved = {}
     for warmup in (0.0, 0.9):
         cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=1, lr=1e-2, batch_groups=8, ensemble_size=members,
-                           lr_schedule="cosine", warmup=warmup)
-        rms = RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
+                           ensemble_kind=kind, lr_schedule="cosine", warmup=warmup)
+        rms = _reward_models(world, cfg)
         before = rms.logits(prompts, comps)
         train_reward_models(rms, groups, cfg, world.prompt_types, np.random.default_rng(1))
         moved[warmup] = float(np.abs(rms.logits(prompts, comps) - before).max())

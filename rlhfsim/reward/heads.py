@@ -1,0 +1,108 @@
+"""Shared-trunk ensembles (`reward.ensemble_kind: heads`): ONE GPT-2 trunk with M score heads.
+
+Bootstrapped DQN (Osband et al. 2016) shares a torso between K heads, each trained on its own bootstrap
+mask; Zhang et al. 2024 ("Improving RLHF with efficient reward model ensemble") ensemble only the final
+linear layer of a reward model. Here the M heads are the M rows of the classifier's score layer
+(`GPT2ForSequenceClassification` with `num_labels = M`, each row drawn at random), so one forward gives all
+M scores ``[N, M]`` and an ensemble costs about one reward model. Per step each head's listwise loss is
+computed on the same scores (with its own bootstrap group weights under `ensemble_data: bootstrap`,
+rlhfsim.reward.early_stop.head_orders), and the model is trained on the MEAN of the heads' losses: the
+trunk follows the average head gradient (one head is exactly a single reward model), and each head gets
+its own gradient / M, which AdamW's per-parameter scaling undoes.
+
+Members differ less than full models do: they share the trunk's features, its data order and its dropout
+masks, and differ by their head's init and (with bootstrap) their group weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlhfsim.reward import regularise, schedule
+from rlhfsim.reward.model import RewardModels, build_reward_model, encode_pairs
+from rlhfsim.reward.trainer import GroupTensors, LoopEngine, listwise_loss
+
+
+class HeadRewardModels(RewardModels):
+    """`RewardModels` whose M members are the heads of one module: `members` holds that module (checkpoints and
+    guards read it), `n_members` is M and `logits` -> ``[M, N]`` as for full members."""
+
+    heads = True
+
+    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
+        self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
+        self.bounded, self.seed, self.stacked = cfg.is_bounded, seed, False
+        self.reinit(seed)
+
+    @property
+    def n_members(self) -> int:
+        return self.cfg.ensemble_size
+
+    def reinit(self, seed: int) -> None:
+        # seed * 1000 is member 0's seed under `members`: with one head this is exactly the single reward model
+        self.members = [build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed * 1000, heads=self.cfg.ensemble_size).to(self.device)]
+
+    @torch.inference_mode()
+    def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
+        """[M, N] raw logits, one row per head."""
+        model = self.members[0]
+        model.eval()
+        out = np.zeros((self.n_members, len(prompts)), dtype=np.float64)
+        for s in range(0, len(prompts), batch_size):
+            ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
+            out[:, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.float().T.cpu().numpy()
+        return out
+
+
+class HeadsEngine(LoopEngine):
+    """One optimiser step per minibatch for all heads: one forward, M listwise losses, their mean backpropagated."""
+
+    stacked = False
+
+    def __init__(self, rms: HeadRewardModels, cfg, weights: np.ndarray | None, steps: int = 1):
+        self.models = rms.members
+        self.model, self.M = rms.members[0], rms.n_members
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        self.sched = schedule.make_scheduler(self.opt, cfg.lr_schedule, cfg.warmup, steps)
+        self._centring(cfg, steps)  # reward.center_coef / center_schedule (LoopEngine.center_coef)
+        # [M, n] bootstrap multiplicities of the training groups, or None (every group weight 1)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=rms.device)
+        self.model.train()
+
+    def _scores(self, data: GroupTensors, g: torch.Tensor) -> torch.Tensor:
+        """Scores ``[M, len(g), K]`` (0 on padding) of the groups ``g`` from one forward."""
+        index = data.index[g]
+        valid = index >= 0
+        flat = index[valid]
+        z = self.model(input_ids=data.ids[flat], attention_mask=data.mask[flat]).logits.float()  # [n_valid, M]
+        out = z.new_zeros((self.M, *index.shape))
+        out[:, valid] = z.T
+        return out
+
+    def step(self, data: GroupTensors, gidx: torch.Tensor, utilities, bounded: bool) -> list[dict]:
+        g = gidx[0]  # [b]: heads share one order (gidx is [1, b])
+        logits = self._scores(data, g)  # [M, b, K]
+        valid = data.index[g] >= 0
+        total, stats = 0.0, []
+        for m in range(self.M):
+            w = None if self.weights is None else self.weights[m, g]
+            loss, st = listwise_loss(logits[m], data.prefs[g], data.type_idx[g], utilities, bounded, w)
+            loss = loss + regularise.centring_penalty(logits[m], valid, self.center_coef)
+            total, stats = total + loss, stats + [st]
+        self.opt.zero_grad(set_to_none=True)
+        (total / self.M).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        self.t += 1
+        return stats
+
+    @torch.no_grad()
+    def score(self, data: GroupTensors) -> torch.Tensor:
+        """Scores ``[M, G, K]`` of every group of ``data`` (0 on padding), per head."""
+        self.model.eval()  # no dropout while scoring
+        out = self._scores(data, torch.arange(len(data), device=data.index.device))
+        self.model.train()
+        return out
