@@ -248,7 +248,9 @@ class AnnotatorConfig(Strict):
     name: Literal["plackett_luce", "bradley_terry"] = Field("plackett_luce", description="Noise model.")
     temperature: float = Field(0.05, ge=0, le=100, description="Noise temperature on gold (0 = exact gold order).")
     flip_rate: float = Field(0.0, ge=0, le=0.5, description="Probability of flipping each labelled pair.")
-    ties: Literal["keep", "break"] = Field("keep", description="keep: equal gold gives no pair; break: random direction.")
+    ties: Literal["keep", "break", "consistent"] = Field(
+        "keep", description="keep: equal gold gives no pair; break: random direction; consistent: the direction of a fixed "
+        "per-(prompt, completion) key salted by the seed, so a repeated prompt with the same completions gets the same order.")
 
 
 class LoopConfig(Strict):
@@ -260,7 +262,7 @@ class LoopConfig(Strict):
     distinct_oversample: int = Field(
         1, ge=1, le=64, description="Sample this many times k completions per prompt and keep the first k distinct texts "
         "(duplicates only where too few are distinct; 1 = keep the k samples as drawn). With annotator temperature 0 and "
-        "ties: break this gives every group a total order (the collapse study)."
+        "ties: break (or consistent) this gives every group a total order (the collapse study)."
     )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
     buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")

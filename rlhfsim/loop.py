@@ -33,7 +33,7 @@ from rlhfsim.reward import recalibrate
 from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
-from rlhfsim.world.annotator import get_annotator
+from rlhfsim.world.annotator import get_annotator, tie_keys
 from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,8 @@ def annotate_groups(sim: Simulation, prompts, texts: list[str], round_: int) -> 
         if sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix:
             ref = sim.world.reference_completion(p)
             comps, g, is_ref = comps + [ref], np.append(g, sim.world.gold([p], [ref])), is_ref + [True]
-        groups.append(Group(p, comps, g, sim.annotator(g, sim.rng["annotate"]), round_, is_ref))
+        keys = tie_keys([p.text] * len(comps), comps, sim.cfg.seed) if sim.annotator.ties == "consistent" else None
+        groups.append(Group(p, comps, g, sim.annotator(g, sim.rng["annotate"], keys), round_, is_ref))
     return groups
 
 

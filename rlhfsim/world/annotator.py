@@ -10,7 +10,9 @@ diagonal. A pair with neither set carries no label. The steps, in order:
                   (temperature 0: exact sort by gold, ties in random order);
                   bradley_terry: each pair on its own, P(a > b) = sigmoid((g_a - g_b) / temperature).
   2 ties          "keep": pairs with equal gold get no label (real ties leave no pairs, e.g. a group
-                  whose completions are all wrong); "break": they get a random direction.
+                  whose completions are all wrong); "break": they get a random direction;
+                  "consistent": they get the direction of fixed per-completion keys (`tie_keys`), so the
+                  same (prompt, completion) pair is ordered the same way whenever it is seen again.
   3 label flips   each labelled pair is reversed with probability flip_rate.
 """
 
@@ -31,8 +33,8 @@ class Annotator(ABC):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0 <= flip_rate <= 0.5:
             raise ValueError(f"flip_rate must be in [0, 0.5], got {flip_rate}")
-        if ties not in ("keep", "break"):
-            raise ValueError(f"ties must be 'keep' or 'break', got {ties!r}")
+        if ties not in ("keep", "break", "consistent"):
+            raise ValueError(f"ties must be 'keep', 'break' or 'consistent', got {ties!r}")
         self.temperature, self.flip_rate, self.ties = float(temperature), float(flip_rate), ties
 
     def __repr__(self) -> str:
@@ -43,28 +45,33 @@ class Annotator(ABC):
         """Raw preferences before ties and flips: gold [G, k] (finite) -> bool [G, k, k], exactly one
         of P[a, b], P[b, a] set for every a != b."""
 
-    def __call__(self, gold: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Preferences among one prompt's k completions: gold [k] -> bool [k, k]."""
+    def __call__(self, gold: np.ndarray, rng: np.random.Generator, keys: np.ndarray | None = None) -> np.ndarray:
+        """Preferences among one prompt's k completions: gold [k] -> bool [k, k] (keys [k]: see annotate_groups)."""
         gold = np.asarray(gold, dtype=np.float64)
         if gold.ndim != 1:
             raise ValueError(f"gold must be 1-d [k], got shape {gold.shape}; use annotate_groups for [G, k]")
-        return self.annotate_groups(gold[None], rng)[0]
+        return self.annotate_groups(gold[None], rng, None if keys is None else np.asarray(keys)[None])[0]
 
-    def annotate_groups(self, gold: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def annotate_groups(self, gold: np.ndarray, rng: np.random.Generator, keys: np.ndarray | None = None) -> np.ndarray:
         """Preferences for G groups at once: gold [G, k] with NaN for missing completions -> bool [G, k, k].
 
-        A NaN slot takes part in no pair.
+        A NaN slot takes part in no pair. keys [G, k]: with ties "consistent", the higher key wins an exact
+        gold tie (after the noise model); required there, ignored otherwise.
         """
         gold = np.asarray(gold, dtype=np.float64)
         if gold.ndim != 2:
             raise ValueError(f"gold must be 2-d [G, k], got shape {gold.shape}")
+        if self.ties == "consistent" and (keys is None or np.shape(keys) != gold.shape):
+            raise ValueError(f"ties 'consistent' needs keys of shape {gold.shape} (rlhfsim.world.annotator.tie_keys)")
         valid = ~np.isnan(gold)
         # padding gets a finite stand-in so the noise models need no NaN cases; it is masked below
         P = self._directions(np.where(valid, gold, 0.0), rng)
         both = valid[:, :, None] & valid[:, None, :]
-        tie = np.abs(gold[:, :, None] - gold[:, None, :]) <= TIE_ATOL
+        tie = (np.abs(gold[:, :, None] - gold[:, None, :]) <= TIE_ATOL) & ~np.eye(gold.shape[1], dtype=bool)
         if self.ties == "keep":
             both &= ~tie
+        elif self.ties == "consistent":  # exact gold ties follow the keys, whatever the noise model drew
+            P = np.where(tie, keys[:, :, None] > keys[:, None, :], P)
         P &= both
         if self.flip_rate > 0:
             k = gold.shape[1]
@@ -105,6 +112,18 @@ class BradleyTerry(Annotator):
         a_wins = (rng.random(p.shape) < p) & upper  # decide each pair once, on the upper triangle
         b_wins = ~a_wins & upper
         return a_wins | b_wins.transpose(0, 2, 1)
+
+
+def tie_keys(prompt_texts: list[str], completions: list[str], salt: int) -> np.ndarray:
+    """A fixed key in [0, 1) per (prompt, completion) text, salted (e.g. by the run seed): the annotator's
+    hidden taste among gold-equal completions under ties "consistent". [N] float64."""
+    import hashlib
+
+    out = np.empty(len(completions))
+    for i, (p, c) in enumerate(zip(prompt_texts, completions)):
+        h = hashlib.blake2b(f"{salt}\x00{p}\x00{c}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(h, "big") / 2.0**64
+    return out
 
 
 ANNOTATORS: dict[str, type[Annotator]] = {"plackett_luce": PlackettLuce, "bradley_terry": BradleyTerry}

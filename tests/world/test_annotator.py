@@ -112,3 +112,28 @@ def test_annotate_groups_handles_nan_padding(name):
     assert not P[2].any()
     noisy = get_annotator(name, temperature=0.5, flip_rate=0.3, ties="break").annotate_groups(gold, np.random.default_rng(1))
     assert not noisy[1, 2].any() and not noisy[1, :, 2].any() and not noisy[2].any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ties_consistent_follow_fixed_keys_whatever_the_rng(name):
+    from rlhfsim.world.annotator import tie_keys
+
+    gold = np.array([1.0, 0.0, 0.0, 0.0, 0.5])
+    texts = ["right", "wrong a", "wrong b", "wrong c", "half"]
+    keys = tie_keys(["q"] * 5, texts, salt=0)
+    ann = get_annotator(name, temperature=0.0, ties="consistent")
+    Ps = [ann(gold, np.random.default_rng(s), keys) for s in range(20)]
+    for P in Ps:
+        check_antisymmetric(P)
+        assert np.array_equal(P, Ps[0])  # the same texts are ordered the same way every time
+        assert P[0, 1:].all() and P[4, 1:4].all()  # gold differences are untouched
+        for a in (1, 2, 3):
+            for b in (1, 2, 3):
+                if a != b:
+                    assert P[a, b] == (keys[a] > keys[b])  # gold ties follow the keys
+    # the salt (the run seed) changes the hidden taste; identical texts get equal keys and no label
+    assert not np.array_equal(tie_keys(["q"] * 5, texts, 0), tie_keys(["q"] * 5, texts, 1))
+    dup = tie_keys(["q"] * 2, ["same", "same"], 0)
+    assert not ann(np.zeros(2), np.random.default_rng(0), dup).any()
+    with pytest.raises(ValueError, match="keys"):
+        ann(gold, np.random.default_rng(0))
