@@ -132,7 +132,7 @@ def fig_terminal_profiles(study, band: str = "sd"):
     """Sorted reward against response index per prompt type, one panel per variant, the finite-n optimum dashed."""
     from rlhfsim.report.figures import FigureResult, _errorbar, _plt, _sns
 
-    key, title = "fig7_terminal_profiles", "Terminal-phase sorted reward profiles on the training rankings (Song et al. fig. 1/3)"
+    key, title = "fig12_terminal_profiles", "Terminal-phase sorted reward profiles on the training rankings (Song et al. fig. 1/3)"
     prof = run_profiles(study)
     if prof.empty:
         return FigureResult(key, title, "", None, "no run has rewards/train_round_XXX.parquet (set loop.diagnose_train: true)")

@@ -1,4 +1,4 @@
-"""Figure 11: what the reward-model mitigations did each round (ensembles, early stopping), when logged.
+"""Figure 13: what the reward-model mitigations did each round (ensembles, early stopping), when logged.
 
 Panels appear for the metrics a study logged: epochs trained per round (early stopping), held-out loss,
 member disagreement and its correlation with the proxy's error (ensembles), and the reward phase's
@@ -19,7 +19,7 @@ PANELS = [
 
 
 def fig_mitigation(study, pal, band="sd") -> FigureResult:
-    key, title = "fig11_reward_training", "Reward-model training: early stopping and ensemble disagreement"
+    key, title = "fig13_reward_training", "Reward-model training: early stopping and ensemble disagreement"
     m = study.metrics
     if not (_has(m, "rm/heldout_loss") or _has(m, "rm/ens_std")):
         return FigureResult(key, title, "", None, "no early stopping (rm/heldout_loss) or ensemble (rm/ens_std) metrics logged")

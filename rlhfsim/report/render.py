@@ -90,7 +90,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     if CS.has_train_rewards(study):  # runs with loop.diagnose_train: the collapse study's terminal-phase profiles
         results.append(CS.fig_terminal_profiles(study, band))
     mitigation = fig_mitigation(study, pal, band)
-    if mitigation.fig is not None:  # only studies with ensembles or early stopping get figure 11
+    if mitigation.fig is not None:  # only studies with ensembles or early stopping get figure 13
         results.append(mitigation)
     for res in results:
         if res.fig is not None:

@@ -32,4 +32,4 @@ def test_figure_only_with_mitigation_metrics(tmp_path):
     _add(root, {"rm/epochs": 2.0, "rm/heldout_loss": 0.6, "rm/ens_std": 0.1, "rm/ens_err_corr": 0.1, "time/reward": 1.0})
     study = load_study([str(root)])
     res = fig_mitigation(study, palette(study.variants))
-    assert res.fig is not None and len(res.fig.axes) == 5 and res.key == "fig11_reward_training"
+    assert res.fig is not None and len(res.fig.axes) == 5 and res.key == "fig13_reward_training"
