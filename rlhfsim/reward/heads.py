@@ -90,13 +90,7 @@ class HeadsEngine(LoopEngine):
             loss, st = listwise_loss(logits[m], data.prefs[g], data.type_idx[g], utilities, bounded, w)
             loss = loss + regularise.centring_penalty(logits[m], valid, self.center_coef)
             total, stats = total + loss, stats + [st]
-        self.opt.zero_grad(set_to_none=True)
-        (total / self.M).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        self.t += 1
+        self._update(total / self.M, lambda: torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0))
         return stats
 
     @torch.no_grad()

@@ -136,6 +136,16 @@ class LoopEngine:
     def _centring(self, cfg, steps: int) -> None:
         self.center_coef0, self.center_schedule, self.steps, self.t = cfg.center_coef, cfg.center_schedule, steps, 0
 
+    def _update(self, loss: torch.Tensor, clip) -> None:
+        """One step of the single-optimiser engines (stacked, heads): backward, `clip()`, AdamW, lr schedule."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip()
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        self.t += 1
+
     @property
     def center_coef(self) -> float:
         """reward.center_coef at this optimiser step (reward.center_schedule)."""
@@ -204,13 +214,7 @@ class StackedEngine(LoopEngine):
             loss, st = listwise_loss(logits[m], data.prefs[gidx[m]], data.type_idx[gidx[m]], utilities, bounded)
             loss = loss + regularise.centring_penalty(logits[m], valid[m], self.center_coef)
             total, stats = total + loss, stats + [st]
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        clip_grad_norm_per_member(self.params, 1.0)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        self.t += 1
+        self._update(total, lambda: clip_grad_norm_per_member(self.params, 1.0))
         return stats
 
     @torch.no_grad()
