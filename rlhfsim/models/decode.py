@@ -17,15 +17,20 @@ import torch
 
 
 class GPT2Decoder:
-    def __init__(self, model, batch: int, max_len: int, device, dtype):
+    def __init__(self, model, key_mask: torch.Tensor, dtype):
+        """key_mask [B, T] bool over every cache column (prompt padding False, new tokens True); dtype of the cache."""
         self.model = model
         self.tr = model.transformer
         cfg = model.config
         self.H, self.D = cfg.n_head, cfg.n_embd // cfg.n_head
         self.n_layer = cfg.n_layer
+        B, T = key_mask.shape
         # [layers, B, H, T, D]: T = prompt + all new tokens, written in place (no per-step cat)
-        self.k = torch.zeros((self.n_layer, batch, self.H, max_len, self.D), device=device, dtype=dtype)
+        self.k = torch.zeros((self.n_layer, B, self.H, T, self.D), device=key_mask.device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
+        # additive mask [B*H, 1, T], built once: 0 where attended, -inf elsewhere; step t reads its first columns
+        bias = torch.zeros((B, T), device=key_mask.device, dtype=dtype).masked_fill_(~key_mask, float("-inf"))
+        self.bias = bias[:, None, None, :].expand(B, self.H, 1, T).reshape(B * self.H, 1, T)
 
     @staticmethod
     def supports(model) -> bool:
@@ -44,18 +49,16 @@ class GPT2Decoder:
             self.k[i, :, :, :P] = layer.keys
             self.v[i, :, :, :P] = layer.values
 
-    def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one token per row at cache column ``col``.
+    def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed one token per row at cache column ``col``; it attends to columns 0..col where the key mask allows.
 
-        tok [B] token ids, pos [B] their position ids, key_mask [B, col + 1] bool (True: attend).
+        tok [B] token ids, pos [B] their position ids.
         Returns logits [B, V] for the next token and the final hidden state [B, H*D] (after ln_f).
         """
         B = tok.shape[0]
         x = self.tr.wte(tok) + self.tr.wpe(pos)  # [B, d]
-        # additive mask [B*H, 1, T]: 0 where attended, -inf elsewhere (one baddbmm applies it with the scores)
         T = col + 1
-        bias = torch.zeros(key_mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~key_mask, float("-inf"))
-        bias = bias[:, None, None, :].expand(B, self.H, 1, T).reshape(B * self.H, 1, T)
+        bias = self.bias[:, :, :T]  # [B*H, 1, T], added to the scores by baddbmm
         for i, block in enumerate(self.tr.h):
             attn = block.attn
             q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)  # [B, d] each

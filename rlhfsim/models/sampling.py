@@ -68,9 +68,8 @@ def sample(
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     decoder = None
     if GPT2Decoder.supports(model):  # the lean in-place-cache step; other models go through forward
-        decoder = GPT2Decoder(model, B, P + max_new_tokens, device, out.past_key_values.layers[0].keys.dtype)
+        decoder = GPT2Decoder(model, full_mask.bool(), out.past_key_values.layers[0].keys.dtype)
         decoder.load_prefix(out.past_key_values, P)
-        key_mask = full_mask.bool()
     cache = out.past_key_values
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
@@ -88,7 +87,7 @@ def sample(
         if t == max_new_tokens - 1 or bool(done.all()):
             break
         if decoder is not None:
-            logits, h = decoder.step(tok, (next_pos + t).squeeze(-1), P + t, key_mask[:, : P + t + 1])
+            logits, h = decoder.step(tok, (next_pos + t).squeeze(-1), P + t)
             if return_hidden:
                 hidden[:, t + 1] = h
             continue

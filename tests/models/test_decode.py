@@ -46,11 +46,11 @@ def test_step_logits_match_a_full_forward_on_the_same_prefix():
     B, P = ids.shape
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-        dec = GPT2Decoder(model, B, P + 1, ids.device, torch.float32)
+        full_mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
+        dec = GPT2Decoder(model, full_mask.bool(), torch.float32)
         dec.load_prefix(out.past_key_values, P)
         nxt = torch.tensor([5, 6, 7, 8])
-        full_mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
-        logits, _ = dec.step(nxt, mask.sum(-1), P, full_mask.bool())
+        logits, _ = dec.step(nxt, mask.sum(-1), P)
         ref = model(input_ids=torch.cat([ids, nxt[:, None]], 1), attention_mask=full_mask,
                     position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
     assert torch.allclose(logits, ref, atol=1e-5)
