@@ -36,29 +36,32 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """One batched (Rust) tokenizer call for all texts instead of one `encode` per text."""
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+
+
+def _pad(rows: list[list[int]], width: int, pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """rows (each at most `width` long) -> ids [B, width] padded with `pad` on the left or right, and their mask."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    cols = torch.arange(width)[None, :]
+    mask = cols >= (width - lengths)[:, None] if left else cols < lengths[:, None]  # [B, width]
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
+    out[mask] = torch.tensor([t for r in rows for t in r], dtype=torch.long)  # row-major: each row's tokens in order
+    return out, mask.long()
+
+
 def encode_prompts(tokenizer, texts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt ids [B, P] and mask [B, P]."""
-    ids = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
-    width = max(len(x) for x in ids)
-    pad = tokenizer.pad_token_id
-    out = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        if x:
-            out[i, width - len(x) :] = torch.tensor(x)
-            mask[i, width - len(x) :] = 1
+    ids = _token_ids(tokenizer, texts)
+    out, mask = _pad(ids, max(len(x) for x in ids), tokenizer.pad_token_id, left=True)
     return out.to(device), mask.to(device)
 
 
 def encode_responses(tokenizer, texts: list[str], max_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded response ids [B, L] with EOS appended (dropped when truncated at max_len)."""
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    out = torch.full((len(texts), max_len), pad, dtype=torch.long)
-    mask = torch.zeros((len(texts), max_len), dtype=torch.long)
-    for i, t in enumerate(texts):
-        x = (tokenizer.encode(t, add_special_tokens=False) + [eos])[:max_len]
-        out[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(x)] = 1
+    rows = [(x + [tokenizer.eos_token_id])[:max_len] for x in _token_ids(tokenizer, texts)]
+    out, mask = _pad(rows, max_len, tokenizer.pad_token_id, left=False)
     return out.to(device), mask.to(device)
 
 
