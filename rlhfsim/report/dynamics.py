@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, gao_bon
-from rlhfsim.report.figures import FigureResult, _band_text, _has, _int_rounds, _legend_once, _lineplot, _plt, _sns
+from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
 
 
 @dataclass
@@ -118,21 +118,16 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
 
 def fig_signal(study, pal, band="sd") -> FigureResult:
     """Advantage std before whitening, signal-to-noise, KL share of the reward and value explained variance per round."""
-    plt = _plt()
     key, title = "fig10_learning_signal", "Learning signal: advantage scale, signal-to-noise, KL share, value fit"
-    m = study.metrics
-    panels = [(c, lab) for c, lab in [
-        ("adv/std_raw", "advantage std before whitening"), ("adv/snr", "signal-to-noise (sequence / token)"),
-        ("adv/kl_share", "KL share of |reward| (0-1)"), ("val/var_explained", "value explained variance"),
-    ] if _has(m, c)]
-    if not panels:
+    drawn = _round_panels(study, pal, band, [
+        (c, lab, c) for c, lab in [
+            ("adv/std_raw", "advantage std before whitening"), ("adv/snr", "signal-to-noise (sequence / token)"),
+            ("adv/kl_share", "KL share of |reward| (0-1)"), ("val/var_explained", "value explained variance"),
+        ]
+    ], (4.3, 4.2), xlabel="round")
+    if drawn is None:
         return FigureResult(key, title, "", None, "no adv/* or val/* metrics logged")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4.2), squeeze=False)
-    axes = axes[0]
-    for ax, (col, lab) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel="round", ylabel=lab, title=col)
-        _int_rounds(ax)
+    fig, axes, _ = drawn
     _legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
     cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({_band_text(band)}). A rising KL "

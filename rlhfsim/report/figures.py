@@ -101,6 +101,22 @@ def _int_rounds(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
+    """One panel per logged metric of `panels` [(column, y label, panel title)], each its per-round mean over seeds
+    with bands. Returns (fig, axes, the panels drawn), or None when none of the columns was logged."""
+    m = study.metrics
+    panels = [p for p in panels if _has(m, p[0])]
+    if not panels:
+        return None
+    fig, axes = _plt().subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
+    axes = axes[0]
+    for ax, (col, ylabel, sub) in zip(axes, panels):
+        _lineplot(ax, m, col, study, pal, band)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=sub)
+        _int_rounds(ax)
+    return fig, axes, panels
+
+
 # ----------------------------------------------------------------------------- 1. gold, proxy, KL over rounds
 
 
@@ -146,23 +162,16 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
 
 
 def fig_by_type(study, pal, band="sd") -> FigureResult:
-    plt = _plt()
     key, title = "fig2_by_prompt_type", "Gold by prompt type: open-ended quality and closed-ended accuracy"
-    m = study.metrics
-    panels = [(c, lab, sub) for c, lab, sub in [
+    drawn = _round_panels(study, pal, band, [
         ("eval/gold_open", GOLD_LABEL, "open prompts: gold"),
         ("eval/accuracy_closed", "share of right answers (0-1)", "closed prompts: accuracy"),
         ("eval/proxy_open", "proxy reward (reward-model scale)", "open prompts: proxy"),
         ("eval/proxy_closed", "proxy reward (reward-model scale)", "closed prompts: proxy"),
-    ] if _has(m, c)]
-    if not panels:
+    ], (4.2, 4.4))
+    if drawn is None:
         return FigureResult(key, title, "", None, "no per-type metrics (eval/gold_open, eval/accuracy_closed) logged")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
-    axes = axes[0]
-    for ax, (col, ylabel, sub) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
-        _int_rounds(ax)
+    fig, axes, _ = drawn
     _legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     cap = (f"Per prompt type, mean over seeds ({_band_text(band)}). A proxy that rises while closed accuracy falls is the "
@@ -330,24 +339,19 @@ def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> Figure
 
 
 def fig_collapse(study, pal, band="sd") -> FigureResult:
-    plt = _plt()
     key, title = "fig6_collapse", "Reward-model collapse and agreement with gold over rounds"
     m = study.metrics
-    panels = [(c, lab, sub) for c, lab, sub in [
+    drawn = _round_panels(study, pal, band, [
         ("collapse/index", "collapse index (W1; 0 = collapsed)", "collapse index"),
         ("collapse/index_gap", "gold index − RM index (W1)", "collapse gap (gold − proxy)"),
         ("rm/pairwise_acc", "pairwise accuracy vs gold (0-1)", "RM pairwise accuracy (held-out)"),
-    ] if _has(m, c)]
-    if not panels:
+    ], (5, 4.4))
+    if drawn is None:
         return FigureResult(key, title, "", None, "no collapse/* or rm/pairwise_acc metrics logged")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
-    axes = axes[0]
-    for ax, (col, ylabel, sub) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
+    fig, axes, panels = drawn
+    for ax, (col, _, _) in zip(axes, panels):
         if col == "collapse/index" and _has(m, "collapse/index_gold"):
             _lineplot(ax, m, "collapse/index_gold", study, pal, band, linestyle="--", legend=False)
-        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
-        _int_rounds(ax)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
@@ -363,22 +367,15 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
 
 
 def fig_advantage(study, pal, band="sd") -> FigureResult:
-    plt = _plt()
     key, title = "fig7_advantage_fidelity", "Advantage fidelity: do PPO's advantages still point where gold does?"
-    m = study.metrics
-    panels = [(c, lab, sub) for c, lab, sub in [
+    drawn = _round_panels(study, pal, band, [
         ("adv/gold_corr", "corr(proxy adv., gold adv.) (−1 to 1)", "per-token advantage correlation"),
         ("adv/sign_agree", "same-sign share (0-1)", "per-token sign agreement"),
         ("adv/gold_corr_seq", "corr per sequence (−1 to 1)", "per-sequence advantage correlation"),
-    ] if _has(m, c)]
-    if not panels:
+    ], (5, 4.4), xlabel="round")
+    if drawn is None:
         return FigureResult(key, title, "", None, "no adv/* metrics in metrics.jsonl (advantage fidelity not logged by these runs)")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
-    axes = axes[0]
-    for ax, (col, ylabel, sub) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel="round", ylabel=ylabel, title=sub)
-        _int_rounds(ax)
+    fig, axes, _ = drawn
     _legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     cap = (f"GAE run twice on the same PPO rollouts, with the proxy score and with the gold score; averaged over the round's PPO "
