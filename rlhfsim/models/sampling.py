@@ -7,6 +7,7 @@ per-step entropy when asked (evaluation needs it; PPO's rollout does not), again
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -110,11 +111,17 @@ def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Te
     return out.logits[:, :-1].float() / temperature
 
 
+@functools.cache
+def _takes_use_cache(cls) -> bool:
+    """Decoders take `use_cache` (and would build a KV cache on a full pass and drop it); encoders such as
+    DeBERTa do not accept it. Looked up once per model class, not on every PPO forward."""
+    return "use_cache" in inspect.signature(cls.forward).parameters
+
+
 def response_values(value_model, seq: Sequences) -> torch.Tensor:
     """Per-token values [B, L] from a sequence classifier's backbone + score head (value of the state before each token)."""
     backbone = getattr(value_model, value_model.base_model_prefix)
-    # encoders (DeBERTa, BERT) take no use_cache; decoders would build a KV cache and drop it
-    kw = {"use_cache": False} if "use_cache" in inspect.signature(backbone.forward).parameters else {}
+    kw = {"use_cache": False} if _takes_use_cache(type(backbone)) else {}
     h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, **kw).last_hidden_state
     return value_model.score(h[:, seq.prompt_len - 1 : -1]).squeeze(-1).float()
 
