@@ -60,25 +60,36 @@ def bench_rollout(shape: Shape) -> dict:
     }
 
 
+def gold_stand_in(prompts, completions) -> np.ndarray:
+    """[B] a cheap hidden 'gold' for the bench (the iteration's advantage diagnostics need one): words per completion."""
+    return np.array([len(c.split()) for c in completions], dtype=np.float64)
+
+
 def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
-    """A PPOTrainer at the benchmark shape, its prompts and a cheap deterministic score function."""
-    from rlhfsim.config import PPOConfig
+    """A PPOTrainer at the benchmark shape, its prompts and a score function: a GPT-2 reward model of the same shape
+    scoring the completions through the loop's own path (`RewardModels.rewards`), as TRL's trainer scores with its
+    reward model inside the iteration."""
+    from rlhfsim.config import PPOConfig, RewardConfig
     from rlhfsim.models.policy import build_value_model
     from rlhfsim.ppo.kl import FixedKLController
     from rlhfsim.ppo.trainer import PPOTrainer
+    from rlhfsim.reward.model import RewardModels
     from rlhfsim.world.base import Prompt
 
     tok = vocab_tokenizer(shape.vocab)
-    policy = policy_model(tok, shape, n_positions=shape.prompt_len + shape.response_len + 8, seed=seed)
+    n_positions = shape.prompt_len + shape.response_len + 8
+    policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     value = build_value_model(policy, "policy", value_model)
     cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches, value_model=value_model)
     trainer = PPOTrainer(policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu"))
     texts = random_words(shape.prompts, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts)]
+    rm_cfg = RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head)
+    rms = RewardModels(tok, rm_cfg, torch.device("cpu"), seed, n_positions=n_positions)
 
-    def score(prompts, completions) -> np.ndarray:  # stands in for a reward model: cheap, varies by completion
-        return np.array([len(c.split()) / shape.response_len for c in completions], dtype=np.float64)
+    def score(prompts, completions) -> np.ndarray:  # [B] the reward model's scores
+        return rms.rewards([p.text for p in prompts], completions)[0]
 
     return trainer, prompts, score
 
@@ -92,12 +103,12 @@ def bench_ppo(shape: Shape) -> dict:
     setups = {kind: (*ppo_setup(shape, value_model=kind), torch.Generator().manual_seed(2)) for kind in ("separate", "shared")}
     for trainer, prompts, score, gen in setups.values():  # warm both before timing either
         for _ in range(shape.warmup):
-            trainer.iteration(prompts, score, score, gen)
+            trainer.iteration(prompts, score, gold_stand_in, gen)
     out = {}
     for kind, (trainer, prompts, score, gen) in setups.items():
-        it = timeit(lambda: trainer.iteration(prompts, score, score, gen), 0, shape.repeats)
-        ro = timeit(lambda: trainer.rollout(prompts, score, score, gen), 0, shape.repeats)
-        exp = trainer.rollout(prompts, score, score, gen)
+        it = timeit(lambda: trainer.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
+        ro = timeit(lambda: trainer.rollout(prompts, score, gold_stand_in, gen), 0, shape.repeats)
+        exp = trainer.rollout(prompts, score, gold_stand_in, gen)
         up = timeit(lambda: trainer.update(exp, gen), 0, shape.repeats)
         prefix = "" if kind == "separate" else "shared_"
         out.update({f"{prefix}iteration_s": median(it), f"{prefix}rollout_s": median(ro), f"{prefix}update_s": median(up)})
@@ -113,10 +124,10 @@ def profile_ppo(shape: Shape, top: int = 8, value_model: str = "separate") -> di
     trainer, prompts, score = ppo_setup(shape, value_model=value_model)
     gen = torch.Generator().manual_seed(2)
     for _ in range(shape.warmup):
-        trainer.iteration(prompts, score, score, gen)
+        trainer.iteration(prompts, score, gold_stand_in, gen)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(shape.repeats):
-            trainer.iteration(prompts, score, score, gen)
+            trainer.iteration(prompts, score, gold_stand_in, gen)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)  # microseconds, all iterations
     n = shape.repeats

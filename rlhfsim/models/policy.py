@@ -41,6 +41,19 @@ def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: 
     )
 
 
+# config rates that transformers' layers apply functionally (no nn.Dropout module to find), by architecture
+_DROPOUT_KEYS = ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "attention_probs_dropout_prob",
+                 "hidden_dropout_prob", "hidden_dropout", "dropout")
+
+
+def has_dropout(model: torch.nn.Module) -> bool:
+    """Whether train mode would drop anything: an nn.Dropout with p > 0, or a dropout rate > 0 in a config."""
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None and hasattr(c, "to_dict")}
+    return any(isinstance(c.to_dict().get(k), (int, float)) and c.to_dict()[k] > 0 for c in configs.values() for k in _DROPOUT_KEYS)
+
+
 def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions))
 

@@ -14,7 +14,7 @@ import torch
 
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
 from rlhfsim.models.parallel import Parallel
-from rlhfsim.models.policy import ValueHead
+from rlhfsim.models.policy import ValueHead, has_dropout
 from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
 from rlhfsim.diagnostics.advantage import ppo_signal_metrics
 from rlhfsim.ppo import core
@@ -36,6 +36,7 @@ class Experience:
     returns: torch.Tensor  # [B, L] advantages + values (unwhitened)
     texts: list[str]  # decoded completions
     fidelity: dict  # advantage diagnostics: proxy vs gold advantages on these very rollouts
+    value_graph: torch.Tensor | None = None  # [B, L] `values` with their autograd graph, for the first update (see `rollout`)
 
 
 ScoreFn = Callable[[list, list[str]], np.ndarray]  # (prompts, completions) -> [B]
@@ -55,8 +56,18 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ rollout
 
+    def reuses_value_forward(self, batch: int) -> bool:
+        """Whether the update's first value forward is exactly the rollout's: one minibatch holding every row in one
+        chunk on one process, and a value model without dropout, so the same weights see the same rows in the same
+        deterministic function. Then the rollout keeps that forward's graph and the update backpropagates through it."""
+        whole = self.parallel.world_size == 1 and (self.parallel.micro_batch is None or self.parallel.micro_batch >= batch)
+        return not self.shared and self.cfg.minibatches == 1 and whole and not has_dropout(self.value)
+
     @torch.no_grad()
-    def rollout(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> Experience:
+    def rollout(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator,
+                keep_value_graph: bool = False) -> Experience:
+        """One batch of experience. keep_value_graph: run the value forward with autograd and keep the graph in
+        `Experience.value_graph` (only where `reuses_value_forward`; `update` consumes it instead of a second forward)."""
         cfg = self.cfg
         p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
         self.policy.eval()
@@ -73,13 +84,19 @@ class PPOTrainer:
             scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
 
         ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
-        values = (self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)) * mask
+        value_graph = None
+        if keep_value_graph:
+            with torch.enable_grad():
+                value_graph = response_values(self.value, seq)  # [B, L]
+            values = value_graph.detach() * mask
+        else:
+            values = (self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)) * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
         if cfg.whiten_advantages:
             advantages = core.whiten(advantages, mask)
-        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity)
+        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity, value_graph)
 
     def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
         """adv/* diagnostics: the same GAE with the gold score in place of the proxy (same values, same KL term)."""
@@ -122,7 +139,10 @@ class PPOTrainer:
                         logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
                     else:
                         logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
-                        vpred = response_values(self.value, seq)  # [mb, L]
+                        if exp.value_graph is not None:  # the rollout's forward at these very weights: j is every row
+                            vpred, exp.value_graph = exp.value_graph[j], None  # [mb, L]; consumed once
+                        else:
+                            vpred = response_values(self.value, seq)  # [mb, L]
                     logprobs = core.logprobs_from_logits(logits, seq.response_ids)
                     pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[j], exp.advantages[j], mask, cfg.clip_range)
                     vf_loss, vf_stats = core.value_loss(vpred, exp.values[j], exp.returns[j], mask, cfg.clip_range_value)
@@ -151,7 +171,7 @@ class PPOTrainer:
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
         """Rollout + update; returns TRL-named stats averaged over the iteration's minibatches."""
-        exp = self.rollout(prompts, score_fn, gold_fn, generator)
+        exp = self.rollout(prompts, score_fn, gold_fn, generator, keep_value_graph=self.reuses_value_forward(len(prompts)))
         upd = self.update(exp, generator)
         mask = exp.seq.response_mask.float()
         beta = self.kl_ctl.value

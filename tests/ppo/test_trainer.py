@@ -57,3 +57,45 @@ def test_shared_head_rollout_values_match_a_full_forward():
     # the sampler's hidden states (KV cache) give the same values as one full forward
     assert torch.allclose(exp.values, full * mask, atol=1e-5)
     assert exp.values.abs().sum() > 0
+
+
+def count_calls(module) -> list:
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_one_minibatch_reuses_the_rollout_value_forward():
+    """With one minibatch the update backpropagates through the rollout's value forward: one value forward per
+    iteration instead of two, and the same stats and (to float rounding) the same weights as computing it again."""
+    runs = []
+    for reuse in (True, False):
+        trainer, prompts = toy_trainer("separate")
+        trainer.cfg = trainer.cfg.model_copy(update={"epochs": 2, "minibatches": 1})
+        if not reuse:
+            trainer.reuses_value_forward = lambda batch: False
+        calls = count_calls(trainer.value.transformer)
+        gen = torch.Generator().manual_seed(0)
+        stats = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen)[0] for _ in range(2)]
+        runs.append((stats, len(calls), trainer))
+    (fused, n_fused, a), (plain, n_plain, b) = runs
+    assert a.reuses_value_forward(32) and n_fused == 2 * 2 and n_plain == 2 * 3  # 2 iterations x (rollout + 2 epochs)
+    for s, t in zip(fused, plain):
+        for k, v in s.items():
+            assert v == pytest.approx(t[k], rel=1e-5, abs=1e-6, nan_ok=True), k
+    for p, q in zip(a.value.parameters(), b.value.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert any((p - q).abs().max() > 0 for p, q in zip(a.value.parameters(), toy_trainer("separate")[0].value.parameters()))
+
+
+def test_value_forward_is_recomputed_where_reuse_would_change_the_math():
+    trainer, _ = toy_trainer("separate")  # two minibatches: the first holds half of the rows
+    assert not trainer.reuses_value_forward(32)
+    trainer.cfg = trainer.cfg.model_copy(update={"minibatches": 1})
+    assert trainer.reuses_value_forward(32)
+    trainer.parallel.micro_batch = 8  # several chunks: each chunk's forward is its own
+    assert not trainer.reuses_value_forward(32)
+    trainer.parallel.micro_batch = None
+    trainer.value.transformer.drop.p = 0.1  # dropout: train-mode values are not the rollout's values
+    assert not trainer.reuses_value_forward(32)
+    assert not toy_trainer("shared")[0].reuses_value_forward(32)  # the head's values come from the sampler already
