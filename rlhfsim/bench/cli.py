@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 SECTIONS = ("rollout", "ppo", "reward", "ensemble", "rounds")
+OPTIONAL = ("trl_ppo",)  # only with --only: needs a side environment (--trl-python)
 DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
 QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
@@ -40,11 +41,15 @@ def run_bench(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     only = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
-    bad = [s for s in only if s not in SECTIONS]
+    bad = [s for s in only if s not in SECTIONS + OPTIONAL]
     if bad:
         from rlhfsim.config import ConfigError
 
-        raise ConfigError(f"--only {','.join(bad)}: unknown section; choose from {', '.join(SECTIONS)}")
+        raise ConfigError(f"--only {','.join(bad)}: unknown section; choose from {', '.join(SECTIONS + OPTIONAL)}")
+    if "trl_ppo" in only:  # fail before any section runs, not after them
+        from rlhfsim.bench.trl_ppo import check_trl_python
+
+        check_trl_python(args.trl_python)
     shape = Shape(n_layer=args.layers, n_embd=args.width, n_head=args.heads, vocab=args.vocab, prompts=args.prompts,
                   prompt_len=args.prompt_len, response_len=args.response_len, ppo_epochs=args.ppo_epochs,
                   ppo_minibatches=args.ppo_minibatches, rm_groups=args.rm_groups, rm_k=args.rm_k,
@@ -62,6 +67,10 @@ def run_bench(args) -> dict:
         from rlhfsim.bench.sections import bench_ppo
 
         out["ppo"] = bench_ppo(shape)
+    if "trl_ppo" in only:
+        from rlhfsim.bench.trl_ppo import bench_trl_ppo
+
+        out["trl_ppo"] = bench_trl_ppo(shape, args.trl_python, args.alternations)
     if args.profile:
         from rlhfsim.bench.sections import profile_ppo
 
@@ -107,6 +116,10 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                  ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "ppo.value_model: shared"),
                  ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + ref pass + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
+    if "trl_ppo" in res:
+        from rlhfsim.bench.trl_ppo import table_rows as trl_rows
+
+        rows += trl_rows(res["trl_ppo"])
     if "profile" in res:
         q = res["profile"]
         rows.append(("PPO profile s/iteration", _f(q["total_s_per_iter"], "{:.3f}"),
@@ -179,7 +192,8 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     b = sub.add_parser("bench", help="measure rollout, PPO iteration, reward training and per-round speed")
-    b.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)} (default: all)")
+    b.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)} (default: all), or "
+                   f"{','.join(OPTIONAL)} (TRL's last PPO trainer side by side; needs --trl-python)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, 1 round, 3 scaling sizes")
     b.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     b.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
@@ -204,6 +218,11 @@ def register(sub) -> None:
     g.add_argument("--rm-batch", type=int, default=64, help="TRL pairs per step; rlhfsim completions per step")
     g.add_argument("--no-trl", action="store_true", help="skip the TRL RewardTrainer comparison")
     g.add_argument("--members", type=int, default=5, help="ensemble section: members timed against one model")
+    t = b.add_argument_group("trl_ppo (TRL's last PPO trainer, run from a side environment)")
+    t.add_argument("--trl-python", metavar="PATH",
+                   help="python of the side environment made by scripts/trl_ppo_venv.sh DIR (DIR/bin/python)")
+    t.add_argument("--alternations", type=int, default=3,
+                   help="interleaved rounds of (TRL no-gc, TRL as shipped, rlhfsim separate, rlhfsim shared)")
     r = b.add_argument_group("rounds")
     r.add_argument("--config", default="configs/quickstart.yaml", help="config timed per round")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the rounds section")
