@@ -68,6 +68,9 @@ def test_summarize_pools_arms_and_divides_medians():
     assert s["ratio_trl_gc_vs_shared"] == pytest.approx(s["trl_gc_s"] / s["shared_s"])
     assert s["paired_trl_nogc_vs_shared"] == pytest.approx(
         [statistics.median(a["trl_nogc"]) / statistics.median(a["shared"]) for a in alts])
+    assert s["min_ratio_trl_gc_vs_separate"] == pytest.approx(min(2.0, 2.2, 3.0, 2.4, 2.6) / min(0.30, 0.34, 0.5, 0.4, 0.45))
+    spreads = [max(s[f"{arm}_per_alternation_s"]) / min(s[f"{arm}_per_alternation_s"]) for arm in ARMS]
+    assert s["alternation_spread"] == pytest.approx(max(spreads)) and s["alternation_spread"] >= 1
     assert s["alternations"] == 2
     with pytest.raises(ValueError):
         summarize([])
