@@ -113,7 +113,8 @@ def bench_trl_ppo(shape: Shape, trl_python: str | None, alternations: int = 3) -
         for arm, no_gc in (("trl_nogc", True), ("trl_gc", False)):
             res = run_driver(driver_command(python, shape, threads, no_gc))
             alt[arm] = res["iteration_s"]
-            meta = {"trl_versions": res["versions"], "trl_trainer": res["trainer"], "trl_threads": res["threads"]}
+            meta = {"trl_versions": res["versions"], "trl_trainer": res["trainer"], "trl_threads": res["threads"],
+                    "trl_gc_collect_s": res["gc_collect_s"], "trl_gc_tracked_objects": res["gc_tracked_objects"]}
         for kind, (trainer, prompts, score, gen) in ours.items():
             alt[kind] = timeit(lambda: trainer.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
         runs.append(alt)
@@ -128,7 +129,8 @@ def table_rows(r: dict) -> list[tuple[str, str, str]]:
              f"{n}, min {r['trl_nogc_min_s']:.3f}; trl {v['trl']} PPOTrainer, transformers {v['transformers']}, "
              "gc.collect() a no-op"),
             ("TRL PPO iteration s, as shipped", f"{r['trl_gc_s']:.3f}",
-             f"min {r['trl_gc_min_s']:.3f}; two forced gc.collect() per iteration"),
+             f"min {r['trl_gc_min_s']:.3f}; two forced gc.collect() per iteration, one took {r['trl_gc_collect_s']:.2f} s "
+             f"({r['trl_gc_tracked_objects'] / 1000:.0f}k objects)"),
             ("rlhfsim PPO iteration s, separate", f"{r['separate_s']:.3f}", f"min {r['separate_min_s']:.3f}; interleaved"),
             ("rlhfsim PPO iteration s, shared", f"{r['shared_s']:.3f}", f"min {r['shared_min_s']:.3f}; value head on the trunk")]
     for ours in ("separate", "shared"):

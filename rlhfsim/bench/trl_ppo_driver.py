@@ -158,9 +158,14 @@ def main(argv=None) -> int:
     if len(steps) != n_iter:
         raise RuntimeError(f"expected {n_iter} step-end callbacks, got {len(steps)}")
     timed = steps[a.warmup:]
+    import gc  # what one of TRL's forced collections costs in this process (untimed region, after training)
+
+    t0 = time.perf_counter()
+    gc.collect()
+    gc_s, gc_objects = time.perf_counter() - t0, len(gc.get_objects())
     print(json.dumps({
         "median_s": statistics.median(timed), "min_s": min(timed), "iteration_s": timed, "warmup_s": steps[:a.warmup],
-        "gc": not a.no_gc, "threads": torch.get_num_threads(), "trainer": f"{module.__name__}.PPOTrainer",
+        "gc": not a.no_gc, "gc_collect_s": gc_s, "gc_tracked_objects": gc_objects, "threads": torch.get_num_threads(), "trainer": f"{module.__name__}.PPOTrainer",
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "shape": {"layers": a.layers, "width": a.width, "heads": a.heads, "vocab": len(tok), "prompts": a.prompts,
