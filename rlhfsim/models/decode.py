@@ -25,8 +25,9 @@ class GPT2Decoder:
         self.H, self.D = cfg.n_head, cfg.n_embd // cfg.n_head
         self.n_layer = cfg.n_layer
         B, T = key_mask.shape
-        # [layers, B, H, T, D]: T = prompt + all new tokens, written in place (no per-step cat)
-        self.k = torch.zeros((self.n_layer, B, self.H, T, self.D), device=key_mask.device, dtype=dtype)
+        # [layers, B*H, T, D]: T = prompt + all new tokens, written in place (no per-step cat); rows and heads share
+        # one batch axis so that a step's first columns are a strided view bmm reads directly (no per-step copy)
+        self.k = torch.zeros((self.n_layer, B * self.H, T, self.D), device=key_mask.device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         # additive mask [B*H, 1, T], built once: 0 where attended, -inf elsewhere; step t reads its first columns
         bias = torch.zeros((B, T), device=key_mask.device, dtype=dtype).masked_fill_(~key_mask, float("-inf"))
@@ -46,8 +47,8 @@ class GPT2Decoder:
     def load_prefix(self, cache, P: int) -> None:
         """Copy the prompt's keys and values ([B, H, P, D] per layer) from the forward's cache."""
         for i, layer in enumerate(cache.layers):
-            self.k[i, :, :, :P] = layer.keys
-            self.v[i, :, :, :P] = layer.values
+            self.k[i, :, :P] = layer.keys.flatten(0, 1)
+            self.v[i, :, :P] = layer.values.flatten(0, 1)
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one token per row at cache column ``col``; it attends to columns 0..col where the key mask allows.
@@ -62,12 +63,12 @@ class GPT2Decoder:
         for i, block in enumerate(self.tr.h):
             attn = block.attn
             q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)  # [B, d] each
-            self.k[i, :, :, col] = k.view(B, self.H, self.D)
-            self.v[i, :, :, col] = v.view(B, self.H, self.D)
+            self.k[i, :, col].view(B, self.H, self.D).copy_(k.view(B, self.H, self.D))
+            self.v[i, :, col].view(B, self.H, self.D).copy_(v.view(B, self.H, self.D))
             # one query per row: plain bmm-softmax-bmm beats the flash kernel, which is built for long queries
-            keys = self.k[i, :, :, :T].reshape(B * self.H, T, self.D)
+            keys = self.k[i, :, :T]  # [B*H, T, D], a view
             s = torch.baddbmm(bias, q.reshape(B * self.H, 1, self.D), keys.transpose(1, 2), alpha=attn.scaling)  # [B*H, 1, T]
-            a = torch.bmm(s.softmax(-1), self.v[i, :, :, :T].reshape(B * self.H, T, self.D))  # [B*H, 1, D]
+            a = torch.bmm(s.softmax(-1), self.v[i, :, :T])  # [B*H, 1, D]
             x = x + attn.c_proj(a.reshape(B, -1))
             x = x + block.mlp(block.ln_2(x))
         h = self.tr.ln_f(x)
