@@ -13,7 +13,7 @@ py="${2:-python3}"
 "$py" -m venv "$dir"
 "$dir/bin/python" -m pip install -q torch==2.13.0
 "$dir/bin/python" -m pip install -q trl==1.12.0 transformers==4.57.6 accelerate==1.15.0 datasets==5.0.1 tokenizers==0.22.2
-"$dir/bin/python" - <<'PY'
+TRL_EXPERIMENTAL_SILENCE=1 "$dir/bin/python" - <<'PY'
 from trl.experimental.ppo import PPOTrainer  # noqa: F401  (fails here if the pins stopped resolving together)
 import torch, transformers, trl
 print(f"ok: trl {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}")
