@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfsim.models import lean
 from rlhfsim.models.decode import GPT2Decoder
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
 from rlhfsim.ppo.core import entropy_from_logits
@@ -102,8 +103,21 @@ def sample(
     return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, hidden, ents * resp_mask if return_entropy else None)
 
 
+def response_hidden(model, seq: Sequences) -> torch.Tensor | None:
+    """Final hidden states [B, L, H] at the positions that predict the response tokens (P-1 .. P+L-2), with the
+    last block run only there (rlhfsim.models.lean); None where that path does not apply (use `forward`)."""
+    if not lean.supports(model):
+        return None
+    P, T = seq.prompt_len, seq.input_ids.shape[1]
+    keep = lean.span(seq.input_ids.shape[0], P - 1, T - 1, seq.input_ids.device)  # [B, L]
+    return lean.gpt2_hidden(model, seq.input_ids, seq.attention_mask, seq.position_ids, keep)
+
+
 def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
     """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0)."""
+    h = response_hidden(model, seq)
+    if h is not None:
+        return model.lm_head(h).float() / temperature
     L = seq.input_ids.shape[1] - seq.prompt_len
     # logits_to_keep: the LM head runs on the L + 1 last positions only, not on the prompt
     out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1,
@@ -120,6 +134,9 @@ def _takes_use_cache(cls) -> bool:
 
 def response_values(value_model, seq: Sequences) -> torch.Tensor:
     """Per-token values [B, L] from a sequence classifier's backbone + score head (value of the state before each token)."""
+    h = response_hidden(value_model, seq)
+    if h is not None:
+        return value_model.score(h).squeeze(-1).float()
     backbone = getattr(value_model, value_model.base_model_prefix)
     kw = {"use_cache": False} if _takes_use_cache(type(backbone)) else {}
     h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, **kw).last_hidden_state
@@ -128,6 +145,9 @@ def response_values(value_model, seq: Sequences) -> torch.Tensor:
 
 def response_logits_values(model, head, seq: Sequences, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward for a policy with a value head on its trunk: (logits [B, L, V], values [B, L])."""
+    h = response_hidden(model, seq)
+    if h is not None:
+        return model.lm_head(h).float() / temperature, head(h)
     L = seq.input_ids.shape[1] - seq.prompt_len
     out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids,
                 logits_to_keep=L + 1, output_hidden_states=True, use_cache=False)

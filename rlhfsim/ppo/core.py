@@ -275,7 +275,9 @@ def value_loss(
     if clip_range_value is None:
         vf2 = vf1
     else:
-        clipped = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
+        # clip(v, v_old - c, v_old + c): unlike v_old + clip(v - v_old, -c, c) it returns v itself, bit for bit,
+        # inside the range, so val/clipfrac cannot count rounding ties as clipped tokens
+        clipped = torch.clamp(values, old_values - clip_range_value, old_values + clip_range_value)
         vf2 = (clipped - returns) ** 2
     loss = 0.5 * masked_mean(torch.maximum(vf1, vf2), mask)
     with torch.no_grad():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlhfsim.models.lean import classifier_logits
 from rlhfsim.reward import regularise, schedule
 from rlhfsim.reward.model import RewardModels, build_reward_model, encode_pairs
 from rlhfsim.reward.trainer import GroupTensors, LoopEngine, listwise_loss
@@ -51,7 +52,7 @@ class HeadRewardModels(RewardModels):
         out = np.zeros((self.n_members, len(prompts)), dtype=np.float64)
         for s in range(0, len(prompts), batch_size):
             ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
-            out[:, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.float().T.cpu().numpy()
+            out[:, s : s + len(ids)] = classifier_logits(model, ids, mask).float().T.cpu().numpy()
         return out
 
 
@@ -75,7 +76,7 @@ class HeadsEngine(LoopEngine):
         index = data.index[g]
         valid = index >= 0
         flat = index[valid]
-        z = self.model(input_ids=data.ids[flat], attention_mask=data.mask[flat]).logits.float()  # [n_valid, M]
+        z = classifier_logits(self.model, data.ids[flat], data.mask[flat]).float()  # [n_valid, M]
         out = z.new_zeros((self.M, *index.shape))
         out[:, valid] = z.T
         return out

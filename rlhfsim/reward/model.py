@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from transformers import GPT2ForSequenceClassification
 
+from rlhfsim.models.lean import classifier_logits
 from rlhfsim.models.policy import gpt2_config
 
 
@@ -87,5 +88,5 @@ class RewardModels(MemberRewards):
                 continue
             for m, model in enumerate(self.members):
                 model.eval()
-                out[m, s : s + len(ids)] = model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float().cpu().numpy()
+                out[m, s : s + len(ids)] = classifier_logits(model, ids, mask).squeeze(-1).float().cpu().numpy()
         return out

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import torch
 
+from rlhfsim.models.lean import classifier_logits
 from rlhfsim.reward import regularise, schedule
 from rlhfsim.reward.early_stop import EarlyStopper, head_orders, holdout_mask, member_orders
 from rlhfsim.reward.model import encode_pairs
@@ -106,7 +107,7 @@ class GroupTensors:
         index = self.index[gidx]
         valid = index >= 0
         flat = index[valid]
-        z = model(input_ids=self.ids[flat], attention_mask=self.mask[flat]).logits.squeeze(-1).float()
+        z = classifier_logits(model, self.ids[flat], self.mask[flat]).squeeze(-1).float()
         logits = torch.zeros(index.shape, dtype=z.dtype, device=z.device)
         logits[valid] = z
         return logits, self.prefs[gidx], self.type_idx[gidx]

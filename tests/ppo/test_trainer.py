@@ -74,7 +74,7 @@ def test_one_minibatch_reuses_the_rollout_value_forward():
         trainer.cfg = trainer.cfg.model_copy(update={"epochs": 2, "minibatches": 1})
         if not reuse:
             trainer.reuses_value_forward = lambda batch: False
-        calls = count_calls(trainer.value.transformer)
+        calls = count_calls(trainer.value.score)  # the head runs once per value forward, on either path
         gen = torch.Generator().manual_seed(0)
         stats = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen)[0] for _ in range(2)]
         runs.append((stats, len(calls), trainer))

@@ -1,0 +1,97 @@
+"""A GPT-2 trunk forward that runs the last block only at the positions whose output is read.
+
+PPO reads the final hidden state at the L positions that predict (or value) the response tokens, a reward
+model at one position per row (its last real token); `forward` runs the whole last block at all P + L
+positions anyway (`logits_to_keep` only trims the LM head). Every position still needs the last block's
+keys and values, but its query, attention output projection and MLP are needed only where read: at the
+bench shape (P = 8, L = 16, 2 layers) that skips a seventh of a PPO forward and backward, and ~40% of a
+reward model's forward.
+
+`gpt2_hidden` runs the model's own modules (its LayerNorms, Conv1Ds and MLPs, so weights are shared and
+gradients reach them), with the same math as `forward`; `supports(model)` says where that holds (tests
+compare both), and callers fall back to `forward` elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supports(model) -> bool:
+    """True for the plain GPT-2 LM / sequence classifier (no adapters, no cross-attention, no upcast attention,
+    no activation checkpointing) without active dropout."""
+    from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from rlhfsim.models.policy import has_dropout
+
+    if type(model) not in (GPT2LMHeadModel, GPT2ForSequenceClassification):  # subclasses and wrappers may change forward
+        return False
+    cfg = model.config
+    odd = cfg.add_cross_attention or cfg.reorder_and_upcast_attn or model.is_activation_checkpointing
+    return not (odd or (model.training and has_dropout(model)))
+
+
+def _attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] bool: query t sees key s <= t where s is real; and always itself, so that a padding query
+    (left padding) is not left with no key at all (softmax over nothing is nan). Real queries are unaffected:
+    their own key is real and causal."""
+    T = attention_mask.shape[1]
+    causal = torch.ones((T, T), dtype=torch.bool, device=attention_mask.device).tril()
+    allowed = (causal[None] & attention_mask[:, None, :].bool()) | torch.eye(T, dtype=torch.bool, device=attention_mask.device)
+    return allowed[:, None]
+
+
+def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """One GPT-2 block. x [B, T, d] -> [B, T, d], or [B, K, d] at positions keep [B, K] (queries only there)."""
+    attn = block.attn
+    B, T, d = x.shape
+    H = attn.num_heads
+    h = block.ln_1(x)  # [B, T, d]
+    W, b = attn.c_attn.weight, attn.c_attn.bias  # Conv1D: [d, 3d], [3d]; columns are q | k | v
+    if keep is None:
+        q, k, v = attn.c_attn(h).split(d, dim=-1)  # [B, T, d] each
+    else:
+        K = keep.shape[1]
+        x = x.gather(1, keep[..., None].expand(B, K, d))  # [B, K, d] the residual stream where read
+        hq = h.gather(1, keep[..., None].expand(B, K, d))
+        q = torch.addmm(b[:d], hq.reshape(-1, d), W[:, :d]).view(B, K, d)
+        k, v = torch.addmm(b[d:], h.reshape(-1, d), W[:, d:]).view(B, T, 2 * d).split(d, dim=-1)
+        mask = mask.gather(2, keep[:, None, :, None].expand(B, 1, K, T))  # [B, 1, K, T]
+    heads = lambda t: t.unflatten(-1, (H, d // H)).transpose(1, 2)  # [B, n, d] -> [B, H, n, D]
+    a = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
+    x = x + attn.c_proj(a.transpose(1, 2).flatten(2))
+    return x + block.mlp(block.ln_2(x))
+
+
+def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                keep: torch.Tensor) -> torch.Tensor:
+    """Final hidden states (after ln_f) [B, K, d] at positions keep [B, K] (long) of each row.
+
+    input_ids, attention_mask, position_ids: [B, T] (any padding side). Equals
+    `model.transformer(...).last_hidden_state` gathered at `keep`, to float rounding.
+    """
+    tr = model.transformer
+    x = tr.wte(input_ids) + tr.wpe(position_ids)  # [B, T, d]
+    mask = _attention_mask(attention_mask)
+    for block in tr.h[:-1]:
+        x = _block(block, x, mask, None)
+    return tr.ln_f(_block(tr.h[-1], x, mask, keep))
+
+
+def span(batch: int, start: int, stop: int, device) -> torch.Tensor:
+    """keep [B, stop - start]: the same positions start..stop-1 in every row."""
+    return torch.arange(start, stop, device=device).expand(batch, -1)
+
+
+def classifier_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`model(input_ids, attention_mask).logits` [B, labels] of a sequence classifier; for GPT-2 with the last block
+    run only at the pooled token, the rightmost non-pad token as transformers' GPT-2 classifier pools."""
+    if not supports(model) or not hasattr(model, "score"):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    B, T = input_ids.shape
+    pos = torch.arange(T, device=input_ids.device)
+    pad = model.config.pad_token_id
+    last = torch.full((B,), T - 1, device=input_ids.device) if pad is None else (pos * (input_ids != pad)).argmax(-1)
+    h = gpt2_hidden(model, input_ids, attention_mask, pos.expand(B, T), last[:, None])  # [B, 1, d]
+    return model.score(h)[:, 0]
