@@ -5,7 +5,7 @@ At simulator scale (2 layers, width 128, batch 64) a decode step's arithmetic is
 building a 4-D causal mask, and `DynamicCache.update`'s `torch.cat`, which copies the whole cache every
 step. `GPT2Decoder` runs the same modules (the model's own LayerNorms, Conv1Ds, MLPs and LM head, so
 weights are never copied) with the cache written in place and a boolean key mask handed straight to
-the attention scores. The prompt is still encoded by the model's own forward (one call).
+the attention scores. The prompt is encoded by `prefill` straight into the cache (rlhfsim.models.lean).
 
 `GPT2Decoder.supports(model)` says when this path reproduces the model's forward (tests compare both);
 anything else (other architectures, adapters, dropout while training, cross-attention) uses `forward`.
@@ -14,6 +14,8 @@ anything else (other architectures, adapters, dropout while training, cross-atte
 from __future__ import annotations
 
 import torch
+
+from rlhfsim.models.lean import gpt2_hidden
 
 
 class GPT2Decoder:
@@ -44,11 +46,13 @@ class GPT2Decoder:
         dropout = max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop) > 0 and model.training
         return not (dropout or cfg.add_cross_attention or cfg.reorder_and_upcast_attn)
 
-    def load_prefix(self, cache, P: int) -> None:
-        """Copy the prompt's keys and values ([B, H, P, D] per layer) from the forward's cache."""
-        for i, layer in enumerate(cache.layers):
-            self.k[i, :, :P] = layer.keys.flatten(0, 1)
-            self.v[i, :, :P] = layer.values.flatten(0, 1)
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode the left-padded prompt [B, P] straight into the cache (rlhfsim.models.lean, last block only at the
+        last position); returns (logits [B, V], final hidden state [B, H*D]) predicting the first new token."""
+        B, P = prompt_ids.shape
+        last = torch.full((B, 1), P - 1, device=prompt_ids.device)
+        h = gpt2_hidden(self.model, prompt_ids, prompt_mask, position_ids, last, list(zip(self.k, self.v)))[:, 0]
+        return self.model.lm_head(h), h
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one token per row at cache column ``col``; it attends to columns 0..col where the key mask allows.

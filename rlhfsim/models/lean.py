@@ -42,8 +42,9 @@ def _attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
-def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """One GPT-2 block. x [B, T, d] -> [B, T, d], or [B, K, d] at positions keep [B, K] (queries only there)."""
+def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None, cache=None) -> torch.Tensor:
+    """One GPT-2 block. x [B, T, d] -> [B, T, d], or [B, K, d] at positions keep [B, K] (queries only there).
+    cache: (keys, values) buffers [B*H, >= T, D] that receive this block's keys and values (a decoder's prefix)."""
     attn = block.attn
     B, T, d = x.shape
     H = attn.num_heads
@@ -59,24 +60,30 @@ def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None
         k, v = torch.addmm(b[d:], h.reshape(-1, d), W[:, d:]).view(B, T, 2 * d).split(d, dim=-1)
         mask = mask.gather(2, keep[:, None, :, None].expand(B, 1, K, T))  # [B, 1, K, T]
     heads = lambda t: t.unflatten(-1, (H, d // H)).transpose(1, 2)  # [B, n, d] -> [B, H, n, D]
-    a = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
+    k, v = heads(k), heads(v)
+    if cache is not None:
+        cache[0][:, :T] = k.flatten(0, 1)
+        cache[1][:, :T] = v.flatten(0, 1)
+    a = F.scaled_dot_product_attention(heads(q), k, v, attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
     x = x + attn.c_proj(a.transpose(1, 2).flatten(2))
     return x + block.mlp(block.ln_2(x))
 
 
 def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                keep: torch.Tensor) -> torch.Tensor:
+                keep: torch.Tensor, caches: list | None = None) -> torch.Tensor:
     """Final hidden states (after ln_f) [B, K, d] at positions keep [B, K] (long) of each row.
 
     input_ids, attention_mask, position_ids: [B, T] (any padding side). Equals
     `model.transformer(...).last_hidden_state` gathered at `keep`, to float rounding.
+    caches: one (keys, values) pair of [B*H, >= T, D] buffers per block, filled with the prefix's keys and values.
     """
     tr = model.transformer
     x = tr.wte(input_ids) + tr.wpe(position_ids)  # [B, T, d]
     mask = _attention_mask(attention_mask)
-    for block in tr.h[:-1]:
-        x = _block(block, x, mask, None)
-    return tr.ln_f(_block(tr.h[-1], x, mask, keep))
+    n = len(tr.h)
+    for i, block in enumerate(tr.h):
+        x = _block(block, x, mask, keep if i == n - 1 else None, None if caches is None else caches[i])
+    return tr.ln_f(x)
 
 
 def span(batch: int, start: int, stop: int, device) -> torch.Tensor:

@@ -60,19 +60,20 @@ def sample(
     # the whole attention mask is allocated once; step t sees its first P + t + 1 columns (no per-step cat)
     full_mask = torch.ones((B, P + max_new_tokens), dtype=prompt_mask.dtype, device=device)
     full_mask[:, :P] = prompt_mask
-    # logits_to_keep=1: only the last prompt position predicts a token, so skip the LM head elsewhere
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
-                use_cache=True, logits_to_keep=1, output_hidden_states=return_hidden)
     hidden = torch.zeros((B, max_new_tokens, model.config.hidden_size), device=device) if return_hidden else None
-    if return_hidden:
-        hidden[:, 0] = out.hidden_states[-1][:, -1]
-    logits = out.logits[:, -1]  # [B, V]
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
-    decoder = None
-    if GPT2Decoder.supports(model):  # the lean in-place-cache step; other models go through forward
-        decoder = GPT2Decoder(model, full_mask.bool(), out.past_key_values.layers[0].keys.dtype)
-        decoder.load_prefix(out.past_key_values, P)
-    cache = out.past_key_values
+    decoder, cache = None, None
+    if GPT2Decoder.supports(model):  # the prompt straight into a preallocated cache, then a lean step per token
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else model.lm_head.weight.dtype
+        decoder = GPT2Decoder(model, full_mask.bool(), dtype)
+        logits, h = decoder.prefill(prompt_ids, prompt_mask, position_ids_from_mask(prompt_mask))
+    else:  # logits_to_keep=1: only the last prompt position predicts a token, so skip the LM head elsewhere
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
+                    use_cache=True, logits_to_keep=1, output_hidden_states=return_hidden)
+        logits, cache = out.logits[:, -1], out.past_key_values  # [B, V]
+        h = out.hidden_states[-1][:, -1] if return_hidden else None
+    if return_hidden:
+        hidden[:, 0] = h
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
     ents = torch.zeros((B, max_new_tokens), device=device) if return_entropy else None

@@ -41,14 +41,15 @@ def test_lean_decode_step_reproduces_the_model_forward(monkeypatch):
     assert torch.allclose(fast.hidden, slow.hidden, atol=1e-5)
 
 
-def test_step_logits_match_a_full_forward_on_the_same_prefix():
+def test_prefill_and_step_logits_match_a_full_forward_on_the_same_prefix():
     tok, model, ids, mask = _setup()
     B, P = ids.shape
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
         full_mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
         dec = GPT2Decoder(model, full_mask.bool(), torch.float32)
-        dec.load_prefix(out.past_key_values, P)
+        first, _ = dec.prefill(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0))
+        prompt = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        assert torch.allclose(first, prompt, atol=1e-5)
         nxt = torch.tensor([5, 6, 7, 8])
         logits, _ = dec.step(nxt, mask.sum(-1), P)
         ref = model(input_ids=torch.cat([ids, nxt[:, None]], 1), attention_mask=full_mask,
