@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from rlhfsim.models.lean import gpt2_hidden
+from rlhfsim.models.lean import gpt2_hidden, supports
 
 
 class GPT2Decoder:
@@ -37,14 +37,11 @@ class GPT2Decoder:
 
     @staticmethod
     def supports(model) -> bool:
-        """True where `step` computes what the model's forward computes (GPT-2 self-attention, no dropout)."""
+        """True where `step` computes what the model's forward computes: a plain GPT-2 LM that the lean forward
+        supports (GPT-2 self-attention, no dropout while training; rlhfsim.models.lean.supports)."""
         from transformers import GPT2LMHeadModel
 
-        if type(model) is not GPT2LMHeadModel:  # subclasses and adapter wrappers may change forward
-            return False
-        cfg = model.config
-        dropout = max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop) > 0 and model.training
-        return not (dropout or cfg.add_cross_attention or cfg.reorder_and_upcast_attn)
+        return type(model) is GPT2LMHeadModel and supports(model)  # subclasses and adapter wrappers may change forward
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the left-padded prompt [B, P] straight into the cache (rlhfsim.models.lean, last block only at the

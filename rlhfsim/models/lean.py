@@ -28,8 +28,11 @@ def supports(model) -> bool:
     if type(model) not in (GPT2LMHeadModel, GPT2ForSequenceClassification):  # subclasses and wrappers may change forward
         return False
     cfg = model.config
-    odd = cfg.add_cross_attention or cfg.reorder_and_upcast_attn or model.is_activation_checkpointing
-    return not (odd or (model.training and has_dropout(model)))
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers 5; 4.x calls it is_gradient_...
+    checkpointing = model.is_gradient_checkpointing if checkpointing is None else checkpointing
+    odd = cfg.add_cross_attention or cfg.reorder_and_upcast_attn or checkpointing
+    old = not hasattr(model.transformer.h[0].attn, "scaling")  # older transformers keep the attention scale elsewhere
+    return not (odd or old or (model.training and has_dropout(model)))
 
 
 def _attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -62,3 +62,6 @@ def test_unsupported_models_fall_back():
     assert not lean.supports(GPT2LMHeadModel(config(reorder_and_upcast_attn=True)))
     dropout = GPT2LMHeadModel(config(resid_pdrop=0.1))
     assert lean.supports(dropout.eval()) and not lean.supports(dropout.train())
+    checkpointed = GPT2LMHeadModel(config())
+    checkpointed.gradient_checkpointing_enable()  # recomputes blocks inside forward: not this path's business
+    assert not lean.supports(checkpointed)
