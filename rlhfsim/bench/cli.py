@@ -111,10 +111,10 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         p = res["ppo"]
         rows += [("PPO iteration s", _f(p["iteration_s"], "{:.3f}"),
                   f"{sh['ppo_epochs']} epoch x {sh['ppo_minibatches']} minibatch; target <= 0.16"),
-                 ("  of which rollout s", _f(p["rollout_s"], "{:.3f}"), "generate + ref/value passes + GAE"),
+                 ("  of which rollout s", _f(p["rollout_s"], "{:.3f}"), "generate + reference, value, reward-model passes + GAE"),
                  ("  of which update s", _f(p["update_s"], "{:.3f}"), ""),
                  ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "ppo.value_model: shared"),
-                 ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + ref pass + GAE"),
+                 ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + reference, reward-model passes + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
     if "trl_ppo" in res:
         from rlhfsim.bench.trl_ppo import table_rows as trl_rows
