@@ -50,8 +50,9 @@ def has_dropout(model: torch.nn.Module) -> bool:
     """Whether train mode would drop anything: an nn.Dropout with p > 0, or a dropout rate > 0 in a config."""
     if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         return True
+    # read the rates as attributes: config.to_dict() deep-copies the config, and this runs on every training forward
     configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None and hasattr(c, "to_dict")}
-    return any(isinstance(c.to_dict().get(k), (int, float)) and c.to_dict()[k] > 0 for c in configs.values() for k in _DROPOUT_KEYS)
+    return any(isinstance(r := getattr(c, k, None), (int, float)) and r > 0 for c in configs.values() for k in _DROPOUT_KEYS)
 
 
 def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:

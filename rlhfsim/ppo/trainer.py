@@ -84,19 +84,16 @@ class PPOTrainer:
             scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
 
         ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
-        value_graph = None
-        if keep_value_graph:
-            with torch.enable_grad():
-                value_graph = response_values(self.value, seq)  # [B, L]
-            values = value_graph.detach() * mask
-        else:
-            values = (self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)) * mask
+        with torch.set_grad_enabled(keep_value_graph):  # the graph is kept only where the update reuses it
+            raw_values = self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)  # [B, L]
+        values = raw_values.detach() * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
         if cfg.whiten_advantages:
             advantages = core.whiten(advantages, mask)
-        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity, value_graph)
+        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity,
+                          raw_values if keep_value_graph else None)
 
     def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
         """adv/* diagnostics: the same GAE with the gold score in place of the proxy (same values, same KL term)."""
