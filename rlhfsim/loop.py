@@ -32,6 +32,7 @@ from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate
 from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.tracking import RunDir, load_module
+from rlhfsim.version import stamp as version_stamp
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator, tie_keys
 from rlhfsim.world.distinct import first_distinct
@@ -299,6 +300,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
+    summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code
     run_dir.write_summary(summary)
     run_dir.close()
     return summary

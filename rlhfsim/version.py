@@ -1,0 +1,48 @@
+"""Which code wrote a run: recorded in summary.json so a report can tell runs of different code apart.
+
+    stamp()  # {"code_version": "c51c15b-dirty" or "0.1.0", "code_hash": "<12 hex>", "metric_schema": 2}
+
+`code_hash` hashes the rlhfsim sources themselves, so it identifies the code even without git (an installed
+package, a copied tree). METRIC_SCHEMA_VERSION names what the metrics and summary fields mean: bump it
+whenever a metric's definition changes (docs/metrics.md), so older runs are flagged as measured differently.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import subprocess
+from pathlib import Path
+
+from rlhfsim import __version__
+
+METRIC_SCHEMA_VERSION = 2  # 1 = summaries written before the stamp existed (no field)
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """sha256 over every rlhfsim/**/*.py (relative path + bytes, sorted), first 12 hex digits."""
+    h = hashlib.sha256()
+    for f in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe --always --dirty` of the source tree when it is a git checkout, else the package version."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PACKAGE_DIR, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else __version__
+
+
+def stamp() -> dict:
+    return {"code_version": code_version(), "code_hash": source_hash(), "metric_schema": METRIC_SCHEMA_VERSION}
+
+
+# computed when the run imports its code, so edits made while a run goes on do not change what it records
+stamp()
