@@ -165,10 +165,12 @@ def _intro(ctx) -> list[str]:
     ]
 
 
-TABLE_NOTE = ("Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the difference of means to the baseline "
-              "with its 95% Welch t-interval (unequal variances). With 2-3 seeds per variant these intervals are wide: a claim needs "
-              "an interval that excludes 0. Rounds are round numbers (0 = SFT policy); a stagnation round is missing where "
-              "gold never stalled, and n then counts the runs where it is defined.")
+TABLE_NOTE = ("Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the mean paired difference to the "
+              "baseline (variant minus baseline, seed by seed: runs of one seed share the SFT policy and the prompts) with its 95% "
+              "expanded-percentile bootstrap interval, not corrected for multiplicity (the Answer and effect-size sections are). "
+              "Rounds are round numbers (0 = SFT policy). \"Censored\" counts runs where the quantity is not fully observed: gold "
+              "peaking in the last round (the peak may come later) or never stalling (no stagnation round; n then counts the runs "
+              "where it is defined).")
 
 
 # ----------------------------------------------------------------------------- markdown

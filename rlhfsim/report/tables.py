@@ -1,15 +1,15 @@
-"""The final table per variant: mean ± std over seeds, and the difference to the baseline with its Welch interval."""
+"""The final table per variant: mean ± std over seeds, and the paired difference to the baseline (report/stats.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 
+from rlhfsim.report.stats import censored_rows, paired_effect
 from rlhfsim.report.study import Study
 
 FINAL_METRICS = [
+    ("gold_gain", "gold gain", "{:.3f}"),
     ("gold_final", "final gold", "{:.3f}"),
     ("gold_peak", "peak gold", "{:.3f}"),
     ("gold_peak_round", "round of peak", "{:.1f}"),
@@ -17,55 +17,36 @@ FINAL_METRICS = [
     ("kl_final", "final KL (nats)", "{:.3f}"),
     ("collapse_index_final", "collapse index", "{:.3f}"),
 ]
+COLUMNS = ["variant", "metric", "label", "mean", "std", "n", "diff", "lo", "hi", "p", "n_pairs", "n_baseline", "censored"]
 
 
-# ----------------------------------------------------------------------------- statistics
-
-
-def welch_interval(a, b, level: float = 0.95) -> dict:
-    """Difference of means a - b with its Welch t-interval. NaN bounds when either side has fewer than 2 values."""
-    from scipy import stats
-
-    a = np.asarray([x for x in a if x is not None and np.isfinite(x)], dtype=float)
-    b = np.asarray([x for x in b if x is not None and np.isfinite(x)], dtype=float)
-    out = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "df": float("nan"), "n_a": int(a.size), "n_b": int(b.size)}
-    if a.size == 0 or b.size == 0:
-        return out
-    out["diff"] = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return out
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0:
-        out.update(lo=out["diff"], hi=out["diff"], df=float("inf"))
-        return out
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    t = float(stats.t.ppf(0.5 + level / 2, df))
-    out.update(lo=out["diff"] - t * se, hi=out["diff"] + t * se, df=float(df))
-    return out
+def finished(study: Study) -> pd.DataFrame:
+    s = study.summary
+    return s[s["status"].isin(["finished", "partial"])] if "status" in s else s
 
 
 def final_table(study: Study) -> pd.DataFrame:
-    """Tidy: one row per (variant, metric) with mean, std, n and the Welch difference to the baseline."""
-    s = study.summary
+    """Tidy: one row per (variant, metric): mean, std, n, and the paired difference to the baseline (seed by seed)."""
+    done = finished(study)
+    if done.empty:
+        return pd.DataFrame(columns=COLUMNS)
     rows = []
-    if s.empty:
-        return pd.DataFrame(columns=["variant", "metric", "label", "mean", "std", "n", "diff", "lo", "hi", "df", "n_baseline"])
-    done = s[s["status"].isin(["finished", "partial"])] if "status" in s else s
+    sb = done[done["variant"] == study.baseline]
     for v in study.variants:
         sv = done[done["variant"] == v]
-        sb = done[done["variant"] == study.baseline]
         for col, label, _ in FINAL_METRICS:
             vals = pd.to_numeric(sv[col], errors="coerce").dropna().to_numpy() if col in sv else np.array([])
-            base = pd.to_numeric(sb[col], errors="coerce").dropna().to_numpy() if col in sb else np.array([])
-            w = welch_interval(vals, base) if v != study.baseline else {"diff": np.nan, "lo": np.nan, "hi": np.nan, "df": np.nan}
+            n_base = int(pd.to_numeric(sb[col], errors="coerce").notna().sum()) if col in sb else 0
+            none = {"diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan, "n": 0}
+            w = paired_effect(sv.set_index("seed")[col], sb.set_index("seed")[col]) if v != study.baseline and col in done else none
             rows.append({
                 "variant": v, "metric": col, "label": label,
                 "mean": float(vals.mean()) if vals.size else np.nan,
                 "std": float(vals.std(ddof=1)) if vals.size > 1 else np.nan,
-                "n": int(vals.size), "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "df": w["df"], "n_baseline": int(base.size),
+                "n": int(vals.size), "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": w["p"], "n_pairs": w["n"],
+                "n_baseline": n_base, "censored": int(censored_rows(sv, col).sum()) if col in sv else 0,
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _fmt(x, spec: str) -> str:
@@ -78,7 +59,7 @@ def _signed(x, spec: str) -> str:
 
 
 def table_cells(study: Study, ft: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, str]]]]:
-    """Header and rows of the final table: each metric cell is (mean ± std, Δ [CI] line)."""
+    """Header and rows of the final table: each metric cell is (mean ± std, Δ [paired CI] line)."""
     header = ["variant", "runs"] + [label for _, label, _ in FINAL_METRICS]
     rows = []
     for v in study.variants:
@@ -94,11 +75,12 @@ def table_cells(study: Study, ft: pd.DataFrame) -> tuple[list[str], list[list[tu
             main = f"{_fmt(r['mean'], spec)} ± {_fmt(r['std'], spec)}" if r["n"] > 1 else f"{_fmt(r['mean'], spec)}"
             if r["n"] != n_runs or n_runs == 1:
                 main += f" (n={r['n']})"
+            if r["censored"]:
+                main += f" (censored in {r['censored']})"
             sub = ""
             if v != study.baseline and np.isfinite(r["diff"]):
-                ci = f" [{_signed(r['lo'], spec)}, {_signed(r['hi'], spec)}]" if np.isfinite(r["lo"]) else " [CI n/a: < 2 runs]"
+                ci = f" [{_signed(r['lo'], spec)}, {_signed(r['hi'], spec)}]" if np.isfinite(r["lo"]) else " [CI n/a: < 2 paired seeds]"
                 sub = f"Δ {_signed(r['diff'], spec)}{ci}"
             row.append((main, sub))
         rows.append(row)
     return header, rows
-

@@ -15,7 +15,8 @@ from rlhfsim.cli import main
 from rlhfsim.config import config_from_dict, dump_config
 from rlhfsim.diagnostics import summarize
 from rlhfsim.report.load import load_study
-from rlhfsim.report.tables import final_table, welch_interval
+from rlhfsim.report.stats import paired_effect
+from rlhfsim.report.tables import final_table
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Does a larger KL coefficient stop the gold reward from falling?"
@@ -123,7 +124,7 @@ def test_report_from_tiny_runs(built):
         assert col in s.columns, col
     assert np.allclose(s["gold_final"], s["final/eval/gold"])
 
-    # the final table: a row per variant, baseline first, mean ± std and a Welch interval for the other
+    # the final table: a row per variant, baseline first, mean ± std and a paired interval for the other
     final = md.split("## Final table per variant")[1].split("\n## ")[0]
     rows = [ln for ln in final.splitlines() if ln.startswith("| low_kl") or ln.startswith("| high_kl")]
     table = [ln for ln in rows if "±" in ln]
@@ -132,25 +133,13 @@ def test_report_from_tiny_runs(built):
     hi = s[s["variant"] == "high_kl"]["gold_final"].to_numpy()
     lo = s[s["variant"] == "low_kl"]["gold_final"].to_numpy()
     assert f"{hi.mean():.3f} ± {hi.std(ddof=1):.3f}" in table[1]
-    w = welch_interval(hi, lo)
+    by_seed = s.set_index("seed")
+    w = paired_effect(by_seed[by_seed["variant"] == "high_kl"]["gold_final"], by_seed[by_seed["variant"] == "low_kl"]["gold_final"])
     assert f"Δ {w['diff']:+.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}]" in table[1]
     # what differs: the KL coefficient, and nothing about seeds or names
     assert re.search(r"\| ppo\.kl_coef \| 0\.01 \| 0\.2 \|", md)
     assert "| seed |" not in md and "output.variant" not in md
     assert "Nothing missing" in md
-
-
-def test_welch_interval_matches_scipy():
-    from scipy import stats
-
-    a, b = np.array([0.41, 0.47, 0.52]), np.array([0.30, 0.33])
-    w = welch_interval(a, b)
-    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert w["diff"] == pytest.approx(a.mean() - b.mean())
-    assert (w["lo"], w["hi"]) == pytest.approx((ci.low, ci.high))
-    one = welch_interval([0.5], b)
-    assert np.isfinite(one["diff"]) and np.isnan(one["lo"])
-    assert np.isnan(welch_interval([], b)["diff"])
 
 
 def test_final_table_against_baseline(study_root):
@@ -159,7 +148,7 @@ def test_final_table_against_baseline(study_root):
     ft = final_table(study)
     assert set(ft["variant"]) == {"low_kl", "high_kl"}
     row = ft[(ft["variant"] == "high_kl") & (ft["metric"] == "gold_final")].iloc[0]
-    assert row["n"] == 2 and row["n_baseline"] == 2 and row["lo"] < row["diff"] < row["hi"]
+    assert row["n"] == 2 and row["n_pairs"] == 2 and row["n_baseline"] == 2 and row["lo"] <= row["diff"] <= row["hi"]
     assert ft[ft["variant"] == "low_kl"]["diff"].isna().all()
 
 
