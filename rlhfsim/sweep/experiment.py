@@ -10,7 +10,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,26 @@ from rlhfsim.sweep.names import dedup_names, grid_variants, safe_name, set_dotte
 RESERVED_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
 
 # ----------------------------------------------------------------------------- the experiment file
+
+
+class Endpoint(BaseModel):
+    """A summary column the study is judged on, and which direction is better."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
+    better: Literal["higher", "lower"] = Field("higher", description="Which direction of the endpoint is an improvement.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from rlhfsim.report.ids import check_endpoint
+
+        why = check_endpoint(v)
+        if why:
+            raise ValueError(why)
+        return v
+
 
 
 class ExperimentSpec(BaseModel):
@@ -38,6 +58,23 @@ class ExperimentSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds; an integer n means 0..n-1.")
     baseline: str | None = Field(None, description="Variant the report compares against (default: the first).")
     rounds_override: int | None = Field(None, ge=1, description="loop.rounds for every variant (applied last).")
+    primary: Endpoint | None = Field(None, description="The endpoint the Answer is computed from: each variant vs the baseline, "
+                                     "paired by seed (report/stats.py).")
+    secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
+                                      "them and all variants.")
+    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (report/ids.py FIGURE_IDS).")
+    factors: dict[str, str] = Field(default_factory=dict, description="Design factors: name -> dotted config key; the report "
+                                    "facets figures by them.")
+
+    @field_validator("headline")
+    @classmethod
+    def _headline(cls, v: list[str]) -> list[str]:
+        from rlhfsim.report.ids import FIGURE_IDS
+
+        bad = [x for x in v if x not in FIGURE_IDS]
+        if bad:
+            raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(FIGURE_IDS)}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -208,9 +245,10 @@ def _format_spec_error(err: ValidationError, where: str) -> str:
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             key = str(e["loc"][-1])
-            close = difflib.get_close_matches(key, fields, n=1)
+            valid = sorted(Endpoint.model_fields) if e["loc"][0] in ("primary", "secondary") else fields
+            close = difflib.get_close_matches(key, valid, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            lines.append(f"{loc}: unknown key. {hint}Valid keys: {', '.join(fields)}")
+            lines.append(f"{loc}: unknown key. {hint}Valid keys: {', '.join(valid)}")
         elif e["type"] == "missing":
             desc = ExperimentSpec.model_fields[str(e["loc"][0])].description if len(e["loc"]) == 1 else ""
             lines.append(f"{loc}: missing (required). {desc}")
@@ -288,8 +326,21 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
     exp.baseline  # noqa: B018  (raises on an unknown baseline)
     if validate_configs:
         for v in variants:
-            exp.config(v, spec.seeds[0], sets)
+            cfg = exp.config(v, spec.seeds[0], sets)
+            _check_factors(spec.factors, cfg, where)
     return exp
+
+
+def _check_factors(factors: dict[str, str], cfg, where: str) -> None:
+    """Each factor names a dotted key of the resolved run config."""
+    dumped = cfg.model_dump()
+    for name, key in factors.items():
+        node: Any = dumped
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                keys = ", ".join(sorted(node)) if isinstance(node, dict) else "(a value, not a section)"
+                raise ConfigError(f"{where}factors.{name}: {key!r} is not a config key ({part!r} not found; valid there: {keys})")
+            node = node[part]
 
 
 

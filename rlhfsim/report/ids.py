@@ -1,0 +1,39 @@
+"""Figure ids a report can draw (an experiment's `headline` names some of them) and the summary columns an
+experiment's `primary` / `secondary` endpoints may name. Light on imports: the sweep validates against them."""
+
+from __future__ import annotations
+
+import functools
+
+FIGURE_IDS = (
+    "effect_sizes", "fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig3_gold_vs_sqrt_kl", "fig4_reward_distributions",
+    "fig5_sorted_profiles", "fig6_collapse", "fig7_advantage_fidelity", "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl",
+    "fig10_learning_signal", "fig11_audits", "fig12_terminal_profiles", "fig13_reward_training",
+)
+# columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged
+OPEN_PREFIXES = ("final/", "mean/")
+
+
+@functools.lru_cache(maxsize=1)
+def summary_columns() -> tuple[str, ...]:
+    """Scalar summary.json fields, read off the summary of a constructed 6-round run (so they follow the code)."""
+    from rlhfsim.diagnostics.summary import summarize
+
+    rows = [{"round": r, "eval/gold": 0.3 + 0.05 * r - 0.004 * r * r, "eval/kl": 0.2 * r, "eval/proxy": 0.1 * r,
+             "eval/policy_move": 0.01} for r in range(7)]
+    s = summarize(rows, wall_time=0.0)
+    return tuple(sorted(k for k, v in s.items() if not isinstance(v, (dict, list))))
+
+
+def check_endpoint(name: str) -> str | None:
+    """None when `name` can be a summary column, else the reason with the valid names."""
+    if name.startswith(OPEN_PREFIXES) and len(name) > max(map(len, OPEN_PREFIXES)) - 1:
+        return None
+    cols = summary_columns()
+    if name in cols:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(name, cols, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{name!r} is not a summary column. {hint}Valid: {', '.join(cols)}, or final/<metric>, mean/<metric>"

@@ -1,0 +1,53 @@
+"""The experiment file's study fields: primary / secondary endpoints, headline figures, design factors."""
+
+from pathlib import Path
+
+import pytest
+
+from rlhfsim.config import ConfigError
+from rlhfsim.sweep.experiment import load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAD = "name: x\nquestion: q\nbase: {base}\nvariants: {{a: {{}}, b: {{ppo.kl_coef: 0.2}}}}\n"
+
+
+def _write(tmp_path, body: str) -> Path:
+    p = tmp_path / "exp.yaml"
+    p.write_text(HEAD.format(base=ROOT / "configs" / "tiny.yaml") + body)
+    return p
+
+
+def test_study_fields_load():
+    body = ("primary: {endpoint: gold_gain, better: higher}\nsecondary: [{endpoint: gold_drop_after_peak, better: lower}, "
+            "{endpoint: final/eval/kl}]\nheadline: [effect_sizes, fig3_gold_vs_sqrt_kl]\nfactors: {kl: ppo.kl_coef}\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        exp = load_experiment(_write(Path(d), body))
+    s = exp.spec
+    assert s.primary.endpoint == "gold_gain" and s.primary.better == "higher"
+    assert [e.endpoint for e in s.secondary] == ["gold_drop_after_peak", "final/eval/kl"] and s.secondary[1].better == "higher"
+    assert s.headline == ["effect_sizes", "fig3_gold_vs_sqrt_kl"] and s.factors == {"kl": "ppo.kl_coef"}
+    rec = exp.resolved()  # the runs root's record keeps them, so a report of runs/<name> finds the answer's endpoint
+    assert rec["primary"] == {"endpoint": "gold_gain", "better": "higher"}
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("primary: {endpoint: gold_gian}\n", ["primary.endpoint", "'gold_gian'", "did you mean 'gold_gain'", "gold_drop_after_peak"]),
+    ("secondary: [{endpoint: nope}]\n", ["secondary.0.endpoint", "not a summary column", "Valid:"]),
+    ("primary: {endpoint: gold_gain, better: up}\n", ["primary.better", "higher", "lower"]),
+    ("primary: {endpoint: gold_gain, dir: up}\n", ["primary.dir", "unknown key", "Valid keys: better, endpoint"]),
+    ("headline: [fig99]\n", ["headline", "fig99", "effect_sizes"]),
+    ("factors: {kl: ppo.kl_cof}\n", ["factors.kl", "ppo.kl_cof", "kl_coef"]),
+])
+def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
+    with pytest.raises(ConfigError) as e:
+        load_experiment(_write(tmp_path, body))
+    for part in expected:
+        assert part in str(e.value), (part, str(e.value))
+
+
+def test_every_committed_experiment_declares_a_primary_endpoint():
+    for p in sorted((ROOT / "experiments").glob("*.yaml")):
+        exp = load_experiment(p, validate_configs=False)
+        assert exp.spec.primary is not None, p.name
