@@ -28,6 +28,7 @@ class _Record:
     seeds: list[int] | None = None
     overrides: dict[str, dict] | None = None
     root: Path | None = None
+    design: dict | None = None  # primary, secondary, headline, factors
 
 
 def _read_record(path: Path, validate: bool = False) -> _Record:
@@ -45,8 +46,10 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
         if validate:
             raise
         baseline = None
+    design = {"primary": spec.primary.model_dump() if spec.primary else None,
+              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "factors": dict(spec.factors)}
     return _Record(spec.question, spec.name, baseline, [v.name for v in variants], list(spec.seeds),
-                   {v.name: v.overrides for v in variants})
+                   {v.name: v.overrides for v in variants}, design=design)
 
 
 def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baseline: str | None = None) -> Study:
@@ -173,4 +176,9 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
     for rec in records:
         for k, v in (rec.overrides or {}).items():
             overrides.setdefault(k, v)
-    return Study(name, question, base, variants, runs, missing, sources, expected_seeds, overrides)
+    design = next((rec.design for rec in records if rec.design), None) or {}
+    study = Study(name, question, base, variants, runs, missing, sources, expected_seeds, overrides, **design)
+    flag = study.version_note()
+    if flag:
+        study.note(flag)
+    return study

@@ -60,6 +60,8 @@ class RunData:
     reward_rounds: list[int] = field(default_factory=list)
     configured_rounds: int | None = None
     problems: list[str] = field(default_factory=list)
+    written_by: dict | None = None  # summary.json's code_version / code_hash / metric_schema as written (None: older code)
+    recomputed: list[str] = field(default_factory=list)  # summary fields whose recomputed value differs from the file's
 
     @property
     def label(self) -> str:
@@ -109,6 +111,7 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
         run.problems.append("no config.yaml: variant and seed taken from the path; left out of the config diff")
 
     mpath = path / "metrics.jsonl"
+    run_rows: list[dict] = []
     if mpath.is_file():
         try:
             rows = _read_jsonl(mpath)
@@ -117,6 +120,7 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
             run.problems.append(f"metrics.jsonl unreadable ({e})")
         rows = [r for r in rows if isinstance(r.get("round"), (int, float))]
         if rows:
+            run_rows = rows
             df = pd.DataFrame(rows)
             df = df.drop_duplicates("round", keep="last").sort_values("round").reset_index(drop=True)
             for c in df.columns:
@@ -145,6 +149,8 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
         done = f"{logged}{of} rounds logged" if logged is not None else "no rounds logged"
         run.problems.append(f"no summary.json (unfinished: {done}): left out of the final table")
 
+    if run.summary is not None:
+        _recompute_summary(run, run_rows)
     if run.summary is not None and run.configured_rounds is not None:
         done = run.summary.get("rounds_completed")
         if isinstance(done, (int, float)) and done < run.configured_rounds:
@@ -164,6 +170,37 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
         if lost:
             run.problems.append(f"no rewards parquet for rounds {_ranges(lost)}")
     return run
+
+
+STAMP_KEYS = ("code_version", "code_hash", "metric_schema")
+
+
+def _recompute_summary(run: RunData, rows: list[dict]) -> None:
+    """Replace summary.json's derived fields by summarize() of metrics.jsonl with the current code (never stale);
+    remember which code wrote the file and which fields changed."""
+    from rlhfsim.diagnostics.summary import summarize
+
+    old = run.summary or {}
+    run.written_by = {k: old[k] for k in STAMP_KEYS if k in old} or None
+    by_round: dict = {}
+    for r in rows:
+        by_round[r["round"]] = r  # a resumed run's repeated round: the last row counts
+    rows = [by_round[k] for k in sorted(by_round)]
+    if not rows:
+        return
+    try:
+        new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")))
+    except Exception as e:  # noqa: BLE001 - odd metrics must not stop a report; the file's summary is kept
+        run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")
+        return
+    for k, v in new.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(old.get(k), (int, float)):
+            a, b = float(v), float(old[k])
+            if not (a == b or (a != a and b != b) or abs(a - b) <= 1e-9 * max(1.0, abs(a))):
+                run.recomputed.append(k)
+        elif k in old and (old[k] is None) != (v is None) and not isinstance(v, (dict, list)):
+            run.recomputed.append(k)
+    run.summary = {**old, **new}
 
 
 def _ranges(xs: list[int]) -> str:

@@ -31,6 +31,42 @@ class Study:
     sources: list[str]
     expected_seeds: list[int] | None = None
     variant_overrides: dict[str, dict] = field(default_factory=dict)
+    primary: dict | None = None  # {"endpoint": column, "better": "higher" | "lower"} from the experiment file
+    secondary: list[dict] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)
+    factors: dict[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ code versions
+
+    def versions(self) -> dict[str, list[str]]:
+        """Which code wrote each run's summary.json: "<code_version> (<code_hash>, schema N)" -> run labels."""
+        out: dict[str, list[str]] = {}
+        for r in self.runs:
+            if r.summary is None:
+                continue
+            w = r.written_by or {}
+            key = (f"{w.get('code_version', '?')} ({w.get('code_hash', '?')}, metric schema {w.get('metric_schema', '?')})"
+                   if w else "unstamped (older code, before summary.json recorded its version)")
+            out.setdefault(key, []).append(r.label)
+        return out
+
+    def version_note(self) -> str | None:
+        """A warning when runs come from more than one code version or from code other than the current one."""
+        from rlhfsim.version import METRIC_SCHEMA_VERSION, source_hash
+
+        vs = self.versions()
+        stale = [k for k in vs if f"({source_hash()}," not in k]
+        changed = {r.label: r.recomputed for r in self.runs if r.recomputed}
+        if len(vs) <= 1 and not stale and not changed:
+            return None
+        parts = "; ".join(f"{k}: {len(v)} run(s)" for k, v in vs.items())
+        msg = (f"runs written by {'different code versions' if len(vs) > 1 else 'other code than this report'} ({parts}). "
+               f"Summaries are recomputed from metrics.jsonl with the current code (metric schema {METRIC_SCHEMA_VERSION}), but the "
+               "per-round metrics themselves are as each run measured them")
+        if changed:
+            ex = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in list(changed.items())[:4])
+            msg += f". Recomputed fields that differ from summary.json: {ex}"
+        return msg
 
     # ------------------------------------------------------------------ tables
 

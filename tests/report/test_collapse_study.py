@@ -13,6 +13,7 @@ from rlhfsim.diagnostics import summarize
 from rlhfsim.report import collapse_study as CS
 from rlhfsim.report.load import load_study
 from rlhfsim.theory import optimal_rewards
+from rlhfsim.version import stamp
 
 ROOT = Path(__file__).resolve().parents[2]
 K, G = 8, 6
@@ -30,7 +31,7 @@ def fab_run(root: Path, variant: str, seed: int, reward: dict) -> Path:
     (d / "config.yaml").write_text(dump_config(config_from_dict(raw)))
     rows = [{"round": 0, "eval/gold": 0.3}, {"round": 1, "eval/gold": 0.3, "collapse_train/order_acc": 1.0, "collapse/index": 0.1}]
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps(summarize(rows, wall_time=1.0)))
+    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=1.0), **stamp()}))
     return d
 
 

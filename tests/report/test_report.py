@@ -15,6 +15,7 @@ from rlhfsim.cli import main
 from rlhfsim.config import config_from_dict, dump_config
 from rlhfsim.diagnostics import summarize
 from rlhfsim.report.load import load_study
+from rlhfsim.version import stamp
 from rlhfsim.report.stats import paired_effect
 from rlhfsim.report.tables import final_table
 
@@ -59,7 +60,7 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
             df["proxy_m0"] = df["proxy"]
         df.to_parquet(d / "rewards" / f"round_{r:03d}.parquet", index=False)
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps(summarize(rows, wall_time=3.0)))
+    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))  # as the current code writes it
     return d
 
 
