@@ -89,7 +89,7 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
 def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     """Proxy and gold (per round, mean over seeds) against sqrt(KL to the SFT policy): does the proxy rise while gold falls?"""
     plt = _plt()
-    key, title = "fig9_proxy_and_gold_vs_sqrt_kl", "Proxy keeps rising, gold turns: both against sqrt(KL) per round"
+    key, title = "fig9_proxy_and_gold_vs_sqrt_kl", "Proxy and gold reward against sqrt(KL) per round"
     m = study.metrics
     if m.empty or not _has(m, "eval/proxy") or not _has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/proxy and eval/sqrt_kl per round")

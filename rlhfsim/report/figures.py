@@ -184,7 +184,7 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
 
 def fig_gao(study, pal, band="sd") -> FigureResult:
     plt = _plt()
-    key, title = "fig3_gold_vs_sqrt_kl", "Over-optimisation: gold gain against sqrt(KL) with the fitted Gao et al. curve"
+    key, title = "fig3_gold_vs_sqrt_kl", "Gold gain against sqrt(KL) with the fitted Gao et al. curve"
     m = study.metrics
     if m.empty or not _has(m, "eval/gold") or not _has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/gold and eval/sqrt_kl (or eval/kl) per round")
@@ -216,11 +216,19 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
             f = fit_gao(dv["eval/sqrt_kl"].to_numpy(), dv["gain"].to_numpy(), form="rl")
             fits.append((v, f))
             if np.isfinite(f.get("alpha", np.nan)):
-                xs = np.linspace(0, max(float(dv["eval/sqrt_kl"].max()) * 1.15, 1e-6), 200)
+                # drawn only over the data, faded when the form explains little of it; the peak d* = exp(α/β - 1)
+                lo_d, hi_d = float(dv["eval/sqrt_kl"].min()), float(dv["eval/sqrt_kl"].max())
+                xs = np.linspace(max(lo_d, 1e-6), max(hi_d, 1e-6), 200)
                 from rlhfsim.diagnostics.overopt import gao_rl
 
-                ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
-                label = f"{v}: α={f['alpha']:.3g}, β={f['beta']:.3g}, R²={f['r2']:.2f}, n={f['n']}"
+                r2 = float(f.get("r2", np.nan))
+                weak = not (np.isfinite(r2) and r2 >= 0.5)
+                ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=1 if weak else 2, alpha=0.35 if weak else 1.0,
+                        ls="--" if weak else "-")
+                peak = float(f.get("d_peak", np.nan)) if f.get("d_peak") is not None else np.nan
+                where = (f"peak at d={peak:.2f}" if np.isfinite(peak) and lo_d <= peak <= hi_d else
+                         "peak beyond data" if f["beta"] > 0 else "no peak (β ≤ 0)")
+                label = f"{v}: α={f['alpha']:.3g}, β={f['beta']:.3g}, R²={r2:.2f}, n={f['n']}, {where}"
             else:
                 label = f"{v}: fit n/a (n={f.get('n', 0)})"
         handles.append(Line2D([], [], color=pal[v], marker="o", lw=2 if fit_gao else 0, label=label))
@@ -229,7 +237,9 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
     ax.legend(handles=handles, loc="best", fontsize=8, title="variant (fit R(d) = d(α − β log d))", title_fontsize=8)
     fig.tight_layout()
     cap = ("Each point is one round of one seed (gold minus that run's round-0 gold). Lines: least-squares fit of the RL form "
-           "R(d) = d(α − β log d) of Gao, Schulman & Hilton (2022), pooled over seeds; β > 0 means gold turns down at larger KL.")
+           "R(d) = d(α − β log d) of Gao, Schulman & Hilton (2022), pooled over seeds, drawn only over the observed range of d; "
+           "dashed and faded where R² < 0.5 (the form explains little). β > 0 means the fitted curve turns down at larger KL; a peak "
+           "outside the observed d is printed as \"beyond data\", not as a number.")
     if fit_gao is None:
         cap += " (rlhfsim.diagnostics.overopt.fit_gao unavailable: points only.)"
     res = FigureResult(key, title, cap, fig)
@@ -367,7 +377,7 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
 
 
 def fig_advantage(study, pal, band="sd") -> FigureResult:
-    key, title = "fig7_advantage_fidelity", "Advantage fidelity: do PPO's advantages still point where gold does?"
+    key, title = "fig7_advantage_fidelity", "Advantage fidelity: proxy against gold advantages over rounds"
     drawn = _round_panels(study, pal, band, [
         ("adv/gold_corr", "corr(proxy adv., gold adv.) (−1 to 1)", "per-token advantage correlation"),
         ("adv/sign_agree", "same-sign share (0-1)", "per-token sign agreement"),

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from rlhfsim.report import audit as audit_section
+from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
+from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
 
@@ -82,16 +84,39 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
 
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
-    results = [F.fig_gold_proxy(study, pal, band), F.fig_by_type(study, pal, band), F.fig_gao(study, pal, band),
-               F.fig_distributions(study, pal, rewards, chosen), F.fig_profiles(study, pal, rewards, chosen),
-               F.fig_collapse(study, pal, band), F.fig_advantage(study, pal, band)]
+    skip = skip_reasons(study)
+    comps = comparisons(study)
+    builders = [("effect_sizes", lambda: fig_effect_sizes(study, comps)),
+                ("fig1_gold_proxy_kl", lambda: F.fig_gold_proxy(study, pal, band)),
+                ("fig2_by_prompt_type", lambda: F.fig_by_type(study, pal, band)),
+                ("fig3_gold_vs_sqrt_kl", lambda: F.fig_gao(study, pal, band)),
+                ("fig4_reward_distributions", lambda: F.fig_distributions(study, pal, rewards, chosen)),
+                ("fig5_sorted_profiles", lambda: F.fig_profiles(study, pal, rewards, chosen)),
+                ("fig6_collapse", lambda: F.fig_collapse(study, pal, band)),
+                ("fig7_advantage_fidelity", lambda: F.fig_advantage(study, pal, band))]
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
-    results += [res for res in (build(study, pal, band) for build in (*D.BUILDERS, audit_section.figure)) if res.fig is not None]
+    optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
+                ("fig10_learning_signal", D.fig_signal), ("fig11_audits", audit_section.figure),
+                ("fig13_reward_training", fig_mitigation)]
+    results, left_out = [], []
+    for key, build in builders:
+        res = build() if key not in skip else None
+        if res is None:
+            left_out.append((key, skip[key]))
+        else:
+            results.append(res)
     if CS.has_train_rewards(study):  # runs with loop.diagnose_train: the collapse study's terminal-phase profiles
-        results.append(CS.fig_terminal_profiles(study, band))
-    mitigation = fig_mitigation(study, pal, band)
-    if mitigation.fig is not None:  # only studies with ensembles or early stopping get figure 13
-        results.append(mitigation)
+        results.insert(1, CS.fig_terminal_profiles(study, band))
+    for key, build in optional:
+        if key in skip:
+            left_out.append((key, skip[key]))
+            continue
+        res = build(study, pal, band)
+        if res.fig is not None:
+            results.append(res)
+    # headline figures first, in the experiment's order
+    rank = {k: i for i, k in enumerate(study.headline)}
+    results.sort(key=lambda r: rank.get(r.key, len(rank)))
     for res in results:
         if res.fig is not None:
             res.png = _png(res.fig)  # type: ignore[attr-defined]
@@ -110,13 +135,28 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     rep.files.append(out / "variant_table.csv")
     rep.files += CS.write_tables(study, out)
 
+    comps.to_csv(out / "effects.csv", index=False)
+    rep.files.append(out / "effects.csv")
     ctx = _context(study, ft, chosen, band, title)
+    ctx["answer"] = answer_context(study, comps)
+    ctx["left_out"] = left_out
     ctx["sections"] = D.sections(study)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def answer_context(study: Study, comps: pd.DataFrame) -> dict:
+    primary, secondary, declared = endpoints(study)
+    n_pairs = int(comps[comps["family"] == "primary"]["n"].max()) if not comps.empty else 0
+    what = (f"Primary endpoint: {primary['endpoint']} ({primary['better']} is better), each variant minus {study.baseline} seed by "
+            f"seed, 95% paired bootstrap interval" + (", Holm over the variants" if len(study.variants) > 2 else "") + ".")
+    if not declared:
+        what += " The experiment file declares no primary endpoint; gold_gain is used."
+    return {"verdicts": verdicts(study, comps), "what": what, "n_pairs": n_pairs, "headline": list(study.headline),
+            "versions": study.version_note()}
 
 
 def _context(study: Study, ft: pd.DataFrame, chosen: list[int], band: str, title: str | None) -> dict:
@@ -190,6 +230,12 @@ def render_markdown(ctx: dict, figures: list) -> str:
     st = ctx["study"]
     L = [f"# {ctx['title']}", ""]
     L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
+    a = ctx["answer"]
+    L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + ["", a["what"], ""]
+    if a["versions"]:
+        L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
+    for f in _headline(ctx, figures)[:1]:
+        L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", ""]
     L += _intro(ctx) + [""]
     L += ["## Runs", ""] + _md_table(ctx["overview_header"], ctx["overview"]) + [""]
     L += ["## What differs between variants", ""]
@@ -213,9 +259,11 @@ def render_markdown(ctx: dict, figures: list) -> str:
     for f in figures:
         L += [f"### {f.title}", ""]
         if getattr(f, "png", None) is not None:
-            L += [f"![{f.title}]({f.key}.png)", "", f.caption, ""]
+            L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", "", f.caption, ""]
         else:
             L += [f"_Not drawn: {f.skipped}._", ""]
+    if ctx.get("left_out"):
+        L += ["Left out, because the runs cannot support them:", ""] + [f"- `{k}`: {why}" for k, why in ctx["left_out"]] + [""]
     for sec in ctx.get("sections", []):
         L += [f"## {sec.title}", ""] + (_md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
     L += ["## Missing data", ""]
@@ -223,6 +271,11 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["", "<details><summary>Settings common to all variants</summary>", "", "```"]
     L += [f"{k}: {v}" for k, v in ctx["common"].items()] + ["```", "", "</details>", ""]
     return "\n".join(L)
+
+
+def _headline(ctx, figures) -> list:
+    drawn = {f.key: f for f in figures if getattr(f, "png", None) is not None}
+    return [drawn[k] for k in ctx["answer"]["headline"] if k in drawn]
 
 
 def _short(x) -> str:
@@ -240,7 +293,10 @@ blockquote{font-size:1.15em;border-left:4px solid #4c72b0;margin:0;padding:.4em 
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;font-size:.84em}
 .scroll{overflow-x:auto;max-width:100%}
-figure{margin:1em 0 2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee} figcaption{color:#444;font-size:.92em;margin-top:.4em}
+figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
+.answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
+.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:520px}
+.versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
 nav a{margin-right:1em}
@@ -279,10 +335,20 @@ def render_html(ctx: dict, figures: list) -> str:
     P = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(ctx['title'])}</title>",
          f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
          f"<h1>{_e(ctx['title'])}</h1>",
-         "<nav><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
+         "<nav><a href='#answer'>Answer</a><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
          "<a href='#audits'>Audits</a><a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
          "<h2 id='question'>Question</h2>",
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
+    a = ctx["answer"]
+    box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
+           + f"</ul><p class='note'>{_e(a['what'])}</p>"]
+    if a["versions"]:
+        box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
+    for f in _headline(ctx, figures)[:1]:
+        b64 = base64.b64encode(f.png).decode("ascii")
+        box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
+                   f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    P.append("".join(box) + "</section>")
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")
     P.append("<p>Variants: " + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants) + "</p>")
@@ -311,9 +377,13 @@ def render_html(ctx: dict, figures: list) -> str:
         png = getattr(f, "png", None)
         if png is not None:
             b64 = base64.b64encode(png).decode("ascii")
-            P.append(f"<figure><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'><figcaption>{_e(f.caption)}</figcaption></figure>")
+            P.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
+                     f"<figcaption>{_e(f.caption)} <a href='{_e(f.key)}.png'>Full size</a>.</figcaption></figure>")
         else:
             P.append(f"<p><em>Not drawn: {_e(f.skipped)}.</em></p>")
+    if ctx.get("left_out"):
+        P.append("<p class='note'>Left out, because the runs cannot support them:</p><ul class='note'>"
+                 + "".join(f"<li><code>{_e(k)}</code>: {_e(why)}</li>" for k, why in ctx["left_out"]) + "</ul>")
     for sec in ctx.get("sections", []):
         P.append(f"<h2>{_e(sec.title)}</h2>" + (_html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"))
         P.append(f"<p class='note'>{_e(sec.note)}</p>")

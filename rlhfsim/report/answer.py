@@ -1,0 +1,94 @@
+"""The study's answer: paired comparisons of its primary and secondary endpoints, the verdict sentence and
+the effect-size (forest) figure.
+
+    comps = comparisons(study)          # tidy: one row per (family, variant, endpoint)
+    lines = verdicts(study, comps)      # the Answer box: one sentence per variant on the primary endpoint
+    fig_effect_sizes(study, comps)      # delta vs the baseline with paired 95% intervals, per endpoint
+
+Families: the primary endpoint across the variants (Holm over variants when there are several), and the
+secondary endpoints x variants (Holm over all of them), as the experiment file declares them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rlhfsim.report.figures import FigureResult, _plt
+from rlhfsim.report.stats import compare, verdict
+from rlhfsim.report.tables import finished
+
+DEFAULT_PRIMARY = {"endpoint": "gold_gain", "better": "higher"}
+
+
+def endpoints(study) -> tuple[dict, list[dict], bool]:
+    """(primary, secondary, declared): the experiment's, or gold_gain when no experiment file declares one."""
+    if study.primary:
+        return study.primary, list(study.secondary), True
+    return DEFAULT_PRIMARY, list(study.secondary), False
+
+
+def comparisons(study) -> pd.DataFrame:
+    primary, secondary, _ = endpoints(study)
+    done = finished(study)
+    fams = [compare(done, study.variants, study.baseline, [primary], "primary")]
+    if secondary:
+        fams.append(compare(done, study.variants, study.baseline, secondary, "secondary"))
+    return pd.concat(fams, ignore_index=True)
+
+
+def verdicts(study, comps: pd.DataFrame) -> list[str]:
+    """One sentence per non-baseline variant from the primary family."""
+    prim = comps[comps["family"] == "primary"]
+    if prim.empty:
+        return [f"No comparison: only the baseline {study.baseline!r} has finished runs."]
+    return [verdict(r, study.baseline) for _, r in prim.iterrows()]
+
+
+def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
+    """Forest plot: per endpoint a panel, per variant the paired difference to the baseline with its 95% interval."""
+    key, title = "effect_sizes", "Effect sizes: difference to the baseline per endpoint, paired by seed"
+    c = comps[np.isfinite(comps["diff"].astype(float))] if not comps.empty else comps
+    if c.empty:
+        return FigureResult(key, title, "", None, "no endpoint has a value in both a variant and the baseline")
+    eps = list(dict.fromkeys(c["endpoint"]))
+    variants = [v for v in study.variants if v in set(c["variant"])]
+    ncol = min(3, len(eps))
+    nrow = int(np.ceil(len(eps) / ncol))
+    h = max(1.6, 0.32 * len(variants) + 0.9)
+    fig, axes = _plt().subplots(nrow, ncol, figsize=(4.6 * ncol, h * nrow), squeeze=False, sharey=True)
+    ys = {v: i for i, v in enumerate(reversed(variants))}
+    for ax, ep in zip(axes.ravel(), eps):
+        sub = c[c["endpoint"] == ep]
+        for _, r in sub.iterrows():
+            y = ys[r["variant"]]
+            sig = np.isfinite(r["lo"]) and (r["lo"] > 0 or r["hi"] < 0) and r["p_holm"] < 0.05
+            good = (r["diff"] > 0) == (r["better"] == "higher")
+            col = ("#2a7d2a" if good else "#b03a2e") if sig else "#555555"
+            if np.isfinite(r["lo"]):
+                ax.plot([r["lo"], r["hi"]], [y, y], color=col, lw=2)
+            ax.plot([r["diff"]], [y], "o", color=col, ms=6, mfc=col if sig else "white")
+            note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if np.isfinite(r["p_holm"]) else "")
+            note += f", censored {int(r['censored'])}" if r["censored"] else ""
+            ax.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7, color="#444")
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        fam = sub["family"].iloc[0]
+        ax.set_title(f"{ep} ({fam}; {sub['better'].iloc[0]} is better)", fontsize=9)
+        ax.set_xlabel(f"Δ {ep} vs {study.baseline}", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(eps):]:
+        ax.set_visible(False)
+    axes[0, 0].set_yticks(list(ys.values()), list(ys.keys()))
+    for row in axes:
+        row[0].set_yticks(list(ys.values()), list(ys.keys()))
+        for ax in row:
+            ax.set_ylim(-0.6, len(variants) - 0.4)
+    fig.tight_layout(w_pad=6)
+    n = int(c["n"].max())
+    cap = (f"Each point is the mean over seeds of (variant − {study.baseline}) for the same seed (n = paired seeds, up to {n}); the "
+           "line is its 95% expanded-percentile bootstrap interval. Filled and coloured: the interval excludes 0 and the "
+           "Holm-adjusted p < 0.05 (green: in the better direction, red: worse); hollow grey: no difference detected. Holm runs "
+           "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
+           "is only partly observed (e.g. gold still rising in the last round).")
+    return FigureResult(key, title, cap, fig)
