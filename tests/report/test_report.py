@@ -245,9 +245,125 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     html = (out / "report.html").read_text()
     n_img = len(html_images(html))
     probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
-             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); });</script>")
+             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
+             "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
+             "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
     (tmp_path / "probe.html").write_text(html.replace("</body>", probe + "</body>"))  # a copy: the report itself stays script-free
     cmd = [c for c in cmd if not c.startswith("--screenshot") and not c.startswith("--window-size") and not c.endswith("report.html")]
     dom = subprocess.run(cmd + ["--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").resolve().as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     assert f'data-probe="{n_img}:{n_img}"' in dom, (n_img, re.findall(r'data-probe="[^"]*"', dom))
+    check_rendered_page(dom, n_img)
+
+
+MAX_FIGURE_PX = 1600  # rendered height of any figure at the page's width
+SANE = 1e6  # no printed number in a report should be this large (a Gao peak at 1e25 is a formatting bug)
+
+
+def check_rendered_page(dom: str, n_img: int) -> None:
+    """The Answer box has a verdict, no figure is taller than the limit as rendered, no absurd number is printed."""
+    answer = re.search(r'data-answer="(\d+)"', dom)
+    assert answer and int(answer.group(1)) >= 1, "no Answer box with a verdict"
+    heights = [int(h) for h in re.search(r'data-heights="([^"]*)"', dom).group(1).split(",") if h]
+    assert len(heights) == n_img and max(heights) <= MAX_FIGURE_PX, heights
+    text = re.sub(r"<details>.*?</details>", " ", re.sub(r"base64,[A-Za-z0-9+/=]+", " ", dom), flags=re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?", " ", text)  # the generation date
+    nums = [float(x) for x in re.findall(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])", text)]
+    big = [x for x in nums if abs(x) >= SANE]
+    assert not big and "inf" not in text.split(), big[:5]
+
+
+# ----------------------------------------------------------------------------- answer, degenerate studies, stale summaries
+
+
+def test_answer_box_and_effect_sizes(tmp_path):
+    root = make_study(tmp_path)
+    rec = yaml.safe_load((root / "experiment.yaml").read_text())
+    rec.update(primary={"endpoint": "gold_final", "better": "higher"}, secondary=[{"endpoint": "kl_final", "better": "lower"}],
+               headline=["effect_sizes"])
+    (root / "experiment.yaml").write_text(yaml.safe_dump(rec))
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
+    assert "high_kl" in box and "gold_final" in box and "paired, 2 seeds" in box and "effect_sizes.png" in box
+    assert html.index("id='answer'") < html.index("id='table'")  # the answer comes before the tables
+    eff = pd.read_csv(out / "effects.csv")
+    assert set(eff["family"]) == {"primary", "secondary"} and set(eff["endpoint"]) == {"gold_final", "kl_final"}
+    s = pd.read_csv(out / "summary.csv").set_index(["variant", "seed"])["gold_final"]
+    d = (s["high_kl"] - s["low_kl"]).mean()
+    assert eff[eff["endpoint"] == "gold_final"]["diff"].iloc[0] == pytest.approx(d)
+    assert f"{d:+.3f}" in box
+    assert (out / "effect_sizes.png").is_file() and "## Answer" in md
+
+
+def test_degenerate_study_gets_no_policy_figures(tmp_path):
+    """One round of reward-model training alone: no curves over rounds, nothing about the policy."""
+    root = tmp_path / "runs" / "rm_only"
+    for v in ("a", "b"):
+        for seed in (0, 1):
+            d = fab_run(root, v, seed, 0.05, 0.0, rounds=1)
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            cfg["loop"]["train_policy"] = False
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+            rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+            for r in rows:
+                r.update({"eval/kl": 0.0, "eval/sqrt_kl": 0.0})
+            (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    from rlhfsim.report.select import POLICY_FIGURES, ROUND_FIGURES
+
+    drawn = {p.stem for p in out.glob("*.png")}
+    assert not drawn & (set(POLICY_FIGURES) | set(ROUND_FIGURES)), drawn & (set(POLICY_FIGURES) | set(ROUND_FIGURES))
+    assert "fig4_reward_distributions" in drawn and "effect_sizes" in drawn
+    md = (out / "report.md").read_text()
+    assert "`fig3_gold_vs_sqrt_kl`: the policy was not trained" in md
+    assert "`fig6_collapse`: 1 feedback round(s)" in md
+
+
+def test_summary_written_by_older_code_is_recomputed_and_flagged(tmp_path):
+    root = make_study(tmp_path)
+    old = root / "high_kl" / "seed0" / "summary.json"
+    s = json.loads(old.read_text())
+    true_final = s["gold_final"]
+    for k in ("code_version", "code_hash", "metric_schema"):
+        s.pop(k)
+    s["gold_final"] = 123.0  # what an older definition might have written
+    old.write_text(json.dumps(s))
+    study = load_study([root])
+    row = study.summary.set_index(["variant", "seed"]).loc[("high_kl", 0)]
+    assert row["gold_final"] == pytest.approx(true_final)
+    note = study.version_note()
+    assert note and "different code versions" in note and "unstamped" in note and "gold_final" in note
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "class='versions'" in html and "unstamped" in html
+    # the same study with every summary from the current code: no flag
+    fresh = make_study(tmp_path / "fresh")
+    assert load_study([fresh]).version_note() is None
+
+
+COMMITTED = sorted((ROOT / "reports").glob("*/report.html"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.parametrize("page", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_report_renders(page, tmp_path):
+    html = page.read_text()
+    if "id='answer'" not in html:
+        pytest.skip(f"reports/{page.parent.name} was written by older report code (no Answer box): regenerate it from its runs")
+    probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
+             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
+             "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
+             "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
+    (tmp_path / "probe.html").write_text(html.replace("</body>", probe + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+           "--window-size=1200,900", "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    n_img = len(html_images(html))
+    assert f'data-probe="{n_img}:{n_img}"' in dom
+    check_rendered_page(dom, n_img)
