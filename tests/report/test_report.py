@@ -228,9 +228,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
 
     _, out = built
     shot = tmp_path / "shot.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1200,3000", (out / "report.html").resolve().as_uri()]
+    cmd = chromium_cmd(tmp_path) + [f"--screenshot={shot}", "--window-size=1200,3000", (out / "report.html").resolve().as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     img = mpimg.imread(shot)[..., :3]
@@ -241,19 +239,31 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     saturated = ((mx - mn) > 0.35).sum()
     assert saturated > 8_000, saturated
 
-    # every embedded figure decodes: a copy of the page with a probe script reports the decoded images into the DOM
+    # every embedded figure decodes, at most MAX_FIGURE_PX tall as rendered
     html = (out / "report.html").read_text()
     n_img = len(html_images(html))
-    probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
-             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
-             "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
-             "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
-    (tmp_path / "probe.html").write_text(html.replace("</body>", probe + "</body>"))  # a copy: the report itself stays script-free
-    cmd = [c for c in cmd if not c.startswith("--screenshot") and not c.startswith("--window-size") and not c.endswith("report.html")]
-    dom = subprocess.run(cmd + ["--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = probe_dom(html, tmp_path)
     assert f'data-probe="{n_img}:{n_img}"' in dom, (n_img, re.findall(r'data-probe="[^"]*"', dom))
     check_rendered_page(dom, n_img)
+
+
+PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
+         "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
+         "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
+         "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
+
+
+def chromium_cmd(tmp_path: Path) -> list[str]:
+    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+
+
+def probe_dom(html: str, tmp_path: Path) -> str:
+    """The DOM of a copy of the page with a probe script (the report itself stays script-free), 1200 px wide."""
+    (tmp_path / "probe.html").write_text(html.replace("</body>", PROBE + "</body>"))
+    cmd = chromium_cmd(tmp_path) + ["--window-size=1200,900", "--virtual-time-budget=5000", "--dump-dom",
+                                    (tmp_path / "probe.html").resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 
 MAX_FIGURE_PX = 1600  # rendered height of any figure at the page's width
@@ -355,15 +365,7 @@ def test_committed_report_renders(page, tmp_path):
     html = page.read_text()
     if "id='answer'" not in html:
         pytest.skip(f"reports/{page.parent.name} was written by older report code (no Answer box): regenerate it from its runs")
-    probe = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
-             "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
-             "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
-             "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
-    (tmp_path / "probe.html").write_text(html.replace("</body>", probe + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-           "--window-size=1200,900", "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "probe.html").resolve().as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    dom = probe_dom(html, tmp_path)
     n_img = len(html_images(html))
     assert f'data-probe="{n_img}:{n_img}"' in dom
     check_rendered_page(dom, n_img)
