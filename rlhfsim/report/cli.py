@@ -52,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--runs", default="runs", help="root of run directories for experiment YAML inputs (default: runs)")
     p.add_argument("--rounds", help="rounds for the reward-distribution figures, e.g. 1,4,8 (default: first, middle, last)")
     p.add_argument("--baseline", help="variant to compare against (default: the experiment's baseline, else the first)")
-    p.add_argument("--band", choices=["sd", "ci"], default="sd", help="bands over seeds: standard deviation or 95%% bootstrap CI")
+    p.add_argument("--band", choices=["sd", "ci"], default="ci",
+                   help="bands over seeds: 95%% bootstrap CI of the mean (default) or ±1 standard deviation (can leave a metric's range)")
     p.add_argument("--title", help="report title")
     p.set_defaults(func=cmd_report)

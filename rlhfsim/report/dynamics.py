@@ -166,6 +166,18 @@ def _runs(study, v):
     return sorted([r for r in study.runs if r.variant == v and r.summary], key=lambda r: (r.seed is None, r.seed))
 
 
+def _peak_text(fit: dict, d_range: tuple[float, float] | None) -> str:
+    """The fitted peak only where the data reach it; otherwise say where it is relative to the data."""
+    peak = _num(fit.get("d_peak"))
+    if not np.isfinite(_num(fit.get("beta"))) or d_range is None:
+        return "–"
+    if _num(fit.get("beta")) <= 0 or not np.isfinite(peak):
+        return "no peak (β ≤ 0)"
+    if peak > d_range[1]:
+        return f"beyond data (> {d_range[1]:.2f})"
+    return f"{peak:.2f}"
+
+
 def overopt_section(study) -> Section:
     """Gao RL fit per variant: pooled over seeds (all rounds' points) and per seed (mean ± sd)."""
     m = study.metrics
@@ -180,10 +192,14 @@ def overopt_section(study) -> Section:
             d["g"] = pd.to_numeric(d["eval/gold"], errors="coerce")
             base = d.sort_values("round").groupby("run")["g"].first()
             d["gain"] = d["g"] - d["run"].map(base)
-            pooled = fit_gao(pd.to_numeric(d["eval/sqrt_kl"], errors="coerce").to_numpy(), d["gain"].to_numpy(), form="rl")
+            x = pd.to_numeric(d["eval/sqrt_kl"], errors="coerce")
+            pooled = fit_gao(x.to_numpy(), d["gain"].to_numpy(), form="rl")
+            d_range = (float(x.min()), float(x.max())) if x.notna().any() else None
+        else:
+            d_range = None
         s = [r.summary for r in runs]
         rows.append([
-            v, f"{pooled['alpha']:.3f}", f"{pooled['beta']:.3f}", f"{pooled['r2']:.2f}", f"{pooled['d_peak']:.2f}", str(pooled["n"]),
+            v, f"{pooled['alpha']:.3f}", f"{pooled['beta']:.3f}", f"{pooled['r2']:.2f}", _peak_text(pooled, d_range), str(pooled["n"]),
             _ms([_num(x.get("gao_rl_gold_alpha")) for x in s]), _ms([_num(x.get("gao_rl_gold_beta")) for x in s]),
             _ms([_num(x.get("gao_rl_gold_r2")) for x in s], "{:.2f}"),
             _ms([_num(x.get("gold_drop_after_peak")) for x in s]), _ms([_num(x.get("proxy_change_after_gold_peak")) for x in s]),

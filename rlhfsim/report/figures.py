@@ -45,11 +45,19 @@ def _sns():
     return sns
 
 
-def palette(variants: list[str]) -> dict[str, tuple]:
-    """One fixed colour per variant (in study order), shared by every figure."""
+BASELINE_GREY = (0.45, 0.45, 0.45)
+
+
+def palette(variants: list[str], baseline: str | None = None) -> dict[str, tuple]:
+    """One fixed colour per variant (in study order), shared by every figure; the baseline (if given) is grey."""
     sns = _sns()
-    base = sns.color_palette("colorblind", 10) if len(variants) <= 10 else sns.color_palette("husl", len(variants))
-    return {v: tuple(base[i]) for i, v in enumerate(variants)}
+    others = [v for v in variants if v != baseline]
+    base = sns.color_palette("colorblind", 10) if len(others) <= 10 else sns.color_palette("husl", len(others))
+    base = [c for c in base if max(c) - min(c) > 0.15] + [c for c in base if max(c) - min(c) <= 0.15]  # greys last
+    out = {v: tuple(base[i]) for i, v in enumerate(others)}
+    if baseline in variants:
+        out = {baseline: BASELINE_GREY, **out}
+    return {v: out[v] for v in variants}
 
 
 def _errorbar(band: str):
@@ -73,6 +81,9 @@ def _lineplot(ax, df, y, study, pal, band, **kw):
     if d.empty:
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
         return
+    # thin per-seed lines under the mean, so the number of seeds and their spread stay visible
+    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, units="seed", estimator=None,
+                 lw=0.6, alpha=0.35, legend=False, ax=ax)
     sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=_errorbar(band),
                  n_boot=200, seed=0, marker="o", markersize=4, ax=ax, **kw)
 

@@ -70,7 +70,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "sd", title: str | None = None) -> Report:
+def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None) -> Report:
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
@@ -80,7 +80,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = Report(out)
-    pal = F.palette(study.variants)
+    pal = F.palette(study.variants, study.baseline)
 
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
@@ -326,7 +326,7 @@ def render_html(ctx: dict, figures: list) -> str:
     from rlhfsim.report.figures import palette
 
     st = ctx["study"]
-    pal = palette(st.variants)
+    pal = palette(st.variants, st.baseline)
 
     def sw(v):
         r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])

@@ -234,10 +234,10 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     img = mpimg.imread(shot)[..., :3]
     assert img.shape[0] >= 2900 and img.shape[1] >= 1100
     assert img.std() > 0.05  # not a blank page
-    # rendered figures: the variants' colours fill far more pixels than the legend swatches of a page without images (~3k)
+    # rendered figures: the non-baseline variant's colour (the baseline is grey) fills more pixels than the swatches of a page without images (~3k)
     mx, mn = img.max(-1), img.min(-1)
     saturated = ((mx - mn) > 0.35).sum()
-    assert saturated > 8_000, saturated
+    assert saturated > 5_000, saturated
 
     # every embedded figure decodes, at most MAX_FIGURE_PX tall as rendered
     html = (out / "report.html").read_text()
