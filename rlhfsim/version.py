@@ -2,8 +2,9 @@
 
     stamp()  # {"code_version": "c51c15b-dirty" or "0.1.0", "code_hash": "<12 hex>", "metric_schema": 2}
 
-`code_hash` hashes the rlhfsim sources themselves, so it identifies the code even without git (an installed
-package, a copied tree). METRIC_SCHEMA_VERSION names what the metrics and summary fields mean: bump it
+`code_hash` hashes the rlhfsim sources that produce a run's numbers (everything but the report and bench
+packages, which only read runs), so it identifies that code even without git (an installed package, a copied
+tree), and editing the report while a sweep runs does not split the sweep into "versions". METRIC_SCHEMA_VERSION names what the metrics and summary fields mean: bump it
 whenever a metric's definition changes (docs/metrics.md), so older runs are flagged as measured differently.
 """
 
@@ -18,13 +19,16 @@ from rlhfsim import __version__
 
 METRIC_SCHEMA_VERSION = 2  # 1 = summaries written before the stamp existed (no field)
 PACKAGE_DIR = Path(__file__).resolve().parent
+NOT_RUN_CODE = ("report", "bench")  # subpackages that never run inside `rlhfsim run`
 
 
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """sha256 over every rlhfsim/**/*.py (relative path + bytes, sorted), first 12 hex digits."""
+    """sha256 over rlhfsim/**/*.py outside NOT_RUN_CODE (relative path + bytes, sorted), first 12 hex digits."""
     h = hashlib.sha256()
     for f in sorted(PACKAGE_DIR.rglob("*.py")):
+        if f.relative_to(PACKAGE_DIR).parts[0] in NOT_RUN_CODE:
+            continue
         h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
