@@ -87,7 +87,7 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
     fig.tight_layout(w_pad=6)
     n = int(c["n"].max())
     cap = (f"Each point is the mean over seeds of (variant − {study.baseline}) for the same seed (n = paired seeds, up to {n}); the "
-           "line is its 95% expanded-percentile bootstrap interval. Filled and coloured: the interval excludes 0 and the "
+           "line is its 95% paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6). Filled and coloured: the interval excludes 0 and the "
            "Holm-adjusted p < 0.05 (green: in the better direction, red: worse); hollow grey: no difference detected. Holm runs "
            "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
            "is only partly observed (e.g. gold still rising in the last round).")

@@ -152,7 +152,7 @@ def answer_context(study: Study, comps: pd.DataFrame) -> dict:
     primary, secondary, declared = endpoints(study)
     n_pairs = int(comps[comps["family"] == "primary"]["n"].max()) if not comps.empty else 0
     what = (f"Primary endpoint: {primary['endpoint']} ({primary['better']} is better), each variant minus {study.baseline} seed by "
-            f"seed, 95% paired bootstrap interval" + (", Holm over the variants" if len(study.variants) > 2 else "") + ".")
+            f"seed, 95% paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6)" + (", Holm over the variants" if len(study.variants) > 2 else "") + ".")
     if not declared:
         what += " The experiment file declares no primary endpoint; gold_gain is used."
     return {"verdicts": verdicts(study, comps), "what": what, "n_pairs": n_pairs, "headline": list(study.headline),
@@ -207,7 +207,7 @@ def _intro(ctx) -> list[str]:
 
 TABLE_NOTE = ("Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the mean paired difference to the "
               "baseline (variant minus baseline, seed by seed: runs of one seed share the SFT policy and the prompts) with its 95% "
-              "expanded-percentile bootstrap interval, not corrected for multiplicity (the Answer and effect-size sections are). "
+              "paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6), not corrected for multiplicity (the Answer and effect-size sections are). "
               "Rounds are round numbers (0 = SFT policy). \"Censored\" counts runs where the quantity is not fully observed: gold "
               "peaking in the last round (the peak may come later) or never stalling (no stagnation round; n then counts the runs "
               "where it is defined).")

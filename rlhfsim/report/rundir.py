@@ -7,6 +7,7 @@ unreadable file becomes a line in RunData.problems.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,15 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
 STAMP_KEYS = ("code_version", "code_hash", "metric_schema")
 
 
+def _norm(v):
+    """summary.json writes non-finite numbers as null: compare values the way they are stored."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
 def _recompute_summary(run: RunData, rows: list[dict]) -> None:
     """Replace summary.json's derived fields by summarize() of metrics.jsonl with the current code (never stale);
     remember which code wrote the file and which fields changed."""
@@ -194,12 +204,10 @@ def _recompute_summary(run: RunData, rows: list[dict]) -> None:
         run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")
         return
     for k, v in new.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(old.get(k), (int, float)):
-            a, b = float(v), float(old[k])
-            if not (a == b or (a != a and b != b) or abs(a - b) <= 1e-9 * max(1.0, abs(a))):
+        if k in old and not isinstance(v, (dict, list)) and _norm(v) != _norm(old[k]):
+            a, b = _norm(v), _norm(old[k])
+            if not (isinstance(a, float) and isinstance(b, float) and abs(a - b) <= 1e-9 * max(1.0, abs(a))):
                 run.recomputed.append(k)
-        elif k in old and (old[k] is None) != (v is None) and not isinstance(v, (dict, list)):
-            run.recomputed.append(k)
     run.summary = {**old, **new}
 
 

@@ -8,11 +8,12 @@ shares (a Welch interval on the two unpaired samples keeps it as noise).
     holm([0.01, 0.04, 0.03])                           # Holm-adjusted p-values, same order
     compare(summary, variants, baseline, endpoints)     # tidy table of every comparison, Holm within families
 
-Interval: the expanded percentile bootstrap (Hesterberg 2015, "What teachers should know about the
-bootstrap", sec. 5.1): the percentile interval of the bootstrap means of d, at the tail probability whose
-normal quantile is sqrt(n/(n-1)) t_{n-1}; the plain percentile interval is too narrow for the 3-10 seeds of
-a study (its coverage at n = 5 is about 0.85 for a nominal 0.95). p-value: the paired t-test on the same d
-(scipy.stats.ttest_1samp), the test the expanded interval approximates.
+Interval: with n >= MIN_BOOT paired seeds, the expanded percentile bootstrap (Hesterberg 2015, "What teachers
+should know about the bootstrap", sec. 5.1): the percentile interval of the bootstrap means of d, at the tail
+probability whose normal quantile is sqrt(n/(n-1)) t_{n-1}; the plain percentile interval is too narrow for the
+few seeds of a study (coverage about 0.85 for a nominal 0.95 at n = 5). Below MIN_BOOT the bootstrap cannot
+reach beyond the observed d at all (with 2 seeds it is [min d, max d], coverage 0.5), so the paired t-interval
+is used. p-value: the paired t-test on the same d (scipy.stats.ttest_1samp).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 
 LEVEL = 0.95
 N_BOOT = 4000
+MIN_BOOT = 6  # fewer paired seeds: paired t-interval instead of the bootstrap
 
 # quantities that a finite run observes only partly: (column, why, predicate on a summary row -> censored)
 # "drop after peak" is 0 and "peak round" is the last round whenever gold still rises at the end: the run
@@ -79,7 +81,8 @@ def paired_effect(variant: pd.Series, baseline: pd.Series, level: float = LEVEL,
     from scipy import stats
 
     d = paired_differences(variant, baseline).to_numpy(dtype=float)
-    out = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "n": int(d.size), "sd": float("nan")}
+    out = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "n": int(d.size), "sd": float("nan"),
+           "method": ""}
     if d.size == 0:
         return out
     out["diff"] = float(d.mean())
@@ -89,10 +92,15 @@ def paired_effect(variant: pd.Series, baseline: pd.Series, level: float = LEVEL,
     if out["sd"] == 0:
         out.update(lo=out["diff"], hi=out["diff"], p=0.0 if out["diff"] != 0 else 1.0)
         return out
+    test = stats.ttest_1samp(d, 0.0)
+    if d.size < MIN_BOOT:
+        ci = test.confidence_interval(level)
+        out.update(lo=float(ci.low), hi=float(ci.high), p=float(test.pvalue), method="paired t")
+        return out
     a = _expanded_alpha(1 - level, d.size)
     boots = bootstrap_means(d, n_boot, seed)
     lo, hi = np.quantile(boots, [a / 2, 1 - a / 2])
-    out.update(lo=float(lo), hi=float(hi), p=float(stats.ttest_1samp(d, 0.0).pvalue))
+    out.update(lo=float(lo), hi=float(hi), p=float(test.pvalue), method="paired bootstrap")
     return out
 
 
@@ -119,7 +127,7 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
     Returns one row per comparison: family, variant, endpoint, better, diff, lo, hi, p, p_holm, n,
     censored (runs of the pair with a censored value), censored_why.
     """
-    cols = ["family", "variant", "endpoint", "better", "diff", "lo", "hi", "p", "p_holm", "n", "censored", "censored_why"]
+    cols = ["family", "variant", "endpoint", "better", "diff", "lo", "hi", "p", "p_holm", "n", "method", "censored", "censored_why"]
     rows = []
     if summary.empty or "variant" not in summary:
         return pd.DataFrame(columns=cols)
@@ -139,7 +147,7 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
             pair_rows = summary.index[summary["variant"].isin([v, baseline]) & summary["seed"].isin(seeds)]
             n_cens = int(cens_all.reindex(pair_rows).fillna(False).astype(bool).sum())
             rows.append({"family": family, "variant": v, "endpoint": col, "better": ep.get("better", "higher"),
-                         **{k: r[k] for k in ("diff", "lo", "hi", "p", "n")},
+                         **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")}, "method": r.get("method", ""),
                          "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else ""})
     df = pd.DataFrame(rows, columns=[c for c in cols if c != "p_holm"])
     df.insert(df.columns.get_loc("p") + 1, "p_holm", holm(df["p"].to_numpy()) if len(df) else [])
@@ -153,10 +161,11 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
     f = f"{{:+.{digits}f}}"
     if n < 2 or not np.isfinite(lo):
         return f"{v} vs {baseline}: {ep} {f.format(diff) if np.isfinite(diff) else 'n/a'} from {n} paired seed(s); no interval (needs >= 2)."
-    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} (paired, {n} seeds)"
+    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({row.get('method') or 'paired'}, {n} seeds)"
     cens = f"; censored in {int(row['censored'])} run(s): {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
     if (lo > 0 or hi < 0) and p < alpha:
         moves = "raises" if diff > 0 else "lowers"
         good = (diff > 0) == (row.get("better", "higher") == "higher")
         return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'} (p = {p:.3g} after Holm){cens}."
-    return f"No difference detected: {v} changes {ep} by {ci}; the interval includes 0 (p = {p:.3g} after Holm){cens}."
+    why = "the interval includes 0" if lo <= 0 <= hi else f"p = {p:.3g} after Holm over the comparisons"
+    return f"No difference detected: {v} changes {ep} by {ci}; {why}{cens}."

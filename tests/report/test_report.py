@@ -297,7 +297,7 @@ def test_answer_box_and_effect_sizes(tmp_path):
     assert main(["report", str(root), "-o", str(out)]) == 0
     html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
     box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
-    assert "high_kl" in box and "gold_final" in box and "paired, 2 seeds" in box and "effect_sizes.png" in box
+    assert "high_kl" in box and "gold_final" in box and "paired t, 2 seeds" in box and "effect_sizes.png" in box
     assert html.index("id='answer'") < html.index("id='table'")  # the answer comes before the tables
     eff = pd.read_csv(out / "effects.csv")
     assert set(eff["family"]) == {"primary", "secondary"} and set(eff["endpoint"]) == {"gold_final", "kl_final"}
