@@ -31,7 +31,7 @@ MIN_BOOT = 6  # fewer paired seeds: paired t-interval instead of the bootstrap
 # "drop after peak" is 0 and "peak round" is the last round whenever gold still rises at the end: the run
 # stopped before the quantity could be seen; a never-stalled run has no stagnation round.
 CENSORED = {
-    "gold_drop_after_peak": "gold peaks in the last round: the drop is not observed (0 is a lower bound)",
+    "gold_drop_after_peak": "gold peaks in the last round: no drop is observed yet (0 is an upper bound; gold may fall after the run ends)",
     "gold_peak_round": "gold peaks in the last round: the true peak may come later",
     "proxy_change_after_gold_peak": "gold peaks in the last round: nothing after the peak is observed",
     "stagnation_round": "gold never stalled within the run: the round is beyond the last one",

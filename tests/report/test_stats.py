@@ -79,8 +79,8 @@ def test_censored_rows_and_labels():
     assert censored_rows(s, "gold_drop_after_peak").tolist() == [True, False, True, False]
     assert censored_rows(s, "stagnation_round").tolist() == [True, False, False, False]
     assert not censored_rows(s, "gold_final").any()
-    t = compare(s, ["a", "b"], "a", [{"endpoint": "gold_drop_after_peak", "better": "lower"}], "secondary")
-    assert t["censored"].tolist() == [2] and "lower bound" in t["censored_why"].iloc[0]
+    t = compare(s, ["a", "b"], "a", [{"endpoint": "gold_drop_after_peak", "better": "higher"}], "secondary")
+    assert t["censored"].tolist() == [2] and "upper bound" in t["censored_why"].iloc[0]
 
 
 def test_compare_families_and_verdict():

@@ -18,7 +18,7 @@ def _write(tmp_path, body: str) -> Path:
 
 
 def test_study_fields_load():
-    body = ("primary: {endpoint: gold_gain, better: higher}\nsecondary: [{endpoint: gold_drop_after_peak, better: lower}, "
+    body = ("primary: {endpoint: gold_gain, better: higher}\nsecondary: [{endpoint: gold_drop_after_peak, better: higher}, "
             "{endpoint: final/eval/kl}]\nheadline: [effect_sizes, fig3_gold_vs_sqrt_kl]\nfactors: {kl: ppo.kl_coef}\n")
     import tempfile
 
