@@ -194,65 +194,66 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
 
 
 def fig_gao(study, pal, band="sd") -> FigureResult:
+    """Per variant (a panel each): gold gain and proxy gain on one sqrt(KL) axis, seeds as thin lines, the pooled
+    Gao fit of the gold gain drawn only over the observed d and faded when R^2 is low."""
     plt = _plt()
-    key, title = "fig3_gold_vs_sqrt_kl", "Gold gain against sqrt(KL) with the fitted Gao et al. curve"
+    key, title = "fig3_gold_vs_sqrt_kl", "Gold and proxy gain against sqrt(KL) per variant, with the fitted Gao et al. curve"
     m = study.metrics
     if m.empty or not _has(m, "eval/gold") or not _has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/gold and eval/sqrt_kl (or eval/kl) per round")
-    try:
-        from rlhfsim.diagnostics.overopt import fit_gao
-    except Exception as e:  # noqa: BLE001 - the fit is optional
-        fit_gao = None
-        log.info("no Gao fit: %s", e)
-    d = m[["variant", "seed", "run", "round", "eval/gold", "eval/sqrt_kl"]].copy()
-    d["eval/gold"] = pd.to_numeric(d["eval/gold"], errors="coerce")
-    d["eval/sqrt_kl"] = pd.to_numeric(d["eval/sqrt_kl"], errors="coerce")
-    base = d.sort_values("round").groupby("run")["eval/gold"].first()
-    d["gain"] = d["eval/gold"] - d["run"].map(base)
+    from rlhfsim.diagnostics.overopt import fit_gao, gao_rl
+
+    cols = ["eval/gold", "eval/sqrt_kl"] + (["eval/proxy"] if "eval/proxy" in m else [])
+    d = m[["variant", "seed", "run", "round", *cols]].copy()
+    for c in cols:
+        d[c] = pd.to_numeric(d[c], errors="coerce")
+    d = d.sort_values("round")
+    d["gain"] = d["eval/gold"] - d["run"].map(d.groupby("run")["eval/gold"].first())
+    if "eval/proxy" in d:  # proxy gain over the first round that has a proxy (round 0, the SFT round, has none)
+        d["proxy_gain"] = d["eval/proxy"] - d["run"].map(d.dropna(subset=["eval/proxy"]).groupby("run")["eval/proxy"].first())
     d = d.dropna(subset=["gain", "eval/sqrt_kl"])
     if d.empty:
         return FigureResult(key, title, "", None, "no finite (sqrt KL, gold) points")
-    sns = _sns()
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
     order = [v for v in study.variants if v in set(d["variant"])]
-    sns.scatterplot(data=d, x="eval/sqrt_kl", y="gain", hue="variant", hue_order=order, palette=pal, s=40, alpha=0.8, ax=ax, legend=False)
+    ncol = min(3, len(order))
+    nrow = int(np.ceil(len(order) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.4 * nrow), squeeze=False, sharex=True)
     fits = []
-    from matplotlib.lines import Line2D
-
-    handles = []
-    for v in order:
+    for ax, v in zip(axes.ravel(), order):
         dv = d[d["variant"] == v]
-        label = v
-        if fit_gao is not None:
-            f = fit_gao(dv["eval/sqrt_kl"].to_numpy(), dv["gain"].to_numpy(), form="rl")
-            fits.append((v, f))
-            if np.isfinite(f.get("alpha", np.nan)):
-                # drawn only over the data, faded when the form explains little of it; the peak d* = exp(α/β - 1)
-                lo_d, hi_d = float(dv["eval/sqrt_kl"].min()), float(dv["eval/sqrt_kl"].max())
-                xs = np.linspace(max(lo_d, 1e-6), max(hi_d, 1e-6), 200)
-                from rlhfsim.diagnostics.overopt import gao_rl
-
-                r2 = float(f.get("r2", np.nan))
-                weak = not (np.isfinite(r2) and r2 >= 0.5)
-                ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=1 if weak else 2, alpha=0.35 if weak else 1.0,
-                        ls="--" if weak else "-")
-                peak = float(f.get("d_peak", np.nan)) if f.get("d_peak") is not None else np.nan
-                where = (f"peak at d={peak:.2f}" if np.isfinite(peak) and lo_d <= peak <= hi_d else
-                         "peak beyond data" if f["beta"] > 0 else "no peak (β ≤ 0)")
-                label = f"{v}: α={f['alpha']:.3g}, β={f['beta']:.3g}, R²={r2:.2f}, n={f['n']}, {where}"
-            else:
-                label = f"{v}: fit n/a (n={f.get('n', 0)})"
-        handles.append(Line2D([], [], color=pal[v], marker="o", lw=2 if fit_gao else 0, label=label))
-    ax.axhline(0, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold gain over the SFT policy (gold reward units)")
-    ax.legend(handles=handles, loc="best", fontsize=8, title="variant (fit R(d) = d(α − β log d))", title_fontsize=8)
+        for _, ds in dv.groupby("seed"):
+            ax.plot(ds["eval/sqrt_kl"], ds["gain"], color=pal[v], lw=0.8, alpha=0.6, marker="o", ms=2.5)
+            if "proxy_gain" in ds and ds["proxy_gain"].notna().any():
+                ax.plot(ds["eval/sqrt_kl"], ds["proxy_gain"], color="black", lw=0.7, alpha=0.45, ls=":")
+        f = fit_gao(dv["eval/sqrt_kl"].to_numpy(), dv["gain"].to_numpy(), form="rl")
+        fits.append((v, f))
+        lo_d, hi_d = float(dv["eval/sqrt_kl"].min()), float(dv["eval/sqrt_kl"].max())
+        text = f"fit n/a (n={f.get('n', 0)})"
+        if np.isfinite(f.get("alpha", np.nan)) and hi_d > lo_d:
+            xs = np.linspace(max(lo_d, 1e-6), hi_d, 100)  # only where there are data
+            r2 = float(f.get("r2", np.nan))
+            weak = not (np.isfinite(r2) and r2 >= 0.5)
+            ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=1.2 if weak else 2.4, alpha=0.35 if weak else 1.0,
+                    ls="--" if weak else "-")
+            peak = float(f["d_peak"]) if f.get("d_peak") is not None else np.nan
+            where = (f"peak d={peak:.2f}" if np.isfinite(peak) and lo_d <= peak <= hi_d else
+                     "peak beyond data" if f["beta"] > 0 else "no peak (β ≤ 0)")
+            text = f"α={f['alpha']:.2g} β={f['beta']:.2g} R²={r2:.2f}, {where}"
+        ax.axhline(0, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{v}{' (baseline)' if v == study.baseline else ''}\n{text}", fontsize=8.5)
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(order):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("sqrt(KL(policy ‖ SFT)) (√nats)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("gain over the first round", fontsize=8)
     fig.tight_layout()
-    cap = ("Each point is one round of one seed (gold minus that run's round-0 gold). Lines: least-squares fit of the RL form "
-           "R(d) = d(α − β log d) of Gao, Schulman & Hilton (2022), pooled over seeds, drawn only over the observed range of d; "
-           "dashed and faded where R² < 0.5 (the form explains little). β > 0 means the fitted curve turns down at larger KL; a peak "
-           "outside the observed d is printed as \"beyond data\", not as a number.")
-    if fit_gao is None:
-        cap += " (rlhfsim.diagnostics.overopt.fit_gao unavailable: points only.)"
+    cap = ("One panel per variant. Coloured thin lines: each seed's gold gain (gold minus its round-0 gold) against "
+           "sqrt(KL) round by round; black dotted: the same seed's proxy gain over its first scored round (reward-model "
+           "scale; a retrained reward model changes that scale between rounds). Thick line: least-squares fit of "
+           "R(d) = d(α − β log d) (Gao, Schulman & Hilton 2022) to the gold gain pooled over seeds, drawn only over the "
+           "observed d, dashed and faded where R² < 0.5. A fitted peak outside the observed d is printed as \"beyond data\".")
     res = FigureResult(key, title, cap, fig)
     res.fits = fits  # type: ignore[attr-defined]
     return res
