@@ -41,6 +41,8 @@ def skip_reasons(study) -> dict[str, str]:
     trained, why = policy_trained(study)
     if not trained:
         out.update({k: why for k in POLICY_FIGURES})
+    if "fig1_gold_proxy_kl" not in out and all(constant_across_variants(study, c) for c in ("eval/gold", "eval/kl")):
+        out["fig1_gold_proxy_kl"] = "gold and KL are identical in every variant at every round: one line under the others"
     n = feedback_rounds(study)
     if n < 2:
         out.update({k: out.get(k) or f"{n} feedback round(s): a curve over rounds would be a single point per panel" for k in ROUND_FIGURES})
