@@ -370,12 +370,3 @@ def test_committed_report_renders(page, tmp_path):
     assert f'data-probe="{n_img}:{n_img}"' in dom
     check_rendered_page(dom, n_img)
 
-
-def test_constant_across_variants():
-    from rlhfsim.report.select import constant_across_variants
-
-    class S:
-        variants = ["a", "b"]
-        metrics = pd.DataFrame({"variant": ["a", "a", "b", "b"], "round": [0, 1, 0, 1], "g": [0.1, 0.2, 0.1, 0.2], "h": [0.1, 0.2, 0.1, 0.3]})
-
-    assert constant_across_variants(S, "g") and not constant_across_variants(S, "h") and not constant_across_variants(S, "x")
