@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -404,5 +403,3 @@ def fig_advantage(study, pal, band="sd") -> FigureResult:
            f"iterations, mean over seeds ({_band_text(band)}). Falling agreement means PPO is pushed away from gold.")
     return FigureResult(key, title, cap, fig)
 
-
-BUILDERS_METRICS: list[Callable] = [fig_gold_proxy, fig_by_type, fig_gao, fig_collapse, fig_advantage]
