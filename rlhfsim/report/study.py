@@ -39,15 +39,23 @@ class Study:
     # ------------------------------------------------------------------ code versions
 
     def versions(self) -> dict[str, list[str]]:
-        """Which code wrote each run's summary.json: "<code_version> (<code_hash>, schema N)" -> run labels."""
-        out: dict[str, list[str]] = {}
+        """Which code wrote each run's summary.json: "code <hash> (git <describe>, metric schema N)" -> run labels.
+        Runs are told apart by the source hash and schema; git describe only names them (a commit of report code
+        alone changes it, not the numbers)."""
+        groups: dict[tuple, list] = {}
         for r in self.runs:
             if r.summary is None:
                 continue
             w = r.written_by or {}
-            key = (f"{w.get('code_version', '?')} ({w.get('code_hash', '?')}, metric schema {w.get('metric_schema', '?')})"
-                   if w else "unstamped (older code, before summary.json recorded its version)")
-            out.setdefault(key, []).append(r.label)
+            groups.setdefault((w.get("code_hash"), w.get("metric_schema")) if w else None, []).append(r)
+        out: dict[str, list[str]] = {}
+        for key, rs in groups.items():
+            if key is None:
+                name = "unstamped (older code, before summary.json recorded its version)"
+            else:
+                described = sorted({str((r.written_by or {}).get("code_version", "?")) for r in rs})
+                name = f"code {key[0]} (git {', '.join(described)}; metric schema {key[1]})"
+            out[name] = [r.label for r in rs]
         return out
 
     def version_note(self) -> str | None:
@@ -55,7 +63,7 @@ class Study:
         from rlhfsim.version import METRIC_SCHEMA_VERSION, source_hash
 
         vs = self.versions()
-        stale = [k for k in vs if f"({source_hash()}," not in k]
+        stale = [k for k in vs if not k.startswith(f"code {source_hash()} ")]
         changed = {r.label: r.recomputed for r in self.runs if r.recomputed}
         if len(vs) <= 1 and not stale and not changed:
             return None
