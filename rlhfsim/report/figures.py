@@ -111,20 +111,58 @@ def _int_rounds(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+MAX_COLOURS = 5  # non-baseline variants per panel; more are split over rows of panels
+
+
+def _factor_value(study, variant: str, key: str):
+    for r in study.runs:
+        if r.variant == variant and r.config is not None:
+            node = r.config
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            return node
+    return None
+
+
+def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, list[str]]]:
+    """[(row label, variants)]: the baseline plus at most max_colours others per row, split by the experiment's first
+    design factor where it has one (e.g. one row per aggregation), else in study order."""
+    others = [v for v in study.variants if v != study.baseline]
+    if len(others) <= max_colours:
+        return [("", list(study.variants))]
+    parts: list[tuple[str, list[str]]] = []
+    factor = next(iter(study.factors.items()), None) if getattr(study, "factors", None) else None
+    if factor is not None:
+        by: dict[str, list[str]] = {}
+        for v in others:
+            by.setdefault(f"{factor[0]} = {_factor_value(study, v, factor[1])}", []).append(v)
+        parts = list(by.items()) if len(by) > 1 else []
+    if not parts:
+        parts = [("", others)]
+    out = []
+    for label, vs in parts:
+        for i in range(0, len(vs), max_colours):
+            out.append((label, [study.baseline, *vs[i:i + max_colours]]))
+    return out
+
+
 def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
     """One panel per logged metric of `panels` [(column, y label, panel title)], each its per-round mean over seeds
-    with bands. Returns (fig, axes, the panels drawn), or None when none of the columns was logged."""
+    with bands; a row of panels per variant group (variant_groups). Returns (fig, axes of the first row, the panels
+    drawn), or None when none of the columns was logged."""
     m = study.metrics
     panels = [p for p in panels if _has(m, p[0])]
     if not panels:
         return None
-    fig, axes = _plt().subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
-    axes = axes[0]
-    for ax, (col, ylabel, sub) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=sub)
-        _int_rounds(ax)
-    return fig, axes, panels
+    groups = variant_groups(study)
+    fig, grid = _plt().subplots(len(groups), len(panels), figsize=(size[0] * len(panels), size[1] * len(groups)), squeeze=False)
+    for axes, (label, vs) in zip(grid, groups):
+        mg = m[m["variant"].isin(vs)]
+        for ax, (col, ylabel, sub) in zip(axes, panels):
+            _lineplot(ax, mg, col, study, pal, band)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{sub} ({label})" if label else sub)
+            _int_rounds(ax)
+    return fig, list(grid.ravel()), panels
 
 
 # ----------------------------------------------------------------------------- 1. gold, proxy, KL over rounds
@@ -140,15 +178,19 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
         return FigureResult(key, title, "", None, "no run logged eval/gold")
     panels = [("eval/gold", GOLD_LABEL, "gold (true) reward"), ("eval/proxy", "proxy reward (reward-model scale)", "proxy (learned) reward"),
               ("eval/kl", "KL(policy ‖ SFT) per completion (nats)", "KL to the reference")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    for ax, (col, ylabel, sub) in zip(axes, panels):
-        _lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
-        _int_rounds(ax)
-    # peak and stagnation markers per run, on the gold panel
-    ax = axes[0]
+    groups = variant_groups(study)
+    fig, grid = plt.subplots(len(groups), 3, figsize=(15, 4.6 * len(groups)), squeeze=False)
+    for axes, (label, vs) in zip(grid, groups):
+        for ax, (col, ylabel, sub) in zip(axes, panels):
+            _lineplot(ax, m[m["variant"].isin(vs)], col, study, pal, band)
+            ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=f"{sub} ({label})" if label else sub)
+            _int_rounds(ax)
+    axes = list(grid.ravel())
+    # peak and stagnation markers per run, on the gold panel of the run's row
     s = study.summary
+    row_of = {v: i for i, (_, vs) in enumerate(groups) for v in vs[1:]} | {study.baseline: 0}
     for _, row in s.iterrows():
+        ax = grid[row_of.get(row["variant"], 0), 0]
         colour = pal.get(row["variant"], "grey")
         pr, pg = row.get("gold_peak_round"), row.get("gold_peak")
         if pd.notna(pr) and pd.notna(pg):
@@ -370,9 +412,10 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
     if drawn is None:
         return FigureResult(key, title, "", None, "no collapse/* or rm/pairwise_acc metrics logged")
     fig, axes, panels = drawn
-    for ax, (col, _, _) in zip(axes, panels):
-        if col == "collapse/index" and _has(m, "collapse/index_gold"):
-            _lineplot(ax, m, "collapse/index_gold", study, pal, band, linestyle="--", legend=False)
+    for (_, vs), row in zip(variant_groups(study), np.reshape(axes, (-1, len(panels)))):
+        for ax, (col, _, _) in zip(row, panels):
+            if col == "collapse/index" and _has(m, "collapse/index_gold"):
+                _lineplot(ax, m[m["variant"].isin(vs)], "collapse/index_gold", study, pal, band, linestyle="--", legend=False)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
