@@ -38,6 +38,9 @@ def test_run_directory_layout(tiny_run):
     assert len(df) == cfg.loop.eval_prompts * cfg.loop.eval_completions
     s = json.loads((out / "summary.json").read_text())
     assert s["rounds_completed"] == 2 and "gold_peak_round" in s
+    from rlhfsim.version import stamp
+
+    assert {k: s[k] for k in ("code_version", "code_hash", "metric_schema")} == stamp()  # reports tell code versions apart
     steps = read_jsonl(out / "ppo_steps.jsonl")
     assert len(steps) == cfg.loop.rounds * cfg.ppo.iterations
     st = read_status(out)
