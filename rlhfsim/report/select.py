@@ -38,6 +38,8 @@ def feedback_rounds(study) -> int:
 
 def skip_reasons(study) -> dict[str, str]:
     out: dict[str, str] = {}
+    if len(study.variants) < 2:
+        out["effect_sizes"] = "one variant: there is no baseline to compare with"
     trained, why = policy_trained(study)
     if not trained:
         out.update({k: why for k in POLICY_FIGURES})
