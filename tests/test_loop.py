@@ -26,7 +26,7 @@ def test_run_directory_layout(tiny_run):
               "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors"):
         assert (out / f).exists(), f
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["ppo"]["kl_estimator"] == "k1"  # defaults filled in
+    assert saved["optimizer"]["kl_estimator"] == "k1"  # defaults filled in
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["round"] for r in rows] == [0, 1, 2]
     for key in ("eval/gold", "eval/gold_open", "eval/accuracy_closed", "eval/proxy", "eval/kl", "eval/entropy", "eval/length",
@@ -39,7 +39,7 @@ def test_run_directory_layout(tiny_run):
     s = json.loads((out / "summary.json").read_text())
     assert s["rounds_completed"] == 2 and "gold_peak_round" in s
     steps = read_jsonl(out / "ppo_steps.jsonl")
-    assert len(steps) == cfg.loop.rounds * cfg.ppo.iterations
+    assert len(steps) == cfg.loop.rounds * cfg.optimizer.iterations
     st = read_status(out)
     assert st["status"] == "finished" and st["rounds_completed"] == cfg.loop.rounds
     assert not list(out.rglob(".*.tmp*"))  # every write renamed into place

@@ -105,7 +105,7 @@ CHAINS = {
         "evaluate:1:publish",  # first checkpoint written, not yet renamed into place
     ],
     "later_rounds": [
-        "ppo:1:step:2",  # inside PPO
+        "policy:1:step:2",  # inside the policy optimiser (PPO)
         "evaluate:1:ppo_steps.jsonl",  # half way through the round's PPO step rows
         "reward:2:step:1",  # inside reward training, resuming from the round-1 checkpoint
         "evaluate:2:publish",  # between the renames: only checkpoints/previous is left
@@ -186,17 +186,17 @@ def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, sft_cache, monkeypatch
     calls = {"n": 0}
 
     def poisoned(self, *a, **k):
-        stats, exp = real(self, *a, **k)
+        stats = real(self, *a, **k)
         calls["n"] += 1
         if calls["n"] == 2:  # second PPO iteration of round 1, after a real update
             stats["loss/policy_avg"] = float("nan")
-        return stats, exp
+        return stats
 
     monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
     cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
     with pytest.raises(Diverged) as e:
         run(cfg, out=tmp_path / "stop")
-    assert (e.value.round, e.value.phase, e.value.quantity) == (1, "ppo", "loss/policy_avg")
+    assert (e.value.round, e.value.phase, e.value.quantity) == (1, "policy", "loss/policy_avg")
     steps = read_jsonl(tmp_path / "stop" / "ppo_steps.jsonl")
     assert len(steps) == 2 and steps[-1]["loss/policy_avg"] is None  # the bad iteration is on record
 

@@ -113,7 +113,7 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                   f"{sh['ppo_epochs']} epoch x {sh['ppo_minibatches']} minibatch; target <= 0.16"),
                  ("  of which rollout s", _f(p["rollout_s"], "{:.3f}"), "generate + reference, value, reward-model passes + GAE"),
                  ("  of which update s", _f(p["update_s"], "{:.3f}"), ""),
-                 ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "ppo.value_model: shared"),
+                 ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "optimizer.value_model: shared"),
                  ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + reference, reward-model passes + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
     if "trl_ppo" in res:

@@ -1,0 +1,29 @@
+"""Phase-7 policy optimisers as plug-ins: the registry from `optimizer.name` to the class that implements it.
+
+A new optimiser is one file here (a PolicyOptimizer subclass with `from_config`) plus its config section in
+rlhfsim/optim/config.py and one line below (docs/architecture.md). Imports are lazy so loading a config imports no model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+REGISTRY = {
+    "ppo": "rlhfsim.ppo.trainer:PPOTrainer",
+    "grpo": "rlhfsim.optim.group:GroupOptimizer",
+    "dr_grpo": "rlhfsim.optim.group:GroupOptimizer",
+    "rloo": "rlhfsim.optim.group:GroupOptimizer",
+    "online_dpo": "rlhfsim.optim.online_dpo:OnlineDPO",
+}
+
+
+def optimizer_class(name: str):
+    if name not in REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_optimizer(cfg, policy, ref, tokenizer, device, parallel=None):
+    """The optimiser `cfg.optimizer` names, with whatever it owns (PPO: value model, KL controller) built now."""
+    return optimizer_class(cfg.optimizer.name).from_config(cfg, policy, ref, tokenizer, device, parallel)
