@@ -90,3 +90,14 @@ def test_every_logged_metric_is_documented(tiny_run):
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
+
+
+def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
+    """PPO through the optimiser plug-in gives tiny's metrics of commit c51c15b (before phase 7 became pluggable),
+    bit for bit, except timings, SFT bookkeeping, and adv/* (redefined against gold baselines: docs/metrics.md)."""
+    from pathlib import Path
+
+    golden = read_jsonl(Path(__file__).parent / "golden" / "tiny_metrics_c51c15b.jsonl")
+    _, out, _ = tiny_run
+    rows = [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/", "adv/"))} for r in read_jsonl(out / "metrics.jsonl")]
+    assert rows == golden

@@ -85,7 +85,9 @@ def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, gene
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in prompts], device)
     policy.eval()
     ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
-    seq, mask = ro.seq, ro.response_mask.float()
+    # clones: the sampler runs under inference_mode, and its tensors cannot enter the update's autograd graph
+    seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
+    mask = seq.response_mask.float()
     texts = decode_responses(tok, seq.response_ids, seq.response_mask)
     scores = torch.as_tensor(score_fn(prompts, texts), dtype=torch.float32, device=device)
     gold = torch.as_tensor(gold_fn(prompts, texts), dtype=torch.float32, device=device)
