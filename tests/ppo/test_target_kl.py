@@ -33,7 +33,7 @@ def _trainer(**ppo):
 def test_target_kl_stops_the_epochs_and_is_logged(target_kl):
     extra = {"epochs": 3, "lr": 0.01} | ({"target_kl": target_kl} if target_kl else {})
     tr, cfg, prompts, proxy, gold = _trainer(**extra)
-    stats, _ = tr.iteration(prompts, proxy, gold, torch.Generator().manual_seed(0))
+    stats = tr.iteration(prompts, proxy, gold, torch.Generator().manual_seed(0))
     full = cfg.optimizer.epochs * cfg.optimizer.minibatches
     if target_kl is None:
         assert stats["policy/updates"] == full and stats["policy/epochs"] == 3 and stats["policy/early_stopped"] == 0
