@@ -39,7 +39,8 @@ def same_run(a: Path, b: Path) -> None:
     for name in ("metrics.jsonl", "ppo_steps.jsonl"):
         assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    sa.pop("wall_time_s"), sb.pop("wall_time_s")
+    for s in (sa, sb):  # bookkeeping: wall time, and whether this invocation found SFT in the cache
+        s.pop("wall_time_s"), s.pop("sft_cached", None)
     assert sa == sb
     for f in sorted((a / "rewards").glob("*.parquet")):
         pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
@@ -140,6 +141,39 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
     same_run(reference, out)
     assert passed == CHAINS[chain]
     assert not list(out.rglob(".*.tmp*")) and not list((out / "checkpoints").glob("tmp-*"))  # leftovers cleaned
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "online_dpo"])
+def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted(name, tmp_path, sft_cache, forked):
+    """Killed at round 2's first policy update, resumed from round 1's checkpoint (policy, the optimiser's own state,
+    RNG streams), the run equals an uninterrupted one (PPO: the chains above)."""
+    sets = [f"policy.cache_dir={sft_cache}", f"optimizer={{name: {name}, iterations: 2, batch_size: 16, group_size: 4}}"]
+    run(load_config(TINY, sets), out=tmp_path / "ref")
+    out = tmp_path / "run"
+    args = ["run", TINY, "--out", str(out)] + [x for s in sets for x in ("--set", s)]
+    assert forked(args, kill_at="policy:2:step:1") == -9
+    assert checkpoint_round(out) == 1
+    assert forked(["run", "--resume", str(out)]) == 0
+    same_run(tmp_path / "ref", out)
+
+
+def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path, sft_cache, monkeypatch):
+    """Fail closed: an optimiser that does not emit a metric its guard watches is stopped, not silently unguarded."""
+    from rlhfsim.guards import MissingWatched
+    from rlhfsim.optim.group import GroupOptimizer
+
+    real = GroupOptimizer.iteration
+
+    def without_kl(self, *a, **k):
+        stats = real(self, *a, **k)
+        stats.pop("objective/kl")
+        return stats
+
+    monkeypatch.setattr(GroupOptimizer, "iteration", without_kl)
+    cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "optimizer={name: grpo, batch_size: 16}"])
+    with pytest.raises(MissingWatched, match="round 1, phase policy: watched metric 'objective/kl' is missing"):
+        run(cfg, out=tmp_path / "r")
+    assert [r["round"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == [0]  # nothing after the SFT row
 
 
 # ----------------------------------------------------------------------------- divergence

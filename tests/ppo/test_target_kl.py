@@ -14,7 +14,7 @@ from rlhfsim.world import build_world
 
 
 def _trainer(**ppo):
-    cfg = load_config("configs/tiny.yaml", [f"ppo.{k}={v}" for k, v in optimizer.items()])
+    cfg = load_config("configs/tiny.yaml", [f"optimizer.{k}={v}" for k, v in ppo.items()])
     world = build_world(cfg.world)
     torch.manual_seed(0)
     policy = build_policy(world.tokenizer, cfg.policy)
