@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 
 
@@ -48,10 +47,10 @@ def main(argv=None) -> int:
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PrinterCallback, ProgressCallback, TrainerCallback
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlhfsim.bench.trl_ppo_driver import SPECIALS, word_tokenizer
+    from rlhfsim.bench.trl_ppo_driver import SPECIALS, step_clock, word_tokenizer
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -61,16 +60,6 @@ def main(argv=None) -> int:
         return GPT2Config(vocab_size=len(tok), n_positions=a.prompt_len + a.response_len + 8, n_embd=a.width, n_layer=a.layers,
                           n_head=a.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
                           bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
-
-    class StepClock(TrainerCallback):
-        def __init__(self):
-            self.marks: list[float] = []
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.marks.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kw):
-            self.marks.append(time.perf_counter())
 
     torch.manual_seed(a.seed)
     n_iter = a.warmup + a.iterations
@@ -88,7 +77,7 @@ def main(argv=None) -> int:
                          steps_per_generation=1, num_iterations=1, max_completion_length=a.response_len, temperature=1.0,
                          beta=a.beta, loss_type="grpo", max_steps=n_iter, save_strategy="no", eval_strategy="no",
                          disable_tqdm=a.best, shuffle_dataset=False, **log)
-        clock = StepClock()
+        clock = step_clock()
         trainer = GRPOTrainer(model=f"{d}/policy", reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                               reward_processing_classes=tok, callbacks=[clock])
         if a.best:

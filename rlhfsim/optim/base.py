@@ -59,10 +59,12 @@ class PolicyOptimizer:
         return every > 0 and self.iterations_done % every == 0
 
     def state_dict(self) -> dict:
-        raise NotImplementedError
+        """The optimiser state checkpointed with the round (`self.optimizer`: the AdamW of what it trains)."""
+        return {"optimizer": self.optimizer.state_dict(), "iterations_done": self.iterations_done}
 
     def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iterations_done = int(state.get("iterations_done", 0))
 
 
 @dataclass

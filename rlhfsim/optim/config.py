@@ -7,7 +7,7 @@ implements it in `rlhfsim.optim.REGISTRY` (docs/architecture.md).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -28,10 +28,14 @@ class OptimizerBase(Strict):
         1, ge=0, description="Compute adv/pg_cos (cosine of proxy and gold policy-gradient directions: one extra forward and "
         "two backward passes on the batch) every this many iterations; 0 = never.")
 
+    _minibatch_rows: ClassVar[bool] = True  # minibatches split rows (online DPO splits its pairs instead)
+
     @model_validator(mode="after")
     def _layout(self):
         if self.batch_size % self.group_size:
             raise ValueError(f"group_size ({self.group_size}) must divide batch_size ({self.batch_size})")
+        if self._minibatch_rows and self.batch_size % self.minibatches:
+            raise ValueError(f"minibatches ({self.minibatches}) must divide batch_size ({self.batch_size})")
         return self
 
 
@@ -46,12 +50,6 @@ class GroupConfig(OptimizerBase):
         "(kl_estimator, behaviour logprobs) subtracted from the score before the group baseline (RLOO, TRL).")
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="kl_mode reward: per-token KL estimator summed over the sequence.")
     missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
-
-    @model_validator(mode="after")
-    def _minibatches(self):
-        if self.batch_size % self.minibatches:
-            raise ValueError(f"minibatches ({self.minibatches}) must divide batch_size ({self.batch_size})")
-        return self
 
 
 class GRPOConfig(GroupConfig):
@@ -82,6 +80,7 @@ class OnlineDPOConfig(OptimizerBase):
     against the frozen SFT reference. Only the reward model's within-prompt order reaches the policy."""
 
     name: Literal["online_dpo"] = "online_dpo"
+    _minibatch_rows: ClassVar[bool] = False
     group_size: int = Field(4, ge=2, le=64, description="Completions per prompt the pair is chosen from.")
     beta: float = Field(0.1, gt=0, description="DPO beta: -logsigmoid(beta * ((logp_c - ref_c) - (logp_r - ref_r))).")
     pg_cos_every: int = Field(0, ge=0, description="Unused by online_dpo (its fidelity is pair agreement); kept 0.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlhfsim.ops import masked_mean
+from rlhfsim.ppo.core import clipped_terms, ratio_stats
 
 STD_EPS = 1e-4  # GRPO's std guard, as TRL (advantages / (std + 1e-4))
 
@@ -58,11 +58,8 @@ def clipped_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, adva
     "constant": sum over all tokens / (B * max_len) (Dr. GRPO: no length normalisation).
     """
     m = mask != 0
-    log_ratio = torch.where(m, logprobs - old_logprobs, torch.zeros_like(logprobs))
-    ratio = torch.exp(log_ratio)
-    adv = advantages.detach()[:, None]
-    pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    per_token = torch.maximum(pg1, pg2)
+    terms = clipped_terms(logprobs, old_logprobs, advantages[:, None], mask, clip_range)
+    per_token = torch.maximum(terms[2], terms[3])
     if kl_term is not None:
         per_token = per_token + kl_term
     per_token = torch.where(m, per_token, torch.zeros_like(per_token))
@@ -74,14 +71,7 @@ def clipped_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, adva
         loss = per_token.sum() / (per_token.shape[0] * max_len)
     else:
         raise ValueError(f"unknown loss normalisation {norm!r}; valid: sequence, constant")
-    with torch.no_grad():
-        stats = {
-            "loss/policy": loss.item(),
-            "policy/approxkl": (0.5 * masked_mean(log_ratio**2, mask)).item(),
-            "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask).item(),
-            "val/ratio": masked_mean(ratio, mask).item(),
-        }
-    return loss, stats
+    return loss, ratio_stats(loss, *terms, mask)
 
 
 def best_worst_pairs(scores: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,10 +107,3 @@ class GroupOptimizer(PolicyOptimizer):
         return {"loss/policy_avg": mean["loss/policy"], "policy/approxkl_avg": mean["policy/approxkl"],
                 "policy/clipfrac_avg": mean["policy/clipfrac"], "policy/entropy_avg": mean["policy/entropy"],
                 "policy/grad_norm_avg": mean["policy/grad_norm"], "val/ratio": mean["val/ratio"], "policy/updates": len(stats)}
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "iterations_done": self.iterations_done}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.iterations_done = int(state.get("iterations_done", 0))

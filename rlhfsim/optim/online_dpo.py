@@ -75,10 +75,3 @@ class OnlineDPO(PolicyOptimizer):
         mean = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
         return {"loss/policy_avg": mean["loss"], "rewards/margins": mean["margin"], "rewards/accuracies": mean["acc"],
                 "policy/grad_norm_avg": mean["grad_norm"], "policy/entropy_avg": mean["entropy"], "policy/updates": len(stats)}
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "iterations_done": self.iterations_done}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.iterations_done = int(state.get("iterations_done", 0))

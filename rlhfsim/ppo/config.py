@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from rlhfsim.optim.config import OptimizerBase
 
@@ -38,9 +38,3 @@ class PPOConfig(OptimizerBase):
     value_model: Literal["separate", "shared"] = Field(
         "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
         "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
-
-    @model_validator(mode="after")
-    def _minibatches(self) -> "PPOConfig":
-        if self.batch_size % self.minibatches:
-            raise ValueError(f"minibatches ({self.minibatches}) must divide batch_size ({self.batch_size})")
-        return self
