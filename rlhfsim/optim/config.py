@@ -25,8 +25,9 @@ class OptimizerBase(Strict):
     lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate of the policy.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     pg_cos_every: int = Field(
-        1, ge=0, description="Compute adv/pg_cos (cosine of proxy and gold policy-gradient directions: one extra forward and "
-        "two backward passes on the batch) every this many iterations; 0 = never.")
+        2, ge=0, description="Compute adv/pg_cos (cosine of proxy and gold policy-gradient directions: one extra forward and "
+        "two backward passes of the policy on the batch, about half a PPO update's cost) every this many iterations, "
+        "counted over the run (iterations 0, N, 2N, ...); 0 = never.")
 
     _minibatch_rows: ClassVar[bool] = True  # minibatches split rows (online DPO splits its pairs instead)
 
