@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rlhfsim.diagnostics.audit import AuditConfig
-from rlhfsim.optim.config import DrGRPOConfig, GRPOConfig, OnlineDPOConfig, RLOOConfig
+from rlhfsim.optim.config import all_configs
 from rlhfsim.ppo.config import PPOConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
 from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
@@ -27,7 +27,7 @@ from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
 
 from rlhfsim.schema import ConfigError, Strict  # noqa: F401  (re-exported: rlhfsim.config.ConfigError is the public name)
 
-OptimizerConfig = PPOConfig | GRPOConfig | DrGRPOConfig | RLOOConfig | OnlineDPOConfig
+OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
 
 
 class UtilitySpec(Strict):

@@ -1,20 +1,17 @@
 """Phase-7 policy optimisers as plug-ins: the registry from `optimizer.name` to the class that implements it.
 
 A new optimiser is one file here (a PolicyOptimizer subclass with `from_config`) plus its config section in
-rlhfsim/optim/config.py and one line below (docs/architecture.md). Imports are lazy so loading a config imports no model code.
+rlhfsim/optim/config.py, whose `impl` names that class (docs/architecture.md). Imports are lazy: loading a config
+imports no model code.
 """
 
 from __future__ import annotations
 
 import importlib
 
-REGISTRY = {
-    "ppo": "rlhfsim.ppo.trainer:PPOTrainer",
-    "grpo": "rlhfsim.optim.group:GroupOptimizer",
-    "dr_grpo": "rlhfsim.optim.group:GroupOptimizer",
-    "rloo": "rlhfsim.optim.group:GroupOptimizer",
-    "online_dpo": "rlhfsim.optim.online_dpo:OnlineDPO",
-}
+from rlhfsim.optim.config import all_configs
+
+REGISTRY = {c.model_fields["name"].default: c.impl for c in all_configs()}  # name -> "module:Class"
 
 
 def optimizer_class(name: str):

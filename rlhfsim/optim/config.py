@@ -1,8 +1,8 @@
 """Config sections of the phase-7 policy optimisers, one tagged member per optimiser (`optimizer: {name: ...}`).
 
 The fields every optimiser has live in `OptimizerBase`; PPO's section is rlhfsim/ppo/config.py. To add an optimiser,
-declare its section here (a `name` literal and its fields) and add it to `OPTIMIZER_CONFIGS`, with the class that
-implements it in `rlhfsim.optim.REGISTRY` (docs/architecture.md).
+declare its section here (a `name` literal, `impl` = "module:Class" of the PolicyOptimizer that runs it, its fields)
+and append it to `OPTIMIZER_CONFIGS`: the config union and the registry are built from that tuple (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class OptimizerBase(Strict):
         "two backward passes of the policy on the batch, about half a PPO update's cost) every this many iterations, "
         "counted over the run (iterations 0, N, 2N, ...); 0 = never.")
 
+    impl: ClassVar[str] = ""  # "module:Class" of the PolicyOptimizer (imported only when a run builds it)
     _minibatch_rows: ClassVar[bool] = True  # minibatches split rows (online DPO splits its pairs instead)
 
     @model_validator(mode="after")
@@ -58,6 +59,7 @@ class GRPOConfig(GroupConfig):
     over its tokens, then over sequences."""
 
     name: Literal["grpo"] = "grpo"
+    impl: ClassVar[str] = "rlhfsim.optim.group:GroupOptimizer"
 
 
 class DrGRPOConfig(GroupConfig):
@@ -65,6 +67,7 @@ class DrGRPOConfig(GroupConfig):
     is summed over tokens and divided by batch rows x policy.response_len (no length normalisation)."""
 
     name: Literal["dr_grpo"] = "dr_grpo"
+    impl: ClassVar[str] = "rlhfsim.optim.group:GroupOptimizer"
 
 
 class RLOOConfig(GroupConfig):
@@ -72,6 +75,7 @@ class RLOOConfig(GroupConfig):
     reward penalty by default, as TRL does."""
 
     name: Literal["rloo"] = "rloo"
+    impl: ClassVar[str] = "rlhfsim.optim.group:GroupOptimizer"
     kl_mode: Literal["loss", "reward"] = Field("reward", description=GroupConfig.model_fields["kl_mode"].description)
 
 
@@ -81,10 +85,18 @@ class OnlineDPOConfig(OptimizerBase):
     against the frozen SFT reference. Only the reward model's within-prompt order reaches the policy."""
 
     name: Literal["online_dpo"] = "online_dpo"
+    impl: ClassVar[str] = "rlhfsim.optim.online_dpo:OnlineDPO"
     _minibatch_rows: ClassVar[bool] = False
     group_size: int = Field(4, ge=2, le=64, description="Completions per prompt the pair is chosen from.")
     beta: float = Field(0.1, gt=0, description="DPO beta: -logsigmoid(beta * ((logp_c - ref_c) - (logp_r - ref_r))).")
     pg_cos_every: int = Field(0, ge=0, description="Unused by online_dpo (its fidelity is pair agreement); kept 0.")
 
 
-OPTIMIZER_CONFIGS = (GRPOConfig, DrGRPOConfig, RLOOConfig, OnlineDPOConfig)  # PPOConfig is added by rlhfsim.config
+OPTIMIZER_CONFIGS = (GRPOConfig, DrGRPOConfig, RLOOConfig, OnlineDPOConfig)  # PPOConfig (ppo/config.py) is put first by all_configs
+
+
+def all_configs() -> tuple:
+    """Every optimiser's section, PPO first: the members of the `optimizer` union and of the registry."""
+    from rlhfsim.ppo.config import PPOConfig
+
+    return (PPOConfig, *OPTIMIZER_CONFIGS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ class PPOConfig(OptimizerBase):
     """PPO with a KL anchor to the frozen SFT reference (Ziegler et al. 2019; TRL's PPO trainer)."""
 
     name: Literal["ppo"] = "ppo"
+    impl: ClassVar[str] = "rlhfsim.ppo.trainer:PPOTrainer"
     batch_size: int = Field(64, ge=1, description="Completions (rows) per PPO iteration; batch_size / group_size distinct prompts.")
     group_size: int = Field(1, ge=1, le=64, description="Completions per prompt in one iteration (1 = one completion per prompt).")
     epochs: int = Field(2, ge=1, le=100, description="Optimisation epochs over each rollout batch.")

@@ -38,8 +38,13 @@ def share_of_w3(prompts, texts) -> np.ndarray:  # the toy reward: how often the 
 
 
 def test_registry_matches_the_config_union():
+    from rlhfsim.optim.base import PolicyOptimizer
+
     names = {m.model_fields["name"].default for m in typing.get_args(OptimizerConfig)}
-    assert names == set(REGISTRY)
+    assert names == set(REGISTRY) == {"ppo", "grpo", "dr_grpo", "rloo", "online_dpo"}
+    for name in names:  # every section's `impl` is a PolicyOptimizer that can build itself from a run config
+        cls = optimizer_class(name)
+        assert issubclass(cls, PolicyOptimizer) and callable(cls.from_config) and cls.watched, name
     assert Config().optimizer.name == "ppo" and Config().optimizer.group_size == 1  # PPO's flat layout by default
     with pytest.raises(ValueError, match="valid: dr_grpo, grpo, online_dpo, ppo, rloo"):
         optimizer_class("trpo")
