@@ -31,7 +31,7 @@ def test_run_directory_layout(tiny_run):
     assert [r["round"] for r in rows] == [0, 1, 2]
     for key in ("eval/gold", "eval/gold_open", "eval/accuracy_closed", "eval/proxy", "eval/kl", "eval/entropy", "eval/length",
                 "rm/pairwise_acc", "objective/kl", "objective/scores", "policy/approxkl_avg", "policy/clipfrac_avg",
-                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/index"):
+                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/shape", "collapse/probe_shape"):
         assert key in rows[-1], key
     df = pd.read_parquet(out / "rewards/round_002.parquet")
     assert {"prompt_id", "prompt_type", "gold", "proxy", "proxy_m0", "kl", "length"} <= set(df.columns)

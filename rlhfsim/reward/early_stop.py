@@ -6,7 +6,8 @@ Stop rules (config `reward.early_stop.mode`), checked after every epoch from `mi
     none      train `reward.epochs` epochs (the maximum in every mode)
     patience  held-out loss (lower is better) or accuracy (higher is better) has not improved by more
               than `min_delta` for `patience` epochs; the weights of the best epoch are kept
-    collapse  the held-out collapse index falls below `min_collapse_index` or the saturation rises
+    collapse  the held-out shape dependence (``shape_dependence`` of rlhfsim.diagnostics.collapse, 0 = every
+              prompt the same standardised profile) falls below `min_collapse_index` or the saturation rises
               above `max_saturation`; the weights of the last epoch that crossed neither are kept
               (the first epoch's if even that one crossed)
 """

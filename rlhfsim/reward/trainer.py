@@ -255,9 +255,9 @@ def make_engine(rms, cfg, data: GroupTensors, weights: np.ndarray | None = None)
 
 
 def heldout_eval(engine: LoopEngine, data: GroupTensors, type_names: list[str], utilities, bounded: bool) -> dict:
-    """Held-out loss and pairwise accuracy (mean over members), and the collapse index and saturation
-    of the members' mean logits on the held-out groups (rlhfsim.diagnostics.collapse; no gold used)."""
-    from rlhfsim.diagnostics.collapse import collapse_metrics
+    """Held-out loss and pairwise accuracy (mean over members), and the shape dependence and saturation
+    of the members' mean rewards on the held-out groups (rlhfsim.diagnostics.collapse; no gold used)."""
+    from rlhfsim.diagnostics.collapse import collapse_metrics, shape_dependence
 
     logits = engine.score(data)  # [M, H, K]
     with torch.no_grad():
@@ -269,7 +269,7 @@ def heldout_eval(engine: LoopEngine, data: GroupTensors, type_names: list[str], 
     return {
         "loss": float(np.mean([s["rm/loss"] for s in per])),
         "accuracy": float(np.mean([s["rm/train_acc"] for s in per])),
-        "collapse_index": cm["collapse/index"],
+        "collapse_index": shape_dependence(1 / (1 + np.exp(-L)) if bounded else L),
         "saturation": cm["collapse/saturation"],
     }
 
@@ -331,7 +331,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
             "rm/heldout_groups": 0 if hdata is None else len(hdata),
             "rm/heldout_loss": kept.get("loss", float("nan")),
             "rm/heldout_acc": kept.get("accuracy", float("nan")),
-            "rm/heldout_collapse_index": kept.get("collapse_index", float("nan")),
+            "rm/heldout_shape_dep": kept.get("collapse_index", float("nan")),
             "rm/heldout_saturation": kept.get("saturation", float("nan")),
             "rm/kept_epoch": stopper.keep_epoch,
             "rm/early_stopped": int(stopper.reason != "max_epochs" and not no_heldout),

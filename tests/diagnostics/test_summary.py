@@ -18,7 +18,7 @@ def _rows(R=10, alpha=0.3, beta=0.2):
         if r > 0:
             row.update({
                 "eval/proxy": 0.1 * r, "eval/policy_move": 0.1,
-                "collapse/index": float(rng.uniform(0.1, 0.5)), "collapse/saturation": float(rng.uniform(0, 1)),
+                "collapse/probe_shape_rel": float(rng.uniform(0.1, 0.5)), "collapse/saturation": float(rng.uniform(0, 1)),
                 "adv/gold_corr": float(rng.uniform(0, 1)), "adv/sign_agree": float(rng.uniform(0.5, 1)),
             })
         if r == R:  # best-of-n curve of the last round: the bon form exactly
@@ -48,7 +48,7 @@ def test_summary_gao_fits_peak_and_proxy():
 def test_summary_propagation_counts_rounds():
     s = summarize(_rows(), wall_time=1.0)
     p = s["propagation"]
-    lag0, lag1 = p["corr/collapse/index->adv/gold_corr@lag0"], p["corr/collapse/index->eval/gold_delta@lag1"]
+    lag0, lag1 = p["corr/collapse/probe_shape_rel->adv/gold_corr@lag0"], p["corr/collapse/probe_shape_rel->eval/gold_delta@lag1"]
     assert lag0["n"] == 10 and lag1["n"] == 9  # 10 trained rounds; lag 1 loses the last one
     assert -1 <= lag0["value"] <= 1 and -1 <= lag1["value"] <= 1
     assert "corr/collapse/saturation->adv/sign_agree@lag0" in p
