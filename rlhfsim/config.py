@@ -98,13 +98,13 @@ class EarlyStopConfig(Strict):
 
     mode: Literal["none", "patience", "collapse"] = Field(
         "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
-        "collapse: held-out collapse index below min_collapse_index or saturation above max_saturation.")
+        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_collapse_index or saturation above max_saturation.")
     holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
     monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
     patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
     min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
     min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
-    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out collapse index falls below this.")
+    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every prompt one standardised profile) falls below this. Before issue 17 it read the W1 type-profile index.")
     max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
 
 
@@ -282,9 +282,12 @@ class LoopConfig(Strict):
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
     stop_on_stagnation: bool = Field(
-        False, description="End the run once stagnation is detected (gold slope below stagnation_slope over stagnation_window rounds while the policy moves).")
+        False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
+        "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")
     stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
-    stagnation_slope: float = Field(0.005, description="Gold slope per round below which a window counts as stagnating.")
+    stagnation_slope: float = Field(0.0, ge=0, description="Smallest gold slope per round that counts: a window rises only when its "
+                                    "slope interval lies above +stagnation_slope, falls when below -stagnation_slope, else it is flat.")
+    stagnation_level: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the gold-slope interval of a stagnation window.")
 
 
 class OutputConfig(Strict):

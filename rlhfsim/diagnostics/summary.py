@@ -17,9 +17,9 @@ from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlation
 # what the propagation analysis relates: the reward model of round r (trained in phase 5, diagnosed in
 # phase 6) -> the advantages PPO drew from it in round r (phase 7) -> the gold change that round's PPO
 # made (eval/gold_delta at r = gold(r) - gold(r-1), lag 0) and the next round's change (lag 1)
-PROPAGATION_X = ("collapse/index", "collapse/index_gap", "collapse/saturation", "rm/pairwise_acc")
+PROPAGATION_X = ("collapse/probe_shape_rel", "collapse/shape_rel", "collapse/saturation", "rm/pairwise_acc")
 PROPAGATION_Y = ("adv/gold_corr", "adv/sign_agree", "eval/gold_delta")
-STAGNATION = {"window": 3, "slope_threshold": 0.005, "move_threshold": 1e-3}  # gold per round; nats
+STAGNATION = {"window": 3, "level": 0.95, "min_slope": 0.0, "move_threshold": 1e-3}  # interval level; gold per round; nats
 
 
 def _col(rows: list[dict], key: str) -> np.ndarray:
@@ -46,13 +46,17 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
         "accuracy_closed_final": rows[-1].get("eval/accuracy_closed"),
         "gold_open_final": rows[-1].get("eval/gold_open"),
         "rm_pairwise_acc_final": rows[-1].get("rm/pairwise_acc"),
-        "collapse_index_final": rows[-1].get("collapse/index"),
+        "collapse_shape_rel_final": rows[-1].get("collapse/shape_rel"),
+        "collapse_probe_shape_rel_final": rows[-1].get("collapse/probe_shape_rel"),
         "wall_time_s": wall_time,
     }
     move = _col(rows, "eval/policy_move")  # KL(policy_r || policy_{r-1}); NaN for round 0
-    stag = detect_stagnation(gold, move, rounds=rounds, **STAGNATION)
+    se = _col(rows, "eval/gold_se")  # per-round noise of eval gold; old runs lack it (residual scatter then)
+    stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None, **STAGNATION)
     out["stagnation_round"] = stag["stagnation_round"]
     out["stagnation_first_flat_round"] = stag["first_flat_round"]
+    out["overopt_round"] = stag["overopt_round"]
+    out["gold_trend_final"] = stag["final_state"]
     out["stagnation_params"] = dict(STAGNATION)
     out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "eval/policy_move")))
     out.update(overoptimisation(rows, gold))
