@@ -130,6 +130,10 @@ class RewardConfig(Strict):
     bounded: bool | None = Field(
         None, description="Rewards are sigmoid(logit) in [0,1] (paper) if true, raw logits if false; null = bounded iff a utility needs it."
     )
+    type_weighting: Literal["range", "raw"] = Field(
+        "range", description="How prompt-aware utilities are balanced: range = each type's utility divided by its range "
+        "U(1) - U(0) on [0, 1], times the geometric mean of the ranges (same average pull per type; identity for one shared "
+        "utility); raw = the paper's plain average of raw utilities over all labelled pairs (rlhfsim.reward.trainer.type_weights).")
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")

@@ -14,7 +14,7 @@ import torch
 
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.reward import schedule
-from rlhfsim.reward.trainer import group_layout, listwise_loss, utilities_for
+from rlhfsim.reward.trainer import group_layout, listwise_loss, training_utilities
 
 
 class TextGroups:
@@ -63,7 +63,7 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
     if not groups:
         return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0}
     parallel = parallel or Parallel()
-    utilities = utilities_for(cfg, type_names)
+    utilities = training_utilities(cfg, type_names)
     data = TextGroups(groups, type_names)
     stats: list[dict] = []
     for model in rms.members:

@@ -49,8 +49,13 @@ def listwise_loss(
             util[sel] = U(diff[sel])
     n_pairs = p.sum().clamp(min=1.0)
     loss = -(util * p).sum() / n_pairs
-    acc = ((diff > 0).to(r.dtype) * p).sum() / n_pairs
-    return loss, {"rm/loss": loss.item(), "rm/train_acc": acc.item(), "rm/pairs": int(p.sum().item())}
+    right = (diff > 0).to(r.dtype) * p
+    st = {"rm/loss": loss.item(), "rm/train_acc": (right.sum() / n_pairs).item(), "rm/pairs": int(p.sum().item())}
+    per_pairs, per_right = p.sum((1, 2)), right.sum((1, 2))  # [G]
+    for t in range(len(utilities)):  # per-type accuracy (NaN for a type without pairs in this batch)
+        n_t = per_pairs[type_idx == t].sum()
+        st[f"rm/train_acc_type{t}"] = (per_right[type_idx == t].sum() / n_t).item() if n_t > 0 else float("nan")
+    return loss, st
 
 
 def pairwise_loss(chosen_logits: torch.Tensor, rejected_logits: torch.Tensor, pair_type_idx: torch.Tensor, utilities: list, bounded: bool) -> torch.Tensor:
@@ -117,6 +122,35 @@ def utilities_for(cfg, type_names: list[str]) -> list:
     """One Utility per prompt type: the prompt-aware map where it names the type, else the shared utility."""
     aware = cfg.prompt_aware or {}
     return [(aware[t] if t in aware else cfg.utility).build() for t in type_names]
+
+
+def type_weights(utilities: list, mode: str) -> list[float]:
+    """Per-type factors on the utilities (config ``reward.type_weighting``).
+
+    ``raw``: 1 for every type (the paper: raw utilities averaged over all labelled pairs). ``range``: type t's
+    utility is divided by its range over the reward interval, ``U_t(1) - U_t(0)`` (its mean slope on [0, 1]),
+    and multiplied by the geometric mean of those ranges: every type then pulls with the same average
+    strength (``-1/(x+0.1)`` has range 9.09 against 1 for ``x``, so raw averaging lets open prompts dominate),
+    and a single shared utility is left exactly as it is. A positive factor per type leaves each prompt's
+    optimum unchanged; only the balance between types moves.
+    """
+    if mode == "raw":
+        return [1.0] * len(utilities)
+    if mode != "range":
+        raise ValueError(f"unknown reward.type_weighting {mode!r}; valid: raw, range")
+    ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    ranges = np.array([float(U(ends)[1] - U(ends)[0]) for U in utilities])
+    if (ranges <= 0).any() or not np.isfinite(ranges).all():
+        raise ValueError(f"utilities must rise on [0, 1] to be weighted by range; got ranges {ranges.tolist()}")
+    gm = float(np.exp(np.log(ranges).mean()))
+    return [gm / r if not np.isclose(gm, r, rtol=1e-12) else 1.0 for r in ranges]
+
+
+def training_utilities(cfg, type_names: list[str]) -> list:
+    """The utilities the reward model trains on: per-type weighting (``reward.type_weighting``), then the margin."""
+    us = utilities_for(cfg, type_names)
+    us = regularise.scaled(us, type_weights(us, cfg.type_weighting))
+    return regularise.with_margin(us, cfg.margin)
 
 
 
@@ -254,6 +288,11 @@ def make_engine(rms, cfg, data: GroupTensors, weights: np.ndarray | None = None)
     return LoopEngine(rms, cfg, steps)
 
 
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(x[np.isfinite(x)].mean()) if np.isfinite(x).any() else float("nan")
+
+
 def heldout_eval(engine: LoopEngine, data: GroupTensors, type_names: list[str], utilities, bounded: bool) -> dict:
     """Held-out loss and pairwise accuracy (mean over members), and the shape dependence and saturation
     of the members' mean rewards on the held-out groups (rlhfsim.diagnostics.collapse; no gold used)."""
@@ -289,7 +328,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     no_heldout = es.mode != "none" and (held.all() or not held.any())
     if no_heldout:  # too few groups to split: train on everything for the maximum number of epochs
         held[:] = False
-    utilities = regularise.with_margin(utilities_for(cfg, type_names), cfg.margin)
+    utilities = training_utilities(cfg, type_names)
     data = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if not h], type_names, rms.device)
     hdata = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if h], type_names, rms.device) if held.any() else None
     M, n = rms.n_members, len(data)
@@ -320,6 +359,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     out = {
         "rm/loss": float(np.mean([s["rm/loss"] for s in stats])),  # the last trained epoch, mean over members
         "rm/train_acc": float(np.mean([s["rm/train_acc"] for s in stats])),
+        **{f"rm/{t}_train_acc": _nanmean([s.get(f"rm/train_acc_type{i}", np.nan) for s in stats]) for i, t in enumerate(type_names)},
         "rm/pairs": int(data.prefs.sum().item()),
         "rm/groups": n,
         "rm/epochs": epoch,
