@@ -137,6 +137,7 @@ class RewardConfig(Strict):
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient-norm clipping per member and optimiser step (null: none).")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning-rate decay over each round's optimiser steps (transformers' schedulers): constant, "
         "or linear / cosine decay to 0 (the reward-collapse paper's recipe is cosine with warmup 0.1).")

@@ -75,7 +75,8 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
             for s in range(0, len(data), cfg.batch_groups):
                 opt.zero_grad(set_to_none=True)
                 st = batch_gradients(rms, model, data, torch.as_tensor(order[s : s + cfg.batch_groups]), utilities, parallel, micro_batch)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 opt.step()
                 if sched is not None:
                     sched.step()
