@@ -160,7 +160,12 @@ class RewardConfig(Strict):
         "one model's cost, less diverse members. Built-in reward models only.")
     aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
         "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members "
+                              "(standardised members when standardise_members: lambda in standardised units).")
+    standardise_members: bool = Field(
+        True, description="wco/uwo: standardise each member (its mean and std on the fixed probe set, recomputed after each "
+        "training round) before the min / variance, so arbitrary member offsets and scales do not decide them "
+        "(rlhfsim.reward.ensemble.aggregate); false = raw members as in Coste et al.")
     ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
         "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
         "bootstrap (own bootstrap resample of the buffer each round, own order). heads: same_order (the default there) "

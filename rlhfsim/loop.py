@@ -30,7 +30,7 @@ from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate
-from rlhfsim.reward.ensemble import ensemble_diagnostics
+from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
 from rlhfsim.tracking import RunDir, load_module
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator, tie_keys
@@ -103,7 +103,7 @@ class Simulation:
     def proxy(self, prompts, texts) -> tuple[np.ndarray, np.ndarray]:
         """(aggregated proxy [N], member rewards [M, N]) on the trained scale."""
         members = self.rms.rewards([p.text for p in prompts], texts)
-        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda)
+        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda, getattr(self, "member_scale", None))
         return agg, members
 
     def score_fn(self, prompts, texts) -> np.ndarray:
@@ -142,10 +142,10 @@ class Simulation:
         return state["round"]
 
 
-def diag_aggregate(members: np.ndarray, method: str, lam: float) -> np.ndarray:
+def diag_aggregate(members: np.ndarray, method: str, lam: float, scale=None) -> np.ndarray:
     from rlhfsim.reward.ensemble import aggregate
 
-    return np.asarray(aggregate(members, method, lam))
+    return np.asarray(aggregate(members, method, lam, scale))
 
 
 @contextmanager
@@ -334,19 +334,25 @@ def diagnose_reward_model(sim: Simulation, ev) -> dict:
     out.update(probe_collapse(sim))
     if members.shape[0] > 1:
         out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
-                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda))
+                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda, sim.member_scale))
     return out
 
 
 def probe_collapse(sim: Simulation) -> dict:
     """collapse/probe_*: the collapse measure on a FIXED probe set (the SFT policy's completions of the eval prompts,
-    the round-0 samples), so it moves only when the reward model does, not when the policy's samples change."""
+    the round-0 samples), so it moves only when the reward model does, not when the policy's samples change.
+    Also this round's per-member standardisation for wco/uwo (reward.standardise_members) on the same probe set."""
     if getattr(sim, "probe", None) is None:
         L = sim.cfg.loop
         sim.probe = sample_eval(sim.ref, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, sim.cfg.policy.response_len,
                                 sim.cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
     ev = sim.probe
-    logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
+    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
+    R = sim.cfg.reward
+    sim.member_scale = None
+    if R.standardise_members and members.shape[0] > 1:
+        sim.member_scale = member_scale(1 / (1 + np.exp(-members)) if sim.rms.bounded else members)
+    logits = members.mean(0).reshape(ev.gold.shape)
     reward = diag.collapse.to_unit_interval(logits, True) if sim.rms.bounded else logits
     return diag.collapse.profile_collapse(reward, ev.gold, ev.types, prefix="collapse/probe_")
 
