@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.audit import warning_summary
-from rlhfsim.diagnostics.overopt import bon_kl, fit_gao
+from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, fixed_proxy_rounds, gao_shape
 from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlations
 
 # what the propagation analysis relates: the reward model of round r (trained in phase 5, diagnosed in
@@ -19,6 +19,7 @@ from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlation
 # made (eval/gold_delta at r = gold(r) - gold(r-1), lag 0) and the next round's change (lag 1)
 PROPAGATION_X = ("collapse/probe_shape_rel", "collapse/shape_rel", "collapse/saturation", "rm/pairwise_acc")
 PROPAGATION_Y = ("adv/gold_corr", "adv/sign_agree", "eval/gold_delta")
+GAO_MIN_POINTS = 5  # rounds behind a per-run Gao fit (2 parameters; fewer points fit anything)
 STAGNATION = {"window": 3, "level": 0.95, "min_slope": 0.0, "move_threshold": 1e-3}  # interval level; gold per round; nats
 
 
@@ -79,6 +80,11 @@ def _means(rows: list[dict], keys) -> dict:
 def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
     """Gao et al. fits of the gold gain against d = sqrt(KL): over rounds (RL) and over n (best-of-n, last round).
 
+    The RL fit uses the rounds that optimised one fixed proxy (:func:`fixed_proxy_rounds`: a frozen reward model,
+    or gold) when there are at least ``GAO_MIN_POINTS``; otherwise all rounds, with ``gao_rl_proxy_fixed`` False
+    (the proxy moved under the curve); no fit with fewer points. ``gao_rl_shape`` (:func:`gao_shape`) says whether
+    the fitted curve rises then falls inside the observed range; a study reports the share over seeds (``gao_shares``).
+
     Also what the proxy did after gold peaked: ``proxy_change_after_gold_peak`` = proxy(final) -
     proxy(peak round) (NaN when gold peaks in the last round or at round 0, which has no proxy), and
     ``gold_drop_after_peak`` = gold(final) - gold(peak) (<= 0). With a frozen reward model the proxy is
@@ -88,8 +94,15 @@ def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
     d = np.sqrt(np.clip(_col(rows, "eval/kl"), 0, None))
     y = gold - gold[0]
     ok = np.isfinite(d) & np.isfinite(y)
-    if ok.sum() >= 3:
-        out.update({f"gao_rl_gold_{k}": v for k, v in fit_gao(d[ok], y[ok], form="rl").items()})
+    fixed = fixed_proxy_rounds(rows)
+    # fit only the rounds that optimised one fixed proxy when there are enough; else all rounds, flagged
+    use = ok & fixed if (ok & fixed).sum() >= GAO_MIN_POINTS else ok
+    if use.sum() >= GAO_MIN_POINTS:
+        fit = fit_gao(d[use], y[use], form="rl")
+        out.update({f"gao_rl_gold_{k}": v for k, v in fit.items()})
+        out["gao_rl_proxy_fixed"] = bool(fixed[use].all())
+        out["gao_rl_first_round"] = int(rows[int(np.flatnonzero(use)[0])]["round"])
+        out["gao_rl_shape"] = gao_shape(fit, float(d[use].max()))
     proxy = _col(rows, "eval/proxy")
     peak = int(np.nanargmax(gold)) if np.isfinite(gold).any() else 0
     out["gold_drop_after_peak"] = float(gold[-1] - gold[peak])
