@@ -98,13 +98,15 @@ class EarlyStopConfig(Strict):
 
     mode: Literal["none", "patience", "collapse"] = Field(
         "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
-        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_collapse_index or saturation above max_saturation.")
+        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_shape_dep or saturation above max_saturation.")
     holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
     monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
     patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
     min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
     min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
-    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every prompt one standardised profile) falls below this. Before issue 17 it read the W1 type-profile index.")
+    min_shape_dep: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every "
+                                         "prompt one standardised profile; gold's is about 0.2 on the quickstart world) falls below this. "
+                                         "Replaces min_collapse_index (the W1 type-profile index, opposite scale) since issue 17.")
     max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
 
 
@@ -186,8 +188,8 @@ class RewardConfig(Strict):
             raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
                              "set reward.ensemble_size >= 2 or reward.aggregation: mean")
         es = self.early_stop
-        if es.mode == "collapse" and es.min_collapse_index is None and es.max_saturation is None:
-            raise ValueError("early_stop.mode collapse needs early_stop.min_collapse_index and/or early_stop.max_saturation")
+        if es.mode == "collapse" and es.min_shape_dep is None and es.max_saturation is None:
+            raise ValueError("early_stop.mode collapse needs early_stop.min_shape_dep and/or early_stop.max_saturation")
         if es.mode != "none" and es.holdout == 0:
             raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
         if es.min_epochs > self.epochs:

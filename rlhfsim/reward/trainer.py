@@ -93,7 +93,7 @@ def heldout_eval(engine: Engine, data: GroupTensors, type_names: list[str], util
     return {
         "loss": float(np.mean([s["rm/loss"] for s in per])),
         "accuracy": float(np.mean([s["rm/train_acc"] for s in per])),
-        "collapse_index": shape_dependence(1 / (1 + np.exp(-L)) if bounded else L),
+        "shape_dep": shape_dependence(1 / (1 + np.exp(-L)) if bounded else L),
         "saturation": cm["collapse/saturation"],
     }
 
@@ -124,7 +124,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     orders = torch.as_tensor(orders, device=rms.device)
     engine = make_engine(rms, cfg, data, weights)
     mode = es.mode if hdata is not None else "none"
-    stopper = EarlyStopper(mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_collapse_index, es.max_saturation)
+    stopper = EarlyStopper(mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_shape_dep, es.max_saturation)
     snaps: dict[int, object] = {}
     for epoch in range(1, cfg.epochs + 1):
         stats: list[dict] = []
@@ -156,7 +156,7 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
             "rm/heldout_groups": 0 if hdata is None else len(hdata),
             "rm/heldout_loss": kept.get("loss", float("nan")),
             "rm/heldout_acc": kept.get("accuracy", float("nan")),
-            "rm/heldout_shape_dep": kept.get("collapse_index", float("nan")),
+            "rm/heldout_shape_dep": kept.get("shape_dep", float("nan")),
             "rm/heldout_saturation": kept.get("saturation", float("nan")),
             "rm/kept_epoch": stopper.keep_epoch,
             "rm/early_stopped": int(stopper.reason != "max_epochs" and not no_heldout),
