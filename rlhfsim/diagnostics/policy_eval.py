@@ -88,6 +88,7 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
     }
     if ev.move is not None:
         m["eval/policy_move"] = float(ev.move.mean())
+        m["eval/policy_move_se"] = bootstrap_se(ev.move.mean(axis=1))  # a sampled KL estimate: noisy, can be < 0
     for f in sorted(set(fam)):
         m[f"eval/gold_{f}"] = float(ev.gold[fam == f].mean())
     for t in sorted(set(typ)):

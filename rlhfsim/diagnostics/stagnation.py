@@ -62,6 +62,7 @@ def detect_stagnation(
     level: float = 0.95,
     min_slope: float = 0.0,
     move_threshold: float = 1e-3,
+    move_se=None,
 ) -> dict:
     """The round from which the gold reward stops rising although the policy keeps moving.
 
@@ -77,6 +78,9 @@ def detect_stagnation(
             count as falling (0: any slope distinguishable from noise).
         move_threshold: mean ``policy_move`` inside a window (into its 2nd..last round) above which the
             policy counts as moving.
+        move_se: ``[R]`` standard error of each round's ``policy_move`` (``eval/policy_move_se``); with it the
+            policy counts as moving only when the lower end of the mean move's interval (same ``level``) is
+            above ``move_threshold``, so sampling noise in the KL estimate is not read as movement.
 
     Each window (``window`` consecutive rounds, all gold finite) is rising, falling or flat (the interval
     covers the band). Returns ``stagnation_round``: the first round starting a flat window while the
@@ -89,12 +93,13 @@ def detect_stagnation(
     mv = np.asarray(policy_move, dtype=np.float64).ravel()
     r = np.arange(1, g.size + 1, dtype=np.float64) if rounds is None else np.asarray(rounds, dtype=np.float64).ravel()
     se = np.full(g.shape, np.nan) if gold_se is None else np.asarray(gold_se, dtype=np.float64).ravel()
-    if not (g.shape == mv.shape == r.shape == se.shape):
+    mse = np.zeros(g.shape) if move_se is None else np.nan_to_num(np.asarray(move_se, dtype=np.float64).ravel(), nan=0.0)
+    if not (g.shape == mv.shape == r.shape == se.shape == mse.shape):
         raise ValueError(f"gold {g.shape}, policy_move {mv.shape}, gold_se {se.shape} and rounds {r.shape} differ in shape")
     if window < 2:
         raise ValueError(f"window must be >= 2 to define a slope, got {window}")
     order = np.argsort(r, kind="stable")
-    g, mv, r, se = g[order], mv[order], r[order], se[order]
+    g, mv, r, se, mse = g[order], mv[order], r[order], se[order], mse[order]
 
     n_win = max(g.size - window + 1, 0)
     state = np.full(n_win, None, dtype=object)
@@ -108,8 +113,10 @@ def detect_stagnation(
             continue
         half = float(stats.t.ppf(0.5 + level / 2, dof)) * sd
         state[s] = "rising" if slope - half > min_slope else "falling" if slope + half < -min_slope else "flat"
-        inside = mv[s + 1 : s + window]
-        moving[s] = np.isfinite(inside).any() and float(np.nanmean(inside)) > move_threshold
+        inside, ok = mv[s + 1 : s + window], np.isfinite(mv[s + 1 : s + window])
+        if ok.any():  # the mean move's interval must clear the threshold
+            half_mv = float(stats.norm.ppf(0.5 + level / 2)) * float(np.sqrt((mse[s + 1 : s + window][ok] ** 2).sum())) / ok.sum()
+            moving[s] = float(inside[ok].mean()) - half_mv > move_threshold
     rising = state == "rising"
     rising_after = np.flip(np.cumsum(np.flip(rising))) > 0 if n_win else rising
     first = lambda cond: next((int(r[s]) for s in range(n_win) if cond(s)), None)  # noqa: E731

@@ -53,7 +53,9 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
     }
     move = _col(rows, "eval/policy_move")  # KL(policy_r || policy_{r-1}); NaN for round 0
     se = _col(rows, "eval/gold_se")  # per-round noise of eval gold; old runs lack it (residual scatter then)
-    stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None, **STAGNATION)
+    mse = _col(rows, "eval/policy_move_se")  # round 0 has none (NaN = no noise term there; it has no move either)
+    stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None,
+                             move_se=mse if np.isfinite(mse[1:]).all() else None, **STAGNATION)
     out["stagnation_round"] = stag["stagnation_round"]
     out["stagnation_first_flat_round"] = stag["first_flat_round"]
     out["overopt_round"] = stag["overopt_round"]

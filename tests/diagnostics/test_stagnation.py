@@ -140,3 +140,14 @@ def test_only_moves_inside_the_window_count():
     # window (3, 4, 5) only has the 0.0 moves into rounds 4 and 5 inside
     still = detect_stagnation(gold[:5], move[:5], gold_se=[1e-3] * 5)
     assert still["stagnation_round"] is None
+
+
+def test_a_noisy_kl_estimate_is_not_read_as_movement():
+    gold, se = [0.4, 0.4, 0.4, 0.4], [0.005] * 4
+    move = [np.nan, 0.02, 0.03, 0.02]  # mean move 0.025 nats
+    assert detect_stagnation(gold, move, gold_se=se)["stagnation_round"] == 1
+    # the same moves with a standard error of 0.03 each: indistinguishable from a policy that stood still
+    noisy = detect_stagnation(gold, move, gold_se=se, move_se=[np.nan, 0.03, 0.03, 0.03])
+    assert noisy["stagnation_round"] is None and noisy["first_flat_round"] is None
+    # precise moves: moving
+    assert detect_stagnation(gold, move, gold_se=se, move_se=[np.nan, 0.002, 0.002, 0.002])["stagnation_round"] == 1
