@@ -31,7 +31,7 @@ from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate
 from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
-from rlhfsim.tracking import RunDir, load_module
+from rlhfsim.tracking import RunDir, load_module, read_jsonl
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator, tie_keys
 from rlhfsim.world.distinct import first_distinct
@@ -295,7 +295,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             log.info("stopping after round %d: %s", r, early_stop["reason"])
             break
 
-    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start,
+                             steps=read_jsonl(run_dir.path / "ppo_steps.jsonl"))  # per-iteration points for the Gao fit
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     run_dir.write_summary(summary)

@@ -27,7 +27,7 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key) if r.get(key) is not None else np.nan for r in rows], dtype=float)
 
 
-def summarize(rows: list[dict], wall_time: float) -> dict:
+def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = None) -> dict:
     """Initial (SFT), final and peak gold; final proxy, KL and closed accuracy; stagnation; wall time."""
     if not rows:
         return {"rounds_completed": 0, "wall_time_s": wall_time}
@@ -62,7 +62,7 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
     out["gold_trend_final"] = stag["final_state"]
     out["stagnation_params"] = dict(STAGNATION)
     out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "eval/policy_move")))
-    out.update(overoptimisation(rows, gold))
+    out.update(overoptimisation(rows, gold, steps))
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak
     for name, a in out["audit"].get("alarms", {}).items():
@@ -79,12 +79,14 @@ def _means(rows: list[dict], keys) -> dict:
     return out
 
 
-def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
+def overoptimisation(rows: list[dict], gold: np.ndarray, steps: list[dict] | None = None) -> dict:
     """Gao et al. fits of the gold gain against d = sqrt(KL): over rounds (RL) and over n (best-of-n, last round).
 
     The RL fit uses the rounds that optimised one fixed proxy (:func:`fixed_proxy_rounds`: a frozen reward model,
-    or gold) when there are at least ``GAO_MIN_POINTS``; otherwise all rounds, with ``gao_rl_proxy_fixed`` False
-    (the proxy moved under the curve); no fit with fewer points. ``gao_rl_shape`` (:func:`gao_shape`) says whether
+    or gold) when there are at least ``GAO_MIN_POINTS``; failing that, those rounds' PPO iterations (``steps``, rows
+    of ppo_steps.jsonl: ``objective/kl`` and ``objective/gold`` of each rollout batch, ``gao_rl_points`` =
+    ``iterations``); otherwise all rounds, with ``gao_rl_proxy_fixed`` False (the proxy moved under the curve); no
+    fit with fewer points. ``gao_rl_shape`` (:func:`gao_shape`) says whether
     the fitted curve rises then falls inside the observed range; a study reports the share over seeds (``gao_shares``).
 
     Also what the proxy did after gold peaked: ``proxy_change_after_gold_peak`` = proxy(final) -
@@ -97,14 +99,22 @@ def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
     y = gold - gold[0]
     ok = np.isfinite(d) & np.isfinite(y)
     fixed = fixed_proxy_rounds(rows)
-    # fit only the rounds that optimised one fixed proxy when there are enough; else all rounds, flagged
-    use = ok & fixed if (ok & fixed).sum() >= GAO_MIN_POINTS else ok
-    if use.sum() >= GAO_MIN_POINTS:
-        fit = fit_gao(d[use], y[use], form="rl")
+    fixed_rounds = {r["round"] for r, f in zip(rows, fixed) if f and r["round"] > 0}
+    it = [s for s in steps or () if s.get("round") in fixed_rounds and s.get("objective/gold") is not None and s.get("objective/kl") is not None]
+    # fit only what optimised one fixed proxy: its rounds, else its PPO iterations; else all rounds, flagged
+    if (ok & fixed).sum() >= GAO_MIN_POINTS or len(it) < GAO_MIN_POINTS:
+        use = ok & fixed if (ok & fixed).sum() >= GAO_MIN_POINTS else ok
+        pd_, py_, points = d[use], y[use], "rounds"
+        first, is_fixed = (int(rows[int(np.flatnonzero(use)[0])]["round"]), bool(fixed[use].all())) if use.any() else (None, False)
+    else:
+        pd_ = np.sqrt(np.clip([s["objective/kl"] for s in it], 0, None))
+        py_, points = np.array([s["objective/gold"] for s in it]) - gold[0], "iterations"
+        first, is_fixed = min(s["round"] for s in it), True
+    if pd_.size >= GAO_MIN_POINTS:
+        fit = fit_gao(pd_, py_, form="rl")
         out.update({f"gao_rl_gold_{k}": v for k, v in fit.items()})
-        out["gao_rl_proxy_fixed"] = bool(fixed[use].all())
-        out["gao_rl_first_round"] = int(rows[int(np.flatnonzero(use)[0])]["round"])
-        out["gao_rl_shape"] = gao_shape(fit, float(d[use].max()))
+        out.update(gao_rl_proxy_fixed=is_fixed, gao_rl_first_round=first, gao_rl_points=points,
+                   gao_rl_shape=gao_shape(fit, float(pd_.max())))
     proxy = _col(rows, "eval/proxy")
     peak = int(np.nanargmax(gold)) if np.isfinite(gold).any() else 0
     out["gold_drop_after_peak"] = float(gold[-1] - gold[peak])

@@ -92,3 +92,20 @@ def test_gao_shapes_and_shares():
     assert shares == {"share_rise_fall": 0.5, "share_rising": 0.25, "share_falling": 0.25, "n_fits": 4}
     with pytest.raises(ValueError, match="valid"):
         gao_shares(["peaked"])
+
+
+def test_gao_fit_falls_back_to_ppo_iterations_on_a_short_fixed_segment():
+    rows = _rows(alpha=0.3, beta=0.2)
+    for r in rows[1:]:
+        r["rm/loss"], r["rm/frozen"] = 0.5, int(r["round"] > 8)  # frozen rounds 9, 10: 3 round points only
+    steps = []
+    for r in (8, 9, 10):  # 4 iterations per round, on the Gao curve in between the rounds' d
+        for i in range(4):
+            d = math.sqrt(0.5) * (r - 1 + (i + 1) / 4)
+            steps.append({"round": r, "iteration": i, "objective/kl": d * d, "objective/gold": 0.4 + float(gao_rl(d, 0.3, 0.2))})
+    s = summarize(rows, wall_time=1.0, steps=steps)
+    assert s["gao_rl_points"] == "iterations" and s["gao_rl_proxy_fixed"] is True and s["gao_rl_gold_n"] == 12
+    assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9) and s["gao_rl_first_round"] == 8
+    # without the steps: all rounds, flagged as a moving proxy
+    flagged = summarize(rows, wall_time=1.0)
+    assert flagged["gao_rl_points"] == "rounds" and flagged["gao_rl_proxy_fixed"] is False
