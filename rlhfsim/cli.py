@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages quote things like pip install -e '.[wandb]'
+
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except OSError as e:  # a file or folder the command needs cannot be read or written
         where = f"{e.filename}: " if e.filename else ""
