@@ -1,4 +1,4 @@
-"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases, MLflow, trackio mirror the run directory.
+"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases and MLflow mirror the run directory.
 
 The run directory stays the record; a tracker gets the same rows, under the same names: each round row of
 metrics.jsonl at step = its round, each PPO/optimiser row of ppo_steps.jsonl under `steps/<name>` at
@@ -32,7 +32,6 @@ TRACKERS = {
     "tensorboard": ("tensorboard", "tensorboard"),
     "wandb": ("wandb", "wandb"),
     "mlflow": ("mlflow", "mlflow"),
-    "trackio": ("trackio", "trackio"),
 }
 STATE_FILE = "trackers.json"  # tracker run ids, so a resumed run continues the same tracker run
 STEP_PREFIX = "steps/"
