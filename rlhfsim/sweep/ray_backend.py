@@ -92,7 +92,7 @@ class RayBackend:
         self.started_local = address is None
         try:
             if address is None:
-                ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:

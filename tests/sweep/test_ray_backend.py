@@ -79,7 +79,3 @@ def test_bad_backend_settings_exit_2_with_the_fix(tmp_path, sft_cache, capsys, m
     monkeypatch.undo()
     exp = experiment(tmp_path, sft_cache, "resources: {cpus: 1, gpu: 1}\n")
     assert "resources.gpu: unknown key" in err([])
-    pytest.importorskip("ray")
-    exp = experiment(tmp_path, sft_cache, "resources: {cpus: 1, gpus: 2}\n")
-    msg = err(["--backend", "ray", "--ray-cpus", "1"])
-    assert "resources.gpus" in msg and "has 0 GPU in all" in msg and not (tmp_path / "runs").exists()
