@@ -266,3 +266,14 @@ def test_saturation_and_explosion_per_type():
     assert m["collapse/closed_logit_abs_p99"] <= 30.0 and m["collapse/logit_absmax"] == 30.0
     mu = collapse_metrics(logits, types, bounded=False, logit_thr=11.5)
     assert mu["collapse/closed_saturation"] == pytest.approx(5 / 6) and mu["collapse/open_saturation"] == 0.0
+
+
+def test_shape_dependence_equals_half_the_mean_pairwise_w2_and_the_closed_form():
+    rng = np.random.default_rng(6)
+    R = rng.gamma(2.0, size=(25, 6)) + rng.normal(0, 3, (25, 1))
+    Z, ok = standardised_profiles(R)
+    d = shape_dependence(R)
+    # independent route: squared W2 between equal-size 1-D empirical laws = mean squared gap of sorted values
+    w2 = [np.mean((np.sort(Z[i]) - np.sort(Z[j])) ** 2) for i in range(25) for j in range(25)]
+    assert d == pytest.approx(0.5 * np.mean(w2), rel=1e-12)
+    assert d == pytest.approx(1 - np.sum(Z.mean(0) ** 2) / R.shape[1], rel=1e-12)
