@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run one config")
     r.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/config.md)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. ppo.kl_coef=0.1")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.kl_coef=0.1")
     r.add_argument("--out", help="run directory (default: <output.dir>/<experiment>/<variant>/seed<seed>)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last complete round")
     r.set_defaults(func=cmd_run)
