@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rlhfsim.diagnostics.audit import AuditConfig
+from rlhfsim.guards import GuardsConfig
 from rlhfsim.optim.config import all_configs
 from rlhfsim.ppo.config import PPOConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
@@ -282,19 +283,6 @@ class OutputConfig(Strict):
         default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl (any subset; "
         "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
         "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI)."
-    )
-
-
-class GuardsConfig(Strict):
-    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
-
-    on_divergence: Literal["stop", "skip_round"] = Field(
-        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
-        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
-    )
-    max_abs_reward: float = Field(
-        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
-        "|mean PPO score| or |mean proxy| of a batch."
     )
 
 
