@@ -1,4 +1,4 @@
-"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases and MLflow mirror the run directory.
+"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases, MLflow and trackio mirror the run directory.
 
 The run directory stays the record; a tracker gets the same rows, under the same names: each round row of
 metrics.jsonl at step = its round, each PPO/optimiser row of ppo_steps.jsonl under `steps/<name>` at
@@ -15,11 +15,14 @@ asked for; a missing package is a ConfigError naming the extra.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
 import os
 import struct
+import sys
 import uuid
 from pathlib import Path
 
@@ -32,6 +35,7 @@ TRACKERS = {
     "tensorboard": ("tensorboard", "tensorboard"),
     "wandb": ("wandb", "wandb"),
     "mlflow": ("mlflow", "mlflow"),
+    "trackio": ("trackio", "trackio"),
 }
 STATE_FILE = "trackers.json"  # tracker run ids, so a resumed run continues the same tracker run
 STEP_PREFIX = "steps/"
@@ -287,7 +291,77 @@ def read_wandb_last(wandb_dir, run_id: str) -> tuple[int, int]:
             max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1))
 
 
-BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow}
+class Trackio:
+    """A local trackio store at <run>/trackio (one SQLite file per store; `TRACKIO_DIR=<run>/trackio trackio show` opens
+    it). Project = output.experiment, run name = <variant>/seed<seed>; a resume reopens the run by that name."""
+
+    def __init__(self, ctx: dict):
+        self.dir = Path(ctx["path"]) / "trackio"
+        trackio = use_trackio_dir(self.dir)
+        self.last = read_trackio_last(self.dir, ctx["experiment"], ctx["name"])
+        with _stdout_to_log():  # trackio prints its banners; the CLI's stdout is rlhfsim's
+            self.run = trackio.init(project=ctx["experiment"], name=ctx["name"], config=ctx["config"], resume="allow",
+                                    auto_log_cpu=False, auto_log_gpu=False, embed=False)
+
+    def last_logged(self):
+        return self.last
+
+    def log(self, kind, step, metrics):
+        self.run.log(metrics, step=step)  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
+
+    def flush(self):
+        pass
+
+    def close(self, finished):
+        import trackio
+
+        with _stdout_to_log():
+            trackio.finish()  # writes what is queued
+
+
+def use_trackio_dir(path: Path):
+    """Point trackio's store at `path`. trackio reads TRACKIO_DIR once, at import, into module globals, so a second
+    run in the same process (tests, report) needs those globals moved too. SQLite mode, not trackio's JSONL inbox
+    (its choice on network filesystems): the store has one writer, the run, and the resume reads its database."""
+    path = Path(path).resolve()
+    os.environ["TRACKIO_DIR"], os.environ["TRACKIO_STORAGE_MODE"] = str(path), "sqlite"
+    import trackio
+
+    dirs = {"TRACKIO_DIR": path, "MEDIA_DIR": path / "media", "ARTIFACTS_DIR": path / "artifacts"}
+    for name, mod in list(sys.modules.items()):
+        if mod is not None and (name == "trackio" or name.startswith("trackio.")):
+            for attr, value in dirs.items():
+                if isinstance(getattr(mod, attr, None), Path):
+                    setattr(mod, attr, value)
+    return trackio
+
+
+def read_trackio(store, project: str, run: str) -> list[dict]:
+    """The run's logged rows (metrics plus `step`) from a local trackio store, read with trackio's SQLiteStorage."""
+    use_trackio_dir(store)
+    from trackio.sqlite_storage import SQLiteStorage
+
+    return SQLiteStorage.get_logs(project, run=run)
+
+
+def read_trackio_last(store, project: str, run: str) -> tuple[int, int]:
+    rows = read_trackio(store, project, run) if Path(store).exists() else []
+    return (max((r["step"] for r in rows if "round" in r), default=-1),
+            max((r["step"] for r in rows if STEP_PREFIX + "round" in r), default=-1))
+
+
+@contextlib.contextmanager
+def _stdout_to_log():
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for line in buf.getvalue().splitlines():
+            log.debug("trackio: %s", line)
+
+
+BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
 
 
 # ----------------------------------------------------------------------------- the run's set of trackers
