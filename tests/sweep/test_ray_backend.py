@@ -79,3 +79,19 @@ def test_bad_backend_settings_exit_2_with_the_fix(tmp_path, sft_cache, capsys, m
     monkeypatch.undo()
     exp = experiment(tmp_path, sft_cache, "resources: {cpus: 1, gpu: 1}\n")
     assert "resources.gpu: unknown key" in err([])
+
+
+def test_a_run_larger_than_the_cluster_is_a_config_error_naming_the_field():
+    from rlhfsim.config import ConfigError
+    from rlhfsim.sweep.experiment import ResourcesSpec
+    from rlhfsim.sweep.ray_backend import check_fits
+
+    cluster = {"CPU": 2.0, "memory": 4 * 2**30}  # Ray's cluster_resources() of a 2-CPU node without GPUs
+    check_fits(ResourcesSpec(cpus=2, memory_gb=4), cluster)  # exactly the whole cluster fits
+    for spec, field, numbers in ((dict(cpus=3), "cpus", "3 CPU but the Ray cluster has 2"),
+                                 (dict(gpus=0.5), "gpus", "0.5 GPU but the Ray cluster has 0"),
+                                 (dict(memory_gb=4.5), "memory_gb", "4.5 GiB memory but the Ray cluster has 4 GiB")):
+        with pytest.raises(ConfigError) as e:
+            check_fits(ResourcesSpec(**spec), cluster)
+        msg = str(e.value)
+        assert msg.startswith(f"resources.{field}:") and numbers in msg and f"lower resources.{field}" in msg
