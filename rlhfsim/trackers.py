@@ -88,11 +88,22 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- backends
-# Each backend: last_logged() -> (last round, last step index) in its store (-1 if none); log(kind, step, metrics);
-# flush(); close(finished).
 
 
-class TensorBoard:
+class Backend:
+    """A tracker: `last` = (last round, last step index) its store held when opened (-1: none); log(kind, step, metrics)
+    with kind "round" or "step"; flush() after each batch of rows; close(finished) at the end of the process."""
+
+    last = (-1, -1)
+
+    def flush(self):
+        pass
+
+    def close(self, finished):
+        pass
+
+
+class TensorBoard(Backend):
     def __init__(self, ctx: dict):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -101,9 +112,6 @@ class TensorBoard:
         self.writer = SummaryWriter(log_dir=str(self.dir))
         if self.last == (-1, -1):
             self.writer.add_text("config", "```yaml\n" + ctx["config_yaml"] + "\n```", 0)
-
-    def last_logged(self):
-        return self.last
 
     def log(self, kind, step, metrics):
         for k, v in metrics.items():
@@ -131,7 +139,7 @@ def read_tensorboard_last(logdir) -> tuple[int, int]:
             max((s for s, _ in tags.get(STEP_PREFIX + "round", [])), default=-1))
 
 
-class MLflow:
+class MLflow(Backend):
     """A file store at <output.dir>/mlruns (all runs of a sweep in one store), or MLFLOW_TRACKING_URI when set."""
 
     def __init__(self, ctx: dict):
@@ -167,9 +175,6 @@ class MLflow:
         except Exception:  # noqa: BLE001 - another run of the sweep created it a moment ago
             return self.client.get_experiment_by_name(name).experiment_id
 
-    def last_logged(self):
-        return self.last
-
     def log(self, kind, step, metrics):
         import time
 
@@ -182,15 +187,12 @@ class MLflow:
             self.client.log_batch(self.run_id, metrics=body[i : i + 1000])
         self.client.log_batch(self.run_id, metrics=sentinel)
 
-    def flush(self):
-        pass
-
     def close(self, finished):
         if finished:
             self.client.set_terminated(self.run_id, "FINISHED")
 
 
-class WandB:
+class WandB(Backend):
     """Offline (files under <run>/wandb/, `wandb sync` uploads them) unless WANDB_MODE says otherwise or the user is logged in."""
 
     def __init__(self, ctx: dict):
@@ -210,16 +212,10 @@ class WandB:
         self.run.define_metric("round")
         self.run.define_metric(STEP_PREFIX + "index")
 
-    def last_logged(self):
-        return self.last
-
     def log(self, kind, step, metrics):
         if kind == "step":
             metrics = {STEP_PREFIX + "index": step, **metrics}
         self.run.log(metrics)
-
-    def flush(self):
-        pass
 
     def close(self, finished):
         self.run.finish(exit_code=0 if finished else 1)
@@ -291,7 +287,7 @@ def read_wandb_last(wandb_dir, run_id: str) -> tuple[int, int]:
             max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1))
 
 
-class Trackio:
+class Trackio(Backend):
     """A local trackio store at <run>/trackio (one SQLite file per store; `TRACKIO_DIR=<run>/trackio trackio show` opens
     it). Project = output.experiment, run name = <variant>/seed<seed>; a resume reopens the run by that name."""
 
@@ -303,14 +299,8 @@ class Trackio:
             self.run = trackio.init(project=ctx["experiment"], name=ctx["name"], config=ctx["config"], resume="allow",
                                     auto_log_cpu=False, auto_log_gpu=False, embed=False)
 
-    def last_logged(self):
-        return self.last
-
     def log(self, kind, step, metrics):
         self.run.log(metrics, step=step)  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
-
-    def flush(self):
-        pass
 
     def close(self, finished):
         import trackio
@@ -397,7 +387,7 @@ class Trackers:
         for n in names:
             b = BACKENDS[n](ctx)
             self.open[n] = b
-            self.last[n] = list(b.last_logged())
+            self.last[n] = list(b.last)
         self.next_step = len(steps)
         for n, b in self.open.items():  # backfill what the run's files hold and the tracker lacks
             self._send(n, [("round", int(r["round"]), round_metrics(r)) for r in rounds]

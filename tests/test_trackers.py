@@ -69,11 +69,11 @@ def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch,
     from rlhfsim.cli import main
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow") else real(name, *a))
-    assert main(["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow]", "--out", "/nonexistent/never"]) == 2
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow", "trackio") else real(name, *a))
+    assert main(["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow,trackio]", "--out", "/nonexistent/never"]) == 2
     err = capsys.readouterr()
     msg = " ".join((err.out + err.err).split())
-    assert "wandb, mlflow are not installed" in msg and "pip install -e '.[wandb,mlflow]'" in msg
+    assert "wandb, mlflow, trackio are not installed" in msg and "pip install -e '.[wandb,mlflow,trackio]'" in msg
     assert main(["run", TINY, "--set", "output.report_to=[tensorboard,neptune]"]) == 2
     msg = " ".join((lambda e: e.out + e.err)(capsys.readouterr()).split())
     assert "report_to" in msg and "neptune" in msg and "'tensorboard'" in msg
