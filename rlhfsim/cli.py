@@ -27,7 +27,7 @@ ROUND_COLUMNS = [
     ("eval/proxy", "proxy", "{:.3f}"),
     ("eval/kl", "KL", "{:.2f}"),
     ("rm/pairwise_acc", "RM acc", "{:.2f}"),
-    ("collapse/index", "collapse", "{:.3f}"),
+    ("collapse/probe_shape_rel", "collapse", "{:.3f}"),
     ("time/round", "s", "{:.1f}"),
 ]
 
