@@ -107,7 +107,11 @@ class RayBackend:
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster there ({str(e).splitlines()[0][:200]}); "
+            why = str(e).splitlines()[0][:200]
+            if address is None:
+                raise ConfigError(f"--backend ray: a local Ray did not start ({why}); join a running cluster with --address "
+                                  "(ray start --head prints it) or use --backend local") from None
+            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster there ({why}); "
                               "give the head node's address (ray start --head prints it) or drop --address") from None
         self.resources = resources
         self.threads = max(1, int(resources.cpus))
