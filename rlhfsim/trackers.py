@@ -1,4 +1,4 @@
-"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases and MLflow mirror the run directory.
+"""Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases, MLflow and trackio mirror the run directory.
 
 The run directory stays the record; a tracker gets the same rows, under the same names: each round row of
 metrics.jsonl at step = its round, each PPO/optimiser row of ppo_steps.jsonl under `steps/<name>` at
@@ -15,11 +15,14 @@ asked for; a missing package is a ConfigError naming the extra.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
 import os
 import struct
+import sys
 import uuid
 from pathlib import Path
 
@@ -32,6 +35,7 @@ TRACKERS = {
     "tensorboard": ("tensorboard", "tensorboard"),
     "wandb": ("wandb", "wandb"),
     "mlflow": ("mlflow", "mlflow"),
+    "trackio": ("trackio", "trackio"),
 }
 STATE_FILE = "trackers.json"  # tracker run ids, so a resumed run continues the same tracker run
 STEP_PREFIX = "steps/"
@@ -84,11 +88,22 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- backends
-# Each backend: last_logged() -> (last round, last step index) in its store (-1 if none); log(kind, step, metrics);
-# flush(); close(finished).
 
 
-class TensorBoard:
+class Backend:
+    """A tracker: `last` = (last round, last step index) its store held when opened (-1: none); log(kind, step, metrics)
+    with kind "round" or "step"; flush() after each batch of rows; close(finished) at the end of the process."""
+
+    last = (-1, -1)
+
+    def flush(self):
+        pass
+
+    def close(self, finished):
+        pass
+
+
+class TensorBoard(Backend):
     def __init__(self, ctx: dict):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -97,9 +112,6 @@ class TensorBoard:
         self.writer = SummaryWriter(log_dir=str(self.dir))
         if self.last == (-1, -1):
             self.writer.add_text("config", "```yaml\n" + ctx["config_yaml"] + "\n```", 0)
-
-    def last_logged(self):
-        return self.last
 
     def log(self, kind, step, metrics):
         for k, v in metrics.items():
@@ -127,7 +139,7 @@ def read_tensorboard_last(logdir) -> tuple[int, int]:
             max((s for s, _ in tags.get(STEP_PREFIX + "round", [])), default=-1))
 
 
-class MLflow:
+class MLflow(Backend):
     """A file store at <output.dir>/mlruns (all runs of a sweep in one store), or MLFLOW_TRACKING_URI when set."""
 
     def __init__(self, ctx: dict):
@@ -163,9 +175,6 @@ class MLflow:
         except Exception:  # noqa: BLE001 - another run of the sweep created it a moment ago
             return self.client.get_experiment_by_name(name).experiment_id
 
-    def last_logged(self):
-        return self.last
-
     def log(self, kind, step, metrics):
         import time
 
@@ -178,15 +187,12 @@ class MLflow:
             self.client.log_batch(self.run_id, metrics=body[i : i + 1000])
         self.client.log_batch(self.run_id, metrics=sentinel)
 
-    def flush(self):
-        pass
-
     def close(self, finished):
         if finished:
             self.client.set_terminated(self.run_id, "FINISHED")
 
 
-class WandB:
+class WandB(Backend):
     """Offline (files under <run>/wandb/, `wandb sync` uploads them) unless WANDB_MODE says otherwise or the user is logged in."""
 
     def __init__(self, ctx: dict):
@@ -206,16 +212,10 @@ class WandB:
         self.run.define_metric("round")
         self.run.define_metric(STEP_PREFIX + "index")
 
-    def last_logged(self):
-        return self.last
-
     def log(self, kind, step, metrics):
         if kind == "step":
             metrics = {STEP_PREFIX + "index": step, **metrics}
         self.run.log(metrics)
-
-    def flush(self):
-        pass
 
     def close(self, finished):
         self.run.finish(exit_code=0 if finished else 1)
@@ -287,7 +287,71 @@ def read_wandb_last(wandb_dir, run_id: str) -> tuple[int, int]:
             max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1))
 
 
-BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow}
+class Trackio(Backend):
+    """A local trackio store at <run>/trackio (one SQLite file per store; `TRACKIO_DIR=<run>/trackio trackio show` opens
+    it). Project = output.experiment, run name = <variant>/seed<seed>; a resume reopens the run by that name."""
+
+    def __init__(self, ctx: dict):
+        self.dir = Path(ctx["path"]) / "trackio"
+        trackio = use_trackio_dir(self.dir)
+        self.last = read_trackio_last(self.dir, ctx["experiment"], ctx["name"])
+        with _stdout_to_log():  # trackio prints its banners; the CLI's stdout is rlhfsim's
+            self.run = trackio.init(project=ctx["experiment"], name=ctx["name"], config=ctx["config"], resume="allow",
+                                    auto_log_cpu=False, auto_log_gpu=False, embed=False)
+
+    def log(self, kind, step, metrics):
+        self.run.log(metrics, step=step)  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
+
+    def close(self, finished):
+        import trackio
+
+        with _stdout_to_log():
+            trackio.finish()  # writes what is queued
+
+
+def use_trackio_dir(path: Path):
+    """Point trackio's store at `path`. trackio reads TRACKIO_DIR once, at import, into module globals, so a second
+    run in the same process (tests, report) needs those globals moved too. SQLite mode, not trackio's JSONL inbox
+    (its choice on network filesystems): the store has one writer, the run, and the resume reads its database."""
+    path = Path(path).resolve()
+    os.environ["TRACKIO_DIR"], os.environ["TRACKIO_STORAGE_MODE"] = str(path), "sqlite"
+    import trackio
+
+    dirs = {"TRACKIO_DIR": path, "MEDIA_DIR": path / "media", "ARTIFACTS_DIR": path / "artifacts"}
+    for name, mod in list(sys.modules.items()):
+        if mod is not None and (name == "trackio" or name.startswith("trackio.")):
+            for attr, value in dirs.items():
+                if isinstance(getattr(mod, attr, None), Path):
+                    setattr(mod, attr, value)
+    return trackio
+
+
+def read_trackio(store, project: str, run: str) -> list[dict]:
+    """The run's logged rows (metrics plus `step`) from a local trackio store, read with trackio's SQLiteStorage."""
+    use_trackio_dir(store)
+    from trackio.sqlite_storage import SQLiteStorage
+
+    return SQLiteStorage.get_logs(project, run=run)
+
+
+def read_trackio_last(store, project: str, run: str) -> tuple[int, int]:
+    rows = read_trackio(store, project, run) if Path(store).exists() else []
+    return (max((r["step"] for r in rows if "round" in r), default=-1),
+            max((r["step"] for r in rows if STEP_PREFIX + "round" in r), default=-1))
+
+
+@contextlib.contextmanager
+def _stdout_to_log():
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for line in buf.getvalue().splitlines():
+            log.debug("trackio: %s", line)
+
+
+BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
 
 
 # ----------------------------------------------------------------------------- the run's set of trackers
@@ -323,7 +387,7 @@ class Trackers:
         for n in names:
             b = BACKENDS[n](ctx)
             self.open[n] = b
-            self.last[n] = list(b.last_logged())
+            self.last[n] = list(b.last)
         self.next_step = len(steps)
         for n, b in self.open.items():  # backfill what the run's files hold and the tracker lacks
             self._send(n, [("round", int(r["round"]), round_metrics(r)) for r in rounds]

@@ -69,11 +69,11 @@ def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch,
     from rlhfsim.cli import main
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow") else real(name, *a))
-    assert main(["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow]", "--out", "/nonexistent/never"]) == 2
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow", "trackio") else real(name, *a))
+    assert main(["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow,trackio]", "--out", "/nonexistent/never"]) == 2
     err = capsys.readouterr()
     msg = " ".join((err.out + err.err).split())
-    assert "wandb, mlflow are not installed" in msg and "pip install -e '.[wandb,mlflow]'" in msg
+    assert "wandb, mlflow, trackio are not installed" in msg and "pip install -e '.[wandb,mlflow,trackio]'" in msg
     assert main(["run", TINY, "--set", "output.report_to=[tensorboard,neptune]"]) == 2
     msg = " ".join((lambda e: e.out + e.err)(capsys.readouterr()).split())
     assert "report_to" in msg and "neptune" in msg and "'tensorboard'" in msg
@@ -83,10 +83,11 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")
     pytest.importorskip("wandb")
+    pytest.importorskip("trackio")
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "runs" / "tiny" / "default" / "seed0"
-    sets = ["--set", "output.report_to=[tensorboard,mlflow,wandb]", "--set", f"output.dir={tmp_path / 'runs'}",
+    sets = ["--set", "output.report_to=[tensorboard,mlflow,wandb,trackio]", "--set", f"output.dir={tmp_path / 'runs'}",
             "--set", f"policy.cache_dir={sft_cache}", "--set", "loop.rounds=3"]
     # killed after round 2's rows reached the trackers, before its checkpoint: the resume recomputes round 2
     p = rlhfsim(["run", TINY, "--out", str(run), *sets], tmp_path, kill_at="evaluate:2:publish")
@@ -114,7 +115,7 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert len(client.search_runs([exp.experiment_id])) == 1  # the resume continued the same MLflow run
     info = client.get_run(state["mlflow"]["run_id"])
     assert info.info.status == "FINISHED" and info.info.run_name == "default/seed0"
-    assert info.data.params["seed"] == "0" and info.data.params["output.report_to"] == '["tensorboard", "mlflow", "wandb"]'
+    assert info.data.params["seed"] == "0" and info.data.params["output.report_to"] == '["tensorboard", "mlflow", "wandb", "trackio"]'
     hist = sorted((m.step, m.value) for m in client.get_metric_history(info.info.run_id, "eval/gold"))
     assert hist == list(enumerate(gold))
     hist = sorted((m.step, m.value) for m in client.get_metric_history(info.info.run_id, "steps/loss/policy_avg"))
@@ -128,6 +129,37 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     wb_steps = sorted((r["steps/index"], r["steps/loss/policy_avg"]) for r in wb if "steps/index" in r)
     assert wb_steps == list(enumerate(loss))
 
+    tk = T.read_trackio(run / "trackio", "tiny", "default/seed0")  # trackio's own SQLiteStorage reader
+    assert sorted((r["step"], r["eval/gold"]) for r in tk if "round" in r) == list(enumerate(gold))
+    assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in tk if "steps/round" in r) == list(enumerate(loss))
+    from trackio.sqlite_storage import SQLiteStorage
+
+    assert SQLiteStorage.get_runs("tiny") == ["default/seed0"]  # the resume continued the same trackio run
+    assert SQLiteStorage.get_run_config("tiny", "default/seed0")["seed"] == 0
+
+
+def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
+    """A reopened trackio run skips the rows its store holds (a kill after sending them) and sends the rest."""
+    pytest.importorskip("trackio")
+    from rlhfsim.config import load_config
+
+    cfg = load_config(TINY, [f"output.dir={tmp_path}", "output.report_to=[trackio]"])
+    rounds = [{"round": r, "eval/gold": 0.1 * r} for r in range(4)]
+    steps = [{"round": 1 + i // 2, "loss/policy_avg": -i} for i in range(6)]
+    t = T.Trackers(["trackio"], tmp_path, cfg, rounds[:3], steps[:4])  # the store gets rounds 0-2 and steps 0-3
+    t.close(finished=False)
+    assert T.read_trackio_last(tmp_path / "trackio", "tiny", "default/seed0") == (2, 3)
+    changed = [{**r, "eval/gold": -1.0} for r in rounds]  # what a resend would show
+    t = T.Trackers(["trackio"], tmp_path, cfg, changed[:2], steps[:2])  # files cut back to the checkpoint (round 1)
+    assert t.last["trackio"] == [2, 3]
+    for r in changed[2:]:
+        t.log_round(r)
+    t.log_steps(steps[2:])
+    t.close(finished=True)
+    rows = T.read_trackio(tmp_path / "trackio", "tiny", "default/seed0")
+    assert sorted((r["step"], r["eval/gold"]) for r in rows if "round" in r) == [(0, 0.0), (1, 0.1), (2, 0.2), (3, -1.0)]
+    assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in rows if "steps/round" in r) == [(i, -i) for i in range(6)]
+
 
 def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
     from rlhfsim.config import load_config
@@ -136,4 +168,4 @@ def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
     out = tmp_path / "seed0"
     run(load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"]), out=out)
     names = {p.name for p in out.iterdir()}
-    assert not names & {"tensorboard", "wandb", "mlruns", T.STATE_FILE} and "metrics.jsonl" in names
+    assert not names & {"tensorboard", "wandb", "mlruns", "trackio", T.STATE_FILE} and "metrics.jsonl" in names

@@ -51,6 +51,17 @@ def run_in_worker(run_dir: str, threads: int) -> int:
             sys.stdout, sys.stderr, console.file = out, err, cfile
 
 
+def check_fits(resources, cluster: dict) -> None:
+    """A run asking for more than the whole cluster has (Ray's cluster_resources(): CPU, GPU, memory in bytes) would
+    wait forever: a ConfigError naming the field instead."""
+    for key, field, scale, unit in (("CPU", "cpus", 1, ""), ("GPU", "gpus", 1, ""), ("memory", "memory_gb", 2**30, " GiB")):
+        want, have = (getattr(resources, field) or 0) * scale, cluster.get(key, 0)
+        if want > have:
+            raise ConfigError(f"resources.{field}: each run asks for {want / scale:g}{unit} {key} but the Ray cluster has "
+                              f"{have / scale:g}{unit} in all; lower resources.{field} in the experiment file or add nodes "
+                              "(a local Ray gets --ray-cpus CPUs)")
+
+
 class RayProc:
     """A submitted run with the part of subprocess.Popen's interface that runner.execute uses."""
 
@@ -96,31 +107,25 @@ class RayBackend:
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster there ({str(e).splitlines()[0][:200]}); "
+            why = str(e).splitlines()[0][:200]
+            if address is None:
+                raise ConfigError(f"--backend ray: a local Ray did not start ({why}); join a running cluster with --address "
+                                  "(ray start --head prints it) or use --backend local") from None
+            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster there ({why}); "
                               "give the head node's address (ray start --head prints it) or drop --address") from None
         self.resources = resources
         self.threads = max(1, int(resources.cpus))
-        self.check_fits(ray.cluster_resources())
+        try:
+            check_fits(resources, ray.cluster_resources())
+        except ConfigError:
+            self.close()
+            raise
         opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": retries, "max_calls": 1}
         if resources.memory_gb:
             opts["memory"] = int(resources.memory_gb * 2**30)
         env = {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]),
                                                           os.environ.get("PYTHONPATH", "")] if p)}
         self.task = ray.remote(**opts)(run_in_worker).options(runtime_env={"env_vars": env})
-
-    def check_fits(self, cluster: dict) -> None:
-        """A run asking for more than the whole cluster has would wait forever: a ConfigError instead."""
-        r = self.resources
-        want = {"CPU": r.cpus, "GPU": r.gpus, "memory": (r.memory_gb or 0) * 2**30}
-        for k, v in want.items():
-            if v > cluster.get(k, 0):
-                self.close()
-                have = cluster.get(k, 0) / (2**30 if k == "memory" else 1)
-                unit = " GiB" if k == "memory" else ""
-                field = {"CPU": "cpus", "GPU": "gpus", "memory": "memory_gb"}[k]
-                raise ConfigError(f"resources.{field}: each run asks for {v / (2**30 if k == 'memory' else 1):g}{unit} {k} but the "
-                                  f"Ray cluster has {have:g}{unit} in all; lower resources.{field} in the experiment file "
-                                  "or add nodes (a local Ray gets --ray-cpus CPUs)")
 
     def start(self, job) -> RayProc:
         return RayProc(self.task.remote(str(job.spec.path.resolve()), self.threads))
