@@ -262,6 +262,10 @@ class LoopConfig(Strict):
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+    diagnose_on_eval: bool = Field(
+        False, description="Phase 6 diagnoses the new reward model on the previous round's phase-8 held-out samples instead of a "
+        "fresh draw: the same policy made them (nothing changes it in between) and the reward model never trained on them, so "
+        "they are held out; it halves the evaluation's sampling. A resumed run regenerates them from the eval stream (identical).")
     stop_on_stagnation: bool = Field(
         False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
         "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")

@@ -92,6 +92,7 @@ class Simulation:
         self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
+        self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -192,6 +193,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
         sim.restore(models, state)
         run_dir.truncate_after(done_round)
         first = done_round + 1
+        if L.diagnose_on_eval:  # the eval stream is seeded per round: the same policy redraws the same samples
+            sim.last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate")
         log.info("resuming %s after round %d", run_dir.path, done_round)
     else:
         for name in ("metrics.jsonl", "ppo_steps.jsonl"):
@@ -203,6 +206,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
         run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
         run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
         run_dir.log_round(row0)
+        sim.last_eval = ev
         reporter.round_done(row0)
 
     reporter.start(L.rounds, first)
@@ -248,7 +252,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 6 diagnose the reward model on fresh held-out samples --------------------------
             reporter.phase(r, "diagnose")
             with timed(row, "diagnose_rm"):
-                ev = sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")
+                ev = sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")
                 row.update(diagnose_reward_model(sim, ev))
                 if L.diagnose_train and L.reward_source == "learned":
                     row.update(diagnose_training_groups(sim, r))
@@ -297,6 +301,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             run_dir.log_round(row)
             if cfg.output.checkpoints:
                 run_dir.save_checkpoint(r, *sim.state(r))
+            sim.last_eval = ev  # kept only once the round is complete (a skipped round keeps the previous policy's)
             reporter.round_done(row)
             early_stop = stagnation_stop(run_dir.metrics(), L) if L.stop_on_stagnation else None
         if early_stop is not None:  # run-level early stopping: the policy stopped improving

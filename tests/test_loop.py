@@ -119,3 +119,18 @@ def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cac
         assert rows[0][key] == rows[1][key] == rows[2][key], key
     # the eval samples did change with the policy (so a sample-based measure is free to move)
     assert rows[1]["collapse/shape_gold"] != rows[2]["collapse/shape_gold"]
+
+
+def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tiny_run, tmp_path, sft_cache):
+    """loop.diagnose_on_eval: phase 6 of round r scores round r-1's phase-8 samples (so rm/* differ from a fresh draw, while
+    the training stream and phase-8 metrics are untouched), and a resume redraws them identically."""
+    cfg, out, _ = tiny_run
+    over = [f"policy.cache_dir={sft_cache}", "loop.diagnose_on_eval=true"]
+    run(load_config("configs/tiny.yaml", over), out=tmp_path / "full")
+    run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / "r")
+    run(load_config("configs/tiny.yaml", over), out=tmp_path / "r", resume=True)
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
+    full, resumed, fresh = (strip(read_jsonl(p / "metrics.jsonl")) for p in (tmp_path / "full", tmp_path / "r", out))
+    assert full == resumed
+    assert [r["eval/gold"] for r in full] == [r["eval/gold"] for r in fresh]  # phase 8 and training unchanged
+    assert full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"] or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
