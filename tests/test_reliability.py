@@ -157,7 +157,7 @@ def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted
     same_run(tmp_path / "ref", out)
 
 
-def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path, sft_cache, monkeypatch):
+def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path, sft_cache, monkeypatch, capsys):
     """Fail closed: an optimiser that does not emit a metric its guard watches is stopped, not silently unguarded."""
     from rlhfsim.guards import MissingWatched
     from rlhfsim.optim.group import GroupOptimizer
@@ -173,6 +173,10 @@ def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path,
     cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "optimizer={name: grpo, batch_size: 16}"])
     with pytest.raises(MissingWatched, match="round 1, phase policy: watched metric 'objective/kl' is missing"):
         run(cfg, out=tmp_path / "r")
+    # the CLI: exit 3 (stopped for safety, as a divergence) with the message, not a traceback
+    code = main(["run", TINY, "--out", str(tmp_path / "c"), "--set", f"policy.cache_dir={sft_cache}",
+                 "--set", "optimizer={name: grpo, batch_size: 16}"])
+    assert code == 3 and "watched metric 'objective/kl' is missing" in capsys.readouterr().out
     assert [r["round"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == [0]  # nothing after the SFT row
 
 
