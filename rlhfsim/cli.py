@@ -27,7 +27,7 @@ ROUND_COLUMNS = [
     ("eval/proxy", "proxy", "{:.3f}"),
     ("eval/kl", "KL", "{:.2f}"),
     ("rm/pairwise_acc", "RM acc", "{:.2f}"),
-    ("collapse/index", "collapse", "{:.3f}"),
+    ("collapse/probe_shape_rel", "collapse", "{:.3f}"),
     ("time/round", "s", "{:.1f}"),
 ]
 
@@ -77,7 +77,7 @@ class RichReporter:
 
 def cmd_run(args) -> int:
     from rlhfsim.config import load_config
-    from rlhfsim.guards import Diverged
+    from rlhfsim.guards import Diverged, MissingWatched
     from rlhfsim.tracking import RunDir, check_writable, read_status, resume_config
 
     # everything a user can get wrong is checked here, in seconds, before models are imported or trained
@@ -91,6 +91,10 @@ def cmd_run(args) -> int:
             raise ConfigError("rlhfsim run: give a CONFIG file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.set)
         out = args.out
+    if cfg.output.report_to:
+        from rlhfsim.trackers import check_installed
+
+        check_installed(cfg.output.report_to)
     check_writable(Path(cfg.policy.cache_dir), "SFT cache directory (policy.cache_dir)",
                    "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache")
     run_dir = RunDir.for_config(cfg, out)
@@ -113,6 +117,13 @@ def cmd_run(args) -> int:
         console.print(f"[red]diverged:[/red] {e}", soft_wrap=True, highlight=False)
         console.print(f"earlier rounds are intact in {run_dir.path}; metrics.jsonl ends with the diagnostic row of round {e.round}",
                       soft_wrap=True, highlight=False)
+        return 3
+    except MissingWatched as e:  # an optimiser does not emit a metric its guard watches: stopped rather than unguarded
+        from rich.markup import escape
+
+        console.print(f"[red]stopped:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        console.print(f"earlier rounds are intact in {run_dir.path}; the optimiser's `watched` names must match the metrics "
+                      "its iteration returns", soft_wrap=True, highlight=False)
         return 3
     console.print(rounds_table(run_dir.metrics(), f"{cfg.output.experiment}/{cfg.output.variant} seed {cfg.seed}"))
     console.print(
@@ -165,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run one config")
     r.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/config.md)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. ppo.kl_coef=0.1")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.kl_coef=0.1")
     r.add_argument("--out", help="run directory (default: <output.dir>/<experiment>/<variant>/seed<seed>)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last complete round")
     r.set_defaults(func=cmd_run)
@@ -207,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages quote things like pip install -e '.[wandb]'
+
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except OSError as e:  # a file or folder the command needs cannot be read or written
         where = f"{e.filename}: " if e.filename else ""

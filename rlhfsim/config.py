@@ -4,31 +4,31 @@ Every field is declared once here with its type, default, range and a descriptio
 is generated from these declarations (`rlhfsim validate --schema`). Unknown keys are errors, so a
 typo can never silently fall back to a default.
 
-    cfg = load_config("configs/quickstart.yaml", overrides=["ppo.kl_coef=0.1"])
+    cfg = load_config("configs/quickstart.yaml", overrides=["optimizer.kl_coef=0.1"])
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rlhfsim.diagnostics.audit import AuditConfig
+from rlhfsim.guards import GuardsConfig
+from rlhfsim.optim.config import all_configs
+from rlhfsim.ppo.config import PPOConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
 from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
 
 
-class ConfigError(ValueError):
-    """A config problem a user can fix; the CLI prints the message and exits with code 2."""
+from rlhfsim.schema import ConfigError, Strict  # noqa: F401  (re-exported: rlhfsim.config.ConfigError is the public name)
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
 
 
 class UtilitySpec(Strict):
@@ -98,13 +98,15 @@ class EarlyStopConfig(Strict):
 
     mode: Literal["none", "patience", "collapse"] = Field(
         "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
-        "collapse: held-out collapse index below min_collapse_index or saturation above max_saturation.")
+        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_shape_dep or saturation above max_saturation.")
     holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
     monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
     patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
     min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
     min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
-    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out collapse index falls below this.")
+    min_shape_dep: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every "
+                                         "prompt one standardised profile; gold's is about 0.2 on the quickstart world) falls below this. "
+                                         "Replaces min_collapse_index (the W1 type-profile index, opposite scale) since issue 17.")
     max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
 
 
@@ -130,9 +132,14 @@ class RewardConfig(Strict):
     bounded: bool | None = Field(
         None, description="Rewards are sigmoid(logit) in [0,1] (paper) if true, raw logits if false; null = bounded iff a utility needs it."
     )
+    type_weighting: Literal["range", "raw"] = Field(
+        "range", description="How prompt-aware utilities are balanced: range = each type's utility divided by its range "
+        "U(1) - U(0) on [0, 1], times the geometric mean of the ranges (same average pull per type; identity for one shared "
+        "utility); raw = the paper's plain average of raw utilities over all labelled pairs (rlhfsim.reward.trainer.type_weights).")
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient-norm clipping per member and optimiser step (null: none).")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning-rate decay over each round's optimiser steps (transformers' schedulers): constant, "
         "or linear / cosine decay to 0 (the reward-collapse paper's recipe is cosine with warmup 0.1).")
@@ -155,7 +162,12 @@ class RewardConfig(Strict):
         "one model's cost, less diverse members. Built-in reward models only.")
     aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
         "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members "
+                              "(standardised members when standardise_members: lambda in standardised units).")
+    standardise_members: bool = Field(
+        True, description="wco/uwo: standardise each member (its mean and std on the fixed probe set, recomputed after each "
+        "training round) before the min / variance, so arbitrary member offsets and scales do not decide them "
+        "(rlhfsim.reward.ensemble.aggregate); false = raw members as in Coste et al.")
     ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
         "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
         "bootstrap (own bootstrap resample of the buffer each round, own order). heads: same_order (the default there) "
@@ -176,8 +188,8 @@ class RewardConfig(Strict):
             raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
                              "set reward.ensemble_size >= 2 or reward.aggregation: mean")
         es = self.early_stop
-        if es.mode == "collapse" and es.min_collapse_index is None and es.max_saturation is None:
-            raise ValueError("early_stop.mode collapse needs early_stop.min_collapse_index and/or early_stop.max_saturation")
+        if es.mode == "collapse" and es.min_shape_dep is None and es.max_saturation is None:
+            raise ValueError("early_stop.mode collapse needs early_stop.min_shape_dep and/or early_stop.max_saturation")
         if es.mode != "none" and es.holdout == 0:
             raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
         if es.min_epochs > self.epochs:
@@ -209,37 +221,6 @@ class RewardConfig(Strict):
             return self.bounded
         specs = [self.utility, *(self.prompt_aware or {}).values()]
         return any(s.build().needs_bounded for s in specs)
-
-
-class PPOConfig(Strict):
-    """PPO with a KL anchor to the frozen SFT reference (Ziegler et al. 2019; TRL's PPO trainer)."""
-
-    iterations: int = Field(4, ge=0, le=100000, description="PPO iterations (rollout + update) per round.")
-    batch_size: int = Field(64, ge=1, description="Prompts per PPO iteration, one completion each.")
-    epochs: int = Field(2, ge=1, le=100, description="Optimisation epochs over each rollout batch.")
-    minibatches: int = Field(2, ge=1, description="Minibatches per epoch; must divide batch_size.")
-    lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate for policy and value model.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    clip_range: float = Field(0.2, gt=0, le=1, description="Policy ratio clip.")
-    clip_range_value: float = Field(0.2, gt=0, description="Value prediction clip around the old value.")
-    vf_coef: float = Field(0.1, ge=0, description="Value loss coefficient.")
-    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    whiten_advantages: bool = Field(True, description="Whiten advantages over the batch (masked).")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
-    kl_controller: Literal["fixed", "adaptive"] = Field("fixed", description="fixed beta, or the adaptive controller.")
-    kl_coef: float = Field(0.05, ge=0, description="beta (initial beta for the adaptive controller).")
-    kl_target: float = Field(1.0, gt=0, description="Adaptive controller: target sequence KL (nats).")
-    kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
-    missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
-    target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
-    value_init: Literal["policy", "fresh", "reward"] = Field(
-        "policy", description="Separate value model's backbone starts from the SFT policy, random, or reward.checkpoint "
-        "(a causal LM sharing the policy's tokenizer: per-token values need the policy's tokens and no look-ahead)."
-    )
-    value_model: Literal["separate", "shared"] = Field(
-        "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
-        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
 
 
 class AnnotatorConfig(Strict):
@@ -281,10 +262,17 @@ class LoopConfig(Strict):
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+    diagnose_on_eval: bool = Field(
+        False, description="Phase 6 diagnoses the new reward model on the previous round's phase-8 held-out samples instead of a "
+        "fresh draw: the same policy made them (nothing changes it in between) and the reward model never trained on them, so "
+        "they are held out; it halves the evaluation's sampling. A resumed run regenerates them from the eval stream (identical).")
     stop_on_stagnation: bool = Field(
-        False, description="End the run once stagnation is detected (gold slope below stagnation_slope over stagnation_window rounds while the policy moves).")
+        False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
+        "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")
     stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
-    stagnation_slope: float = Field(0.005, description="Gold slope per round below which a window counts as stagnating.")
+    stagnation_slope: float = Field(0.0, ge=0, description="Smallest gold slope per round that counts: a window rises only when its "
+                                    "slope interval lies above +stagnation_slope, falls when below -stagnation_slope, else it is flat.")
+    stagnation_level: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the gold-slope interval of a stagnation window.")
 
 
 class OutputConfig(Strict):
@@ -295,18 +283,10 @@ class OutputConfig(Strict):
     variant: str = Field("default", description="Variant name (a directory level).")
     n_samples: int = Field(6, ge=0, description="Decoded completions saved per round in samples/round_XXX.jsonl.")
     checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
-
-
-class GuardsConfig(Strict):
-    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
-
-    on_divergence: Literal["stop", "skip_round"] = Field(
-        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
-        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
-    )
-    max_abs_reward: float = Field(
-        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
-        "|mean PPO score| or |mean proxy| of a batch."
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl (any subset; "
+        "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
+        "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI), <run>/trackio."
     )
 
 
@@ -338,7 +318,9 @@ class Config(Strict):
     )
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=PPOConfig, discriminator="name",
+        description="Phase 7, the policy optimiser: name ppo (default), grpo, dr_grpo, rloo or online_dpo, and its fields.")
     loop: LoopConfig = Field(default_factory=LoopConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
@@ -348,10 +330,16 @@ class Config(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _world_default_name(cls, v: Any) -> Any:
-        # a world section without `name` is the synthetic world (as before worlds were a tagged union)
-        if isinstance(v, dict) and isinstance(v.get("world"), dict) and "name" not in v["world"]:
-            v = {**v, "world": {"name": "synthetic", **v["world"]}}
+    def _default_names(cls, v: Any) -> Any:
+        # a world section without `name` is the synthetic world (as before worlds were a tagged union); an optimizer
+        # section without `name` is PPO
+        if isinstance(v, dict):
+            for key, name in (("world", "synthetic"), ("optimizer", "ppo")):
+                if isinstance(v.get(key), dict) and "name" not in v[key]:
+                    v = {**v, key: {"name": name, **v[key]}}
+            if "ppo" in v:
+                raise ValueError("the `ppo:` section is now `optimizer:` with `name: ppo` (same fields), e.g. "
+                                 "optimizer: {name: ppo, kl_coef: 0.2}; --set ppo.X=... is --set optimizer.X=...")
         return v
 
     @model_validator(mode="before")
@@ -370,8 +358,6 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
-        if self.ppo.batch_size % self.ppo.minibatches:
-            raise ValueError(f"ppo.minibatches ({self.ppo.minibatches}) must divide ppo.batch_size ({self.ppo.batch_size})")
         text = self.world.name == "text"
         if self.policy.checkpoint is not None and not text:
             raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")
@@ -381,8 +367,9 @@ class Config(Strict):
             raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
         if self.policy.lora is not None and self.policy.checkpoint is None:
             raise ValueError("policy.lora needs policy.checkpoint")
-        if self.ppo.value_init == "reward" and (self.reward.checkpoint is None or self.ppo.value_model == "shared"):
-            raise ValueError("ppo.value_init: reward needs reward.checkpoint and ppo.value_model: separate")
+        opt = self.optimizer
+        if opt.name == "ppo" and opt.value_init == "reward" and (self.reward.checkpoint is None or opt.value_model == "shared"):
+            raise ValueError("optimizer.value_init: reward needs reward.checkpoint and optimizer.value_model: separate")
         if text and self.world.reference_column is None:
             if self.loop.reference_mix > 0:
                 raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
@@ -475,9 +462,9 @@ def _format_error(err: ValidationError, raw: dict) -> str:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """'ppo.kl_coef=0.1' -> (['ppo', 'kl_coef'], 0.1); the value is parsed as YAML."""
+    """'optimizer.kl_coef=0.1' -> (['optimizer', 'kl_coef'], 0.1); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. ppo.kl_coef=0.1")
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. optimizer.kl_coef=0.1")
     key, value = item.split("=", 1)
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
@@ -490,7 +477,7 @@ def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:
     """raw['a']['b'] = value for key 'a.b' (as `--set a.b=...` does: the value replaces what was there)."""
     parts = key.split(".")
     if not key or any(not p for p in parts):
-        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. ppo.kl_coef)")
+        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. optimizer.kl_coef)")
     node = raw
     for p in parts[:-1]:
         node = node.setdefault(p, {})
@@ -514,11 +501,14 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML file (see configs/)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: malformed YAML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
+    if raw is None:  # an empty file (or only comments) is a mistake, not a request for every default
+        raise ConfigError(f"{path}: the file is empty; write at least one section (see configs/quickstart.yaml), "
+                          "or run without a config file for every default")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (world, policy, ...), got {type(raw).__name__}")
     return raw

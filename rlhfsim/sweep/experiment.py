@@ -42,6 +42,14 @@ class Endpoint(BaseModel):
             raise ValueError(why)
         return v
 
+class ResourcesSpec(BaseModel):
+    """What each run asks of a Ray cluster (`rlhfsim sweep --backend ray`); the local backend ignores it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: float = Field(1, gt=0, description="CPUs per run (also its torch thread count, rounded down, at least 1).")
+    gpus: float = Field(0, ge=0, description="GPUs per run (Ray sets CUDA_VISIBLE_DEVICES); give 1 with device: cuda.")
+    memory_gb: float | None = Field(None, gt=0, description="Memory per run in GiB that Ray reserves (None: no reservation).")
 
 
 class ExperimentSpec(BaseModel):
@@ -75,6 +83,7 @@ class ExperimentSpec(BaseModel):
         if bad:
             raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(FIGURE_IDS)}")
         return v
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-run resources on Ray (--backend ray).")
 
     @field_validator("name")
     @classmethod
@@ -281,7 +290,7 @@ def expand_variants(spec: ExperimentSpec) -> list[Variant]:
 def _check_keys(overrides: dict[str, Any], where: str) -> None:
     for k in overrides:
         if not isinstance(k, str) or not k or any(not p for p in k.split(".")):
-            raise ConfigError(f"{where}{k!r}: not a dotted config key (e.g. ppo.kl_coef)")
+            raise ConfigError(f"{where}{k!r}: not a dotted config key (e.g. optimizer.kl_coef)")
         for r in RESERVED_KEYS:
             if k == r or k.startswith(r + ".") or r.startswith(k + "."):
                 hint = "list them under `seeds`" if r == "seed" else "the sweep sets it (use --out for the root)"

@@ -30,7 +30,7 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
     raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     raw.update(seed=seed)
     raw["loop"]["rounds"] = rounds
-    raw["ppo"]["kl_coef"] = kl_coef
+    raw["optimizer"]["kl_coef"] = kl_coef
     raw["output"].update(experiment="study", variant=variant, dir=str(root.parent))
     cfg = config_from_dict(raw)
     d = root / variant / f"seed{seed}"
@@ -45,8 +45,8 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
                "eval/gold_closed": gold - 0.1, "eval/accuracy_closed": gold - 0.1, "time/round": 1.0}
         if r > 0:
             row.update({"eval/proxy": 0.2 * r, "eval/proxy_open": 0.2 * r, "eval/proxy_closed": 0.1 * r,
-                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/index": 0.3 / r, "collapse/index_gold": 0.3,
-                        "collapse/index_gap": 0.3 - 0.3 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
+                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/probe_shape": 1 - 0.3 / r, "collapse/probe_shape_gold": 0.7,
+                        "collapse/probe_shape_rel": 1 - 1 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
         rows.append(row)
         types = np.repeat(["open", "closed"], P // 2)
         gold_pk = np.where(types[:, None] == "closed", rng.integers(0, 2, (P, K)), rng.uniform(0, 1, (P, K)))
@@ -72,7 +72,7 @@ def make_study(tmp_path: Path) -> Path:
         fab_run(root, "high_kl", seed, 0.2, 0.05)
     (root / "experiment.yaml").write_text(yaml.safe_dump({
         "name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
-        "variants": {"low_kl": {"ppo.kl_coef": 0.01}, "high_kl": {"ppo.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
+        "variants": {"low_kl": {"optimizer.kl_coef": 0.01}, "high_kl": {"optimizer.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
     }))
     return root
 
@@ -121,7 +121,7 @@ def test_report_from_tiny_runs(built):
     # summary.csv: one row per run with summary fields and final metrics
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == 4 and set(s["variant"]) == {"low_kl", "high_kl"} and sorted(s["seed"]) == [0, 0, 1, 1]
-    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_index_final", "wall_time_s", "final/eval/gold"):
+    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_probe_shape_rel_final", "wall_time_s", "final/eval/gold"):
         assert col in s.columns, col
     assert np.allclose(s["gold_final"], s["final/eval/gold"])
 
@@ -138,7 +138,7 @@ def test_report_from_tiny_runs(built):
     w = paired_effect(by_seed[by_seed["variant"] == "high_kl"]["gold_final"], by_seed[by_seed["variant"] == "low_kl"]["gold_final"])
     assert f"Δ {w['diff']:+.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}]" in table[1]
     # what differs: the KL coefficient, and nothing about seeds or names
-    assert re.search(r"\| ppo\.kl_coef \| 0\.01 \| 0\.2 \|", md)
+    assert re.search(r"\| optimizer\.kl_coef \| 0\.01 \| 0\.2 \|", md)
     assert "| seed |" not in md and "output.variant" not in md
     assert "Nothing missing" in md
 

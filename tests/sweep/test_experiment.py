@@ -8,7 +8,7 @@ from rlhfsim.config import ConfigError
 from rlhfsim.sweep.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = "name: x\nquestion: q\nbase: {base}\nvariants: {{a: {{}}, b: {{ppo.kl_coef: 0.2}}}}\n"
+HEAD = "name: x\nquestion: q\nbase: {base}\nvariants: {{a: {{}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
 
 
 def _write(tmp_path, body: str) -> Path:
@@ -19,7 +19,7 @@ def _write(tmp_path, body: str) -> Path:
 
 def test_study_fields_load():
     body = ("primary: {endpoint: gold_gain, better: higher}\nsecondary: [{endpoint: gold_drop_after_peak, better: higher}, "
-            "{endpoint: final/eval/kl}]\nheadline: [effect_sizes, fig3_gold_vs_sqrt_kl]\nfactors: {kl: ppo.kl_coef}\n")
+            "{endpoint: final/eval/kl}]\nheadline: [effect_sizes, fig3_gold_vs_sqrt_kl]\nfactors: {kl: optimizer.kl_coef}\n")
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -27,7 +27,7 @@ def test_study_fields_load():
     s = exp.spec
     assert s.primary.endpoint == "gold_gain" and s.primary.better == "higher"
     assert [e.endpoint for e in s.secondary] == ["gold_drop_after_peak", "final/eval/kl"] and s.secondary[1].better == "higher"
-    assert s.headline == ["effect_sizes", "fig3_gold_vs_sqrt_kl"] and s.factors == {"kl": "ppo.kl_coef"}
+    assert s.headline == ["effect_sizes", "fig3_gold_vs_sqrt_kl"] and s.factors == {"kl": "optimizer.kl_coef"}
     rec = exp.resolved()  # the runs root's record keeps them, so a report of runs/<name> finds the answer's endpoint
     assert rec["primary"] == {"endpoint": "gold_gain", "better": "higher"}
 
@@ -38,7 +38,7 @@ def test_study_fields_load():
     ("primary: {endpoint: gold_gain, better: up}\n", ["primary.better", "higher", "lower"]),
     ("primary: {endpoint: gold_gain, dir: up}\n", ["primary.dir", "unknown key", "Valid keys: better, endpoint"]),
     ("headline: [fig99]\n", ["headline", "fig99", "effect_sizes"]),
-    ("factors: {kl: ppo.kl_cof}\n", ["factors.kl", "ppo.kl_cof", "kl_coef"]),
+    ("factors: {kl: optimizer.kl_cof}\n", ["factors.kl", "optimizer.kl_cof", "kl_coef"]),
 ])
 def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
     with pytest.raises(ConfigError) as e:
