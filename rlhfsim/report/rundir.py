@@ -199,7 +199,9 @@ def _recompute_summary(run: RunData, rows: list[dict]) -> None:
     if not rows:
         return
     try:
-        new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")))
+        steps_path = run.path / "ppo_steps.jsonl"  # per-iteration points for the Gao fit, as the run used them
+        steps = _read_jsonl(steps_path) if steps_path.is_file() else None
+        new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")), steps=steps)
     except Exception as e:  # noqa: BLE001 - odd metrics must not stop a report; the file's summary is kept
         run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")
         return
