@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rlhfsim.report.select import variant_groups
+
 log = logging.getLogger(__name__)
 
 ROUND_LABEL = "round (0 = SFT policy)"
@@ -109,41 +111,6 @@ def _int_rounds(ax):
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-MAX_COLOURS = 5  # non-baseline variants per panel; more are split over rows of panels
-
-
-def _factor_value(study, variant: str, key: str):
-    for r in study.runs:
-        if r.variant == variant and r.config is not None:
-            node = r.config
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            return node
-    return None
-
-
-def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, list[str]]]:
-    """[(row label, variants)]: the baseline plus at most max_colours others per row, split by the experiment's first
-    design factor where it has one (e.g. one row per aggregation), else in study order."""
-    others = [v for v in study.variants if v != study.baseline]
-    if len(others) <= max_colours:
-        return [("", list(study.variants))]
-    parts: list[tuple[str, list[str]]] = []
-    factor = next(iter(study.factors.items()), None) if getattr(study, "factors", None) else None
-    if factor is not None:
-        by: dict[str, list[str]] = {}
-        for v in others:
-            by.setdefault(f"{factor[0]} = {_factor_value(study, v, factor[1])}", []).append(v)
-        parts = list(by.items()) if len(by) > 1 else []
-    if not parts:
-        parts = [("", others)]
-    out = []
-    for label, vs in parts:
-        for i in range(0, len(vs), max_colours):
-            out.append((label, [study.baseline, *vs[i:i + max_colours]]))
-    return out
 
 
 def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
