@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rlhfsim.diagnostics.audit import AuditConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
 from rlhfsim.reward.surgery import SurgeryConfig
+from rlhfsim.world.graded import GradedWorldConfig
 from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
@@ -334,9 +335,9 @@ class Config(Strict):
 
     seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
-    world: SyntheticWorldConfig | TextWorldConfig = Field(
-        default_factory=SyntheticWorldConfig, discriminator="name", description="The world: name synthetic (default) or text."
-    )
+    world: SyntheticWorldConfig | GradedWorldConfig | TextWorldConfig = Field(
+        default_factory=SyntheticWorldConfig, discriminator="name",
+        description="The world: name synthetic (default), graded (partial credit, openness levels) or text.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
