@@ -27,7 +27,7 @@ ROUND_COLUMNS = [
     ("eval/proxy", "proxy", "{:.3f}"),
     ("eval/kl", "KL", "{:.2f}"),
     ("rm/pairwise_acc", "RM acc", "{:.2f}"),
-    ("collapse/index", "collapse", "{:.3f}"),
+    ("collapse/probe_shape_rel", "collapse", "{:.3f}"),
     ("time/round", "s", "{:.1f}"),
 ]
 
@@ -91,6 +91,10 @@ def cmd_run(args) -> int:
             raise ConfigError("rlhfsim run: give a CONFIG file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
         cfg = load_config(args.config, args.set)
         out = args.out
+    if cfg.output.report_to:
+        from rlhfsim.trackers import check_installed
+
+        check_installed(cfg.output.report_to)
     check_writable(Path(cfg.policy.cache_dir), "SFT cache directory (policy.cache_dir)",
                    "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache")
     run_dir = RunDir.for_config(cfg, out)
@@ -207,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages quote things like pip install -e '.[wandb]'
+
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except OSError as e:  # a file or folder the command needs cannot be read or written
         where = f"{e.filename}: " if e.filename else ""

@@ -100,13 +100,15 @@ class EarlyStopConfig(Strict):
 
     mode: Literal["none", "patience", "collapse"] = Field(
         "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
-        "collapse: held-out collapse index below min_collapse_index or saturation above max_saturation.")
+        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_shape_dep or saturation above max_saturation.")
     holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
     monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
     patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
     min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
     min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
-    min_collapse_index: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out collapse index falls below this.")
+    min_shape_dep: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every "
+                                         "prompt one standardised profile; gold's is about 0.2 on the quickstart world) falls below this. "
+                                         "Replaces min_collapse_index (the W1 type-profile index, opposite scale) since issue 17.")
     max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
 
 
@@ -132,9 +134,14 @@ class RewardConfig(Strict):
     bounded: bool | None = Field(
         None, description="Rewards are sigmoid(logit) in [0,1] (paper) if true, raw logits if false; null = bounded iff a utility needs it."
     )
+    type_weighting: Literal["range", "raw"] = Field(
+        "range", description="How prompt-aware utilities are balanced: range = each type's utility divided by its range "
+        "U(1) - U(0) on [0, 1], times the geometric mean of the ranges (same average pull per type; identity for one shared "
+        "utility); raw = the paper's plain average of raw utilities over all labelled pairs (rlhfsim.reward.trainer.type_weights).")
     epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
     lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient-norm clipping per member and optimiser step (null: none).")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning-rate decay over each round's optimiser steps (transformers' schedulers): constant, "
         "or linear / cosine decay to 0 (the reward-collapse paper's recipe is cosine with warmup 0.1).")
@@ -157,7 +164,12 @@ class RewardConfig(Strict):
         "one model's cost, less diverse members. Built-in reward models only.")
     aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
         "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members.")
+    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members "
+                              "(standardised members when standardise_members: lambda in standardised units).")
+    standardise_members: bool = Field(
+        True, description="wco/uwo: standardise each member (its mean and std on the fixed probe set, recomputed after each "
+        "training round) before the min / variance, so arbitrary member offsets and scales do not decide them "
+        "(rlhfsim.reward.ensemble.aggregate); false = raw members as in Coste et al.")
     ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
         "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
         "bootstrap (own bootstrap resample of the buffer each round, own order). heads: same_order (the default there) "
@@ -178,8 +190,8 @@ class RewardConfig(Strict):
             raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
                              "set reward.ensemble_size >= 2 or reward.aggregation: mean")
         es = self.early_stop
-        if es.mode == "collapse" and es.min_collapse_index is None and es.max_saturation is None:
-            raise ValueError("early_stop.mode collapse needs early_stop.min_collapse_index and/or early_stop.max_saturation")
+        if es.mode == "collapse" and es.min_shape_dep is None and es.max_saturation is None:
+            raise ValueError("early_stop.mode collapse needs early_stop.min_shape_dep and/or early_stop.max_saturation")
         if es.mode != "none" and es.holdout == 0:
             raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
         if es.min_epochs > self.epochs:
@@ -284,9 +296,12 @@ class LoopConfig(Strict):
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
     stop_on_stagnation: bool = Field(
-        False, description="End the run once stagnation is detected (gold slope below stagnation_slope over stagnation_window rounds while the policy moves).")
+        False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
+        "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")
     stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
-    stagnation_slope: float = Field(0.005, description="Gold slope per round below which a window counts as stagnating.")
+    stagnation_slope: float = Field(0.0, ge=0, description="Smallest gold slope per round that counts: a window rises only when its "
+                                    "slope interval lies above +stagnation_slope, falls when below -stagnation_slope, else it is flat.")
+    stagnation_level: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the gold-slope interval of a stagnation window.")
 
 
 class OutputConfig(Strict):
@@ -297,6 +312,11 @@ class OutputConfig(Strict):
     variant: str = Field("default", description="Variant name (a directory level).")
     n_samples: int = Field(6, ge=0, description="Decoded completions saved per round in samples/round_XXX.jsonl.")
     checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl (any subset; "
+        "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
+        "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI), <run>/trackio."
+    )
 
 
 class GuardsConfig(Strict):

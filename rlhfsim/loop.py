@@ -30,8 +30,8 @@ from rlhfsim.ppo.kl import get_kl_controller
 from rlhfsim.ppo.trainer import PPOTrainer
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate, surgery
-from rlhfsim.reward.ensemble import ensemble_diagnostics
-from rlhfsim.tracking import RunDir, load_module
+from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
+from rlhfsim.tracking import RunDir, load_module, read_jsonl
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator, tie_keys
 from rlhfsim.world.distinct import first_distinct
@@ -83,28 +83,27 @@ class Simulation:
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
-        self.theory = self._theory_optima(cfg.loop.eval_completions)
+        self.theory = self._theory_utilities()
         A = cfg.audit
         self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
 
-    def _theory_optima(self, n: int) -> dict | None:
-        """Finite-n optimum per prompt type for the utility as trained (only meaningful for bounded rewards)."""
+    def _theory_utilities(self) -> dict | None:
+        """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
         if not self.rms.bounded:
             return None
         from rlhfsim.reward.trainer import utilities_for
-        from rlhfsim.theory import optimal_rewards
 
         types = self.world.prompt_types
-        return {t: optimal_rewards(u, n) for t, u in zip(types, utilities_for(self.cfg.reward, types))}
+        return dict(zip(types, utilities_for(self.cfg.reward, types)))
 
     # -------------------------------------------------------------- scoring
 
     def proxy(self, prompts, texts) -> tuple[np.ndarray, np.ndarray]:
         """(aggregated proxy [N], member rewards [M, N]) on the trained scale."""
         members = self.rms.rewards([p.text for p in prompts], texts)
-        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda)
+        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda, getattr(self, "member_scale", None))
         return agg, members
 
     def score_fn(self, prompts, texts) -> np.ndarray:
@@ -145,10 +144,10 @@ class Simulation:
         return state["round"]
 
 
-def diag_aggregate(members: np.ndarray, method: str, lam: float) -> np.ndarray:
+def diag_aggregate(members: np.ndarray, method: str, lam: float, scale=None) -> np.ndarray:
     from rlhfsim.reward.ensemble import aggregate
 
-    return np.asarray(aggregate(members, method, lam))
+    return np.asarray(aggregate(members, method, lam, scale))
 
 
 @contextmanager
@@ -298,7 +297,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             log.info("stopping after round %d: %s", r, early_stop["reason"])
             break
 
-    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start)
+    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start,
+                             steps=read_jsonl(run_dir.path / "ppo_steps.jsonl"))  # per-iteration points for the Gao fit
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     run_dir.write_summary(summary)
@@ -334,10 +334,30 @@ def diagnose_reward_model(sim: Simulation, ev) -> dict:
     logits = members.mean(0).reshape(ev.gold.shape)
     out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
+    out.update(probe_collapse(sim))
     if members.shape[0] > 1:
         out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
-                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda))
+                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda, sim.member_scale))
     return out
+
+
+def probe_collapse(sim: Simulation) -> dict:
+    """collapse/probe_*: the collapse measure on a FIXED probe set (the SFT policy's completions of the eval prompts,
+    the round-0 samples), so it moves only when the reward model does, not when the policy's samples change.
+    Also this round's per-member standardisation for wco/uwo (reward.standardise_members) on the same probe set."""
+    if getattr(sim, "probe", None) is None:
+        L = sim.cfg.loop
+        sim.probe = sample_eval(sim.ref, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, sim.cfg.policy.response_len,
+                                sim.cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
+    ev = sim.probe
+    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
+    R = sim.cfg.reward
+    sim.member_scale = None
+    if R.standardise_members and members.shape[0] > 1:
+        sim.member_scale = member_scale(1 / (1 + np.exp(-members)) if sim.rms.bounded else members)
+    logits = members.mean(0).reshape(ev.gold.shape)
+    reward = diag.collapse.to_unit_interval(logits, True) if sim.rms.bounded else logits
+    return diag.collapse.profile_collapse(reward, ev.gold, ev.types, prefix="collapse/probe_")
 
 
 def audit_reward_model(sim: Simulation, round_: int) -> dict:
@@ -379,12 +399,7 @@ def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
         return {}
     gm = diag.train_profiles.group_matrices(groups)
     logits = sim.rms.logits([p.text for p in gm.prompts], gm.texts).mean(0)
-    theory = sim._theory_optima(gm.valid.shape[1])
-    from rlhfsim.reward.trainer import utilities_for
-
-    types = sim.world.prompt_types
-    utilities = dict(zip(types, utilities_for(sim.cfg.reward, types)))
-    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, theory, utilities)
+    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, sim.theory)
     sim.run.write_rewards(round_, table, stem="train_round")
     return out
 

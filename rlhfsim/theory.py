@@ -15,6 +15,7 @@ as trained, ``eps`` shift and all, which puts atoms at 0 and 1 for finite ``n``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import itertools
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -28,6 +29,7 @@ __all__ = [
     "distance_to_limit",
     "limiting_distribution",
     "optimal_rewards",
+    "optimal_rewards_graph",
     "theory_report",
 ]
 
@@ -64,21 +66,22 @@ def _as_utility(utility: Any, params: Mapping[str, Any] | None = None) -> Utilit
     return utility_from_spec(utility)
 
 
-def _pairs(u: Utility, r: np.ndarray, order: int):
-    """Upper-triangular matrix of U^(order)(r_i - r_j) for i < j (zeros elsewhere)."""
+def _pairs(u: Utility, r: np.ndarray, order: int, E: np.ndarray | None = None):
+    """Matrix of U^(order)(r_i - r_j) on the comparison graph ``E [n, n]`` (i preferred over j; zeros elsewhere).
+    ``E=None`` is the total order of the descending labelling: every pair i < j."""
     d = r[:, None] - r[None, :]
     fn = (u, u.grad, u.hess)[order]
-    return np.triu(fn(d), k=1)
+    return np.triu(fn(d), k=1) if E is None else np.where(E, fn(d), 0.0)
 
 
-def _objective(u: Utility, r: np.ndarray) -> float:
-    return float(_pairs(u, r, 0).sum())
+def _objective(u: Utility, r: np.ndarray, E: np.ndarray | None = None) -> float:
+    return float(_pairs(u, r, 0, E).sum())
 
 
-def _forces(u: Utility, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _forces(u: Utility, r: np.ndarray, E: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(gradient, pull): dF/dr_k = sum_{j>k} U'(r_k - r_j) - sum_{i<k} U'(r_i - r_k), and the
     sum of the same (positive) terms without signs, the gross pull on point k."""
-    g = _pairs(u, r, 1)
+    g = _pairs(u, r, 1, E)
     up, down = g.sum(axis=1), g.sum(axis=0)
     return up - down, up + down
 
@@ -91,8 +94,8 @@ def _residual(r: np.ndarray, grad: np.ndarray, pull: np.ndarray) -> float:
     return float(np.max(np.abs(pg) / np.maximum(pull, np.finfo(float).tiny)))
 
 
-def _kkt_residual(u: Utility, r: np.ndarray) -> float:
-    return _residual(r, *_forces(u, r))
+def _kkt_residual(u: Utility, r: np.ndarray, E: np.ndarray | None = None) -> float:
+    return _residual(r, *_forces(u, r, E))
 
 
 def _half_and_half(n: int, middle: float) -> np.ndarray:
@@ -104,7 +107,7 @@ def _half_and_half(n: int, middle: float) -> np.ndarray:
     return r
 
 
-def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200):
+def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200, E: np.ndarray | None = None):
     """Bertsekas' projected Newton method for min -F over the box [0, 1]^n.
 
     Works in the labelling where index 1 is the best completion (descending optimum). The box
@@ -113,11 +116,11 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200):
     (the extension below 0 keeps it so even while iterates cross), and its Hessian is minus a
     weighted graph Laplacian with weights -U''(r_i - r_j) >= 0.
     """
-    r = np.linspace(1.0, 0.0, n)
-    phi = -_objective(u, r)
+    r = np.linspace(1.0, 0.0, n) if E is None else 0.5 + 0.25 * (E.sum(1) - E.sum(0)) / max(n - 1, 1)
+    phi = -_objective(u, r, E)
     sigma, beta = 1e-4, 0.5
     for it in range(max_iter):
-        grad, pull = _forces(u, r)
+        grad, pull = _forces(u, r, E)
         res = _residual(r, grad, pull)
         grad = -grad  # gradient of phi = -F
         if res <= tol:
@@ -127,7 +130,7 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200):
         delta = min(1e-3, step_to_box)
         active = ((r <= delta) & (grad > 0)) | ((r >= 1.0 - delta) & (grad < 0))
         free = ~active
-        w = -(_pairs(u, r, 2))
+        w = -(_pairs(u, r, 2, E))
         w = w + w.T
         lap = np.diag(w.sum(axis=1)) - w
         p = np.zeros(n)
@@ -150,14 +153,14 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200):
         alpha = 1.0
         while alpha >= 1e-12:
             r_new = np.clip(r + alpha * p, 0.0, 1.0)
-            phi_new = -_objective(u, r_new)
+            phi_new = -_objective(u, r_new, E)
             decrease = alpha * float(-grad[free] @ p[free]) + float(grad[active] @ (r - r_new)[active])
             if phi - phi_new >= sigma * decrease:
                 break
             if (
                 alpha == 1.0
                 and phi_new <= phi + roundoff
-                and _kkt_residual(u, r_new) < res
+                and _kkt_residual(u, r_new, E) < res
             ):
                 break
             alpha *= beta
@@ -225,6 +228,40 @@ def optimal_rewards(utility: Any, n: int, tol: float = 1e-10, return_info: bool 
         method=method,
     )
     return r, info
+
+
+@lru_cache(maxsize=4096)
+def _graph_cached(u: Utility, n: int, edges: bytes, tol: float) -> np.ndarray:
+    E = np.frombuffer(edges, dtype=bool).reshape(n, n)
+    net = E.sum(1).astype(float) - E.sum(0)  # out- minus in-degree
+    if u.name == "linear":  # F = sum_k net_k r_k: a vertex; a node with net 0 may sit anywhere, take 1/2
+        return np.where(net > 0, 1.0, np.where(net < 0, 0.0, 0.5))
+    if not u.concave:  # convex F (power g > 1): the maximum is a vertex of the box; n is small
+        if n > 16:
+            raise ValueError(f"the graph optimum of the non-concave utility {u.label()} enumerates 2^n vertices; n={n} > 16")
+        best = max(itertools.product((0.0, 1.0), repeat=n), key=lambda v: _objective(u, np.array(v), E))
+        return np.array(best)
+    return _projected_newton(u, n, tol, E=E)[0]
+
+
+def optimal_rewards_graph(utility: Any, prefs, tol: float = 1e-10) -> np.ndarray:
+    """The rewards in [0, 1] maximising ``sum over labelled pairs (a over b) of U(r_a - r_b)``, in node order.
+
+    ``prefs [n, n]`` bool: ``prefs[a, b]`` = a was preferred over b (the comparison graph actually
+    trained on: tied pairs dropped, reference answers included). With every pair labelled (a total
+    order) this is :func:`optimal_rewards` placed by rank. Unlike that function the result is NOT sorted:
+    element i is node i's reward. A node with no labelled pair is unconstrained: 1/2 (0 or 1 may be
+    returned for convex utilities). Concave U: projected Newton on the graph's objective; linear U: the
+    closed form (1 where a node wins more pairs than it loses, 0 where fewer, 1/2 when equal); convex
+    power: the best box vertex. Cached per (utility, graph); each call returns a copy.
+    """
+    u = _as_utility(utility)
+    E = np.asarray(prefs, dtype=bool)
+    if E.ndim != 2 or E.shape[0] != E.shape[1]:
+        raise ValueError(f"prefs must be a square [n, n] matrix, got shape {E.shape}")
+    if (E & E.T).any() or np.diag(E).any():
+        raise ValueError("prefs has a pair preferred both ways (or a self-preference); it is not a comparison graph")
+    return _graph_cached(u, E.shape[0], np.ascontiguousarray(E).tobytes(), float(tol)).copy()
 
 
 # --------------------------------------------------------------------------------------------

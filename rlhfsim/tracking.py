@@ -174,6 +174,7 @@ class RunDir:
         self.path = Path(path)
         self._lock = None
         self._preloaded = None  # checkpoint read (and so validated) by create(resume=True), before anything is written
+        self._cfg, self._trackers = None, None  # output.report_to: opened on the first logged row (rlhfsim.trackers)
 
     @classmethod
     def for_config(cls, cfg, out: str | Path | None = None) -> "RunDir":
@@ -198,6 +199,7 @@ class RunDir:
         if resume:
             self._preloaded = (self.load_checkpoint(),)
         self.clean_temp_files()
+        self._cfg = cfg
         self.set_status("running", **({"rounds": cfg.loop.rounds} if cfg is not None else {}))
 
     def acquire(self) -> None:
@@ -217,6 +219,9 @@ class RunDir:
         self._lock = f
 
     def close(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close(finished=(read_status(self.path) or {}).get("status") == "finished")
+            self._trackers = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -270,11 +275,26 @@ class RunDir:
     def write_config(self, text: str) -> None:
         atomic_write_text(self.path / "config.yaml", text)
 
+    def trackers(self):
+        """The run's experiment trackers (None without output.report_to, and on data-parallel ranks other than 0)."""
+        cfg = self._cfg
+        if self._trackers is None and cfg is not None and cfg.output.report_to and os.environ.get("RANK", "0") == "0":
+            from rlhfsim.trackers import Trackers
+
+            self._trackers = Trackers(cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(self.path / "ppo_steps.jsonl"))
+        return self._trackers
+
     def log_round(self, row: dict) -> None:
+        t = self.trackers()  # opened before the row is appended: it backfills what the files held until now
         append_jsonl(self.metrics_path, [row])
+        if t is not None:
+            t.log_round(row)
 
     def log_steps(self, rows: list[dict]) -> None:
+        t = self.trackers()
         append_jsonl(self.path / "ppo_steps.jsonl", rows)
+        if t is not None:
+            t.log_steps(rows)
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)

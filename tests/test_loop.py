@@ -31,7 +31,7 @@ def test_run_directory_layout(tiny_run):
     assert [r["round"] for r in rows] == [0, 1, 2]
     for key in ("eval/gold", "eval/gold_open", "eval/accuracy_closed", "eval/proxy", "eval/kl", "eval/entropy", "eval/length",
                 "rm/pairwise_acc", "objective/kl", "objective/scores", "policy/approxkl_avg", "policy/clipfrac_avg",
-                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/index"):
+                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/shape", "collapse/probe_shape"):
         assert key in rows[-1], key
     df = pd.read_parquet(out / "rewards/round_002.parquet")
     assert {"prompt_id", "prompt_type", "gold", "proxy", "proxy_m0", "kl", "length"} <= set(df.columns)
@@ -90,3 +90,16 @@ def test_every_logged_metric_is_documented(tiny_run):
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
+
+
+def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):
+    """Reward model trained in round 1 only: collapse/probe_* is one number from then on, the sample-based one may move."""
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=3", "loop.freeze_reward_after=1",
+                                            "loop.eval_completions=4"])
+    run(cfg, out=tmp_path / "r")
+    rows = [r for r in read_jsonl(tmp_path / "r" / "metrics.jsonl") if r["round"] >= 1]
+    assert [r["rm/frozen"] for r in rows] == [0, 1, 1]
+    for key in ("collapse/probe_shape", "collapse/probe_shape_gold", "collapse/probe_shape_rel", "collapse/probe_level_gap"):
+        assert rows[0][key] == rows[1][key] == rows[2][key], key
+    # the eval samples did change with the policy (so a sample-based measure is free to move)
+    assert rows[1]["collapse/shape_gold"] != rows[2]["collapse/shape_gold"]

@@ -10,6 +10,7 @@ from rlhfsim.theory import (
     distance_to_limit,
     limiting_distribution,
     optimal_rewards,
+    optimal_rewards_graph,
     theory_report,
 )
 
@@ -240,3 +241,36 @@ def test_small_eps_gives_the_paper_dashed_curves_n8():
         np.testing.assert_allclose(optimal_rewards({"name": name, "eps": 1e-3}, 8), curve, atol=0.025)
         assert np.max(np.abs(optimal_rewards(name, 8) - np.array(curve))) > 0.03
     np.testing.assert_array_equal(optimal_rewards("x", 8), [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("name, params", [("linear", {}), ("log", {}), ("-1/x", {}), ("power", {"g": 0.5}), ("power", {"g": 2.0})])
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_graph_optimum_equals_total_order_optimum_without_ties(name, params, n):
+    u = get_utility(name, **params)
+    rng = np.random.default_rng(n)
+    rank = rng.permutation(n)  # node i has rank rank[i] (0 = worst); every pair labelled
+    prefs = rank[:, None] > rank[None, :]
+    r = optimal_rewards_graph(u, prefs)
+    opt = optimal_rewards(u, n)  # ascending: by rank
+    if name == "power" and params["g"] > 1 and n % 2:
+        return  # convex, odd n: the middle point may sit at 0 or 1 (both optimal)
+    np.testing.assert_allclose(r, opt[rank], atol=1e-6)
+
+
+def test_graph_optimum_with_ties_dropped_and_a_reference():
+    u = get_utility("-1/x")
+    # closed group: one right answer beats three wrong ones, wrong ones tied (no pairs among them): polarised
+    E = np.zeros((4, 4), bool)
+    E[0, 1:] = True
+    np.testing.assert_allclose(optimal_rewards_graph(u, E), [1, 0, 0, 0], atol=1e-9)
+    # plus a reference answer (node 4) that beats everything: the right answer is no longer at the top
+    E5 = np.zeros((5, 5), bool)
+    E5[:4, :4], E5[4, :4] = E, True
+    r = optimal_rewards_graph(u, E5)
+    assert r[4] == pytest.approx(1.0) and 0 < r[0] < 1 and np.allclose(r[1:4], 0.0, atol=1e-9)
+    # the optimum maximises the graph's objective: no random feasible point beats it
+    F = lambda x: float(np.where(E5, u(x[:, None] - x[None, :]), 0).sum())  # noqa: E731
+    rng = np.random.default_rng(0)
+    assert all(F(r) >= F(rng.uniform(size=5)) - 1e-9 for _ in range(200))
+    with pytest.raises(ValueError, match="both ways"):
+        optimal_rewards_graph(u, E | E.T)

@@ -5,10 +5,11 @@ Every function takes reward matrices ``R [P, k]``: row ``i`` holds the rewards o
 prompt-type labels (``"open"`` / ``"closed"`` in the synthetic world); ``G [P, k]`` the hidden
 gold reward of the same completions.
 
-Collapse is read off the *sorted within-prompt reward profile*: a rich enough reward model gives
-every prompt the same sorted profile whatever its type, so the distance between the open and the
-closed mean profiles shrinks towards 0, while under the gold reward the two types differ.
-All metric names and ranges are listed in ``docs/metrics.md``.
+Collapse in the paper's sense is about each prompt: every prompt gets the same sorted reward
+profile whatever the prompt. A Bradley-Terry model fixes only within-prompt differences, so the
+measure removes each prompt's offset (and scale) before comparing profiles (:func:`shape_dependence`),
+reports the between-type offset separately (:func:`level_gap`), and always beside gold on the same
+completions (:func:`profile_collapse`). All metric names and ranges are listed in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "collapse_index",
     "collapse_metrics",
+    "gold_graphs",
+    "graph_optimum_dev",
+    "level_gap",
     "mean_kendall_tau",
     "mean_profile",
     "pairwise_accuracy",
+    "profile_collapse",
+    "shape_dependence",
     "sorted_profiles",
+    "standardised_profiles",
     "to_unit_interval",
 ]
 
@@ -116,23 +122,94 @@ def mean_profile(R, types: Sequence[str], t: str) -> np.ndarray:
     return S.mean(axis=0)
 
 
-def _w1_profiles(pa: np.ndarray, pb: np.ndarray) -> float:
-    """W1 between two equal-size empirical distributions given by their sorted values."""
-    if not (np.isfinite(pa).all() and np.isfinite(pb).all()):
-        return float("nan")
-    return float(np.mean(np.abs(pa - pb)))
+def standardised_profiles(R) -> tuple[np.ndarray, np.ndarray]:
+    """Each prompt's sorted profile with its own offset and scale removed. ``R [P, k]`` -> ``(Z [P, k], ok [P])``.
 
-
-def collapse_index(R01, types: Sequence[str], a: str = "open", b: str = "closed") -> float:
-    """Collapse index: W1 distance between the mean sorted reward profiles of types ``a`` and ``b``.
-
-    ``R01 [P, k]`` are rewards in ``[0, 1]`` (see :func:`to_unit_interval`). Each type's mean
-    profile is a ``k``-point empirical distribution, and for two such distributions
-    ``W1 = mean_i |sorted_a[i] - sorted_b[i]|``. Range ``[0, 1]``: 0 means both types get the
-    same distribution (full collapse); a polarised profile (half 0, half 1) against a uniform
-    grid ``(i - 0.5) / k`` gives 0.25. NaN when either type is absent.
+    ``Z[i] = (s_i - mean(s_i)) / std(s_i)`` (ddof=0) for the descending profile ``s_i`` (missing entries
+    resampled as in :func:`mean_profile`), so ``mean(Z[i]**2) == 1``. ``ok[i]`` is False (and ``Z[i]`` NaN)
+    for a row with fewer than 2 valid entries or no spread (a constant row has no shape).
     """
-    return _w1_profiles(mean_profile(R01, types, a), mean_profile(R01, types, b))
+    S = _profiles_complete(_as_matrix(R))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mu, sd = S.mean(axis=1, keepdims=True), S.std(axis=1, keepdims=True)
+    scale = np.nanmax(np.abs(S), axis=1, keepdims=True) if S.size else sd
+    # spread below rounding of the row's magnitude is a constant row
+    ok = (np.isfinite(S).all(axis=1) & (sd[:, 0] > 1e-12 * np.maximum(scale[:, 0], 1e-300)) & (S.shape[1] >= 2))
+    Z = np.full(S.shape, np.nan)
+    Z[ok] = (S[ok] - mu[ok]) / sd[ok]
+    return Z, ok
+
+
+def shape_dependence(R, rows=None) -> float:
+    """How much the standardised sorted reward profile depends on the prompt, in ``[0, 1]``; 0 = every prompt the same.
+
+    ``D = mean_i mean_j (Z[i, j] - Zbar[j])**2`` over the usable rows (``rows`` [P] bool, default all
+    with a shape) of :func:`standardised_profiles`, ``Zbar`` their mean. ``D`` is the mean squared
+    2-Wasserstein distance between each prompt's standardised reward distribution and their W2
+    barycentre (in 1-D the mean quantile function), i.e. the share of the standardised profiles'
+    variance that differs between prompts. Invariant to per-prompt offsets and positive scales,
+    to completion order, and so to any global affine map. ``D = 1 - |Zbar|^2 / k``; always 0 for
+    ``k = 2`` (two points have no shape beyond offset and scale). NaN with no usable row.
+    """
+    Z, ok = standardised_profiles(R)
+    use = ok if rows is None else ok & np.asarray(rows, bool)
+    if not use.any():
+        return float("nan")
+    Zu = Z[use]
+    return float(np.mean((Zu - Zu.mean(axis=0)) ** 2))
+
+
+def level_gap(R, types: Sequence[str], rows=None, a: str = "open", b: str = "closed") -> float:
+    """Between-type offset in units of the within-prompt spread: ``(mean level of a - mean level of b) / s``.
+
+    A prompt's level is its mean reward; ``s`` is the root mean within-prompt variance of the rows
+    used (``rows`` [P] bool, default every row with >= 2 valid entries). Invariant to a global
+    positive affine map, NOT to per-prompt offsets (it is the offset), so for a Bradley-Terry model,
+    whose loss fixes no prompt's offset, it reports what generalisation put there. NaN when a type
+    is absent or ``s == 0``.
+    """
+    X = _as_matrix(R)
+    n = np.isfinite(X).sum(axis=1)
+    use = (n >= 2) if rows is None else (n >= 2) & np.asarray(rows, bool)
+    t = np.asarray(list(types), dtype=object)
+    if not ((t[use] == a).any() and (t[use] == b).any()):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lvl, var = np.nanmean(X, axis=1), np.nanvar(X, axis=1)
+    s = float(np.sqrt(var[use].mean()))
+    if s == 0:
+        return float("nan")
+    return float((lvl[use & (t == a)].mean() - lvl[use & (t == b)].mean()) / s)
+
+
+def _rel(x: float, x_gold: float) -> float:
+    """``1 - x / x_gold``: 0 = as prompt-dependent as gold, 1 = none of it left (NaN when gold has none)."""
+    return 1.0 - x / x_gold if np.isfinite(x_gold) and x_gold != 0 else float("nan")
+
+
+def profile_collapse(R, G, types: Sequence[str], prefix: str = "collapse/") -> dict[str, float]:
+    """Collapse of reward ``R`` against gold ``G`` (both ``[P, k]``, same completions), split into shape and level.
+
+    Both are computed on the same rows: prompts whose gold AND reward profiles have a shape
+    (gold-constant prompts, e.g. all answers wrong, have no profile to lose). Keys (``prefix`` first):
+    ``shape`` = ``1 - D`` (:func:`shape_dependence`; higher = more collapsed, 1 = one standardised profile
+    for every prompt), ``shape_gold`` the same under gold, ``shape_rel`` = ``1 - D / D_gold`` (share of
+    gold's prompt dependence the reward lost; 0 = as gold, 1 = fully collapsed, < 0 more varied than
+    gold); ``level_gap`` / ``level_gap_gold`` (:func:`level_gap`, open minus closed) and
+    ``level_rel`` = ``1 - |gap| / |gap_gold|`` (higher = types' levels closer than under gold);
+    ``shape_prompts`` the number of rows used.
+    """
+    R, G = _as_matrix(R), _as_matrix(G)
+    if R.shape != G.shape:
+        raise ValueError(f"R {R.shape} and G {G.shape} differ in shape")
+    rows = standardised_profiles(R)[1] & standardised_profiles(G)[1]
+    d, d_gold = shape_dependence(R, rows), shape_dependence(G, rows)
+    gap, gap_gold = level_gap(R, types, rows), level_gap(G, types, rows)
+    return {f"{prefix}shape": 1.0 - d, f"{prefix}shape_gold": 1.0 - d_gold, f"{prefix}shape_rel": _rel(d, d_gold),
+            f"{prefix}level_gap": gap, f"{prefix}level_gap_gold": gap_gold, f"{prefix}level_rel": _rel(abs(gap), abs(gap_gold)),
+            f"{prefix}shape_prompts": float(rows.sum())}
 
 
 def _pair_signs(x: np.ndarray) -> np.ndarray:
@@ -207,20 +284,52 @@ def _within_std(R01: np.ndarray) -> float:
 
 
 def _saturation(L: np.ndarray, R01: np.ndarray, bounded: bool, sat_tol: float, logit_thr: float, prefix: str) -> dict[str, float]:
-    """Saturation share and logit explosion (max, 99th percentile of |logit|) over the finite entries; NaN when none."""
+    """Saturation share, logit size (max, 99th percentile of |logit|) and within-prompt gap explosion.
+
+    ``saturation``: bounded, the share of rewards within ``sat_tol`` of 0 or 1; unbounded, the share of
+    within-prompt pairs whose logit gap exceeds ``logit_thr`` (a Bradley-Terry gap is log-odds, the only
+    scale such a model fixes; a single logit's size is an arbitrary per-prompt offset). ``gap_abs_p99``:
+    the 99th percentile of within-prompt ``|r_a - r_b|`` on the trained reward scale. NaN when empty.
+    """
     finite = np.isfinite(L)
     absL = np.abs(L[finite])
+    keys = ("saturation", "logit_absmax", "logit_abs_p99", "gap_abs_p99")
     if absL.size == 0:
-        return dict.fromkeys((f"{prefix}saturation", f"{prefix}logit_absmax", f"{prefix}logit_abs_p99"), float("nan"))
-    sat = ((R01[finite] <= sat_tol) | (R01[finite] >= 1.0 - sat_tol)) if bounded else absL > logit_thr
-    return {f"{prefix}saturation": float(sat.mean()), f"{prefix}logit_absmax": float(absL.max()),
-            f"{prefix}logit_abs_p99": float(np.quantile(absL, 0.99))}
+        return dict.fromkeys((prefix + k for k in keys), float("nan"))
+    reward = R01 if bounded else L
+    iu = np.triu_indices(L.shape[1], k=1)
+    gaps = np.abs(reward[:, iu[0]] - reward[:, iu[1]]).ravel()
+    gaps = gaps[np.isfinite(gaps)]
+    if bounded:
+        sat = float(((R01[finite] <= sat_tol) | (R01[finite] >= 1.0 - sat_tol)).mean())
+    else:
+        sat = float((gaps > logit_thr).mean()) if gaps.size else float("nan")
+    return {f"{prefix}saturation": sat, f"{prefix}logit_absmax": float(absL.max()),
+            f"{prefix}logit_abs_p99": float(np.quantile(absL, 0.99)),
+            f"{prefix}gap_abs_p99": float(np.quantile(gaps, 0.99)) if gaps.size else float("nan")}
 
 
-def _theory_desc(opt, k: int) -> np.ndarray:
-    """An ascending theory optimum as a descending ``k``-point profile (resampled if its length differs)."""
-    opt = np.sort(np.asarray(opt, dtype=np.float64))[::-1]
-    return opt if opt.size == k else _row_profile(opt, k)
+def gold_graphs(G) -> np.ndarray:
+    """The comparison graph gold gives each prompt, ties dropped: ``G [P, k]`` -> ``[P, k, k]`` bool (a over b)."""
+    G = _as_matrix(G)
+    return np.nan_to_num(G[:, :, None] - G[:, None, :], nan=0.0) > 0
+
+
+def graph_optimum_dev(R01, prefs, utility) -> np.ndarray:
+    """Per prompt, mean ``|r - optimum|`` over its completions against :func:`rlhfsim.theory.optimal_rewards_graph`.
+
+    ``R01 [P, k]`` bounded rewards, ``prefs [P, k, k]`` each prompt's comparison graph. -> ``[P]``, NaN
+    for a prompt with no labelled pair (its optimum is not determined) or a missing reward.
+    """
+    from rlhfsim.theory import optimal_rewards_graph
+
+    R01 = _as_matrix(R01)
+    out = np.full(R01.shape[0], np.nan)
+    for i, (r, E) in enumerate(zip(R01, np.asarray(prefs, bool))):
+        n = int(np.isfinite(r).sum())
+        if E.any() and n == r.size:
+            out[i] = float(np.abs(r - optimal_rewards_graph(utility, E)).mean())
+    return out
 
 
 def collapse_metrics(
@@ -228,7 +337,8 @@ def collapse_metrics(
     types: Sequence[str],
     bounded: bool,
     gold=None,
-    theory: Mapping[str, np.ndarray] | None = None,
+    theory: Mapping[str, object] | None = None,
+    prefs=None,
     sat_tol: float = 0.02,
     logit_thr: float = 10.0,
 ) -> dict[str, float]:
@@ -237,21 +347,21 @@ def collapse_metrics(
     Args:
         R_logits: ``[P, k]`` reward-model outputs before any squashing (logits).
         types: length-``P`` prompt types.
-        bounded: rewards are ``sigmoid(logit)`` (True) or raw logits (False); fixes the reward
-            scale of ``reward/*`` and how :func:`to_unit_interval` maps onto ``[0, 1]``.
+        bounded: rewards are ``sigmoid(logit)`` (True) or raw logits (False): the trained reward scale.
         gold: optional ``[P, k]`` gold rewards in ``[0, 1]``; without it the gold metrics are NaN.
-        theory: optional ``{type: optimal rewards sorted ascending}`` (``theory.optimal_rewards``
-            for the utility trained on that type); without it the theory metrics are absent.
+        theory: optional ``{type: Utility as trained}``; for bounded rewards each prompt is compared with
+            the optimum of its comparison graph (``prefs``, else the graph gold gives, ties dropped).
+        prefs: optional ``[P, k, k]`` comparison graphs (the annotator's labels on training groups).
         sat_tol: a bounded reward within ``sat_tol`` of 0 or 1 counts as saturated.
-        logit_thr: an unbounded reward with ``|logit| > logit_thr`` counts as saturated.
+        logit_thr: an unbounded within-prompt logit gap above ``logit_thr`` counts as saturated.
 
-    Returns a flat ``{metric name: float}``: ``collapse/*`` on the ``[0, 1]`` scale,
-    ``reward/*`` on the trained reward scale, ``rm/*`` agreement with gold (order only, so
-    scale-free). Per-type keys are made for every type present in ``types``.
+    Returns a flat ``{metric name: float}``: ``collapse/shape*``, ``collapse/level*`` (:func:`profile_collapse`,
+    scale-free), ``collapse/*within_std`` and ``reward/*`` on the trained reward scale, ``rm/*``
+    agreement with gold (order only). Per-type keys for every type present. See docs/metrics.md.
     """
     L = _as_matrix(R_logits)
     P, k = L.shape
-    R01 = to_unit_interval(L, bounded)
+    R01 = to_unit_interval(L, bounded) if bounded else L
     reward = R01 if bounded else L
     G = None if gold is None else _as_matrix(gold)
     if G is not None and G.shape != L.shape:
@@ -260,10 +370,8 @@ def collapse_metrics(
     nan = float("nan")
 
     m: dict[str, float] = {}
-    m["collapse/index"] = collapse_index(R01, types)
-    m["collapse/index_gold"] = collapse_index(G, types) if G is not None else nan
-    m["collapse/index_gap"] = m["collapse/index_gold"] - m["collapse/index"]
-
+    if G is not None:
+        m.update(profile_collapse(reward, G, types))
     m.update(_saturation(L, R01, bounded, sat_tol, logit_thr, "collapse/"))
 
     if G is not None:
@@ -272,6 +380,9 @@ def collapse_metrics(
         m["rm/kendall_tau"] = mean_kendall_tau(L, G)
     else:
         m["rm/pairwise_acc"] = m["rm/gold_pairs"] = m["rm/kendall_tau"] = nan
+    graphs = None
+    if bounded and theory is not None:
+        graphs = np.asarray(prefs, bool) if prefs is not None else (gold_graphs(G) if G is not None else None)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are expected and handled
@@ -279,7 +390,7 @@ def collapse_metrics(
             sel = _type_mask(types, t, P)
             for stat, v in _nanstats(reward[sel]).items():
                 m[f"reward/{t}_{stat}"] = v
-            m[f"collapse/{t}_within_std"] = _within_std(R01[sel])
+            m[f"collapse/{t}_within_std"] = _within_std(reward[sel])
             m.update(_saturation(L[sel], R01[sel], bounded, sat_tol, logit_thr, f"collapse/{t}_"))
             if G is not None:
                 m[f"collapse/{t}_within_std_gold"] = _within_std(G[sel])
@@ -287,8 +398,9 @@ def collapse_metrics(
                 m[f"rm/{t}_kendall_tau"] = mean_kendall_tau(L[sel], G[sel])
             else:
                 m[f"collapse/{t}_within_std_gold"] = m[f"rm/{t}_pairwise_acc"] = m[f"rm/{t}_kendall_tau"] = nan
-            if theory is not None and t in theory:
-                dev = np.abs(mean_profile(R01, types, t) - _theory_desc(theory[t], k))
-                m[f"collapse/{t}_theory_maxdev"] = float(dev.max()) if np.isfinite(dev).all() else nan
-                m[f"collapse/{t}_theory_meandev"] = float(dev.mean()) if np.isfinite(dev).all() else nan
+            if graphs is not None and t in theory:
+                dev = graph_optimum_dev(R01[sel], graphs[sel], theory[t])
+                ok = np.isfinite(dev)
+                m[f"collapse/{t}_graph_dev_mean"] = float(dev[ok].mean()) if ok.any() else nan
+                m[f"collapse/{t}_graph_dev_max"] = float(dev[ok].max()) if ok.any() else nan
     return m

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-__all__ = ["best_of_n", "best_of_n_curve", "bon_kl", "fit_gao", "gao_bon", "gao_rl"]
+__all__ = ["GAO_SHAPES", "best_of_n", "best_of_n_curve", "bon_kl", "fit_gao", "fixed_proxy_rounds", "gao_bon", "gao_rl", "gao_shape", "gao_shares"]
 
 
 def gao_rl(d, alpha: float, beta: float):
@@ -172,3 +172,57 @@ def best_of_n_curve(scores_proxy, scores_gold, ns: Iterable[int]) -> pd.DataFram
         proxy, gold = best_of_n(scores_proxy, scores_gold, int(n))
         rows.append({"n": int(n), "kl": kl, "d": float(np.sqrt(max(kl, 0.0))), "proxy": proxy, "gold": gold})
     return pd.DataFrame(rows, columns=["n", "kl", "d", "proxy", "gold"])
+
+
+GAO_SHAPES = ("rise_fall", "rising", "falling", "unfit")
+
+
+def gao_shape(fit: dict, d_max: float) -> str:
+    """What a fitted Gao curve says over the observed range ``0 < d <= d_max``.
+
+    ``rise_fall``: alpha > 0 and the fitted peak lies inside the observed range (gold rose, then fell: the
+    over-optimisation the form describes); ``rising``: alpha > 0 and no peak inside the range; ``falling``:
+    alpha <= 0 (gold fell from the start; the form's rise is not there); ``unfit``: no fit (NaN alpha).
+    """
+    alpha, d_peak = fit.get("alpha", float("nan")), fit.get("d_peak", float("nan"))
+    if not np.isfinite(alpha):
+        return "unfit"
+    if alpha <= 0:
+        return "falling"
+    return "rise_fall" if np.isfinite(d_peak) and 0 < d_peak <= d_max else "rising"
+
+
+def gao_shares(shapes: Iterable[str]) -> dict[str, float]:
+    """Share of per-seed fits of each :data:`GAO_SHAPES` shape (``share_<shape>``, over fitted seeds) and ``n_fits``.
+
+    The form "fits" a study only when most seeds rise then fall; report these shares beside any pooled fit.
+    """
+    shapes = [s for s in shapes if s != "unfit"]
+    bad = set(shapes) - set(GAO_SHAPES)
+    if bad:
+        raise ValueError(f"unknown Gao shapes {sorted(bad)}; valid: {', '.join(GAO_SHAPES)}")
+    n = len(shapes)
+    out = {f"share_{s}": (shapes.count(s) / n if n else float("nan")) for s in GAO_SHAPES[:3]}
+    out["n_fits"] = n
+    return out
+
+
+def fixed_proxy_rounds(rows: list[dict]) -> np.ndarray:
+    """``[R]`` bool: the rounds whose PPO optimised one and the same proxy as the last round's.
+
+    The trailing run of rounds with a frozen reward model (``rm/frozen`` 1) or none trained (gold as the
+    reward), plus the round just before it, whose freshly trained model the frozen rounds kept. Round 0
+    (SFT) has no proxy but anchors the curve at ``d = 0`` and counts when the run's first trained round does.
+    """
+    n = len(rows)
+    fixed = np.zeros(n, dtype=bool)
+    not_retrained = [r["round"] > 0 and (r.get("rm/frozen") == 1 or "rm/loss" not in r) for r in rows]
+    i = n
+    while i > 0 and not_retrained[i - 1]:
+        i -= 1
+    if i == n:  # the last round retrained the reward model: no fixed segment
+        return fixed
+    fixed[max(i - 1, 0):] = True
+    if i <= 1:  # fixed from round 1 on (or gold throughout): the SFT point belongs to the same curve
+        fixed[0] = True
+    return fixed

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rlhfsim.diagnostics.stagnation import bootstrap_se
 from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
 from rlhfsim.models.sampling import response_logits, sample
 from rlhfsim.ppo import core
@@ -78,6 +79,7 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
     typ = np.array(ev.types)
     m = {
         "eval/gold": float(ev.gold.mean()),
+        "eval/gold_se": bootstrap_se(ev.gold.mean(axis=1)),  # over prompts: what a stagnation window must beat
         "eval/kl": float(ev.kl.mean()),
         "eval/sqrt_kl": float(np.sqrt(max(ev.kl.mean(), 0.0))),
         "eval/entropy": float(ev.entropy.mean()),
@@ -86,6 +88,7 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
     }
     if ev.move is not None:
         m["eval/policy_move"] = float(ev.move.mean())
+        m["eval/policy_move_se"] = bootstrap_se(ev.move.mean(axis=1))  # a sampled KL estimate: noisy, can be < 0
     for f in sorted(set(fam)):
         m[f"eval/gold_{f}"] = float(ev.gold[fam == f].mean())
     for t in sorted(set(typ)):

@@ -1,9 +1,12 @@
 """When does the policy stop improving, and what moved before it did?
 
 Stagnation is the RLHF failure the simulator is built to catch: the policy keeps moving (KL between
-consecutive policies stays positive) while the gold reward no longer rises. Lagged correlations
-between per-round diagnostics ask which signal moves first (e.g. does a drop in reward-model
-pairwise accuracy at round r predict the gold change at round r + 1?).
+consecutive policies stays positive) while the gold reward no longer rises. A detector must know the
+noise of what it reads: each round's eval gold has a standard error (bootstrap over prompts,
+:func:`bootstrap_se`, logged as ``eval/gold_se``), so a window is "flat" only when its slope's interval
+covers 0, "rising" / "falling" when the interval lies above / below it. Falling gold is its own state
+(over-optimisation), not stagnation. Lagged correlations between per-round diagnostics ask which
+signal moves first.
 """
 
 from __future__ import annotations
@@ -12,14 +15,42 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-__all__ = ["detect_stagnation", "lagged_correlations"]
+__all__ = ["bootstrap_se", "detect_stagnation", "lagged_correlations", "window_slope"]
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of ``y`` on ``x``."""
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+def bootstrap_se(x, n_boot: int = 1000, seed: int = 0) -> float:
+    """Bootstrap standard error of the mean of ``x [P]`` (one value per prompt), resampling prompts.
+
+    A fixed ``seed`` keeps the value a pure function of ``x`` (reproducible runs). NaN for fewer than 2 values.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    return float(x[idx].mean(axis=1).std(ddof=1))
+
+
+def window_slope(r, g, se=None) -> tuple[float, float, int]:
+    """(least-squares slope of ``g`` on ``r``, its standard error, degrees of freedom for the interval).
+
+    With per-point standard errors ``se`` (all finite) the slope's SE is ``sqrt(sum c_i^2 se_i^2)``,
+    ``c_i = (r_i - mean r) / sum (r_j - mean r)^2`` (independent errors; dof = inf, normal interval).
+    Without them, the OLS residual SE (dof = n - 2; NaN SE for n = 2).
+    """
+    r, g = np.asarray(r, float), np.asarray(g, float)
+    rc = r - r.mean()
+    c = rc / (rc * rc).sum()
+    slope = float((c * g).sum())
+    if se is not None and np.isfinite(se).all():
+        return slope, float(np.sqrt((c * c * np.asarray(se, float) ** 2).sum())), 10**9
+    dof = r.size - 2
+    if dof < 1:
+        return slope, float("nan"), 0
+    resid = g - g.mean() - slope * rc
+    return slope, float(np.sqrt((resid @ resid) / dof / (rc * rc).sum())), dof
 
 
 def detect_stagnation(
@@ -27,74 +58,79 @@ def detect_stagnation(
     policy_move,
     rounds=None,
     window: int = 3,
-    slope_threshold: float = 0.005,
+    gold_se=None,
+    level: float = 0.95,
+    min_slope: float = 0.0,
     move_threshold: float = 1e-3,
+    move_se=None,
 ) -> dict:
     """The round from which the gold reward stops rising although the policy keeps moving.
 
     Args:
         gold: ``[R]`` gold reward of the policy per round (NaN allowed).
-        policy_move: ``[R]`` KL from the previous round's policy to this round's, i.e. how far the
-            policy moved INTO each round (NaN allowed, e.g. round 0, which has no predecessor).
-        rounds: ``[R]`` the caller's round numbers (default ``1..R``); the slope is per unit of
-            these numbers and the returned rounds are taken from them.
+        policy_move: ``[R]`` KL from the previous round's policy to this round's (NaN allowed, e.g. round 0).
+        rounds: ``[R]`` the caller's round numbers (default ``1..R``).
         window: rounds per window (>= 2).
-        slope_threshold: gold slope (per round) below which a window counts as flat. A falling
-            gold (overoptimisation) counts as flat too.
-        move_threshold: mean ``policy_move`` over the moves INSIDE a window (into its 2nd..last
-            round; finite entries) above which the policy counts as moving; a window with no
-            finite inside move is not moving.
+        gold_se: ``[R]`` standard error of each round's gold (``eval/gold_se``); without it the window's
+            own residual scatter is used (needs window >= 3; a 2-point window is then never decided).
+        level: two-sided level of the slope's interval.
+        min_slope: the interval must lie above ``+min_slope`` to count as rising and below ``-min_slope`` to
+            count as falling (0: any slope distinguishable from noise).
+        move_threshold: mean ``policy_move`` inside a window (into its 2nd..last round) above which the
+            policy counts as moving.
+        move_se: ``[R]`` standard error of each round's ``policy_move`` (``eval/policy_move_se``); with it the
+            policy counts as moving only when the lower end of the mean move's interval (same ``level``) is
+            above ``move_threshold``, so sampling noise in the KL estimate is not read as movement.
 
-    A window is ``window`` consecutive entries (sorted by round) with all gold finite; its slope is
-    the least-squares slope of gold on round. Windows with a NaN gold say nothing either way.
-
-    Returns:
-        ``stagnation_round``: the first round ``s`` whose window is flat while the policy moves AND
-        after which no later window is rising (slope >= threshold) -- the round from which gold
-        stops improving for good. A transient dip followed by renewed gains is not stagnation.
-        It can be the first round (e.g. 0, the SFT evaluation): the loop never raised gold.
-        ``None`` if there is no such round (gold still rising at the end, or the policy not moving).
-        ``first_flat_round``: the first flat-while-moving window, transient or not (``None`` if none).
-        ``peak_round`` / ``peak_gold``: round and value of the highest gold (first if tied);
-        ``final_gold``: last finite gold. Rounds are ints (``None`` / NaN when gold is all NaN).
+    Each window (``window`` consecutive rounds, all gold finite) is rising, falling or flat (the interval
+    covers the band). Returns ``stagnation_round``: the first round starting a flat window while the
+    policy moves after which no window rises (``None`` if none); ``first_flat_round``: the first
+    flat-while-moving window, transient or not; ``overopt_round``: the first falling window while the
+    policy moves (gold falling: over-optimisation, a separate state); ``final_state`` of the last decided
+    window (``rising`` / ``flat`` / ``falling`` / ``None``); ``peak_round`` / ``peak_gold`` / ``final_gold``.
     """
     g = np.asarray(gold, dtype=np.float64).ravel()
     mv = np.asarray(policy_move, dtype=np.float64).ravel()
     r = np.arange(1, g.size + 1, dtype=np.float64) if rounds is None else np.asarray(rounds, dtype=np.float64).ravel()
-    if not (g.shape == mv.shape == r.shape):
-        raise ValueError(f"gold {g.shape}, policy_move {mv.shape} and rounds {r.shape} differ in shape")
+    se = np.full(g.shape, np.nan) if gold_se is None else np.asarray(gold_se, dtype=np.float64).ravel()
+    mse = np.zeros(g.shape) if move_se is None else np.nan_to_num(np.asarray(move_se, dtype=np.float64).ravel(), nan=0.0)
+    if not (g.shape == mv.shape == r.shape == se.shape == mse.shape):
+        raise ValueError(f"gold {g.shape}, policy_move {mv.shape}, gold_se {se.shape} and rounds {r.shape} differ in shape")
     if window < 2:
         raise ValueError(f"window must be >= 2 to define a slope, got {window}")
     order = np.argsort(r, kind="stable")
-    g, mv, r = g[order], mv[order], r[order]
+    g, mv, r, se, mse = g[order], mv[order], r[order], se[order], mse[order]
 
     n_win = max(g.size - window + 1, 0)
-    flat_moving, rising = np.zeros(n_win, bool), np.zeros(n_win, bool)
+    state = np.full(n_win, None, dtype=object)
+    moving = np.zeros(n_win, bool)
     for s in range(n_win):
-        gw, rw, inside = g[s : s + window], r[s : s + window], mv[s + 1 : s + window]
-        if not np.isfinite(gw).all():
+        w = slice(s, s + window)
+        if not np.isfinite(g[w]).all():
             continue
-        slope = _slope(rw, gw)
-        rising[s] = slope >= slope_threshold
-        moving = np.isfinite(inside).any() and float(np.nanmean(inside)) > move_threshold
-        flat_moving[s] = moving and not rising[s]
-    # rising_after[s]: some window starting at s or later still rises
+        slope, sd, dof = window_slope(r[w], g[w], se[w] if gold_se is not None else None)
+        if not np.isfinite(sd):
+            continue
+        half = float(stats.t.ppf(0.5 + level / 2, dof)) * sd
+        state[s] = "rising" if slope - half > min_slope else "falling" if slope + half < -min_slope else "flat"
+        inside, ok = mv[s + 1 : s + window], np.isfinite(mv[s + 1 : s + window])
+        if ok.any():  # the mean move's interval must clear the threshold
+            half_mv = float(stats.norm.ppf(0.5 + level / 2)) * float(np.sqrt((mse[s + 1 : s + window][ok] ** 2).sum())) / ok.sum()
+            moving[s] = float(inside[ok].mean()) - half_mv > move_threshold
+    rising = state == "rising"
     rising_after = np.flip(np.cumsum(np.flip(rising))) > 0 if n_win else rising
-    first_flat = next((int(r[s]) for s in range(n_win) if flat_moving[s]), None)
-    stagnation = next((int(r[s]) for s in range(n_win) if flat_moving[s] and not rising_after[s]), None)
-
+    first = lambda cond: next((int(r[s]) for s in range(n_win) if cond(s)), None)  # noqa: E731
+    out = {
+        "stagnation_round": first(lambda s: state[s] == "flat" and moving[s] and not rising_after[s]),
+        "first_flat_round": first(lambda s: state[s] == "flat" and moving[s]),
+        "overopt_round": first(lambda s: state[s] == "falling" and moving[s]),
+        "final_state": next((state[s] for s in range(n_win - 1, -1, -1) if state[s] is not None), None),
+    }
     finite = np.isfinite(g)
     if not finite.any():
-        return {"stagnation_round": stagnation, "first_flat_round": first_flat, "peak_round": None,
-                "peak_gold": float("nan"), "final_gold": float("nan")}
+        return {**out, "peak_round": None, "peak_gold": float("nan"), "final_gold": float("nan")}
     peak = int(np.nanargmax(g))
-    return {
-        "stagnation_round": stagnation,
-        "first_flat_round": first_flat,
-        "peak_round": int(r[peak]),
-        "peak_gold": float(g[peak]),
-        "final_gold": float(g[finite][-1]),
-    }
+    return {**out, "peak_round": int(r[peak]), "peak_gold": float(g[peak]), "final_gold": float(g[finite][-1])}
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:

@@ -11,22 +11,23 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.audit import warning_summary
-from rlhfsim.diagnostics.overopt import bon_kl, fit_gao
+from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, fixed_proxy_rounds, gao_shape
 from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlations
 
 # what the propagation analysis relates: the reward model of round r (trained in phase 5, diagnosed in
 # phase 6) -> the advantages PPO drew from it in round r (phase 7) -> the gold change that round's PPO
 # made (eval/gold_delta at r = gold(r) - gold(r-1), lag 0) and the next round's change (lag 1)
-PROPAGATION_X = ("collapse/index", "collapse/index_gap", "collapse/saturation", "rm/pairwise_acc")
+PROPAGATION_X = ("collapse/probe_shape_rel", "collapse/shape_rel", "collapse/saturation", "rm/pairwise_acc")
 PROPAGATION_Y = ("adv/gold_corr", "adv/sign_agree", "eval/gold_delta")
-STAGNATION = {"window": 3, "slope_threshold": 0.005, "move_threshold": 1e-3}  # gold per round; nats
+GAO_MIN_POINTS = 5  # rounds behind a per-run Gao fit (2 parameters; fewer points fit anything)
+STAGNATION = {"window": 3, "level": 0.95, "min_slope": 0.0, "move_threshold": 1e-3}  # interval level; gold per round; nats
 
 
 def _col(rows: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key) if r.get(key) is not None else np.nan for r in rows], dtype=float)
 
 
-def summarize(rows: list[dict], wall_time: float) -> dict:
+def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = None) -> dict:
     """Initial (SFT), final and peak gold; final proxy, KL and closed accuracy; stagnation; wall time."""
     if not rows:
         return {"rounds_completed": 0, "wall_time_s": wall_time}
@@ -46,16 +47,22 @@ def summarize(rows: list[dict], wall_time: float) -> dict:
         "accuracy_closed_final": rows[-1].get("eval/accuracy_closed"),
         "gold_open_final": rows[-1].get("eval/gold_open"),
         "rm_pairwise_acc_final": rows[-1].get("rm/pairwise_acc"),
-        "collapse_index_final": rows[-1].get("collapse/index"),
+        "collapse_shape_rel_final": rows[-1].get("collapse/shape_rel"),
+        "collapse_probe_shape_rel_final": rows[-1].get("collapse/probe_shape_rel"),
         "wall_time_s": wall_time,
     }
     move = _col(rows, "eval/policy_move")  # KL(policy_r || policy_{r-1}); NaN for round 0
-    stag = detect_stagnation(gold, move, rounds=rounds, **STAGNATION)
+    se = _col(rows, "eval/gold_se")  # per-round noise of eval gold; old runs lack it (residual scatter then)
+    mse = _col(rows, "eval/policy_move_se")  # round 0 has none (NaN = no noise term there; it has no move either)
+    stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None,
+                             move_se=mse if np.isfinite(mse[1:]).all() else None, **STAGNATION)
     out["stagnation_round"] = stag["stagnation_round"]
     out["stagnation_first_flat_round"] = stag["first_flat_round"]
+    out["overopt_round"] = stag["overopt_round"]
+    out["gold_trend_final"] = stag["final_state"]
     out["stagnation_params"] = dict(STAGNATION)
     out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "eval/policy_move")))
-    out.update(overoptimisation(rows, gold))
+    out.update(overoptimisation(rows, gold, steps))
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak
     for name, a in out["audit"].get("alarms", {}).items():
@@ -72,8 +79,15 @@ def _means(rows: list[dict], keys) -> dict:
     return out
 
 
-def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
+def overoptimisation(rows: list[dict], gold: np.ndarray, steps: list[dict] | None = None) -> dict:
     """Gao et al. fits of the gold gain against d = sqrt(KL): over rounds (RL) and over n (best-of-n, last round).
+
+    The RL fit uses the rounds that optimised one fixed proxy (:func:`fixed_proxy_rounds`: a frozen reward model,
+    or gold) when there are at least ``GAO_MIN_POINTS``; failing that, those rounds' PPO iterations (``steps``, rows
+    of ppo_steps.jsonl: ``objective/kl`` and ``objective/gold`` of each rollout batch, ``gao_rl_points`` =
+    ``iterations``); otherwise all rounds, with ``gao_rl_proxy_fixed`` False (the proxy moved under the curve); no
+    fit with fewer points. ``gao_rl_shape`` (:func:`gao_shape`) says whether
+    the fitted curve rises then falls inside the observed range; a study reports the share over seeds (``gao_shares``).
 
     Also what the proxy did after gold peaked: ``proxy_change_after_gold_peak`` = proxy(final) -
     proxy(peak round) (NaN when gold peaks in the last round or at round 0, which has no proxy), and
@@ -84,8 +98,23 @@ def overoptimisation(rows: list[dict], gold: np.ndarray) -> dict:
     d = np.sqrt(np.clip(_col(rows, "eval/kl"), 0, None))
     y = gold - gold[0]
     ok = np.isfinite(d) & np.isfinite(y)
-    if ok.sum() >= 3:
-        out.update({f"gao_rl_gold_{k}": v for k, v in fit_gao(d[ok], y[ok], form="rl").items()})
+    fixed = fixed_proxy_rounds(rows)
+    fixed_rounds = {r["round"] for r, f in zip(rows, fixed) if f and r["round"] > 0}
+    it = [s for s in steps or () if s.get("round") in fixed_rounds and s.get("objective/gold") is not None and s.get("objective/kl") is not None]
+    # fit only what optimised one fixed proxy: its rounds, else its PPO iterations; else all rounds, flagged
+    if (ok & fixed).sum() >= GAO_MIN_POINTS or len(it) < GAO_MIN_POINTS:
+        use = ok & fixed if (ok & fixed).sum() >= GAO_MIN_POINTS else ok
+        pd_, py_, points = d[use], y[use], "rounds"
+        first, is_fixed = (int(rows[int(np.flatnonzero(use)[0])]["round"]), bool(fixed[use].all())) if use.any() else (None, False)
+    else:
+        pd_ = np.sqrt(np.clip([s["objective/kl"] for s in it], 0, None))
+        py_, points = np.array([s["objective/gold"] for s in it]) - gold[0], "iterations"
+        first, is_fixed = min(s["round"] for s in it), True
+    if pd_.size >= GAO_MIN_POINTS:
+        fit = fit_gao(pd_, py_, form="rl")
+        out.update({f"gao_rl_gold_{k}": v for k, v in fit.items()})
+        out.update(gao_rl_proxy_fixed=is_fixed, gao_rl_first_round=first, gao_rl_points=points,
+                   gao_rl_shape=gao_shape(fit, float(pd_.max())))
     proxy = _col(rows, "eval/proxy")
     peak = int(np.nanargmax(gold)) if np.isfinite(gold).any() else 0
     out["gold_drop_after_peak"] = float(gold[-1] - gold[peak])

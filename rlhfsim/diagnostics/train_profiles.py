@@ -64,42 +64,47 @@ def order_accuracy(L: np.ndarray, prefs: np.ndarray) -> float:
     return float(((d > 0) & prefs).sum() / n) if n else float("nan")
 
 
-def objective_gap(R: np.ndarray, rank: np.ndarray, prefs: np.ndarray, utility, optimum: np.ndarray) -> float:
+def objective_gap(R: np.ndarray, prefs: np.ndarray, utility) -> float:
     """How far the trained rewards are from the optimum *value* of the training objective, per group then averaged.
 
-    ``R [G, K]`` rewards in [0, 1] (NaN padding), ``rank [G, K]`` (1 = worst), ``prefs [G, K, K]`` labelled pairs,
-    ``optimum`` the ascending finite-n optimum for ``K``. For each group: mean over its labelled pairs of
-    ``U(opt[rank_a] - opt[rank_b]) - U(r_a - r_b)``. >= 0 when the labels form a total order (0 at the optimum).
-    Unlike the profile deviation it is not fooled by a model whose sorted values are right but whose order is not.
+    ``R [G, K]`` rewards in [0, 1] (NaN padding), ``prefs [G, K, K]`` each group's comparison graph (labelled
+    pairs: ties dropped, reference answers included). For each group: mean over its labelled pairs of
+    ``U(o_a - o_b) - U(r_a - r_b)`` with ``o`` the group's graph optimum (:func:`rlhfsim.theory.optimal_rewards_graph`):
+    >= 0, and 0 exactly at the optimum. Unlike the profile deviation it is not fooled by a model whose sorted
+    values are right but whose order is not.
     """
+    from rlhfsim.theory import optimal_rewards_graph
+
     gaps = []
-    for r, rk, P in zip(R, rank, prefs):
+    for r, P in zip(R, prefs):
+        n = int(np.isfinite(r).sum())
         if not P.any():
             continue
-        o = np.asarray(optimum)[np.nan_to_num(rk, nan=1).astype(int) - 1]
+        P, r = P[:n, :n], r[:n]
+        o = optimal_rewards_graph(utility, P)
         gaps.append(float(np.mean(utility(o[:, None] - o[None, :])[P]) - np.mean(utility(r[:, None] - r[None, :])[P])))
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
-def train_diagnostics(gm: GroupMatrices, logits_flat: np.ndarray, bounded: bool, theory: dict | None,
-                      utilities: dict | None = None) -> tuple[dict, pd.DataFrame]:
+def train_diagnostics(gm: GroupMatrices, logits_flat: np.ndarray, bounded: bool, theory: dict | None) -> tuple[dict, pd.DataFrame]:
     """(metrics, per-completion table) of the reward model on its training groups.
 
-    ``logits_flat [N_valid]`` are the model's logits of ``gm.texts`` in order. Metrics are the
-    ``collapse/*`` metrics of :func:`collapse_metrics` renamed ``collapse_train/*``, plus
-    ``collapse_train/order_acc`` (agreement with the annotator's labels, see :func:`order_accuracy`) and, given
-    ``utilities`` ({type: Utility as trained}) with ``theory`` for bounded rewards, ``collapse_train/{t}_objective_gap``.
+    ``logits_flat [N_valid]`` are the model's logits of ``gm.texts`` in order; ``theory`` {type: Utility as
+    trained} (bounded rewards only). Metrics are the ``collapse/*`` metrics of :func:`collapse_metrics` (the
+    graph optimum on the annotator's comparison graphs) renamed ``collapse_train/*``, plus
+    ``collapse_train/order_acc`` (agreement with the annotator's labels, see :func:`order_accuracy`) and
+    ``collapse_train/{t}_objective_gap``.
     """
     L = np.full(gm.valid.shape, np.nan)
     L[gm.valid] = np.asarray(logits_flat, dtype=np.float64)
-    full = collapse_metrics(L, gm.types, bounded=bounded, gold=gm.gold, theory=theory)
+    full = collapse_metrics(L, gm.types, bounded=bounded, gold=gm.gold, theory=theory, prefs=gm.prefs)
     m = {k.replace("collapse/", "collapse_train/", 1): v for k, v in full.items() if k.startswith("collapse/")}
     m["collapse_train/order_acc"] = order_accuracy(L, gm.prefs)
     R = to_unit_interval(L, bounded) if bounded else L
-    for t, U in (utilities or {}).items() if bounded and theory is not None else ():
+    for t, U in (theory or {}).items() if bounded else ():
         sel = np.asarray(gm.types) == t
-        if sel.any() and t in theory and len(theory[t]) == L.shape[1]:
-            m[f"collapse_train/{t}_objective_gap"] = objective_gap(R[sel], gm.rank[sel], gm.prefs[sel], U, theory[t])
+        if sel.any():
+            m[f"collapse_train/{t}_objective_gap"] = objective_gap(R[sel], gm.prefs[sel], U)
     g_idx, slot = np.nonzero(gm.valid)
     table = pd.DataFrame({
         "group": g_idx,

@@ -115,7 +115,7 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
             last_m.loc[(v, sd)].get(f"collapse_train/{t}_{col}", np.nan) if last_m is not None and (v, sd) in last_m.index else np.nan
             for v, sd, t in zip(per_seed["variant"], per_seed["seed"], per_seed["prompt_type"])
         ]
-    extra = [c for c in ("collapse_train/order_acc", "collapse/index", "collapse/index_gold") if c in m]
+    extra = [c for c in ("collapse_train/order_acc", "collapse/probe_shape_rel", "collapse/shape_rel") if c in m]
     if extra:
         last = m.sort_values("round").groupby(["variant", "seed"], as_index=False).last()[["variant", "seed", *extra]]
         per_seed = per_seed.merge(last, on=["variant", "seed"], how="left")

@@ -213,15 +213,15 @@ def stagnation_section(study) -> Section:
     header = ["variant", "peak round per seed", "stagnation round per seed", "first flat window per seed",
               "adv/gold_corr (mean over rounds)", "adv/sign_agree", "adv/kl_share", "gold gain (final − SFT)"]
     note = ("Seeds in order 0, 1, 2, ...; '–' = none (gold still rising at the end, or the policy not moving). Stagnation: the first "
-            "3-round window with gold slope < 0.005/round while the policy moves (KL between consecutive policies > 1e-3) after "
-            "which no window rises again; 0 = gold never rose for good above the SFT policy. Fidelity columns: mean ± sd over seeds "
+            "3-round window whose gold-slope 95% interval (from eval/gold_se) covers 0 while the policy moves (KL between consecutive "
+            "policies > 1e-3) after which no window rises again (falling gold is over-optimisation, not stagnation); 0 = gold never rose for good above the SFT policy. Fidelity columns: mean ± sd over seeds "
             "of each run's mean over its trained rounds.")
     return Section("Peak, stagnation and advantage fidelity", header, rows, note)
 
 
 PROPAGATION_SHOWN = [
-    ("collapse/index", "adv/gold_corr", 0), ("collapse/saturation", "adv/gold_corr", 0), ("rm/pairwise_acc", "adv/gold_corr", 0),
-    ("collapse/index", "eval/gold_delta", 0), ("collapse/index", "eval/gold_delta", 1), ("collapse/saturation", "eval/gold_delta", 1),
+    ("collapse/probe_shape_rel", "adv/gold_corr", 0), ("collapse/saturation", "adv/gold_corr", 0), ("rm/pairwise_acc", "adv/gold_corr", 0),
+    ("collapse/probe_shape_rel", "eval/gold_delta", 0), ("collapse/probe_shape_rel", "eval/gold_delta", 1), ("collapse/saturation", "eval/gold_delta", 1),
     ("rm/pairwise_acc", "eval/gold_delta", 0),
 ]
 

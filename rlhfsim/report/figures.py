@@ -342,23 +342,24 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
     key, title = "fig6_collapse", "Reward-model collapse and agreement with gold over rounds"
     m = study.metrics
     drawn = _round_panels(study, pal, band, [
-        ("collapse/index", "collapse index (W1; 0 = collapsed)", "collapse index"),
-        ("collapse/index_gap", "gold index − RM index (W1)", "collapse gap (gold − proxy)"),
+        ("collapse/probe_shape", "profile shape similarity (1 = collapsed)", "collapse (fixed probe set)"),
+        ("collapse/probe_shape_rel", "share of gold's prompt dependence lost", "collapse relative to gold"),
         ("rm/pairwise_acc", "pairwise accuracy vs gold (0-1)", "RM pairwise accuracy (held-out)"),
     ], (5, 4.4))
     if drawn is None:
         return FigureResult(key, title, "", None, "no collapse/* or rm/pairwise_acc metrics logged")
     fig, axes, panels = drawn
     for ax, (col, _, _) in zip(axes, panels):
-        if col == "collapse/index" and _has(m, "collapse/index_gold"):
-            _lineplot(ax, m, "collapse/index_gold", study, pal, band, linestyle="--", legend=False)
+        if col == "collapse/probe_shape" and _has(m, "collapse/probe_shape_gold"):
+            _lineplot(ax, m, "collapse/probe_shape_gold", study, pal, band, linestyle="--", legend=False)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
-    _legend_once(fig, axes, extra if _has(m, "collapse/index_gold") else ())
+    _legend_once(fig, axes, extra if _has(m, "collapse/probe_shape_gold") else ())
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    cap = (f"Mean over seeds ({_band_text(band)}). The collapse index is the W1 distance between the mean sorted open and closed "
-           "reward profiles; the gold index (dashed) is what an uncollapsed reward model would show on the same samples. "
+    cap = (f"Mean over seeds ({_band_text(band)}). Collapse: 1 - the mean squared W2 distance of each prompt's standardised "
+           "sorted reward profile from their barycentre, on a fixed probe set (higher = more collapsed); gold on the same "
+           "completions dashed; relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed. "
            "Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold.")
     return FigureResult(key, title, cap, fig)
 

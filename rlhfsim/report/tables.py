@@ -15,7 +15,7 @@ FINAL_METRICS = [
     ("gold_peak_round", "round of peak", "{:.1f}"),
     ("stagnation_round", "stagnation round", "{:.1f}"),
     ("kl_final", "final KL (nats)", "{:.3f}"),
-    ("collapse_index_final", "collapse index", "{:.3f}"),
+    ("collapse_probe_shape_rel_final", "collapse (probe, vs gold; 1 = collapsed)", "{:.3f}"),
 ]
 
 

@@ -6,7 +6,8 @@ Stop rules (config `reward.early_stop.mode`), checked after every epoch from `mi
     none      train `reward.epochs` epochs (the maximum in every mode)
     patience  held-out loss (lower is better) or accuracy (higher is better) has not improved by more
               than `min_delta` for `patience` epochs; the weights of the best epoch are kept
-    collapse  the held-out collapse index falls below `min_collapse_index` or the saturation rises
+    collapse  the held-out shape dependence (``shape_dependence`` of rlhfsim.diagnostics.collapse, 0 = every
+              prompt the same standardised profile) falls below `min_shape_dep` or the saturation rises
               above `max_saturation`; the weights of the last epoch that crossed neither are kept
               (the first epoch's if even that one crossed)
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STOP_REASONS = ("max_epochs", "patience", "collapse_index", "saturation", "no_heldout")
+STOP_REASONS = ("max_epochs", "patience", "shape_dep", "saturation", "no_heldout")
 
 
 def holdout_mask(groups, frac: float, seed: int) -> np.ndarray:
@@ -87,7 +88,7 @@ class EarlyStopper:
     min_delta: float = 0.0
     min_epochs: int = 1
     max_epochs: int = 2
-    min_collapse_index: float | None = None
+    min_shape_dep: float | None = None
     max_saturation: float | None = None
     best_epoch: int = 0
     best: float = float("nan")
@@ -105,7 +106,7 @@ class EarlyStopper:
     def update(self, epoch: int, heldout: dict) -> bool:
         """Record epoch ``epoch``'s held-out measurements; True when training should stop now.
 
-        ``heldout`` holds ``loss``, ``accuracy``, ``collapse_index``, ``saturation`` (NaN where unmeasured).
+        ``heldout`` holds ``loss``, ``accuracy``, ``shape_dep``, ``saturation`` (NaN where unmeasured).
         """
         self.history.append({"epoch": epoch, **heldout})
         if self.mode == "patience":
@@ -116,10 +117,10 @@ class EarlyStopper:
                 self.reason = "patience"
                 return True
         elif self.mode == "collapse":
-            ci, sat = heldout.get("collapse_index", np.nan), heldout.get("saturation", np.nan)
+            ci, sat = heldout.get("shape_dep", np.nan), heldout.get("saturation", np.nan)
             crossed = None
-            if self.min_collapse_index is not None and np.isfinite(ci) and ci < self.min_collapse_index:
-                crossed = "collapse_index"
+            if self.min_shape_dep is not None and np.isfinite(ci) and ci < self.min_shape_dep:
+                crossed = "shape_dep"
             elif self.max_saturation is not None and np.isfinite(sat) and sat > self.max_saturation:
                 crossed = "saturation"
             if crossed is None:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["AGGREGATORS", "aggregate", "disagreement", "ensemble_diagnostics", "ensemble_metrics"]
+__all__ = ["AGGREGATORS", "aggregate", "disagreement", "ensemble_diagnostics", "ensemble_metrics", "member_scale"]
 
 
 def _mean(x: torch.Tensor, lam: float) -> torch.Tensor:
@@ -69,19 +69,47 @@ def _back(y: torch.Tensor, is_np: bool):
     return y.detach().cpu().numpy() if is_np else y
 
 
-def aggregate(rewards_k_by_batch: torch.Tensor | np.ndarray, method: str, lam: float = 0.1) -> torch.Tensor | np.ndarray:
+STANDARDISED = ("wco", "uwo")  # the aggregators whose result depends on each member's offset and scale
+
+
+def member_scale(ref_rewards) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's location and scale on a reference set: ``ref [M, N]`` -> ``(mu [M], sd [M])``.
+
+    Mean and std (ddof 0) over the reference completions; a member with no spread gets ``sd = 1`` (nothing to
+    rescale). The reference set must be the same completions for every member (the loop uses a fixed probe set).
+    """
+    R = np.asarray(ref_rewards, dtype=np.float64)
+    if R.ndim != 2 or R.shape[1] < 2:
+        raise ValueError(f"expected reference rewards [M, N] with N >= 2, got shape {R.shape}")
+    mu, sd = R.mean(1), R.std(1)
+    return mu, np.where(sd > 0, sd, 1.0)
+
+
+def aggregate(rewards_k_by_batch: torch.Tensor | np.ndarray, method: str, lam: float = 0.1, scale=None) -> torch.Tensor | np.ndarray:
     """Aggregate member rewards ``[M, B]`` into one reward per completion ``[B]``.
 
     ``method`` is one of :data:`AGGREGATORS` (``mean``, ``wco``, ``uwo``, ``median``); ``lam``
     (>= 0) is the UWO variance weight, ignored by the others. With ``M = 1`` every method
     returns the single member. Returns a torch tensor for tensor input, numpy for array input.
+
+    ``scale = (mu [M], sd [M])`` (:func:`member_scale` on a reference set): ``wco`` and ``uwo`` then act on the
+    standardised members ``z_m = (r_m - mu_m) / sd_m``, so a member's arbitrary offset or scale (Bradley-Terry
+    fixes neither) cannot decide the min or the variance, and ``lam`` weighs the variance in standardised units;
+    the result is mapped back to the members' average scale, ``mean(sd) * agg(z) + mean(mu)``. ``mean`` and
+    ``median`` ignore ``scale``. ``scale=None`` aggregates the raw members (Coste et al. as written).
     """
     if method not in AGGREGATORS:
         raise ValueError(f"unknown aggregation {method!r}; valid: {', '.join(sorted(AGGREGATORS))}")
     if lam < 0:
         raise ValueError(f"lam must be >= 0 (a negative weight rewards disagreement), got {lam}")
     x, is_np = _to_torch(rewards_k_by_batch)
-    return _back(AGGREGATORS[method](x, float(lam)), is_np)
+    if scale is None or method not in STANDARDISED:
+        return _back(AGGREGATORS[method](x, float(lam)), is_np)
+    mu, sd = (torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=x.dtype, device=x.device) for v in scale)
+    if mu.shape != (x.shape[0],) or sd.shape != (x.shape[0],):
+        raise ValueError(f"scale has {tuple(mu.shape)} / {tuple(sd.shape)} entries for {x.shape[0]} members")
+    z = (x - mu[:, None]) / sd[:, None]
+    return _back(sd.mean() * AGGREGATORS[method](z, float(lam)) + mu.mean(), is_np)
 
 
 def disagreement(rewards: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
@@ -93,12 +121,13 @@ def disagreement(rewards: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarra
     return _back(x.std(0, correction=0), is_np)
 
 
-def ensemble_diagnostics(member_logits: np.ndarray, gold: np.ndarray, types, bounded: bool, method: str, lam: float) -> dict[str, float]:
+def ensemble_diagnostics(member_logits: np.ndarray, gold: np.ndarray, types, bounded: bool, method: str, lam: float,
+                         scale=None) -> dict[str, float]:
     """:func:`ensemble_metrics` from member logits ``[M, N]``: rewards on the trained scale
-    (sigmoid when bounded), the proxy aggregated as PPO sees it."""
+    (sigmoid when bounded), the proxy aggregated as PPO sees it (``scale``: see :func:`aggregate`)."""
     z = np.asarray(member_logits, dtype=np.float64)
     R = 1.0 / (1.0 + np.exp(-z)) if bounded else z
-    return ensemble_metrics(R, gold, types, proxy=aggregate(R, method, lam))
+    return ensemble_metrics(R, gold, types, proxy=aggregate(R, method, lam, scale))
 
 
 def ensemble_metrics(members: np.ndarray, gold: np.ndarray, types, proxy: np.ndarray | None = None) -> dict[str, float]:

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from rlhfsim.models.lean import classifier_logits
-from rlhfsim.reward import regularise, schedule
+from rlhfsim.reward import regularise
+from rlhfsim.reward.engines import Engine
+from rlhfsim.reward.listwise import GroupTensors, listwise_loss
 from rlhfsim.reward.model import RewardModels, build_reward_model, encode_pairs
-from rlhfsim.reward.trainer import GroupTensors, LoopEngine, listwise_loss
 
 
 class HeadRewardModels(RewardModels):
@@ -56,17 +57,13 @@ class HeadRewardModels(RewardModels):
         return out
 
 
-class HeadsEngine(LoopEngine):
+class HeadsEngine(Engine):
     """One optimiser step per minibatch for all heads: one forward, M listwise losses, their mean backpropagated."""
-
-    stacked = False
 
     def __init__(self, rms: HeadRewardModels, cfg, weights: np.ndarray | None, steps: int = 1):
         self.models = rms.members
         self.model, self.M = rms.members[0], rms.n_members
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        self.sched = schedule.make_scheduler(self.opt, cfg.lr_schedule, cfg.warmup, steps)
-        self._centring(cfg, steps)  # reward.center_coef / center_schedule (LoopEngine.center_coef)
+        super().__init__(cfg, steps, [list(self.model.parameters())])  # one optimiser over trunk and heads
         # [M, n] bootstrap multiplicities of the training groups, or None (every group weight 1)
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=rms.device)
         self.model.train()
@@ -91,7 +88,8 @@ class HeadsEngine(LoopEngine):
             loss, st = listwise_loss(logits[m], data.prefs[g], data.type_idx[g], utilities, bounded, w)
             loss = loss + regularise.centring_penalty(logits[m], valid, self.center_coef)
             total, stats = total + loss, stats + [st]
-        self._update(total / self.M, lambda: torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0))
+        self._update(total / self.M)
+        self.t += 1
         return stats
 
     @torch.no_grad()

@@ -14,7 +14,7 @@ import torch
 
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.reward import schedule
-from rlhfsim.reward.trainer import group_layout, listwise_loss, utilities_for
+from rlhfsim.reward.trainer import group_layout, listwise_loss, training_utilities
 
 
 class TextGroups:
@@ -63,7 +63,7 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
     if not groups:
         return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0}
     parallel = parallel or Parallel()
-    utilities = utilities_for(cfg, type_names)
+    utilities = training_utilities(cfg, type_names)
     data = TextGroups(groups, type_names)
     stats: list[dict] = []
     for model in rms.members:
@@ -75,7 +75,8 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
             for s in range(0, len(data), cfg.batch_groups):
                 opt.zero_grad(set_to_none=True)
                 st = batch_gradients(rms, model, data, torch.as_tensor(order[s : s + cfg.batch_groups]), utilities, parallel, micro_batch)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 opt.step()
                 if sched is not None:
                     sched.step()

@@ -19,6 +19,22 @@ def with_margin(utilities: list, margin: float) -> list:
     return [_Shifted(U, margin) for U in utilities]
 
 
+def scaled(utilities: list, factors: list[float]) -> list:
+    """Utilities U(d) -> c * U(d), one factor per utility (same objects where the factor is 1)."""
+    return [U if c == 1.0 else _Scaled(U, c) for U, c in zip(utilities, factors)]
+
+
+class _Scaled:
+    def __init__(self, U, c: float):
+        self.U, self.c = U, c
+
+    def __call__(self, d: torch.Tensor) -> torch.Tensor:
+        return self.c * self.U(d)
+
+    def __getattr__(self, name):  # needs_bounded, name, ... of the wrapped utility
+        return getattr(self.U, name)
+
+
 class _Shifted:
     def __init__(self, U, margin: float):
         self.U, self.margin = U, margin

@@ -44,11 +44,21 @@ def cmd_sweep(args) -> int:
     from rich.console import Console
 
     console = Console()
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
+    if args.backend == "local" and (args.address or args.ray_cpus):
+        raise ConfigError(f"{'--address' if args.address else '--ray-cpus'} is for --backend ray; add --backend ray or drop it")
+    if args.ray_cpus is not None and (args.ray_cpus < 1 or args.address):
+        raise ConfigError("--ray-cpus N (>= 1) sizes the local Ray started for the sweep; it cannot size a cluster "
+                          "given by --address: drop one of them")
     exp = load_experiment(args.experiment, sets=args.set)
     out_root = Path(args.out)
     jobs = plan(exp, out_root, args.set)
+    trackers = sorted({t for j in jobs for t in j.spec.config.output.report_to})
+    if trackers:
+        from rlhfsim.trackers import check_installed
+
+        check_installed(trackers)
     if args.restart_changed:
         for j in jobs:
             if j.decision.action == "conflict":
@@ -64,13 +74,22 @@ def cmd_sweep(args) -> int:
         for v in exp.variants:
             console.print(f"  {v.name}: {' '.join(to_set_args(v.overrides)) or '(base config)'}", highlight=False)
         return 0
+    backend = None
+    if args.backend == "ray":
+        from rlhfsim.sweep.ray_backend import RayBackend
+
+        backend = RayBackend(exp.spec.resources, args.address, args.ray_cpus, args.retries)
+    n_jobs = args.jobs or (len(jobs) if backend is not None else 1)  # on Ray, the cluster's resources pace the runs
     write_experiment_record(exp, out_root, args.set)
     t0 = time.perf_counter()
     try:
-        execute(jobs, args.jobs, console=console)
+        execute(jobs, n_jobs, console=console, backend=backend)
     except KeyboardInterrupt:
         console.print(results_table(jobs, f"{exp.name}: interrupted"))
         return 130
+    finally:
+        if backend is not None:
+            backend.close()
     wall = time.perf_counter() - t0
     console.print(results_table(jobs, f"{exp.name}: {len(jobs)} runs in {wall:.0f} s"))
     n_fail = sum(j.status == "failed" for j in jobs)
@@ -84,7 +103,13 @@ def cmd_sweep(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="run an experiment: every variant x seed, in parallel processes")
     p.add_argument("experiment", help="experiment YAML (see experiments/README.md)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="runs at once (each gets cores/jobs threads, one GPU each where there are GPUs)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="runs at once (local, default 1: each gets cores/jobs threads, one "
+                   "GPU each where there are GPUs; ray, default all: the experiment's resources: decide)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: subprocesses on this machine; ray: one Ray task per run (pip install -e '.[ray]')")
+    p.add_argument("--address", default=None, help="Ray cluster to join (e.g. ray://head:10001 or auto); default: a local Ray")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray started for the sweep (default: all)")
+    p.add_argument("--retries", type=int, default=3, help="Ray: times a run whose worker died is retried (resumed from its checkpoint)")
     p.add_argument("--out", default="runs", help="root of run directories (default: runs): runs/<experiment>/<variant>/seed<k>/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override for every run, e.g. device=cpu")
     p.add_argument("--dry-run", action="store_true", help="show what would run, skip or resume, and stop")

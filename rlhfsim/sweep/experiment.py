@@ -24,6 +24,16 @@ RESERVED_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
 # ----------------------------------------------------------------------------- the experiment file
 
 
+class ResourcesSpec(BaseModel):
+    """What each run asks of a Ray cluster (`rlhfsim sweep --backend ray`); the local backend ignores it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: float = Field(1, gt=0, description="CPUs per run (also its torch thread count, rounded down, at least 1).")
+    gpus: float = Field(0, ge=0, description="GPUs per run (Ray sets CUDA_VISIBLE_DEVICES); give 1 with device: cuda.")
+    memory_gb: float | None = Field(None, gt=0, description="Memory per run in GiB that Ray reserves (None: no reservation).")
+
+
 class ExperimentSpec(BaseModel):
     """The experiment file (experiments/README.md)."""
 
@@ -38,6 +48,7 @@ class ExperimentSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds; an integer n means 0..n-1.")
     baseline: str | None = Field(None, description="Variant the report compares against (default: the first).")
     rounds_override: int | None = Field(None, ge=1, description="loop.rounds for every variant (applied last).")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-run resources on Ray (--backend ray).")
 
     @field_validator("name")
     @classmethod

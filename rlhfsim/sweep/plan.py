@@ -138,8 +138,8 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     return Decision("start", f"summary.json has {done} of {rounds} rounds and there is no checkpoint")
 
 
-RUN_OUTPUTS = ("metrics.jsonl", "ppo_steps.jsonl", "summary.json", "status.json", "run.log")
-RUN_SUBDIRS = ("rewards", "samples", "checkpoints")
+RUN_OUTPUTS = ("metrics.jsonl", "ppo_steps.jsonl", "summary.json", "status.json", "run.log", "trackers.json")
+RUN_SUBDIRS = ("rewards", "samples", "checkpoints", "tensorboard", "wandb")
 
 
 def clear_run_dir(run_dir: Path) -> None:

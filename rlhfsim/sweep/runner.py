@@ -90,8 +90,10 @@ def sft_group(cfg) -> str:
 
 
 
-def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpus: list[str] | None = None) -> list[Job]:
-    """Run the start/resume jobs, n_jobs at once, each in its own `rlhfsim run` process."""
+def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpus: list[str] | None = None,
+            backend=None) -> list[Job]:
+    """Run the start/resume jobs, n_jobs at once, each in its own `rlhfsim run` process (or, with a `backend` such as
+    ray_backend.RayBackend, as whatever backend.start(job) returns: an object with Popen's poll/terminate/wait/kill)."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -120,6 +122,10 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
             clear_run_dir(d)
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_text(d / "config.yaml", job.spec.config_text)
+        if backend is not None:  # the backend's worker writes run.log
+            job.proc, job.started, job.status = backend.start(job), time.perf_counter(), "running"
+            running.append(job)
+            return
         job.log = open(d / "run.log", "a" if job.decision.action == "resume" else "w")
         job.log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run_command(d, job.decision.action))}\n")
         job.log.flush()
@@ -140,7 +146,8 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
 
     def finish(job: Job, rc: int) -> None:
         job.seconds = time.perf_counter() - job.started
-        job.log.close()
+        if job.log is not None:
+            job.log.close()
         running.remove(job)
         free_slots.append(job.slot)
         free_slots.sort()

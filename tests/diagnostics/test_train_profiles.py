@@ -4,6 +4,7 @@ import pytest
 
 from rlhfsim.diagnostics.train_profiles import group_matrices, order_accuracy, train_diagnostics
 from rlhfsim.reward.buffer import Group
+from rlhfsim.reward.utilities import get_utility
 from rlhfsim.theory import optimal_rewards
 from rlhfsim.world.base import Prompt
 
@@ -42,16 +43,18 @@ def test_model_at_the_optimum_has_zero_theory_deviation_and_collapses():
     gm = group_matrices(groups)
     r = opt[(gm.rank[gm.valid] - 1).astype(int)]  # reward of each slot from its rank
     logits = np.log(np.clip(r, 1e-9, 1 - 1e-9) / np.clip(1 - r, 1e-9, 1))
-    m, table = train_diagnostics(gm, logits, bounded=True, theory={"open": opt, "closed": opt})
+    U = get_utility("-1/x")
+    m, table = train_diagnostics(gm, logits, bounded=True, theory={"open": U, "closed": U})
     assert m["collapse_train/order_acc"] == 1.0
-    assert m["collapse_train/index"] == pytest.approx(0.0, abs=1e-6)
+    assert m["collapse_train/shape"] == pytest.approx(1.0, abs=1e-6)
     for t in ("open", "closed"):
-        assert m[f"collapse_train/{t}_theory_maxdev"] == pytest.approx(0.0, abs=1e-6)
+        assert m[f"collapse_train/{t}_graph_dev_max"] == pytest.approx(0.0, abs=1e-6)
+        assert m[f"collapse_train/{t}_objective_gap"] == pytest.approx(0.0, abs=1e-6)
     assert len(table) == 6 * k and set(table.columns) >= {"group", "prompt_type", "rank", "gold", "logit", "reward"}
     assert table["rank"].between(1, k).all()
-    # a shuffled theory for one type is seen as a deviation
-    m2, _ = train_diagnostics(gm, logits, bounded=True, theory={"open": opt, "closed": np.r_[np.zeros(4), np.ones(4)]})
-    assert m2["collapse_train/closed_theory_maxdev"] > 0.3
+    # another utility for one type is seen as a deviation
+    m2, _ = train_diagnostics(gm, logits, bounded=True, theory={"open": U, "closed": get_utility("linear")})
+    assert m2["collapse_train/closed_graph_dev_max"] > 0.1 and m2["collapse_train/closed_objective_gap"] > 0
 
 
 def test_reward_only_run_with_distinct_total_orders(tmp_path, sft_cache):
@@ -70,9 +73,9 @@ def test_reward_only_run_with_distinct_total_orders(tmp_path, sft_cache):
     row = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
     assert "objective/kl" not in row  # no PPO
     assert 0 <= row["annot/distinct_share"] <= 1
-    assert 0 <= row["collapse_train/order_acc"] <= 1 and 0 <= row["collapse_train/index"] <= 1
+    assert 0 <= row["collapse_train/order_acc"] <= 1 and 0 <= row["collapse_train/shape"] <= 1
     for t in ("open", "closed"):
-        assert 0 <= row[f"collapse_train/{t}_theory_maxdev"] <= 1
+        assert 0 <= row[f"collapse_train/{t}_graph_dev_max"] <= 1
         assert np.isfinite(row[f"collapse_train/{t}_objective_gap"])
     df = pd.read_parquet(tmp_path / "r" / "rewards" / "train_round_001.parquet")
     assert df["rank"].between(1, k).all() and df["reward"].between(0, 1).all()
@@ -90,8 +93,12 @@ def test_objective_gap_zero_at_the_optimum_positive_off_it():
     rank = np.array([[4, 1, 3, 2]], dtype=float)
     prefs = rank[:, :, None] > rank[:, None, :]
     at_opt = opt[(rank - 1).astype(int)]
-    assert objective_gap(at_opt, rank, prefs, U, opt) == pytest.approx(0.0)
+    assert objective_gap(at_opt, prefs, U) == pytest.approx(0.0)
     # all rewards equal: every pair has U(0) = 0, while the optimum's mean over the 6 pairs is 4/6
-    assert objective_gap(np.full((1, k), 0.5), rank, prefs, U, opt) == pytest.approx(4 / 6)
+    assert objective_gap(np.full((1, k), 0.5), prefs, U) == pytest.approx(4 / 6)
     # the right sorted values in the wrong order: the profile matches, the objective does not
-    assert objective_gap(at_opt[:, ::-1], rank, prefs, U, opt) > 0.5
+    assert objective_gap(at_opt[:, ::-1], prefs, U) > 0.5
+    # a closed group with one right answer (ties among the wrong ones dropped): the optimum is (1, 0, 0, 0),
+    # which the total-order optimum by rank would not give; the gap is 0 there
+    closed = np.array([[[False, True, True, True]] + [[False] * 4] * 3])
+    assert objective_gap(np.array([[1.0, 0.0, 0.0, 0.0]]), closed, get_utility("-1/x")) == pytest.approx(0.0, abs=1e-9)

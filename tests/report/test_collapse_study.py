@@ -28,7 +28,7 @@ def fab_run(root: Path, variant: str, seed: int, reward: dict) -> Path:
     d = root / variant / f"seed{seed}"
     (d / "rewards").mkdir(parents=True)
     (d / "config.yaml").write_text(dump_config(config_from_dict(raw)))
-    rows = [{"round": 0, "eval/gold": 0.3}, {"round": 1, "eval/gold": 0.3, "collapse_train/order_acc": 1.0, "collapse/index": 0.1}]
+    rows = [{"round": 0, "eval/gold": 0.3}, {"round": 1, "eval/gold": 0.3, "collapse_train/order_acc": 1.0, "collapse/probe_shape_rel": 0.1}]
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     (d / "summary.json").write_text(json.dumps(summarize(rows, wall_time=1.0)))
     return d

@@ -24,7 +24,7 @@ def _run(variant: str, seed: int, rounds: int = 8) -> RunData:
         row = {"round": r, "eval/gold": 0.4 + float(gao_rl(np.sqrt(kl), ALPHA, BETA)), "eval/kl": kl}
         if r > 0:
             x = 0.1 * r + 0.05 * (r % 3)
-            row.update({"eval/proxy": 0.1 * r, "eval/policy_move": 0.2, "collapse/index": x, "collapse/saturation": 1 - x,
+            row.update({"eval/proxy": 0.1 * r, "eval/policy_move": 0.2, "collapse/probe_shape_rel": x, "collapse/saturation": 1 - x,
                         "rm/pairwise_acc": 0.7, "adv/gold_corr": 0.9 - x, "adv/sign_agree": 0.8, "adv/kl_share": 0.1,
                         "adv/std_raw": 1.0, "adv/snr": 2.0, "val/var_explained": 0.5})
             for n in (1, 2, 4, 8):
@@ -60,8 +60,8 @@ def test_stagnation_and_propagation_sections(study):
     assert row["adv/sign_agree"].startswith("0.800 ± 0.000")
     prop = D.propagation_section(study)
     assert prop.header == ["x → y", "a", "b"]
-    first = prop.rows[0]  # collapse/index -> adv/gold_corr at lag 0: an exact negative line
-    assert first[0].startswith("collapse/index (r) → adv/gold_corr (r+0)")
+    first = prop.rows[0]  # collapse/probe_shape_rel -> adv/gold_corr at lag 0: an exact negative line
+    assert first[0].startswith("collapse/probe_shape_rel (r) → adv/gold_corr (r+0)")
     assert first[1].startswith("-1.00 ± 0.00 (n=3); rounds per run 8-8")
 
 

@@ -43,8 +43,8 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
                "eval/gold_closed": gold - 0.1, "eval/accuracy_closed": gold - 0.1, "time/round": 1.0}
         if r > 0:
             row.update({"eval/proxy": 0.2 * r, "eval/proxy_open": 0.2 * r, "eval/proxy_closed": 0.1 * r,
-                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/index": 0.3 / r, "collapse/index_gold": 0.3,
-                        "collapse/index_gap": 0.3 - 0.3 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
+                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/probe_shape": 1 - 0.3 / r, "collapse/probe_shape_gold": 0.7,
+                        "collapse/probe_shape_rel": 1 - 1 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
         rows.append(row)
         types = np.repeat(["open", "closed"], P // 2)
         gold_pk = np.where(types[:, None] == "closed", rng.integers(0, 2, (P, K)), rng.uniform(0, 1, (P, K)))
@@ -119,7 +119,7 @@ def test_report_from_tiny_runs(built):
     # summary.csv: one row per run with summary fields and final metrics
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == 4 and set(s["variant"]) == {"low_kl", "high_kl"} and sorted(s["seed"]) == [0, 0, 1, 1]
-    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_index_final", "wall_time_s", "final/eval/gold"):
+    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_probe_shape_rel_final", "wall_time_s", "final/eval/gold"):
         assert col in s.columns, col
     assert np.allclose(s["gold_final"], s["final/eval/gold"])
 

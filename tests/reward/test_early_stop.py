@@ -48,11 +48,11 @@ def test_min_and_max_epochs():
 
 def test_collapse_aware_keeps_last_epoch_before_crossing():
     index = [0.30, 0.25, 0.2, 0.12, 0.05]  # the held-out collapse index shrinks as the model trains
-    st = EarlyStopper("collapse", min_collapse_index=0.15, max_epochs=5)
-    stopped = next(e for e, v in enumerate(index, 1) if st.update(e, {"collapse_index": v, "saturation": 0.0}))
-    assert (stopped, st.keep_epoch, st.reason) == (4, 3, "collapse_index")
+    st = EarlyStopper("collapse", min_shape_dep=0.15, max_epochs=5)
+    stopped = next(e for e, v in enumerate(index, 1) if st.update(e, {"shape_dep": v, "saturation": 0.0}))
+    assert (stopped, st.keep_epoch, st.reason) == (4, 3, "shape_dep")
     st = EarlyStopper("collapse", max_saturation=0.5, max_epochs=5)
-    stopped = next(e for e, v in enumerate([0.1, 0.6, 0.9], 1) if st.update(e, {"collapse_index": np.nan, "saturation": v}))
+    stopped = next(e for e, v in enumerate([0.1, 0.6, 0.9], 1) if st.update(e, {"shape_dep": np.nan, "saturation": v}))
     assert (stopped, st.keep_epoch, st.reason) == (2, 1, "saturation")
 
 

@@ -84,3 +84,37 @@ def test_ensemble_metrics_disagreement_predicts_error():
     np.testing.assert_allclose(d["rm/ens_std"], R.std(0).mean())
     with pytest.raises(ValueError, match="N must agree"):
         ensemble_metrics(members, gold[:-1], types)
+
+
+def test_standardised_wco_uwo_ignore_member_offsets_and_scales():
+    from rlhfsim.reward.ensemble import member_scale
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 50))  # three members that agree up to noise
+    ref = rng.normal(size=(3, 40))
+    a, c = np.array([1.0, 4.0, 0.25]), np.array([0.0, -30.0, 12.0])  # arbitrary member scales and offsets
+    moved, moved_ref = a[:, None] * base + c[:, None], a[:, None] * ref + c[:, None]
+    for method in ("wco", "uwo"):
+        s0, s1 = member_scale(ref), member_scale(moved_ref)
+        y0 = (aggregate(base, method, 0.1, s0) - s0[0].mean()) / s0[1].mean()
+        y1 = (aggregate(moved, method, 0.1, s1) - s1[0].mean()) / s1[1].mean()
+        np.testing.assert_allclose(y0, y1, atol=1e-10)  # the same aggregate on the standardised scale
+    # raw WCO is decided by the offsets: the member shifted by -30 is always the minimum
+    np.testing.assert_array_equal(aggregate(moved, "wco", 0.1), moved[1])
+
+
+def test_standardised_uwo_lambda_is_in_standardised_units():
+    from rlhfsim.reward.ensemble import member_scale
+
+    R = np.array([[0.0, 1.0, 2.0, 3.0], [10.0, 30.0, 50.0, 70.0]])  # member 2 = 10 + 20 * member 1
+    mu, sd = member_scale(R)
+    z = (R - mu[:, None]) / sd[:, None]
+    expect = sd.mean() * (z.mean(0) - 0.5 * z.var(0)) + mu.mean()
+    np.testing.assert_allclose(aggregate(R, "uwo", 0.5, (mu, sd)), expect)
+    np.testing.assert_allclose(z[0], z[1])  # the members agree after standardisation: no variance penalty at all
+    np.testing.assert_allclose(aggregate(R, "uwo", 0.5, (mu, sd)), sd.mean() * z[0] + mu.mean())
+    # mean and median ignore the scale; one member is returned as it is
+    np.testing.assert_allclose(aggregate(R, "mean", 0.5, (mu, sd)), R.mean(0))
+    np.testing.assert_allclose(aggregate(R[:1], "wco", 0.5, member_scale(R[:1])), R[0])
+    with pytest.raises(ValueError, match="members"):
+        aggregate(R, "wco", 0.1, (mu[:1], sd[:1]))

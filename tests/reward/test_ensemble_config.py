@@ -14,7 +14,7 @@ def test_conservative_aggregation_with_one_member_is_refused(method):
 
 
 @pytest.mark.parametrize("reward, match", [
-    ({"early_stop": {"mode": "collapse"}}, "min_collapse_index"),
+    ({"early_stop": {"mode": "collapse"}}, "min_shape_dep"),
     ({"early_stop": {"mode": "patience", "holdout": 0.0}}, "holdout > 0"),
     ({"epochs": 2, "early_stop": {"min_epochs": 3}}, "min_epochs"),
     ({"ensemble_data": "bagging"}, "ensemble_data"),

@@ -166,3 +166,17 @@ def test_simulation_score_fn_applies_the_configured_surgery():
         sim = SimpleNamespace(cfg=load_config(None, overrides), recal=None, proxy=lambda p, t: (x.copy(), x[None]),
                               world=SimpleNamespace(gold=lambda p, t: gold))
         assert np.allclose(Simulation.score_fn(sim, prompts, texts), want)
+
+
+def test_shape_dependence_of_the_output():
+    """Read by the collapse instrument (per-prompt shape dependence D, invariant to prompt offset and scale):
+    dial 0 keeps the model's D, a collapsed target at dial 1 leaves none, gold-shaped at dial 1 has gold's."""
+    from rlhfsim.diagnostics.collapse import shape_dependence
+
+    x, gold, groups = batch(9)
+    D = lambda v: shape_dependence(v.reshape(G, K))  # noqa: E731
+    assert D(x) > 0.05 and np.isclose(D(run(x, gold, groups, 0.0, "pooled")), D(x))
+    for profile in ("pooled", "optimum"):
+        assert D(run(x, gold, groups, 1.0, profile)) < 1e-12
+        assert 0 < D(run(x, gold, groups, 0.5, profile)) < D(x)
+    assert np.isclose(D(run(x, gold, groups, 1.0, "gold")), D(gold))

@@ -97,3 +97,19 @@ def test_openness_continuum_in_gold_profiles(world):
     again = np.sort(gold_profiles(world, 0, seed=1), axis=1).mean(0)
     noise = np.abs(again - mean_sorted[0]).mean()
     assert np.all(np.diff(w1_to_closed) > 0) and w1_to_closed[-1] > 5 * noise, (w1_to_closed, noise)
+
+
+def test_openness_seen_by_the_shape_dependence_instrument(world):
+    """The instruments issue's per-prompt measure on gold itself: D falls with openness (polarised profiles differ
+    most between prompts), and the openness levels carry a between-level share of D far above a random split's."""
+    from rlhfsim.diagnostics.collapse import shape_dependence
+
+    prof = [gold_profiles(world, lvl, n_prompts=200) for lvl in range(len(world.levels))]
+    d = np.array([shape_dependence(g) for g in prof])
+    assert np.all(np.diff(d) < 0), d
+    mixed = np.concatenate(prof)
+    between = shape_dependence(mixed) - d.mean()  # the law of total variance over equal-sized levels
+    perm = np.random.default_rng(0).permutation(len(mixed))
+    shuffled = [mixed[perm[i::len(prof)]] for i in range(len(prof))]
+    noise = shape_dependence(mixed) - np.mean([shape_dependence(g) for g in shuffled])
+    assert between > 5 * abs(noise) and between > 0.01, (between, noise)
