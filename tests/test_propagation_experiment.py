@@ -1,4 +1,5 @@
-"""experiments/propagation.yaml keeps the design the issue fixes in advance, and its non-optimiser keys are valid."""
+"""experiments/propagation.yaml and terminal_collapse.yaml keep the design the issue fixes in advance, and their
+non-optimiser keys are valid."""
 
 from pathlib import Path
 
@@ -8,17 +9,28 @@ from rlhfsim.config import config_from_dict, read_yaml, set_dotted
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments" / "propagation.yaml"
+STUDIES = [EXP, ROOT / "experiments" / "terminal_collapse.yaml"]
 
 
-def spec() -> dict:
-    return yaml.safe_load(EXP.read_text())
+def spec(path=EXP) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def build(path, overrides: dict):
+    """The run config of one variant, without issue 18's optimizer section (validated once it is merged)."""
+    s = spec(path)
+    raw = read_yaml((path.parent / s["base"]).resolve())
+    for key, value in {**s.get("base_overrides", {}), **overrides}.items():
+        if not key.startswith("optimizer."):
+            set_dotted(raw, key, value)
+    return config_from_dict(raw)
 
 
 def test_design_floors_and_declared_endpoints():
     s = spec()
-    o = s["base_overrides"]
     seeds = s["seeds"] if isinstance(s["seeds"], int) else len(s["seeds"])
-    assert seeds >= 10 and o["loop.rounds"] >= 15 and o["loop.eval_prompts"] >= 256 and o["loop.eval_completions"] >= 8
+    loop = build(EXP, {}).loop
+    assert seeds >= 10 and loop.rounds >= 15 and loop.eval_prompts >= 256 and loop.eval_completions >= 8
     assert s["primary"]["endpoint"] and s["primary"]["better"] in ("higher", "lower")
     assert all(e["better"] in ("higher", "lower") for e in s["secondary"])
     v = s["variants"]
@@ -31,12 +43,11 @@ def test_design_floors_and_declared_endpoints():
 
 
 def test_every_variant_builds_on_current_config_apart_from_the_optimizer_section():
-    s = spec()
-    base = read_yaml((EXP.parent / s["base"]).resolve())
-    for name, overrides in s["variants"].items():
-        raw = yaml.safe_load(yaml.safe_dump(base))
-        for key, value in {**s["base_overrides"], **overrides}.items():
-            if not key.startswith("optimizer."):  # issue 18's section, validated once it is merged
-                set_dotted(raw, key, value)
-        cfg = config_from_dict(raw)
-        assert cfg.world.name == "graded" and cfg.reward.is_bounded, name
+    for path in STUDIES:
+        s = spec(path)
+        assert s["primary"]["endpoint"] and s["baseline"] in s["variants"]
+        for name, overrides in s["variants"].items():
+            cfg = build(path, overrides)
+            assert cfg.world.name == "graded" and cfg.reward.is_bounded, (path.name, name)
+    terminal = build(STUDIES[1], spec(STUDIES[1])["variants"]["terminal"])
+    assert terminal.reward.early_stop.mode == "none" and terminal.reward.epochs >= 100 and terminal.loop.diagnose_train

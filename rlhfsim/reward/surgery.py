@@ -91,8 +91,8 @@ def profile_surgery(
         raise ValueError(f"unknown surgery profile {profile!r}; valid: {list(PROFILES)}")
     if not 0.0 <= dial <= 1.0:
         raise ValueError(f"surgery dial must be in [0, 1], got {dial}")
-    if profile == "none" or x.size == 0:
-        return x.copy()
+    if profile == "none" or dial == 0.0 or x.size == 0:
+        return x.copy()  # dial 0 is the proxy itself, whatever the layout
     orders = [o for o in group_orders(x, np.asarray(groups)) if o.size > 1]  # singletons keep their value
     if not orders:
         raise ValueError("profile surgery needs groups of >= 2 completions of a prompt (consecutive rows); "
