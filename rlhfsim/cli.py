@@ -77,7 +77,7 @@ class RichReporter:
 
 def cmd_run(args) -> int:
     from rlhfsim.config import load_config
-    from rlhfsim.guards import Diverged
+    from rlhfsim.guards import Diverged, MissingWatched
     from rlhfsim.tracking import RunDir, check_writable, read_status, resume_config
 
     # everything a user can get wrong is checked here, in seconds, before models are imported or trained
@@ -117,6 +117,13 @@ def cmd_run(args) -> int:
         console.print(f"[red]diverged:[/red] {e}", soft_wrap=True, highlight=False)
         console.print(f"earlier rounds are intact in {run_dir.path}; metrics.jsonl ends with the diagnostic row of round {e.round}",
                       soft_wrap=True, highlight=False)
+        return 3
+    except MissingWatched as e:  # an optimiser does not emit a metric its guard watches: stopped rather than unguarded
+        from rich.markup import escape
+
+        console.print(f"[red]stopped:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        console.print(f"earlier rounds are intact in {run_dir.path}; the optimiser's `watched` names must match the metrics "
+                      "its iteration returns", soft_wrap=True, highlight=False)
         return 3
     console.print(rounds_table(run_dir.metrics(), f"{cfg.output.experiment}/{cfg.output.variant} seed {cfg.seed}"))
     console.print(
@@ -169,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run one config")
     r.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/config.md)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. ppo.kl_coef=0.1")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.kl_coef=0.1")
     r.add_argument("--out", help="run directory (default: <output.dir>/<experiment>/<variant>/seed<seed>)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last complete round")
     r.set_defaults(func=cmd_run)

@@ -4,19 +4,22 @@ Every field is declared once here with its type, default, range and a descriptio
 is generated from these declarations (`rlhfsim validate --schema`). Unknown keys are errors, so a
 typo can never silently fall back to a default.
 
-    cfg = load_config("configs/quickstart.yaml", overrides=["ppo.kl_coef=0.1"])
+    cfg = load_config("configs/quickstart.yaml", overrides=["optimizer.kl_coef=0.1"])
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rlhfsim.diagnostics.audit import AuditConfig
+from rlhfsim.guards import GuardsConfig
+from rlhfsim.optim.config import all_configs
+from rlhfsim.ppo.config import PPOConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
 from rlhfsim.reward.surgery import SurgeryConfig
 from rlhfsim.world.graded import GradedWorldConfig
@@ -25,12 +28,9 @@ from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
 
 
-class ConfigError(ValueError):
-    """A config problem a user can fix; the CLI prints the message and exits with code 2."""
+from rlhfsim.schema import ConfigError, Strict  # noqa: F401  (re-exported: rlhfsim.config.ConfigError is the public name)
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
 
 
 class UtilitySpec(Strict):
@@ -225,37 +225,6 @@ class RewardConfig(Strict):
         return any(s.build().needs_bounded for s in specs)
 
 
-class PPOConfig(Strict):
-    """PPO with a KL anchor to the frozen SFT reference (Ziegler et al. 2019; TRL's PPO trainer)."""
-
-    iterations: int = Field(4, ge=0, le=100000, description="PPO iterations (rollout + update) per round.")
-    batch_size: int = Field(64, ge=1, description="Prompts per PPO iteration, one completion each.")
-    epochs: int = Field(2, ge=1, le=100, description="Optimisation epochs over each rollout batch.")
-    minibatches: int = Field(2, ge=1, description="Minibatches per epoch; must divide batch_size.")
-    lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate for policy and value model.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    clip_range: float = Field(0.2, gt=0, le=1, description="Policy ratio clip.")
-    clip_range_value: float = Field(0.2, gt=0, description="Value prediction clip around the old value.")
-    vf_coef: float = Field(0.1, ge=0, description="Value loss coefficient.")
-    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    whiten_advantages: bool = Field(True, description="Whiten advantages over the batch (masked).")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
-    kl_controller: Literal["fixed", "adaptive"] = Field("fixed", description="fixed beta, or the adaptive controller.")
-    kl_coef: float = Field(0.05, ge=0, description="beta (initial beta for the adaptive controller).")
-    kl_target: float = Field(1.0, gt=0, description="Adaptive controller: target sequence KL (nats).")
-    kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
-    missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
-    target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
-    value_init: Literal["policy", "fresh", "reward"] = Field(
-        "policy", description="Separate value model's backbone starts from the SFT policy, random, or reward.checkpoint "
-        "(a causal LM sharing the policy's tokenizer: per-token values need the policy's tokens and no look-ahead)."
-    )
-    value_model: Literal["separate", "shared"] = Field(
-        "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
-        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
-
-
 class AnnotatorConfig(Strict):
     """The simulated annotator: rankings from gold plus noise (rlhfsim.world.annotator)."""
 
@@ -295,6 +264,10 @@ class LoopConfig(Strict):
     bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
     bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
     eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
+    diagnose_on_eval: bool = Field(
+        False, description="Phase 6 diagnoses the new reward model on the previous round's phase-8 held-out samples instead of a "
+        "fresh draw: the same policy made them (nothing changes it in between) and the reward model never trained on them, so "
+        "they are held out; it halves the evaluation's sampling. A resumed run regenerates them from the eval stream (identical).")
     stop_on_stagnation: bool = Field(
         False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
         "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")
@@ -316,19 +289,6 @@ class OutputConfig(Strict):
         default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl (any subset; "
         "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
         "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI), <run>/trackio."
-    )
-
-
-class GuardsConfig(Strict):
-    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
-
-    on_divergence: Literal["stop", "skip_round"] = Field(
-        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
-        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
-    )
-    max_abs_reward: float = Field(
-        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
-        "|mean PPO score| or |mean proxy| of a batch."
     )
 
 
@@ -360,7 +320,9 @@ class Config(Strict):
         description="The world: name synthetic (default), graded (partial credit, openness levels) or text.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=PPOConfig, discriminator="name",
+        description="Phase 7, the policy optimiser: name ppo (default), grpo, dr_grpo, rloo or online_dpo, and its fields.")
     loop: LoopConfig = Field(default_factory=LoopConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
@@ -371,10 +333,16 @@ class Config(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _world_default_name(cls, v: Any) -> Any:
-        # a world section without `name` is the synthetic world (as before worlds were a tagged union)
-        if isinstance(v, dict) and isinstance(v.get("world"), dict) and "name" not in v["world"]:
-            v = {**v, "world": {"name": "synthetic", **v["world"]}}
+    def _default_names(cls, v: Any) -> Any:
+        # a world section without `name` is the synthetic world (as before worlds were a tagged union); an optimizer
+        # section without `name` is PPO
+        if isinstance(v, dict):
+            for key, name in (("world", "synthetic"), ("optimizer", "ppo")):
+                if isinstance(v.get(key), dict) and "name" not in v[key]:
+                    v = {**v, key: {"name": name, **v[key]}}
+            if "ppo" in v:
+                raise ValueError("the `ppo:` section is now `optimizer:` with `name: ppo` (same fields), e.g. "
+                                 "optimizer: {name: ppo, kl_coef: 0.2}; --set ppo.X=... is --set optimizer.X=...")
         return v
 
     @model_validator(mode="before")
@@ -393,8 +361,6 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
-        if self.ppo.batch_size % self.ppo.minibatches:
-            raise ValueError(f"ppo.minibatches ({self.ppo.minibatches}) must divide ppo.batch_size ({self.ppo.batch_size})")
         text = self.world.name == "text"
         if self.policy.checkpoint is not None and not text:
             raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")
@@ -404,8 +370,9 @@ class Config(Strict):
             raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
         if self.policy.lora is not None and self.policy.checkpoint is None:
             raise ValueError("policy.lora needs policy.checkpoint")
-        if self.ppo.value_init == "reward" and (self.reward.checkpoint is None or self.ppo.value_model == "shared"):
-            raise ValueError("ppo.value_init: reward needs reward.checkpoint and ppo.value_model: separate")
+        opt = self.optimizer
+        if opt.name == "ppo" and opt.value_init == "reward" and (self.reward.checkpoint is None or opt.value_model == "shared"):
+            raise ValueError("optimizer.value_init: reward needs reward.checkpoint and optimizer.value_model: separate")
         if text and self.world.reference_column is None:
             if self.loop.reference_mix > 0:
                 raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
@@ -503,9 +470,9 @@ def _format_error(err: ValidationError, raw: dict) -> str:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """'ppo.kl_coef=0.1' -> (['ppo', 'kl_coef'], 0.1); the value is parsed as YAML."""
+    """'optimizer.kl_coef=0.1' -> (['optimizer', 'kl_coef'], 0.1); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. ppo.kl_coef=0.1")
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. optimizer.kl_coef=0.1")
     key, value = item.split("=", 1)
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
@@ -518,7 +485,7 @@ def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:
     """raw['a']['b'] = value for key 'a.b' (as `--set a.b=...` does: the value replaces what was there)."""
     parts = key.split(".")
     if not key or any(not p for p in parts):
-        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. ppo.kl_coef)")
+        raise ConfigError(f"{where}{key!r}: not a dotted config key (e.g. optimizer.kl_coef)")
     node = raw
     for p in parts[:-1]:
         node = node.setdefault(p, {})
@@ -542,11 +509,14 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML file (see configs/)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: malformed YAML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
+    if raw is None:  # an empty file (or only comments) is a mistake, not a request for every default
+        raise ConfigError(f"{path}: the file is empty; write at least one section (see configs/quickstart.yaml), "
+                          "or run without a config file for every default")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (world, policy, ...), got {type(raw).__name__}")
     return raw

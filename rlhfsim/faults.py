@@ -3,7 +3,7 @@
     RLHFSIM_KILL_AT=<phase>:<round>:<event>[:<n>]     (n defaults to 1)
 
 kills the process (SIGKILL: no cleanup, no flush) at the n-th <event> seen while the loop is in <phase> of
-<round>. Phases are the loop's reporter phases (generate, annotate, reward, diagnose, ppo, evaluate; the
+<round>. Phases are the loop's reporter phases (generate, annotate, reward, diagnose, policy, evaluate; the
 file writes of phase 9 happen during `evaluate`), plus `setup` (round 0: SFT warm start and the round-0
 evaluation). Events: `step` (any optimiser step), a file name such as `metrics.jsonl` or `config.yaml`
 (killed half way through the write: a torn line for appends, a complete temp file not yet renamed

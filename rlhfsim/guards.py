@@ -14,23 +14,45 @@ import json
 import logging
 import math
 from contextlib import contextmanager
+from typing import Literal
+
+from pydantic import Field
+
+from rlhfsim.schema import Strict
 
 log = logging.getLogger(__name__)
 
-# what each phase must keep finite; logprobs enter through entropies and KLs
+class GuardsConfig(Strict):
+    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
+
+    on_divergence: Literal["stop", "skip_round"] = Field(
+        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
+        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
+    )
+    max_abs_reward: float = Field(
+        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
+        "|mean PPO score| or |mean proxy| of a batch."
+    )
+
+
+# what each phase must keep finite; logprobs enter through entropies and KLs. The policy phase watches what the
+# optimiser declares (PolicyOptimizer.watched), and those must all be there: a missing one is an error, not a skip.
 WATCHED = {
     "setup": ("sft/final_loss",),
     "reward": ("rm/loss",),
     "diagnose": ("collapse/logit_absmax",),
-    "ppo": ("loss/policy_avg", "loss/value_avg", "objective/scores", "objective/kl", "objective/entropy",
-            "policy/approxkl_avg", "policy/grad_norm_avg", "val/ratio"),
     "evaluate": ("eval/proxy", "eval/kl", "eval/entropy"),
 }
+REQUIRED = ("policy", "evaluate")  # phases that always measure every watched quantity
 # reward-valued quantities, also held to guards.max_abs_reward (reward explosion)
 REWARD_VALUED = ("collapse/logit_absmax", "objective/scores", "eval/proxy")
 # which learning rate to lower when a phase diverges
 LR_HINT = {"setup": "policy.sft_lr (and delete the cached SFT checkpoint under policy.cache_dir)", "reward": "reward.lr",
-           "diagnose": "reward.lr", "ppo": "ppo.lr", "evaluate": "ppo.lr"}
+           "diagnose": "reward.lr", "policy": "optimizer.lr", "evaluate": "optimizer.lr"}
+
+
+class MissingWatched(RuntimeError):
+    """A guarded quantity was not measured where it must be: the guard would be blind, so the run stops."""
 
 
 class Diverged(RuntimeError):
@@ -58,12 +80,17 @@ def _show(v: float) -> str | float:
     return v if math.isfinite(v) else str(v)
 
 
-def check(cfg, phase: str, round_: int, values: dict) -> None:
-    """Raise Diverged on the first watched quantity of `phase` that is non-finite or beyond the reward bound."""
-    for key in WATCHED[phase]:
+def check(cfg, phase: str, round_: int, values: dict, watched: tuple[str, ...] | None = None) -> None:
+    """Raise Diverged on the first watched quantity of `phase` that is non-finite or beyond the reward bound.
+    `watched` overrides WATCHED[phase] (the optimiser's own names); in REQUIRED phases a missing one raises MissingWatched."""
+    keys = WATCHED[phase] if watched is None else watched
+    for key in keys:
         v = values.get(key)
-        if v is None:  # not measured here (e.g. no SFT when loaded from cache without stats)
-            continue
+        if v is None:
+            if phase in REQUIRED:
+                raise MissingWatched(f"round {round_}, phase {phase}: watched metric {key!r} is missing (got {sorted(values)}); "
+                                     "the divergence guard cannot check it, so the run stops")
+            continue  # not measured here (e.g. no SFT when loaded from cache without stats, no reward training on gold)
         v = float(v)
         if not math.isfinite(v):
             raise Diverged(round_, phase, key, v)
@@ -81,7 +108,7 @@ class Guard:
         """The phase's watched values, then the weights it trained (NaN weights would crash the next sampling)."""
         import torch  # here, so the CLI can import Diverged without torch
 
-        check(self.cfg, phase, round_, values)
+        check(self.cfg, phase, round_, values, self.sim.opt.watched if phase == "policy" else None)
         for name, module in self._trained(phase).items():
             if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
                 raise Diverged(round_, phase, f"{name} weights", float("nan"))
@@ -92,8 +119,8 @@ class Guard:
             return {"policy": sim.policy}
         if phase == "reward":
             return {f"rm{m}": rm for m, rm in enumerate(sim.rms.members)}
-        if phase == "ppo":
-            return {"policy": sim.policy, "value": sim.value}
+        if phase == "policy":
+            return sim.opt.models()
         return {}
 
     def setup(self, sft_stats: dict) -> None:
@@ -128,12 +155,12 @@ class Guard:
         models, state = self.sim.state(0)
         return {
             "models": {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in models.items()},
-            "ppo": copy.deepcopy(state["ppo"]),
+            "optimizer": copy.deepcopy(state["optimizer"]),
             "buffer": state["buffer"],
         }
 
     def _restore(self, snap: dict) -> None:
         for k, m in self.sim.state(0)[0].items():
             m.load_state_dict(snap["models"][k])
-        self.sim.ppo.load_state_dict(copy.deepcopy(snap["ppo"]))
+        self.sim.opt.load_state_dict(copy.deepcopy(snap["optimizer"]))
         self.sim.buffer.load_state_dict(json.loads(snap["buffer"]))

@@ -1,8 +1,9 @@
-"""The RLHF round loop. Reads top to bottom as DESIGN.md's numbered phases; no math lives here.
+"""The RLHF round loop. Reads top to bottom as the numbered phases of docs/architecture.md; no math lives here.
 
     round 0: evaluate the SFT policy
     round r: 1 sample prompts -> 2 generate k completions -> 3 annotate -> 4 buffer -> 5 train reward model(s)
-             -> 6 diagnose reward model (+ audits, recalibration) -> 7 PPO -> 8 diagnose policy -> 9 log + checkpoint
+             -> 6 diagnose reward model (+ audits, recalibration) -> 7 policy optimiser (optimizer.name: ppo, grpo, ...)
+             -> 8 diagnose policy -> 9 log + checkpoint
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from rlhfsim.guards import Guard
 from rlhfsim.models import build
 from rlhfsim.models.hf import policy_tokenizer
 from rlhfsim.models.parallel import Parallel, autocast, local_device
-from rlhfsim.ppo.kl import get_kl_controller
-from rlhfsim.ppo.trainer import PPOTrainer
+from rlhfsim.optim import build_optimizer
+from rlhfsim.optim.base import PolicySampler
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate, surgery
 from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
@@ -38,6 +39,11 @@ from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
+# seeds of the streams that are not spawned from STREAMS (named, so no literal is repeated or reused by accident)
+EVAL_SEED = 10_000_019  # evaluation generators: EVAL_SEED * (seed + 1) + 97 * round + stream id
+EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30}  # shift i: 20 + i
+FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FRESH_RM_SEED + round
+RECAL_SEED = 104_729  # recalibration prompts: default_rng([seed, RECAL_SEED, round])
 
 
 class Reporter:
@@ -71,14 +77,12 @@ class Simulation:
         cfg.types_check(self.world.prompt_types)
         self.policy, self.sft_stats = build.warm_start(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.value = build.value_model(cfg, self.policy, self.device)
+        # phase 7's optimiser, built here: PPO's value model takes its initial weights from this point of the torch stream
+        self.opt = build_optimizer(cfg, self.policy, self.ref, self.world.tokenizer, self.device, self.parallel)
+        self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
         self.rms = build.reward_models(self.world, cfg, self.device)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
-        kl_kwargs = {"beta": cfg.ppo.kl_coef} if cfg.ppo.kl_controller == "fixed" else {
-            "init_beta": cfg.ppo.kl_coef, "target": cfg.ppo.kl_target, "horizon": cfg.ppo.kl_horizon}
-        self.ppo = PPOTrainer(self.policy, self.ref, self.value, self.world.tokenizer, cfg.ppo, get_kl_controller(cfg.ppo.kl_controller, **kl_kwargs),
-                              cfg.policy.temperature, cfg.policy.response_len, self.device, self.parallel)
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -88,6 +92,7 @@ class Simulation:
         self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
+        self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -113,18 +118,24 @@ class Simulation:
         # profile surgery (off by default): keep each prompt's ranking, move its values toward one profile
         return surgery.apply(self.cfg.surgery, prompts, scores, lambda: self.world.gold(prompts, texts), self.cfg.reward.utility)
 
-    def eval_generator(self, round_: int, phase: int) -> torch.Generator:
+    def eval_generator(self, round_: int, stream: int) -> torch.Generator:
         # evaluation noise must not depend on (or disturb) the training streams
-        return torch.Generator(device=self.device).manual_seed(10_000_019 * (self.cfg.seed + 1) + 97 * round_ + phase)
+        return torch.Generator(device=self.device).manual_seed(EVAL_SEED * (self.cfg.seed + 1) + 97 * round_ + stream)
+
+    def evaluate(self, prompts, k: int, round_: int, stream: str, offset: int = 0, policy=None, prev=None):
+        """k samples per prompt of `policy` (default: the current one) on the named evaluation stream, gold-scored."""
+        P = self.cfg.policy
+        return sample_eval(self.policy if policy is None else policy, self.ref, self.world, prompts, k, P.response_len,
+                           P.temperature, self.eval_generator(round_, EVAL_STREAMS[stream] + offset), self.device, prev=prev)
 
     # -------------------------------------------------------------- checkpoint
 
     def state(self, round_: int) -> tuple[dict, dict]:
-        models = {"policy": self.policy, "value": self.value}
+        models = dict(self.opt.models())  # what the optimiser trains: the policy, and PPO's value model
         models.update({f"rm{m}": rm for m, rm in enumerate(self.rms.members)})
         state = {
             "round": round_,
-            "ppo": self.ppo.state_dict(),
+            "optimizer": self.opt.state_dict(),
             "rng": {k: json.dumps(r.bit_generator.state) for k, r in self.rng.items()},
             "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -135,7 +146,7 @@ class Simulation:
     def restore(self, folder: Path, state: dict) -> int:
         for name, module in self.state(0)[0].items():
             load_module(folder, name, module)
-        self.ppo.load_state_dict(state["ppo"])
+        self.opt.load_state_dict(state["optimizer"])
         for k, r in self.rng.items():
             r.bit_generator.state = json.loads(state["rng"][k])
         self.gen.set_state(state["gen"])
@@ -184,18 +195,20 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
         sim.restore(models, state)
         run_dir.truncate_after(done_round)
         first = done_round + 1
+        if L.diagnose_on_eval:  # the eval stream is seeded per round: the same policy redraws the same samples
+            sim.last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate")
         log.info("resuming %s after round %d", run_dir.path, done_round)
     else:
         for name in ("metrics.jsonl", "ppo_steps.jsonl"):
             (run_dir.path / name).unlink(missing_ok=True)
         # round 0: the SFT policy before any feedback
-        ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                         cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
+        ev = sim.evaluate(sim.eval_prompts, L.eval_completions, 0, "evaluate")
         # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
         row0 = {"round": 0, **{k: v for k, v in sim.sft_stats.items() if k != "sft/cached"}, **policy_metrics(ev, None)}
         run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
         run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
         run_dir.log_round(row0)
+        sim.last_eval = ev
         reporter.round_done(row0)
 
     reporter.start(L.rounds, first)
@@ -212,7 +225,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 2 generate k completions per prompt -------------------------------------------
             with timed(row, "generate"):
                 flat = [p for p in prompts for _ in range(L.completions_per_prompt * L.distinct_oversample)]
-                texts = sim.ppo.rollout_texts(flat, sim.gen)
+                texts = sim.sampler.texts(flat, sim.gen)
                 if L.distinct_oversample > 1:  # keep k distinct texts per prompt (ranking data with a total order)
                     texts, n_distinct = first_distinct(texts, len(prompts), L.completions_per_prompt)
                     row["annot/distinct_share"] = float(np.mean(n_distinct == L.completions_per_prompt))
@@ -233,7 +246,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             with timed(row, "reward"):
                 if L.reward_source == "learned" and not frozen:
                     if cfg.reward.init == "fresh":
-                        sim.rms.reinit(cfg.seed * 7919 + r)
+                        sim.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
                     row.update(build.train_reward_models(sim.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
@@ -241,8 +254,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 6 diagnose the reward model on fresh held-out samples --------------------------
             reporter.phase(r, "diagnose")
             with timed(row, "diagnose_rm"):
-                ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                                 cfg.policy.temperature, sim.eval_generator(r, 6), sim.device)
+                ev = sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")
                 row.update(diagnose_reward_model(sim, ev))
                 if L.diagnose_train and L.reward_source == "learned":
                     row.update(diagnose_training_groups(sim, r))
@@ -256,28 +268,28 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                 first = next((x for x in run_dir.metrics() if x["round"] == 1), row)  # alarms' baseline: round 1
                 row.update(audit.alarms(row, first, cfg.audit, list(sim.shift_prompts)))
 
-            # 6c recalibrate the proxy PPO will see ----------------------------------------------
+            # 6c recalibrate the proxy the policy optimiser will see ----------------------------------------------
             with timed(row, "recalibrate"):
                 row.update(recalibrate_proxy(sim, r))
 
-            # 7 PPO updates against the proxy (or gold) with the KL anchor --------------------
-            reporter.phase(r, "ppo")
+            # 7 policy optimiser against the proxy (or gold) with the KL anchor ----------------
+            reporter.phase(r, "policy")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-            with timed(row, "ppo"):
+            O = cfg.optimizer
+            with timed(row, "policy"):
                 if L.train_policy:
-                    for it in range(cfg.ppo.iterations):
-                        batch = sim.world.sample_prompts(cfg.ppo.batch_size, sim.rng["prompts"])
-                        stats, _ = sim.ppo.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
+                    for it in range(O.iterations):
+                        groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
+                        batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows
+                        stats = sim.opt.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
                         steps.append({"round": r, "iteration": it, **stats})
-                        guard.check("ppo", r, stats)
-            if steps:
-                row.update({k: float(np.mean([s[k] for s in steps])) for k in steps[0] if k not in ("round", "iteration")})
+                        guard.check("policy", r, stats)
+            row.update(mean_steps(steps))
 
             # 8 diagnose the updated policy on the held-out prompts --------------------------
             reporter.phase(r, "evaluate")
             with timed(row, "evaluate"):
-                ev = sample_eval(sim.policy, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, cfg.policy.response_len,
-                                 cfg.policy.temperature, sim.eval_generator(r, 8), sim.device, prev=prev_policy)
+                ev = sim.evaluate(sim.eval_prompts, L.eval_completions, r, "evaluate", prev=prev_policy)
                 proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
                 proxy = proxy.reshape(ev.gold.shape)
                 row.update(policy_metrics(ev, proxy))
@@ -291,6 +303,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             run_dir.log_round(row)
             if cfg.output.checkpoints:
                 run_dir.save_checkpoint(r, *sim.state(r))
+            sim.last_eval = ev  # kept only once the round is complete (a skipped round keeps the previous policy's)
             reporter.round_done(row)
             early_stop = stagnation_stop(run_dir.metrics(), L) if L.stop_on_stagnation else None
         if early_stop is not None:  # run-level early stopping: the policy stopped improving
@@ -304,6 +317,13 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     run_dir.write_summary(summary)
     run_dir.close()
     return summary
+
+
+def mean_steps(steps: list[dict]) -> dict:
+    """The round's mean of each optimiser stat over its iterations (a stat measured only every N iterations, e.g.
+    adv/pg_cos, over the iterations that measured it)."""
+    keys = dict.fromkeys(k for s in steps for k in s if k not in ("round", "iteration"))
+    return {k: float(np.mean([s[k] for s in steps if k in s])) for k in keys}
 
 
 def annotate_groups(sim: Simulation, prompts, texts: list[str], round_: int) -> list[Group]:
@@ -346,9 +366,7 @@ def probe_collapse(sim: Simulation) -> dict:
     the round-0 samples), so it moves only when the reward model does, not when the policy's samples change.
     Also this round's per-member standardisation for wco/uwo (reward.standardise_members) on the same probe set."""
     if getattr(sim, "probe", None) is None:
-        L = sim.cfg.loop
-        sim.probe = sample_eval(sim.ref, sim.ref, sim.world, sim.eval_prompts, L.eval_completions, sim.cfg.policy.response_len,
-                                sim.cfg.policy.temperature, sim.eval_generator(0, 8), sim.device)
+        sim.probe = sim.evaluate(sim.eval_prompts, sim.cfg.loop.eval_completions, 0, "evaluate", policy=sim.ref)
     ev = sim.probe
     members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
     R = sim.cfg.reward
@@ -365,10 +383,8 @@ def audit_reward_model(sim: Simulation, round_: int) -> dict:
     if sim.suite is None:
         return {}
     out = audit.stress_metrics(sim.suite, lambda p, t: sim.proxy(p, t)[0], sim.cfg.audit.exploit_threshold)
-    L = sim.cfg.loop
     for i, (name, prompts) in enumerate(sim.shift_prompts.items()):
-        ev = sample_eval(sim.policy, sim.ref, sim.world, prompts, L.eval_completions, sim.cfg.policy.response_len,
-                         sim.cfg.policy.temperature, sim.eval_generator(round_, 20 + i), sim.device)
+        ev = sim.evaluate(prompts, sim.cfg.loop.eval_completions, round_, "shift", offset=i)
         logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
         out.update(audit.shift_metrics(name, logits, ev.gold))
     return out
@@ -380,10 +396,8 @@ def recalibrate_proxy(sim: Simulation, round_: int) -> dict:
     sim.recal = None
     if R.method == "none" or sim.cfg.loop.reward_source != "learned":
         return {}
-    prompts = sim.world.sample_prompts(R.prompts, np.random.default_rng([sim.cfg.seed, 104_729, round_]))
-    policy = sim.ref if R.method == "reference" else sim.policy
-    ev = sample_eval(policy, sim.ref, sim.world, prompts, 1, sim.cfg.policy.response_len, sim.cfg.policy.temperature,
-                     sim.eval_generator(round_, 30), sim.device)
+    prompts = sim.world.sample_prompts(R.prompts, np.random.default_rng([sim.cfg.seed, RECAL_SEED, round_]))
+    ev = sim.evaluate(prompts, 1, round_, "recalibrate", policy=sim.ref if R.method == "reference" else None)
     proxy, types = sim.proxy(ev.flat_prompts(), ev.texts)[0], ev.types
     if R.method == "reference":
         sim.recal = recalibrate.standardise_params(proxy, types, R.per_type)
@@ -407,9 +421,7 @@ def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
 def best_of_n_metrics(sim: Simulation, round_: int) -> dict:
     """Best-of-n as a second optimiser on the same policy and reward model: gold/proxy for n = 1, 2, 4, ..., N."""
     L = sim.cfg.loop
-    prompts = sim.eval_prompts[: L.bon_prompts]
-    ev = sample_eval(sim.policy, sim.ref, sim.world, prompts, L.bon_n, sim.cfg.policy.response_len,
-                     sim.cfg.policy.temperature, sim.eval_generator(round_, 7), sim.device)
+    ev = sim.evaluate(sim.eval_prompts[: L.bon_prompts], L.bon_n, round_, "best_of_n")
     proxy = sim.proxy(ev.flat_prompts(), ev.texts)[0].reshape(ev.gold.shape)
     ns = sorted({1 << i for i in range(L.bon_n.bit_length()) if (1 << i) <= L.bon_n} | {L.bon_n})
     curve = diag.overopt.best_of_n_curve(proxy, ev.gold, ns)

@@ -4,7 +4,7 @@
         config.yaml                 resolved config
         status.json                 running | finished | diverged, with the rlhfsim version and checkpoint format
         metrics.jsonl               one row per round (round 0 = the SFT policy), append-only
-        ppo_steps.jsonl             one row per PPO iteration
+        ppo_steps.jsonl             one row per policy-optimiser iteration (the name predates optimizer.name)
         rewards/round_XXX.parquet   per held-out completion: prompt id, family, type, gold, proxy (per member), KL, length
         rewards/train_round_XXX.parquet  with loop.diagnose_train: the reward model on its training groups
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL

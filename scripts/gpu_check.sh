@@ -27,7 +27,7 @@ SETS=(--set device="$DEV" --set compute.precision="$PREC" --set world.dataset="$
       --set 'world.type_rules={}' --set world.max_rows=null --set world.eval_fraction=0.25
       --set policy.checkpoint="$T/gpt2" --set reward.checkpoint="$T/deberta" --set policy.cache_dir="$W/sft"
       --set policy.sft_demos=64 --set policy.response_len=16 --set loop.rounds=2 --set loop.prompts_per_round=16
-      --set loop.eval_prompts=8 --set ppo.batch_size=16)
+      --set loop.eval_prompts=8 --set optimizer.batch_size=16)
 MEM="$W/memory.csv"
 if [ "$DEV" = cuda ]; then
   nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -l 1 > "$MEM" & SMI=$!

@@ -25,8 +25,8 @@ def test_quickstart_loads():
 
 
 def test_unknown_key_suggests_close_name():
-    msg = err({"ppo": {"kl_cof": 0.1}})
-    assert "ppo.kl_cof" in msg and "kl_coef" in msg
+    msg = err({"optimizer": {"kl_cof": 0.1}})
+    assert "optimizer.kl_cof" in msg and "kl_coef" in msg
 
 
 def test_unknown_top_level_section():
@@ -45,7 +45,7 @@ def test_out_of_range():
 
 
 def test_cross_field_checks():
-    assert "minibatches" in err({"ppo": {"batch_size": 10, "minibatches": 3}})
+    assert "minibatches" in err({"optimizer": {"batch_size": 10, "minibatches": 3}})
     assert "n_head" in err({"policy": {"n_embd": 30, "n_head": 4}})
 
 
@@ -66,8 +66,8 @@ def test_prompt_aware_unknown_type():
 def test_overrides_are_parsed_as_yaml(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("seed: 1\n")
-    cfg = load_config(p, ["ppo.kl_coef=0.2", "loop.buffer=window", "reward.prompt_aware={open: inv, closed: linear}"])
-    assert cfg.ppo.kl_coef == 0.2 and cfg.loop.buffer == "window"
+    cfg = load_config(p, ["optimizer.kl_coef=0.2", "loop.buffer=window", "reward.prompt_aware={open: inv, closed: linear}"])
+    assert cfg.optimizer.kl_coef == 0.2 and cfg.loop.buffer == "window"
     assert cfg.reward.prompt_aware["open"].name == "inv"
     assert cfg.reward.is_bounded
 
@@ -94,6 +94,6 @@ def test_validate_missing_file(capsys):
 
 def test_schema_documents_every_section():
     md = schema_markdown()
-    for section in ("world", "policy", "reward", "ppo", "loop", "loop.annotator", "output"):
+    for section in ("world", "policy", "reward", "optimizer", "loop", "loop.annotator", "output"):
         assert f"`{section}`" in md
     assert Config.model_fields["seed"].description in md

@@ -39,7 +39,8 @@ def same_run(a: Path, b: Path) -> None:
     for name in ("metrics.jsonl", "ppo_steps.jsonl"):
         assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    sa.pop("wall_time_s"), sb.pop("wall_time_s")
+    for s in (sa, sb):  # bookkeeping: wall time, and whether this invocation found SFT in the cache
+        s.pop("wall_time_s"), s.pop("sft_cached", None)
     assert sa == sb
     for f in sorted((a / "rewards").glob("*.parquet")):
         pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
@@ -105,7 +106,7 @@ CHAINS = {
         "evaluate:1:publish",  # first checkpoint written, not yet renamed into place
     ],
     "later_rounds": [
-        "ppo:1:step:2",  # inside PPO
+        "policy:1:step:2",  # inside the policy optimiser (PPO)
         "evaluate:1:ppo_steps.jsonl",  # half way through the round's PPO step rows
         "reward:2:step:1",  # inside reward training, resuming from the round-1 checkpoint
         "evaluate:2:publish",  # between the renames: only checkpoints/previous is left
@@ -140,6 +141,43 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
     same_run(reference, out)
     assert passed == CHAINS[chain]
     assert not list(out.rglob(".*.tmp*")) and not list((out / "checkpoints").glob("tmp-*"))  # leftovers cleaned
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "online_dpo"])
+def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted(name, tmp_path, sft_cache, forked):
+    """Killed at round 2's first policy update, resumed from round 1's checkpoint (policy, the optimiser's own state,
+    RNG streams), the run equals an uninterrupted one (PPO: the chains above)."""
+    sets = [f"policy.cache_dir={sft_cache}", f"optimizer={{name: {name}, iterations: 2, batch_size: 16, group_size: 4}}"]
+    run(load_config(TINY, sets), out=tmp_path / "ref")
+    out = tmp_path / "run"
+    args = ["run", TINY, "--out", str(out)] + [x for s in sets for x in ("--set", s)]
+    assert forked(args, kill_at="policy:2:step:1") == -9
+    assert checkpoint_round(out) == 1
+    assert forked(["run", "--resume", str(out)]) == 0
+    same_run(tmp_path / "ref", out)
+
+
+def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path, sft_cache, monkeypatch, capsys):
+    """Fail closed: an optimiser that does not emit a metric its guard watches is stopped, not silently unguarded."""
+    from rlhfsim.guards import MissingWatched
+    from rlhfsim.optim.group import GroupOptimizer
+
+    real = GroupOptimizer.iteration
+
+    def without_kl(self, *a, **k):
+        stats = real(self, *a, **k)
+        stats.pop("objective/kl")
+        return stats
+
+    monkeypatch.setattr(GroupOptimizer, "iteration", without_kl)
+    cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "optimizer={name: grpo, batch_size: 16}"])
+    with pytest.raises(MissingWatched, match="round 1, phase policy: watched metric 'objective/kl' is missing"):
+        run(cfg, out=tmp_path / "r")
+    # the CLI: exit 3 (stopped for safety, as a divergence) with the message, not a traceback
+    code = main(["run", TINY, "--out", str(tmp_path / "c"), "--set", f"policy.cache_dir={sft_cache}",
+                 "--set", "optimizer={name: grpo, batch_size: 16}"])
+    assert code == 3 and "watched metric 'objective/kl' is missing" in capsys.readouterr().out
+    assert [r["round"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == [0]  # nothing after the SFT row
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -186,17 +224,17 @@ def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, sft_cache, monkeypatch
     calls = {"n": 0}
 
     def poisoned(self, *a, **k):
-        stats, exp = real(self, *a, **k)
+        stats = real(self, *a, **k)
         calls["n"] += 1
         if calls["n"] == 2:  # second PPO iteration of round 1, after a real update
             stats["loss/policy_avg"] = float("nan")
-        return stats, exp
+        return stats
 
     monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
     cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
     with pytest.raises(Diverged) as e:
         run(cfg, out=tmp_path / "stop")
-    assert (e.value.round, e.value.phase, e.value.quantity) == (1, "ppo", "loss/policy_avg")
+    assert (e.value.round, e.value.phase, e.value.quantity) == (1, "policy", "loss/policy_avg")
     steps = read_jsonl(tmp_path / "stop" / "ppo_steps.jsonl")
     assert len(steps) == 2 and steps[-1]["loss/policy_avg"] is None  # the bad iteration is on record
 

@@ -44,13 +44,13 @@ def test_long_names_stay_distinct():
 
 
 def test_grid_product_size_order_and_values():
-    grid = {"ppo.kl_coef": [0.01, 0.1, 1e-5], "reward.utility": ["logsigmoid", "inv"]}
+    grid = {"optimizer.kl_coef": [0.01, 0.1, 1e-5], "reward.utility": ["logsigmoid", "inv"]}
     vs = grid_variants(grid)
     assert len(vs) == 6
     names = list(vs)
     assert all(SAFE.match(n) for n in names) and len(set(names)) == 6
     assert names[0] == "kl_coef-0.01__utility-logsigmoid"
-    assert vs["kl_coef-1e-05__utility-inv"] == {"ppo.kl_coef": 1e-5, "reward.utility": "inv"}
+    assert vs["kl_coef-1e-05__utility-inv"] == {"optimizer.kl_coef": 1e-5, "reward.utility": "inv"}
 
 
 def test_grid_names_use_longer_keys_when_leaves_collide_and_handle_dict_values():
@@ -72,8 +72,8 @@ def test_named_variants_become_safe_unique_directories(tmp_path):
         question: q?
         variants:
           "BT / logsigmoid": {}
-          "BT : logsigmoid": {ppo.kl_coef: 0.1}
-          "../escape": {ppo.kl_coef: 0.2}
+          "BT : logsigmoid": {optimizer.kl_coef: 0.1}
+          "../escape": {optimizer.kl_coef: 0.2}
         seeds: [0]
         baseline: "BT / logsigmoid"
     """))
@@ -108,14 +108,14 @@ def test_grid_base_overrides_rounds_override_and_cli_sets(tmp_path):
         name: g
         question: does beta matter?
         base_overrides: {loop.rounds: 5, device: cpu}
-        grid: {ppo.kl_coef: [0.0, 0.2]}
+        grid: {optimizer.kl_coef: [0.0, 0.2]}
         seeds: 3
         rounds_override: 2
     """)
     exp = load_experiment(p, sets=["loop.prompts_per_round=8"])
     runs = exp.runs(tmp_path / "r", sets=["loop.prompts_per_round=8"])
     assert len(runs) == 6 and exp.spec.seeds == [0, 1, 2]
-    assert {r.config.ppo.kl_coef for r in runs} == {0.0, 0.2}
+    assert {r.config.optimizer.kl_coef for r in runs} == {0.0, 0.2}
     assert all(r.config.loop.rounds == 2 and r.config.loop.prompts_per_round == 8 and r.config.device == "cpu" for r in runs)
     assert exp.baseline == "kl_coef-0"
 
@@ -128,11 +128,11 @@ def test_grid_base_overrides_rounds_override_and_cli_sets(tmp_path):
     [
         ("name: x\nquestion: q\nseed: [0]\n" + BASE, ["seed", "did you mean 'seeds'"]),
         ("name: x\n" + BASE, ["question", "missing"]),
-        ("name: x\nquestion: q\nvariants: {a: {ppo.kl_cof: 0.1}}\n" + BASE, ["variant 'a'", "ppo.kl_cof", "kl_coef"]),
+        ("name: x\nquestion: q\nvariants: {a: {optimizer.kl_cof: 0.1}}\n" + BASE, ["variant 'a'", "optimizer.kl_cof", "kl_coef"]),
         ("name: x\nquestion: q\nvariants: {a: {loop.rounds: many}}\n" + BASE, ["variant 'a'", "loop.rounds", "many"]),
-        ("name: x\nquestion: q\ngrid: {ppo.kl_coef: 0.1}\n" + BASE, ["grid", "list"]),
-        ("name: x\nquestion: q\ngrid: {ppo.kl_coef: []}\n" + BASE, ["grid", "no values"]),
-        ("name: x\nquestion: q\ngrid: {ppo.kl_coef: [1]}\nvariants: {a: {}}\n" + BASE, ["not both"]),
+        ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: 0.1}\n" + BASE, ["grid", "list"]),
+        ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: []}\n" + BASE, ["grid", "no values"]),
+        ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: [1]}\nvariants: {a: {}}\n" + BASE, ["not both"]),
         ("name: x\nquestion: q\nvariants: {alpha: {}, beta: {}}\nbaseline: alpah\n" + BASE, ["baseline", "alpah", "did you mean 'alpha'"]),
         ("name: x\nquestion: q\nvariants: {a: {seed: 3}}\n" + BASE, ["variant 'a'", "'seed'", "seeds"]),
         ("name: x\nquestion: q\nvariants: {a: {output.variant: b}}\n" + BASE, ["output.variant", "may not"]),
@@ -156,7 +156,7 @@ def test_bad_experiment_files_name_the_field(tmp_path, body, expected):
 
 
 def test_bad_experiment_exits_2_before_running(tmp_path, capsys):
-    p = write_exp(tmp_path, "name: x\nquestion: q\nvariants: {a: {ppo.kl_cof: 0.1}}\n" + BASE)
+    p = write_exp(tmp_path, "name: x\nquestion: q\nvariants: {a: {optimizer.kl_cof: 0.1}}\n" + BASE)
     assert main(["sweep", str(p), "--out", str(tmp_path / "runs")]) == 2
     assert "kl_coef" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
@@ -225,12 +225,12 @@ def test_decisions_on_fabricated_run_dirs(tmp_path):
     assert decide(nock, cfg).action == "start"
     # finished with more rounds than configured, or results of another config: never overwritten silently
     assert decide(done, tiny_cfg(**{"loop.rounds": 2})).action == "conflict"
-    d = decide(done, tiny_cfg(**{"ppo.kl_coef": 0.3}))
-    assert d.action == "conflict" and "ppo.kl_coef" in d.reason
+    d = decide(done, tiny_cfg(**{"optimizer.kl_coef": 0.3}))
+    assert d.action == "conflict" and "optimizer.kl_coef" in d.reason
     # output.* (e.g. another --out root) is not a different experiment
     assert decide(done, tiny_cfg(**{"output.dir": "/elsewhere", "policy.cache_dir": "/c"})).action == "skip"
     # a crashed run of another config with nothing worth keeping simply starts
-    assert decide(only_cfg, tiny_cfg(**{"ppo.kl_coef": 0.3})).action == "start"
+    assert decide(only_cfg, tiny_cfg(**{"optimizer.kl_coef": 0.3})).action == "start"
 
 
 def test_diverged_and_in_use_run_dirs_are_not_rerun(tmp_path, capsys):
@@ -286,7 +286,7 @@ args = sys.argv[1:]
 d = Path(args[args.index('--resume') + 1]) if '--resume' in args else Path(args[args.index('--out') + 1])
 cfg = yaml.safe_load((d / 'config.yaml').read_text())
 Path(d / 'env.json').write_text(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS'), 'resume': '--resume' in args, 'pid': os.getpid()}))
-if cfg['ppo']['kl_coef'] == 0.5:
+if cfg['optimizer']['kl_coef'] == 0.5:
     print('round 0 ...', flush=True)
     raise RuntimeError("deliberate failure for the test [{'x'}] [bold]")
 with open(d / 'metrics.jsonl', 'w') as f:
@@ -308,7 +308,7 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     p = write_exp(tmp_path, BASE + textwrap.dedent("""
         name: runner
         question: does the runner survive a crash?
-        variants: {ok: {ppo.kl_coef: 0.1}, boom: {ppo.kl_coef: 0.5}, ok2: {ppo.kl_coef: 0.2}}
+        variants: {ok: {optimizer.kl_coef: 0.1}, boom: {optimizer.kl_coef: 0.5}, ok2: {optimizer.kl_coef: 0.2}}
         seeds: [0, 1]
         rounds_override: 2
     """))

@@ -18,7 +18,7 @@ def text_config(ckpts, cache: str, policy: str, reward: str, gold: dict, **extra
                   "eval_fraction": 0.25, "gold": gold},
         "policy": {"checkpoint": ckpts[policy], "response_len": 6, "sft_demos": 16, "sft_epochs": 1, "sft_batch_size": 8, "cache_dir": cache},
         "reward": {"checkpoint": ckpts[reward], "epochs": 1, "max_length": 48},
-        "ppo": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
+        "optimizer": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
         "loop": {"rounds": 2, "prompts_per_round": 4, "completions_per_prompt": 2, "eval_prompts": 4, "eval_completions": 2, "reference_mix": 0.5},
         "output": {"experiment": "text", "n_samples": 2},
     }
@@ -34,7 +34,7 @@ CASES = {
     # Llama-style policy with a chat template, LoRA and a shared value head + GPT-2 reward model (2 members) + rule gold, micro-batches
     "llama_lora_gpt2_rule": dict(policy="llama", reward="gpt2", gold={"kind": "rule", "rules": {"open": "length", "closed": "reference_match"},
                                                                        "length_target": 6},
-                                 policy__lora={"r": 4}, ppo__value_model="shared", reward__ensemble_size=2,
+                                 policy__lora={"r": 4}, optimizer__value_model="shared", reward__ensemble_size=2,
                                  compute__ppo_micro_batch=1, compute__rm_micro_batch=1),
 }
 

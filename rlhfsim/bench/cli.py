@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SECTIONS = ("rollout", "ppo", "reward", "ensemble", "rounds")
-OPTIONAL = ("trl_ppo",)  # only with --only: needs a side environment (--trl-python)
+OPTIONAL = ("trl_ppo", "grpo")  # only with --only: trl_ppo needs a side environment (--trl-python); grpo runs TRL's GRPOTrainer
 DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
 QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
@@ -71,6 +71,10 @@ def run_bench(args) -> dict:
         from rlhfsim.bench.trl_ppo import bench_trl_ppo
 
         out["trl_ppo"] = bench_trl_ppo(shape, args.trl_python, args.alternations)
+    if "grpo" in only:
+        from rlhfsim.bench.trl_grpo import bench_trl_grpo
+
+        out["grpo"] = bench_trl_grpo(shape, args.group, args.alternations)
     if args.profile:
         from rlhfsim.bench.sections import profile_ppo
 
@@ -113,9 +117,13 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                   f"{sh['ppo_epochs']} epoch x {sh['ppo_minibatches']} minibatch; target <= 0.16"),
                  ("  of which rollout s", _f(p["rollout_s"], "{:.3f}"), "generate + reference, value, reward-model passes + GAE"),
                  ("  of which update s", _f(p["update_s"], "{:.3f}"), ""),
-                 ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "ppo.value_model: shared"),
+                 ("PPO iteration s, shared value head", _f(p["shared_iteration_s"], "{:.3f}"), "optimizer.value_model: shared"),
                  ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + reference, reward-model passes + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
+    if "grpo" in res:
+        from rlhfsim.bench.trl_grpo import table_rows as grpo_rows
+
+        rows += grpo_rows(res["grpo"])
     if "trl_ppo" in res:
         from rlhfsim.bench.trl_ppo import table_rows as trl_rows
 
@@ -212,6 +220,7 @@ def register(sub) -> None:
     g.add_argument("--response-len", type=int, default=16)
     g.add_argument("--ppo-epochs", type=int, default=1)
     g.add_argument("--ppo-minibatches", type=int, default=1)
+    g.add_argument("--group", type=int, default=4, help="grpo: completions per prompt (--prompts rows per iteration)")
     g.add_argument("--rm-groups", type=int, default=64, help="prompt groups in the reward-training data")
     g.add_argument("--rm-k", type=int, default=8, help="completions per group (all k(k-1)/2 pairs labelled)")
     g.add_argument("--rm-seq-len", type=int, default=24, help="tokens per (prompt, completion), EOS included")

@@ -11,7 +11,7 @@ import tempfile
 
 import numpy as np
 
-PHASES = ("generate", "annotate", "reward", "diagnose_rm", "ppo", "evaluate")
+PHASES = ("generate", "annotate", "reward", "diagnose_rm", "policy", "evaluate")
 
 
 def warm_sft(cfg) -> tuple[float, bool]:

@@ -81,7 +81,8 @@ def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
     policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     value = build_value_model(policy, "policy", value_model)
-    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches, value_model=value_model)
+    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches, value_model=value_model,
+                    pg_cos_every=0)  # the diagnostic pass is no part of the iteration timed against TRL
     trainer = PPOTrainer(policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu"))
     texts = random_words(shape.prompts, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts)]

@@ -99,6 +99,23 @@ def prompt_dataset(tok, a):
     return Dataset.from_dict({"input_ids": ids.tolist()})
 
 
+def step_clock():
+    """A TrainerCallback taking perf_counter at train begin and at each step end (one iteration apart): `.marks`."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.marks: list[float] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.marks.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            self.marks.append(time.perf_counter())
+
+    return StepClock()
+
+
 def import_trl():
     """TRL's PPO trainer: trl.experimental.ppo (0.26 - 1.12), else the top-level trl.PPOTrainer (up to 0.25)."""
     try:
@@ -116,25 +133,13 @@ def main(argv=None) -> int:
     import torch
     import transformers
     import trl
-    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+    from transformers import PrinterCallback, ProgressCallback
 
     if a.threads:
         torch.set_num_threads(a.threads)
     module, PPOConfig, PPOTrainer = import_trl()
     if a.no_gc:
         module.gc = types.SimpleNamespace(collect=lambda *args, **kw: 0)
-
-    class StepClock(TrainerCallback):
-        """perf_counter at train begin and at each step end (one PPO iteration apart)."""
-
-        def __init__(self):
-            self.marks: list[float] = []
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.marks.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kw):
-            self.marks.append(time.perf_counter())
 
     tok = word_tokenizer(a.vocab)
     policy, ref, value, reward = build_models(tok, a)
@@ -147,7 +152,7 @@ def main(argv=None) -> int:
             response_length=a.response_len, temperature=1.0, stop_token="eos", num_sample_generations=0,
             eval_strategy="no", save_strategy="no", logging_strategy="no", disable_tqdm=True,
         )
-        clock = StepClock()
+        clock = step_clock()
         trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
                              value_model=value, train_dataset=prompt_dataset(tok, a), callbacks=[clock])
         for cb in (PrinterCallback, ProgressCallback):  # they only print the per-step metrics dict

@@ -1,7 +1,9 @@
-"""Does PPO's learning signal still point the right way? Advantage and reward-signal diagnostics.
+"""Does the optimiser's learning signal still point the right way? Advantage fidelity for every optimiser.
 
-Because the simulator knows the gold reward, it can run GAE twice on the same rollouts -- once with
-the proxy score, once with the gold score -- and compare the two advantage fields token by token.
+Because the simulator knows the gold reward, each optimiser's applied advantages can be compared with a gold
+advantage on the same completions that borrows nothing from the proxy: the group formula on gold scores
+(GRPO, Dr. GRPO, RLOO; PPO with group_size > 1 uses gold group baselines), a per-type gold baseline (PPO with
+group_size 1), or, for online DPO, gold's order of its training pairs.
 Inputs may be numpy arrays or torch tensors; ``[B, T]`` arrays are batch x response tokens with a
 ``mask [B, T]`` (1 on real response tokens, 0 on padding). Metric ranges are in ``docs/metrics.md``.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["advantage_fidelity", "kl_share", "ppo_signal_metrics", "signal_to_noise", "within_prompt_rank_corr"]
+__all__ = ["advantage_fidelity", "fidelity_metrics", "gold_token_advantages", "group_mean", "kl_share", "pair_fidelity",
+           "pg_cosine", "signal_to_noise", "within_prompt_rank_corr"]
 
 
 def _np(x) -> np.ndarray:
@@ -145,28 +148,85 @@ def kl_share(score, non_score_rewards, mask) -> float:
     return kl_mag / total if total > 0 else float("nan")
 
 
-def ppo_signal_metrics(adv, scores, gold, logprobs, ref_logprobs, values, mask, beta: float,
-                       estimator: str, gamma: float, lam: float, non_score=None) -> dict[str, float]:
-    """Every ``adv/*`` metric of one PPO rollout batch (torch tensors on any device).
+def group_mean(x, ids) -> np.ndarray:
+    """``[B]`` mean of ``x [B]`` over the rows sharing each row's id ``ids [B]`` (a prompt group or a prompt type)."""
+    x, ids = _np(x), np.asarray(ids)
+    _, inv = np.unique(ids, return_inverse=True)
+    sums, counts = np.bincount(inv, weights=x), np.bincount(inv)
+    return (sums / counts)[inv]
 
-    ``adv [B, T]`` are the raw (not yet whitened) GAE advantages PPO computed from the proxy
-    ``scores [B]``; the same GAE is run again with ``gold [B]`` in the score's place, with the same
-    ``values [B, T]`` baseline and the same KL penalty from ``logprobs`` / ``ref_logprobs [B, T]``
-    (``beta``, ``estimator``), so only the score differs. ``mask [B, T]`` is the response mask;
-    ``non_score [B, T]`` the caller's per-token KL penalty, recomputed when not given.
 
-    Returns :func:`advantage_fidelity`'s four fields plus ``adv/std_raw`` (masked std of ``adv``
-    before whitening), ``adv/snr`` (:func:`signal_to_noise`) and ``adv/kl_share`` (:func:`kl_share`
-    of the proxy scores and the per-token KL penalty).
+def gold_token_advantages(gold, non_score, mask, gamma: float, ids) -> np.ndarray:
+    """PPO's gold advantage, borrowing nothing from the proxy's critic: the gold return-to-go minus a gold baseline.
+
+    ``gold [B]`` is paid on each row's last real token, ``non_score [B, T]`` is the same per-token KL penalty PPO's
+    rewards carry, discount ``gamma``. R_t = sum_{k>=t} gamma^(k-t) r_k; the baseline of a row is the mean over the
+    rows with its id (``ids [B]``: the prompt group when group_size > 1, else the prompt type) of their whole-response
+    return R_0, so A_t = R_t - b. Returns ``[B, T]``, 0 on padding.
     """
-    from rlhfsim.ppo import core  # ppo.trainer imports this module; keep the import graph one-way at load time
+    g, ns, m = _np(gold), _np(non_score), _np(mask) > 0
+    _check_bt(ns, m)
+    r = np.where(m, ns, 0.0)
+    last = np.where(m.any(1), m.shape[1] - 1 - np.argmax(m[:, ::-1], axis=1), -1)
+    has = last >= 0
+    r[np.flatnonzero(has), last[has]] += g[has]
+    ret = np.zeros_like(r)
+    acc = np.zeros(r.shape[0])
+    for t in range(r.shape[1] - 1, -1, -1):  # padding has r = 0, so right padding adds nothing
+        acc = r[:, t] + gamma * acc
+        ret[:, t] = acc
+    first = np.where(has, np.argmax(m, axis=1), 0)
+    b = group_mean(ret[np.arange(len(g)), first], ids)
+    return np.where(m, ret - b[:, None], 0.0)
 
-    if non_score is None:
-        _, _, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, beta, estimator)
-    gold_rewards, _, _ = core.compute_rewards(gold, logprobs, ref_logprobs, mask, beta, estimator)
-    adv_gold, _ = core.compute_gae(gold_rewards, values, mask, gamma, lam)
-    out = advantage_fidelity(adv, adv_gold, mask)
-    out["adv/std_raw"] = float(core.masked_var(adv, mask).sqrt())
-    out["adv/snr"] = signal_to_noise(adv, mask)
-    out["adv/kl_share"] = kl_share(scores, non_score, mask)
+
+def pg_cosine(logprobs, adv_a, adv_b, mask, params) -> float:
+    """Cosine between the policy-gradient directions sum_bt A_bt grad log pi(y_bt) of two advantage fields.
+
+    ``logprobs [B, T]`` torch, with its autograd graph to ``params``; ``adv_a``, ``adv_b``, ``mask`` ``[B, T]`` torch.
+    Two backward passes (autograd.grad: the optimiser's .grad buffers are not touched). Scale-free in each field;
+    NaN when either gradient is zero.
+    """
+    import torch
+
+    params = [p for p in params if p.requires_grad]
+    grads = []
+    for i, adv in enumerate((adv_a, adv_b)):
+        obj = (logprobs * (adv * mask).detach().to(logprobs.dtype)).sum()
+        gs = torch.autograd.grad(obj, params, retain_graph=True, allow_unused=True)  # freed with `logprobs`
+        grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).double() for g, p in zip(gs, params)]))
+    na, nb = grads[0].norm(), grads[1].norm()
+    if na == 0 or nb == 0:
+        return float("nan")
+    return float(torch.dot(grads[0], grads[1]) / (na * nb))
+
+
+def fidelity_metrics(adv_applied, adv_gold, mask, scores, non_score, ids) -> dict[str, float]:
+    """The ``adv/*`` fidelity of one batch, the same for every optimiser that applies advantages.
+
+    ``adv_applied [B, T]``: the advantages the optimiser actually applies (PPO: whitened GAE; group optimisers: their
+    per-sequence advantage on every token); ``adv_gold [B, T]``: the same optimiser's gold advantage on the same
+    completions (:func:`gold_token_advantages` for PPO, the group formula on gold scores otherwise); ``scores [B]`` the
+    proxy scores, ``non_score [B, T]`` the per-token KL term (times -beta), ``ids [B]`` baseline groups.
+    Returns :func:`advantage_fidelity`'s fields and ``adv/kl_share`` on the score centred within its baseline group.
+    """
+    out = advantage_fidelity(adv_applied, adv_gold, mask)
+    sc = _np(scores)
+    out["adv/kl_share"] = kl_share(sc - group_mean(sc, ids), non_score, mask)
     return out
+
+
+def pair_fidelity(gold_chosen, gold_rejected, proxy_margin) -> dict[str, float]:
+    """Online DPO's fidelity on its training pairs (chosen/rejected by the proxy), ``[P]`` each.
+
+    ``adv/pair_agree``: share of pairs gold orders the same way (gold_c > gold_r), ``[0, 1]``;
+    ``adv/pair_gold_tie``: share gold cannot order (gold_c == gold_r);
+    ``adv/pair_agree_margin``: the same agreement weighted by the proxy margin (r_c - r_r >= 0), so confident pairs
+    count more; invariant to a positive affine map of the proxy. NaN without pairs (or with zero margins).
+    """
+    gc, gr, m = _np(gold_chosen), _np(gold_rejected), _np(proxy_margin)
+    if gc.size == 0:
+        return {"adv/pair_agree": float("nan"), "adv/pair_gold_tie": float("nan"), "adv/pair_agree_margin": float("nan")}
+    agree = (gc > gr).astype(float)
+    return {"adv/pair_agree": float(agree.mean()), "adv/pair_gold_tie": float((gc == gr).mean()),
+            "adv/pair_agree_margin": float((m * agree).sum() / m.sum()) if m.sum() > 0 else float("nan")}

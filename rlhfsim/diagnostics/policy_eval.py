@@ -15,7 +15,7 @@ import torch
 from rlhfsim.diagnostics.stagnation import bootstrap_se
 from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
 from rlhfsim.models.sampling import response_logits, sample
-from rlhfsim.ppo import core
+from rlhfsim import ops as core
 
 
 @dataclass

@@ -61,7 +61,7 @@ def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = Non
     out["overopt_round"] = stag["overopt_round"]
     out["gold_trend_final"] = stag["final_state"]
     out["stagnation_params"] = dict(STAGNATION)
-    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "eval/policy_move")))
+    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "adv/pg_cos", "adv/pair_agree", "eval/policy_move")))
     out.update(overoptimisation(rows, gold, steps))
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak

@@ -20,12 +20,12 @@ def warm_start(world, cfg, device):
 
 
 def value_model(cfg, policy, device):
-    """A separate value model, or (ppo.value_model: shared) a zero value head on the policy's trunk."""
-    if cfg.policy.checkpoint is None and cfg.ppo.value_init != "reward":
+    """A separate value model, or (optimizer.value_model: shared) a zero value head on the policy's trunk."""
+    if cfg.policy.checkpoint is None and cfg.optimizer.value_init != "reward":
         from rlhfsim.models.policy import build_value_model
 
-        return build_value_model(policy, cfg.ppo.value_init, cfg.ppo.value_model).to(device)
-    if cfg.ppo.value_model == "shared":
+        return build_value_model(policy, cfg.optimizer.value_init, cfg.optimizer.value_model).to(device)
+    if cfg.optimizer.value_model == "shared":
         from rlhfsim.models.policy import ValueHead
 
         body = policy.get_base_model() if hasattr(policy, "peft_config") else policy

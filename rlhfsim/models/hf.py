@@ -171,17 +171,17 @@ def checkpoint_value_model(cfg, policy, device):
     """
     from transformers import AutoModelForSequenceClassification
 
-    init = cfg.ppo.value_init
+    init = cfg.optimizer.value_init
     if init == "reward":
         rc = cfg.reward
         rtok = load_tokenizer(rc.tokenizer or rc.checkpoint, "reward.checkpoint")
         ptok = policy_tokenizer(cfg.policy)
         if rtok.get_vocab() != ptok.get_vocab():
-            raise ConfigError("ppo.value_init: reward needs a reward model on the policy's tokenizer (per-token values read the "
+            raise ConfigError("optimizer.value_init: reward needs a reward model on the policy's tokenizer (per-token values read the "
                               "policy's tokens); this reward.checkpoint has another vocabulary: use value_init: policy")
         value = load_sequence_classifier(rc.checkpoint, "reward.checkpoint", ptok.pad_token_id, cfg.seed)
         if not getattr(value.config, "is_decoder", False) and value.config.model_type not in _causal_types():
-            raise ConfigError(f"ppo.value_init: reward needs a causal (decoder) reward model; {value.config.model_type} looks at "
+            raise ConfigError(f"optimizer.value_init: reward needs a causal (decoder) reward model; {value.config.model_type} looks at "
                               "later tokens, which a per-token value must not: use value_init: policy")
     else:
         lora = hasattr(policy, "peft_config")

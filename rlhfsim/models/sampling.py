@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rlhfsim.models import lean
 from rlhfsim.models.decode import GPT2Decoder
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
-from rlhfsim.ppo.core import entropy_from_logits
+from rlhfsim.ops import entropy_from_logits
 
 
 @dataclass

@@ -7,7 +7,6 @@ The math lives in rlhfsim.ppo.core; this file only moves tensors between models 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,8 +15,10 @@ from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, h
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead, has_dropout
 from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
-from rlhfsim.diagnostics.advantage import ppo_signal_metrics
+from rlhfsim.diagnostics import advantage as fid
+from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, group_ids
 from rlhfsim.ppo import core
+from rlhfsim.ppo.kl import get_kl_controller
 
 
 @dataclass
@@ -32,27 +33,44 @@ class Experience:
     gold: torch.Tensor  # [B] hidden gold reward (diagnostics only, never trained on)
     kl: torch.Tensor  # [B, L] per-token KL estimate
     rewards: torch.Tensor  # [B, L] -beta * kl, plus the score on the last real token
-    advantages: torch.Tensor  # [B, L] GAE (whitened when configured)
+    advantages: torch.Tensor  # [B, L] GAE (whitened when configured): what the update applies
     returns: torch.Tensor  # [B, L] advantages + values (unwhitened)
     texts: list[str]  # decoded completions
-    fidelity: dict  # advantage diagnostics: proxy vs gold advantages on these very rollouts
+    fidelity: dict  # advantage diagnostics: applied vs gold advantages on these very rollouts
+    gold_advantages: torch.Tensor | None = None  # [B, L] gold return-to-go minus a gold baseline (diagnostics.advantage)
     value_graph: torch.Tensor | None = None  # [B, L] `values` with their autograd graph, for the first update (see `rollout`)
 
 
-ScoreFn = Callable[[list, list[str]], np.ndarray]  # (prompts, completions) -> [B]
+class PPOTrainer(PolicyOptimizer):
+    name = "ppo"
+    watched = ("loss/policy_avg", "loss/value_avg", "objective/scores", "objective/kl", "objective/entropy",
+               "policy/approxkl_avg", "policy/grad_norm_avg", "val/ratio")
 
-
-class PPOTrainer:
     def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device,
                  parallel: Parallel | None = None):
-        self.policy, self.ref, self.value = policy, ref_policy, value_model
+        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device)
+        self.value = value_model
         self.parallel = parallel or Parallel()  # data-parallel share and micro-batches of each minibatch
-        self.tok, self.cfg, self.kl_ctl, self.device = tokenizer, cfg, kl_ctl, device
-        self.temperature, self.response_len = temperature, response_len
+        self.kl_ctl = kl_ctl
         self.shared = isinstance(value_model, ValueHead)  # value head on the policy's trunk
         params = list(policy.parameters()) + list(value_model.parameters())
         # foreach: one batched kernel per op over all parameters (bit-identical to the per-tensor loop on CPU)
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5, foreach=True)
+
+    @classmethod
+    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> "PPOTrainer":
+        """Builds the value model (at this point of the run's torch RNG stream) and the KL controller."""
+        from rlhfsim.models import build
+
+        o = cfg.optimizer
+        kl_kwargs = {"beta": o.kl_coef} if o.kl_controller == "fixed" else {
+            "init_beta": o.kl_coef, "target": o.kl_target, "horizon": o.kl_horizon}
+        value = build.value_model(cfg, policy, device)
+        return cls(policy, ref, value, tokenizer, o, get_kl_controller(o.kl_controller, **kl_kwargs), cfg.policy.temperature,
+                   cfg.policy.response_len, device, parallel)
+
+    def models(self) -> dict:
+        return {"policy": self.policy, "value": self.value}
 
     # ------------------------------------------------------------------ rollout
 
@@ -89,25 +107,15 @@ class PPOTrainer:
         values = raw_values.detach() * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        fidelity = self._fidelity(advantages, scores, gold, logprobs, ref_logprobs, values, mask, non_score)
+        raw = {"adv/std_raw": float(core.masked_var(advantages, mask).sqrt()), "adv/snr": fid.signal_to_noise(advantages, mask)}
         if cfg.whiten_advantages:
             advantages = core.whiten(advantages, mask)
+        # fidelity of what the update applies (whitened) against gold returns minus gold baselines (no critic)
+        ids = group_ids(prompts, getattr(cfg, "group_size", 1))
+        gold_adv = fid.gold_token_advantages(gold, non_score, mask, cfg.gamma, ids)
+        fidelity = {**fid.fidelity_metrics(advantages, gold_adv, mask, scores, non_score, ids), **raw}
         return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity,
-                          raw_values if keep_value_graph else None)
-
-    def _fidelity(self, adv, scores, gold, logprobs, ref_logprobs, values, mask, non_score) -> dict:
-        """adv/* diagnostics: the same GAE with the gold score in place of the proxy (same values, same KL term)."""
-        cfg = self.cfg
-        return ppo_signal_metrics(adv, scores, gold, logprobs, ref_logprobs, values, mask, self.kl_ctl.value,
-                                  cfg.kl_estimator, cfg.gamma, cfg.lam, non_score)
-
-    @torch.no_grad()
-    def rollout_texts(self, prompts, generator: torch.Generator) -> list[str]:
-        """Completions only (for annotation): no reference or value passes."""
-        p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
-        self.policy.eval()
-        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
-        return decode_responses(self.tok, ro.response_ids, ro.response_mask)
+                          torch.as_tensor(gold_adv, dtype=torch.float32, device=self.device), raw_values if keep_value_graph else None)
 
     # ------------------------------------------------------------------ update
 
@@ -166,9 +174,24 @@ class PPOTrainer:
         out["policy/epochs"] = epochs_run
         return out
 
-    def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> tuple[dict, Experience]:
+    def pg_cos(self, exp: Experience) -> dict:
+        """adv/pg_cos: cosine of the policy-gradient directions of the applied and the gold advantages (at the
+        behaviour weights, before the update; no dropout, no RNG)."""
+        if not self.wants_pg_cos():
+            return {}
+        logits = response_logits(self.policy, exp.seq, self.temperature)
+        logprobs = core.logprobs_from_logits(logits, exp.seq.response_ids)
+        mask = exp.seq.response_mask.float()
+        return {"adv/pg_cos": fid.pg_cosine(logprobs, exp.advantages, exp.gold_advantages, mask, self.policy.parameters())}
+
+    def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         """Rollout + update; returns TRL-named stats averaged over the iteration's minibatches."""
+        return self.iteration_with_experience(prompts, score_fn, gold_fn, generator)[0]
+
+    def iteration_with_experience(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator) -> tuple[dict, Experience]:
         exp = self.rollout(prompts, score_fn, gold_fn, generator, keep_value_graph=self.reuses_value_forward(len(prompts)))
+        cos = self.pg_cos(exp)
+        self.iterations_done += 1
         upd = self.update(exp, generator)
         mask = exp.seq.response_mask.float()
         beta = self.kl_ctl.value
@@ -196,13 +219,15 @@ class PPOTrainer:
             "policy/updates": upd["policy/updates"],
             "policy/epochs": upd["policy/epochs"],
             **exp.fidelity,
+            **cos,
         }
         self.kl_ctl.update(stats["objective/kl"], exp.scores.shape[0])
         return stats, exp
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(), "iterations_done": self.iterations_done}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.iterations_done = int(state.get("iterations_done", 0))

@@ -254,7 +254,7 @@ def expand_variants(spec: ExperimentSpec) -> list[Variant]:
 def _check_keys(overrides: dict[str, Any], where: str) -> None:
     for k in overrides:
         if not isinstance(k, str) or not k or any(not p for p in k.split(".")):
-            raise ConfigError(f"{where}{k!r}: not a dotted config key (e.g. ppo.kl_coef)")
+            raise ConfigError(f"{where}{k!r}: not a dotted config key (e.g. optimizer.kl_coef)")
         for r in RESERVED_KEYS:
             if k == r or k.startswith(r + ".") or r.startswith(k + "."):
                 hint = "list them under `seeds`" if r == "seed" else "the sweep sets it (use --out for the root)"

@@ -54,7 +54,7 @@ def _value_label(v: Any) -> str:
 
 
 def _short_keys(keys: list[str]) -> dict[str, str]:
-    """Shortest unique dotted suffix of each key: ppo.kl_coef -> kl_coef unless another key ends the same way."""
+    """Shortest unique dotted suffix of each key: optimizer.kl_coef -> kl_coef unless another key ends the same way."""
     out = {}
     for k in keys:
         parts = k.split(".")

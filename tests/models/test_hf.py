@@ -56,10 +56,10 @@ def test_value_model_from_policy_starts_at_zero(tiny_checkpoints, arch):
 
 
 def test_value_from_reward_needs_the_policy_vocabulary(tiny_checkpoints):
-    c = cfg(tiny_checkpoints, ppo__value_init="reward")  # DeBERTa: another tokenizer, and bidirectional
+    c = cfg(tiny_checkpoints, optimizer__value_init="reward")  # DeBERTa: another tokenizer, and bidirectional
     with pytest.raises(ConfigError, match="value_init: reward"):
         build.value_model(c, load_causal_lm(tiny_checkpoints["gpt2"], "p"), torch.device("cpu"))
-    ok = cfg(tiny_checkpoints, ppo__value_init="reward", reward__checkpoint=tiny_checkpoints["gold"])  # Llama classifier, GPT-2 vocab
+    ok = cfg(tiny_checkpoints, optimizer__value_init="reward", reward__checkpoint=tiny_checkpoints["gold"])  # Llama classifier, GPT-2 vocab
     value = build.value_model(ok, load_causal_lm(tiny_checkpoints["gpt2"], "p"), torch.device("cpu"))
     assert type(value).__name__ == "LlamaForSequenceClassification" and torch.all(value.score.weight == 0)
 

@@ -46,7 +46,7 @@ def test_minilm_as_reward_and_gold_model_two_rounds(minilm, tiny_checkpoints, sf
         "policy": {"checkpoint": tiny_checkpoints["gpt2"], "response_len": 6, "sft_demos": 16, "sft_epochs": 1, "sft_batch_size": 8,
                    "cache_dir": sft_cache},
         "reward": {"checkpoint": minilm, "epochs": 1, "max_length": 48},
-        "ppo": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
+        "optimizer": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
         "loop": {"rounds": 2, "prompts_per_round": 4, "completions_per_prompt": 2, "eval_prompts": 4, "eval_completions": 2},
         "output": {"experiment": "minilm", "n_samples": 2},
     }

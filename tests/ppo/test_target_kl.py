@@ -14,15 +14,15 @@ from rlhfsim.world import build_world
 
 
 def _trainer(**ppo):
-    cfg = load_config("configs/tiny.yaml", [f"ppo.{k}={v}" for k, v in ppo.items()])
+    cfg = load_config("configs/tiny.yaml", [f"optimizer.{k}={v}" for k, v in ppo.items()])
     world = build_world(cfg.world)
     torch.manual_seed(0)
     policy = build_policy(world.tokenizer, cfg.policy)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    value = build_value_model(policy, cfg.ppo.value_init)
-    kl = get_kl_controller("fixed", beta=cfg.ppo.kl_coef)
-    tr = PPOTrainer(policy, ref, value, world.tokenizer, cfg.ppo, kl, cfg.policy.temperature, cfg.policy.response_len, torch.device("cpu"))
-    prompts = world.sample_prompts(cfg.ppo.batch_size, np.random.default_rng(0))
+    value = build_value_model(policy, cfg.optimizer.value_init)
+    kl = get_kl_controller("fixed", beta=cfg.optimizer.kl_coef)
+    tr = PPOTrainer(policy, ref, value, world.tokenizer, cfg.optimizer, kl, cfg.policy.temperature, cfg.policy.response_len, torch.device("cpu"))
+    prompts = world.sample_prompts(cfg.optimizer.batch_size, np.random.default_rng(0))
     # a proxy that is gold plus noise, so the fidelity fields have something to measure
     noise = np.random.default_rng(1)
     proxy = lambda p, t: world.gold(p, t) + noise.normal(0, 0.3, len(t))  # noqa: E731
@@ -33,8 +33,8 @@ def _trainer(**ppo):
 def test_target_kl_stops_the_epochs_and_is_logged(target_kl):
     extra = {"epochs": 3, "lr": 0.01} | ({"target_kl": target_kl} if target_kl else {})
     tr, cfg, prompts, proxy, gold = _trainer(**extra)
-    stats, _ = tr.iteration(prompts, proxy, gold, torch.Generator().manual_seed(0))
-    full = cfg.ppo.epochs * cfg.ppo.minibatches
+    stats = tr.iteration(prompts, proxy, gold, torch.Generator().manual_seed(0))
+    full = cfg.optimizer.epochs * cfg.optimizer.minibatches
     if target_kl is None:
         assert stats["policy/updates"] == full and stats["policy/epochs"] == 3 and stats["policy/early_stopped"] == 0
     else:

@@ -38,9 +38,9 @@ def share_of_w3(prompts, texts) -> np.ndarray:  # the toy reward: how often the 
 def test_ppo_learns_toy_reward(value_model):
     trainer, prompts = toy_trainer(value_model)
     gen = torch.Generator().manual_seed(0)
-    first = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen)[0] for _ in range(3)]
+    first = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen) for _ in range(3)]
     for _ in range(25):
-        last, _ = trainer.iteration(prompts, share_of_w3, share_of_w3, gen)
+        last = trainer.iteration(prompts, share_of_w3, share_of_w3, gen)
     assert np.isfinite(last["loss/value_avg"]) and np.isfinite(last["loss/policy_avg"])
     assert last["objective/scores"] > np.mean([s["objective/scores"] for s in first]) + 0.15
 
@@ -76,7 +76,7 @@ def test_one_minibatch_reuses_the_rollout_value_forward():
             trainer.reuses_value_forward = lambda batch: False
         calls = count_calls(trainer.value.score)  # the head runs once per value forward, on either path
         gen = torch.Generator().manual_seed(0)
-        stats = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen)[0] for _ in range(2)]
+        stats = [trainer.iteration(prompts, share_of_w3, share_of_w3, gen) for _ in range(2)]
         runs.append((stats, len(calls), trainer))
     (fused, n_fused, a), (plain, n_plain, b) = runs
     assert a.reuses_value_forward(32) and n_fused == 2 * 2 and n_plain == 2 * 3  # 2 iterations x (rollout + 2 epochs)

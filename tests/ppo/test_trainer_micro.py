@@ -15,7 +15,7 @@ from rlhfsim.world import build_world
 
 
 def test_micro_batches_match_the_whole_minibatch():
-    cfg = load_config("configs/tiny.yaml", ["ppo.minibatches=1", "ppo.epochs=1", "ppo.batch_size=8"])
+    cfg = load_config("configs/tiny.yaml", ["optimizer.minibatches=1", "optimizer.epochs=1", "optimizer.batch_size=8"])
     world = build_world(cfg.world)
     torch.manual_seed(0)
     policy = build_policy(world.tokenizer, cfg.policy, 32 + cfg.policy.response_len)
@@ -25,7 +25,7 @@ def test_micro_batches_match_the_whole_minibatch():
     out = []
     for micro in (None, 3):
         pol, val = copy.deepcopy(policy), copy.deepcopy(value)
-        trainer = PPOTrainer(pol, copy.deepcopy(pol).requires_grad_(False), val, world.tokenizer, cfg.ppo,
+        trainer = PPOTrainer(pol, copy.deepcopy(pol).requires_grad_(False), val, world.tokenizer, cfg.optimizer,
                              get_kl_controller("fixed", beta=0.1), 1.0, cfg.policy.response_len, torch.device("cpu"), Parallel(micro_batch=micro))
         exp = trainer.rollout(prompts, score, score, torch.Generator().manual_seed(1))
         out.append(trainer.update(exp, torch.Generator().manual_seed(2)))

@@ -28,7 +28,7 @@ def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: flo
     raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     raw.update(seed=seed)
     raw["loop"]["rounds"] = rounds
-    raw["ppo"]["kl_coef"] = kl_coef
+    raw["optimizer"]["kl_coef"] = kl_coef
     raw["output"].update(experiment="study", variant=variant, dir=str(root.parent))
     cfg = config_from_dict(raw)
     d = root / variant / f"seed{seed}"
@@ -70,7 +70,7 @@ def make_study(tmp_path: Path) -> Path:
         fab_run(root, "high_kl", seed, 0.2, 0.05)
     (root / "experiment.yaml").write_text(yaml.safe_dump({
         "name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
-        "variants": {"low_kl": {"ppo.kl_coef": 0.01}, "high_kl": {"ppo.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
+        "variants": {"low_kl": {"optimizer.kl_coef": 0.01}, "high_kl": {"optimizer.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
     }))
     return root
 
@@ -135,7 +135,7 @@ def test_report_from_tiny_runs(built):
     w = welch_interval(hi, lo)
     assert f"Δ {w['diff']:+.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}]" in table[1]
     # what differs: the KL coefficient, and nothing about seeds or names
-    assert re.search(r"\| ppo\.kl_coef \| 0\.01 \| 0\.2 \|", md)
+    assert re.search(r"\| optimizer\.kl_coef \| 0\.01 \| 0\.2 \|", md)
     assert "| seed |" not in md and "output.variant" not in md
     assert "Nothing missing" in md
 

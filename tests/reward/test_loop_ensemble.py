@@ -14,7 +14,7 @@ def test_ensemble_with_early_stopping_runs_end_to_end(tmp_path, sft_cache):
         f"policy.cache_dir={sft_cache}", "reward.ensemble_size=2", "reward.aggregation=uwo", "reward.ensemble_data=bootstrap",
         "reward.epochs=3", "reward.early_stop.mode=patience", "reward.early_stop.holdout=0.3",
         "loop.rounds=3", "loop.stop_on_stagnation=true", "loop.stagnation_window=2", "loop.stagnation_slope=10.0",
-        "ppo.lr=3e-3", "ppo.iterations=3"])  # a policy that clearly moves (its KL estimate beyond noise)
+        "optimizer.lr=3e-3", "optimizer.iterations=3"])  # a policy that clearly moves (its KL estimate beyond noise)
     summary = run(cfg, out=tmp_path / "r")
     rows = read_jsonl(tmp_path / "r" / "metrics.jsonl")
     last = rows[-1]

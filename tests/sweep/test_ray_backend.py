@@ -21,7 +21,7 @@ TIMINGS = ("time/",)
 def experiment(tmp_path: Path, sft_cache: str, extra: str = "") -> Path:
     p = tmp_path / "tiny4.yaml"
     p.write_text(f"name: tiny4\nquestion: same runs on Ray?\nbase: {ROOT / 'configs' / 'tiny.yaml'}\n"
-                 f"base_overrides: {{policy.cache_dir: {sft_cache}}}\nvariants: {{a: {{loop.rounds: 1}}, b: {{ppo.kl_coef: 0.2}}}}\n"
+                 f"base_overrides: {{policy.cache_dir: {sft_cache}}}\nvariants: {{a: {{loop.rounds: 1}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
                  f"seeds: [0, 1]\n{extra}")
     return p
 

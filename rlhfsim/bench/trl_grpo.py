@@ -1,0 +1,107 @@
+"""`rlhfsim bench --only grpo`: a GRPO iteration of rlhfsim and of TRL's GRPOTrainer, side by side.
+
+Same policy and reward-model shape, prompts of the same length, group size (`--group`, default 4), rows per
+iteration (`--prompts`) and response length, KL as beta x k3 in the loss (beta 0.04) on both sides, loss_type
+grpo. TRL (the installed trl) runs in a subprocess (trl_grpo_driver.py), at its best (no logging, no console
+callbacks) and as shipped; the arms are interleaved because the machine is shared and its speed drifts.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from rlhfsim.bench.common import Shape, policy_model, random_words, timeit, vocab_tokenizer
+from rlhfsim.bench.trl_ppo import parse_driver_output
+
+ARMS = ("trl_best", "trl_shipped", "rlhfsim")
+
+
+def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
+    """rlhfsim's GRPO at the shape, its prompt-major rows, and a reward model's score (scored as the loop does)."""
+    from rlhfsim.bench.sections import gold_stand_in  # noqa: F401  (re-exported for the caller)
+    from rlhfsim.config import RewardConfig
+    from rlhfsim.optim.config import GRPOConfig
+    from rlhfsim.optim.group import GroupOptimizer
+    from rlhfsim.reward.model import RewardModels
+    from rlhfsim.world.base import Prompt
+
+    tok = vocab_tokenizer(shape.vocab)
+    n_positions = shape.prompt_len + shape.response_len + 8
+    policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    cfg = GRPOConfig(batch_size=shape.prompts, group_size=group, kl_coef=beta, kl_mode="loss", pg_cos_every=0)
+    opt = GroupOptimizer(policy, ref, tok, cfg, 1.0, shape.response_len, torch.device("cpu"))
+    texts = random_words(shape.prompts // group, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
+    prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts) for _ in range(group)]
+    rms = RewardModels(tok, RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head), torch.device("cpu"),
+                       seed, n_positions=n_positions)
+
+    def score(prompts, completions) -> np.ndarray:
+        return rms.rewards([p.text for p in prompts], completions)[0]
+
+    return opt, prompts, score
+
+
+def driver_command(shape: Shape, group: int, threads: int, best: bool) -> list[str]:
+    from pathlib import Path
+
+    cmd = [sys.executable, str(Path(__file__).with_name("trl_grpo_driver.py")), "--threads", str(threads),
+           "--iterations", str(shape.repeats), "--warmup", str(shape.warmup), "--layers", str(shape.n_layer),
+           "--width", str(shape.n_embd), "--heads", str(shape.n_head), "--vocab", str(shape.vocab), "--rows", str(shape.prompts),
+           "--group", str(group), "--prompt-len", str(shape.prompt_len), "--response-len", str(shape.response_len)]
+    return cmd + (["--best"] if best else [])
+
+
+def run_driver(cmd: list[str]) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError("TRL GRPO driver failed:\n" + "\n".join(proc.stderr.strip().splitlines()[-8:]))
+    return parse_driver_output(proc.stdout)
+
+
+def summarize(alternations: list[dict[str, list[float]]]) -> dict:
+    """Per arm the median and min over all alternations' timed iterations; TRL / rlhfsim ratios of both."""
+    out: dict = {}
+    for arm in ARMS:
+        pooled = [t for alt in alternations for t in alt[arm]]
+        out[f"{arm}_s"], out[f"{arm}_min_s"] = statistics.median(pooled), min(pooled)
+        out[f"{arm}_per_alternation_s"] = [statistics.median(alt[arm]) for alt in alternations]
+    for trl in ("trl_best", "trl_shipped"):
+        out[f"ratio_{trl}"] = out[f"{trl}_s"] / out["rlhfsim_s"]
+        out[f"min_ratio_{trl}"] = out[f"{trl}_min_s"] / out["rlhfsim_min_s"]
+    out["alternations"] = len(alternations)
+    return out
+
+
+def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
+    from rlhfsim.bench.sections import gold_stand_in
+
+    threads = torch.get_num_threads()
+    opt, prompts, score = grpo_setup(shape, group)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(shape.warmup):
+        opt.iteration(prompts, score, gold_stand_in, gen)
+    runs, versions = [], {}
+    for _ in range(max(1, alternations)):
+        alt = {}
+        for arm, best in (("trl_best", True), ("trl_shipped", False)):
+            res = run_driver(driver_command(shape, group, threads, best))
+            alt[arm], versions = res["iteration_s"], res["versions"]
+        alt["rlhfsim"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
+        runs.append(alt)
+    return {**summarize(runs), "trl_versions": versions, "group": group, "threads": threads, "raw": runs}
+
+
+def table_rows(r: dict) -> list[tuple[str, str, str]]:
+    n = f"median of {r['alternations']} alternations"
+    return [("TRL GRPO iteration s, at its best", f"{r['trl_best_s']:.3f}", f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}"),
+            ("TRL GRPO iteration s, as shipped", f"{r['trl_shipped_s']:.3f}", f"min {r['trl_shipped_min_s']:.3f}"),
+            ("rlhfsim GRPO iteration s", f"{r['rlhfsim_s']:.3f}", f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}"),
+            ("TRL as shipped / rlhfsim GRPO", f"{r['ratio_trl_shipped']:.2f}x", f"target >= 3x; of minima {r['min_ratio_trl_shipped']:.2f}x"),
+            ("TRL at its best / rlhfsim GRPO", f"{r['ratio_trl_best']:.2f}x", f"of minima {r['min_ratio_trl_best']:.2f}x")]

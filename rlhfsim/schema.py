@@ -1,0 +1,17 @@
+"""The base of every config section (strict: unknown keys are errors) and the user-fixable config error.
+
+Sections are declared beside the code they configure (e.g. rlhfsim/ppo/config.py, rlhfsim/optim/config.py);
+rlhfsim/config.py assembles the root model, loads files and runs the cross-section checks.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the CLI prints the message and exits with code 2."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -1,0 +1,33 @@
+"""The GRPO bench's plumbing (no timing is asserted): the driver's command mirrors the shape, the summary's ratios."""
+
+import pytest
+
+from rlhfsim.bench.common import Shape
+from rlhfsim.bench.trl_grpo import driver_command, grpo_setup, summarize
+
+
+def test_driver_command_mirrors_the_shape():
+    cmd = driver_command(Shape(n_layer=1, n_embd=32, n_head=2, vocab=40, prompts=12, response_len=5, repeats=3, warmup=1), 3, 1, True)
+    flags = dict(zip(cmd[2::2], cmd[3::2]))
+    assert flags["--rows"] == "12" and flags["--group"] == "3" and flags["--response-len"] == "5" and flags["--layers"] == "1"
+    assert cmd[-1] == "--best" and "--best" not in driver_command(Shape(), 4, 1, False)
+
+
+def test_summarize_pools_alternations_and_divides_medians():
+    alts = [{"trl_best": [2.0, 4.0, 3.0], "trl_shipped": [6.0, 6.0, 6.0], "rlhfsim": [1.0, 1.0, 2.0]},
+            {"trl_best": [3.0], "trl_shipped": [9.0], "rlhfsim": [1.0]}]
+    s = summarize(alts)
+    assert s["trl_best_s"] == 3.0 and s["rlhfsim_s"] == 1.0 and s["ratio_trl_shipped"] == 6.0
+    assert s["min_ratio_trl_best"] == 2.0 and s["alternations"] == 2
+    assert s["rlhfsim_per_alternation_s"] == [1.0, 1.0]
+
+
+def test_grpo_setup_lays_rows_out_prompt_major():
+    from rlhfsim.bench.sections import gold_stand_in
+
+    opt, prompts, score = grpo_setup(Shape(n_layer=1, n_embd=16, n_head=2, vocab=16, prompts=8, prompt_len=3, response_len=3), 4)
+    assert [p.id for p in prompts] == [0, 0, 0, 0, 1, 1, 1, 1]
+    import torch
+
+    stats = opt.iteration(prompts, score, gold_stand_in, torch.Generator().manual_seed(0))
+    assert set(opt.watched) <= set(stats) and stats["objective/kl_coef"] == pytest.approx(0.04)
