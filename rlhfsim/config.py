@@ -21,6 +21,8 @@ from rlhfsim.guards import GuardsConfig
 from rlhfsim.optim.config import all_configs
 from rlhfsim.ppo.config import PPOConfig
 from rlhfsim.reward.recalibrate import RecalibrationConfig
+from rlhfsim.reward.surgery import SurgeryConfig
+from rlhfsim.world.graded import GradedWorldConfig
 from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
@@ -313,9 +315,9 @@ class Config(Strict):
 
     seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
-    world: SyntheticWorldConfig | TextWorldConfig = Field(
-        default_factory=SyntheticWorldConfig, discriminator="name", description="The world: name synthetic (default) or text."
-    )
+    world: SyntheticWorldConfig | GradedWorldConfig | TextWorldConfig = Field(
+        default_factory=SyntheticWorldConfig, discriminator="name",
+        description="The world: name synthetic (default), graded (partial credit, openness levels) or text.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     optimizer: OptimizerConfig = Field(
@@ -326,6 +328,7 @@ class Config(Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)
+    surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @model_validator(mode="before")
@@ -375,6 +378,11 @@ class Config(Strict):
                 raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
             if self.policy.sft_demos > 0 and self.policy.sft_epochs > 0:
                 raise ValueError("SFT demonstrations come from world.reference_column; set it, or policy.sft_demos: 0 to skip SFT")
+        if self.surgery.profile != "none" and self.loop.reward_source != "learned":
+            raise ValueError("surgery.profile acts on the learned proxy; with loop.reward_source: gold set surgery.profile: none")
+        if self.surgery.profile == "optimum" and self.reward.prompt_aware:
+            raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
+                             "reward.prompt_aware set use surgery.profile: pooled")
         shifts = SyntheticWorld.shifts if not text else []
         for s in self.audit.shifts:
             if s not in shifts:

@@ -30,7 +30,7 @@ from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.optim import build_optimizer
 from rlhfsim.optim.base import PolicySampler
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
-from rlhfsim.reward import recalibrate
+from rlhfsim.reward import recalibrate, surgery
 from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
 from rlhfsim.tracking import RunDir, load_module, read_jsonl
 from rlhfsim.version import stamp as version_stamp
@@ -115,7 +115,9 @@ class Simulation:
     def score_fn(self, prompts, texts) -> np.ndarray:
         if self.cfg.loop.reward_source == "gold":
             return self.world.gold(prompts, texts)
-        return recalibrate.apply(self.recal, self.proxy(prompts, texts)[0], [p.type for p in prompts])
+        scores = recalibrate.apply(self.recal, self.proxy(prompts, texts)[0], [p.type for p in prompts])
+        # profile surgery (off by default): keep each prompt's ranking, move its values toward one profile
+        return surgery.apply(self.cfg.surgery, prompts, scores, lambda: self.world.gold(prompts, texts), self.cfg.reward.utility)
 
     def eval_generator(self, round_: int, stream: int) -> torch.Generator:
         # evaluation noise must not depend on (or disturb) the training streams

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from rlhfsim.world.base import Prompt, World
+from rlhfsim.world.graded import GradedWorld, GradedWorldConfig
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from rlhfsim.world.text_config import TextWorldConfig
 
@@ -18,7 +19,8 @@ def _text_world(cfg, **context) -> World:
 
 # name -> (config model, world factory); a new world registers here and in the `world` union of config.Config.
 # Factories in CONTEXT_WORLDS also get the run's context (policy_tokenizer, device, score_batch).
-WORLDS: dict[str, tuple[type, object]] = {"synthetic": (SyntheticWorldConfig, SyntheticWorld), "text": (TextWorldConfig, _text_world)}
+WORLDS: dict[str, tuple[type, object]] = {
+    "synthetic": (SyntheticWorldConfig, SyntheticWorld), "graded": (GradedWorldConfig, GradedWorld), "text": (TextWorldConfig, _text_world)}
 CONTEXT_WORLDS = {"text"}
 
 
@@ -33,4 +35,4 @@ def build_world(cfg, **context) -> World:
     return world_cls(cfg, **context) if name in CONTEXT_WORLDS else world_cls(cfg)
 
 
-__all__ = ["CONTEXT_WORLDS", "TextWorldConfig", "WORLDS", "Prompt", "SyntheticWorld", "SyntheticWorldConfig", "World", "build_world"]
+__all__ = ["CONTEXT_WORLDS", "GradedWorld", "GradedWorldConfig", "TextWorldConfig", "WORLDS", "Prompt", "SyntheticWorld", "SyntheticWorldConfig", "World", "build_world"]
