@@ -316,6 +316,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code
+    run_dir.write_figures()  # figures/curves.png, and to the trackers that take images
     run_dir.write_summary(summary)
     run_dir.close()
     return summary

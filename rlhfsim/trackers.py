@@ -3,13 +3,16 @@
 The run directory stays the record; a tracker gets the same rows, under the same names: each round row of
 metrics.jsonl at step = its round, each PPO/optimiser row of ppo_steps.jsonl under `steps/<name>` at
 step = its line number in ppo_steps.jsonl (the round rows already hold per-round averages under the plain
-names). The resolved config goes in as hyperparameters. Every row ends with a sentinel (`round`, resp.
+names). The resolved config goes in as hyperparameters, the run's figure (figures/curves.png, drawn when the run
+ends) as an image at step = the last round: a TensorBoard image summary, a W&B Image, an MLflow artifact at
+figures/curves.png, a trackio Image (all four take images offline). Every row ends with a sentinel (`round`, resp.
 `steps/round`), so a row whose sentinel is in the tracker's store is complete there.
 
 Resume without duplicates: when a run (re)opens its trackers, each one reports the last round and step its own
 store holds; rows already there are never sent again (a killed process may have sent rows after its last
 checkpoint: the resumed run recomputes them identically), rows missing there (a tracker added on resume, or
-rows lost in a kill) are sent from the run's files. Each tracker is an optional extra, imported only when
+rows lost in a kill) are sent from the run's files. A figure is sent only when the store lacks it (MLflow: the
+artifact is replaced, one file either way). Each tracker is an optional extra, imported only when
 asked for; a missing package is a ConfigError naming the extra.
 """
 
@@ -21,12 +24,23 @@ import json
 import logging
 import math
 import os
-import struct
-import sys
 import uuid
 from pathlib import Path
 
 from rlhfsim.config import ConfigError
+from rlhfsim.tracker_stores import (  # noqa: F401 - the readers are part of this module's interface
+    STEP_PREFIX,
+    caption_step,
+    image_caption,
+    read_tensorboard,
+    read_tensorboard_images,
+    read_tensorboard_last,
+    read_trackio,
+    read_trackio_last,
+    read_wandb,
+    read_wandb_last,
+    use_trackio_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +52,6 @@ TRACKERS = {
     "trackio": ("trackio", "trackio"),
 }
 STATE_FILE = "trackers.json"  # tracker run ids, so a resumed run continues the same tracker run
-STEP_PREFIX = "steps/"
 
 
 def check_installed(names) -> None:
@@ -92,9 +105,16 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict[str, str]:
 
 class Backend:
     """A tracker: `last` = (last round, last step index) its store held when opened (-1: none); log(kind, step, metrics)
-    with kind "round" or "step"; flush() after each batch of rows; close(finished) at the end of the process."""
+    with kind "round" or "step"; flush() after each batch of rows; close(finished) at the end of the process;
+    image_steps(tag): the steps whose image `tag` its store holds; log_image(tag, png path, step)."""
 
     last = (-1, -1)
+
+    def image_steps(self, tag: str) -> set[int]:
+        return set()
+
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        raise NotImplementedError
 
     def flush(self):
         pass
@@ -117,26 +137,21 @@ class TensorBoard(Backend):
         for k, v in metrics.items():
             self.writer.add_scalar(k, v, step)
 
+    def image_steps(self, tag):
+        self.writer.flush()
+        return {s for s, _, _ in read_tensorboard_images(self.dir).get(tag, [])}
+
+    def log_image(self, tag, path, step):
+        import numpy as np
+        from PIL import Image
+
+        self.writer.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")  # H x W x 3 uint8
+
     def flush(self):
         self.writer.flush()
 
     def close(self, finished):
         self.writer.close()
-
-
-def read_tensorboard(logdir) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(step, value)] from every event file under logdir, read with TensorBoard's own EventAccumulator."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
-
-
-def read_tensorboard_last(logdir) -> tuple[int, int]:
-    tags = read_tensorboard(logdir)
-    return (max((s for s, _ in tags.get("round", [])), default=-1),
-            max((s for s, _ in tags.get(STEP_PREFIX + "round", [])), default=-1))
 
 
 class MLflow(Backend):
@@ -187,6 +202,10 @@ class MLflow(Backend):
             self.client.log_batch(self.run_id, metrics=body[i : i + 1000])
         self.client.log_batch(self.run_id, metrics=sentinel)
 
+    def log_image(self, tag, path, step):
+        # an artifact at <tag's folder>/<file name>: a resume replaces it (one file), and the artifact view shows PNGs
+        self.client.log_artifact(self.run_id, str(path), artifact_path=str(Path(tag).parent))
+
     def close(self, finished):
         if finished:
             self.client.set_terminated(self.run_id, "FINISHED")
@@ -206,6 +225,7 @@ class WandB(Backend):
         self.dir.mkdir(exist_ok=True)
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
         self.offline = mode in ("offline", "dryrun")
+        self.state, self.save_state = state, ctx["save_state"]
         self.last = read_wandb_last(self.dir, state["id"]) if self.offline else (-1, -1)
         self.run = wandb.init(project=ctx["experiment"], name=ctx["name"], id=state["id"], dir=str(ctx["path"]), mode=mode,
                               config=ctx["config"], resume="allow", settings=wandb.Settings(silent=True, console="off"))
@@ -216,6 +236,19 @@ class WandB(Backend):
         if kind == "step":
             metrics = {STEP_PREFIX + "index": step, **metrics}
         self.run.log(metrics)
+
+    def image_steps(self, tag):
+        if not self.offline:  # an online run's history is on the server: trackers.json remembers what was sent
+            return set(self.state.get("images", {}).get(tag, []))
+        return {caption_step(r[tag].get("caption")) for r in read_wandb(self.dir, self.state["id"]) if isinstance(r.get(tag), dict)}
+
+    def log_image(self, tag, path, step):
+        import wandb
+
+        # W&B numbers its own steps: the round goes in the caption
+        self.run.log({tag: wandb.Image(str(path), caption=image_caption(step))})
+        self.state.setdefault("images", {}).setdefault(tag, []).append(step)
+        self.save_state()
 
     def close(self, finished):
         self.run.finish(exit_code=0 if finished else 1)
@@ -232,61 +265,6 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def _wandb_records(path: Path):
-    """Payloads of a W&B transaction log (.wandb): a 7-byte header (':W&B', magic 0xBEE1, version), then LevelDB-log
-    records in 32 KiB blocks, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)."""
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B transaction log")
-    pos, block, parts = 7, 32768, []
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:  # block trailer: padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0 and length == 0:
-            pos += left
-            continue
-        payload = data[pos + 7 : pos + 7 + length]
-        if len(payload) < length:
-            break  # torn tail of a killed process
-        pos += 7 + length
-        if kind == 1:
-            yield payload
-        elif kind == 2:
-            parts = [payload]
-        elif kind == 3:
-            parts.append(payload)
-        elif kind == 4:
-            parts.append(payload)
-            yield b"".join(parts)
-            parts = []
-
-
-def read_wandb(wandb_dir, run_id: str) -> list[dict]:
-    """History rows of every offline W&B run with this id under wandb_dir (first run and resumes, in order)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    rows = []
-    for f in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
-        for payload in _wandb_records(f):
-            rec = pb.Record()
-            try:
-                rec.ParseFromString(payload)
-            except Exception:  # noqa: BLE001 - a record cut by a kill
-                continue
-            if rec.WhichOneof("record_type") == "history":
-                rows.append({(it.key or "/".join(it.nested_key)): json.loads(it.value_json) for it in rec.history.item})
-    return rows
-
-
-def read_wandb_last(wandb_dir, run_id: str) -> tuple[int, int]:
-    rows = read_wandb(wandb_dir, run_id)
-    return (max((int(r["round"]) for r in rows if "round" in r), default=-1),
-            max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1))
-
-
 class Trackio(Backend):
     """A local trackio store at <run>/trackio (one SQLite file per store; `TRACKIO_DIR=<run>/trackio trackio show` opens
     it). Project = output.experiment, run name = <variant>/seed<seed>; a resume reopens the run by that name."""
@@ -294,7 +272,8 @@ class Trackio(Backend):
     def __init__(self, ctx: dict):
         self.dir = Path(ctx["path"]) / "trackio"
         trackio = use_trackio_dir(self.dir)
-        self.last = read_trackio_last(self.dir, ctx["experiment"], ctx["name"])
+        self.project, self.name = ctx["experiment"], ctx["name"]
+        self.last = read_trackio_last(self.dir, self.project, self.name)
         with _stdout_to_log():  # trackio prints its banners; the CLI's stdout is rlhfsim's
             self.run = trackio.init(project=ctx["experiment"], name=ctx["name"], config=ctx["config"], resume="allow",
                                     auto_log_cpu=False, auto_log_gpu=False, embed=False)
@@ -302,42 +281,19 @@ class Trackio(Backend):
     def log(self, kind, step, metrics):
         self.run.log(metrics, step=step)  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
 
+    def image_steps(self, tag):
+        return {r["step"] for r in read_trackio(self.dir, self.project, self.name) if tag in r}
+
+    def log_image(self, tag, path, step):
+        import trackio
+
+        self.run.log({tag: trackio.Image(str(path), caption=image_caption(step))}, step=step)  # copied to <store>/media
+
     def close(self, finished):
         import trackio
 
         with _stdout_to_log():
             trackio.finish()  # writes what is queued
-
-
-def use_trackio_dir(path: Path):
-    """Point trackio's store at `path`. trackio reads TRACKIO_DIR once, at import, into module globals, so a second
-    run in the same process (tests, report) needs those globals moved too. SQLite mode, not trackio's JSONL inbox
-    (its choice on network filesystems): the store has one writer, the run, and the resume reads its database."""
-    path = Path(path).resolve()
-    os.environ["TRACKIO_DIR"], os.environ["TRACKIO_STORAGE_MODE"] = str(path), "sqlite"
-    import trackio
-
-    dirs = {"TRACKIO_DIR": path, "MEDIA_DIR": path / "media", "ARTIFACTS_DIR": path / "artifacts"}
-    for name, mod in list(sys.modules.items()):
-        if mod is not None and (name == "trackio" or name.startswith("trackio.")):
-            for attr, value in dirs.items():
-                if isinstance(getattr(mod, attr, None), Path):
-                    setattr(mod, attr, value)
-    return trackio
-
-
-def read_trackio(store, project: str, run: str) -> list[dict]:
-    """The run's logged rows (metrics plus `step`) from a local trackio store, read with trackio's SQLiteStorage."""
-    use_trackio_dir(store)
-    from trackio.sqlite_storage import SQLiteStorage
-
-    return SQLiteStorage.get_logs(project, run=run)
-
-
-def read_trackio_last(store, project: str, run: str) -> tuple[int, int]:
-    rows = read_trackio(store, project, run) if Path(store).exists() else []
-    return (max((r["step"] for r in rows if "round" in r), default=-1),
-            max((r["step"] for r in rows if STEP_PREFIX + "round" in r), default=-1))
 
 
 @contextlib.contextmanager
@@ -411,6 +367,16 @@ class Trackers:
         self.next_step += len(rows)
         for n in self.open:
             self._send(n, items)
+
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        """A PNG to every tracker whose store lacks this tag at this step (a resume after the figure was sent skips it)."""
+        for n, b in self.open.items():
+            try:
+                if step not in b.image_steps(tag):
+                    b.log_image(tag, Path(path), step)
+                    b.flush()
+            except Exception as e:  # noqa: BLE001 - a figure a tracker refuses never costs the run its results
+                log.warning("sending %s to %s failed: %s", tag, n, e)
 
     def close(self, finished: bool) -> None:
         for n, b in self.open.items():

@@ -9,6 +9,7 @@
         rewards/train_round_XXX.parquet  with loop.diagnose_train: the reward model on its training groups
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL
         checkpoints/latest/         the last complete round (models as safetensors, states via torch.save)
+        figures/curves.png          gold, proxy and KL against round (rlhfsim.report.run_figure), drawn at the end
         summary.json                final and peak figures, stagnation round, wall time
 
 Crash safety: whole files go through temp file + fsync + rename, appends are whole fsynced lines (a torn last
@@ -62,11 +63,15 @@ def _fsync_file(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Temp file + fsync + rename: readers see the old file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
+    with open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     faults.hit(path.name)
@@ -318,6 +323,22 @@ class RunDir:
     def write_samples(self, round_: int, rows: list[dict]) -> None:
         text = "".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in rows)
         atomic_write_text(self.path / "samples" / f"round_{round_:03d}.jsonl", text)
+
+    def write_figures(self) -> None:
+        """figures/curves.png from metrics.jsonl, then to every tracker that takes images. Written before summary.json
+        (a finished run has its figure); a resume redraws the same bytes and the trackers skip a figure they hold."""
+        from rlhfsim.report.run_figure import FIGURE, TAG, draw_curves
+
+        rows, cfg = self.metrics(), self._cfg
+        if not rows:
+            return
+        title = f"{cfg.output.experiment}/{cfg.output.variant}/seed{cfg.seed}" if cfg is not None else ""
+        path = self.path / FIGURE
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, draw_curves(rows, title))
+        t = self.trackers()
+        if t is not None:
+            t.log_image(TAG, path, int(rows[-1]["round"]))
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))

@@ -1,9 +1,9 @@
 """Experiment trackers (output.report_to): each tracker read back with its own reader holds every round and PPO step
-of the run's files once, with the same values, also after a kill between a round's rows and its checkpoint."""
+of the run's files once, with the same values, and the run's figure once, also after a kill between a round's rows
+and its checkpoint and a kill after the figure was sent."""
 
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 
 from rlhfsim import trackers as T
 from rlhfsim.faults import ENV
+from rlhfsim.report.run_figure import FIGURE, TAG, draw_curves
 from rlhfsim.tracking import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,34 +34,6 @@ def test_rows_become_numeric_metrics_with_the_sentinel_last():
     step = {"round": 1, "iteration": 0, "loss/policy_avg": -0.1}
     assert list(T.step_metrics(step)) == ["steps/iteration", "steps/loss/policy_avg", "steps/round"]
     assert T.flat_config({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "x", "e": "{}"}
-
-
-def _leveldb_log(payloads, block=32768):
-    """A W&B transaction log written by hand: the file header, then records split over 32 KiB blocks."""
-    out = bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
-    for p in payloads:
-        first = True
-        while True:
-            left = block - len(out) % block
-            if left < 7:
-                out += b"\0" * left
-                continue
-            chunk, p = p[: left - 7], p[left - 7 :]
-            kind = (1 if not p else 2) if first else (4 if not p else 3)
-            out += struct.pack("<IHB", 0, len(chunk), kind) + chunk
-            first = False
-            if not p:
-                break
-    return bytes(out)
-
-
-def test_wandb_log_reader_reassembles_records_across_blocks(tmp_path):
-    payloads = [b"a" * 10, bytes(range(256)) * 300, b"", b"z" * 32761, b"tail"]  # 76.8 KiB spans three blocks
-    f = tmp_path / "run-x.wandb"
-    f.write_bytes(_leveldb_log(payloads))
-    assert list(T._wandb_records(f)) == payloads
-    f.write_bytes(_leveldb_log(payloads)[:-2])  # a torn last record is dropped, the rest read
-    assert list(T._wandb_records(f)) == payloads[:-1]
 
 
 def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch, capsys):
@@ -93,8 +66,15 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     p = rlhfsim(["run", TINY, "--out", str(run), *sets], tmp_path, kill_at="evaluate:2:publish")
     assert p.returncode == -9, p.stderr[-2000:]
     assert [s for s, _ in T.read_tensorboard(run / "tensorboard")["round"]] == [0, 1, 2]  # round 2 sent, not checkpointed
+    assert not (run / FIGURE).exists()
+    # killed again once the figure went to the trackers, before summary.json: the last resume redraws it, sends it nowhere
+    p = rlhfsim(["run", "--resume", str(run)], tmp_path, kill_at="evaluate:3:summary.json")
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert [s for s, _, _ in T.read_tensorboard_images(run / "tensorboard")[TAG]] == [3]  # flushed before the kill
+    figure = (run / FIGURE).read_bytes()
     p = rlhfsim(["run", "--resume", str(run)], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
+    assert (run / FIGURE).read_bytes() == figure  # the same rows draw the same PNG
 
     rounds, steps = read_jsonl(run / "metrics.jsonl"), read_jsonl(run / "ppo_steps.jsonl")
     assert [r["round"] for r in rounds] == [0, 1, 2, 3]
@@ -108,6 +88,10 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert [v for _, v in tb["eval/gold"]] == pytest.approx(gold, rel=1e-6)  # float32 in event files
     assert [s for s, _ in tb["steps/loss/policy_avg"]] == list(range(len(steps)))
     assert [v for _, v in tb["steps/loss/policy_avg"]] == pytest.approx(loss, rel=1e-5, abs=1e-7)
+    from PIL import Image
+
+    width, height = Image.open(run / FIGURE).size
+    assert T.read_tensorboard_images(run / "tensorboard") == {TAG: [(3, width, height)]}  # one image, the last round's
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only with this
     client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
@@ -120,9 +104,14 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert hist == list(enumerate(gold))
     hist = sorted((m.step, m.value) for m in client.get_metric_history(info.info.run_id, "steps/loss/policy_avg"))
     assert hist == list(enumerate(loss))
+    assert [(f.path, f.file_size) for f in client.list_artifacts(info.info.run_id, "figures")] == [(FIGURE, len(figure))]
 
     wb = T.read_wandb(run / "wandb", state["wandb"]["id"])
-    assert len(list((run / "wandb").glob(f"offline-run-*-{state['wandb']['id']}"))) == 2  # first process and resume
+    assert len(list((run / "wandb").glob(f"offline-run-*-{state['wandb']['id']}"))) == 3  # first process and two resumes
+    images = [r[TAG] for r in wb if TAG in r]
+    assert [(i["_type"], T.caption_step(i["caption"]), i["width"], i["height"]) for i in images] == [("image-file", 3, width, height)]
+    # the PNG beside the log (the killed process may have copied its own before its record was lost with it)
+    assert list((run / "wandb").glob(f"offline-run-*/files/{images[0]['path']}"))
     wb_rounds = [r for r in wb if "round" in r]
     assert sorted(r["round"] for r in wb_rounds) == [0, 1, 2, 3]
     assert [r["eval/gold"] for r in sorted(wb_rounds, key=lambda r: r["round"])] == gold
@@ -132,6 +121,9 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     tk = T.read_trackio(run / "trackio", "tiny", "default/seed0")  # trackio's own SQLiteStorage reader
     assert sorted((r["step"], r["eval/gold"]) for r in tk if "round" in r) == list(enumerate(gold))
     assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in tk if "steps/round" in r) == list(enumerate(loss))
+    images = [(r["step"], r[TAG]["_type"], T.caption_step(r[TAG]["caption"])) for r in tk if TAG in r]
+    assert images == [(3, "trackio.image", 3)]
+    assert Image.open(run / "trackio" / "media" / tk[[TAG in r for r in tk].index(True)][TAG]["file_path"]).size == (width, height)
     from trackio.sqlite_storage import SQLiteStorage
 
     assert SQLiteStorage.get_runs("tiny") == ["default/seed0"]  # the resume continued the same trackio run
@@ -147,6 +139,9 @@ def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
     rounds = [{"round": r, "eval/gold": 0.1 * r} for r in range(4)]
     steps = [{"round": 1 + i // 2, "loss/policy_avg": -i} for i in range(6)]
     t = T.Trackers(["trackio"], tmp_path, cfg, rounds[:3], steps[:4])  # the store gets rounds 0-2 and steps 0-3
+    png = tmp_path / "curves.png"
+    png.write_bytes(draw_curves(rounds))
+    t.log_image(TAG, png, 2)  # a figure sent before the kill
     t.close(finished=False)
     assert T.read_trackio_last(tmp_path / "trackio", "tiny", "default/seed0") == (2, 3)
     changed = [{**r, "eval/gold": -1.0} for r in rounds]  # what a resend would show
@@ -155,10 +150,13 @@ def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
     for r in changed[2:]:
         t.log_round(r)
     t.log_steps(steps[2:])
+    t.log_image(TAG, png, 2)  # held: skipped
+    t.log_image(TAG, png, 3)  # a longer run's figure: sent
     t.close(finished=True)
     rows = T.read_trackio(tmp_path / "trackio", "tiny", "default/seed0")
     assert sorted((r["step"], r["eval/gold"]) for r in rows if "round" in r) == [(0, 0.0), (1, 0.1), (2, 0.2), (3, -1.0)]
     assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in rows if "steps/round" in r) == [(i, -i) for i in range(6)]
+    assert sorted(r["step"] for r in rows if TAG in r) == [2, 3]
 
 
 def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
@@ -169,3 +167,4 @@ def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
     run(load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"]), out=out)
     names = {p.name for p in out.iterdir()}
     assert not names & {"tensorboard", "wandb", "mlruns", "trackio", T.STATE_FILE} and "metrics.jsonl" in names
+    assert (out / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the run's figure needs no tracker

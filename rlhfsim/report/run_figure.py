@@ -1,0 +1,59 @@
+"""The run's own figure, drawn when a run ends: `figures/curves.png`, gold, proxy and KL against round from the run's
+metrics.jsonl (one run, no bands: a study's figures come from `rlhfsim report`). Sent to the trackers that take images.
+
+Deterministic: the same rows give the same PNG bytes (no timestamp in the file, no resampling), so two runs of one
+config leave identical run directories, figure included.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from rlhfsim.report.figures import GOLD_LABEL, ROUND_LABEL, _int_rounds, _plt, _sns
+
+FIGURE = "figures/curves.png"  # relative to the run directory
+TAG = "figures/curves"  # its name in the trackers
+# metrics.jsonl column -> (panel title, y label)
+PANELS = {
+    "eval/gold": ("gold", GOLD_LABEL),
+    "eval/proxy": ("proxy", "proxy reward (reward-model scale)"),
+    "eval/kl": ("KL to the SFT policy", "KL(policy ‖ SFT) (nats)"),
+}
+
+
+def curves(rows: list[dict]) -> pd.DataFrame:
+    """Long table (round, metric, value) of PANELS' metrics, finite values only (round 0 has no proxy)."""
+    df = pd.DataFrame(rows)
+    cols = [c for c in PANELS if c in df.columns]
+    if df.empty or "round" not in df.columns or not cols:
+        return pd.DataFrame(columns=["round", "metric", "value"])
+    long = df[["round", *cols]].melt(id_vars="round", var_name="metric", value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    return long.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def draw_curves(rows: list[dict], title: str = "") -> bytes:
+    """PNG bytes of one small figure: a panel per PANELS metric against round (a panel says so when it has no data)."""
+    plt, sns = _plt(), _sns()
+    data = curves(rows)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(9, 2.8))
+    for ax, (col, (sub, ylabel)) in zip(axes, PANELS.items()):
+        d = data[data["metric"] == col]
+        if d.empty:
+            ax.text(0.5, 0.5, f"{col} not logged", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        else:
+            sns.lineplot(data=d, x="round", y="value", errorbar=None, marker="o", markersize=4, ax=ax)
+        ax.set_title(sub, fontsize=10)
+        ax.set_xlabel(ROUND_LABEL, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        _int_rounds(ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})  # no version stamp: the bytes follow the rows
+    plt.close(fig)
+    return buf.getvalue()
