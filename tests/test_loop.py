@@ -9,6 +9,7 @@ import yaml
 from rlhfsim.cli import main
 from rlhfsim.config import load_config
 from rlhfsim.loop import run
+from rlhfsim.report.run_figure import FIGURE
 from rlhfsim.tracking import read_jsonl, read_status
 
 
@@ -23,7 +24,7 @@ def tiny_run(tmp_path_factory, sft_cache):
 def test_run_directory_layout(tiny_run):
     cfg, out, summary = tiny_run
     for f in ("config.yaml", "metrics.jsonl", "ppo_steps.jsonl", "summary.json", "rewards/round_000.parquet",
-              "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors"):
+              "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors", FIGURE):
         assert (out / f).exists(), f
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["optimizer"]["kl_estimator"] == "k1"  # defaults filled in
@@ -53,6 +54,7 @@ def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     run(cfg, out=tmp_path / "again")
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # timings are the only difference
     assert strip(read_jsonl(out / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "again" / "metrics.jsonl"))
+    assert (out / FIGURE).read_bytes() == (tmp_path / "again" / FIGURE).read_bytes()  # the figure is part of the result
 
 
 def test_resume_from_checkpoint_matches(tiny_run, tmp_path, sft_cache):
