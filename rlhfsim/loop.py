@@ -29,6 +29,7 @@ from rlhfsim.models.hf import policy_tokenizer
 from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.optim import build_optimizer
 from rlhfsim.optim.base import PolicySampler
+from rlhfsim.report.run_figure import write_run_figure
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward import recalibrate, surgery
 from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
@@ -316,7 +317,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code
-    run_dir.write_figures()  # figures/curves.png, and to the trackers that take images
+    write_run_figure(run_dir, cfg)  # figures/curves.png, and to the trackers that take images; before "finished"
     run_dir.write_summary(summary)
     run_dir.close()
     return summary

@@ -324,22 +324,6 @@ class RunDir:
         text = "".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in rows)
         atomic_write_text(self.path / "samples" / f"round_{round_:03d}.jsonl", text)
 
-    def write_figures(self) -> None:
-        """figures/curves.png from metrics.jsonl, then to every tracker that takes images. Written before summary.json
-        (a finished run has its figure); a resume redraws the same bytes and the trackers skip a figure they hold."""
-        from rlhfsim.report.run_figure import FIGURE, TAG, draw_curves
-
-        rows, cfg = self.metrics(), self._cfg
-        if not rows:
-            return
-        title = f"{cfg.output.experiment}/{cfg.output.variant}/seed{cfg.seed}" if cfg is not None else ""
-        path = self.path / FIGURE
-        path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, draw_curves(rows, title))
-        t = self.trackers()
-        if t is not None:
-            t.log_image(TAG, path, int(rows[-1]["round"]))
-
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))
         self.set_status("finished", rounds_completed=summary.get("rounds_completed"))

@@ -8,10 +8,13 @@ config leave identical run directories, figure included.
 from __future__ import annotations
 
 import io
+import logging
 
 import pandas as pd
 
 from rlhfsim.report.figures import GOLD_LABEL, ROUND_LABEL, _int_rounds, _plt, _sns
+
+log = logging.getLogger(__name__)
 
 FIGURE = "figures/curves.png"  # relative to the run directory
 TAG = "figures/curves"  # its name in the trackers
@@ -57,3 +60,24 @@ def draw_curves(rows: list[dict], title: str = "") -> bytes:
     fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})  # no version stamp: the bytes follow the rows
     plt.close(fig)
     return buf.getvalue()
+
+
+def write_run_figure(run_dir, cfg) -> None:
+    """FIGURE from the run's metrics.jsonl, then to every tracker that takes images. Called before summary.json is
+    written (a finished run has its figure); a resume redraws the same bytes, and a tracker holding them is skipped."""
+    from rlhfsim.tracking import atomic_write_bytes
+
+    rows = run_dir.metrics()
+    if not rows:
+        return
+    path = run_dir.path / FIGURE
+    try:
+        png = draw_curves(rows, f"{cfg.output.experiment}/{cfg.output.variant}/seed{cfg.seed}")
+    except Exception as e:  # noqa: BLE001 - a plotting failure never costs a finished run its summary
+        log.warning("figure %s not drawn: %s: %s", path, type(e).__name__, e)
+        return
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(path, png)
+    t = run_dir.trackers()
+    if t is not None:
+        t.log_image(TAG, path, int(rows[-1]["round"]))
