@@ -16,6 +16,7 @@ import pandas as pd
 
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
+from rlhfsim.report.dose import dose_answer_into
 from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
@@ -74,6 +75,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
 
     t0 = time.perf_counter()
@@ -97,7 +99,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", audit_section.figure),
-                ("fig13_reward_training", fig_mitigation)]
+                ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response)]
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -141,6 +143,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx["answer"] = answer_context(study, comps)
     ctx["left_out"] = left_out
     ctx["sections"] = D.sections(study)
+    rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0]["endpoint"])
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -232,6 +235,7 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
     a = ctx["answer"]
     L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + ["", a["what"], ""]
+    L += (_md_table(*a["table"]) + [""]) if a.get("table") else []
     if a["versions"]:
         L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
     for f in _headline(ctx, figures)[:1]:
@@ -341,7 +345,7 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
-           + f"</ul><p class='note'>{_e(a['what'])}</p>"]
+           + f"</ul><p class='note'>{_e(a['what'])}</p>" + (_html_table(*a["table"]) if a.get("table") else "")]
     if a["versions"]:
         box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     for f in _headline(ctx, figures)[:1]:

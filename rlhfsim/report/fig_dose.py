@@ -1,0 +1,114 @@
+"""The dose-response figure: per group (e.g. optimiser) a column; rows dose -> advantage fidelity -> gold gain (and
+the collapse of the reward the optimiser saw, where runs log it). Seeds thin, the mean with its 95% t interval bold,
+controls (arms off the dose) as labelled horizontal reference lines with their interval as a band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rlhfsim.report import dose as DR
+from rlhfsim.report.figures import FigureResult, _plt, _sns
+
+ROW_LABELS = {"mean/adv/gold_corr": "advantage fidelity\n(corr. with gold advantage)", "gold_gain": "gold gain\n(final − SFT)"}
+CONTROL_STYLES = ("#7a3b9a", "#c0392b", "#1f7a4d", "#8c6d1f")
+
+
+def _mean_ci(y: np.ndarray) -> tuple[float, float, float]:
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        return np.nan, np.nan, np.nan
+    m = float(y.mean())
+    if y.size < 2:
+        return m, np.nan, np.nan
+    h = float(stats.t.ppf(0.975, y.size - 1) * y.std(ddof=1) / np.sqrt(y.size))
+    return m, m - h, m + h
+
+
+def rows_for(frame: pd.DataFrame, primary: str) -> list[str]:
+    """Endpoints drawn, top to bottom: fidelity, the primary, then proxy collapse where logged."""
+    out = [e for e in (DR.FIDELITY[0], primary) if e in frame and pd.to_numeric(frame[e], errors="coerce").notna().any()]
+    proxy = next((c for c in DR.PROXY_COLLAPSE if c in frame and pd.to_numeric(frame[c], errors="coerce").notna().any()), None)
+    return out + ([proxy] if proxy else [])
+
+
+def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") -> FigureResult:
+    key, title = "dose_response", "Dose-response: dose -> advantage fidelity -> gold gain, per group, seeds paired"
+    d = DR.design(study)
+    if d is None:
+        return FigureResult(key, title, "", None, "the experiment names no dose factor")
+    frame = DR.dose_frame(study, d)
+    if frame.empty:
+        return FigureResult(key, title, "", None, "no complete seed yet (a seed enters when every variant has finished)")
+    eps = rows_for(frame, primary)
+    tab = DR.slope_table(study, d, primary).set_index(["endpoint", "group"])
+    _sns()
+    groups = d.groups
+    fig, axes = _plt().subplots(len(eps), len(groups), figsize=(3.9 * len(groups) + 0.6, 2.9 * len(eps) + 0.8),
+                                squeeze=False, sharex=True, sharey="row")
+    seeds = sorted(frame["seed"].unique())
+    handles = {}
+    for i, ep in enumerate(eps):
+        y_all = pd.to_numeric(frame[ep], errors="coerce")
+        arms = frame[~frame["control"]].assign(y=y_all)
+        lo_ax, hi_ax = np.nanmin(arms["y"]), np.nanmax(arms["y"])
+        span = max(hi_ax - lo_ax, 1e-6)
+        for j, g in enumerate(groups):
+            ax = axes[i, j]
+            sub = arms[arms["group"] == g]
+            for sd in seeds:  # seeds as thin lines
+                s = sub[sub["seed"] == sd].sort_values("dose")
+                h, = ax.plot(s["dose"], s["y"], color="#4c72b0", lw=0.8, alpha=0.45, marker=".", ms=3)
+                handles.setdefault("one seed", h)
+            m = [_mean_ci(sub[sub["dose"] == x]["y"].to_numpy(float)) for x in d.doses]
+            mean, lo, hi = (np.array(c) for c in zip(*m))
+            h, = ax.plot(d.doses, mean, color="#17365d", lw=2.6, marker="o", ms=6, zorder=5)
+            handles.setdefault("mean over seeds, 95% t interval", h)
+            if np.isfinite(lo).any():
+                ax.errorbar(d.doses, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="#17365d", elinewidth=2, capsize=4, zorder=5)
+            _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
+            if (ep, g) in tab.index:
+                r = tab.loc[(ep, g)]
+                ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if np.isfinite(r["lo_t"]) else ""
+                ax.set_title(f"{g}: slope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if np.isfinite(r["slope"]) else g, fontsize=9.5)
+            if j == 0:
+                ax.set_ylabel(ROW_LABELS.get(ep, ep), fontsize=9.5)
+            if i == len(eps) - 1:
+                ax.set_xlabel(f"{d.dose} ({d.key}; 1 = fully collapsed)" if d.key == "surgery.dial" else f"{d.dose} ({d.key})", fontsize=9)
+            ax.set_xticks(d.doses)
+            ax.tick_params(labelsize=8.5)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(4, len(handles)), fontsize=8.5,
+               frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))
+    logged = eps[-1] in DR.PROXY_COLLAPSE
+    cap = (f"{len(seeds)} complete seed(s) (every variant finished): each thin line is one seed across the {d.dose} arms of a "
+           f"{d.group or 'group'} (arms of a seed share the SFT policy and prompts); bold: the mean over seeds with its 95% t interval. "
+           f"Panel titles: the mean per-seed OLS slope per unit {d.dose} with its 95% t interval (the Answer box tests their mean across "
+           f"{d.group or 'groups'}). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
+           "with their 95% interval as a band, drawn in every column for reference; a control far outside the arms' range is "
+           "printed at the panel edge instead. "
+           + ("" if logged else f"The collapse of the reward the optimiser saw (after surgery) is not logged by these runs: "
+              f"the {d.dose} sets it by construction (0 = the reward model's own profile, 1 = one shared profile)."))
+    return FigureResult(key, title, cap, fig)
+
+
+def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float, handles: dict) -> None:
+    """Each control's mean (line) and 95% interval (band); off-scale ones as an edge note so the arms stay readable."""
+    edge = []
+    for k, c in enumerate(controls):
+        y = frame[frame["variant"] == c]["y"].to_numpy(float)
+        m, clo, chi = _mean_ci(y)
+        if not np.isfinite(m):
+            continue
+        col = CONTROL_STYLES[k % len(CONTROL_STYLES)]
+        if lo <= m <= hi:
+            h = ax.axhline(m, color=col, lw=1.4, ls="--", zorder=2)
+            if np.isfinite(clo):
+                ax.axhspan(max(clo, lo), min(chi, hi), color=col, alpha=0.10, lw=0, zorder=1)
+            handles.setdefault(f"control: {c} (no dose)", h)
+        else:
+            edge.append((m > hi, f"{c} (control) {m:.3f} {'above' if m > hi else 'below'}", col))
+    for n, (above, txt, col) in enumerate(edge):
+        ax.annotate(txt + (" ↑" if above else " ↓"), xy=(0.98, (0.97 - 0.08 * n) if above else (0.03 + 0.08 * n)),
+                    xycoords="axes fraction", ha="right", va="top" if above else "bottom", fontsize=7.5, color=col)
