@@ -173,9 +173,9 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_g
     what = (f"Primary: per complete seed, the OLS slope of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
             f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(d.groups)} group(s); two-sided one-sample t test "
             f"across seeds with t and seed-bootstrap 95% intervals; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
-            f"{len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} entered (every variant finished): "
-            f"{', '.join(map(str, seeds)) or 'none'}. Controls ({', '.join(d.controls) or 'none'}) are not in any slope. Per-group "
-            f"p-values are Holm-adjusted over the {int(tab['p'].notna().sum())} slopes of the table (gold gain and advantage fidelity).")
+            f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
+            f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
+            f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'}).")
     if len(b) < 2:
         lines = [f"No test yet: {len(b)} complete seed(s) with a slope of {endpoint} on {d.dose}; at least 2 are needed"
                  + (f" (seed slope {_f(float(b.iloc[0]))})" if len(b) == 1 else "") + "."]
@@ -183,10 +183,18 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_g
         res = slope_test(b.to_numpy(), alpha=ALPHA)
         mde = minimal_detectable_effect(res["n"], res["sd"], ALPHA, POWER) if res["sd"] > 0 else None
         lines = [dose_verdict(endpoint, d.dose, res, mde)]
-    header = [d.group or "group", "endpoint", "n", "slope / unit dose", "95% t interval", "bootstrap 95%", "p", "p (Holm)"]
-    rows = [[r["group"], r["endpoint"], str(int(r["n"])), _f(r["slope"]), f"[{_f(r['lo_t'])}, {_f(r['hi_t'])}]",
-             f"[{_f(r['lo_boot'])}, {_f(r['hi_boot'])}]", _p(r["p"]), _p(r["p_holm"])] for _, r in tab.iterrows()]
+    eps = list(dict.fromkeys(tab["endpoint"]))
+    header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [95% t interval], p (Holm)" for ep in eps]
+    cell = tab.set_index(["group", "endpoint"])
+    rows = [[g] + [_cell(cell.loc[(g, ep)]) for ep in eps] for g in d.groups]
     return {"verdicts": lines, "what": what, "header": header, "rows": rows, "n_seeds": len(seeds)}
+
+
+def _cell(r: pd.Series) -> str:
+    if not np.isfinite(r["slope"]):
+        return "n/a"
+    ci = f" [{_f(r['lo_t'])}, {_f(r['hi_t'])}]" if np.isfinite(r["lo_t"]) else ""
+    return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
 
 
 def _p(p: float) -> str:

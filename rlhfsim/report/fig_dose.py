@@ -34,8 +34,10 @@ def rows_for(frame: pd.DataFrame, primary: str) -> list[str]:
 
 
 def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") -> FigureResult:
-    key, title = "dose_response", "Dose-response: dose -> advantage fidelity -> gold gain, per group, seeds paired"
+    key, title = "dose_response", "Dose-response: dose -> advantage fidelity -> gold gain"
     d = DR.design(study)
+    if d is not None:
+        title = f"Dose-response: {d.dose} -> advantage fidelity -> {primary}" + (f", per {d.group}" if d.group else "")
     if d is None:
         return FigureResult(key, title, "", None, "the experiment names no dose factor")
     frame = DR.dose_frame(study, d)
@@ -45,7 +47,7 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
     tab = DR.slope_table(study, d, primary).set_index(["endpoint", "group"])
     _sns()
     groups = d.groups
-    fig, axes = _plt().subplots(len(eps), len(groups), figsize=(3.9 * len(groups) + 0.6, 2.9 * len(eps) + 0.8),
+    fig, axes = _plt().subplots(len(eps), len(groups), figsize=(3.4 * len(groups) + 0.6, 2.5 * len(eps) + 0.7),
                                 squeeze=False, sharex=True, sharey="row")
     seeds = sorted(frame["seed"].unique())
     handles = {}
@@ -67,18 +69,21 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
             handles.setdefault("mean over seeds, 95% t interval", h)
             if np.isfinite(lo).any():
                 ax.errorbar(d.doses, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="#17365d", elinewidth=2, capsize=4, zorder=5)
-            _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
+            sides = _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
             if (ep, g) in tab.index:
                 r = tab.loc[(ep, g)]
                 ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if np.isfinite(r["lo_t"]) else ""
-                ax.set_title(f"{g}: slope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if np.isfinite(r["slope"]) else g, fontsize=9.5)
+                ax.set_title(f"{g}: slope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if np.isfinite(r["slope"]) else g, fontsize=11)
             if j == 0:
-                ax.set_ylabel(ROW_LABELS.get(ep, ep), fontsize=9.5)
+                ax.set_ylabel(ROW_LABELS.get(ep, ep), fontsize=11)
             if i == len(eps) - 1:
-                ax.set_xlabel(f"{d.dose} ({d.key}; 1 = fully collapsed)" if d.key == "surgery.dial" else f"{d.dose} ({d.key})", fontsize=9)
+                ax.set_xlabel(f"{d.dose} ({d.key}; 1 = fully collapsed)" if d.key == "surgery.dial" else f"{d.dose} ({d.key})", fontsize=10.5)
             ax.set_xticks(d.doses)
-            ax.tick_params(labelsize=8.5)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(4, len(handles)), fontsize=8.5,
+            ax.tick_params(labelsize=10)
+        # room for the off-scale notes at the panel edges, so they never sit on the data (rows share y)
+        y0, y1 = axes[i, 0].get_ylim()
+        axes[i, 0].set_ylim(y0 - 0.16 * (y1 - y0) * (False in sides), y1 + 0.16 * (y1 - y0) * (True in sides))
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(4, len(handles)), fontsize=10.5,
                frameon=False, bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))
     logged = eps[-1] in DR.PROXY_COLLAPSE
@@ -93,7 +98,7 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
     return FigureResult(key, title, cap, fig)
 
 
-def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float, handles: dict) -> None:
+def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float, handles: dict) -> set[bool]:
     """Each control's mean (line) and 95% interval (band); off-scale ones as an edge note so the arms stay readable."""
     edge = []
     for k, c in enumerate(controls):
@@ -109,6 +114,8 @@ def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float
             handles.setdefault(f"control: {c} (no dose)", h)
         else:
             edge.append((m > hi, f"{c} (control) {m:.3f} {'above' if m > hi else 'below'}", col))
-    for n, (above, txt, col) in enumerate(edge):
+    for above, txt, col in edge:
+        n = [e[0] for e in edge[:edge.index((above, txt, col))]].count(above)  # stack notes on one side
         ax.annotate(txt + (" ↑" if above else " ↓"), xy=(0.98, (0.97 - 0.08 * n) if above else (0.03 + 0.08 * n)),
-                    xycoords="axes fraction", ha="right", va="top" if above else "bottom", fontsize=7.5, color=col)
+                    xycoords="axes fraction", ha="right", va="top" if above else "bottom", fontsize=9, color=col)
+    return {above for above, _, _ in edge}

@@ -345,13 +345,14 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
-           + f"</ul><p class='note'>{_e(a['what'])}</p>" + (_html_table(*a["table"]) if a.get("table") else "")]
+           + f"</ul><p class='note'>{_e(a['what'])}</p>"]
     if a["versions"]:
         box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     for f in _headline(ctx, figures)[:1]:
         b64 = base64.b64encode(f.png).decode("ascii")
         box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
                    f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    box += [_html_table(*a["table"])] if a.get("table") else []
     P.append("".join(box) + "</section>")
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")
