@@ -25,8 +25,9 @@ DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor m
 DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
 # the dose-response endpoints beside the primary: advantage fidelity (collapse -> advantage link)
 FIDELITY = ("mean/adv/gold_corr", "mean/adv/sign_agree")
-# collapse of the reward the optimiser saw (after surgery), where a run logs it
-PROXY_COLLAPSE = ("mean/surgery/shape_rel", "surgery_shape_rel_final")
+# per-round collapse of the reward the optimiser saw (after surgery: collapse/shape_rel of the surgered rewards), if a
+# run logs it; the report takes its mean over the trained rounds as `mean/<name>`. The loop does not log it yet.
+PROXY_COLLAPSE = ("surgery/shape_rel",)
 ALPHA, POWER = 0.05, 0.8
 
 
@@ -98,6 +99,10 @@ def dose_frame(study, d: DoseDesign) -> pd.DataFrame:
     s["group"] = [d.arms[v][0] if v in d.arms else None for v in s["variant"]]
     s["dose"] = [d.arms[v][1] if v in d.arms else np.nan for v in s["variant"]]
     s["control"] = ~s["variant"].isin(list(d.arms))
+    m = study.metrics
+    for k in (k for k in PROXY_COLLAPSE if k in m):
+        trained = m[m["round"] > 0].assign(v=lambda t: pd.to_numeric(t[k], errors="coerce"))
+        s = s.merge(trained.groupby("run")["v"].mean().rename(f"mean/{k}"), left_on="run", right_index=True, how="left")
     return s
 
 

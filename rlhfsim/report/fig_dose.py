@@ -11,7 +11,8 @@ from scipy import stats
 from rlhfsim.report import dose as DR
 from rlhfsim.report.figures import FigureResult, _plt, _sns
 
-ROW_LABELS = {"mean/adv/gold_corr": "advantage fidelity\n(corr. with gold advantage)", "gold_gain": "gold gain\n(final − SFT)"}
+ROW_LABELS = {"mean/adv/gold_corr": "advantage fidelity\n(corr. with gold advantage)", "gold_gain": "gold gain\n(final − SFT)",
+              "mean/surgery/shape_rel": "collapse of the reward\nthe optimiser saw"}
 CONTROL_STYLES = ("#7a3b9a", "#c0392b", "#1f7a4d", "#8c6d1f")
 
 
@@ -27,10 +28,10 @@ def _mean_ci(y: np.ndarray) -> tuple[float, float, float]:
 
 
 def rows_for(frame: pd.DataFrame, primary: str) -> list[str]:
-    """Endpoints drawn, top to bottom: fidelity, the primary, then proxy collapse where logged."""
+    """Endpoints drawn, top to bottom along the causal chain: the collapse the optimiser saw (where logged), fidelity, the primary."""
     out = [e for e in (DR.FIDELITY[0], primary) if e in frame and pd.to_numeric(frame[e], errors="coerce").notna().any()]
-    proxy = next((c for c in DR.PROXY_COLLAPSE if c in frame and pd.to_numeric(frame[c], errors="coerce").notna().any()), None)
-    return out + ([proxy] if proxy else [])
+    proxy = next((f"mean/{c}" for c in DR.PROXY_COLLAPSE if f"mean/{c}" in frame and frame[f"mean/{c}"].notna().any()), None)
+    return ([proxy] if proxy else []) + out
 
 
 def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") -> FigureResult:
@@ -70,10 +71,9 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
             if np.isfinite(lo).any():
                 ax.errorbar(d.doses, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="#17365d", elinewidth=2, capsize=4, zorder=5)
             sides = _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
-            if (ep, g) in tab.index:
-                r = tab.loc[(ep, g)]
-                ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if np.isfinite(r["lo_t"]) else ""
-                ax.set_title(f"{g}: slope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if np.isfinite(r["slope"]) else g, fontsize=11)
+            r = tab.loc[(ep, g)] if (ep, g) in tab.index else None
+            ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if r is not None and np.isfinite(r["lo_t"]) else ""
+            ax.set_title(f"{g}\nslope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if r is not None and np.isfinite(r["slope"]) else g, fontsize=10.5)
             if j == 0:
                 ax.set_ylabel(ROW_LABELS.get(ep, ep), fontsize=11)
             if i == len(eps) - 1:
@@ -86,14 +86,15 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(4, len(handles)), fontsize=10.5,
                frameon=False, bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 1))
-    logged = eps[-1] in DR.PROXY_COLLAPSE
+    logged = eps[0].removeprefix("mean/") in DR.PROXY_COLLAPSE
     cap = (f"{len(seeds)} complete seed(s) (every variant finished): each thin line is one seed across the {d.dose} arms of a "
            f"{d.group or 'group'} (arms of a seed share the SFT policy and prompts); bold: the mean over seeds with its 95% t interval. "
            f"Panel titles: the mean per-seed OLS slope per unit {d.dose} with its 95% t interval (the Answer box tests their mean across "
            f"{d.group or 'groups'}). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
            "with their 95% interval as a band, drawn in every column for reference; a control far outside the arms' range is "
            "printed at the panel edge instead. "
-           + ("" if logged else f"The collapse of the reward the optimiser saw (after surgery) is not logged by these runs: "
+           + (f"Top row: {eps[0]}, the mean over trained rounds of the collapse of the rewards after surgery (higher = more "
+              "collapsed). " if logged else f"The collapse of the reward the optimiser saw (after surgery) is not logged by these runs: "
               f"the {d.dose} sets it by construction (0 = the reward model's own profile, 1 = one shared profile)."))
     return FigureResult(key, title, cap, fig)
 

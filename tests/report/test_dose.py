@@ -22,8 +22,9 @@ GROUPS, DOSES, SEEDS = ("ppo", "grpo"), (0.0, 0.5, 1.0), (0, 1, 2, 3, 4)
 SLOPE, FID_SLOPE = -0.05, -0.2
 
 
-def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float) -> None:
-    """Set the run's optimiser and dial, add `gain` to gold after round 0 and `fid` to adv/gold_corr; re-summarise."""
+def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float, proxy_collapse: bool = False) -> None:
+    """Set the run's optimiser and dial, add `gain` to gold after round 0 and `fid` to adv/gold_corr (and log the
+    collapse of the surgered reward, 0.8 x dial, when asked); re-summarise."""
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     if group:
         cfg["optimizer"]["name"] = group
@@ -33,11 +34,13 @@ def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float) 
     for r in rows[1:]:
         r["eval/gold"] += gain
         r["adv/gold_corr"] += fid
+        if proxy_collapse:
+            r["surgery/shape_rel"] = 0.8 * dial
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))
 
 
-def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_seed: int | None = 5) -> Path:
+def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_seed: int | None = 5, proxy_collapse: bool = False) -> Path:
     """runs/dose/{ppo,grpo}_d{0,0.5,1} + ctl (a control whose config also has a dial, with a huge gain) x seeds;
     one extra seed with an unfinished arm, which must not enter."""
     root = tmp / "runs" / "dose"
@@ -51,7 +54,7 @@ def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_see
                 v = f"{g}_d{x:g}"
                 variants[v] = {"optimizer.name": g, "surgery.dial": x}
                 d = fab_run(root, v, seed, 0.05, 0.0)
-                shift_run(d, g, x, seed_effect + slope * x + rng.normal(0, noise), FID_SLOPE * x + rng.normal(0, noise))
+                shift_run(d, g, x, seed_effect + slope * x + rng.normal(0, noise), FID_SLOPE * x + rng.normal(0, noise), proxy_collapse)
         variants["ctl"] = {"surgery.profile": "none"}
         d = fab_run(root, "ctl", seed, 0.05, 0.0)
         shift_run(d, None, 1.0, 5.0, 0.0)  # far off: any slope that used it would be wild
@@ -76,7 +79,7 @@ def by_hand(root: Path, endpoint: str = "gold_gain") -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dose")
-    root = make_dose_study(tmp, SLOPE)
+    root = make_dose_study(tmp, SLOPE, proxy_collapse=True)
     out = tmp / "rep"
     assert main(["report", str(root), "-o", str(out)]) == 0
     return root, out
@@ -114,8 +117,11 @@ def test_dose_figure_is_drawn_with_a_panel_per_group(built):
     assert (out / "dose_response.png").is_file()
     res = fig_dose_response(load_study([built[0]]))
     axes = [a for a in res.fig.axes if a.get_visible()]
-    assert len(axes) == 2 * len(GROUPS)  # fidelity and gold gain rows x optimisers (no proxy collapse logged)
-    assert {a.get_title().split(":")[0] for a in axes} == set(GROUPS)
+    assert len(axes) == 3 * len(GROUPS)  # rows: collapse the optimiser saw, fidelity, gold gain; a column per optimiser
+    assert {a.get_title().split("\n")[0] for a in axes} == set(GROUPS)
+    assert "optimiser saw" in axes[0].get_ylabel() and "gold gain" in axes[-len(GROUPS)].get_ylabel()
+    means = axes[0].lines[len(SEEDS)].get_ydata()  # the bold mean after the seeds' thin lines: 0.8 x dial
+    assert np.allclose(means, 0.8 * np.array(DOSES))
     assert "ctl (control)" in " ".join(t.get_text() for a in axes for t in a.texts)  # off scale: printed at the edge
 
 
@@ -144,3 +150,18 @@ def test_study_without_dose_factor_has_no_dose_design(tmp_path):
     assert DR.design(load_study([make_study(tmp_path)])) is None
 
 
+
+
+@pytest.mark.parametrize("ci, mde, start", [((-0.09, -0.01), 0.05, "Dose-response detected: gold_gain falls"),
+                                            ((0.01, 0.2), 0.05, "Dose-response detected: gold_gain rises"),
+                                            ((-0.02, 0.03), 0.05, "No dose-response detected, a clean null"),
+                                            ((-0.08, 0.03), 0.05, "No dose-response detected, but inconclusive")])
+def test_verdict_reads_the_interval_against_the_mde(ci, mde, start):
+    res = {"n": 10, "mean": sum(ci) / 2, "p": 0.5, "ci_t": ci, "ci_boot": ci}
+    assert DR.dose_verdict("gold_gain", "dial", res, mde).startswith(start)
+
+
+def test_null_study_without_proxy_collapse_draws_two_rows(tmp_path):
+    study = load_study([make_dose_study(tmp_path, 0.0, unfinished_seed=None)])
+    res = fig_dose_response(study)
+    assert len([a for a in res.fig.axes if a.get_visible()]) == 2 * len(GROUPS) and "is not logged" in res.caption
