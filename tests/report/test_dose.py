@@ -165,3 +165,14 @@ def test_null_study_without_proxy_collapse_draws_two_rows(tmp_path):
     study = load_study([make_dose_study(tmp_path, 0.0, unfinished_seed=None)])
     res = fig_dose_response(study)
     assert len([a for a in res.fig.axes if a.get_visible()]) == 2 * len(GROUPS) and "is not logged" in res.caption
+
+
+def test_headline_dose_figure_without_complete_seeds_says_why(tmp_path):
+    root = make_dose_study(tmp_path, SLOPE, unfinished_seed=None)
+    for seed in SEEDS:
+        (root / "ctl" / f"seed{seed}" / "summary.json").unlink()  # the control is still running in every seed
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert not (out / "dose_response.png").exists() and "`dose_response`: no complete seed yet" in md
+    assert "No test yet: 0 complete seed(s)" in md
