@@ -16,7 +16,7 @@ from rlhfsim.report import dose as DR
 from rlhfsim.report.fig_dose import fig_dose_response
 from rlhfsim.report.load import load_study
 from rlhfsim.version import stamp
-from tests.report.test_report import fab_run
+from tests.report.test_report import CHROMIUM, check_rendered_page, fab_run, html_images, probe_dom
 
 GROUPS, DOSES, SEEDS = ("ppo", "grpo"), (0.0, 0.5, 1.0), (0, 1, 2, 3, 4)
 SLOPE, FID_SLOPE = -0.05, -0.2
@@ -176,3 +176,12 @@ def test_headline_dose_figure_without_complete_seeds_says_why(tmp_path):
     md = (out / "report.md").read_text()
     assert not (out / "dose_response.png").exists() and "`dose_response`: no complete seed yet" in md
     assert "No test yet: 0 complete seed(s)" in md
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+def test_dose_report_renders_in_headless_chromium(built, tmp_path):
+    html = (built[1] / "report.html").read_text()
+    n_img = len(html_images(html))
+    dom = probe_dom(html, tmp_path)
+    assert f'data-probe="{n_img}:{n_img}"' in dom
+    check_rendered_page(dom, n_img)  # a verdict in the Answer box, no figure taller than the limit, no absurd number
