@@ -161,9 +161,10 @@ def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None) -> str:
     n = res["n"]
     est = (f"slope of {endpoint} on {dose} {_f(res['mean'])} per unit (95% t interval [{_f(lo)}, {_f(hi)}], "
            f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
+    power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed slope SD" if mde is not None
+             else "no MDE: the per-seed slopes do not vary")
     if lo > 0 or hi < 0:
-        return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}."
-    power = f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed slope SD"
+        return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
     if mde is not None and -mde <= lo and hi <= mde:
         return f"No dose-response detected, a clean null: the interval lies within ±MDE ({power}); {est}."
     return (f"No dose-response detected, but inconclusive: the interval reaches beyond ±MDE ({power}), so an effect of that size "

@@ -158,7 +158,9 @@ def test_study_without_dose_factor_has_no_dose_design(tmp_path):
                                             ((-0.08, 0.03), 0.05, "No dose-response detected, but inconclusive")])
 def test_verdict_reads_the_interval_against_the_mde(ci, mde, start):
     res = {"n": 10, "mean": sum(ci) / 2, "p": 0.5, "ci_t": ci, "ci_boot": ci}
-    assert DR.dose_verdict("gold_gain", "dial", res, mde).startswith(start)
+    text = DR.dose_verdict("gold_gain", "dial", res, mde)
+    assert text.startswith(start) and "MDE 0.050" in text
+    assert "no MDE" in DR.dose_verdict("gold_gain", "dial", res, None)
 
 
 def test_null_study_without_proxy_collapse_draws_two_rows(tmp_path):
