@@ -162,10 +162,12 @@ def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None) -> str:
     est = (f"slope of {endpoint} on {dose} {_f(res['mean'])} per unit (95% t interval [{_f(lo)}, {_f(hi)}], "
            f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
     power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed slope SD" if mde is not None
-             else "no MDE: the per-seed slopes do not vary")
+             else f"no MDE: the power of the t test is not computable from {n} seeds' slopes")
     if lo > 0 or hi < 0:
         return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
-    if mde is not None and -mde <= lo and hi <= mde:
+    if mde is None:
+        return f"No dose-response detected, inconclusive ({power}); {est}."
+    if -mde <= lo and hi <= mde:
         return f"No dose-response detected, a clean null: the interval lies within ±MDE ({power}); {est}."
     return (f"No dose-response detected, but inconclusive: the interval reaches beyond ±MDE ({power}), so an effect of that size "
             f"is not excluded; {est}.")
@@ -187,7 +189,7 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_g
                  + (f" (seed slope {_f(float(b.iloc[0]))})" if len(b) == 1 else "") + "."]
     else:
         res = slope_test(b.to_numpy(), alpha=ALPHA)
-        mde = minimal_detectable_effect(res["n"], res["sd"], ALPHA, POWER) if res["sd"] > 0 else None
+        mde = _mde(res["n"], res["sd"])
         lines = [dose_verdict(endpoint, d.dose, res, mde)]
     eps = list(dict.fromkeys(tab["endpoint"]))
     header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [95% t interval], p (Holm)" for ep in eps]
@@ -201,6 +203,16 @@ def _cell(r: pd.Series) -> str:
         return "n/a"
     ci = f" [{_f(r['lo_t'])}, {_f(r['hi_t'])}]" if np.isfinite(r["lo_t"]) else ""
     return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
+
+
+def _mde(n: int, sd: float) -> float | None:
+    """The study's MDE, or None where the noncentral t has no stable answer (no spread, or very few seeds: df = 1)."""
+    if not sd > 0:
+        return None
+    try:
+        return minimal_detectable_effect(n, sd, ALPHA, POWER)
+    except ValueError:
+        return None
 
 
 def _p(p: float) -> str:
