@@ -70,7 +70,7 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
             handles.setdefault("mean over seeds, 95% t interval", h)
             if np.isfinite(lo).any():
                 ax.errorbar(d.doses, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="#17365d", elinewidth=2, capsize=4, zorder=5)
-            sides = _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
+            sides, drawn = _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
             r = tab.loc[(ep, g)] if (ep, g) in tab.index else None
             ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if r is not None and np.isfinite(r["lo_t"]) else ""
             ax.set_title(f"{g}\nslope {r['slope']:+.3f}{ci}, n={int(r['n'])}" if r is not None and np.isfinite(r["slope"]) else g, fontsize=10.5)
@@ -81,7 +81,9 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
             ax.set_xticks(d.doses)
             ax.tick_params(labelsize=10)
         # room for the off-scale notes at the panel edges, so they never sit on the data (rows share y)
-        y0, y1 = axes[i, 0].get_ylim()
+        # y from the seeds' values and the drawn controls: a wide interval (few seeds) is cut at the edge, not the data squashed
+        y0, y1 = min([lo_ax, *drawn]), max([hi_ax, *drawn])
+        y0, y1 = y0 - 0.08 * max(y1 - y0, 1e-6), y1 + 0.08 * max(y1 - y0, 1e-6)
         axes[i, 0].set_ylim(y0 - 0.16 * (y1 - y0) * (False in sides), y1 + 0.16 * (y1 - y0) * (True in sides))
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(4, len(handles)), fontsize=10.5,
                frameon=False, bbox_to_anchor=(0.5, -0.01))
@@ -91,17 +93,17 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
            f"{d.group or 'group'} (arms of a seed share the SFT policy and prompts); bold: the mean over seeds with its 95% t interval. "
            f"Panel titles: the mean per-seed OLS slope per unit {d.dose} with its 95% t interval (the Answer box tests their mean across "
            f"{d.group or 'groups'}). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
-           "with their 95% interval as a band, drawn in every column for reference; a control far outside the arms' range is "
-           "printed at the panel edge instead. "
+           "with their 95% interval as a band (left out when wider than the arms' range), drawn in every column for reference; a control far outside the arms' range is "
+           "printed at the panel edge instead. The y range follows the seeds' values: an interval reaching past it (few seeds) is cut at the edge. "
            + (f"Top row: {eps[0]}, the mean over trained rounds of the collapse of the rewards after surgery (higher = more "
               "collapsed). " if logged else f"The collapse of the reward the optimiser saw (after surgery) is not logged by these runs: "
               f"the {d.dose} sets it by construction (0 = the reward model's own profile, 1 = one shared profile)."))
     return FigureResult(key, title, cap, fig)
 
 
-def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float, handles: dict) -> set[bool]:
+def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float, handles: dict) -> tuple[set[bool], list[float]]:
     """Each control's mean (line) and 95% interval (band); off-scale ones as an edge note so the arms stay readable."""
-    edge = []
+    edge, drawn = [], []
     for k, c in enumerate(controls):
         y = frame[frame["variant"] == c]["y"].to_numpy(float)
         m, clo, chi = _mean_ci(y)
@@ -110,7 +112,8 @@ def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float
         col = CONTROL_STYLES[k % len(CONTROL_STYLES)]
         if lo <= m <= hi:
             h = ax.axhline(m, color=col, lw=1.4, ls="--", zorder=2)
-            if np.isfinite(clo):
+            drawn.append(m)
+            if np.isfinite(clo) and chi - clo <= (hi - lo) / 2.2:  # a band wider than the arms' range would only veil the panel
                 ax.axhspan(max(clo, lo), min(chi, hi), color=col, alpha=0.10, lw=0, zorder=1)
             handles.setdefault(f"control: {c} (no dose)", h)
         else:
@@ -119,4 +122,4 @@ def _controls(ax, frame: pd.DataFrame, controls: list[str], lo: float, hi: float
         n = [e[0] for e in edge[:edge.index((above, txt, col))]].count(above)  # stack notes on one side
         ax.annotate(txt + (" ↑" if above else " ↓"), xy=(0.98, (0.97 - 0.08 * n) if above else (0.03 + 0.08 * n)),
                     xycoords="axes fraction", ha="right", va="top" if above else "bottom", fontsize=9, color=col)
-    return {above for above, _, _ in edge}
+    return {above for above, _, _ in edge}, drawn

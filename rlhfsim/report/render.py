@@ -301,7 +301,7 @@ th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;fo
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
 .answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
-.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:520px}
+.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:640px}
 .versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
@@ -348,13 +348,13 @@ def render_html(ctx: dict, figures: list) -> str:
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
            + f"</ul><p class='note'>{_e(a['what'])}</p>"]
-    if a["versions"]:
-        box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     for f in _headline(ctx, figures)[:1]:
         b64 = base64.b64encode(f.png).decode("ascii")
         box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
                    f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
     box += [_html_table(*a["table"])] if a.get("table") else []
+    if a["versions"]:  # after the answer itself, still inside the box
+        box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     P.append("".join(box) + "</section>")
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")
