@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report.figures import FigureResult, _plt
 from rlhfsim.report.stats import compare, verdict
@@ -73,6 +74,7 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
             ax.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=7, color="#444")
         ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # small differences print long tick labels: keep them apart
         fam = sub["family"].iloc[0]
         ax.set_title(f"{ep} ({fam}; {sub['better'].iloc[0]} is better)", fontsize=9)
         ax.set_xlabel(f"Δ {ep} vs {study.baseline}", fontsize=8)
