@@ -16,6 +16,7 @@ import pandas as pd
 
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
+from rlhfsim.report.dose import dose_answer_into
 from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
@@ -74,6 +75,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
 
     t0 = time.perf_counter()
@@ -97,7 +99,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", audit_section.figure),
-                ("fig13_reward_training", fig_mitigation)]
+                ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response)]
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -114,6 +116,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
         res = build(study, pal, band)
         if res.fig is not None:
             results.append(res)
+        elif key in study.headline:  # a headline figure the runs cannot support yet says why
+            left_out.append((key, res.skipped or "nothing to draw"))
     # headline figures first, in the experiment's order
     rank = {k: i for i, k in enumerate(study.headline)}
     results.sort(key=lambda r: rank.get(r.key, len(rank)))
@@ -141,6 +145,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx["answer"] = answer_context(study, comps)
     ctx["left_out"] = left_out
     ctx["sections"] = D.sections(study)
+    rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0]["endpoint"])
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -232,6 +237,7 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
     a = ctx["answer"]
     L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + ["", a["what"], ""]
+    L += (_md_table(*a["table"]) + [""]) if a.get("table") else []
     if a["versions"]:
         L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
     for f in _headline(ctx, figures)[:1]:
@@ -295,7 +301,7 @@ th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;fo
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
 .answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
-.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:520px}
+.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:640px}
 .versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
@@ -342,12 +348,13 @@ def render_html(ctx: dict, figures: list) -> str:
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
            + f"</ul><p class='note'>{_e(a['what'])}</p>"]
-    if a["versions"]:
-        box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     for f in _headline(ctx, figures)[:1]:
         b64 = base64.b64encode(f.png).decode("ascii")
         box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
                    f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    box += [_html_table(*a["table"])] if a.get("table") else []
+    if a["versions"]:  # after the answer itself, still inside the box
+        box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     P.append("".join(box) + "</section>")
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")

@@ -1,0 +1,231 @@
+"""Dose-response studies: the design (which factor is the dose, which arms are on it, which are controls), the
+per-seed slopes of each endpoint on the dose per group (e.g. optimiser), and the Answer box built from them.
+
+    d = design(study)                    # None unless the experiment names a dose factor
+    tab = slope_table(study, d)          # one row per (endpoint, group): per-seed slope t test, Holm over the table
+    box = dose_answer(study, d, tab)     # verdict lines, method note, slope table for the Answer box
+
+A factor is the dose when the experiment's `factors` calls it `dose` or maps it to a known dose key
+(surgery.dial). Arms are the variants whose experiment overrides set the dose key; the other variants (e.g.
+online_dpo, gold) are controls: drawn as references, never in a slope. Only complete seeds (every variant of the
+study finished for that seed) enter, so every seed contributes the same arms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from rlhfsim.diagnostics.dose_response import minimal_detectable_effect, per_seed_slopes, slope_test
+from rlhfsim.report.stats import holm
+
+DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
+DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
+# the dose-response endpoints beside the primary: advantage fidelity (collapse -> advantage link)
+FIDELITY = ("mean/adv/gold_corr", "mean/adv/sign_agree")
+# per-round collapse of the reward the optimiser saw (after surgery: collapse/shape_rel of the surgered rewards), if a
+# run logs it; the report takes its mean over the trained rounds as `mean/<name>`. The loop does not log it yet.
+PROXY_COLLAPSE = ("surgery/shape_rel",)
+ALPHA, POWER = 0.05, 0.8
+
+
+@dataclass
+class DoseDesign:
+    dose: str  # factor name, e.g. dial
+    key: str  # config key, e.g. surgery.dial
+    group: str | None  # the other factor (e.g. optimizer), or None
+    arms: dict[str, tuple[str, float]] = field(default_factory=dict)  # variant -> (group value, dose)
+    controls: list[str] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(g for g, _ in self.arms.values()))
+
+    @property
+    def doses(self) -> list[float]:
+        return sorted({x for _, x in self.arms.values()})
+
+
+def _config_value(study, variant: str, key: str):
+    from rlhfsim.report.select import _factor_value
+
+    return _factor_value(study, variant, key)
+
+
+def _sets_key(overrides: dict, key: str) -> bool:
+    """Does a variant's override (flat 'a.b' keys and/or nested sections) set `key`?"""
+    if key in overrides:
+        return True
+    head, _, rest = key.partition(".")
+    return bool(rest) and isinstance(overrides.get(head), dict) and _sets_key(overrides[head], rest)
+
+
+def design(study) -> DoseDesign | None:
+    factors = dict(getattr(study, "factors", {}) or {})
+    dose = next(((n, k) for n, k in factors.items() if n == DOSE_FACTOR or k in DOSE_KEYS), None)
+    if dose is None:
+        return None
+    group = next(((n, k) for n, k in factors.items() if n != dose[0]), None)
+    d = DoseDesign(dose[0], dose[1], group[0] if group else None)
+    for v in study.variants:
+        ov = study.variant_overrides.get(v)
+        x = _config_value(study, v, dose[1])
+        on = _sets_key(ov, dose[1]) if ov is not None else x is not None
+        if on and isinstance(x, (int, float)) and not isinstance(x, bool):
+            g = _config_value(study, v, group[1]) if group else None
+            d.arms[v] = (str(g) if g is not None else "all", float(x))
+        else:
+            d.controls.append(v)
+    return d if len(d.doses) >= 2 else None
+
+
+def complete_seeds(study) -> list[int]:
+    """Seeds for which every variant of the study has a finished run."""
+    s = study.summary
+    if s.empty:
+        return []
+    done = s[s["status"] == "finished"]
+    have = done.groupby("seed")["variant"].agg(set)
+    return sorted(int(sd) for sd, vs in have.items() if set(study.variants) <= vs)
+
+
+def dose_frame(study, d: DoseDesign) -> pd.DataFrame:
+    """One row per finished run of a complete seed: variant, seed, group, dose (NaN for controls), control, summary."""
+    s = study.summary
+    seeds = complete_seeds(study)
+    s = s[(s["status"] == "finished") & s["seed"].isin(seeds)].copy()
+    s["group"] = [d.arms[v][0] if v in d.arms else None for v in s["variant"]]
+    s["dose"] = [d.arms[v][1] if v in d.arms else np.nan for v in s["variant"]]
+    s["control"] = ~s["variant"].isin(list(d.arms))
+    m = study.metrics
+    for k in (k for k in PROXY_COLLAPSE if k in m):
+        trained = m[m["round"] > 0].assign(v=lambda t: pd.to_numeric(t[k], errors="coerce"))
+        s = s.merge(trained.groupby("run")["v"].mean().rename(f"mean/{k}"), left_on="run", right_index=True, how="left")
+    return s
+
+
+def seed_slopes(frame: pd.DataFrame, endpoint: str, group: str) -> pd.Series:
+    """Per-seed OLS slope of `endpoint` on the dose within one group (index = seed)."""
+    sub = frame[(frame["group"] == group) & ~frame["control"]]
+    if endpoint not in sub:
+        return pd.Series(dtype=float)
+    wide = sub.assign(y=pd.to_numeric(sub[endpoint], errors="coerce")).pivot_table(index="seed", columns="dose", values="y", aggfunc="mean")
+    # wide: [S seeds, D doses]
+    return pd.Series(per_seed_slopes(wide.columns.to_numpy(float), wide.to_numpy()), index=wide.index)
+
+
+def _test(b: pd.Series) -> dict:
+    b = b.dropna()
+    if len(b) < 2:
+        return {"n": int(len(b)), "mean": float(b.mean()) if len(b) else np.nan, "sd": np.nan, "t": np.nan, "p": np.nan,
+                "ci_t": (np.nan, np.nan), "ci_boot": (np.nan, np.nan)}
+    return slope_test(b.to_numpy(), alpha=ALPHA)
+
+
+SLOPE_COLUMNS = ["endpoint", "group", "n", "slope", "sd", "t", "p", "lo_t", "hi_t", "lo_boot", "hi_boot", "p_holm"]
+
+
+def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFrame:
+    """Per (endpoint, group): the mean per-seed slope with its t test and intervals; Holm over every row."""
+    frame = dose_frame(study, d)
+    rows = []
+    for ep in (primary, *FIDELITY):
+        for g in d.groups:
+            r = _test(seed_slopes(frame, ep, g))
+            rows.append({"endpoint": ep, "group": g, "n": r["n"], "slope": r["mean"], "sd": r["sd"], "t": r["t"], "p": r["p"],
+                         "lo_t": r["ci_t"][0], "hi_t": r["ci_t"][1], "lo_boot": r["ci_boot"][0], "hi_boot": r["ci_boot"][1]})
+    tab = pd.DataFrame(rows, columns=SLOPE_COLUMNS[:-1])
+    tab["p_holm"] = np.nan
+    ok = tab["p"].notna()
+    if ok.any():
+        tab.loc[ok, "p_holm"] = holm(tab.loc[ok, "p"].to_numpy())
+    return tab
+
+
+def primary_slopes(study, d: DoseDesign, endpoint: str) -> pd.Series:
+    """A seed's primary slope: the mean of its groups' slopes (seeds missing a group's slope are dropped)."""
+    frame = dose_frame(study, d)
+    per = pd.DataFrame({g: seed_slopes(frame, endpoint, g) for g in d.groups})
+    return per.mean(axis=1, skipna=False).dropna() if not per.empty else pd.Series(dtype=float)
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
+
+
+def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None) -> str:
+    """The one-sentence answer from the primary slope test (t interval) and the MDE."""
+    lo, hi = res["ci_t"]
+    n = res["n"]
+    est = (f"slope of {endpoint} on {dose} {_f(res['mean'])} per unit (95% t interval [{_f(lo)}, {_f(hi)}], "
+           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
+    power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed slope SD" if mde is not None
+             else f"no MDE: the power of the t test is not computable from {n} seeds' slopes")
+    if lo > 0 or hi < 0:
+        return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
+    if mde is None:
+        return f"No dose-response detected, inconclusive ({power}); {est}."
+    if -mde <= lo and hi <= mde:
+        return f"No dose-response detected, a clean null: the interval lies within ±MDE ({power}); {est}."
+    return (f"No dose-response detected, but inconclusive: the interval reaches beyond ±MDE ({power}), so an effect of that size "
+            f"is not excluded; {est}.")
+
+
+def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_gain") -> dict:
+    """{verdicts, what, header, rows, n_seeds} for the Answer box of a dose-response study."""
+    seeds = complete_seeds(study)
+    b = primary_slopes(study, d, endpoint)
+    groups = ", ".join(d.groups)
+    what = (f"Primary: per complete seed, the OLS slope of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
+            f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(d.groups)} group(s); two-sided one-sample t test "
+            f"across seeds with t and seed-bootstrap 95% intervals; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
+            f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
+            f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
+            f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'}).")
+    if len(b) < 2:
+        lines = [f"No test yet: {len(b)} complete seed(s) with a slope of {endpoint} on {d.dose}; at least 2 are needed"
+                 + (f" (seed slope {_f(float(b.iloc[0]))})" if len(b) == 1 else "") + "."]
+    else:
+        res = slope_test(b.to_numpy(), alpha=ALPHA)
+        mde = _mde(res["n"], res["sd"])
+        lines = [dose_verdict(endpoint, d.dose, res, mde)]
+    eps = list(dict.fromkeys(tab["endpoint"]))
+    header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [95% t interval], p (Holm)" for ep in eps]
+    cell = tab.set_index(["group", "endpoint"])
+    rows = [[g] + [_cell(cell.loc[(g, ep)]) for ep in eps] for g in d.groups]
+    return {"verdicts": lines, "what": what, "header": header, "rows": rows, "n_seeds": len(seeds)}
+
+
+def _cell(r: pd.Series) -> str:
+    if not np.isfinite(r["slope"]):
+        return "n/a"
+    ci = f" [{_f(r['lo_t'])}, {_f(r['hi_t'])}]" if np.isfinite(r["lo_t"]) else ""
+    return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
+
+
+def _mde(n: int, sd: float) -> float | None:
+    """The study's MDE, or None where the noncentral t has no stable answer (no spread, or very few seeds: df = 1)."""
+    if not sd > 0:
+        return None
+    try:
+        return minimal_detectable_effect(n, sd, ALPHA, POWER)
+    except ValueError:
+        return None
+
+
+def _p(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else f"{p:.2g}"
+
+
+def dose_answer_into(study, ctx: dict, out, primary: str) -> list:
+    """A dose-response study: its slope test leads the Answer box (ctx["answer"]); the slopes go to dose_effects.csv."""
+    d = design(study)
+    if d is None:
+        return []
+    tab = slope_table(study, d, primary)
+    tab.to_csv(out / "dose_effects.csv", index=False)
+    box = dose_answer(study, d, tab, primary)
+    ctx["answer"].update(verdicts=box["verdicts"], what=box["what"], table=(box["header"], box["rows"]))
+    return [out / "dose_effects.csv"]
