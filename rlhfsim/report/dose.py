@@ -191,6 +191,11 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_g
         res = slope_test(b.to_numpy(), alpha=ALPHA)
         mde = _mde(res["n"], res["sd"])
         lines = [dose_verdict(endpoint, d.dose, res, mde)]
+        declared = len(study.expected_seeds or seeds)
+        if len(seeds) < declared:  # the pre-declared analysis needs every seed: an interim look never calls a clean null
+            lines = [f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis): "
+                     + lines[0].replace("a clean null: the interval lies within ±MDE",
+                                        "not a clean null yet: the interval lies within this interim's ±MDE")]
     eps = list(dict.fromkeys(tab["endpoint"]))
     header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [95% t interval], p (Holm)" for ep in eps]
     cell = tab.set_index(["group", "endpoint"])

@@ -195,3 +195,15 @@ def test_dose_report_renders_in_headless_chromium(built, tmp_path):
     dom = probe_dom(html, tmp_path)
     assert f'data-probe="{n_img}:{n_img}"' in dom
     check_rendered_page(dom, n_img)  # a verdict in the Answer box, no figure taller than the limit, no absurd number
+
+
+def test_an_incomplete_study_is_an_interim_look_never_a_clean_null(tmp_path):
+    """With declared seeds still missing, the Answer says interim and does not call a clean null; complete: no prefix."""
+    for unfinished, interim in ((5, True), (None, False)):
+        root = make_dose_study(tmp_path / str(unfinished), 0.0, unfinished_seed=unfinished)
+        study = load_study([root])
+        d = DR.design(study)
+        text = DR.dose_answer(study, d, DR.slope_table(study, d))["verdicts"][0]
+        assert text.startswith("Interim, 5 of 6 declared seeds") == interim, text
+        # a flat true slope with tight seeds: complete -> a clean null; interim -> explicitly not one yet
+        assert ("not a clean null yet" in text) == interim and ("detected, a clean null" in text) == (not interim)
