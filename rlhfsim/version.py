@@ -35,13 +35,17 @@ def source_hash() -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """`git describe --always --dirty` of the source tree when it is a git checkout, else the package version."""
+    """`git describe --always` of the source tree when it is a git checkout, else the package version; `-dirty` when the
+    code a run executes (rlhfsim/ outside NOT_RUN_CODE) differs from the commit (edited docs or reports do not count)."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False)  # noqa: E731
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PACKAGE_DIR, capture_output=True,
-                             text=True, timeout=10, check=False)
+        out = git("describe", "--always")
+        if out.returncode != 0 or not out.stdout.strip():
+            return __version__
+        dirty = git("diff", "--quiet", "HEAD", "--", ".", *(f":(exclude){d}" for d in NOT_RUN_CODE)).returncode == 1
     except (OSError, subprocess.SubprocessError):
         return __version__
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else __version__
+    return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def stamp() -> dict:

@@ -39,8 +39,8 @@ def same_run(a: Path, b: Path) -> None:
     for name in ("metrics.jsonl", "ppo_steps.jsonl"):
         assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    for s in (sa, sb):  # bookkeeping: wall time, and whether this invocation found SFT in the cache
-        s.pop("wall_time_s"), s.pop("sft_cached", None)
+    for s in (sa, sb):  # bookkeeping: wall time, whether this invocation found SFT in the cache, and the git describe of
+        s.pop("wall_time_s"), s.pop("sft_cached", None), s.pop("code_version")  # the checkout (a commit meanwhile); code_hash stays
     assert sa == sb
     for f in sorted((a / "rewards").glob("*.parquet")):
         pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))

@@ -54,7 +54,7 @@ def test_ray_sweep_with_killed_workers_equals_the_local_sweep(tmp_path, sft_cach
             assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), (rel, name)
         sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
         for s in (sa, sb):  # timing, and bookkeeping: which sweep trained the shared SFT warm start first
-            s.pop("wall_time_s"), s.pop("sft_cached")
+            s.pop("wall_time_s"), s.pop("sft_cached"), s.pop("code_version")  # git describe: a commit meanwhile; code_hash stays
         assert sa == sb
         for f in sorted((a / "rewards").glob("*.parquet")):
             pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
