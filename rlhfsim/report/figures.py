@@ -360,8 +360,11 @@ def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> Figure
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     cap = ("Each prompt's completions sorted by proxy reward (lowest first); lines are the mean over prompts and seeds, bands ±1 sd. "
-           "Colour is the variant; line style the prompt type. Collapse: open and closed profiles coincide. A prompt-aware utility "
-           "should keep closed profiles step-like (0 or 1) and open profiles spread.")
+           "Colour is the variant; line style the prompt type. Collapse: open and closed profiles coincide.")
+    from rlhfsim.report.select import _factor_value
+
+    if any(_factor_value(study, v, "reward.prompt_aware") for v in order):  # only a study with such a variant is told about it
+        cap += " A prompt-aware utility should keep closed profiles step-like (0 or 1) and open profiles spread."
     return FigureResult(key, title, cap, fig)
 
 
