@@ -95,6 +95,8 @@ class Simulation:
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
         self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
+        self.probe = None  # the fixed probe set of collapse/probe_* (drawn on first use: see probe_collapse)
+        self.member_scale = None  # this round's per-member (mu, sd) on the probe set for wco/uwo; None = raw members
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -110,7 +112,7 @@ class Simulation:
     def proxy(self, prompts, texts) -> tuple[np.ndarray, np.ndarray]:
         """(aggregated proxy [N], member rewards [M, N]) on the trained scale."""
         members = self.rms.rewards([p.text for p in prompts], texts)
-        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda, getattr(self, "member_scale", None))
+        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda, self.member_scale)
         return agg, members
 
     def score_fn(self, prompts, texts) -> np.ndarray:
@@ -369,7 +371,7 @@ def probe_collapse(sim: Simulation) -> dict:
     """collapse/probe_*: the collapse measure on a FIXED probe set (the SFT policy's completions of the eval prompts,
     the round-0 samples), so it moves only when the reward model does, not when the policy's samples change.
     Also this round's per-member standardisation for wco/uwo (reward.standardise_members) on the same probe set."""
-    if getattr(sim, "probe", None) is None:
+    if sim.probe is None:
         sim.probe = sim.evaluate(sim.eval_prompts, sim.cfg.loop.eval_completions, 0, "evaluate", policy=sim.ref)
     ev = sim.probe
     members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
