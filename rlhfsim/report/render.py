@@ -75,6 +75,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
 
@@ -98,7 +99,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
                 ("fig7_advantage_fidelity", lambda: F.fig_advantage(study, pal, band))]
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
-                ("fig10_learning_signal", D.fig_signal), ("fig11_audits", audit_section.figure),
+                ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
                 ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response)]
     results, left_out = [], []
     for key, build in builders:
