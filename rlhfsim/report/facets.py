@@ -26,3 +26,12 @@ def row_legends(grid, fontsize: float = 8.5, title: str | None = None) -> None:
         if handles and shown:
             shown[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
                              fontsize=fontsize, title=title, title_fontsize=fontsize)
+
+
+def top_margin(fig, one_row: float = 0.88) -> float:
+    """Top of the tight_layout rect: room for a figure-wide legend above one row of panels; with several rows the
+    legends sit beside each row, and only a line of extra markers (if any) goes on top."""
+    rows = {ax.get_subplotspec().rowspan.start for ax in fig.axes if ax.get_subplotspec() is not None}
+    if len(rows) <= 1:
+        return one_row
+    return 1 - 0.5 / fig.get_size_inches()[1] if fig.legends else 1.0

@@ -7,6 +7,7 @@ wall time. Studies without ensembles or early stopping get no figure (skipped, w
 
 from __future__ import annotations
 
+from rlhfsim.report.facets import top_margin
 from rlhfsim.report.figures import ROUND_LABEL, FigureResult, _band_text, _has, _int_rounds, _legend_once, _lineplot, _plt
 
 PANELS = [
@@ -32,7 +33,7 @@ def fig_mitigation(study, pal, band="sd") -> FigureResult:
         ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=sub)
         _int_rounds(ax)
     _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = (f"Mean over seeds ({_band_text(band)}). Epochs: up to reward.epochs, fewer when early stopping fired. Disagreement is the "
            "std over members per held-out completion; its correlation is Spearman's rho with the absolute residual of the proxy "
            "regressed on gold (> 0: members disagree where the proxy is wrong); both absent for one member.")

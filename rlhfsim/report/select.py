@@ -85,7 +85,7 @@ def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, lis
     others = [v for v in study.variants if v != study.baseline]
     if len(others) <= max_colours:
         return [("", list(study.variants))]
-    parts = _factor_parts(study, others, max_colours) or [("", others)]
+    parts = _factor_parts(study, others, max_colours)[0] or [("", others)]
     out = []
     for label, vs in parts:
         for i in range(0, len(vs), max_colours):
@@ -93,20 +93,34 @@ def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, lis
     return out
 
 
-def _factor_parts(study, others: list[str], max_colours: int) -> list[tuple[str, list[str]]]:
+def colour_keys(study, max_colours: int = MAX_COLOURS) -> dict[str, str] | None:
+    """{variant: colour key} when the variants are faceted with a colour factor (e.g. {"m3_wco": "aggregation = wco"}),
+    so one colour means one level of that factor on the whole page; None otherwise (a colour per variant)."""
+    others = [v for v in study.variants if v != study.baseline]
+    if len(others) <= max_colours:
+        return None
+    _, colour = _factor_parts(study, others, max_colours)
+    if colour is None:
+        return None
+    key = dict(study.factors)[colour]
+    return {v: f"{colour} = {_factor_value(study, v, key)}" for v in others}
+
+
+def _factor_parts(study, others: list[str], max_colours: int) -> tuple[list[tuple[str, list[str]]], str | None]:
+    """(groups, the colour factor or None) of the grouping that needs the fewest rows."""
     factors = list((getattr(study, "factors", None) or {}).items())
     if not factors:
-        return []
+        return [], None
     values = {v: {name: _factor_value(study, v, key) for name, key in factors} for v in others}
-    best, best_score = [], None
+    best, best_score, best_colour = [], None, None
     # candidate groupings: by every factor, or by all factors but one (that one then tells the colours apart)
-    candidates = [[n for n, _ in factors]] + [[n for n, _ in factors if n != c] for c, _ in factors]
-    for names in candidates:
+    candidates = [(None, [n for n, _ in factors])] + [(c, [n for n, _ in factors if n != c]) for c, _ in factors]
+    for colour, names in candidates:
         by: dict[str, list[str]] = {}
         for v in others:
             by.setdefault(", ".join(f"{n} = {values[v][n]}" for n in names), []).append(v)
         rows = sum(-(-len(vs) // max_colours) for vs in by.values())
         score = (rows, -len(names))
         if best_score is None or score < best_score:
-            best, best_score = list(by.items()), score
-    return best
+            best, best_score, best_colour = list(by.items()), score, colour
+    return best, best_colour
