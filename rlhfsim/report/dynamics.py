@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, gao_bon
+from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
 from rlhfsim.report.select import variant_groups
 from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
@@ -219,6 +219,25 @@ def overopt_section(study) -> Section:
     return Section("Over-optimisation fits (Gao et al.)", header, rows, note)
 
 
+def gao_shape_section(study) -> Section:
+    """Share of seeds per shape of their own Gao fit (summary.json gao_rl_shape; overopt.gao_shape / gao_shares)."""
+    rows = []
+    for v in study.variants:
+        runs = _runs(study, v)
+        if not runs:
+            continue
+        shapes = [str(r.summary.get("gao_rl_shape") or "unfit") for r in runs]
+        sh = gao_shares([s if s in GAO_SHAPES else "unfit" for s in shapes])
+        share = [("–" if not np.isfinite(sh[f"share_{k}"]) else f"{sh[f'share_{k}']:.0%} ({shapes.count(k)})") for k in GAO_SHAPES[:3]]
+        rows.append([v, *share, f"{shapes.count('unfit')}", f"{sh['n_fits']}/{len(runs)}"])
+    header = ["variant", "rise then fall", "rising only", "falling from the start", "no fit (seeds)", "seeds fitted"]
+    note = ("Each seed's own Gao RL fit (summary.json gao_rl_shape) read over that seed's observed d: 'rise then fall' = the "
+            "fitted peak lies inside the data (the over-optimisation the form describes), 'rising only' = α > 0 without a peak "
+            "in range, 'falling from the start' = α ≤ 0. Shares over the fitted seeds (count in brackets); no fit = too few "
+            "points. The form describes a study only where most seeds rise then fall; read the pooled fit above with these.")
+    return Section("Gao fit shape per seed", header, rows, note)
+
+
 def stagnation_section(study) -> Section:
     rows = []
     for v in study.variants:
@@ -266,4 +285,4 @@ def propagation_section(study) -> Section:
 
 
 def sections(study) -> list[Section]:
-    return [overopt_section(study), stagnation_section(study), propagation_section(study)]
+    return [overopt_section(study), gao_shape_section(study), stagnation_section(study), propagation_section(study)]
