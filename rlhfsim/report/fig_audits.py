@@ -75,11 +75,15 @@ def fig_audits(study, pal, band: str = "ci"):
     fig.tight_layout()
     interval = ("95% percentile-bootstrap interval of the mean over seeds" if band == "ci"
                 else "±1 sd over seeds, clipped to the metric's range")
+    cols = {p["col"] for p in ps}
     cap = (f"Thin lines: each seed; thick: the mean over seeds with its {interval} (bands stay inside each metric's range: "
-           "rates in [0, 1], the alarm count in [0, 5]). Exploit rate: the share of stress pairs where the reward model "
-           "prefers the perturbed completion over the gold-better one (0.5 = blind to the perturbation), worst family. "
-           "Shifted-set accuracy: pairwise agreement with gold on prompts off the training distribution. The audits are "
-           "measured before each round's PPO.")
+           "rates in [0, 1], the alarm count in [0, 5]).")
+    if "audit/exploit_rate_max" in cols:
+        cap += (" Exploit rate: the share of stress pairs where the reward model prefers the perturbed completion over the "
+                "gold-better one (0.5 = blind to the perturbation), worst family.")
+    if any(str(c).startswith("rm/shift_") for c in cols):
+        cap += " Shifted-set accuracy: pairwise agreement with gold on prompts off the training distribution."
+    cap += " The audits are measured before each round's PPO."
     if drawn_thresholds:
         cap += f" Dashed red: the alarm thresholds of these runs' configs ({'; '.join(sorted(set(drawn_thresholds)))})."
     return FigureResult(KEY, TITLE, cap, fig)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.report.facets import row_height, row_legends, top_margin
-from rlhfsim.report.select import variant_groups
+from rlhfsim.report.select import config_values, variant_groups
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,18 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
             runm = m[(m["run"] == row["run"]) & (m["round"] == st)]
             if not runm.empty and pd.notna(runm["eval/gold"].iloc[0]):
                 ax.scatter([st], [runm["eval/gold"].iloc[0]], marker="v", s=80, color=colour, edgecolor="black", linewidth=0.7, zorder=5)
-    extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)"),
-             Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)")]
+    stalled = "stagnation_round" in s and s["stagnation_round"].notna().any()
+    extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)")]
+    if stalled:
+        extra.append(Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)"))
     _legend_once(fig, axes, extra)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = (f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold; "
-           "triangles the round from which gold stopped rising while the policy kept moving (stagnation). "
-           "Proxy is on each reward model's own scale (not comparable across utilities); KL is the k1 estimate per completion.")
+    cap = f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold"
+    cap += ("; triangles the round from which gold stopped rising while the policy kept moving (stagnation). " if stalled else
+            " (no seed stagnated). ")
+    utilities = len(config_values(study, "reward.utility")) > 1 or len(config_values(study, "reward.prompt_aware")) > 1
+    cap += ("Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "")
+            + "; KL is the k1 estimate per completion.")
     return FigureResult(key, title, cap, fig)
 
 
@@ -205,11 +210,12 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
     ], (4.2, 4.4))
     if drawn is None:
         return FigureResult(key, title, "", None, "no per-type metrics (eval/gold_open, eval/accuracy_closed) logged")
-    fig, axes, _ = drawn
+    fig, axes, drawn_panels = drawn
     _legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = (f"Per prompt type, mean over seeds ({_band_text(band)}). A proxy that rises while closed accuracy falls is the "
-           "cross-task exploit (closed prompts answered with open-prompt words).")
+    cap = f"Per prompt type, mean over seeds ({_band_text(band)})."
+    if {"eval/accuracy_closed", "eval/proxy_closed"} <= {p[0] for p in drawn_panels}:
+        cap += " A proxy that rises while closed accuracy falls is the cross-task exploit (closed prompts answered with open-prompt words)."
     return FigureResult(key, title, cap, fig)
 
 
@@ -308,10 +314,16 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
     _legend_once(fig, axes, extra if _has(m, "collapse/probe_shape_gold") else ())
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = (f"Mean over seeds ({_band_text(band)}). Collapse: 1 - the mean squared W2 distance of each prompt's standardised "
-           "sorted reward profile from their barycentre, on a fixed probe set (higher = more collapsed); gold on the same "
-           "completions dashed; relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed. "
-           "Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold.")
+    cols = {p[0] for p in panels}
+    cap = f"Mean over seeds ({_band_text(band)})."
+    if "collapse/probe_shape" in cols:
+        cap += (" Collapse: 1 - the mean squared W2 distance of each prompt's standardised sorted reward profile from their "
+                "barycentre, on a fixed probe set (higher = more collapsed)"
+                + ("; gold on the same completions dashed." if _has(m, "collapse/probe_shape_gold") else "."))
+    if "collapse/probe_shape_rel" in cols:
+        cap += " Relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed."
+    if "rm/pairwise_acc" in cols:
+        cap += " Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold."
     return FigureResult(key, title, cap, fig)
 
 

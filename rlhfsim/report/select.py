@@ -75,6 +75,18 @@ def _factor_value(study, variant: str, key: str):
     return None
 
 
+def config_values(study, key: str) -> set:
+    """The values the dotted config `key` takes over the study's runs (as strings; "None" where unset), so a caption
+    mentions a setting only when the study has it, e.g. config_values(study, "reward.prompt_aware") == {"False"}."""
+    out = set()
+    for r in study.runs:
+        node = r.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out.add(str(node))
+    return out
+
+
 def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, list[str]]]:
     """[(row label, variants)]: the baseline plus at most max_colours others per row of panels.
 
