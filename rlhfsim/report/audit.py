@@ -107,33 +107,3 @@ def html(study, html_table) -> str:
         return "<h2 id='audits'>Audits</h2><p><em>No run logged audit alarms (audit/alarm_* columns).</em></p>"
     return ("<h2 id='audits'>Audits</h2><p>Gold reward per variant (mean ± sd over seeds):</p>" + html_table(gh, gr)
             + "<p>Alarms against the gold peak and drop:</p>" + html_table(wh, wr) + f"<p class='note'>{escape(NOTE)}</p>")
-
-
-def figure(study, pal, band: str = "sd"):
-    """fig11_audits: gold beside the audit signals over rounds (mean over seeds with a band)."""
-    from rlhfsim.report import figures as F
-
-    plt = F._plt()
-    key, title = "fig11_audits", "Audits over rounds: gold, adversarial exploit rate, shifted-set agreement, alarms"
-    m = study.metrics
-    shift = next((c for c in m.columns if str(c).startswith("rm/shift_") and str(c).endswith("_pairwise_acc")), None)
-    panels = [(c, lab) for c, lab in [
-        ("eval/gold", "gold reward (held-out)"),
-        ("audit/exploit_rate_max", "max exploit rate over families (0-1)"),
-        (shift, f"{shift.removeprefix('rm/') if shift else ''} (0-1)"),
-        ("audit/alarms", "alarms fired (0-5)"),
-    ] if c is not None and F._has(m, c)]
-    if "audit/alarms" not in m:
-        return F.FigureResult(key, title, "", None, "no audit/* metrics logged")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
-    axes = axes[0]
-    for ax, (col, ylabel) in zip(axes, panels):
-        F._lineplot(ax, m, col, study, pal, band)
-        ax.set(xlabel=F.ROUND_LABEL, ylabel=ylabel)
-        F._int_rounds(ax)
-    F._legend_once(fig, axes, ())
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    cap = (f"Mean over seeds ({F._band_text(band)}). Exploit rate: the share of stress pairs where the reward model prefers the "
-           "perturbed completion over the gold-better one (0.5 = blind to the perturbation). Shifted-set accuracy: pairwise "
-           "agreement with gold on prompts off the training distribution. The audits are measured before each round's PPO.")
-    return F.FigureResult(key, title, cap, fig)

@@ -160,10 +160,14 @@ def fig_terminal_profiles(study, band: str = "sd"):
         ax.legend(loc="upper left", fontsize=7, frameon=True)
     fig.tight_layout()
     n_seeds = prof.groupby("variant")["seed"].nunique().min()
-    cap = (f"Each panel is one utility. Lines: mean over a run's training groups of the rewards sorted ascending, then the mean over "
+    cap = (f"Each panel is one variant. Lines: mean over a run's training groups of the rewards sorted ascending, then the mean over "
            f"{n_seeds} seed(s); bands ±1 {'sd' if band == 'sd' else '95% CI'} over seeds. Dashed: the finite-n optimum of "
            f"sum_(i<j) U(r_i - r_j) for n = {k} and the utility exactly as trained (eps shift included; theory.optimal_rewards). "
-           "Collapse: open and closed lines coincide with each other and the optimum; the prompt-aware panel has one optimum per type.")
+           "Collapse: open and closed lines coincide with each other and the optimum.")
+    from rlhfsim.report.select import config_values
+
+    if "True" in config_values(study, "reward.prompt_aware"):
+        cap += " A prompt-aware panel has one optimum per prompt type."
     return FigureResult(key, title, cap, fig)
 
 

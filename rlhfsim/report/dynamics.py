@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, gao_bon
+from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
+from rlhfsim.report.facets import row_height, top_margin
+from rlhfsim.report.select import variant_groups
 from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
 
 
@@ -76,7 +78,7 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
                  title=f"round {rnd}: gold (line: fit d(α − βd))")
         ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy")
     _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("n = 1, 2, 4, ..., loop.bon_n completions per held-out prompt from the round's policy (before its PPO step), the "
            "proxy picks one; unbiased estimate over all n-subsets of the samples. Dots: mean over seeds (±1 sd); thick lines: "
            "the best-of-n form of Gao et al. fitted to all seeds' points. Proxy rises with n by construction; gold turning "
@@ -98,19 +100,22 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     for c in cols:
         d[c] = pd.to_numeric(d[c], errors="coerce")
     mean = d.groupby(["variant", "round"], as_index=False)[cols].mean()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for v in [v for v in study.variants if v in set(mean["variant"])]:
-        mv = mean[mean["variant"] == v].sort_values("round")
-        for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
-            ok = mv[c].notna()
-            ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
-            last = mv[ok].iloc[-1] if ok.any() else None
-            if last is not None:
-                ax.annotate(f"r{int(last['round'])}", (last["eval/sqrt_kl"], last[c]), fontsize=7, color=pal[v])
-    axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy")
-    axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold")
-    _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    groups = [(lab, [v for v in vs if v in set(mean["variant"])]) for lab, vs in variant_groups(study)]
+    fig, grid = plt.subplots(len(groups), 2, figsize=(12, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
+    for axes, (label, vs) in zip(grid, groups):
+        for v in vs:
+            mv = mean[mean["variant"] == v].sort_values("round")
+            for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
+                ok = mv[c].notna()
+                ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
+                if ok.any():
+                    last = mv[ok].iloc[-1]
+                    ax.annotate(f"r{int(last['round'])}", (last["eval/sqrt_kl"], last[c]), fontsize=7, color=pal[v])
+        suffix = f" ({label})" if label else ""
+        axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy" + suffix)
+        axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold" + suffix)
+    _legend_once(fig, list(grid.ravel()))
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("One point per round (mean over seeds), joined in round order; the last round is labelled. The proxy of a round is "
            "that round's reward model, so it is one fixed function only while the reward model is frozen.")
     return FigureResult(key, title, cap, fig)
@@ -129,7 +134,7 @@ def fig_signal(study, pal, band="sd") -> FigureResult:
         return FigureResult(key, title, "", None, "no adv/* or val/* metrics logged")
     fig, axes, _ = drawn
     _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({_band_text(band)}). A rising KL "
            "share with a shrinking advantage std means the KL anchor, not the score, drives PPO.")
     return FigureResult(key, title, cap, fig)
@@ -214,6 +219,25 @@ def overopt_section(study) -> Section:
     return Section("Over-optimisation fits (Gao et al.)", header, rows, note)
 
 
+def gao_shape_section(study) -> Section:
+    """Share of seeds per shape of their own Gao fit (summary.json gao_rl_shape; overopt.gao_shape / gao_shares)."""
+    rows = []
+    for v in study.variants:
+        runs = _runs(study, v)
+        if not runs:
+            continue
+        shapes = [str(r.summary.get("gao_rl_shape") or "unfit") for r in runs]
+        sh = gao_shares([s if s in GAO_SHAPES else "unfit" for s in shapes])
+        share = [("–" if not np.isfinite(sh[f"share_{k}"]) else f"{sh[f'share_{k}']:.0%} ({shapes.count(k)})") for k in GAO_SHAPES[:3]]
+        rows.append([v, *share, f"{shapes.count('unfit')}", f"{sh['n_fits']}/{len(runs)}"])
+    header = ["variant", "rise then fall", "rising only", "falling from the start", "no fit (seeds)", "seeds fitted"]
+    note = ("Each seed's own Gao RL fit (summary.json gao_rl_shape) read over that seed's observed d: 'rise then fall' = the "
+            "fitted peak lies inside the data (the over-optimisation the form describes), 'rising only' = α > 0 without a peak "
+            "in range, 'falling from the start' = α ≤ 0. Shares over the fitted seeds (count in brackets); no fit = too few "
+            "points. The form describes a study only where most seeds rise then fall; read the pooled fit above with these.")
+    return Section("Gao fit shape per seed", header, rows, note)
+
+
 def stagnation_section(study) -> Section:
     rows = []
     for v in study.variants:
@@ -263,5 +287,5 @@ def propagation_section(study) -> Section:
 def sections(study) -> list[Section]:
     from rlhfsim.report.cost import cost_section  # cost.py imports Section from here
 
-    out = [overopt_section(study), stagnation_section(study), propagation_section(study), cost_section(study)]
+    out = [overopt_section(study), gao_shape_section(study), stagnation_section(study), propagation_section(study), cost_section(study)]
     return [s for s in out if s is not None]

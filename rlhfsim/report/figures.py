@@ -7,13 +7,13 @@ over seeds (standard deviation by default). The matplotlib backend is Agg: no di
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from rlhfsim.report.select import variant_groups
+from rlhfsim.report.facets import row_height, row_legends, top_margin
+from rlhfsim.report.select import config_values, variant_groups
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,16 @@ def _sns():
 BASELINE_GREY = (0.45, 0.45, 0.45)
 
 
-def palette(variants: list[str], baseline: str | None = None) -> dict[str, tuple]:
-    """One fixed colour per variant (in study order), shared by every figure; the baseline (if given) is grey."""
+def palette(variants: list[str], baseline: str | None = None, keys: dict[str, str] | None = None) -> dict[str, tuple]:
+    """One fixed colour per variant (in study order), shared by every figure; the baseline (if given) is grey.
+    With `keys` (select.colour_keys: variant -> level of the colour factor) variants of one level share a colour."""
     sns = _sns()
     others = [v for v in variants if v != baseline]
-    base = sns.color_palette("colorblind", 10) if len(others) <= 10 else sns.color_palette("husl", len(others))
+    levels = list(dict.fromkeys((keys or {}).get(v, v) for v in others))
+    base = sns.color_palette("colorblind", 10) if len(levels) <= 10 else sns.color_palette("husl", len(levels))
     base = [c for c in base if max(c) - min(c) > 0.15] + [c for c in base if max(c) - min(c) <= 0.15]  # greys last
-    out = {v: tuple(base[i]) for i, v in enumerate(others)}
+    colour = {lev: tuple(base[i]) for i, lev in enumerate(levels)}
+    out = {v: colour[(keys or {}).get(v, v)] for v in others}
     if baseline in variants:
         out = {baseline: BASELINE_GREY, **out}
     return {v: out[v] for v in variants}
@@ -90,7 +93,18 @@ def _lineplot(ax, df, y, study, pal, band, **kw):
 
 
 def _legend_once(fig, axes, extra_handles=()):
-    """One legend for the whole figure (taken from the first axis that has one)."""
+    """One legend for the whole figure above the panels; with several rows of variant groups (panels laid out by
+    select.variant_groups), one legend per row right of the row instead, each naming only that row's variants."""
+    rows: dict[int, list] = {}
+    for ax in axes:
+        spec = ax.get_subplotspec() if hasattr(ax, "get_subplotspec") else None
+        rows.setdefault(spec.rowspan.start if spec is not None else 0, []).append(ax)
+    if len(rows) > 1:
+        row_legends([rows[k] for k in sorted(rows)])
+        if extra_handles:
+            fig.legend(list(extra_handles), [h.get_label() for h in extra_handles], loc="upper center",
+                       ncol=len(extra_handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
+        return
     handles, labels = [], []
     for ax in axes:
         h, lab = ax.get_legend_handles_labels()
@@ -122,12 +136,13 @@ def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: s
     if not panels:
         return None
     groups = variant_groups(study)
-    fig, grid = _plt().subplots(len(groups), len(panels), figsize=(size[0] * len(panels), size[1] * len(groups)), squeeze=False)
+    h = row_height(size[1], len(groups))
+    fig, grid = _plt().subplots(len(groups), len(panels), figsize=(size[0] * len(panels), h * len(groups)), squeeze=False)
     for axes, (label, vs) in zip(grid, groups):
         mg = m[m["variant"].isin(vs)]
         for ax, (col, ylabel, sub) in zip(axes, panels):
             _lineplot(ax, mg, col, study, pal, band)
-            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{sub} ({label})" if label else sub)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{sub}\n({label})" if label else sub)
             _int_rounds(ax)
     return fig, list(grid.ravel()), panels
 
@@ -146,11 +161,11 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
     panels = [("eval/gold", GOLD_LABEL, "gold (true) reward"), ("eval/proxy", "proxy reward (reward-model scale)", "proxy (learned) reward"),
               ("eval/kl", "KL(policy ‖ SFT) per completion (nats)", "KL to the reference")]
     groups = variant_groups(study)
-    fig, grid = plt.subplots(len(groups), 3, figsize=(15, 4.6 * len(groups)), squeeze=False)
+    fig, grid = plt.subplots(len(groups), 3, figsize=(15, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
     for axes, (label, vs) in zip(grid, groups):
         for ax, (col, ylabel, sub) in zip(axes, panels):
             _lineplot(ax, m[m["variant"].isin(vs)], col, study, pal, band)
-            ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=f"{sub} ({label})" if label else sub)
+            ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=f"{sub}\n({label})" if label else sub)
             _int_rounds(ax)
     axes = list(grid.ravel())
     # peak and stagnation markers per run, on the gold panel of the run's row
@@ -167,13 +182,18 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
             runm = m[(m["run"] == row["run"]) & (m["round"] == st)]
             if not runm.empty and pd.notna(runm["eval/gold"].iloc[0]):
                 ax.scatter([st], [runm["eval/gold"].iloc[0]], marker="v", s=80, color=colour, edgecolor="black", linewidth=0.7, zorder=5)
-    extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)"),
-             Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)")]
+    stalled = "stagnation_round" in s and s["stagnation_round"].notna().any()
+    extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)")]
+    if stalled:
+        extra.append(Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)"))
     _legend_once(fig, axes, extra)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    cap = (f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold; "
-           "triangles the round from which gold stopped rising while the policy kept moving (stagnation). "
-           "Proxy is on each reward model's own scale (not comparable across utilities); KL is the k1 estimate per completion.")
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
+    cap = f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold"
+    cap += ("; triangles the round from which gold stopped rising while the policy kept moving (stagnation). " if stalled else
+            " (no seed stagnated). ")
+    utilities = len(config_values(study, "reward.utility")) > 1 or len(config_values(study, "reward.prompt_aware")) > 1
+    cap += ("Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "")
+            + "; KL is the k1 estimate per completion.")
     return FigureResult(key, title, cap, fig)
 
 
@@ -190,11 +210,12 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
     ], (4.2, 4.4))
     if drawn is None:
         return FigureResult(key, title, "", None, "no per-type metrics (eval/gold_open, eval/accuracy_closed) logged")
-    fig, axes, _ = drawn
+    fig, axes, drawn_panels = drawn
     _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    cap = (f"Per prompt type, mean over seeds ({_band_text(band)}). A proxy that rises while closed accuracy falls is the "
-           "cross-task exploit (closed prompts answered with open-prompt words).")
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
+    cap = f"Per prompt type, mean over seeds ({_band_text(band)})."
+    if {"eval/accuracy_closed", "eval/proxy_closed"} <= {p[0] for p in drawn_panels}:
+        cap += " A proxy that rises while closed accuracy falls is the cross-task exploit (closed prompts answered with open-prompt words)."
     return FigureResult(key, title, cap, fig)
 
 
@@ -267,105 +288,7 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
     return res
 
 
-# ----------------------------------------------------------------------------- 4-5. reward distributions from the parquet files
-
-
-def scale_proxy(df: pd.DataFrame) -> pd.Series:
-    """Proxy on [0,1] per run and round: kept if it already lies in [0,1] (bounded rewards), else min-max scaled."""
-    def f(x: pd.Series) -> pd.Series:
-        x = pd.to_numeric(x, errors="coerce")
-        fin = x[np.isfinite(x)]
-        if fin.empty:
-            return x
-        if fin.min() >= 0 and fin.max() <= 1:
-            return x
-        lo, hi = fin.min(), fin.max()
-        return (x - lo) / (hi - lo) if hi > lo else x * 0 + 0.5
-
-    return df.groupby(["run", "round"], group_keys=False)["proxy"].apply(f)
-
-
-def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
-    plt = _plt()
-    key, title = "fig4_reward_distributions", "Reward distributions per prompt type"
-    if rewards.empty or "prompt_type" not in rewards:
-        return FigureResult(key, title, "", None, "no rewards/round_XXX.parquet for the chosen rounds")
-    sns = _sns()
-    df = rewards.copy()
-    df["proxy (0-1 scaled)"] = scale_proxy(df) if "proxy" in df else np.nan
-    long = df.melt(id_vars=["variant", "seed", "round", "prompt_type"], value_vars=["proxy (0-1 scaled)", "gold"], var_name="measure", value_name="reward")
-    long = long.dropna(subset=["reward"])
-    types = sorted(long["prompt_type"].dropna().unique())
-    measures = [m for m in ["proxy (0-1 scaled)", "gold"] if (long["measure"] == m).any()]
-    if not types or not measures:
-        return FigureResult(key, title, "", None, "rewards parquet files have no finite proxy or gold values")
-    order = [v for v in study.variants if v in set(long["variant"])]
-    fig, axes = plt.subplots(len(measures), len(types), figsize=(5.6 * len(types), 3.8 * len(measures)), squeeze=False, sharey=True)
-    for i, meas in enumerate(measures):
-        for j, t in enumerate(types):
-            ax = axes[i][j]
-            sub = long[(long["measure"] == meas) & (long["prompt_type"] == t)]
-            if sub.empty:
-                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)  # seaborn 0.13 on matplotlib >= 3.11 (vert=)
-                    warnings.simplefilter("ignore", PendingDeprecationWarning)
-                    sns.boxplot(data=sub, x="round", y="reward", hue="variant", hue_order=order, palette=pal, order=rounds,
-                                fliersize=1.5, linewidth=0.8, ax=ax)
-            ax.set(xlabel="round", ylabel=f"{meas} reward" if meas == "gold" else "proxy reward (0-1, scaled per run)",
-                   title=f"{t} prompts: {meas.split(' ')[0]}", ylim=(-0.05, 1.05))
-    _legend_once(fig, [a for row in axes for a in row])
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    cap = (f"Per-completion rewards on the held-out prompts at rounds {', '.join(map(str, rounds))}, pooled over seeds. "
-           "Proxy is shown on [0,1]: bounded rewards as they are, logits min-max scaled per run and round. Collapse shows as open "
-           "and closed proxy distributions of the same shape although their gold distributions differ (closed gold is 0 or 1).")
-    return FigureResult(key, title, cap, fig)
-
-
-def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
-    """Sorted within-prompt reward profiles (the look of Song et al.'s reward-vs-response-index figure)."""
-    plt = _plt()
-    key, title = "fig5_sorted_profiles", "Sorted within-prompt reward profiles (collapse)"
-    if rewards.empty or "proxy" not in rewards or not pd.to_numeric(rewards["proxy"], errors="coerce").notna().any():
-        return FigureResult(key, title, "", None, "no proxy rewards in the parquet files of the chosen rounds")
-    sns = _sns()
-    df = rewards.copy()
-    df["p01"] = scale_proxy(df)
-    df = df.dropna(subset=["p01"])
-    rounds = [r for r in rounds if (df["round"] == r).any()]
-    if not rounds:
-        return FigureResult(key, title, "", None, "no proxy rewards at the chosen rounds")
-    df["rank"] = df.groupby(["run", "round", "prompt_id"])["p01"].rank(method="first", ascending=True).astype(int)
-    order = [v for v in study.variants if v in set(df["variant"])]
-    types = sorted(df["prompt_type"].dropna().unique())
-    styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(len(rounds), len(order), figsize=(3.6 * len(order) + 1, 3.3 * len(rounds)), squeeze=False, sharey=True)
-    for i, rd in enumerate(rounds):
-        for j, v in enumerate(order):
-            ax = axes[i][j]
-            sub = df[(df["round"] == rd) & (df["variant"] == v)]
-            for k, t in enumerate(types):
-                st = sub[sub["prompt_type"] == t]
-                if st.empty:
-                    continue
-                sns.lineplot(data=st, x="rank", y="p01", color=pal[v], linestyle=styles[k % len(styles)], errorbar="sd",
-                             ax=ax, label=f"{t}-ended" if t in ("open", "closed") else t, legend=False)
-            ax.set(title=f"{v}, round {rd}", xlabel="response index (sorted by proxy)" if i == len(rounds) - 1 else "",
-                   ylabel="proxy reward (0-1 scaled)" if j == 0 else "", ylim=(-0.05, 1.05))
-            _int_rounds(ax)
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color="black", ls=styles[k % len(styles)], label=f"{t} prompts") for k, t in enumerate(types)]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    cap = ("Each prompt's completions sorted by proxy reward (lowest first); lines are the mean over prompts and seeds, bands ±1 sd. "
-           "Colour is the variant; line style the prompt type. Collapse: open and closed profiles coincide.")
-    from rlhfsim.report.select import _factor_value
-
-    if any(_factor_value(study, v, "reward.prompt_aware") for v in order):  # only a study with such a variant is told about it
-        cap += " A prompt-aware utility should keep closed profiles step-like (0 or 1) and open profiles spread."
-    return FigureResult(key, title, cap, fig)
+# 4-5. reward distributions from the parquet files: report/fig_rewards.py
 
 
 # ----------------------------------------------------------------------------- 6. collapse metrics
@@ -390,11 +313,17 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
 
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
     _legend_once(fig, axes, extra if _has(m, "collapse/probe_shape_gold") else ())
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    cap = (f"Mean over seeds ({_band_text(band)}). Collapse: 1 - the mean squared W2 distance of each prompt's standardised "
-           "sorted reward profile from their barycentre, on a fixed probe set (higher = more collapsed); gold on the same "
-           "completions dashed; relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed. "
-           "Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold.")
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
+    cols = {p[0] for p in panels}
+    cap = f"Mean over seeds ({_band_text(band)})."
+    if "collapse/probe_shape" in cols:
+        cap += (" Collapse: 1 - the mean squared W2 distance of each prompt's standardised sorted reward profile from their "
+                "barycentre, on a fixed probe set (higher = more collapsed)"
+                + ("; gold on the same completions dashed." if _has(m, "collapse/probe_shape_gold") else "."))
+    if "collapse/probe_shape_rel" in cols:
+        cap += " Relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed."
+    if "rm/pairwise_acc" in cols:
+        cap += " Pairwise accuracy is missing (not 0) in rounds where no held-out pair differs in gold."
     return FigureResult(key, title, cap, fig)
 
 
@@ -412,7 +341,7 @@ def fig_advantage(study, pal, band="sd") -> FigureResult:
         return FigureResult(key, title, "", None, "no adv/* metrics in metrics.jsonl (advantage fidelity not logged by these runs)")
     fig, axes, _ = drawn
     _legend_once(fig, axes)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = (f"GAE run twice on the same PPO rollouts, with the proxy score and with the gold score; averaged over the round's PPO "
            f"iterations, mean over seeds ({_band_text(band)}). Falling agreement means PPO is pushed away from gold.")
     return FigureResult(key, title, cap, fig)

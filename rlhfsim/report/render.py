@@ -17,7 +17,7 @@ import pandas as pd
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
-from rlhfsim.report.select import skip_reasons
+from rlhfsim.report.select import colour_keys, skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
 
@@ -74,7 +74,9 @@ def _png(fig) -> bytes:
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None) -> Report:
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
+    from rlhfsim.report import fig_rewards as R
     from rlhfsim.report import figures as F
+    from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
 
@@ -82,7 +84,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = Report(out)
-    pal = F.palette(study.variants, study.baseline)
+    pal = F.palette(study.variants, study.baseline, colour_keys(study))
 
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
@@ -92,13 +94,13 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
                 ("fig1_gold_proxy_kl", lambda: F.fig_gold_proxy(study, pal, band)),
                 ("fig2_by_prompt_type", lambda: F.fig_by_type(study, pal, band)),
                 ("fig3_gold_vs_sqrt_kl", lambda: F.fig_gao(study, pal, band)),
-                ("fig4_reward_distributions", lambda: F.fig_distributions(study, pal, rewards, chosen)),
-                ("fig5_sorted_profiles", lambda: F.fig_profiles(study, pal, rewards, chosen)),
+                ("fig4_reward_distributions", lambda: R.fig_distributions(study, pal, rewards, chosen)),
+                ("fig5_sorted_profiles", lambda: R.fig_profiles(study, pal, rewards, chosen)),
                 ("fig6_collapse", lambda: F.fig_collapse(study, pal, band)),
                 ("fig7_advantage_fidelity", lambda: F.fig_advantage(study, pal, band))]
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
-                ("fig10_learning_signal", D.fig_signal), ("fig11_audits", audit_section.figure),
+                ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
                 ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response)]
     results, left_out = [], []
     for key, build in builders:
@@ -332,7 +334,7 @@ def render_html(ctx: dict, figures: list) -> str:
     from rlhfsim.report.figures import palette
 
     st = ctx["study"]
-    pal = palette(st.variants, st.baseline)
+    pal = palette(st.variants, st.baseline, colour_keys(st))
 
     def sw(v):
         r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])

@@ -75,23 +75,64 @@ def _factor_value(study, variant: str, key: str):
     return None
 
 
+def config_values(study, key: str) -> set:
+    """The values the dotted config `key` takes over the study's runs (as strings; "None" where unset), so a caption
+    mentions a setting only when the study has it, e.g. config_values(study, "reward.prompt_aware") == {"False"}."""
+    out = set()
+    for r in study.runs:
+        node = r.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out.add(str(node))
+    return out
+
+
 def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, list[str]]]:
-    """[(row label, variants)]: the baseline plus at most max_colours others per row, split by the experiment's first
-    design factor where it has one (e.g. one row per aggregation), else in study order."""
+    """[(row label, variants)]: the baseline plus at most max_colours others per row of panels.
+
+    With design factors (experiment `factors`), the variants are grouped by all factors but one, the colour factor,
+    chosen to need the fewest rows (ties: the grouping that names more factors), e.g. ensembles' size x kind x
+    aggregation gives one row per (size, kind) with the aggregations as colours. Groups larger than max_colours, or
+    variants without factors, are split in study order."""
     others = [v for v in study.variants if v != study.baseline]
     if len(others) <= max_colours:
         return [("", list(study.variants))]
-    parts: list[tuple[str, list[str]]] = []
-    factor = next(iter(study.factors.items()), None) if getattr(study, "factors", None) else None
-    if factor is not None:
-        by: dict[str, list[str]] = {}
-        for v in others:
-            by.setdefault(f"{factor[0]} = {_factor_value(study, v, factor[1])}", []).append(v)
-        parts = list(by.items()) if len(by) > 1 else []
-    if not parts:
-        parts = [("", others)]
+    parts = _factor_parts(study, others, max_colours)[0] or [("", others)]
     out = []
     for label, vs in parts:
         for i in range(0, len(vs), max_colours):
             out.append((label, [study.baseline, *vs[i:i + max_colours]]))
     return out
+
+
+def colour_keys(study, max_colours: int = MAX_COLOURS) -> dict[str, str] | None:
+    """{variant: colour key} when the variants are faceted with a colour factor (e.g. {"m3_wco": "aggregation = wco"}),
+    so one colour means one level of that factor on the whole page; None otherwise (a colour per variant)."""
+    others = [v for v in study.variants if v != study.baseline]
+    if len(others) <= max_colours:
+        return None
+    _, colour = _factor_parts(study, others, max_colours)
+    if colour is None:
+        return None
+    key = dict(study.factors)[colour]
+    return {v: f"{colour} = {_factor_value(study, v, key)}" for v in others}
+
+
+def _factor_parts(study, others: list[str], max_colours: int) -> tuple[list[tuple[str, list[str]]], str | None]:
+    """(groups, the colour factor or None) of the grouping that needs the fewest rows."""
+    factors = list((getattr(study, "factors", None) or {}).items())
+    if not factors:
+        return [], None
+    values = {v: {name: _factor_value(study, v, key) for name, key in factors} for v in others}
+    best, best_score, best_colour = [], None, None
+    # candidate groupings: by every factor, or by all factors but one (that one then tells the colours apart)
+    candidates = [(None, [n for n, _ in factors])] + [(c, [n for n, _ in factors if n != c]) for c, _ in factors]
+    for colour, names in candidates:
+        by: dict[str, list[str]] = {}
+        for v in others:
+            by.setdefault(", ".join(f"{n} = {values[v][n]}" for n in names), []).append(v)
+        rows = sum(-(-len(vs) // max_colours) for vs in by.values())
+        score = (rows, -len(names))
+        if best_score is None or score < best_score:
+            best, best_score, best_colour = list(by.items()), score, colour
+    return best, best_colour

@@ -77,3 +77,23 @@ def test_figures_draw_and_fit_best_of_n(study):
         assert build(study, pal).fig is not None
     empty = Study("s", "q", "a", ["a"], [], [], [])
     assert all(build(empty, pal).fig is None for build in D.BUILDERS)
+
+
+def _shaped_run(variant: str, seed: int, gold_of_d) -> RunData:
+    rows = [{"round": r, "eval/gold": 0.4 + float(gold_of_d(np.sqrt(0.4 * r * r))), "eval/kl": 0.4 * r * r,
+             "eval/proxy": 0.1 * r if r else None} for r in range(9)]
+    m = pd.DataFrame(rows)
+    return RunData(Path(f"runs/s/{variant}/seed{seed}"), "s", variant, seed, metrics=m, summary=summarize(rows, 1.0))
+
+
+def test_gao_shape_shares_per_variant():
+    turn = lambda d: gao_rl(d, ALPHA, BETA)  # noqa: E731 - peak at exp(α/β - 1) = 1.65, inside d <= 5.06
+    runs = [_shaped_run("a", 0, turn), _shaped_run("a", 1, turn), _shaped_run("a", 2, lambda d: 0.05 * d),
+            *[_shaped_run("b", s, lambda d: -0.05 * d) for s in range(3)]]
+    assert [r.summary["gao_rl_shape"] for r in runs] == ["rise_fall", "rise_fall", "rising", "falling", "falling", "falling"]
+    sec = D.gao_shape_section(Study("s", "q", "a", ["a", "b"], runs, [], ["fabricated"]))
+    rows = {r[0]: dict(zip(sec.header, r)) for r in sec.rows}
+    assert rows["a"]["rise then fall"] == "67% (2)" and rows["a"]["rising only"] == "33% (1)"
+    assert rows["b"]["falling from the start"] == "100% (3)" and rows["b"]["rise then fall"] == "0% (0)"
+    assert rows["b"]["seeds fitted"] == "3/3"
+    assert sec.title in [s.title for s in D.sections(Study("s", "q", "a", ["a", "b"], runs, [], ["fabricated"]))]
