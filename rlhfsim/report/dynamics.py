@@ -267,20 +267,27 @@ PROPAGATION_SHOWN = [
 
 
 def propagation_section(study) -> Section:
-    rows = []
+    rows, all_n = [], []
     for x, y, lag in PROPAGATION_SHOWN:
         key = f"corr/{x}->{y}@lag{lag}"
-        row = [f"{x} (r) → {y} (r+{lag})"]
+        row, defined = [f"{x} (r) → {y} (r+{lag})"], False
         for v in study.variants:
             vals = [(r.summary.get("propagation") or {}).get(key) for r in _runs(study, v)]
             vals = [p for p in vals if p]
             ns = [int(p.get("n", 0)) for p in vals]
-            row.append(_ms([_num(p.get("value")) for p in vals], "{:+.2f}") + (f"; rounds per run {min(ns)}-{max(ns)}" if ns else ""))
-        rows.append(row)
+            all_n += ns
+            values = [_num(p.get("value")) for p in vals]
+            defined |= any(np.isfinite(values)) if values else False
+            row.append(_ms(values, "{:+.2f}") + (f"; rounds per run {min(ns)}-{max(ns)}" if ns else ""))
+        if defined:  # a pair no run could correlate (e.g. saturation of a bounded model that never saturates) is left out
+            rows.append(row)
+    n_lo, n_hi = (min(all_n), max(all_n)) if all_n else (0, 0)
+    band = f"about ±{1.96 / np.sqrt(n_lo - 1):.2f}" if n_lo > 2 else "undefined"
     note = ("Per run, the Pearson correlation over its trained rounds of x at round r with y at round r + lag (summary.json "
             "'propagation'); mean ± sd over seeds, n = runs with a defined value, and how many rounds stand behind each run's "
-            "value. eval/gold_delta at r is gold(r) − gold(r−1), the change made by round r's PPO on round r's reward model. "
-            "With 5-8 rounds per run a single correlation is weak evidence; read the sign consistency over seeds.")
+            "value. eval/gold_delta at r is gold(r) − gold(r−1), the change made by round r's policy update on round r's reward "
+            f"model. With {n_lo}-{n_hi} rounds a run, a single run's correlation has a null 95% band of {band} (at {n_lo}); read the sign consistency "
+            "over seeds. Pairs with no defined value in any run are not shown.")
     return Section("Propagation: reward-model state → advantage fidelity → gold change", ["x → y", *study.variants], rows, note)
 
 

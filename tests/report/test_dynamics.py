@@ -63,6 +63,7 @@ def test_stagnation_and_propagation_sections(study):
     first = prop.rows[0]  # collapse/probe_shape_rel -> adv/gold_corr at lag 0: an exact negative line
     assert first[0].startswith("collapse/probe_shape_rel (r) → adv/gold_corr (r+0)")
     assert first[1].startswith("-1.00 ± 0.00 (n=3); rounds per run 8-8")
+    assert "With 7-8 rounds" in prop.note and "±0.80" in prop.note  # lag 1 leaves 7; 1.96 / sqrt(7 - 1): one run's null band
 
 
 def test_figures_draw_and_fit_best_of_n(study):
