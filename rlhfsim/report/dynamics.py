@@ -261,4 +261,7 @@ def propagation_section(study) -> Section:
 
 
 def sections(study) -> list[Section]:
-    return [overopt_section(study), stagnation_section(study), propagation_section(study)]
+    from rlhfsim.report.cost import cost_section  # cost.py imports Section from here
+
+    out = [overopt_section(study), stagnation_section(study), propagation_section(study), cost_section(study)]
+    return [s for s in out if s is not None]
