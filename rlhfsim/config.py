@@ -1,8 +1,11 @@
-"""Typed, documented run configuration.
+"""The run configuration: the root model, YAML loading with dotted overrides, and the checks across sections.
 
-Every field is declared once here with its type, default, range and a description; `docs/config.md`
-is generated from these declarations (`rlhfsim validate --schema`). Unknown keys are errors, so a
-typo can never silently fall back to a default.
+Each section is declared beside the code it configures, in a light module that imports no torch, transformers or
+implementation code: world (rlhfsim/world/config.py, text_config.py), policy and compute (rlhfsim/models/config.py),
+reward, recalibration and surgery (rlhfsim/reward/config.py), optimizer (rlhfsim/optim/config.py, ppo/config.py),
+loop, output and guards (rlhfsim/loop_config.py), audit (rlhfsim/diagnostics/config.py). Every field has its type,
+default, range and description there; `docs/config.md` is generated from them (`rlhfsim validate --schema`). Unknown
+keys are errors, so a typo can never silently fall back to a default. The sections' names are re-exported here.
 
     cfg = load_config("configs/quickstart.yaml", overrides=["optimizer.kl_coef=0.1"])
 """
@@ -16,299 +19,25 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from rlhfsim.diagnostics.audit import AuditConfig
-from rlhfsim.guards import GuardsConfig
+from rlhfsim.diagnostics.config import AuditConfig, FamilySpec
+from rlhfsim.loop_config import GuardsConfig, LoopConfig, OutputConfig
+from rlhfsim.models.config import ComputeConfig, LoraSpec, PolicyConfig
 from rlhfsim.optim.config import all_configs
 from rlhfsim.ppo.config import PPOConfig
-from rlhfsim.reward.recalibrate import RecalibrationConfig
-from rlhfsim.reward.surgery import SurgeryConfig
-from rlhfsim.world.graded import GradedWorldConfig
-from rlhfsim.world.perturb import NEEDS_SYNTHETIC, PERTURBATIONS
-from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
-from rlhfsim.world.text_config import TextWorldConfig, local_path_exists
+from rlhfsim.reward.config import EarlyStopConfig, RecalibrationConfig, RewardConfig, SurgeryConfig, UtilitySpec
+from rlhfsim.schema import ConfigError, Strict
+from rlhfsim.world.config import (NEEDS_SYNTHETIC, SHIFTS, TEXT_FAMILIES, AnnotatorConfig, GradedWorldConfig,
+                                  SyntheticWorldConfig)
+from rlhfsim.world.text_config import TextWorldConfig
 
-
-from rlhfsim.schema import ConfigError, Strict  # noqa: F401  (re-exported: rlhfsim.config.ConfigError is the public name)
+__all__ = [  # the sections' names stay importable from here (from rlhfsim.config import RewardConfig)
+    "AnnotatorConfig", "AuditConfig", "ComputeConfig", "Config", "ConfigError", "EarlyStopConfig", "FamilySpec",
+    "GradedWorldConfig", "GuardsConfig", "LoopConfig", "LoraSpec", "OptimizerConfig", "OutputConfig", "PPOConfig",
+    "PolicyConfig", "RecalibrationConfig", "RewardConfig", "SurgeryConfig", "SyntheticWorldConfig", "TextWorldConfig",
+    "UtilitySpec", "apply_overrides", "config_from_dict", "dump_config", "load_config", "parse_override", "read_yaml",
+    "schema_markdown", "set_dotted"]
 
 OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
-
-
-class UtilitySpec(Strict):
-    """A utility U applied to reward differences r_better - r_worse (see rlhfsim.reward.utilities)."""
-
-    name: str = Field("logsigmoid", description="Registry name: logsigmoid, linear/x, power, log, neg_power, inv/-1/x.")
-    params: dict[str, float] = Field(default_factory=dict, description="Utility parameters, e.g. {g: 0.5} or {eps: 0.01}.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _exists(self) -> "UtilitySpec":
-        from rlhfsim.reward.utilities import get_utility
-
-        get_utility(self.name, **self.params)  # fails at load time with the list of valid names
-        return self
-
-    def build(self):
-        from rlhfsim.reward.utilities import get_utility
-
-        return get_utility(self.name, **self.params)
-
-
-class LoraSpec(Strict):
-    """LoRA adapters on a checkpoint policy (needs the `peft` extra: pip install rlhfsim[peft])."""
-
-    r: int = Field(16, ge=1, le=1024, description="Adapter rank.")
-    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale = alpha / r).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Adapter dropout (keep 0: PPO's ratio needs a deterministic policy).")
-    target_modules: list[str] | str = Field("all-linear", description="Module names to adapt, or 'all-linear'.")
-
-
-class PolicyConfig(Strict):
-    """The policy: a GPT-2 style causal LM built from n_layer/n_embd/n_head and warm-started by SFT on the world's
-    noisy demonstrations, or any transformers causal LM checkpoint (`checkpoint`)."""
-
-    checkpoint: str | None = Field(
-        None, description="A transformers causal LM: hub name or local folder (needs world.name: text); null = the built-in GPT-2."
-    )
-    tokenizer: str | None = Field(None, description="Tokenizer (hub name or folder) when it is not stored with `checkpoint`.")
-    lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of every weight of a checkpoint policy (null = full fine-tune).")
-
-    _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
-    n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks.")
-    n_embd: int = Field(128, ge=8, le=8192, description="Hidden width; must be divisible by n_head.")
-    n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
-    response_len: int = Field(10, ge=1, le=512, description="Maximum generated tokens per completion (EOS included).")
-    temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature for rollouts, annotation and evaluation.")
-    sft_demos: int = Field(10000, ge=0, description="Number of noisy demonstrations for the SFT warm start (0 = no SFT).")
-    sft_epochs: int = Field(6, ge=0, le=1000, description="SFT epochs over the demonstrations.")
-    sft_lr: float = Field(3e-3, gt=0, le=1, description="SFT AdamW learning rate (cosine decay).")
-    sft_batch_size: int = Field(128, ge=1, description="SFT batch size.")
-    cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints are cached, keyed by a hash of what they depend on.")
-
-    @model_validator(mode="after")
-    def _heads(self) -> "PolicyConfig":
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        return self
-
-
-class EarlyStopConfig(Strict):
-    """Reward-model early stopping each round (rlhfsim.reward.early_stop); `reward.epochs` is the maximum."""
-
-    mode: Literal["none", "patience", "collapse"] = Field(
-        "none", description="none: always reward.epochs epochs; patience: held-out loss/accuracy stops improving; "
-        "collapse: held-out shape dependence (1 - collapse/shape, no gold) below min_shape_dep or saturation above max_saturation.")
-    holdout: float = Field(0.15, ge=0, lt=1, description="Share of buffer groups held out (a fixed hash per group: never trained on).")
-    monitor: Literal["loss", "accuracy"] = Field("loss", description="patience: the held-out curve watched.")
-    patience: int = Field(1, ge=1, description="patience: epochs without improvement before stopping; the best epoch's weights are kept.")
-    min_delta: float = Field(0.0, ge=0, description="patience: smallest change that counts as an improvement.")
-    min_epochs: int = Field(1, ge=1, description="Never stop before this many epochs.")
-    min_shape_dep: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out shape dependence (rlhfsim.diagnostics.collapse.shape_dependence: 0 = every "
-                                         "prompt one standardised profile; gold's is about 0.2 on the quickstart world) falls below this. "
-                                         "Replaces min_collapse_index (the W1 type-profile index, opposite scale) since issue 17.")
-    max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
-
-
-class RewardConfig(Strict):
-    """The learned reward model, retrained every round on the preference buffer: a GPT-2 style sequence classifier on
-    the world's tokenizer, or any transformers checkpoint (`checkpoint`, e.g. DeBERTa-v3) with its own tokenizer."""
-
-    checkpoint: str | None = Field(
-        None, description="A transformers model (hub name or local folder) fine-tuned as the reward model with a fresh "
-        "1-logit head; it reads the text of prompt and completion with its own tokenizer. null = the built-in GPT-2."
-    )
-    tokenizer: str | None = Field(None, description="Tokenizer (hub name or folder) when it is not stored with `checkpoint`.")
-    max_length: int = Field(512, ge=8, le=32768, description="Checkpoint reward models: tokens per (prompt, completion); the longer is cut first.")
-
-    _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
-    n_layer: int = Field(2, ge=1, le=48, description="Transformer blocks of the GPT-2 style sequence classifier.")
-    n_embd: int = Field(64, ge=8, le=8192, description="Hidden width; divisible by n_head.")
-    n_head: int = Field(4, ge=1, le=128, description="Attention heads.")
-    utility: UtilitySpec = Field(default_factory=UtilitySpec, description="Utility for every prompt type (Bradley-Terry = logsigmoid).")
-    prompt_aware: dict[str, UtilitySpec] | None = Field(
-        None, description="Per prompt type utility, e.g. {open: inv, closed: linear}; overrides `utility` for listed types."
-    )
-    bounded: bool | None = Field(
-        None, description="Rewards are sigmoid(logit) in [0,1] (paper) if true, raw logits if false; null = bounded iff a utility needs it."
-    )
-    type_weighting: Literal["range", "raw"] = Field(
-        "range", description="How prompt-aware utilities are balanced: range = each type's utility divided by its range "
-        "U(1) - U(0) on [0, 1], times the geometric mean of the ranges (same average pull per type; identity for one shared "
-        "utility); raw = the paper's plain average of raw utilities over all labelled pairs (rlhfsim.reward.trainer.type_weights).")
-    epochs: int = Field(2, ge=1, le=10000, description="Passes over the preference buffer per round.")
-    lr: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient-norm clipping per member and optimiser step (null: none).")
-    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
-        "constant", description="Learning-rate decay over each round's optimiser steps (transformers' schedulers): constant, "
-        "or linear / cosine decay to 0 (the reward-collapse paper's recipe is cosine with warmup 0.1).")
-    warmup: float = Field(0.0, ge=0, lt=1, description="Share of each round's optimiser steps with a linear warmup from lr 0 to `lr`.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout (residual, embedding, attention) while training the reward model.")
-    center_coef: float = Field(
-        0.0, ge=0, description="Reward centring: adds center_coef * mean(logit^2) to the loss (TRL's center_rewards_coefficient)."
-    )
-    center_schedule: Literal["constant", "linear", "cosine"] = Field(
-        "constant", description="center_coef over each round's optimiser steps: constant, or decaying to 0 (linear / cosine). "
-        "Bounded rewards: strong centring early keeps sigmoid(logit) responsive while the model learns the order, "
-        "the decay then lets rewards reach 0 and 1 (needed for optima on the bounds, e.g. utility x).")
-    margin: float = Field(0.0, ge=0, description="Each labelled pair must win by this much on the reward scale: U(r_a - r_b - margin).")
-    batch_groups: int = Field(32, ge=1, description="Prompt groups (each with all its completions) per optimiser step.")
-    init: Literal["warm", "fresh"] = Field("warm", description="warm: continue from last round's weights; fresh: re-initialise each round.")
-    ensemble_size: int = Field(1, ge=1, le=64, description="Reward-model members per round (differ by init seed).")
-    ensemble_kind: Literal["members", "heads"] = Field(
-        "members", description="members: ensemble_size full GPT-2 reward models; heads: ONE GPT-2 trunk with ensemble_size "
-        "score heads on one forward (Osband et al. 2016), the trunk trained on the mean of the heads' losses: about "
-        "one model's cost, less diverse members. Built-in reward models only.")
-    aggregation: Literal["mean", "wco", "uwo", "median"] = Field(
-        "mean", description="How member rewards combine into the score PPO sees; wco/uwo/median need ensemble_size >= 2.")
-    uwo_lambda: float = Field(0.1, ge=0, description="UWO: mean - lambda * population variance (ddof 0) over members "
-                              "(standardised members when standardise_members: lambda in standardised units).")
-    standardise_members: bool = Field(
-        True, description="wco/uwo: standardise each member (its mean and std on the fixed probe set, recomputed after each "
-        "training round) before the min / variance, so arbitrary member offsets and scales do not decide them "
-        "(rlhfsim.reward.ensemble.aggregate); false = raw members as in Coste et al.")
-    ensemble_data: Literal["own_order", "same_order", "bootstrap"] = Field(
-        "own_order", description="What else makes members differ: own_order (own shuffle per epoch), same_order (init seed only), "
-        "bootstrap (own bootstrap resample of the buffer each round, own order). heads: same_order (the default there) "
-        "or bootstrap (per-head multinomial group weights on one shared order); own_order is refused.")
-    stacked: bool = Field(True, description="Train and score members in one vmapped forward (torch.func); falls back to a loop where stacking fails.")
-    early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
-
-    @model_validator(mode="after")
-    def _heads_and_bounds(self) -> "RewardConfig":
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        specs = [self.utility, *(self.prompt_aware or {}).values()]
-        needs = [s.name for s in specs if s.build().needs_bounded]
-        if self.bounded is False and needs:
-            raise ValueError(f"utility {needs[0]!r} needs bounded rewards in [0,1]; set reward.bounded: true (or null)")
-        if self.ensemble_size == 1 and self.aggregation != "mean":
-            # with one member wco/uwo/median ARE the member: refuse rather than let a study compare a no-op
-            raise ValueError(f"aggregation {self.aggregation!r} with ensemble_size 1 is the single member itself; "
-                             "set reward.ensemble_size >= 2 or reward.aggregation: mean")
-        es = self.early_stop
-        if es.mode == "collapse" and es.min_shape_dep is None and es.max_saturation is None:
-            raise ValueError("early_stop.mode collapse needs early_stop.min_shape_dep and/or early_stop.max_saturation")
-        if es.mode != "none" and es.holdout == 0:
-            raise ValueError(f"early_stop.mode {es.mode} needs a held-out slice: set early_stop.holdout > 0 (e.g. 0.15)")
-        if es.min_epochs > self.epochs:
-            raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
-        if self.ensemble_kind == "heads":
-            self._heads_data()
-        if self.checkpoint is not None and (es.mode != "none" or self.ensemble_data == "bootstrap"):
-            # the checkpoint trainer (rlhfsim.reward.hf_trainer) has neither yet: refuse rather than ignore
-            raise ValueError("reward.checkpoint: early_stop.mode and ensemble_data: bootstrap are built-in reward models only; "
-                             "set early_stop.mode: none and ensemble_data: own_order")
-        return self
-
-    def _heads_data(self) -> None:
-        """Heads share one forward, so they see one data order: own_order is refused when asked for, and the
-        default (own_order, meant for members) becomes same_order; checkpoint reward models have no heads."""
-        if self.checkpoint is not None:
-            raise ValueError("reward.ensemble_kind heads is for the built-in GPT-2 reward model only; "
-                             "set reward.ensemble_kind: members with reward.checkpoint")
-        if self.ensemble_data == "own_order":
-            if "ensemble_data" in self.model_fields_set:
-                raise ValueError("reward.ensemble_kind heads: all heads share one forward, hence one data order, so "
-                                 "ensemble_data own_order cannot apply; set reward.ensemble_data: same_order or bootstrap")
-            # bypass validate_assignment (it would re-run this validator); resolved configs then say same_order
-            self.__dict__["ensemble_data"] = "same_order"
-
-    @property
-    def is_bounded(self) -> bool:
-        if self.bounded is not None:
-            return self.bounded
-        specs = [self.utility, *(self.prompt_aware or {}).values()]
-        return any(s.build().needs_bounded for s in specs)
-
-
-class AnnotatorConfig(Strict):
-    """The simulated annotator: rankings from gold plus noise (rlhfsim.world.annotator)."""
-
-    name: Literal["plackett_luce", "bradley_terry"] = Field("plackett_luce", description="Noise model.")
-    temperature: float = Field(0.05, ge=0, le=100, description="Noise temperature on gold (0 = exact gold order).")
-    flip_rate: float = Field(0.0, ge=0, le=0.5, description="Probability of flipping each labelled pair.")
-    ties: Literal["keep", "break", "consistent"] = Field(
-        "keep", description="keep: equal gold gives no pair; break: random direction; consistent: the direction of a fixed "
-        "per-(prompt, completion) key salted by the seed, so a repeated prompt with the same completions gets the same order.")
-
-
-class LoopConfig(Strict):
-    """The round loop (rlhfsim.loop)."""
-
-    rounds: int = Field(8, ge=1, le=100000, description="Number of rounds.")
-    prompts_per_round: int = Field(64, ge=1, description="Prompts annotated per round.")
-    completions_per_prompt: int = Field(4, ge=2, le=64, description="k completions ranked per prompt.")
-    distinct_oversample: int = Field(
-        1, ge=1, le=64, description="Sample this many times k completions per prompt and keep the first k distinct texts "
-        "(duplicates only where too few are distinct; 1 = keep the k samples as drawn). With annotator temperature 0 and "
-        "ties: break (or consistent) this gives every group a total order (the collapse study)."
-    )
-    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
-    buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")
-    window: int = Field(3, ge=1, description="Rounds kept when buffer = window.")
-    reference_mix: float = Field(
-        0.0, ge=0, le=1, description="Share of annotated groups that also get the world's reference (gold) completion."
-    )
-    reward_source: Literal["learned", "gold"] = Field("learned", description="PPO optimises the learned proxy or the gold reward.")
-    freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
-    train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
-    diagnose_train: bool = Field(
-        False, description="Also score the reward model on its training groups each round: collapse_train/* metrics and "
-        "rewards/train_round_XXX.parquet (the terminal-phase profiles of the collapse study)."
-    )
-    eval_prompts: int = Field(128, ge=4, description="Fixed held-out prompts for per-round evaluation.")
-    bon_n: int = Field(0, ge=0, le=1024, description="Best-of-n curve each round from this many samples per prompt (0 = off).")
-    bon_prompts: int = Field(32, ge=1, description="Held-out prompts used for the best-of-n curve.")
-    eval_completions: int = Field(4, ge=2, le=64, description="Completions per held-out prompt (reward distributions, pairwise accuracy).")
-    diagnose_on_eval: bool = Field(
-        False, description="Phase 6 diagnoses the new reward model on the previous round's phase-8 held-out samples instead of a "
-        "fresh draw: the same policy made them (nothing changes it in between) and the reward model never trained on them, so "
-        "they are held out; it halves the evaluation's sampling. A resumed run regenerates them from the eval stream (identical).")
-    stop_on_stagnation: bool = Field(
-        False, description="End the run once gold stops rising (the slope's interval over stagnation_window rounds covers 0: stagnation) "
-        "or falls (interval below 0: over-optimisation) while the policy moves; the interval uses eval/gold_se.")
-    stagnation_window: int = Field(3, ge=2, description="Rounds per stagnation window (rlhfsim.diagnostics.stagnation).")
-    stagnation_slope: float = Field(0.0, ge=0, description="Smallest gold slope per round that counts: a window rises only when its "
-                                    "slope interval lies above +stagnation_slope, falls when below -stagnation_slope, else it is flat.")
-    stagnation_level: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the gold-slope interval of a stagnation window.")
-
-
-class OutputConfig(Strict):
-    """Where the run directory goes: <dir>/<experiment>/<variant>/seed<seed>/."""
-
-    dir: str = Field("runs", description="Root of run directories.")
-    experiment: str = Field("quickstart", description="Experiment name (a directory level).")
-    variant: str = Field("default", description="Variant name (a directory level).")
-    n_samples: int = Field(6, ge=0, description="Decoded completions saved per round in samples/round_XXX.jsonl.")
-    checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
-    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl, and take the "
-        "run's figure (figures/curves.png) as an image (any subset; "
-        "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
-        "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI), <run>/trackio."
-    )
-
-
-class ComputeConfig(Strict):
-    """How the run uses the hardware: precision, memory and parallelism. Nothing here changes results on CPU."""
-
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32)."
-    )
-    gradient_checkpointing: bool = Field(
-        False, description="Checkpoint models (policy, value, reward): recompute activations in backward to save memory."
-    )
-    ppo_micro_batch: int | None = Field(
-        None, ge=1, description="Rows per forward/backward in PPO updates, gradients accumulated over the minibatch (null = the whole minibatch)."
-    )
-    rm_micro_batch: int | None = Field(
-        None, ge=1, description="Prompt groups per forward/backward when training a checkpoint reward model (null = reward.batch_groups)."
-    )
-    score_batch: int = Field(256, ge=1, description="Completions per forward when checkpoint reward or gold models score text.")
 
 
 class Config(Strict):
@@ -353,7 +82,7 @@ class Config(Strict):
         # generic text transforms and no shifted sets unless it names its own, and no suite without reference answers
         if isinstance(v, dict) and isinstance(v.get("world"), dict) and v["world"].get("name") == "text":
             audit = dict(v.get("audit") or {})
-            audit.setdefault("families", sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC)))
+            audit.setdefault("families", sorted(TEXT_FAMILIES))
             audit.setdefault("shifts", [])
             if v["world"].get("reference_column") is None:
                 audit.setdefault("enabled", False)
@@ -384,7 +113,7 @@ class Config(Strict):
         if self.surgery.profile == "optimum" and self.reward.prompt_aware:
             raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
                              "reward.prompt_aware set use surgery.profile: pooled")
-        shifts = SyntheticWorld.shifts if not text else []
+        shifts = list(SHIFTS) if not text else []  # the synthetic and graded worlds' eval shifts
         for s in self.audit.shifts:
             if s not in shifts:
                 raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {shifts}")
@@ -394,7 +123,7 @@ class Config(Strict):
             synthetic_only = sorted({f.name for f in self.audit.families} & set(NEEDS_SYNTHETIC))
             if synthetic_only:
                 raise ValueError(f"audit.families: {synthetic_only} need the synthetic world; the text world's are "
-                                 f"{sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC))}")
+                                 f"{sorted(TEXT_FAMILIES)}")
             if self.world.reference_column is None:
                 raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
         return self

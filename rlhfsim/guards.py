@@ -14,26 +14,10 @@ import json
 import logging
 import math
 from contextlib import contextmanager
-from typing import Literal
 
-from pydantic import Field
-
-from rlhfsim.schema import Strict
+from rlhfsim.loop_config import GuardsConfig  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-class GuardsConfig(Strict):
-    """Divergence guards (rlhfsim.guards): non-finite or exploding values end the run (exit code 3) or skip the round."""
-
-    on_divergence: Literal["stop", "skip_round"] = Field(
-        "stop", description="stop: log a diagnostic row, mark the run diverged and exit with code 3; skip_round: log the row, "
-        "undo the round's updates (models, optimiser, KL controller, buffer) and go on with the next round."
-    )
-    max_abs_reward: float = Field(
-        1e4, gt=0, description="Reward explosion bound: largest tolerated |reward-model logit| on held-out samples and "
-        "|mean PPO score| or |mean proxy| of a batch."
-    )
-
 
 # what each phase must keep finite; logprobs enter through entropies and KLs. The policy phase watches what the
 # optimiser declares (PolicyOptimizer.watched), and those must all be there: a missing one is an error, not a skip.

@@ -6,6 +6,8 @@ rlhfsim/config.py assembles the root model, loads files and runs the cross-secti
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -15,3 +17,10 @@ class ConfigError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def local_path_exists(v: str | None) -> str | None:
+    """A value that is clearly a local path (/, ./, ../, ~) must exist; anything else may be a hub name."""
+    if v is not None and v.startswith(("/", "./", "../", "~")) and not Path(v).expanduser().exists():
+        raise ValueError(f"{v!r} does not exist; give an existing local path or a hub name")
+    return v

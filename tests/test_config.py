@@ -97,3 +97,45 @@ def test_schema_documents_every_section():
     for section in ("world", "policy", "reward", "optimizer", "loop", "loop.annotator", "output"):
         assert f"`{section}`" in md
     assert Config.model_fields["seed"].description in md
+
+
+# what `import rlhfsim.config` may load of ours: the root, the strict base, the light config modules beside the code
+# each section configures, and package __init__s (lazy: they import nothing else of ours)
+LIGHT = {"rlhfsim.config", "rlhfsim.schema", "rlhfsim.loop_config", "rlhfsim.world.text_config"}
+
+
+def test_importing_config_imports_no_torch_transformers_or_implementation_module():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import json, sys, rlhfsim.config; "
+            "print(json.dumps({m: hasattr(v, '__path__') for m, v in sys.modules.items() if v is not None}))")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = json.loads(proc.stdout)  # module name -> is a package
+    assert not set(loaded) & {"torch", "transformers", "datasets", "numpy", "pandas", "scipy"}
+    ours = {m: pkg for m, pkg in loaded.items() if m == "rlhfsim" or m.startswith("rlhfsim.")}
+    assert {"rlhfsim.reward.config", "rlhfsim.models.config", "rlhfsim.world.config", "rlhfsim.loop_config"} <= set(ours)
+    heavy = sorted(m for m, pkg in ours.items() if not (pkg or m in LIGHT or m.endswith(".config")))
+    assert heavy == []
+
+
+def test_section_names_are_reexported_from_config():
+    import importlib
+
+    import rlhfsim.config as root
+
+    homes = {"RewardConfig": "rlhfsim.reward.config", "SurgeryConfig": "rlhfsim.reward.config",
+             "RecalibrationConfig": "rlhfsim.reward.config", "PolicyConfig": "rlhfsim.models.config",
+             "ComputeConfig": "rlhfsim.models.config", "LoopConfig": "rlhfsim.loop_config",
+             "GuardsConfig": "rlhfsim.loop_config", "AuditConfig": "rlhfsim.diagnostics.config",
+             "SyntheticWorldConfig": "rlhfsim.world.config", "AnnotatorConfig": "rlhfsim.world.config"}
+    for name, home in homes.items():
+        assert getattr(root, name) is getattr(importlib.import_module(home), name)
+    for name in root.__all__:
+        assert hasattr(root, name), name

@@ -40,7 +40,7 @@ def preference_groups(shape: Shape, seed: int = 0) -> list:
 
 
 def _reward_config(shape: Shape):
-    from rlhfsim.config import RewardConfig
+    from rlhfsim.reward.config import RewardConfig
 
     return RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head, epochs=1, lr=1e-3,
                         batch_groups=max(1, shape.rm_batch // shape.rm_k), utility="logsigmoid", bounded=False)
@@ -118,7 +118,7 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     member std of the logits per completion after the timed rounds (0 for one model): how much members differ;
     `*_std_centred` the same after removing each member's mean logit. The bench's labels are random orders, so
     this measures how differently members fit noise, not how their errors relate to gold (see the ensembles study)."""
-    from rlhfsim.config import RewardConfig
+    from rlhfsim.reward.config import RewardConfig
     from rlhfsim.reward.heads import HeadRewardModels
     from rlhfsim.reward.model import RewardModels
     from rlhfsim.reward.trainer import train_reward_models

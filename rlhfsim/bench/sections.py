@@ -69,7 +69,8 @@ def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
     """A PPOTrainer at the benchmark shape, its prompts and a score function: a GPT-2 reward model of the same shape
     scoring the completions through the loop's own path (`RewardModels.rewards`), as TRL's trainer scores with its
     reward model inside the iteration."""
-    from rlhfsim.config import PPOConfig, RewardConfig
+    from rlhfsim.ppo.config import PPOConfig
+    from rlhfsim.reward.config import RewardConfig
     from rlhfsim.models.policy import build_value_model
     from rlhfsim.ppo.kl import FixedKLController
     from rlhfsim.ppo.trainer import PPOTrainer

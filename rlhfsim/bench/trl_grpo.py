@@ -25,9 +25,9 @@ ARMS = ("trl_best", "trl_shipped", "rlhfsim")
 def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
     """rlhfsim's GRPO at the shape, its prompt-major rows, and a reward model's score (scored as the loop does)."""
     from rlhfsim.bench.sections import gold_stand_in  # noqa: F401  (re-exported for the caller)
-    from rlhfsim.config import RewardConfig
     from rlhfsim.optim.config import GRPOConfig
     from rlhfsim.optim.group import GroupOptimizer
+    from rlhfsim.reward.config import RewardConfig
     from rlhfsim.reward.model import RewardModels
     from rlhfsim.world.base import Prompt
 

@@ -3,6 +3,8 @@
 One iteration = a rollout of batch_size rows (batch_size / group_size prompts, prompt-major) and epochs x minibatches
 clipped updates, as TRL's GRPOTrainer / RLOOTrainer. The math is rlhfsim.optim.core; the fidelity is
 rlhfsim.diagnostics.advantage with the same group formula applied to gold scores on the same completions.
+All three clip each token's ratio (GRPO's loss); TRL 1.x's RLOOTrainer clips one sequence-level ratio instead, so
+RLOO's advantages equal TRL's but its loss does only on one-token completions (tests/optim/test_group.py).
 """
 
 from __future__ import annotations

@@ -12,25 +12,13 @@ Affine maps keep the order within a type; per-type maps change how types compare
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+
+from rlhfsim.reward.config import RecalibrationConfig  # noqa: F401  (re-exported)
 
 ALL = "all"  # the key of the map fitted over every type; the fallback for a type absent from the fit sample
-
-
-class RecalibrationConfig(BaseModel):
-    """Per-round recalibration of the proxy PPO sees (rlhfsim.reward.recalibrate); logged as recal/*."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    method: Literal["none", "reference", "gold"] = Field(
-        "none", description="none; reference: standardise against the SFT reference policy's samples; gold: fit to gold on an audited sample."
-    )
-    per_type: bool = Field(True, description="Fit one map per prompt type (else one map for all prompts).")
-    prompts: int = Field(64, ge=2, description="Fresh training-distribution prompts (one sample each) the map is fitted on.")
-    min_slope: float = Field(0.0, description="method gold: the fitted slope is floored here (0: never reverse the proxy).")
 
 
 def _keys(types: Sequence[str] | None, n: int, per_type: bool) -> list[tuple[str, np.ndarray]]:

@@ -14,49 +14,12 @@ synthetic world's; the synthetic world itself is unchanged and stays the default
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import Field, model_validator
 
 from rlhfsim.world.base import Prompt
-from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
+from rlhfsim.world.config import NUMBER_WORDS, OPENNESS_WORDS, GradedWorldConfig  # noqa: F401  (re-exported)
+from rlhfsim.world.synthetic import SyntheticWorld
 from rlhfsim.world.tokenizer import build_word_tokenizer
-
-OPENNESS_WORDS = ("exactly", "closely", "nearly", "roughly", "loosely", "vaguely", "freely", "wildly")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
-
-
-class GradedWorldConfig(SyntheticWorldConfig):
-    """The graded world (rlhfsim.world.graded): the synthetic world's families, with additions graded by distance to
-    the right sum and an openness level per addition prompt that sets how far partial credit reaches."""
-
-    name: Literal["graded"] = Field("graded", description="World registry name.")
-    add_frac: float = Field(0.6, ge=0, le=1, description="Share of (graded) addition prompts ('add a b <level> =').")
-    fact_frac: float = Field(0.1, ge=0, le=1, description="Share of fact look-up prompts (exact, closed).")
-    open_frac: float = Field(0.3, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1.")
-    openness_levels: int = Field(
-        5, ge=2, le=len(OPENNESS_WORDS), description="Openness levels of addition prompts, drawn uniformly; level l "
-        f"is the word OPENNESS_WORDS[l] ({', '.join(OPENNESS_WORDS[:3])}, ...) before '='.")
-    credit_width: float = Field(
-        3.0, gt=0, le=20, description="A sum off by d at openness o = l / (levels - 1) earns max(0, 1 - d / (1 + credit_width * o)): "
-        "level 0 gives 0 to every wrong sum (polarised), higher levels graded credit to ever farther near misses (the top "
-        "level, with the demos' misses of 1-3, spreads gold evenly over [0, 1]).")
-    p_word_answer: float = Field(
-        0.3, ge=0, le=1, description="Demonstrations: probability an addition's answer is written as a word ('eight'), "
-        "a paraphrase gold treats exactly as the digits.")
-    closed_below: float = Field(
-        0.5, ge=0, le=1, description="Addition prompts with openness l / (levels - 1) below this are of type closed, the "
-        "rest open (the type prompt-aware utilities and type-level collapse metrics read).")
-
-    @model_validator(mode="after")
-    def _words_cover_sums(self) -> "GradedWorldConfig":
-        if 2 * self.max_operand >= len(NUMBER_WORDS):
-            raise ValueError(f"graded world: max_operand ({self.max_operand}) must be at most {(len(NUMBER_WORDS) - 1) // 2} "
-                             f"so every sum has a word paraphrase (up to {NUMBER_WORDS[-1]!r})")
-        return self
-
 
 class GradedWorld(SyntheticWorld):
     """The synthetic world with graded additions (gold in the module docstring and `add_gold`)."""

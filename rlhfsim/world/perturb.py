@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from rlhfsim.world.base import Prompt
+from rlhfsim.world.config import NEEDS_SYNTHETIC, TEXT_FAMILIES  # noqa: F401  (re-exported)
 
 Perturb = Callable[[Prompt, str, np.random.Generator], "str | None"]
 
@@ -120,8 +121,6 @@ PERTURBATIONS: dict[str, Callable[..., Perturb]] = {
     "answer_junk": answer_junk,
     "wrong_format": wrong_format,
 }
-# families that read the synthetic world's tables (topics, answers, fillers)
-NEEDS_SYNTHETIC = ("topic_words", "answer_junk", "wrong_format")
 
 
 def check_family(name: str, params: dict | None = None) -> None:

@@ -14,102 +14,15 @@ starts with a real spread of quality.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rlhfsim.world.base import Prompt, World
+from rlhfsim.world.config import FILLER_POOL, OPEN_DEMO_KINDS, SHIFTS, TOPIC_POOL, SyntheticWorldConfig  # noqa: F401  (re-exported)
 from rlhfsim.world.tokenizer import build_word_tokenizer
 
-# Topic pool: the world seed picks `n_topics` topics and `words_per_topic` words of each.
-TOPIC_POOL: dict[str, tuple[str, ...]] = {
-    "ocean": ("wave", "fish", "salt", "tide", "shore", "coral", "whale", "sand", "reef", "boat"),
-    "forest": ("tree", "leaf", "moss", "fern", "owl", "pine", "root", "bark", "deer", "trail"),
-    "city": ("street", "tower", "bus", "crowd", "shop", "bridge", "light", "noise", "metro", "park"),
-    "space": ("star", "planet", "orbit", "comet", "moon", "rocket", "galaxy", "void", "alien", "dust"),
-    "music": ("song", "drum", "guitar", "melody", "rhythm", "choir", "piano", "note", "band", "tune"),
-    "food": ("bread", "soup", "spice", "cheese", "apple", "rice", "honey", "salad", "bake", "taste"),
-    "weather": ("rain", "cloud", "storm", "wind", "snow", "thunder", "fog", "sun", "frost", "breeze"),
-    "sport": ("ball", "goal", "team", "race", "coach", "score", "match", "run", "jump", "medal"),
-    "school": ("book", "teacher", "class", "pencil", "lesson", "exam", "desk", "chalk", "library", "study"),
-    "machine": ("gear", "engine", "wheel", "bolt", "motor", "lever", "steam", "spring", "valve", "robot"),
-}
-# Content-free words: they lengthen a text without putting it on topic.
-FILLER_POOL = ("the", "a", "very", "and", "so", "just", "really", "thing", "stuff", "good", "nice", "some", "more", "also", "then", "it")
 PROMPT_WORDS = ("add", "fact", "write", "about", "=")
 FAMILY_TYPE = {"add": "closed", "fact": "closed", "open": "open"}
-OPEN_DEMO_KINDS = ("good", "short", "long", "repetitive", "offtopic")
 _TRAIN_ID_LOW, _TRAIN_ID_HIGH = 2**32, 2**62  # training ids never collide with eval ids 0..n-1
-
-
-class SyntheticWorldConfig(BaseModel):
-    """The embedded synthetic world: additions and hidden facts (closed), "write about <topic>" (open)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Literal["synthetic"] = Field("synthetic", description="World registry name.")
-    seed: int = Field(0, ge=0, description="World seed: fixes the fact table, the topics and their words, and the eval prompts.")
-    add_frac: float = Field(0.35, ge=0, le=1, description="Share of addition prompts ('add a b =') in the training stream.")
-    fact_frac: float = Field(0.15, ge=0, le=1, description="Share of fact look-up prompts ('fact e<i> =').")
-    open_frac: float = Field(0.5, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1.")
-    max_operand: int = Field(9, ge=1, le=20, description="Addition operands are drawn from 0..max_operand.")
-    n_facts: int = Field(24, ge=1, le=64, description="Entities in the hidden fact table (e0, e1, ...).")
-    n_fact_values: int = Field(8, ge=2, le=32, description="Distinct fact values (v0, v1, ...); each entity has one.")
-    n_topics: int = Field(6, ge=1, le=len(TOPIC_POOL), description="Topics for open prompts, picked by the world seed from a built-in pool.")
-    words_per_topic: int = Field(8, ge=1, le=10, description="On-topic words per topic (the topic name itself also counts as on topic).")
-    n_filler: int = Field(10, ge=0, le=len(FILLER_POOL), description="Content-free filler words ('the', 'very', ...) in the vocabulary.")
-    open_length_optimum: int = Field(6, ge=1, le=11, description="Open prompts: the length (words) at which the length term peaks.")
-    open_length_decay: float = Field(
-        0.15, ge=0, le=1, description="Open prompts: the length term loses this much per word beyond the optimum (floored at 0)."
-    )
-    open_w_topic: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the on-topic share (0 ignores it).")
-    open_w_diversity: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of diversity, distinct words / words.")
-    open_w_length: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the length term.")
-    p_correct_add: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability an addition demo is right (else a near miss).")
-    p_correct_fact: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability a fact demo is right (else another value).")
-    near_miss_spread: int = Field(
-        3, ge=1, le=10, description="Demonstrations: wrong sums are the true sum +-1..spread (near misses teach addition partially)."
-    )
-    closed_junk_rate: float = Field(
-        0.05, ge=0, le=1, description="Demonstrations: share of closed demos with 1-2 stray words after the answer (gold 0)."
-    )
-    demo_open_good: float = Field(0.3, ge=0, le=1, description="Open demos: share of distinct on-topic texts near the length optimum.")
-    demo_open_short: float = Field(0.15, ge=0, le=1, description="Open demos: share of short on-topic texts (1 to optimum/2 words).")
-    demo_open_long: float = Field(0.2, ge=0, le=1, description="Open demos: share of on-topic texts longer than the optimum.")
-    demo_open_repetitive: float = Field(0.15, ge=0, le=1, description="Open demos: share of texts repeating 1-2 on-topic words.")
-    demo_open_offtopic: float = Field(
-        0.2, ge=0, le=1, description="Open demos: share of texts mixing on-topic words with filler and other topics' words."
-    )
-    max_demo_words: int = Field(9, ge=2, le=12, description="Longest demonstration in words (keep below policy.response_len for EOS).")
-    holdout_topics: int = Field(
-        0, ge=0, le=9, description="The last this many topics never appear in training prompts or demos (the eval shift 'topics' asks about them)."
-    )
-    holdout_facts: int = Field(
-        0, ge=0, le=63, description="The last this many fact entities never appear in training prompts or demos (eval shift 'facts')."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SyntheticWorldConfig":
-        for label, parts in (
-            ("add_frac + fact_frac + open_frac", (self.add_frac, self.fact_frac, self.open_frac)),
-            ("the demo_open_* shares", tuple(getattr(self, f"demo_open_{k}") for k in OPEN_DEMO_KINDS)),
-        ):
-            if abs(sum(parts) - 1.0) > 1e-6:
-                raise ValueError(f"{label} must sum to 1, got {sum(parts):g}")
-        if self.words_per_topic + 1 < self.open_length_optimum:
-            raise ValueError(
-                f"open_length_optimum ({self.open_length_optimum}) needs that many distinct on-topic words; "
-                f"a topic has words_per_topic + 1 = {self.words_per_topic + 1}"
-            )
-        if self.holdout_topics >= self.n_topics or self.holdout_facts >= self.n_facts:
-            raise ValueError(
-                f"holdout_topics ({self.holdout_topics}) / holdout_facts ({self.holdout_facts}) must leave at least one "
-                f"training topic / entity (n_topics {self.n_topics}, n_facts {self.n_facts})"
-            )
-        if self.max_demo_words <= self.open_length_optimum:
-            raise ValueError(f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})")
-        return self
 
 
 class SyntheticWorld(World):
@@ -131,7 +44,7 @@ class SyntheticWorld(World):
     prompt_types = ["open", "closed"]
     families = ["add", "fact", "open"]
     # eval_prompts(n, shift=...): distributions the training stream never shows (see `shifted_prompt`)
-    shifts = ["operands", "topics", "facts"]
+    shifts = list(SHIFTS)
 
     def __init__(self, cfg: SyntheticWorldConfig | None = None):
         self.cfg = cfg = cfg if cfg is not None else SyntheticWorldConfig()

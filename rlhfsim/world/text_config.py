@@ -6,19 +6,13 @@ Kept apart from rlhfsim/world/text.py so that loading a config never imports `da
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlhfsim.schema import local_path_exists
+
 GOLD_RULES = ("length", "reference_match", "reference_f1")
-
-
-def local_path_exists(v: str | None) -> str | None:
-    """A value that is clearly a local path (/, ./, ../, ~) must exist; anything else may be a hub name."""
-    if v is not None and v.startswith(("/", "./", "../", "~")) and not Path(v).expanduser().exists():
-        raise ValueError(f"{v!r} does not exist; give an existing local path or a hub name")
-    return v
 
 
 class _Strict(BaseModel):

@@ -98,3 +98,11 @@ def test_registry_errors_list_valid_names(world):
     f = get_perturbation("append_junk", TextWorld(), n=2)
     p = Prompt(0, "qa", "open", "why is the sky blue")
     assert f(p, "light scatters", np.random.default_rng(0)) == "light scatters um um"
+
+
+def test_family_lists_of_the_config_make_up_the_registry():
+    # rlhfsim.world.config names the families (the config reads them without importing this module)
+    from rlhfsim.world.config import NEEDS_SYNTHETIC, TEXT_FAMILIES
+
+    assert set(NEEDS_SYNTHETIC) | set(TEXT_FAMILIES) == set(PERTURBATIONS)
+    assert not set(NEEDS_SYNTHETIC) & set(TEXT_FAMILIES)
