@@ -216,7 +216,7 @@ def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, s
     assert read_status(out)["status"] == "finished" and checkpoint_round(out) == 2
 
 
-def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, sft_cache, monkeypatch, reference):
+def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, monkeypatch, reference):
     """A NaN policy loss in round 1: stop raises Diverged naming it; skip_round leaves round 1's weights = SFT's."""
     from rlhfsim.ppo.trainer import PPOTrainer
 
@@ -231,6 +231,8 @@ def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, sft_cache, monkeypatch
         return stats
 
     monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
+    # a cache of its own: the session cache holds other tests' SFT policies, and the glob below must find this one
+    sft_cache = tmp_path / "sft"
     cfg = load_config(TINY, [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
     with pytest.raises(Diverged) as e:
         run(cfg, out=tmp_path / "stop")
