@@ -7,8 +7,9 @@ rlhfsim/config.py assembles the root model, loads files and runs the cross-secti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class ConfigError(ValueError):
@@ -17,6 +18,15 @@ class ConfigError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NamedSpec(BaseModel):
+    """A registry entry {name, params} (a utility, a perturbation family); in YAML a bare string is the name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
 
 def local_path_exists(v: str | None) -> str | None:

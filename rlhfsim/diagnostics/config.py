@@ -10,20 +10,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rlhfsim.schema import NamedSpec
+
 DEFAULT_FAMILIES = ("pad_length", "repeat_tokens", "topic_words", "answer_junk", "wrong_format")
 
 
-class FamilySpec(BaseModel):
+class FamilySpec(NamedSpec):
     """A perturbation family (rlhfsim.world.perturb registry) and its parameters; a bare string is a name."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Registry name in rlhfsim.world.perturb.PERTURBATIONS.")
     params: dict[str, Any] = Field(default_factory=dict, description="Builder parameters, e.g. {words: 12} or {junk: [...]}.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _exists(self) -> "FamilySpec":

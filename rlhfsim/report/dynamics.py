@@ -277,7 +277,7 @@ def propagation_section(study) -> Section:
             ns = [int(p.get("n", 0)) for p in vals]
             all_n += ns
             values = [_num(p.get("value")) for p in vals]
-            defined |= any(np.isfinite(values)) if values else False
+            defined = defined or bool(np.isfinite(np.asarray(values, dtype=float)).any())
             row.append(_ms(values, "{:+.2f}") + (f"; rounds per run {min(ns)}-{max(ns)}" if ns else ""))
         if defined:  # a pair no run could correlate (e.g. saturation of a bounded model that never saturates) is left out
             rows.append(row)

@@ -11,21 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlhfsim.schema import Strict, local_path_exists
+from rlhfsim.schema import NamedSpec, Strict, local_path_exists
 
 PROFILES = ("none", "pooled", "optimum", "gold")  # surgery target profiles (rlhfsim.reward.surgery)
 
 
-class UtilitySpec(Strict):
+class UtilitySpec(NamedSpec, Strict):
     """A utility U applied to reward differences r_better - r_worse (see rlhfsim.reward.utilities)."""
 
     name: str = Field("logsigmoid", description="Registry name: logsigmoid, linear/x, power, log, neg_power, inv/-1/x.")
     params: dict[str, float] = Field(default_factory=dict, description="Utility parameters, e.g. {g: 0.5} or {eps: 0.01}.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _exists(self) -> "UtilitySpec":
