@@ -131,6 +131,11 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
             path.write_bytes(res.png)  # type: ignore[attr-defined]
             rep.files.append(path)
         rep.figures.append(res)
+    # a figure this study no longer draws must not survive from an earlier report in the same folder (only the
+    # report's own figure names are removed; anything else in the folder is the user's)
+    own = {k for k, _ in builders + optional} | {"fig12_terminal_profiles"}
+    for stale in sorted(own - {p.stem for p in rep.files}):
+        (out / f"{stale}.png").unlink(missing_ok=True)
 
     # summary.csv: one row per run
     s = study.summary

@@ -322,10 +322,16 @@ def test_degenerate_study_gets_no_policy_figures(tmp_path):
                 r.update({"eval/kl": 0.0, "eval/sqrt_kl": 0.0})
             (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     out = tmp_path / "rep"
+    out.mkdir()
+    (out / "fig1_gold_proxy_kl.png").write_bytes(b"stale: an earlier report of this folder drew it")
+    (out / "notes.png").write_bytes(b"the user's")
     assert main(["report", str(root), "-o", str(out)]) == 0
     from rlhfsim.report.select import POLICY_FIGURES, ROUND_FIGURES
 
-    drawn = {p.stem for p in out.glob("*.png")}
+    assert not (out / "fig1_gold_proxy_kl.png").exists()  # a figure left out is not left behind from an older page
+    assert (out / "notes.png").read_bytes() == b"the user's"
+
+    drawn = {p.stem for p in out.glob("*.png")} - {"notes"}
     assert not drawn & (set(POLICY_FIGURES) | set(ROUND_FIGURES)), drawn & (set(POLICY_FIGURES) | set(ROUND_FIGURES))
     assert "fig4_reward_distributions" in drawn and "effect_sizes" in drawn
     md = (out / "report.md").read_text()
