@@ -40,6 +40,26 @@ def seed_interval(values, band: str = "ci", bounds: tuple[float, float] | None =
     return lo, hi
 
 
+# ranges that hold by definition (docs/metrics.md), matched on the metric name's last part; metrics whose range
+# depends on the world or the reward model (gold, proxy) are left unclipped
+_UNIT = ("acc", "accuracy", "sign_agree", "rate", "share", "clipfrac", "eos_rate", "flat_groups")
+_SIGNED_UNIT = ("corr", "kendall_tau", "spearman", "pg_cos")
+
+
+def metric_bounds(col: str) -> tuple[float, float] | None:
+    """The range a metric cannot leave by definition, or None where it depends on the world or model."""
+    leaf = col.rsplit("/", 1)[-1]
+    if any(k in leaf for k in _SIGNED_UNIT):
+        return (-1.0, 1.0)
+    if any(leaf == k or leaf.endswith("_" + k) or leaf.startswith(k + "_") for k in _UNIT):
+        return (0.0, 1.0)
+    if leaf in ("kl", "sqrt_kl", "entropy", "length") or leaf.endswith(("_std", "_kl")):
+        return (0.0, float("inf"))
+    if leaf.startswith("shape_rel") or leaf.endswith("shape_rel"):
+        return (float("-inf"), 1.0)
+    return None
+
+
 def seed_curves(df: pd.DataFrame, y: str, band: str = "ci", bounds: tuple[float, float] | None = None) -> pd.DataFrame:
     """Per (variant, round): mean of `y` over seeds, its band (lo, hi) and n seeds. `df` has variant, seed, round, y."""
     d = df[["variant", "seed", "round", y]].copy()

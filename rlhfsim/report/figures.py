@@ -64,12 +64,19 @@ def palette(variants: list[str], baseline: str | None = None, keys: dict[str, st
     return {v: out[v] for v in variants}
 
 
-def _errorbar(band: str):
-    return ("ci", 95) if band == "ci" else "sd"
+def _errorbar(band: str, col: str | None = None):
+    """seaborn's band: the bootstrap CI of the mean (inside the seeds' values), or mean +- sd clipped to the metric's
+    range by definition where it has one (an accuracy's sd band near 1 would otherwise leave [0, 1])."""
+    if band == "ci":
+        return ("ci", 95)
+    from rlhfsim.report.bands import metric_bounds, seed_interval
+
+    bounds = metric_bounds(col) if col else None
+    return "sd" if bounds is None else (lambda v: seed_interval(v, "sd", bounds))
 
 
 def _band_text(band: str) -> str:
-    return "95% bootstrap CI of the mean over seeds" if band == "ci" else "±1 standard deviation over seeds"
+    return "95% bootstrap CI of the mean over seeds" if band == "ci" else "±1 standard deviation over seeds, clipped to the metric's range where it has one by definition"
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -88,7 +95,7 @@ def _lineplot(ax, df, y, study, pal, band, **kw):
     # thin per-seed lines under the mean, so the number of seeds and their spread stay visible
     sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, units="seed", estimator=None,
                  lw=0.6, alpha=0.35, legend=False, ax=ax)
-    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=_errorbar(band),
+    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=_errorbar(band, y),
                  n_boot=200, seed=0, marker="o", markersize=4, ax=ax, **kw)
 
 
