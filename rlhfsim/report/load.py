@@ -29,6 +29,7 @@ class _Record:
     overrides: dict[str, dict] | None = None
     root: Path | None = None
     design: dict | None = None  # primary, secondary, headline, factors
+    selection: bool = False  # found above run or variant directories given one by one: only their variants are expected
 
 
 def _read_record(path: Path, validate: bool = False) -> _Record:
@@ -96,7 +97,7 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
             seen_roots.add(root.resolve())
             try:
                 rec = _read_record(root / "experiment.yaml")
-                rec.root = root
+                rec.root, rec.selection = root, True
                 records.append(rec)
             except ConfigError:
                 pass
@@ -145,8 +146,10 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
         if rec.variants and rec.seeds is not None:
             expected_seeds = rec.seeds
             have = {(r.variant, r.seed) for r in runs}
+            # a selection (e.g. runs/<exp>/<variant> folders) expects the seeds of the variants it gave, not the others
+            expected = [v for v in rec.variants if v in present] if rec.selection else rec.variants
             for s in rec.seeds:
-                for v in rec.variants:
+                for v in expected:
                     if (v, s) not in have:
                         missing.append(f"{v}/seed{s}: no run directory under {rec.root} (not run yet, or deleted)")
 

@@ -178,6 +178,19 @@ def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_p
     assert len(md_images(md)) == len(html_images((out / "report.html").read_text())) >= 5
 
 
+def test_report_of_one_variant_folder_expects_only_that_variant(study_root, tmp_path):
+    """A report over runs/<exp>/<variant> folders is a selection: the experiment's other variants are not 'missing',
+    but a seed the selected variant lacks still is."""
+    shutil.rmtree(study_root / "high_kl" / "seed1")
+    out = tmp_path / "rep"
+    assert main(["report", str(study_root / "high_kl"), "-o", str(out)]) == 0
+    missing = (out / "report.md").read_text().split("## Missing data", 1)[1]
+    assert "low_kl/seed" not in missing  # not selected, so not expected
+    assert "high_kl/seed1: no run directory" in missing
+    assert main(["report", str(study_root), "-o", str(tmp_path / "whole")]) == 0  # the whole experiment still expects it
+    assert "high_kl/seed1: no run directory" in (tmp_path / "whole" / "report.md").read_text()
+
+
 def test_report_from_a_run_dir_missing_files(tmp_path):
     d = fab_run(tmp_path / "runs" / "solo", "only", 0, 0.05, 0.0)
     (d / "summary.json").unlink()
