@@ -2,8 +2,10 @@
 
 Same policy and reward-model shape, prompts of the same length, group size (`--group`, default 4), rows per
 iteration (`--prompts`) and response length, KL as beta x k3 in the loss (beta 0.04) on both sides, loss_type
-grpo. TRL (the installed trl) runs in a subprocess (trl_grpo_driver.py), at its best (no logging, no console
-callbacks) and as shipped; the arms are interleaved because the machine is shared and its speed drifts.
+grpo. TRL (the installed trl) runs in a subprocess (trl_grpo_driver.py), at its best (fp32, no gradient checkpointing,
+no logging, no console callbacks) and as shipped (GRPOConfig's defaults: bf16 autocast and gradient checkpointing on,
+logging every 10 steps). rlhfsim runs in fp32 (its CPU precision) and, to match TRL as shipped, under the same bf16
+autocast. The arms are interleaved because the machine is shared and its speed drifts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 from rlhfsim.bench.common import Shape, policy_model, random_words, timeit, vocab_tokenizer
 from rlhfsim.bench.trl_ppo import parse_driver_output
 
-ARMS = ("trl_best", "trl_shipped", "rlhfsim")
+ARMS = ("trl_best", "trl_shipped", "rlhfsim", "rlhfsim_bf16")
+RATIOS = {"trl_shipped": ("rlhfsim", "rlhfsim_bf16"), "trl_best": ("rlhfsim",)}  # TRL arm -> rlhfsim arms it is divided by
 
 
 def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
@@ -66,15 +69,19 @@ def run_driver(cmd: list[str]) -> dict:
 
 
 def summarize(alternations: list[dict[str, list[float]]]) -> dict:
-    """Per arm the median and min over all alternations' timed iterations; TRL / rlhfsim ratios of both."""
+    """Per arm the median and min over all alternations' timed iterations; the TRL / rlhfsim ratios of RATIOS
+    (`ratio_<trl arm>` against fp32 rlhfsim, `ratio_<trl arm>_bf16` against rlhfsim under bf16 autocast)."""
     out: dict = {}
-    for arm in ARMS:
+    arms = [a for a in ARMS if all(a in alt for alt in alternations)]
+    for arm in arms:
         pooled = [t for alt in alternations for t in alt[arm]]
         out[f"{arm}_s"], out[f"{arm}_min_s"] = statistics.median(pooled), min(pooled)
         out[f"{arm}_per_alternation_s"] = [statistics.median(alt[arm]) for alt in alternations]
-    for trl in ("trl_best", "trl_shipped"):
-        out[f"ratio_{trl}"] = out[f"{trl}_s"] / out["rlhfsim_s"]
-        out[f"min_ratio_{trl}"] = out[f"{trl}_min_s"] / out["rlhfsim_min_s"]
+    for trl, ours in RATIOS.items():
+        for arm in (a for a in ours if a in arms):
+            tag = f"{trl}{arm.removeprefix('rlhfsim')}"
+            out[f"ratio_{tag}"] = out[f"{trl}_s"] / out[f"{arm}_s"]
+            out[f"min_ratio_{tag}"] = out[f"{trl}_min_s"] / out[f"{arm}_min_s"]
     out["alternations"] = len(alternations)
     return out
 
@@ -94,14 +101,21 @@ def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
             res = run_driver(driver_command(shape, group, threads, best))
             alt[arm], versions = res["iteration_s"], res["versions"]
         alt["rlhfsim"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # what TRL as shipped computes in (its bf16 default)
+            alt["rlhfsim_bf16"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 1, shape.repeats)
         runs.append(alt)
     return {**summarize(runs), "trl_versions": versions, "group": group, "threads": threads, "raw": runs}
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
     n = f"median of {r['alternations']} alternations"
-    return [("TRL GRPO iteration s, at its best", f"{r['trl_best_s']:.3f}", f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}"),
-            ("TRL GRPO iteration s, as shipped", f"{r['trl_shipped_s']:.3f}", f"min {r['trl_shipped_min_s']:.3f}"),
-            ("rlhfsim GRPO iteration s", f"{r['rlhfsim_s']:.3f}", f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}"),
-            ("TRL as shipped / rlhfsim GRPO", f"{r['ratio_trl_shipped']:.2f}x", f"target >= 3x; of minima {r['min_ratio_trl_shipped']:.2f}x"),
-            ("TRL at its best / rlhfsim GRPO", f"{r['ratio_trl_best']:.2f}x", f"of minima {r['min_ratio_trl_best']:.2f}x")]
+    rows = [("TRL GRPO iteration s, at its best (fp32)", f"{r['trl_best_s']:.3f}", f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}"),
+            ("TRL GRPO iteration s, as shipped (bf16 autocast, gradient checkpointing)", f"{r['trl_shipped_s']:.3f}", f"min {r['trl_shipped_min_s']:.3f}"),
+            ("rlhfsim GRPO iteration s (fp32)", f"{r['rlhfsim_s']:.3f}", f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}"),
+            ("TRL as shipped / rlhfsim GRPO (fp32)", f"{r['ratio_trl_shipped']:.2f}x", f"target >= 3x; of minima {r['min_ratio_trl_shipped']:.2f}x"),
+            ("TRL at its best / rlhfsim GRPO (both fp32)", f"{r['ratio_trl_best']:.2f}x", f"of minima {r['min_ratio_trl_best']:.2f}x")]
+    if "rlhfsim_bf16_s" in r:
+        rows[3:3] = [("rlhfsim GRPO iteration s (bf16 autocast)", f"{r['rlhfsim_bf16_s']:.3f}", f"min {r['rlhfsim_bf16_min_s']:.3f}")]
+        rows.append(("TRL as shipped / rlhfsim GRPO (both bf16 autocast)", f"{r['ratio_trl_shipped_bf16']:.2f}x",
+                     f"of minima {r['min_ratio_trl_shipped_bf16']:.2f}x"))
+    return rows

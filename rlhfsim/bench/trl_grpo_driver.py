@@ -6,9 +6,12 @@ reward model's pass on the decoded text, group-normalised advantages, the refere
 the k3 KL term, one optimiser step; nothing is re-implemented here. One iteration is the interval between two
 `on_step_end` callbacks (steps_per_generation 1, num_iterations 1: one generation batch per optimiser step).
 
-`--best` is TRL at its best: printer and progress callbacks removed and logging off (the per-step metric gathering,
-its `accelerator.gather` calls and the printed dicts). Without it TRL runs as shipped (its default logging every 10
-steps and its console callbacks). Everything else is TRL's defaults except what the shape fixes and loss_type grpo.
+Without `--best` TRL runs as shipped: GRPOConfig's own defaults, which on this path are bf16 autocast (`bf16` resolves
+to True when fp16 is unset, on a CPU too), gradient checkpointing on, logging every 10 steps and the console callbacks.
+`--best` is TRL at its best in fp32, the precision rlhfsim runs in: bf16 and gradient checkpointing off, logging off
+(the per-step metric gathering, its `accelerator.gather` calls and the printed dicts) and the printer and progress
+callbacks removed. Both fix only the shape, loss_type grpo (the default, dapo, normalises the same loss by the batch's
+token count: the same work) and `use_cpu`; the resolved bf16 / gradient-checkpointing settings are printed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--best", action="store_true", help="TRL at its best: no logging, no console callbacks")
+    p.add_argument("--best", action="store_true", help="TRL at its best: fp32, no gradient checkpointing, no logging, no console callbacks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--width", type=int, default=128)
@@ -71,12 +74,12 @@ def main(argv=None) -> int:
         GPT2LMHeadModel(config()).save_pretrained(f"{d}/policy")  # TRL builds its reference from the policy's path
         tok.save_pretrained(f"{d}/policy")
         reward = GPT2ForSequenceClassification(config(num_labels=1))
-        log = {"logging_strategy": "no"} if a.best else {}
-        cfg = GRPOConfig(output_dir=f"{d}/out", seed=a.seed, use_cpu=True, bf16=False, fp16=False, report_to="none",
+        best = {"logging_strategy": "no", "bf16": False, "gradient_checkpointing": False} if a.best else {}
+        cfg = GRPOConfig(output_dir=f"{d}/out", seed=a.seed, use_cpu=True, report_to="none",
                          per_device_train_batch_size=a.rows, gradient_accumulation_steps=1, num_generations=a.group,
                          steps_per_generation=1, num_iterations=1, max_completion_length=a.response_len, temperature=1.0,
                          beta=a.beta, loss_type="grpo", max_steps=n_iter, save_strategy="no", eval_strategy="no",
-                         disable_tqdm=a.best, shuffle_dataset=False, **log)
+                         disable_tqdm=a.best, shuffle_dataset=False, **best)
         clock = step_clock()
         trainer = GRPOTrainer(model=f"{d}/policy", reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                               reward_processing_classes=tok, callbacks=[clock])
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
         raise RuntimeError(f"expected {n_iter} step-end callbacks, got {len(steps)}")
     timed = steps[a.warmup:]
     print(json.dumps({"median_s": statistics.median(timed), "min_s": min(timed), "iteration_s": timed, "best": a.best,
-                      "threads": torch.get_num_threads(), "versions": {"trl": trl.__version__, "transformers": transformers.__version__}}))
+                      "bf16": bool(cfg.bf16), "gradient_checkpointing": bool(cfg.gradient_checkpointing), "threads": torch.get_num_threads(), "versions": {"trl": trl.__version__, "transformers": transformers.__version__}}))
     return 0
 
 

@@ -20,6 +20,14 @@ def test_summarize_pools_alternations_and_divides_medians():
     assert s["trl_best_s"] == 3.0 and s["rlhfsim_s"] == 1.0 and s["ratio_trl_shipped"] == 6.0
     assert s["min_ratio_trl_best"] == 2.0 and s["alternations"] == 2
     assert s["rlhfsim_per_alternation_s"] == [1.0, 1.0]
+    assert "ratio_trl_shipped_bf16" not in s  # an arm no alternation measured gives no ratio
+
+
+def test_summarize_divides_trl_as_shipped_by_the_precision_matched_arm():
+    alts = [{"trl_best": [3.0], "trl_shipped": [8.0], "rlhfsim": [1.0], "rlhfsim_bf16": [2.0]}]
+    s = summarize(alts)
+    assert s["ratio_trl_shipped"] == 8.0 and s["ratio_trl_shipped_bf16"] == 4.0 and s["ratio_trl_best"] == 3.0
+    assert "ratio_trl_best_bf16" not in s  # TRL at its best runs fp32: only the fp32 arm is its match
 
 
 def test_grpo_setup_lays_rows_out_prompt_major():
