@@ -56,27 +56,33 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
     trained = sorted(int(r) for r in m.loc[pd.to_numeric(m["bon/gold_n1"], errors="coerce").notna(), "round"].unique())
     picks = sorted({trained[0], trained[-1]})
     sns = _sns()
-    fig, axes = plt.subplots(1, 2 * len(picks), figsize=(5.2 * 2 * len(picks), 4.6), squeeze=False)
-    axes = axes[0]
-    order = [v for v in study.variants if v in set(m["variant"])]
+    groups = variant_groups(study)  # one row of panels per design-factor group: at most ~5 colours a panel
+    fig, grid = plt.subplots(len(groups), 2 * len(picks), figsize=(5.2 * 2 * len(picks), row_height(4.6, len(groups)) * len(groups)),
+                             squeeze=False)
     fits = []
-    for j, rnd in enumerate(picks):
-        d = _bon_long(m, rnd)
-        ax_g, ax_p = axes[2 * j], axes[2 * j + 1]
-        sns.lineplot(data=d, x="d", y="gain", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_g,
-                     linestyle=":")
-        sns.lineplot(data=d, x="d", y="proxy", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_p)
-        for v in order:
-            dv = d[d["variant"] == v]
-            f = fit_gao(dv["d"].to_numpy(), dv["gain"].to_numpy(), form="bon")
-            fits.append((rnd, v, f))
-            if np.isfinite(f["alpha"]):
-                xs = np.linspace(0, float(dv["d"].max()) * 1.1, 100)
-                ax_g.plot(xs, gao_bon(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
-        ax_g.axhline(0, color="grey", lw=0.8, ls=":")
-        ax_g.set(xlabel="sqrt(KL_bon) = sqrt(log n − (n−1)/n) (√nats)", ylabel="gold gain over n = 1 (gold units)",
-                 title=f"round {rnd}: gold (line: fit d(α − βd))")
-        ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy")
+    for axes, (label, vs) in zip(grid, groups):
+        order = [v for v in vs if v in set(m["variant"])]
+        row = f" ({label})" if label else ""
+        for j, rnd in enumerate(picks):
+            d = _bon_long(m, rnd)
+            d = d[d["variant"].isin(order)]
+            ax_g, ax_p = axes[2 * j], axes[2 * j + 1]
+            sns.lineplot(data=d, x="d", y="gain", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_g,
+                         linestyle=":")
+            sns.lineplot(data=d, x="d", y="proxy", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_p)
+            for v in order:
+                dv = d[d["variant"] == v]
+                f = fit_gao(dv["d"].to_numpy(), dv["gain"].to_numpy(), form="bon")
+                if not any(r == rnd and w == v for r, w, _ in fits):  # the baseline sits in every row: fitted once
+                    fits.append((rnd, v, f))
+                if np.isfinite(f["alpha"]):
+                    xs = np.linspace(0, float(dv["d"].max()), 100)  # the fit over the observed d only
+                    ax_g.plot(xs, gao_bon(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
+            ax_g.axhline(0, color="grey", lw=0.8, ls=":")
+            ax_g.set(xlabel="sqrt(KL_bon) = sqrt(log n − (n−1)/n) (√nats)", ylabel="gold gain over n = 1 (gold units)",
+                     title=f"round {rnd}: gold (line: fit d(α − βd)){row}")
+            ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy{row}")
+    axes = list(grid.ravel())
     _legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("n = 1, 2, 4, ..., loop.bon_n completions per held-out prompt from the round's policy (before its PPO step), the "

@@ -98,3 +98,20 @@ def test_gao_shape_shares_per_variant():
     assert rows["b"]["falling from the start"] == "100% (3)" and rows["b"]["rise then fall"] == "0% (0)"
     assert rows["b"]["seeds fitted"] == "3/3"
     assert sec.title in [s.title for s in D.sections(Study("s", "q", "a", ["a", "b"], runs, [], ["fabricated"]))]
+
+
+def test_best_of_n_is_faceted_with_many_variants_and_fits_stay_in_the_data():
+    from rlhfsim.diagnostics.overopt import bon_kl
+    from rlhfsim.report.select import MAX_COLOURS
+
+    names = [f"v{i}" for i in range(MAX_COLOURS + 2)]  # the baseline and MAX_COLOURS + 1 others: two rows of panels
+    many = Study("s", "q", names[0], names, [_run(v, s) for v in names for s in (0, 1)], [], ["fabricated"])
+    res = D.fig_best_of_n(many, palette(names))
+    axes = res.fig.axes
+    rows = {round(ax.get_position().y0, 3) for ax in axes}
+    assert len(rows) == 2 and len(axes) == 2 * 4  # 2 rows x (gold, proxy) x (first, last round)
+    d_max = max(np.sqrt(bon_kl(n)) for n in (1, 2, 4, 8, 16))
+    for ax in axes[::2]:  # the gold panels carry the fits (lw 2)
+        fits = [ln for ln in ax.get_lines() if ln.get_linewidth() == 2]
+        assert 1 <= len(fits) <= MAX_COLOURS + 1
+        assert max(float(np.max(ln.get_xdata())) for ln in fits) <= d_max + 1e-9  # never drawn beyond the data
