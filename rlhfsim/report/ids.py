@@ -15,6 +15,33 @@ FIGURE_IDS = (
 OPEN_PREFIXES = ("final/", "mean/")
 
 
+# The direction docs/metrics.md documents ("Endpoint directions") for endpoints that have one by definition; an
+# experiment declaring the other is refused at load, since a sign error turns every verdict round. Endpoints whose
+# better direction is the study's choice (KL, peak or stagnation rounds, Gao parameters, audit leads) are not listed.
+BETTER = {
+    "gold_gain": "higher", "gold_final": "higher", "gold_peak": "higher", "gold_open_final": "higher",
+    "accuracy_closed_final": "higher", "gold_drop_after_peak": "higher",  # final - peak <= 0: closer to 0 is better
+    "rm_pairwise_acc_final": "higher", "collapse_shape_rel_final": "lower", "collapse_probe_shape_rel_final": "lower",
+}
+# the same for the metrics under final/ and mean/ (adv/*: agreement of the applied advantages with gold's)
+METRIC_BETTER = {
+    "eval/gold": "higher", "eval/accuracy_closed": "higher", "rm/pairwise_acc": "higher", "rm/heldout_acc": "higher",
+    "collapse/shape_rel": "lower", "collapse/probe_shape_rel": "lower", "adv/gold_corr": "higher",
+    "adv/gold_corr_seq": "higher", "adv/sign_agree": "higher", "adv/sign_agree_seq": "higher", "adv/pair_agree": "higher",
+    "adv/pg_cos": "higher",
+}
+
+
+def documented_better(name: str) -> str | None:
+    """'higher' / 'lower' where docs/metrics.md fixes the endpoint's better direction, else None (the study's choice)."""
+    if name in BETTER:
+        return BETTER[name]
+    for prefix in OPEN_PREFIXES:
+        if name.startswith(prefix):
+            return METRIC_BETTER.get(name[len(prefix):])
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def summary_columns() -> tuple[str, ...]:
     """Scalar summary.json fields, read off the summary of a constructed 6-round run (so they follow the code)."""

@@ -42,6 +42,16 @@ class Endpoint(BaseModel):
             raise ValueError(why)
         return v
 
+    @model_validator(mode="after")
+    def _direction(self) -> "Endpoint":
+        from rlhfsim.report.ids import documented_better
+
+        doc = documented_better(self.endpoint)
+        if doc is not None and doc != self.better:
+            raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
+                             f"but the experiment says better: {self.better}; declare better: {doc}")
+        return self
+
 class ResourcesSpec(BaseModel):
     """What each run asks of a Ray cluster (`rlhfsim sweep --backend ray`); the local backend ignores it."""
 

@@ -38,6 +38,10 @@ def test_study_fields_load():
     ("primary: {endpoint: gold_gain, better: up}\n", ["primary.better", "higher", "lower"]),
     ("primary: {endpoint: gold_gain, dir: up}\n", ["primary.dir", "unknown key", "Valid keys: better, endpoint"]),
     ("headline: [fig99]\n", ["headline", "fig99", "effect_sizes"]),
+    # a sign error on an endpoint whose direction is fixed by definition (higher shape_rel = more collapsed)
+    ("primary: {endpoint: collapse_shape_rel_final, better: higher}\n", ["primary", "lower is better", "declare better: lower"]),
+    ("secondary: [{endpoint: mean/adv/gold_corr, better: lower}]\n", ["secondary.0", "higher is better"]),
+    ("primary: {endpoint: gold_gain}\nsecondary: [{endpoint: final/collapse/probe_shape_rel}]\n", ["secondary.0", "lower is better"]),
     ("factors: {kl: optimizer.kl_cof}\n", ["factors.kl", "optimizer.kl_cof", "kl_coef"]),
 ])
 def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
@@ -45,6 +49,24 @@ def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
         load_experiment(_write(tmp_path, body))
     for part in expected:
         assert part in str(e.value), (part, str(e.value))
+
+
+def test_endpoints_without_a_fixed_direction_take_either():
+    from rlhfsim.report.ids import BETTER, documented_better, summary_columns
+
+    assert documented_better("kl_final") is None and documented_better("gold_peak_round") is None
+    assert documented_better("final/eval/kl") is None and documented_better("mean/adv/gold_corr") == "higher"
+    assert set(BETTER) <= set(summary_columns())  # every listed endpoint is a real summary column
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    section = docs.split("Endpoint directions", 1)[1]
+    assert all(f"`{k}`" in section for k in BETTER), [k for k in BETTER if f"`{k}`" not in section]
+    for lower in ("gold_peak_round: {better: lower}", "kl_final: {better: higher}"):
+        name, rest = lower.split(": ", 1)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            exp = load_experiment(_write(Path(d), f"primary: {{endpoint: {name}, better: {rest.split(': ')[1].rstrip('}')}}}\n"))
+        assert exp.spec.primary.endpoint == name
 
 
 def test_every_committed_experiment_declares_a_primary_endpoint():
