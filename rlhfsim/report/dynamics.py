@@ -102,7 +102,7 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     if m.empty or not _has(m, "eval/proxy") or not _has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/proxy and eval/sqrt_kl per round")
     cols = ["eval/sqrt_kl", "eval/gold", "eval/proxy"]
-    d = m[["variant", "round", *cols]].copy()
+    d = m[["variant", "seed", "round", *cols]].copy()
     for c in cols:
         d[c] = pd.to_numeric(d[c], errors="coerce")
     mean = d.groupby(["variant", "round"], as_index=False)[cols].mean()
@@ -112,6 +112,8 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
         for v in vs:
             mv = mean[mean["variant"] == v].sort_values("round")
             for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
+                for _, sv in d[d["variant"] == v].sort_values("round").groupby("seed"):  # each seed thin, so n is visible
+                    ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
                 ok = mv[c].notna()
                 ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
                 if ok.any():
@@ -122,7 +124,8 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
         axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold" + suffix)
     _legend_once(fig, list(grid.ravel()))
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = ("One point per round (mean over seeds), joined in round order; the last round is labelled. The proxy of a round is "
+    cap = ("One point per round (mean over seeds), joined in round order, over each seed's own path (thin lines); the last "
+           "round is labelled. The proxy of a round is "
            "that round's reward model, so it is one fixed function only while the reward model is frozen.")
     return FigureResult(key, title, cap, fig)
 

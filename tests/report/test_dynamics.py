@@ -115,3 +115,11 @@ def test_best_of_n_is_faceted_with_many_variants_and_fits_stay_in_the_data():
         fits = [ln for ln in ax.get_lines() if ln.get_linewidth() == 2]
         assert 1 <= len(fits) <= MAX_COLOURS + 1
         assert max(float(np.max(ln.get_xdata())) for ln in fits) <= d_max + 1e-9  # never drawn beyond the data
+
+
+def test_proxy_gold_against_kl_draws_each_seed_under_the_mean(study):
+    res = D.fig_proxy_gold_kl(study, palette(study.variants))
+    for ax in res.fig.axes[:2]:
+        thin = [ln for ln in ax.get_lines() if ln.get_linewidth() == 0.6]
+        assert len(thin) == 2 * 3  # 2 variants x 3 seeds
+        assert len([ln for ln in ax.get_lines() if ln.get_marker() == "o"]) == 2  # one mean path per variant
