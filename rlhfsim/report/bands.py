@@ -42,7 +42,7 @@ def seed_interval(values, band: str = "ci", bounds: tuple[float, float] | None =
 
 # ranges that hold by definition (docs/metrics.md), matched on the metric name's last part; metrics whose range
 # depends on the world or the reward model (gold, proxy) are left unclipped
-_UNIT = ("acc", "accuracy", "sign_agree", "rate", "share", "clipfrac", "eos_rate", "flat_groups")
+_UNIT = ("acc", "accuracy", "sign_agree", "rate", "share", "clipfrac", "flat_groups")  # also as a name's _suffix or prefix_
 _SIGNED_UNIT = ("corr", "kendall_tau", "spearman", "pg_cos")
 
 

@@ -59,24 +59,29 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
     groups = variant_groups(study)  # one row of panels per design-factor group: at most ~5 colours a panel
     fig, grid = plt.subplots(len(groups), 2 * len(picks), figsize=(5.2 * 2 * len(picks), row_height(4.6, len(groups)) * len(groups)),
                              squeeze=False)
-    fits = []
+    long = {rnd: _bon_long(m, rnd) for rnd in picks}
+    # one fit per (round, variant), drawn in every row the variant appears in (the baseline is in each)
+    present = [v for v in study.variants if v in set(m["variant"])]
+    fits, fit_of = [], {}  # fit_of[(round, variant)] = (fit, largest observed d)
+    for rnd in picks:
+        for v in present:
+            dv = long[rnd][long[rnd]["variant"] == v]
+            f = fit_gao(dv["d"].to_numpy(), dv["gain"].to_numpy(), form="bon")
+            fits.append((rnd, v, f))
+            fit_of[(rnd, v)] = (f, float(dv["d"].max()))
     for axes, (label, vs) in zip(grid, groups):
-        order = [v for v in vs if v in set(m["variant"])]
+        order = [v for v in vs if v in present]
         row = f" ({label})" if label else ""
         for j, rnd in enumerate(picks):
-            d = _bon_long(m, rnd)
-            d = d[d["variant"].isin(order)]
+            d = long[rnd][long[rnd]["variant"].isin(order)]
             ax_g, ax_p = axes[2 * j], axes[2 * j + 1]
             sns.lineplot(data=d, x="d", y="gain", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_g,
                          linestyle=":")
             sns.lineplot(data=d, x="d", y="proxy", hue="variant", hue_order=order, palette=pal, errorbar="sd", marker="o", ax=ax_p)
             for v in order:
-                dv = d[d["variant"] == v]
-                f = fit_gao(dv["d"].to_numpy(), dv["gain"].to_numpy(), form="bon")
-                if not any(r == rnd and w == v for r, w, _ in fits):  # the baseline sits in every row: fitted once
-                    fits.append((rnd, v, f))
+                f, d_max = fit_of[(rnd, v)]
                 if np.isfinite(f["alpha"]):
-                    xs = np.linspace(0, float(dv["d"].max()), 100)  # the fit over the observed d only
+                    xs = np.linspace(0, d_max, 100)  # the fit over the observed d only
                     ax_g.plot(xs, gao_bon(xs, f["alpha"], f["beta"]), color=pal[v], lw=2)
             ax_g.axhline(0, color="grey", lw=0.8, ls=":")
             ax_g.set(xlabel="sqrt(KL_bon) = sqrt(log n − (n−1)/n) (√nats)", ylabel="gold gain over n = 1 (gold units)",
@@ -111,8 +116,9 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     for axes, (label, vs) in zip(grid, groups):
         for v in vs:
             mv = mean[mean["variant"] == v].sort_values("round")
+            seeds = list(d[d["variant"] == v].sort_values("round").groupby("seed"))
             for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
-                for _, sv in d[d["variant"] == v].sort_values("round").groupby("seed"):  # each seed thin, so n is visible
+                for _, sv in seeds:  # each seed thin, so n is visible
                     ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
                 ok = mv[c].notna()
                 ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)

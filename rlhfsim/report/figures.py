@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rlhfsim.report.bands import metric_bounds, seed_interval
 from rlhfsim.report.facets import row_height, row_legends, top_margin
 from rlhfsim.report.select import config_values, variant_groups
 
@@ -69,8 +70,6 @@ def _errorbar(band: str, col: str | None = None):
     range by definition where it has one (an accuracy's sd band near 1 would otherwise leave [0, 1])."""
     if band == "ci":
         return ("ci", 95)
-    from rlhfsim.report.bands import metric_bounds, seed_interval
-
     bounds = metric_bounds(col) if col else None
     return "sd" if bounds is None else (lambda v: seed_interval(v, "sd", bounds))
 

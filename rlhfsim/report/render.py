@@ -17,6 +17,7 @@ import pandas as pd
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
+from rlhfsim.report.ids import FIGURE_IDS
 from rlhfsim.report.select import colour_keys, skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
@@ -133,8 +134,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
         rep.figures.append(res)
     # a figure this study no longer draws must not survive from an earlier report in the same folder (only the
     # report's own figure names are removed; anything else in the folder is the user's)
-    own = {k for k, _ in builders + optional} | {"fig12_terminal_profiles"}
-    for stale in sorted(own - {p.stem for p in rep.files}):
+    for stale in sorted(set(FIGURE_IDS) - {p.stem for p in rep.files}):
         (out / f"{stale}.png").unlink(missing_ok=True)
 
     # summary.csv: one row per run
