@@ -14,8 +14,11 @@ compare both), and callers fall back to `forward` elsewhere.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def supports(model) -> bool:
@@ -45,9 +48,10 @@ def _attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
-def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None, cache=None) -> torch.Tensor:
+def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None, cache=None, prefix=None) -> torch.Tensor:
     """One GPT-2 block. x [B, T, d] -> [B, T, d], or [B, K, d] at positions keep [B, K] (queries only there).
-    cache: (keys, values) buffers [B*H, >= T, D] that receive this block's keys and values (a decoder's prefix)."""
+    cache: (keys, values) buffers [B*H, >= T, D] that receive this block's keys and values (a decoder's prefix).
+    prefix: (keys, values) [B, H, S, D] of S earlier positions, attended before x's own (mask is then [B, 1, T, S+T])."""
     attn = block.attn
     B, T, d = x.shape
     H = attn.num_heads
@@ -67,7 +71,14 @@ def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None
     if cache is not None:
         cache[0][:, :T] = k.flatten(0, 1)
         cache[1][:, :T] = v.flatten(0, 1)
-    a = F.scaled_dot_product_attention(heads(q), k, v, attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
+    if prefix is not None:
+        k, v = torch.cat([prefix[0], k], 2), torch.cat([prefix[1], v], 2)  # [B, H, S+T, D]
+    q = heads(q)
+    # the CPU flash kernel's bf16 backward is ~14x its fp32 one (15 vs 1.1 ms a call at the bench shape, torch 2.13):
+    # bf16 training on a CPU (autocast) takes the math kernel, whose backward is bf16 GEMMs
+    slow = q.device.type == "cpu" and q.requires_grad and q.dtype == torch.bfloat16
+    with sdpa_kernel(SDPBackend.MATH) if slow else nullcontext():
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
     x = x + attn.c_proj(a.transpose(1, 2).flatten(2))
     return x + block.mlp(block.ln_2(x))
 
@@ -87,6 +98,45 @@ def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, po
     for i, block in enumerate(tr.h):
         x = _block(block, x, mask, keep if i == n - 1 else None, None if caches is None else caches[i])
     return tr.ln_f(x)
+
+
+def gpt2_hidden_shared(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                       prompt_len: int) -> torch.Tensor | None:
+    """Final hidden states [B, L, d] at the positions P-1 .. P+L-2 (those that predict the response tokens), with each
+    distinct prompt run once: `gpt2_hidden(..., span(B, P-1, P+L-1))` to float rounding, in less arithmetic.
+
+    A prompt's positions attend only to the prompt (causal), so rows with the same prompt (GRPO's group of k
+    completions) have the same prompt activations, keys and values. They are computed for the G distinct prompts and
+    indexed out to the B rows (autograd sums their gradients back), and only the response positions run per row:
+    prompt work drops by B / G. None when no prompt repeats (nothing to share; the caller uses gpt2_hidden).
+    input_ids, attention_mask, position_ids: [B, P+L] in rlhfsim.models.layout's layout (prompt left-padded).
+    """
+    P, (B, T) = prompt_len, input_ids.shape
+    uniq, inv = torch.unique(torch.cat([input_ids[:, :P], attention_mask[:, :P]], 1), dim=0, return_inverse=True)
+    G = uniq.shape[0]
+    if G == B:
+        return None
+    first = torch.zeros(G, dtype=torch.long, device=input_ids.device).scatter_(0, inv, torch.arange(B, device=input_ids.device))
+    tr, blocks = model.transformer, model.transformer.h
+    d, H = tr.wte.weight.shape[1], blocks[0].attn.num_heads
+    # 1. the G distinct prompts: every block at every prompt position but the last block's output only at P-1;
+    #    each block's keys and values land in `caches` [G*H, P, D]
+    x = tr.wte(input_ids[first, :P]) + tr.wpe(position_ids[first, :P])  # [G, P, d]
+    caches = [(x.new_empty(G * H, P, d // H), x.new_empty(G * H, P, d // H)) for _ in blocks]
+    mask = _attention_mask(attention_mask[first, :P])  # [G, 1, P, P]
+    last = torch.full((G, 1), P - 1, device=input_ids.device)
+    for i, block in enumerate(blocks):
+        x = _block(block, x, mask, last if i == len(blocks) - 1 else None, caches[i])
+    out = x[inv]  # [B, 1, d] the output at P-1, which predicts response token 0
+    if T - 1 > P:
+        # 2. the response positions P .. T-2 of every row, attending to their prompt's keys and values first
+        xr = tr.wte(input_ids[:, P : T - 1]) + tr.wpe(position_ids[:, P : T - 1])  # [B, L-1, d]
+        mask = _attention_mask(attention_mask[:, : T - 1])[:, :, P:]  # [B, 1, L-1, T-1]
+        for block, (k, v) in zip(blocks, caches):
+            prefix = (k.view(G, H, P, -1)[inv], v.view(G, H, P, -1)[inv])  # [B, H, P, D]
+            xr = _block(block, xr, mask, None, prefix=prefix)
+        out = torch.cat([out, xr], 1)
+    return tr.ln_f(out)
 
 
 def span(batch: int, start: int, stop: int, device) -> torch.Tensor:

@@ -104,19 +104,25 @@ def sample(
     return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, hidden, ents * resp_mask if return_entropy else None)
 
 
-def response_hidden(model, seq: Sequences) -> torch.Tensor | None:
+def response_hidden(model, seq: Sequences, share_prefix: bool = False) -> torch.Tensor | None:
     """Final hidden states [B, L, H] at the positions that predict the response tokens (P-1 .. P+L-2), with the
-    last block run only there (rlhfsim.models.lean); None where that path does not apply (use `forward`)."""
+    last block run only there (rlhfsim.models.lean); None where that path does not apply (use `forward`).
+    share_prefix: run each distinct prompt once (lean.gpt2_hidden_shared; the group optimisers' k rows per prompt)."""
     if not lean.supports(model):
         return None
     P, T = seq.prompt_len, seq.input_ids.shape[1]
+    if share_prefix:
+        h = lean.gpt2_hidden_shared(model, seq.input_ids, seq.attention_mask, seq.position_ids, P)
+        if h is not None:
+            return h
     keep = lean.span(seq.input_ids.shape[0], P - 1, T - 1, seq.input_ids.device)  # [B, L]
     return lean.gpt2_hidden(model, seq.input_ids, seq.attention_mask, seq.position_ids, keep)
 
 
-def response_logits(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
-    """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0)."""
-    h = response_hidden(model, seq)
+def response_logits(model, seq: Sequences, temperature: float = 1.0, share_prefix: bool = False) -> torch.Tensor:
+    """Logits predicting each response token: [B, L, V] (the prompt's last position predicts token 0).
+    share_prefix: rows with the same prompt share its computation (response_hidden)."""
+    h = response_hidden(model, seq, share_prefix)
     if h is not None:
         return model.lm_head(h).float() / temperature
     L = seq.input_ids.shape[1] - seq.prompt_len

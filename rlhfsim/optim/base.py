@@ -95,7 +95,7 @@ def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, gene
     gold = torch.as_tensor(gold_fn(prompts, texts), dtype=torch.float32, device=device)
     if missing_eos_penalty is not None:
         scores = scores - missing_eos_penalty * (~has_eos(seq.response_ids, tok.eos_token_id)).float()
-    ref_logprobs = ops.logprobs_from_logits(response_logits(ref, seq, temperature), seq.response_ids) * mask
+    ref_logprobs = ops.logprobs_from_logits(response_logits(ref, seq, temperature, share_prefix=True), seq.response_ids) * mask
     return Batch(seq, mask, ro.logprobs.clone(), ref_logprobs, scores, gold, texts)
 
 

@@ -78,7 +78,7 @@ class GroupOptimizer(PolicyOptimizer):
         out["adv/std_raw"] = float(adv.std())
         out["adv/flat_groups"] = core.flat_group_share(b.scores, cfg.group_size)
         if self.wants_pg_cos():
-            logprobs = ops.logprobs_from_logits(response_logits(self.policy, b.seq, self.temperature), b.seq.response_ids)
+            logprobs = ops.logprobs_from_logits(response_logits(self.policy, b.seq, self.temperature, share_prefix=True), b.seq.response_ids)
             out["adv/pg_cos"] = fid.pg_cosine(logprobs, tok_adv, tok_gold, b.mask, self.policy.parameters())
         return out
 
@@ -94,7 +94,7 @@ class GroupOptimizer(PolicyOptimizer):
                 i = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)
                 seq = rows(b.seq, i)
-                logits = response_logits(self.policy, seq, self.temperature)  # [mb, T, V]
+                logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [mb, T, V]
                 logprobs = ops.logprobs_from_logits(logits, seq.response_ids)
                 loss, st = core.clipped_policy_loss(logprobs, b.logprobs[i], adv[i], b.mask[i], cfg.clip_range,
                                                     LOSS_NORM[self.name], self.response_len, self.kl_term(logprobs, b, i))

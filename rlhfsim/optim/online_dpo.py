@@ -56,7 +56,7 @@ class OnlineDPO(PolicyOptimizer):
                 c, r = chosen[j], rejected[j]
                 idx = torch.cat([c, r])
                 seq = rows(b.seq, idx)
-                logits = response_logits(self.policy, seq, self.temperature)  # [2n, T, V]
+                logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [2n, T, V]
                 logp = (ops.logprobs_from_logits(logits, seq.response_ids) * b.mask[idx]).sum(-1)  # [2n]
                 n = c.numel()
                 self.optimizer.zero_grad(set_to_none=True)

@@ -65,3 +65,50 @@ def test_unsupported_models_fall_back():
     checkpointed = GPT2LMHeadModel(config())
     checkpointed.gradient_checkpointing_enable()  # recomputes blocks inside forward: not this path's business
     assert not lean.supports(checkpointed)
+
+
+def grouped_batch(P=6, L=5, V=40, seed=0):
+    """Four distinct left-padded prompts (lengths 6, 3, 4, 6), the first three repeated, rows shuffled; right-padded
+    responses of 1..L tokens: the layout of a group optimiser's rollout."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = [P, 3, 4, P]
+    prompts = [torch.randint(1, V, (P,), generator=g) for _ in lengths]
+    pmasks = [(torch.arange(P) >= P - n).long() for n in lengths]
+    order = torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 1, 2, 0])
+    B = len(order)
+    resp = torch.randint(1, V, (B, L), generator=g)
+    rlen = torch.randint(1, L + 1, (B,), generator=g)
+    rlen[0] = L
+    rmask = (torch.arange(L)[None] < rlen[:, None]).long()
+    ids = torch.cat([torch.stack([prompts[i] * pmasks[i] for i in order]), resp * rmask], 1)
+    mask = torch.cat([torch.stack([pmasks[i] for i in order]), rmask], 1)
+    return ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@pytest.mark.parametrize("L", [5, 1])
+def test_shared_prefix_equals_the_per_row_forward_values_and_gradients(L):
+    """Each distinct prompt run once (lean.gpt2_hidden_shared) = every row run in full, at every position that predicts
+    a real response token, and the parameter gradients agree (the prompt's gradient sums over its rows)."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config()).train()
+    P = 6
+    ids, mask, pos = grouped_batch(P=P, L=L)
+    B, T = ids.shape
+    shared = lean.gpt2_hidden_shared(model, ids, mask, pos, P)  # [B, L, d]
+    plain = lean.gpt2_hidden(model, ids, mask, pos, lean.span(B, P - 1, T - 1, ids.device))
+    assert shared.shape == plain.shape == (B, L, 32)
+    real = mask[:, P:].bool()  # position P-1+j predicts response token j: read only where that token is real
+    assert torch.allclose(shared[real], plain[real], atol=1e-5), (shared - plain)[real].abs().max()
+    w = torch.randn_like(plain) * real[..., None]
+    params = list(model.transformer.parameters())
+    g_shared = torch.autograd.grad((shared * w).sum(), params)
+    g_plain = torch.autograd.grad((plain * w).sum(), params)
+    for a, b in zip(g_shared, g_plain):  # float rounding relative to the tensor's scale (the row sums run in another order)
+        assert (a - b).abs().max() <= 1e-6 * b.abs().max() + 1e-6, ((a - b).abs().max(), b.abs().max())
+
+
+def test_shared_prefix_declines_when_no_prompt_repeats():
+    model = GPT2LMHeadModel(config()).eval()
+    ids, mask, pos = grouped_batch()
+    distinct = torch.tensor([0, 1, 3, 6])  # one row of each prompt
+    assert lean.gpt2_hidden_shared(model, ids[distinct], mask[distinct], pos[distinct], 6) is None
