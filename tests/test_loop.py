@@ -97,11 +97,22 @@ def test_every_logged_metric_is_documented(tiny_run):
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
 
 
+# metrics fixed by the sampled tokens and the gold reward alone: any change in what the policy samples moves them
+SAMPLE_DEFINED = ("eval/gold", "eval/gold_add", "eval/gold_closed", "eval/gold_fact", "eval/gold_open", "eval/accuracy_closed",
+                  "eval/length", "eval/eos_rate", "objective/gold", "annot/pairs", "round")
+
+
 def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
-    """PPO through the optimiser plug-in gives tiny's metrics of commit c51c15b (before phase 7 became pluggable),
-    bit for bit. The golden file leaves out timings, SFT bookkeeping and adv/* (redefined against gold baselines,
-    docs/metrics.md); collapse/* is skipped here because issue 17 redefined those instruments (they read the same
-    samples and reward model, so they cannot hide a change in training), and metrics added since are not compared."""
+    """PPO through the optimiser plug-in gives tiny's metrics of commit c51c15b (before phase 7 became pluggable).
+    The golden file leaves out timings, SFT bookkeeping and adv/* (redefined against gold baselines, docs/metrics.md);
+    collapse/* is skipped here because issue 17 redefined those instruments (they read the same samples and reward
+    model, so they cannot hide a change in training), and metrics added since are not compared.
+
+    The golden file was written on an Intel host (AVX-512 + AMX); on other CPUs MKL / oneDNN pick other GEMM kernels
+    whose summation order moves the last bits (measured on an AMD EPYC host: continuous metrics off by <= 5e-4
+    relative, 6e-6 absolute; round 0's eval/kl, 0 up to rounding, by 2.5e-8). So the sample-defined metrics must be
+    equal bit for bit (the same tokens were sampled in every round) and the rest equal to float rounding."""
+    from math import isclose
     from pathlib import Path
 
     golden = read_jsonl(Path(__file__).parent / "golden" / "tiny_metrics_c51c15b.jsonl")
@@ -110,7 +121,10 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
     assert len(rows) == len(golden)
     for want, got in zip(golden, rows):
         keys = [k for k in want if not k.startswith("collapse/")]
-        assert {k: got.get(k, "missing") for k in keys} == {k: want[k] for k in keys}, want["round"]
+        assert {k: got.get(k, "missing") for k in keys if k in SAMPLE_DEFINED} == {k: want[k] for k in keys if k in SAMPLE_DEFINED}
+        moved = {k: (want[k], got.get(k, "missing")) for k in keys if got.get(k, "missing") != want[k]}
+        far = {k: v for k, v in moved.items() if not (isinstance(v[1], float) and isclose(v[1], v[0], rel_tol=1e-3, abs_tol=1e-6))}
+        assert not far, (want["round"], far)
 
 
 def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):
