@@ -86,6 +86,23 @@ def summarize(alternations: list[dict[str, list[float]]]) -> dict:
     return out
 
 
+def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[str, float]:
+    """Mean ms per iteration of each labelled phase (rlhfsim.optim.base.PHASES) and of the whole iteration, under
+    torch.profiler (which adds its own overhead to every op: compare the phases with each other, not with the timings)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from rlhfsim.optim.base import PHASES
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iterations):
+            with record_function("iteration"):
+                opt.iteration(prompts, score, gold_fn, generator)
+    totals = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in (*PHASES, "iteration")}  # us
+    out = {k: totals.get(k, 0.0) / iterations / 1e3 for k in (*PHASES, "iteration")}
+    out["other"] = out["iteration"] - sum(out[k] for k in PHASES)  # gold scoring, advantages, fidelity, stats
+    return out
+
+
 def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
     from rlhfsim.bench.sections import gold_stand_in
 
@@ -104,7 +121,8 @@ def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
         with torch.autocast("cpu", dtype=torch.bfloat16):  # what TRL as shipped computes in (its bf16 default)
             alt["rlhfsim_bf16"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 1, shape.repeats)
         runs.append(alt)
-    return {**summarize(runs), "trl_versions": versions, "group": group, "threads": threads, "raw": runs}
+    phases = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)
+    return {**summarize(runs), "phases_ms": phases, "trl_versions": versions, "group": group, "threads": threads, "raw": runs}
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
@@ -118,4 +136,8 @@ def table_rows(r: dict) -> list[tuple[str, str, str]]:
         rows[3:3] = [("rlhfsim GRPO iteration s (bf16 autocast)", f"{r['rlhfsim_bf16_s']:.3f}", f"min {r['rlhfsim_bf16_min_s']:.3f}")]
         rows.append(("TRL as shipped / rlhfsim GRPO (both bf16 autocast)", f"{r['ratio_trl_shipped_bf16']:.2f}x",
                      f"of minima {r['min_ratio_trl_shipped_bf16']:.2f}x"))
+    if "phases_ms" in r:
+        ph = r["phases_ms"]
+        rows.append(("rlhfsim GRPO phases, ms per iteration (fp32, under torch.profiler)", f"{ph['iteration']:.1f}",
+                     ", ".join(f"{k} {v:.1f}" for k, v in ph.items() if k != "iteration")))
     return rows

@@ -16,7 +16,7 @@ from rlhfsim import ops
 from rlhfsim.diagnostics import advantage as fid
 from rlhfsim.models.sampling import response_logits
 from rlhfsim.optim import core
-from rlhfsim.optim.base import Batch, PolicyOptimizer, ScoreFn, batch_stats, group_ids, rollout, rows
+from rlhfsim.optim.base import Batch, PolicyOptimizer, ScoreFn, batch_stats, group_ids, phase, rollout, rows
 
 LOSS_NORM = {"grpo": "sequence", "dr_grpo": "constant", "rloo": "sequence"}
 
@@ -64,7 +64,8 @@ class GroupOptimizer(PolicyOptimizer):
         adv, gold_adv = self.advantages(b.scores, b), self.advantages(b.gold, b)
         stats = {**batch_stats(b, cfg.kl_coef, self.tok.eos_token_id), **self.fidelity(prompts, b, adv, gold_adv)}
         self.iterations_done += 1
-        stats.update(self.update(b, adv, generator))
+        with phase("update"):
+            stats.update(self.update(b, adv, generator))
         return stats
 
     def fidelity(self, prompts, b: Batch, adv: torch.Tensor, gold_adv: torch.Tensor) -> dict:

@@ -15,7 +15,7 @@ from rlhfsim import ops
 from rlhfsim.diagnostics import advantage as fid
 from rlhfsim.models.sampling import response_logits
 from rlhfsim.optim import core
-from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, batch_stats, rollout, rows
+from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, batch_stats, phase, rollout, rows
 
 
 class OnlineDPO(PolicyOptimizer):
@@ -39,7 +39,8 @@ class OnlineDPO(PolicyOptimizer):
         stats["adv/flat_groups"] = core.flat_group_share(b.scores, cfg.group_size)
         stats["dpo/pairs"] = int(chosen.numel())
         self.iterations_done += 1
-        stats.update(self.update(b, chosen, rejected, generator))
+        with phase("update"):
+            stats.update(self.update(b, chosen, rejected, generator))
         return stats
 
     def update(self, b, chosen: torch.Tensor, rejected: torch.Tensor, generator: torch.Generator) -> dict:

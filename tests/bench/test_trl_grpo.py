@@ -39,3 +39,16 @@ def test_grpo_setup_lays_rows_out_prompt_major():
 
     stats = opt.iteration(prompts, score, gold_stand_in, torch.Generator().manual_seed(0))
     assert set(opt.watched) <= set(stats) and stats["objective/kl_coef"] == pytest.approx(0.04)
+
+
+def test_phase_breakdown_finds_every_labelled_phase_inside_the_iteration():
+    import torch
+
+    from rlhfsim.bench.sections import gold_stand_in
+    from rlhfsim.bench.trl_grpo import phase_ms
+    from rlhfsim.optim.base import PHASES
+
+    opt, prompts, score = grpo_setup(Shape(n_layer=1, n_embd=16, n_head=2, vocab=16, prompts=8, prompt_len=3, response_len=3), 4)
+    ph = phase_ms(opt, prompts, score, gold_stand_in, torch.Generator().manual_seed(0), 2)
+    assert all(ph[k] > 0 for k in PHASES)  # a label that moved out of the iteration's path would read 0
+    assert ph["other"] >= 0 and sum(ph[k] for k in PHASES) <= ph["iteration"]
