@@ -108,8 +108,8 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
     collapse/* is skipped here because issue 17 redefined those instruments (they read the same samples and reward
     model, so they cannot hide a change in training), and metrics added since are not compared.
 
-    The golden file was written on an Intel host (AVX-512 + AMX); on other CPUs MKL / oneDNN pick other GEMM kernels
-    whose summation order moves the last bits (measured on an AMD EPYC host: continuous metrics off by <= 5e-4
+    The golden file was written on an earlier session's machine; on another CPU kind other GEMM kernels sum in another
+    order and move the last bits (measured on an AMD EPYC host: continuous metrics off by <= 5e-4
     relative, 6e-6 absolute; round 0's eval/kl, 0 up to rounding, by 2.5e-8). So the sample-defined metrics must be
     equal bit for bit (the same tokens were sampled in every round) and the rest equal to float rounding."""
     from math import isclose
