@@ -105,6 +105,7 @@ def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[s
 
 def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
     from rlhfsim.bench.sections import gold_stand_in
+    from rlhfsim.models.parallel import bf16_autocast
 
     threads = torch.get_num_threads()
     opt, prompts, score = grpo_setup(shape, group)
@@ -118,7 +119,7 @@ def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
             res = run_driver(driver_command(shape, group, threads, best))
             alt[arm], versions = res["iteration_s"], res["versions"]
         alt["rlhfsim"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # what TRL as shipped computes in (its bf16 default)
+        with bf16_autocast("cpu"):  # what TRL as shipped computes in (its bf16 default); casts afresh every call, as TRL
             alt["rlhfsim_bf16"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 1, shape.repeats)
         runs.append(alt)
     phases = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)

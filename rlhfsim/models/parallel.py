@@ -84,7 +84,15 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     if precision == "auto" and not torch.cuda.is_bf16_supported():
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16)
+    return bf16_autocast("cuda")
+
+
+def bf16_autocast(device_type: str):
+    """bf16 autocast with its weight-cast cache off. The cache keeps the first bf16 copy of each trainable weight until
+    the outermost autocast context exits and never checks whether the weight changed; the loop holds one context for
+    the whole run, so with the cache on every grad or no_grad forward after an optimiser step would compute with the
+    weights as first cast (tests/models/test_parallel.py shows it on CPU). Off, each call casts afresh."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 def local_device(device: torch.device) -> torch.device:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhfsim.models.parallel import Parallel, autocast
+from rlhfsim.models.parallel import Parallel, autocast, bf16_autocast
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +34,39 @@ def test_weighted_stats():
 def test_autocast_is_a_no_op_on_cpu():
     with autocast(torch.device("cpu"), "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def _forward_step_forward(ctx, no_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inside one context: a forward, an SGD step on the weights, a second forward; and the second forward's input run
+    in a fresh context (the right answer). no_grad: the second forward under no_grad (as reward scoring runs)."""
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    with ctx():
+        first = lin(x)
+        first.float().square().sum().backward()
+        opt.step()
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            second = lin(x)
+    with bf16_autocast("cpu"):
+        fresh = lin(x)
+    return first.detach(), second.detach(), fresh.detach()
+
+
+@pytest.mark.parametrize("no_grad", [False, True])
+def test_bf16_autocast_sees_weights_changed_inside_the_context(no_grad):
+    first, second, fresh = _forward_step_forward(lambda: bf16_autocast("cpu"), no_grad)
+    assert second.dtype == torch.bfloat16
+    assert not torch.equal(second, first) and torch.equal(second, fresh)
+    # why the cache is off: with it on, the second forward silently reuses the weights as they were first cast
+    first, second, fresh = _forward_step_forward(lambda: torch.autocast("cpu", dtype=torch.bfloat16), no_grad)
+    assert torch.equal(second, first) and not torch.equal(second, fresh)
+
+
+def test_cuda_autocast_is_built_with_the_cache_off(monkeypatch):
+    made = []
+    monkeypatch.setattr("rlhfsim.models.parallel.bf16_autocast", lambda device_type: made.append(device_type) or "ctx")
+    assert autocast(torch.device("cuda"), "bf16") == "ctx" and made == ["cuda"]
 
 
 WORKER = textwrap.dedent("""
