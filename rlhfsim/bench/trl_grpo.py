@@ -104,6 +104,7 @@ def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[s
 
 
 def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
+    from rlhfsim.bench.floor import gemm_floor
     from rlhfsim.bench.sections import gold_stand_in
     from rlhfsim.models.parallel import bf16_autocast
 
@@ -123,7 +124,11 @@ def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
             alt["rlhfsim_bf16"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 1, shape.repeats)
         runs.append(alt)
     phases = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)
-    return {**summarize(runs), "phases_ms": phases, "trl_versions": versions, "group": group, "threads": threads, "raw": runs}
+    floor = {"fp32": gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen))}
+    with bf16_autocast("cpu"):
+        floor["bf16"] = gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen))
+    return {**summarize(runs), "phases_ms": phases, "gemm_floor": floor, "trl_versions": versions, "group": group,
+            "threads": threads, "raw": runs}
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
@@ -137,6 +142,13 @@ def table_rows(r: dict) -> list[tuple[str, str, str]]:
         rows[3:3] = [("rlhfsim GRPO iteration s (bf16 autocast)", f"{r['rlhfsim_bf16_s']:.3f}", f"min {r['rlhfsim_bf16_min_s']:.3f}")]
         rows.append(("TRL as shipped / rlhfsim GRPO (both bf16 autocast)", f"{r['ratio_trl_shipped_bf16']:.2f}x",
                      f"of minima {r['min_ratio_trl_shipped_bf16']:.2f}x"))
+    if "gemm_floor" in r:  # what the iteration's products alone take here, against the 3x target's budget
+        f32, b16 = r["gemm_floor"]["fp32"], r["gemm_floor"]["bf16"]
+        budget = r["trl_shipped_s"] / 3 * 1e3
+        rows.append(("rlhfsim GRPO GEMM floor ms, fp32 / bf16 autocast (products replayed alone)",
+                     f"{f32['floor_ms']:.1f} / {b16['floor_ms']:.1f}",
+                     f"{f32['gflop']:.2f} GFLOP in {f32['calls']} GEMMs ({f32['gflop_per_s']:.0f} GFLOP/s fp32); "
+                     f"3x TRL as shipped needs <= {budget:.1f} ms a whole iteration"))
     if "phases_ms" in r:
         ph = r["phases_ms"]
         rows.append(("rlhfsim GRPO phases, ms per iteration (fp32, under torch.profiler)", f"{ph['iteration']:.1f}",

@@ -52,3 +52,19 @@ def test_phase_breakdown_finds_every_labelled_phase_inside_the_iteration():
     ph = phase_ms(opt, prompts, score, gold_stand_in, torch.Generator().manual_seed(0), 2)
     assert all(ph[k] > 0 for k in PHASES)  # a label that moved out of the iteration's path would read 0
     assert ph["other"] >= 0 and sum(ph[k] for k in PHASES) <= ph["iteration"]
+
+
+def test_gemm_floor_of_an_iteration_sees_the_bf16_products_under_autocast():
+    import torch
+
+    from rlhfsim.bench.floor import gemm_floor
+    from rlhfsim.bench.sections import gold_stand_in
+    from rlhfsim.models.parallel import bf16_autocast
+
+    opt, prompts, score = grpo_setup(Shape(n_layer=1, n_embd=16, n_head=2, vocab=16, prompts=8, prompt_len=3, response_len=3), 4)
+    gen = torch.Generator().manual_seed(0)
+    f32 = gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen), repeats=1)
+    with bf16_autocast("cpu"):
+        b16 = gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen), repeats=1)
+    assert f32["gflop"] > 0 and f32["floor_ms"] > 0 and "gflop_bfloat16" not in f32
+    assert b16["gflop_bfloat16"] > 0.9 * b16["gflop"]  # sampling, scoring, reference and update all reach autocast

@@ -1,0 +1,34 @@
+"""The GEMM floor: a constructed piece of work whose products are known (a Linear's forward and backward, a batched
+product, under fp32 and bf16 autocast) is counted exactly, and its replay takes time."""
+
+import pytest
+import torch
+
+from rlhfsim.bench.floor import gemm_flops, gemm_floor
+from rlhfsim.models.parallel import bf16_autocast
+
+
+def test_flops_of_each_gemm_form():
+    assert gemm_flops("mm", ((64, 128), (128, 32))) == 2 * 64 * 128 * 32
+    assert gemm_flops("addmm", ((32,), (64, 128), (128, 32))) == 2 * 64 * 128 * 32  # the bias adds no products
+    assert gemm_flops("bmm", ((8, 5, 7), (8, 7, 3))) == 2 * 8 * 5 * 7 * 3
+    assert gemm_flops("baddbmm", ((8, 5, 3), (8, 5, 7), (8, 7, 3))) == 2 * 8 * 5 * 7 * 3
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_linear_forward_and_backward_is_three_products(bf16):
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(48, 24), torch.randn(40, 48, requires_grad=True)
+    a, b = torch.randn(6, 5, 7), torch.randn(6, 7, 3)
+
+    def work():
+        with bf16_autocast("cpu") if bf16 else torch.autocast("cpu", enabled=False):
+            lin(x).float().sum().backward()  # forward addmm; backward: grad of x (mm) and of the weight (mm)
+        torch.bmm(a, b)  # outside autocast: fp32
+
+    f = gemm_floor(work, repeats=3)
+    linear = 3 * 2 * 40 * 48 * 24 / 1e9
+    assert f["calls"] == 4
+    assert f["gflop"] == pytest.approx(linear + 2 * 6 * 5 * 7 * 3 / 1e9)
+    assert f.get("gflop_bfloat16", 0.0) == pytest.approx(linear if bf16 else 0.0)
+    assert f["floor_ms"] > 0 and f["floor_ms"] == pytest.approx(sum(v for k, v in f.items() if k.startswith("floor_ms_")))
