@@ -53,7 +53,8 @@ class ComputeConfig(Strict):
     """How the run uses the hardware: precision, memory and parallelism. Nothing here changes results on CPU."""
 
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32)."
+        "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32; reward and "
+        "value heads compute in fp32; autocast's weight-cast cache is off, so every forward sees the current weights)."
     )
     gradient_checkpointing: bool = Field(
         False, description="Checkpoint models (policy, value, reward): recompute activations in backward to save memory."

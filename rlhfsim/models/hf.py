@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rlhfsim.config import ConfigError
+from rlhfsim.models.parallel import fp32_head
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def load_sequence_classifier(name: str, what: str, pad_token_id: int, seed: int)
     torch.manual_seed(seed)
     model = _load(AutoModelForSequenceClassification.from_pretrained, name, what, num_labels=1, ignore_mismatched_sizes=True)
     model.config.pad_token_id = pad_token_id  # the classifier pools at the last non-pad token (decoder models)
-    return no_dropout(model)
+    return fp32_head(no_dropout(model))
 
 
 def policy_tokenizer(policy_cfg):
@@ -191,7 +192,7 @@ def checkpoint_value_model(cfg, policy, device):
             value = load_sequence_classifier(cfg.policy.checkpoint, "policy.checkpoint", conf.pad_token_id, cfg.seed)
         else:
             torch.manual_seed(cfg.seed)
-            value = AutoModelForSequenceClassification.from_config(conf)
+            value = fp32_head(AutoModelForSequenceClassification.from_config(conf))
             if init == "policy":
                 _base(value).load_state_dict(_base(policy).state_dict())
     if not isinstance(getattr(value, "score", None), torch.nn.Linear):

@@ -78,6 +78,20 @@ class Parallel:
         return {k: sum(w * s[k] for w, s in parts) / total for k in keys}
 
 
+def leave_process_group(ok: bool = True) -> None:
+    """Tear down the process group `Parallel.from_env` joined, if any: its threads are joined here rather than left to
+    interpreter exit, where a worker was seen to abort (rc -6, "terminate called without an active exception") after
+    its work was done. ok: every rank finished, so wait for all first (no rank leaves while another still talks to it);
+    after an error, leave at once (a barrier would wait for ranks that may never come)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on CUDA when asked for (or `auto` and supported); a no-op elsewhere."""
     if device.type != "cuda" or precision == "fp32":
@@ -93,6 +107,28 @@ def bf16_autocast(device_type: str):
     the whole run, so with the cache on every grad or no_grad forward after an optimiser step would compute with the
     weights as first cast (tests/models/test_parallel.py shows it on CPU). Off, each call casts afresh."""
     return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+class FP32Linear(torch.nn.Linear):
+    """A Linear that computes in its weights' dtype (fp32) under autocast: the scalar heads of reward and value models.
+
+    Under bf16 autocast a head's output would be rounded to bf16's 8-bit mantissa: a reward of 100 can then only move
+    in steps of 0.5, so an offset drift (explosion) would read as flattening and ties would appear within a prompt's
+    completions. The trunk still runs in bf16; only the head's product and its output stay fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+
+def fp32_head(model: torch.nn.Module) -> torch.nn.Module:
+    """Make a sequence classifier's output head (its last `nn.Linear` with `num_labels` outputs: `score` on decoders,
+    `classifier` on DeBERTa) an FP32Linear, in place. Same parameters and state-dict keys; fp32 results unchanged."""
+    n = getattr(getattr(model, "config", None), "num_labels", None)
+    heads = [m for m in model.modules() if type(m) is torch.nn.Linear and m.out_features == n]
+    if heads:
+        heads[-1].__class__ = FP32Linear
+    return model
 
 
 def local_device(device: torch.device) -> torch.device:

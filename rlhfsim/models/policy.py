@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from rlhfsim.models.layout import encode_prompts, encode_responses, join
+from rlhfsim.models.parallel import FP32Linear, fp32_head
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class ValueHead(torch.nn.Module):
 
     def __init__(self, n_embd: int):
         super().__init__()
-        self.score = torch.nn.Linear(n_embd, 1, bias=False)
+        self.score = FP32Linear(n_embd, 1, bias=False)  # fp32 values under autocast (models/parallel.py)
         torch.nn.init.zeros_(self.score.weight)  # V = 0 at the start, as for the separate value model
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, L]
@@ -82,7 +83,7 @@ def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate"
         return ValueHead(policy.config.n_embd)
     conf = GPT2Config.from_dict(policy.config.to_dict())
     conf.num_labels = 1
-    value = GPT2ForSequenceClassification(conf)
+    value = fp32_head(GPT2ForSequenceClassification(conf))
     if init == "policy":
         value.transformer.load_state_dict(policy.transformer.state_dict())
     torch.nn.init.zeros_(value.score.weight)  # start from V = 0: no bogus baseline in the first iteration

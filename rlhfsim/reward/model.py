@@ -7,6 +7,7 @@ import torch
 from transformers import GPT2ForSequenceClassification
 
 from rlhfsim.models.lean import classifier_logits
+from rlhfsim.models.parallel import fp32_head
 from rlhfsim.models.policy import gpt2_config
 
 
@@ -28,7 +29,7 @@ def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int =
     conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=heads)
     conf.resid_pdrop = conf.embd_pdrop = conf.attn_pdrop = cfg.dropout  # active in train() only
     conf.use_cache = False  # a scorer never decodes: no KV cache built (by concatenation) and dropped per forward
-    return GPT2ForSequenceClassification(conf)
+    return fp32_head(GPT2ForSequenceClassification(conf))
 
 
 class MemberRewards:

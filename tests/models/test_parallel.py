@@ -71,7 +71,7 @@ def test_cuda_autocast_is_built_with_the_cache_off(monkeypatch):
 
 WORKER = textwrap.dedent("""
     import sys, torch
-    from rlhfsim.models.parallel import Parallel
+    from rlhfsim.models.parallel import Parallel, leave_process_group
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
     x, y = torch.randn(7, 3), torch.randn(7)
@@ -84,6 +84,8 @@ WORKER = textwrap.dedent("""
     par.sum_grads(model.parameters())
     stats = par.weighted_stats(parts)
     torch.save({"grad": [p.grad for p in model.parameters()], "stats": stats}, sys.argv[1] + f"/rank{par.rank}.pt")
+    leave_process_group()
+    assert not torch.distributed.is_initialized()
 """)
 
 
@@ -107,3 +109,66 @@ def test_two_processes_sum_to_the_whole_batch_gradient(tmp_path):
         for g, p in zip(out["grad"], model.parameters()):
             assert torch.allclose(g, p.grad, atol=1e-6)  # both ranks hold the whole batch's gradient
         assert out["stats"]["n"] == pytest.approx((2 * 2 + 2 * 2 + 1 * 1 + 2 * 2) / 7)  # weighted over both ranks' chunks
+
+
+def _offset_classifier():
+    """A GPT-2 reward model whose rewards are ~100 + differences of ~0.05 between inputs: ln_f's bias carries a constant
+    that the score head maps to 100, and the small rest of the head reads ln_f's normalised (input-dependent) part."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    m = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2, num_labels=1,
+                                                 pad_token_id=0, bos_token_id=0, eos_token_id=0)).eval()
+    with torch.no_grad():
+        c = torch.ones(16)
+        m.transformer.ln_f.bias.copy_(c)
+        m.transformer.ln_f.weight.fill_(0.05)
+        m.score.weight.copy_((100 * c / c.dot(c) + 0.5 * torch.randn(16))[None])
+    return m
+
+
+def test_fp32_head_keeps_the_resolution_of_an_offset_reward_under_bf16_autocast():
+    import copy
+
+    from rlhfsim.models.parallel import FP32Linear, fp32_head
+
+    plain = _offset_classifier()
+    fixed = fp32_head(copy.deepcopy(plain))
+    assert type(fixed.score) is FP32Linear and type(plain.score) is torch.nn.Linear
+    assert list(fixed.state_dict()) == list(plain.state_dict())  # same parameters, same checkpoint keys
+    ids = torch.randint(1, 50, (32, 10), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        r32 = plain(input_ids=ids, attention_mask=mask).logits[:, 0]
+        assert torch.equal(fixed(input_ids=ids, attention_mask=mask).logits[:, 0], r32)  # fp32: bit for bit the same
+        with bf16_autocast("cpu"):
+            r_plain = plain(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+            r_fixed = fixed(input_ids=ids, attention_mask=mask).logits[:, 0]
+    assert (r32 - 100).abs().max() < 5 and r32.std() > 0.02
+    assert r_fixed.dtype == torch.float32
+    assert (r_fixed - r32).abs().max() < 0.02 and float(r_fixed.std()) == pytest.approx(float(r32.std()), rel=0.1)
+    # the bf16 head: every reward on bf16's grid at 100 (steps of 0.5), so the within-batch spread is mostly rounding
+    assert torch.all(r_plain * 2 == (r_plain * 2).round()) and (r_plain - r32).abs().max() > 0.1
+
+
+def test_every_reward_and_value_builder_gives_an_fp32_head(tiny_checkpoints):
+    from rlhfsim.models.hf import load_sequence_classifier
+    from rlhfsim.models.parallel import FP32Linear
+    from rlhfsim.models.policy import ValueHead, build_value_model, gpt2_config
+    from rlhfsim.reward.config import RewardConfig
+    from rlhfsim.reward.model import build_reward_model
+    from rlhfsim.world.tokenizer import build_word_tokenizer
+    from transformers import GPT2LMHeadModel
+
+    tok = build_word_tokenizer(["a", "b", "c"])
+    policy = GPT2LMHeadModel(gpt2_config(tok, 1, 16, 2, 16))
+    heads = {
+        "reward (built-in)": build_reward_model(tok, RewardConfig(n_layer=1, n_embd=16, n_head=2), 16, 0).score,
+        "reward heads ensemble": build_reward_model(tok, RewardConfig(n_layer=1, n_embd=16, n_head=2), 16, 0, heads=3).score,
+        "value (separate)": build_value_model(policy, "policy").score,
+        "value (shared)": ValueHead(16).score,
+        "reward (DeBERTa checkpoint)": load_sequence_classifier(tiny_checkpoints["deberta"], "reward.checkpoint", 0, 0).classifier,
+        "gold (Llama checkpoint)": load_sequence_classifier(tiny_checkpoints["gold"], "gold", 0, 0).score,
+    }
+    assert {k: type(v).__name__ for k, v in heads.items()} == {k: "FP32Linear" for k in heads}
+    assert all(isinstance(v, FP32Linear) for v in heads.values())
