@@ -42,6 +42,12 @@ if [ "$DEV" = cuda ] && [ "$NGPU" -ge 2 ]; then  # one run, data-parallel over e
   accelerate launch --multi_gpu --num_processes "$NGPU" -m rlhfsim run "$W/runs/gpu_gold_rm/bradley_terry/seed0/config.yaml" \
     --out "$W/ddp" --set policy.cache_dir="$W/sft" 2>&1 | tail -n 5
 fi
+# issue 18's GRPO speed target where it may hold: rlhfsim and TRL's GRPOTrainer side by side on the device
+# (bench shape on a GPU; a tiny shape on CPU, which only checks the step)
+BSH=(--layers 1 --width 32 --heads 2 --vocab 24 --prompts 8 --prompt-len 4 --response-len 4 --repeats 2 --warmup 1 --alternations 1)
+[ "$DEV" = cuda ] && BSH=(--repeats 5 --warmup 2 --alternations 3)
+FIRST="${CUDA_VISIBLE_DEVICES:-0}"  # one GPU: with several visible, TRL's Trainer would wrap its model in DataParallel
+CUDA_VISIBLE_DEVICES="${FIRST%%,*}" "$PY" -m rlhfsim bench --only grpo --device "$DEV" "${BSH[@]}" --json "$W/grpo_bench.json" --markdown "$W/grpo_bench.md" 2>&1 | tail -n 24 || true
 "$PY" - "$W" "$DEV" <<'PYEOF'
 import json, re, sys
 from pathlib import Path
@@ -69,8 +75,11 @@ for d in sorted(W.glob("runs/*/*/seed*")) + ([W / "ddp"] if (W / "ddp").exists()
                 f"| {pairs:.0f} | {rnd:.2f} | {peak} |")
 (W / "gpu_rows.md").write_text("\n".join(rows) + "\n")
 print("\n".join(rows))
+grpo = (W / "grpo_bench.md").read_text().strip() if (W / "grpo_bench.md").exists() else f"GRPO bench failed: see the output above ({gpu})"
+print(grpo)
 if dev == "cuda":
     p = Path("docs/performance.md"); s = p.read_text()
     s = re.sub(r"(\| GPU \| experiment .*?\n\|---.*?\n)(?:\| \(open\).*?\n)+", lambda mt: mt.group(1) + "\n".join(rows) + "\n", s, flags=re.S)
+    s = s.replace("GRPO-on-GPU: (open)", f"{gpu}, `rlhfsim bench --only grpo --device cuda --repeats 5 --warmup 2 --alternations 3`:\n\n{grpo}")
     p.write_text(s)
 PYEOF

@@ -46,6 +46,13 @@ def run_bench(args) -> dict:
         from rlhfsim.config import ConfigError
 
         raise ConfigError(f"--only {','.join(bad)}: unknown section; choose from {', '.join(SECTIONS + OPTIONAL)}")
+    if args.device != "cpu":  # fail before any section runs, not after them
+        from rlhfsim.config import ConfigError
+
+        if set(only) != {"grpo"}:
+            raise ConfigError(f"--device {args.device}: only the grpo section runs on a GPU; use --only grpo")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {args.device}: no CUDA device here (torch.cuda.is_available() is False); use --device cpu")
     if "trl_ppo" in only:  # fail before any section runs, not after them
         from rlhfsim.bench.trl_ppo import check_trl_python
 
@@ -74,7 +81,7 @@ def run_bench(args) -> dict:
     if "grpo" in only:
         from rlhfsim.bench.trl_grpo import bench_trl_grpo
 
-        out["grpo"] = bench_trl_grpo(shape, args.group, args.alternations)
+        out["grpo"] = bench_trl_grpo(shape, args.group, args.alternations, args.device)
     if args.profile:
         from rlhfsim.bench.sections import profile_ppo
 
@@ -221,6 +228,7 @@ def register(sub) -> None:
     g.add_argument("--ppo-epochs", type=int, default=1)
     g.add_argument("--ppo-minibatches", type=int, default=1)
     g.add_argument("--group", type=int, default=4, help="grpo: completions per prompt (--prompts rows per iteration)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="grpo: run both sides on this device (other sections: CPU)")
     g.add_argument("--rm-groups", type=int, default=64, help="prompt groups in the reward-training data")
     g.add_argument("--rm-k", type=int, default=8, help="completions per group (all k(k-1)/2 pairs labelled)")
     g.add_argument("--rm-seq-len", type=int, default=24, help="tokens per (prompt, completion), EOS included")

@@ -6,6 +6,9 @@ grpo. TRL (the installed trl) runs in a subprocess (trl_grpo_driver.py), at its 
 no logging, no console callbacks) and as shipped (GRPOConfig's defaults: bf16 autocast and gradient checkpointing on,
 logging every 10 steps). rlhfsim runs in fp32 (its CPU precision) and, to match TRL as shipped, under the same bf16
 autocast. The arms are interleaved because the machine is shared and its speed drifts.
+
+`--device cuda` runs both sides on the GPU (TRL with use_cpu off; every timed iteration ends with a synchronize).
+The GEMM floor and the phase breakdown replay and profile on the CPU, so they are left out there.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ ARMS = ("trl_best", "trl_shipped", "rlhfsim", "rlhfsim_bf16")
 RATIOS = {"trl_shipped": ("rlhfsim", "rlhfsim_bf16"), "trl_best": ("rlhfsim",)}  # TRL arm -> rlhfsim arms it is divided by
 
 
-def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
+def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0, device: str = "cpu"):
     """rlhfsim's GRPO at the shape, its prompt-major rows, and a reward model's score (scored as the loop does)."""
     from rlhfsim.bench.sections import gold_stand_in  # noqa: F401  (re-exported for the caller)
     from rlhfsim.optim.config import GRPOConfig
@@ -34,16 +37,17 @@ def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
     from rlhfsim.reward.model import RewardModels
     from rlhfsim.world.base import Prompt
 
+    dev = torch.device(device)
     tok = vocab_tokenizer(shape.vocab)
     n_positions = shape.prompt_len + shape.response_len + 8
-    policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)
+    policy = policy_model(tok, shape, n_positions=n_positions, seed=seed).to(dev)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     cfg = GRPOConfig(batch_size=shape.prompts, group_size=group, kl_coef=beta, kl_mode="loss", pg_cos_every=0)
-    opt = GroupOptimizer(policy, ref, tok, cfg, 1.0, shape.response_len, torch.device("cpu"))
+    opt = GroupOptimizer(policy, ref, tok, cfg, 1.0, shape.response_len, dev)
     texts = random_words(shape.prompts // group, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts) for _ in range(group)]
-    rms = RewardModels(tok, RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head), torch.device("cpu"),
-                       seed, n_positions=n_positions)
+    rms = RewardModels(tok, RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head), dev, seed,
+                       n_positions=n_positions)
 
     def score(prompts, completions) -> np.ndarray:
         return rms.rewards([p.text for p in prompts], completions)[0]
@@ -51,13 +55,14 @@ def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0):
     return opt, prompts, score
 
 
-def driver_command(shape: Shape, group: int, threads: int, best: bool) -> list[str]:
+def driver_command(shape: Shape, group: int, threads: int, best: bool, device: str = "cpu") -> list[str]:
     from pathlib import Path
 
     cmd = [sys.executable, str(Path(__file__).with_name("trl_grpo_driver.py")), "--threads", str(threads),
            "--iterations", str(shape.repeats), "--warmup", str(shape.warmup), "--layers", str(shape.n_layer),
            "--width", str(shape.n_embd), "--heads", str(shape.n_head), "--vocab", str(shape.vocab), "--rows", str(shape.prompts),
-           "--group", str(group), "--prompt-len", str(shape.prompt_len), "--response-len", str(shape.response_len)]
+           "--group", str(group), "--prompt-len", str(shape.prompt_len), "--response-len", str(shape.response_len),
+           "--device", device]
     return cmd + (["--best"] if best else [])
 
 
@@ -103,36 +108,44 @@ def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[s
     return out
 
 
-def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2) -> dict:
+def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2, device: str = "cpu") -> dict:
     from rlhfsim.bench.floor import gemm_floor
     from rlhfsim.bench.sections import gold_stand_in
     from rlhfsim.models.parallel import bf16_autocast
 
     threads = torch.get_num_threads()
-    opt, prompts, score = grpo_setup(shape, group)
-    gen = torch.Generator().manual_seed(2)
-    for _ in range(shape.warmup):
+    dev = torch.device(device)
+    opt, prompts, score = grpo_setup(shape, group, device=device)
+    gen = torch.Generator(device=dev).manual_seed(2)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def iteration():
         opt.iteration(prompts, score, gold_stand_in, gen)
+        sync()  # a timed iteration ends when the device has finished it
+
+    for _ in range(shape.warmup):
+        iteration()
     runs, versions = [], {}
     for _ in range(max(1, alternations)):
         alt = {}
         for arm, best in (("trl_best", True), ("trl_shipped", False)):
-            res = run_driver(driver_command(shape, group, threads, best))
+            res = run_driver(driver_command(shape, group, threads, best, dev.type))
             alt[arm], versions = res["iteration_s"], res["versions"]
-        alt["rlhfsim"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 0, shape.repeats)
-        with bf16_autocast("cpu"):  # what TRL as shipped computes in (its bf16 default); casts afresh every call, as TRL
-            alt["rlhfsim_bf16"] = timeit(lambda: opt.iteration(prompts, score, gold_stand_in, gen), 1, shape.repeats)
+        alt["rlhfsim"] = timeit(iteration, 0, shape.repeats)
+        with bf16_autocast(dev.type):  # what TRL as shipped computes in (its bf16 default); casts afresh every call, as TRL
+            alt["rlhfsim_bf16"] = timeit(iteration, 1, shape.repeats)
         runs.append(alt)
-    phases = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)
-    floor = {"fp32": gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen))}
-    with bf16_autocast("cpu"):
-        floor["bf16"] = gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen))
-    return {**summarize(runs), "phases_ms": phases, "gemm_floor": floor, "trl_versions": versions, "group": group,
-            "threads": threads, "raw": runs}
+    out = {**summarize(runs), "trl_versions": versions, "group": group, "threads": threads, "device": dev.type, "raw": runs}
+    if dev.type == "cpu":  # both replay and profile on the CPU
+        out["phases_ms"] = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)
+        out["gemm_floor"] = {"fp32": gemm_floor(iteration)}
+        with bf16_autocast("cpu"):
+            out["gemm_floor"]["bf16"] = gemm_floor(iteration)
+    return out
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
-    n = f"median of {r['alternations']} alternations"
+    n = f"median of {r['alternations']} alternations" + (f", on {r['device']}" if r.get("device", "cpu") != "cpu" else "")
     rows = [("TRL GRPO iteration s, at its best (fp32)", f"{r['trl_best_s']:.3f}", f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}"),
             ("TRL GRPO iteration s, as shipped (bf16 autocast, gradient checkpointing)", f"{r['trl_shipped_s']:.3f}", f"min {r['trl_shipped_min_s']:.3f}"),
             ("rlhfsim GRPO iteration s (fp32)", f"{r['rlhfsim_s']:.3f}", f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}"),

@@ -11,7 +11,8 @@ to True when fp16 is unset, on a CPU too), gradient checkpointing on, logging ev
 `--best` is TRL at its best in fp32, the precision rlhfsim runs in: bf16 and gradient checkpointing off, logging off
 (the per-step metric gathering, its `accelerator.gather` calls and the printed dicts) and the printer and progress
 callbacks removed. Both fix only the shape, loss_type grpo (the default, dapo, normalises the same loss by the batch's
-token count: the same work) and `use_cpu`; the resolved bf16 / gradient-checkpointing settings are printed.
+token count: the same work) and `use_cpu` (off with `--device cuda`); the resolved bf16 / gradient-checkpointing settings
+are printed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt-len", type=int, default=8)
     p.add_argument("--response-len", type=int, default=16)
     p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: TRL on the GPU (use_cpu off), synchronised step clock")
     return p.parse_args(argv)
 
 
@@ -75,12 +77,12 @@ def main(argv=None) -> int:
         tok.save_pretrained(f"{d}/policy")
         reward = GPT2ForSequenceClassification(config(num_labels=1))
         best = {"logging_strategy": "no", "bf16": False, "gradient_checkpointing": False} if a.best else {}
-        cfg = GRPOConfig(output_dir=f"{d}/out", seed=a.seed, use_cpu=True, report_to="none",
+        cfg = GRPOConfig(output_dir=f"{d}/out", seed=a.seed, use_cpu=a.device == "cpu", report_to="none",
                          per_device_train_batch_size=a.rows, gradient_accumulation_steps=1, num_generations=a.group,
                          steps_per_generation=1, num_iterations=1, max_completion_length=a.response_len, temperature=1.0,
                          beta=a.beta, loss_type="grpo", max_steps=n_iter, save_strategy="no", eval_strategy="no",
                          disable_tqdm=a.best, shuffle_dataset=False, **best)
-        clock = step_clock()
+        clock = step_clock(torch.cuda.synchronize if a.device == "cuda" else None)
         trainer = GRPOTrainer(model=f"{d}/policy", reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                               reward_processing_classes=tok, callbacks=[clock])
         if a.best:

@@ -99,19 +99,25 @@ def prompt_dataset(tok, a):
     return Dataset.from_dict({"input_ids": ids.tolist()})
 
 
-def step_clock():
-    """A TrainerCallback taking perf_counter at train begin and at each step end (one iteration apart): `.marks`."""
+def step_clock(sync=None):
+    """A TrainerCallback taking perf_counter at train begin and at each step end (one iteration apart): `.marks`.
+    sync: called before each reading (torch.cuda.synchronize on a GPU, so a step ends when its kernels have)."""
     from transformers import TrainerCallback
 
     class StepClock(TrainerCallback):
         def __init__(self):
             self.marks: list[float] = []
 
-        def on_train_begin(self, args, state, control, **kw):
+        def mark(self):
+            if sync is not None:
+                sync()
             self.marks.append(time.perf_counter())
 
+        def on_train_begin(self, args, state, control, **kw):
+            self.mark()
+
         def on_step_end(self, args, state, control, **kw):
-            self.marks.append(time.perf_counter())
+            self.mark()
 
     return StepClock()
 

@@ -68,3 +68,38 @@ def test_gemm_floor_of_an_iteration_sees_the_bf16_products_under_autocast():
         b16 = gemm_floor(lambda: opt.iteration(prompts, score, gold_stand_in, gen), repeats=1)
     assert f32["gflop"] > 0 and f32["floor_ms"] > 0 and "gflop_bfloat16" not in f32
     assert b16["gflop_bfloat16"] > 0.9 * b16["gflop"]  # sampling, scoring, reference and update all reach autocast
+
+
+def test_driver_and_command_carry_the_device():
+    from rlhfsim.bench.trl_grpo_driver import parse_args
+
+    cmd = driver_command(Shape(), 4, 1, False, "cuda")
+    assert cmd[cmd.index("--device") + 1] == "cuda" and "cpu" == (c := driver_command(Shape(), 4, 1, False))[c.index("--device") + 1]
+    assert parse_args(["--device", "cuda"]).device == "cuda" and parse_args([]).device == "cpu"
+
+
+@pytest.mark.parametrize("only, says", [("grpo", "no CUDA device"), ("ppo,grpo", "only the grpo section")])
+def test_bench_on_cuda_without_one_or_beside_cpu_sections_exits_2(only, says, capsys):
+    import torch
+
+    from rlhfsim.cli import main
+
+    if torch.cuda.is_available() and only == "grpo":
+        pytest.skip("this machine has a CUDA device")
+    assert main(["bench", "--only", only, "--device", "cuda"]) == 2
+    out = capsys.readouterr().out
+    assert says in out and "--device" in out and "Traceback" not in out
+
+
+def test_the_grpo_section_end_to_end_at_a_tiny_shape(tmp_path):
+    """Both TRL arms (the driver as a subprocess) and both rlhfsim arms, one alternation; no timing is asserted."""
+    import json
+
+    from rlhfsim.cli import main
+
+    tiny = ["--layers", "1", "--width", "32", "--heads", "2", "--vocab", "24", "--prompts", "8", "--prompt-len", "4",
+            "--response-len", "4", "--warmup", "1", "--repeats", "2", "--threads", "1"]
+    assert main(["bench", *tiny, "--only", "grpo", "--alternations", "1", "--json", str(tmp_path / "b.json")]) == 0
+    r = json.loads((tmp_path / "b.json").read_text())["grpo"]
+    assert r["device"] == "cpu" and all(len(r["raw"][0][arm]) >= 2 for arm in ("trl_best", "trl_shipped", "rlhfsim", "rlhfsim_bf16"))
+    assert r["ratio_trl_shipped"] > 0 and r["gemm_floor"]["fp32"]["gflop"] > 0 and r["phases_ms"]["update"] > 0
