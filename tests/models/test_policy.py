@@ -16,3 +16,19 @@ def test_sft_cache_key_tracks_what_changes_the_weights():
         assert key != sft_cache_key(world, policy, vocab, "cpu")
     finally:
         torch.set_num_threads(threads)
+
+
+def test_sft_cache_key_names_the_autocast_precision_and_leaves_fp32_keys_as_they_were():
+    import hashlib
+    import json
+
+    from rlhfsim.models.parallel import bf16_autocast
+    from rlhfsim.models.policy import numerics_cache_key
+
+    blob = {"policy": "p", "v": 1}
+    key = numerics_cache_key(blob, "cpu")
+    before = {**blob, "numerics": {"device": "cpu", "threads": torch.get_num_threads()}}  # the key's form before precision
+    assert key == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]  # existing caches stay valid
+    with bf16_autocast("cpu"):
+        assert numerics_cache_key(blob, "cpu") != key  # an SFT trained under bf16 autocast is another cache entry
+    assert numerics_cache_key(blob, "cpu") == key
