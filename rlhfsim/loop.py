@@ -175,16 +175,11 @@ def timed(row: dict, name: str):
 def run(cfg: Config, out: str | Path | None = None, resume: bool = False, reporter: Reporter | None = None) -> dict:
     """Run (or resume) one config; returns the summary written to summary.json. bf16 autocast on a GPU when asked for;
     under a multi-process launch only rank 0 writes `out` (the others keep a private copy, see models/parallel.py)."""
-    from rlhfsim.models.parallel import leave_process_group, rank_out_dir
+    from rlhfsim.models.parallel import process_group_scope, rank_out_dir
 
-    with rank_out_dir(cfg, out, resume) as out, autocast(local_device(resolve_device(cfg.device)), cfg.compute.precision):
-        try:
-            summary = _run(cfg, out, resume, reporter)
-        except BaseException:
-            leave_process_group(ok=False)
-            raise
-        leave_process_group()
-        return summary
+    device = local_device(resolve_device(cfg.device))
+    with rank_out_dir(cfg, out, resume) as out, autocast(device, cfg.compute.precision), process_group_scope():
+        return _run(cfg, out, resume, reporter)
 
 
 def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter | None) -> dict:

@@ -92,6 +92,18 @@ def leave_process_group(ok: bool = True) -> None:
     dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def process_group_scope():
+    """Leave the process group (if one was joined) when the block ends: after a barrier when it ends normally, at once
+    when it raises."""
+    try:
+        yield
+    except BaseException:
+        leave_process_group(ok=False)
+        raise
+    leave_process_group()
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on CUDA when asked for (or `auto` and supported); a no-op elsewhere."""
     if device.type != "cuda" or precision == "fp32":

@@ -172,3 +172,15 @@ def test_every_reward_and_value_builder_gives_an_fp32_head(tiny_checkpoints):
     }
     assert {k: type(v).__name__ for k, v in heads.items()} == {k: "FP32Linear" for k in heads}
     assert all(isinstance(v, FP32Linear) for v in heads.values())
+
+
+def test_process_group_scope_leaves_after_a_barrier_or_at_once_on_error(monkeypatch):
+    from rlhfsim.models import parallel
+
+    calls = []
+    monkeypatch.setattr(parallel, "leave_process_group", lambda ok=True: calls.append(ok))
+    with parallel.process_group_scope():
+        pass
+    with pytest.raises(KeyError), parallel.process_group_scope():
+        raise KeyError("boom")
+    assert calls == [True, False]
