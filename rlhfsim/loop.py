@@ -145,6 +145,8 @@ class Simulation:
             "torch_rng": torch.get_rng_state(),
             "buffer": json.dumps(self.buffer.state_dict()),
         }
+        if self.device.type == "cuda":  # on a GPU, dropout draws from the device's own default generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return models, state
 
     def restore(self, folder: Path, state: dict) -> int:
@@ -155,6 +157,8 @@ class Simulation:
             r.bit_generator.state = json.loads(state["rng"][k])
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.buffer.load_state_dict(json.loads(state["buffer"]))
         return state["round"]
 

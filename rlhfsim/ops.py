@@ -129,3 +129,9 @@ def last_token_index(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     pos = torch.arange(1, T + 1, device=mask.device).expand_as(mask)
     last = torch.where(mask != 0, pos, torch.zeros_like(pos)).amax(-1)  # 1-based, 0 = empty row
     return (last - 1).clamp_min(0), last > 0
+
+
+def permutation(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A random order of range(n) [n] (long), drawn on the generator's own device: minibatch order in every optimiser.
+    randperm without a device runs on the CPU, and the CPU kernel refuses a CUDA generator (a GPU run's)."""
+    return torch.randperm(n, generator=generator, device=generator.device)

@@ -166,3 +166,25 @@ def test_a_run_inside_one_bf16_autocast_context_updates_the_weights_it_samples_w
         run(load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}"]), out=tmp_path / "bf16")
     rows = read_jsonl(tmp_path / "bf16" / "metrics.jsonl")[1:]
     assert len(rows) == 2 and all(r["policy/approxkl_avg"] < 1e-3 and r["policy/clipfrac_avg"] < 0.02 for r in rows)
+
+
+def test_a_gpu_checkpoint_carries_the_devices_generator(tmp_path, sft_cache, monkeypatch):
+    """On CUDA, reward-model dropout draws from the device's default generator: a checkpoint saves its state and a
+    resume restores it (faked here on CPU: the Simulation is told it runs on cuda, the CUDA RNG calls are recorded)."""
+    import torch
+
+    from rlhfsim.loop import Simulation
+    from rlhfsim.tracking import RunDir
+
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}"])
+    sim = Simulation(cfg, RunDir.for_config(cfg, tmp_path / "run"))
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((state.tolist(), device.type)))
+    assert "cuda_rng" not in sim.state(1)[1]  # CPU runs: the checkpoint as before
+    sim.device = torch.device("cuda")
+    _, state = sim.state(1)
+    assert state["cuda_rng"].tolist() == [7]
+    monkeypatch.setattr(Simulation, "state", lambda self, r: ({}, {}))  # no model files: only the RNG restore is under test
+    sim.restore(tmp_path, state)
+    assert calls == [([7], "cuda")]

@@ -33,7 +33,8 @@ class Parallel:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            # on GPUs the stats' small all-reduce runs on CPU tensors, which NCCL does not take: gloo carries those
+            dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), micro_batch)
 
     @property

@@ -90,7 +90,7 @@ class GroupOptimizer(PolicyOptimizer):
         self.policy.train()
         stats = []
         for _ in range(cfg.epochs):
-            order = torch.randperm(B, generator=generator).to(self.device)
+            order = ops.permutation(B, generator).to(self.device)  # on the generator's device (the run's)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)

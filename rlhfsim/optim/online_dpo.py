@@ -51,7 +51,7 @@ class OnlineDPO(PolicyOptimizer):
         self.policy.train()
         mb = max(1, P // cfg.minibatches)
         for _ in range(cfg.epochs if P else 0):
-            order = torch.randperm(P, generator=generator).to(self.device)
+            order = ops.permutation(P, generator).to(self.device)  # on the generator's device (the run's)
             for s in range(0, P, mb):
                 j = order[s : s + mb]
                 c, r = chosen[j], rejected[j]

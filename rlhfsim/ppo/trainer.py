@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rlhfsim import ops
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead, has_dropout
@@ -131,7 +132,7 @@ class PPOTrainer(PolicyOptimizer):
             if stopped:
                 break
             epochs_run += 1
-            order = torch.randperm(B, generator=generator).to(self.device)
+            order = ops.permutation(B, generator).to(self.device)  # on the generator's device (the run's)
             for s in range(0, B, mb):
                 i = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)

@@ -184,3 +184,17 @@ def test_process_group_scope_leaves_after_a_barrier_or_at_once_on_error(monkeypa
     with pytest.raises(KeyError), parallel.process_group_scope():
         raise KeyError("boom")
     assert calls == [True, False]
+
+
+def test_a_gpu_process_group_gives_cpu_tensors_to_gloo(monkeypatch):
+    """weighted_stats all-reduces a CPU float64 tensor; NCCL takes CUDA tensors only, so GPU groups name both backends."""
+    import torch.distributed as dist
+
+    made = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: made.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert Parallel.from_env(torch.device("cuda")).rank == 1 and Parallel.from_env(torch.device("cpu")).world_size == 2
+    assert made == ["cpu:gloo,cuda:nccl", "gloo"]
