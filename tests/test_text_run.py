@@ -100,3 +100,23 @@ def test_bad_checkpoint_path_exits_2(tmp_path, tiny_checkpoints, sft_cache, caps
 def test_gpu_experiment_files_validate(name, tmp_path):
     """The GPU studies expand into valid run configs (hub names are not contacted by a dry run)."""
     assert main(["sweep", f"experiments/{name}.yaml", "--dry-run", "--out", str(tmp_path)]) == 0
+
+
+def test_the_gpu_studies_path_under_bf16_autocast(tiny_checkpoints, sft_cache, tmp_path):
+    """The GPU studies' models (DeBERTa-v2 proxy, Llama-style gold classifier, GPT-2 checkpoint policy) inside one bf16
+    autocast context, as a GPU run holds it (here on CPU): 2 rounds finish, rewards keep fp32 resolution, and each PPO
+    update starts from the weights that sampled its rollout (ratio 1 up to bf16 rounding)."""
+    from rlhfsim.models.parallel import bf16_autocast
+
+    raw = text_config(tiny_checkpoints, sft_cache, "gpt2", "deberta", {"kind": "model", "checkpoint": tiny_checkpoints["gold"]})
+    with bf16_autocast("cpu"):
+        run(config_from_dict(raw), out=tmp_path / "bf16")
+    rows = read_jsonl(tmp_path / "bf16" / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert all(r["policy/approxkl_avg"] < 1e-3 and r["policy/clipfrac_avg"] < 0.05 for r in rows[1:])
+    df = pd.read_parquet(tmp_path / "bf16" / "rewards" / "round_002.parquet")
+    import torch
+
+    for col in ("proxy", "gold"):  # a bf16 head would put every value on bf16's grid (8 significant bits)
+        v = torch.tensor(df[col].to_numpy())
+        assert (v.to(torch.bfloat16).double() != v).float().mean() > 0.5, col
