@@ -64,6 +64,22 @@ class Parallel:
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad.copy_(g.view_as(p))
 
+    def check_same(self, t: torch.Tensor, what: str) -> None:
+        """Fail closed when a tensor that every process computes alike (the replicated rollout) differs between them:
+        the summed gradient would then mix different batches. An exact position-weighted checksum (integers below 2^53)
+        is all-reduced as max and -min; equal means every process holds the same checksum."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        flat = t.reshape(-1).to(torch.float64)
+        c = (flat * torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64)).sum()
+        ends = torch.stack([c, -c])
+        dist.all_reduce(ends, op=dist.ReduceOp.MAX)
+        if ends[0] != -ends[1]:
+            raise RuntimeError(f"data parallel: {what} differ between processes (rank {self.rank}); every process must "
+                               "replicate generation exactly (same seed, same GPU kind); rerun on one process to compare")
+
     def weighted_stats(self, parts: list[tuple[float, dict]]) -> dict:
         """Weighted mean of per-chunk stats over chunks (and processes): the stats of the whole batch."""
         keys = list(parts[0][1]) if parts else []

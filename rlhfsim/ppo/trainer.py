@@ -93,6 +93,7 @@ class PPOTrainer(PolicyOptimizer):
         ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator,
                     return_hidden=self.shared)
         seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
+        self.parallel.check_same(seq.input_ids, "the rollout's token ids")  # each process updates on its share of it
         mask = seq.response_mask.float()
         logprobs = ro.logprobs.clone()
         texts = decode_responses(self.tok, seq.response_ids, seq.response_mask)

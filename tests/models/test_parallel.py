@@ -198,3 +198,38 @@ def test_a_gpu_process_group_gives_cpu_tensors_to_gloo(monkeypatch):
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     assert Parallel.from_env(torch.device("cuda")).rank == 1 and Parallel.from_env(torch.device("cpu")).world_size == 2
     assert made == ["cpu:gloo,cuda:nccl", "gloo"]
+
+
+CHECK_WORKER = textwrap.dedent("""
+    import sys, torch
+    from rlhfsim.models.parallel import Parallel, leave_process_group
+    par = Parallel.from_env(torch.device("cpu"))
+    par.check_same(torch.tensor([[5, 6], [7, 8]]), "same")  # equal on both: passes
+    try:
+        par.check_same(torch.tensor([[5, 6], [7, 8 + par.rank]]), "the rollout's token ids")
+        msg = "no error"
+    except RuntimeError as e:
+        msg = str(e)
+    open(sys.argv[1] + f"/rank{par.rank}.txt", "w").write(msg)
+    leave_process_group()
+""")
+
+
+def test_processes_whose_replicated_rollouts_differ_both_stop():
+    """PPO's data parallelism sums gradients of shares of one replicated rollout: if the processes' rollouts differ,
+    every process raises (not only the one that differs), naming what differed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "worker.py").write_text(CHECK_WORKER)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = [subprocess.Popen([sys.executable, str(Path(d) / "worker.py"), d],
+                                  env={**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"})
+                 for r in range(2)]
+        assert [p.wait(timeout=240) for p in procs] == [0, 0]
+        msgs = [(Path(d) / f"rank{r}.txt").read_text() for r in range(2)]
+    assert all("the rollout's token ids differ between processes" in m for m in msgs), msgs
+    assert Parallel().check_same(torch.ones(3), "x") is None  # one process: nothing to compare
