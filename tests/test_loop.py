@@ -155,15 +155,16 @@ def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tin
     assert full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"] or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
 
 
-def test_a_run_inside_one_bf16_autocast_context_updates_the_weights_it_samples_with(tmp_path, sft_cache):
-    """A whole run inside one bf16 autocast context, as the loop holds on a GPU (here on CPU): each PPO update starts
-    from the weights that sampled its rollout (ratio 1 up to bf16 rounding). With autocast's weight-cast cache on, the
-    update's forwards kept the weights as first cast: on this config approxkl 0.011-0.013 and clipfrac 9-14% a round,
-    against 2e-5 and 0 with the cache off (models/parallel.py: bf16_autocast)."""
+def test_a_run_inside_one_bf16_autocast_context_updates_the_weights_it_samples_with(tmp_path):
+    """A whole run inside one bf16 autocast context, as the loop holds on a GPU (here on CPU), SFT included (its own
+    empty cache: SFT under autocast is most of what the cache bug broke): each PPO update starts from the weights that
+    sampled its rollout (ratio 1 up to bf16 rounding). With autocast's weight-cast cache on, SFT and the updates
+    trained on the weights as first cast: on this config approxkl 0.011-0.013 and clipfrac 9-14% a round, against 2e-5
+    and 0 with the cache off (models/parallel.py: bf16_autocast)."""
     from rlhfsim.models.parallel import bf16_autocast
 
     with bf16_autocast("cpu"):
-        run(load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}"]), out=tmp_path / "bf16")
+        run(load_config("configs/tiny.yaml", [f"policy.cache_dir={tmp_path / 'sft'}"]), out=tmp_path / "bf16")
     rows = read_jsonl(tmp_path / "bf16" / "metrics.jsonl")[1:]
     assert len(rows) == 2 and all(r["policy/approxkl_avg"] < 1e-3 and r["policy/clipfrac_avg"] < 0.02 for r in rows)
 

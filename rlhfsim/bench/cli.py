@@ -228,7 +228,7 @@ def register(sub) -> None:
     g.add_argument("--ppo-epochs", type=int, default=1)
     g.add_argument("--ppo-minibatches", type=int, default=1)
     g.add_argument("--group", type=int, default=4, help="grpo: completions per prompt (--prompts rows per iteration)")
-    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="grpo: run both sides on this device (other sections: CPU)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="grpo: run both sides on this device (cuda: only with --only grpo)")
     g.add_argument("--rm-groups", type=int, default=64, help="prompt groups in the reward-training data")
     g.add_argument("--rm-k", type=int, default=8, help="completions per group (all k(k-1)/2 pairs labelled)")
     g.add_argument("--rm-seq-len", type=int, default=24, help="tokens per (prompt, completion), EOS included")

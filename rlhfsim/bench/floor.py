@@ -5,12 +5,14 @@ softmax, casts, Python). `gemm_floor(fn)` runs fn once under a dispatch mode tha
 bmm, baddbmm, including autograd's backward ones, after autocast has cast their inputs), then times each recorded
 call alone on fresh inputs of its shapes and dtype. The sum is what the products alone cost here: no implementation
 that computes the same products can be faster, so a speed target below it needs less arithmetic, not less overhead.
+Under bf16 autocast, attention with gradients runs as plain bmm calls and is counted; fp32's fused SDPA is not.
 Attention inside a fused SDPA kernel is not a separate aten GEMM and is left out (the floor is a lower bound).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import time
 from typing import Callable
 
@@ -18,11 +20,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 _aten = torch.ops.aten
-GEMMS = {_aten.mm.default: "mm", _aten.addmm.default: "addmm", _aten.bmm.default: "bmm", _aten.baddbmm.default: "baddbmm"}
+# linear: under inference_mode F.linear reaches a dispatch mode whole (its inner mm runs with the mode popped)
+GEMMS = {_aten.mm.default: "mm", _aten.addmm.default: "addmm", _aten.bmm.default: "bmm", _aten.baddbmm.default: "baddbmm",
+         _aten.linear.default: "linear"}
 
 
 def gemm_flops(op: str, shapes: tuple[tuple[int, ...], ...]) -> int:
     """2 x M x K x N (x batch) of one call; shapes are its tensor arguments' shapes in call order."""
+    if op == "linear":  # x [..., K], weight [N, K]
+        x, w = shapes[0], shapes[1]
+        return 2 * math.prod(x[:-1]) * x[-1] * w[0]
     if op in ("addmm", "baddbmm"):
         shapes = shapes[1:]  # the added term carries no products
     a, b = shapes[0], shapes[1]
@@ -47,7 +54,7 @@ class GemmRecorder(TorchDispatchMode):
 def _replay_s(op: str, shapes, dtype, repeats: int) -> float:
     """Median seconds of one call of op on random contiguous inputs of these shapes (2 untimed calls first)."""
     xs = [torch.randn(s, dtype=dtype) for s in shapes]
-    f = getattr(torch, op)
+    f = torch.nn.functional.linear if op == "linear" else getattr(torch, op)
     for _ in range(2):
         f(*xs)
     ts = []
@@ -66,6 +73,11 @@ def gemm_floor(fn: Callable[[], object], repeats: int = 9) -> dict:
     rec = GemmRecorder()
     with rec:
         fn()
+    with torch.autocast("cpu", enabled=False):  # replay in the recorded dtypes, not the caller's autocast dtype
+        return _replay(rec, repeats)
+
+
+def _replay(rec: GemmRecorder, repeats: int) -> dict:
     counts = collections.Counter(rec.calls)
     out: dict = {"calls": len(rec.calls), "gflop": 0.0, "floor_ms": 0.0}
     for (op, shapes, dtype), n in counts.items():

@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 
 
+_JOINED = False  # whether Parallel.from_env created the default process group (and so leave_process_group ends it)
+
+
 class Parallel:
     """This process's place among data-parallel workers (rank, world size), and micro-batch splitting."""
 
@@ -33,6 +36,8 @@ class Parallel:
         import torch.distributed as dist
 
         if not dist.is_initialized():
+            global _JOINED
+            _JOINED = True  # ours to leave (leave_process_group); a group the caller made stays the caller's
             # on GPUs the stats' small all-reduce runs on CPU tensors, which NCCL does not take: gloo carries those
             dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), micro_batch)
@@ -65,18 +70,18 @@ class Parallel:
             p.grad.copy_(g.view_as(p))
 
     def check_same(self, t: torch.Tensor, what: str) -> None:
-        """Fail closed when a tensor that every process computes alike (the replicated rollout) differs between them:
-        the summed gradient would then mix different batches. An exact position-weighted checksum (integers below 2^53)
-        is all-reduced as max and -min; equal means every process holds the same checksum."""
+        """Fail closed when an integer tensor that every process computes alike (the replicated rollout's token ids)
+        differs between them: the summed gradient would then mix different batches. The tensor and its negation are
+        all-reduced as max, elementwise: max == -max(-t), i.e. max == min, everywhere exactly when all processes agree
+        (no checksum, so no collisions; a few hundred KB a PPO iteration)."""
         if self.world_size == 1:
             return
         import torch.distributed as dist
 
-        flat = t.reshape(-1).to(torch.float64)
-        c = (flat * torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64)).sum()
-        ends = torch.stack([c, -c])
+        flat = t.reshape(-1).long()
+        ends = torch.stack([flat, -flat])  # [2, n]
         dist.all_reduce(ends, op=dist.ReduceOp.MAX)
-        if ends[0] != -ends[1]:
+        if not torch.equal(ends[0], -ends[1]):
             raise RuntimeError(f"data parallel: {what} differ between processes (rank {self.rank}); every process must "
                                "replicate generation exactly (same seed, same GPU kind); rerun on one process to compare")
 
@@ -102,8 +107,10 @@ def leave_process_group(ok: bool = True) -> None:
     after an error, leave at once (a barrier would wait for ranks that may never come)."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    global _JOINED
+    if not (_JOINED and dist.is_available() and dist.is_initialized()):
         return
+    _JOINED = False
     if ok:
         dist.barrier()
     dist.destroy_process_group()

@@ -96,12 +96,15 @@ CHECKPOINT_FIELDS = ("checkpoint", "tokenizer", "lora")  # null for the built-in
 def numerics_cache_key(blob: dict, device: torch.device | str) -> str:
     """Hash of what an SFT warm start depends on (`blob`) plus the numerics it ran under: device type and CPU
     thread count change the trained weights' low bits (reduction order), so a cache written under other
-    settings would make a run's metrics depend on what ran before it. Likewise the precision: under autocast (a GPU
-    run's bf16) the key names its dtype; an fp32 key is as it was before precision was part of it (caches stay valid)."""
+    settings would make a run's metrics depend on what ran before it. Likewise the precision: under autocast the key
+    names its dtype, and on CUDA always (caches written there before precision was in the key trained on stale bf16
+    weights); a CPU fp32 key is as it was (existing caches stay valid)."""
     kind = torch.device(device).type
     numerics = {"device": kind, "threads": torch.get_num_threads()}
     if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):  # other device types have no autocast state to ask
         numerics["autocast"] = str(torch.get_autocast_dtype(kind)).removeprefix("torch.")
+    elif kind == "cuda":
+        numerics["autocast"] = "off"
     return hashlib.sha256(json.dumps({**blob, "numerics": numerics}, sort_keys=True).encode()).hexdigest()[:16]
 
 

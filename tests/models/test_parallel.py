@@ -190,7 +190,10 @@ def test_a_gpu_process_group_gives_cpu_tensors_to_gloo(monkeypatch):
     """weighted_stats all-reduces a CPU float64 tensor; NCCL takes CUDA tensors only, so GPU groups name both backends."""
     import torch.distributed as dist
 
+    from rlhfsim.models import parallel
+
     made = []
+    monkeypatch.setattr(parallel, "_JOINED", False)  # restored after the test (from_env marks the group its own)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: made.append(backend))
@@ -233,3 +236,16 @@ def test_processes_whose_replicated_rollouts_differ_both_stop():
         msgs = [(Path(d) / f"rank{r}.txt").read_text() for r in range(2)]
     assert all("the rollout's token ids differ between processes" in m for m in msgs), msgs
     assert Parallel().check_same(torch.ones(3), "x") is None  # one process: nothing to compare
+
+
+def test_leave_process_group_leaves_a_group_the_caller_made_alone():
+    import torch.distributed as dist
+
+    from rlhfsim.models.parallel import leave_process_group
+
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
+    try:
+        leave_process_group()
+        assert dist.is_initialized()  # not ours: a script that made its own group keeps it
+    finally:
+        dist.destroy_process_group()

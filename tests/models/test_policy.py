@@ -32,3 +32,6 @@ def test_sft_cache_key_names_the_autocast_precision_and_leaves_fp32_keys_as_they
     with bf16_autocast("cpu"):
         assert numerics_cache_key(blob, "cpu") != key  # an SFT trained under bf16 autocast is another cache entry
     assert numerics_cache_key(blob, "cpu") == key
+    # CUDA always names its precision: GPU caches from before that were trained on stale bf16 weights
+    old_cuda = {**blob, "numerics": {"device": "cuda", "threads": torch.get_num_threads()}}
+    assert numerics_cache_key(blob, "cuda") != hashlib.sha256(json.dumps(old_cuda, sort_keys=True).encode()).hexdigest()[:16]
