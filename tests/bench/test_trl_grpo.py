@@ -20,6 +20,7 @@ def test_summarize_pools_alternations_and_divides_medians():
     assert s["trl_best_s"] == 3.0 and s["rlhfsim_s"] == 1.0 and s["ratio_trl_shipped"] == 6.0
     assert s["min_ratio_trl_best"] == 2.0 and s["alternations"] == 2
     assert s["rlhfsim_per_alternation_s"] == [1.0, 1.0]
+    assert s["ratio_trl_shipped_per_alternation"] == [6.0, 9.0]  # each alternation's ratio of medians
     assert "ratio_trl_shipped_bf16" not in s  # an arm no alternation measured gives no ratio
 
 
