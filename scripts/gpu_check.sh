@@ -45,8 +45,10 @@ fi
 # issue 18's GRPO speed target where it may hold: rlhfsim and TRL's GRPOTrainer side by side on the device
 # (bench shape on a GPU; a tiny shape on CPU, which only checks the step)
 BSH=(--layers 1 --width 32 --heads 2 --vocab 24 --prompts 8 --prompt-len 4 --response-len 4 --repeats 2 --warmup 1 --alternations 1)
-[ "$DEV" = cuda ] && BSH=(--repeats 5 --warmup 2 --alternations 3)
-if [ "$DEV" = cuda ]; then kill "$SMI" 2>/dev/null || true; fi  # the memory column is the experiments', not the bench's
+if [ "$DEV" = cuda ]; then
+  BSH=(--repeats 5 --warmup 2 --alternations 3)
+  kill "$SMI" 2>/dev/null || true  # the memory column is the experiments', not the bench's
+fi
 FIRST="${CUDA_VISIBLE_DEVICES:-0}"  # one GPU: with several visible, TRL's Trainer would wrap its model in DataParallel
 CUDA_VISIBLE_DEVICES="${FIRST%%,*}" "$PY" -m rlhfsim bench --only grpo --device "$DEV" "${BSH[@]}" --json "$W/grpo_bench.json" --markdown "$W/grpo_bench.md" 2>&1 | tail -n 24 || true
 "$PY" - "$W" "$DEV" <<'PYEOF'

@@ -2,11 +2,11 @@
 
 At simulator shapes a training iteration is half matrix products and half everything else (norms, activations,
 softmax, casts, Python). `gemm_floor(fn)` runs fn once under a dispatch mode that records every aten GEMM (mm, addmm,
-bmm, baddbmm, including autograd's backward ones, after autocast has cast their inputs), then times each recorded
+bmm, baddbmm, linear; autograd's backward ones too, after autocast has cast their inputs), then times each recorded
 call alone on fresh inputs of its shapes and dtype. The sum is what the products alone cost here: no implementation
 that computes the same products can be faster, so a speed target below it needs less arithmetic, not less overhead.
-Under bf16 autocast, attention with gradients runs as plain bmm calls and is counted; fp32's fused SDPA is not.
-Attention inside a fused SDPA kernel is not a separate aten GEMM and is left out (the floor is a lower bound).
+Attention inside a fused SDPA kernel (fp32) is no separate aten GEMM and is left out, so the floor is a lower bound;
+under bf16 autocast, attention with gradients runs as plain bmm calls and is counted.
 """
 
 from __future__ import annotations

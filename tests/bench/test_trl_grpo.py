@@ -74,8 +74,9 @@ def test_gemm_floor_of_an_iteration_sees_the_bf16_products_under_autocast():
 def test_driver_and_command_carry_the_device():
     from rlhfsim.bench.trl_grpo_driver import parse_args
 
-    cmd = driver_command(Shape(), 4, 1, False, "cuda")
-    assert cmd[cmd.index("--device") + 1] == "cuda" and "cpu" == (c := driver_command(Shape(), 4, 1, False))[c.index("--device") + 1]
+    device_flag = lambda cmd: cmd[cmd.index("--device") + 1]
+    assert device_flag(driver_command(Shape(), 4, 1, False, "cuda")) == "cuda"
+    assert device_flag(driver_command(Shape(), 4, 1, False)) == "cpu"
     assert parse_args(["--device", "cuda"]).device == "cuda" and parse_args([]).device == "cpu"
 
 
