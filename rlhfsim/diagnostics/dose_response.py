@@ -9,6 +9,12 @@ The mean slope is tested with a one-sample t test across seeds (H0: mean slope 0
 percentile bootstrap interval over seeds beside it. The minimal detectable effect (MDE) is the mean slope the
 test finds with the asked power, from the per-seed slope SD of a pilot: the noncentral-t solution, with the
 normal approximation (z_{1-a/2} + z_power) * sd / sqrt(n) as its large-n check.
+
+Which doses a test uses: the OLS slope weighs dose d by (x_d - xbar) / Sxx, so with doses {0, 0.5, 1} it is exactly
+y(1) - y(0) and the middle arm carries no weight (:func:`slope_weights`, :func:`zero_weight_doses`). Two ways to use
+every arm: the per-seed curvature (:func:`per_seed_curvature`, the x^2 coefficient of a quadratic fit, from the
+orthogonal quadratic contrast; the slope is the orthogonal linear one), and a declared contrast (:func:`per_seed_contrast`:
+weights per dose summing to 0, e.g. "any collapse" = mean over doses > 0 minus dose 0).
 """
 
 from __future__ import annotations
@@ -32,6 +38,47 @@ def per_seed_slopes(dose: np.ndarray, y: np.ndarray) -> np.ndarray:
     sxy = (dx * np.where(ok, y - ym[:, None], 0.0)).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sxx > 0, sxy / sxx, np.nan)
+
+
+def slope_weights(doses) -> np.ndarray:
+    """The OLS slope as a contrast: weights [D] with slope = sum_d w_d y_d, w_d = (x_d - xbar) / Sxx (doses [D], distinct)."""
+    x = np.asarray(doses, dtype=np.float64)
+    dx = x - x.mean()
+    return dx / (dx @ dx)
+
+
+def zero_weight_doses(doses, weights=None, tol: float = 1e-12) -> list[float]:
+    """The doses a test ignores: weight 0 in `weights` [D] (default the OLS slope's, :func:`slope_weights`)."""
+    x = np.asarray(doses, dtype=np.float64)
+    w = slope_weights(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    scale = max(float(np.abs(w).max()), 1e-300)
+    return [float(d) for d, wd in zip(x, w) if abs(wd) <= tol * scale]
+
+
+def quadratic_contrast(doses) -> np.ndarray:
+    """[D] orthogonal quadratic contrast q (q . 1 = q . x = 0), scaled so that q . x^2 = 1: then q . y is the x^2
+    coefficient of the least-squares quadratic through y (exact: y = a + b x + c x^2 gives q . y = c). Needs D >= 3."""
+    x = np.asarray(doses, dtype=np.float64)
+    if np.unique(x).size < 3:
+        raise ValueError(f"a curvature needs at least 3 distinct doses, got {sorted(set(x.tolist()))}")
+    basis = np.stack([np.ones_like(x), x - x.mean()])  # [2, D], orthogonal
+    q = x**2 - (basis @ x**2 / (basis * basis).sum(1)) @ basis  # x^2 minus its projection on span(1, x)
+    return q / (q @ x**2)
+
+
+def per_seed_contrast(y: np.ndarray, weights) -> np.ndarray:
+    """sum_d w_d y_sd per seed. y: [S, D]; weights: [D]. Returns [S]; NaN for a seed lacking a dose with nonzero weight."""
+    y = np.asarray(y, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    used = w != 0
+    out = np.where(used, y, 0.0) @ w
+    return np.where(np.isnan(y[:, used]).any(1), np.nan, out)
+
+
+def per_seed_curvature(dose, y: np.ndarray) -> np.ndarray:
+    """The x^2 coefficient of each seed's least-squares quadratic in the dose. dose: [D]; y: [S, D] -> [S] (NaN for a
+    seed missing a dose). Beside :func:`per_seed_slopes` (the orthogonal linear part) it uses the middle arms."""
+    return per_seed_contrast(y, quadratic_contrast(dose))
 
 
 def slopes_from_table(df: pd.DataFrame, endpoint: str, dose: str, seed: str = "seed") -> pd.Series:

@@ -63,11 +63,13 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
         sub = c[c["endpoint"] == ep]
         for _, r in sub.iterrows():
             y = ys[r["variant"]]
-            sig = np.isfinite(r["lo"]) and (r["lo"] > 0 or r["hi"] < 0) and r["p_holm"] < 0.05
+            # the interval drawn is the one at the comparison's Holm step level: colour and line use one correction
+            lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo"], r["hi"])
+            sig = np.isfinite(lo) and (lo > 0 or hi < 0) and r["p_holm"] < 0.05
             good = (r["diff"] > 0) == (r["better"] == "higher")
             col = ("#2a7d2a" if good else "#b03a2e") if sig else "#555555"
-            if np.isfinite(r["lo"]):
-                ax.plot([r["lo"], r["hi"]], [y, y], color=col, lw=2)
+            if np.isfinite(lo):
+                ax.plot([lo, hi], [y, y], color=col, lw=2)
             ax.plot([r["diff"]], [y], "o", color=col, ms=6, mfc=col if sig else "white")
             note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if np.isfinite(r["p_holm"]) else "")
             note += f", censored {int(r['censored'])}" if r["censored"] else ""
@@ -89,7 +91,8 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
     fig.tight_layout(w_pad=6)
     n = int(c["n"].max())
     cap = (f"Each point is the mean over seeds of (variant − {study.baseline}) for the same seed (n = paired seeds, up to {n}); the "
-           "line is its 95% paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6). Filled and coloured: the interval excludes 0 and the "
+           "line is its paired interval at the level of its Holm step (1 - 0.05/(m - j) for the j-th smallest p of m; paired t below 6 "
+           "seeds, expanded-percentile bootstrap from 6), so the line and the colour use one correction. Filled and coloured: the interval excludes 0 and the "
            "Holm-adjusted p < 0.05 (green: in the better direction, red: worse); hollow grey: no difference detected. Holm runs "
            "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
            "is only partly observed (e.g. gold still rising in the last round).")

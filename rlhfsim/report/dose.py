@@ -9,6 +9,12 @@ A factor is the dose when the experiment's `factors` calls it `dose` or maps it 
 (surgery.dial). Arms are the variants whose experiment overrides set the dose key; the other variants (e.g.
 online_dpo, gold) are controls: drawn as references, never in a slope. Only complete seeds (every variant of the
 study finished for that seed) enter, so every seed contributes the same arms.
+
+The primary test is the OLS slope per unit dose, or the experiment's declared contrast (primary.contrast: weights per
+dose). With doses {0, 0.5, 1} the slope is y(1) - y(0), so the Answer adds the per-seed curvature (the x^2 coefficient,
+which the middle arms carry) as an exploratory line. With a declared margin the verdict is a TOST (equivalent within
++-m, or inconclusive); without one it says "no dose-response detected" and gives the interval, with the MDE as a
+statement of power only.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from rlhfsim.diagnostics.dose_response import minimal_detectable_effect, per_seed_slopes, slope_test
-from rlhfsim.report.stats import holm
+from rlhfsim.diagnostics.dose_response import (minimal_detectable_effect, per_seed_contrast, per_seed_curvature, per_seed_slopes,
+                                               slope_test)
+from rlhfsim.report.stats import holm, holm_alphas, tost
 
 DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
 DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
@@ -106,14 +114,22 @@ def dose_frame(study, d: DoseDesign) -> pd.DataFrame:
     return s
 
 
-def seed_slopes(frame: pd.DataFrame, endpoint: str, group: str) -> pd.Series:
-    """Per-seed OLS slope of `endpoint` on the dose within one group (index = seed)."""
+def seed_slopes(frame: pd.DataFrame, endpoint: str, group: str, how="slope") -> pd.Series:
+    """Per-seed OLS slope of `endpoint` on the dose within one group (index = seed); how="curvature": the x^2
+    coefficient of the seed's quadratic (NaN with fewer than 3 doses); a dict {dose: weight}: that contrast."""
     sub = frame[(frame["group"] == group) & ~frame["control"]]
     if endpoint not in sub:
         return pd.Series(dtype=float)
     wide = sub.assign(y=pd.to_numeric(sub[endpoint], errors="coerce")).pivot_table(index="seed", columns="dose", values="y", aggfunc="mean")
-    # wide: [S seeds, D doses]
-    return pd.Series(per_seed_slopes(wide.columns.to_numpy(float), wide.to_numpy()), index=wide.index)
+    x, y = wide.columns.to_numpy(float), wide.to_numpy()  # [D], [S seeds, D doses]
+    if isinstance(how, dict):
+        w = np.array([float(how.get(d, 0.0)) for d in x])  # a declared dose no arm has: that seed has no value
+        vals = per_seed_contrast(y, w) if set(map(float, how)) <= set(x.tolist()) else np.full(len(y), np.nan)
+    elif how == "curvature":
+        vals = per_seed_curvature(x, y) if x.size >= 3 else np.full(len(y), np.nan)
+    else:
+        vals = per_seed_slopes(x, y)
+    return pd.Series(vals, index=wide.index)
 
 
 def _test(b: pd.Series) -> dict:
@@ -124,7 +140,8 @@ def _test(b: pd.Series) -> dict:
     return slope_test(b.to_numpy(), alpha=ALPHA)
 
 
-SLOPE_COLUMNS = ["endpoint", "group", "n", "slope", "sd", "t", "p", "lo_t", "hi_t", "lo_boot", "hi_boot", "p_holm"]
+SLOPE_COLUMNS = ["endpoint", "group", "n", "slope", "sd", "t", "p", "lo_t", "hi_t", "lo_boot", "hi_boot", "p_holm", "lo_adj", "hi_adj",
+                 "level_adj"]
 
 
 def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFrame:
@@ -136,18 +153,23 @@ def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFram
             r = _test(seed_slopes(frame, ep, g))
             rows.append({"endpoint": ep, "group": g, "n": r["n"], "slope": r["mean"], "sd": r["sd"], "t": r["t"], "p": r["p"],
                          "lo_t": r["ci_t"][0], "hi_t": r["ci_t"][1], "lo_boot": r["ci_boot"][0], "hi_boot": r["ci_boot"][1]})
-    tab = pd.DataFrame(rows, columns=SLOPE_COLUMNS[:-1])
-    tab["p_holm"] = np.nan
-    ok = tab["p"].notna()
-    if ok.any():
-        tab.loc[ok, "p_holm"] = holm(tab.loc[ok, "p"].to_numpy())
-    return tab
+    tab = pd.DataFrame(rows, columns=SLOPE_COLUMNS[:SLOPE_COLUMNS.index("p_holm")])
+    tab["p_holm"] = holm(tab["p"].to_numpy(float))
+    # the interval printed beside a Holm p is at that row's Holm step level (one correction for both)
+    tab["level_adj"] = 1 - holm_alphas(tab["p"].to_numpy(float), ALPHA)
+    tab["lo_adj"], tab["hi_adj"] = tab["lo_t"], tab["hi_t"]
+    for i, r in tab.iterrows():
+        if np.isfinite(r["level_adj"]) and r["n"] >= 2 and r["sd"] > 0:
+            half = float(stats.t.ppf(0.5 + r["level_adj"] / 2, r["n"] - 1)) * r["sd"] / np.sqrt(r["n"])
+            tab.loc[i, ["lo_adj", "hi_adj"]] = r["slope"] - half, r["slope"] + half
+    return tab[SLOPE_COLUMNS]
 
 
-def primary_slopes(study, d: DoseDesign, endpoint: str) -> pd.Series:
-    """A seed's primary slope: the mean of its groups' slopes (seeds missing a group's slope are dropped)."""
+def primary_slopes(study, d: DoseDesign, endpoint: str, how="slope") -> pd.Series:
+    """A seed's primary slope (or curvature, or declared contrast: `how` as in seed_slopes): the mean over its groups
+    (seeds missing a group's value are dropped)."""
     frame = dose_frame(study, d)
-    per = pd.DataFrame({g: seed_slopes(frame, endpoint, g) for g in d.groups})
+    per = pd.DataFrame({g: seed_slopes(frame, endpoint, g, how) for g in d.groups})
     return per.mean(axis=1, skipna=False).dropna() if not per.empty else pd.Series(dtype=float)
 
 
@@ -155,32 +177,44 @@ def _f(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None) -> str:
-    """The one-sentence answer from the primary slope test (t interval) and the MDE."""
+def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None, margin: float | None = None, eq: dict | None = None,
+                 what: str = "slope") -> str:
+    """The one-sentence answer from the primary test (t interval), with the TOST `eq` where a margin was declared and
+    the MDE as a statement of power (never an equivalence test: "inside +-MDE" is not one)."""
     lo, hi = res["ci_t"]
     n = res["n"]
-    est = (f"slope of {endpoint} on {dose} {_f(res['mean'])} per unit (95% t interval [{_f(lo)}, {_f(hi)}], "
+    unit = "per unit" if what == "slope" else "(contrast)"
+    est = (f"{what} of {endpoint} on {dose} {_f(res['mean'])} {unit} (95% t interval [{_f(lo)}, {_f(hi)}], "
            f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
-    power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed slope SD" if mde is not None
-             else f"no MDE: the power of the t test is not computable from {n} seeds' slopes")
+    power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed SD (power, not equivalence)"
+             if mde is not None else f"no MDE: the power of the t test is not computable from {n} seeds' values")
     if lo > 0 or hi < 0:
         return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
-    if mde is None:
-        return f"No dose-response detected, inconclusive ({power}); {est}."
-    if -mde <= lo and hi <= mde:
-        return f"No dose-response detected, a clean null: the interval lies within ±MDE ({power}); {est}."
-    return (f"No dose-response detected, but inconclusive: the interval reaches beyond ±MDE ({power}), so an effect of that size "
-            f"is not excluded; {est}.")
+    if margin is not None and eq is not None:
+        tint = f"TOST p = {eq['p']:.2g}, {eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
+        if eq["equivalent"]:
+            return f"Equivalent within ±{margin:g} (margin declared before the run): {tint}; {est}; {power}."
+        return (f"Inconclusive: no dose-response detected and equivalence within ±{margin:g} not shown ({tint}); {est}; "
+                f"{power}.")
+    return (f"No dose-response detected ({'inconclusive: ' if mde is None else ''}no equivalence margin was declared, so this is "
+            f"not evidence of no effect); {est}; {power}.")
 
 
-def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_gain") -> dict:
-    """{verdicts, what, header, rows, n_seeds} for the Answer box of a dose-response study."""
+def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = "gold_gain") -> dict:
+    """{verdicts, what, header, rows, n_seeds} for the Answer box of a dose-response study. `endpoint`: the primary's
+    name, or the experiment's primary dict (endpoint, margin, contrast)."""
+    spec = endpoint if isinstance(endpoint, dict) else {"endpoint": endpoint}
+    endpoint, margin, contrast = spec["endpoint"], spec.get("margin"), spec.get("contrast")
+    how = {float(k): float(v) for k, v in contrast.items()} if contrast else "slope"
     seeds = complete_seeds(study)
-    b = primary_slopes(study, d, endpoint)
+    b = primary_slopes(study, d, endpoint, how)
     groups = ", ".join(d.groups)
-    what = (f"Primary: per complete seed, the OLS slope of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
+    test = (f"the declared contrast ({', '.join(f'{w:+g} x dose {x:g}' for x, w in how.items())})" if contrast
+            else "the OLS slope")
+    what = (f"Primary: per complete seed, {test} of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
             f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(d.groups)} group(s); two-sided one-sample t test "
-            f"across seeds with t and seed-bootstrap 95% intervals; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
+            f"across seeds with t and seed-bootstrap 95% intervals"
+            + (f"; equivalence: TOST at ±{margin:g} (declared margin)" if margin else "; no equivalence margin declared") + "; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
             f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
             f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
             f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'}).")
@@ -190,23 +224,38 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str = "gold_g
     else:
         res = slope_test(b.to_numpy(), alpha=ALPHA)
         mde = _mde(res["n"], res["sd"])
-        lines = [dose_verdict(endpoint, d.dose, res, mde)]
+        eq = tost(b.to_numpy(), float(margin), ALPHA) if margin else None
+        lines = [dose_verdict(endpoint, d.dose, res, mde, margin, eq, "contrast" if contrast else "slope")]
         declared = len(study.expected_seeds or seeds)
         if len(seeds) < declared:  # the pre-declared analysis needs every seed: an interim look never calls a clean null
-            lines = [f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis): "
-                     + lines[0].replace("a clean null: the interval lies within ±MDE",
-                                        "not a clean null yet: the interval lies within this interim's ±MDE")]
+            lines = [f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis, never an "
+                     f"equivalence call): " + lines[0].replace("Equivalent within", "not yet equivalent (interim) within")]
+        lines += _curvature_line(study, d, endpoint)
     eps = list(dict.fromkeys(tab["endpoint"]))
-    header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [95% t interval], p (Holm)" for ep in eps]
+    header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [Holm-step t interval], p (Holm)" for ep in eps]
     cell = tab.set_index(["group", "endpoint"])
     rows = [[g] + [_cell(cell.loc[(g, ep)]) for ep in eps] for g in d.groups]
     return {"verdicts": lines, "what": what, "header": header, "rows": rows, "n_seeds": len(seeds)}
 
 
+def _curvature_line(study, d: DoseDesign, endpoint: str) -> list[str]:
+    """Exploratory: the mean per-seed curvature (x^2 coefficient) of the endpoint, which the middle doses carry."""
+    if len(d.doses) < 3:
+        return []
+    c = primary_slopes(study, d, endpoint, "curvature")
+    if len(c) < 2:
+        return []
+    r = slope_test(c.to_numpy(), alpha=ALPHA)
+    return [f"Exploratory, not the primary test: curvature of {endpoint} in {d.dose} (x^2 coefficient per seed, mean over "
+            f"{d.group or 'groups'}) {_f(r['mean'])} (95% t interval [{_f(r['ci_t'][0])}, {_f(r['ci_t'][1])}], p = {r['p']:.2g}, "
+            f"{r['n']} seeds, uncorrected); it uses the middle doses, which the OLS slope over symmetric doses ignores."]
+
+
 def _cell(r: pd.Series) -> str:
     if not np.isfinite(r["slope"]):
         return "n/a"
-    ci = f" [{_f(r['lo_t'])}, {_f(r['hi_t'])}]" if np.isfinite(r["lo_t"]) else ""
+    lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo_t"], r["hi_t"])
+    ci = f" [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else ""
     return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
 
 
@@ -224,12 +273,12 @@ def _p(p: float) -> str:
     return "n/a" if not np.isfinite(p) else f"{p:.2g}"
 
 
-def dose_answer_into(study, ctx: dict, out, primary: str) -> list:
+def dose_answer_into(study, ctx: dict, out, primary: str | dict) -> list:
     """A dose-response study: its slope test leads the Answer box (ctx["answer"]); the slopes go to dose_effects.csv."""
     d = design(study)
     if d is None:
         return []
-    tab = slope_table(study, d, primary)
+    tab = slope_table(study, d, primary["endpoint"] if isinstance(primary, dict) else primary)
     tab.to_csv(out / "dose_effects.csv", index=False)
     box = dose_answer(study, d, tab, primary)
     ctx["answer"].update(verdicts=box["verdicts"], what=box["what"], table=(box["header"], box["rows"]))

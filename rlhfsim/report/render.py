@@ -152,7 +152,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx["answer"] = answer_context(study, comps)
     ctx["left_out"] = left_out
     ctx["sections"] = D.sections(study)
-    rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0]["endpoint"])
+    rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]

@@ -7,6 +7,7 @@ shares (a Welch interval on the two unpaired samples keeps it as noise).
     paired_effect(variant_by_seed, baseline_by_seed)   # {diff, lo, hi, p, n, ...}
     holm([0.01, 0.04, 0.03])                           # Holm-adjusted p-values, same order
     compare(summary, variants, baseline, endpoints)     # tidy table of every comparison, Holm within families
+    tost(d, margin)                                     # two one-sided tests: is |mean d| < margin?
 
 Interval: with n >= MIN_BOOT paired seeds, the expanded percentile bootstrap (Hesterberg 2015, "What teachers
 should know about the bootstrap", sec. 5.1): the percentile interval of the bootstrap means of d, at the tail
@@ -14,6 +15,15 @@ probability whose normal quantile is sqrt(n/(n-1)) t_{n-1}; the plain percentile
 few seeds of a study (coverage about 0.85 for a nominal 0.95 at n = 5). Below MIN_BOOT the bootstrap cannot
 reach beyond the observed d at all (with 2 seeds it is [min d, max d], coverage 0.5), so the paired t-interval
 is used. p-value: the paired t-test on the same d (scipy.stats.ttest_1samp).
+
+Multiple comparisons: a verdict and the interval printed beside it use the same correction. compare() gives each
+comparison, besides its unadjusted 95% interval (lo, hi), the interval at its Holm step's level (lo_adj, hi_adj at
+level_adj = 1 - alpha / (m - j), j its 0-based rank by p): Holm rejects it (p_holm < alpha) only if its own p is
+below that step's alpha, which for the t test is the adjusted interval excluding 0.
+
+"No effect" is a claim of equivalence: it needs a margin declared before the run and a TOST (Schuirmann 1987) inside
+it; the "interval inside +-MDE" reading is a power statement, not a test. Without a margin a report says "no effect
+detected" and gives the interval.
 """
 
 from __future__ import annotations
@@ -104,6 +114,52 @@ def paired_effect(variant: pd.Series, baseline: pd.Series, level: float = LEVEL,
     return out
 
 
+def tost(d, margin: float, alpha: float = 1 - LEVEL) -> dict:
+    """Two one-sided t tests of equivalence for paired differences ``d [n]`` inside ``(-margin, +margin)``.
+
+    H0_lower: mean <= -margin (p_lower = P(T >= (mean + margin) / se)), H0_upper: mean >= +margin (p_upper = P(T <=
+    (mean - margin) / se)), T ~ t_{n-1}. Equivalent at level alpha when both reject: p = max(p_lower, p_upper) < alpha,
+    which is the (1 - 2 alpha) t interval [lo, hi] lying inside (-margin, margin). Non-finite d are dropped; fewer
+    than 2 values: no test (NaN p, equivalent False). Returns {n, mean, sd, se, margin, p_lower, p_upper, p, lo, hi,
+    level, equivalent}.
+    """
+    from scipy import stats
+
+    if not (isinstance(margin, (int, float)) and margin > 0):
+        raise ValueError(f"the equivalence margin must be a positive number, got {margin!r}")
+    x = np.asarray(d, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    out = {"n": n, "mean": float(x.mean()) if n else float("nan"), "sd": float("nan"), "se": float("nan"), "margin": float(margin),
+           "p_lower": float("nan"), "p_upper": float("nan"), "p": float("nan"), "lo": float("nan"), "hi": float("nan"),
+           "level": 1 - 2 * alpha, "equivalent": False}
+    if n < 2:
+        return out
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if se == 0:  # no spread: the mean is known exactly
+        inside = abs(mean) < margin
+        p_l, p_u = (0.0 if mean > -margin else 1.0), (0.0 if mean < margin else 1.0)
+        out.update(sd=sd, se=se, p_lower=p_l, p_upper=p_u, p=max(p_l, p_u), lo=mean, hi=mean, equivalent=bool(inside))
+        return out
+    p_l = float(stats.t.sf((mean + margin) / se, n - 1))
+    p_u = float(stats.t.cdf((mean - margin) / se, n - 1))
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+    p = max(p_l, p_u)
+    out.update(sd=sd, se=se, p_lower=p_l, p_upper=p_u, p=p, lo=mean - half, hi=mean + half, equivalent=bool(p < alpha))
+    return out
+
+
+def holm_alphas(pvalues, alpha: float = 1 - LEVEL) -> np.ndarray:
+    """Each comparison's Holm step level alpha / (m - j), j its 0-based rank by p (ties in input order); NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    out[order] = alpha / (ok.size - np.arange(ok.size))
+    return out
+
+
 def holm(pvalues) -> np.ndarray:
     """Holm (1979) step-down adjusted p-values, in the input order; NaN stays NaN and is not counted in m."""
     p = np.asarray(pvalues, dtype=float)
@@ -123,15 +179,19 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
     """Every (variant != baseline) x endpoint comparison, Holm-adjusted within this family.
 
     summary: one row per run with columns variant, seed and the endpoint columns.
-    endpoints: [{"endpoint": column, "better": "higher" | "lower"}].
-    Returns one row per comparison: family, variant, endpoint, better, diff, lo, hi, p, p_holm, n,
-    censored (runs of the pair with a censored value), censored_why.
+    endpoints: [{"endpoint": column, "better": "higher" | "lower", "margin": m (optional, declared before the run)}].
+    Returns one row per comparison: family, variant, endpoint, better, diff, lo, hi (unadjusted), p, p_holm, n,
+    lo_adj, hi_adj, level_adj (the interval at its Holm step's level), method, censored (runs of the pair with a
+    censored value), censored_why; with a margin also margin, tost_p (Holm-adjusted over the family's TOSTs),
+    tost_lo, tost_hi (the 1 - 2 alpha' t interval, alpha' that TOST's Holm step level) and equivalent.
     """
-    cols = ["family", "variant", "endpoint", "better", "diff", "lo", "hi", "p", "p_holm", "n", "method", "censored", "censored_why"]
-    rows = []
+    cols = ["family", "variant", "endpoint", "better", "diff", "lo", "hi", "p", "p_holm", "n", "lo_adj", "hi_adj", "level_adj",
+            "method", "censored", "censored_why", "margin", "tost_p", "tost_lo", "tost_hi", "equivalent"]
+    rows, diffs = [], []
     if summary.empty or "variant" not in summary:
         return pd.DataFrame(columns=cols)
     base = summary[summary["variant"] == baseline]
+    pair = lambda v, col: (summary[summary["variant"] == v].set_index("seed")[col], base.set_index("seed")[col])  # noqa: E731
     for ep in endpoints:
         col = ep["endpoint"]
         cens_all = censored_rows(summary, col)
@@ -140,32 +200,78 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
                 continue
             sv = summary[summary["variant"] == v]
             if col not in summary:
-                r = {"diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan, "n": 0}
+                r, d = {"diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan, "n": 0}, np.array([])
             else:
-                r = paired_effect(sv.set_index("seed")[col], base.set_index("seed")[col], level)
+                r, d = paired_effect(*pair(v, col), level), paired_differences(*pair(v, col)).to_numpy(float)
             seeds = set(sv["seed"]) & set(base["seed"])
             pair_rows = summary.index[summary["variant"].isin([v, baseline]) & summary["seed"].isin(seeds)]
             n_cens = int(cens_all.reindex(pair_rows).fillna(False).astype(bool).sum())
+            margin = ep.get("margin")
             rows.append({"family": family, "variant": v, "endpoint": col, "better": ep.get("better", "higher"),
                          **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")}, "method": r.get("method", ""),
-                         "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else ""})
-    df = pd.DataFrame(rows, columns=[c for c in cols if c != "p_holm"])
-    df.insert(df.columns.get_loc("p") + 1, "p_holm", holm(df["p"].to_numpy()) if len(df) else [])
-    return df
+                         "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else "",
+                         "margin": float(margin) if margin else np.nan})
+            diffs.append(d)
+    df = pd.DataFrame(rows, columns=[c for c in cols if c in rows[0]] if rows else cols)
+    if df.empty:
+        return df.reindex(columns=cols)
+    alpha = 1 - level
+    df["p_holm"] = holm(df["p"].to_numpy())
+    steps = holm_alphas(df["p"].to_numpy(), alpha)  # the interval beside a Holm verdict is at that verdict's level
+    df["level_adj"] = np.where(np.isfinite(steps), 1 - steps, level)
+    adj = [paired_effect(*pair(r.variant, r.endpoint), r.level_adj) if r.endpoint in summary and r.n >= 2 else {}
+           for r in df.itertuples()]
+    df["lo_adj"] = [a.get("lo", np.nan) for a in adj]
+    df["hi_adj"] = [a.get("hi", np.nan) for a in adj]
+    tosts = [tost(d, m, alpha) if np.isfinite(m) else None for d, m in zip(diffs, df["margin"])]
+    tp = np.array([t["p"] if t else np.nan for t in tosts])
+    df["tost_p"] = holm(tp)
+    t_steps = holm_alphas(tp, alpha)
+    redo = [tost(d, m, a) if t else None for d, m, a, t in zip(diffs, df["margin"], t_steps, tosts)]
+    df["tost_lo"] = [t["lo"] if t else np.nan for t in redo]
+    df["tost_hi"] = [t["hi"] if t else np.nan for t in redo]
+    df["equivalent"] = [bool(t is not None and p < alpha) for t, p in zip(tosts, df["tost_p"])]
+    return df[cols]
+
+
+def _finite(row, key) -> float:
+    v = row.get(key, np.nan) if hasattr(row, "get") else np.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digits: int = 3) -> str:
-    """One sentence from a primary comparison: which way, by how much, with the paired interval and n."""
+    """One sentence from a primary comparison: which way, by how much, with the paired interval and n.
+
+    The interval printed is the one at the verdict's own Holm step level (lo_adj/hi_adj; the plain 95% interval when
+    the row has none). Not detected: with a declared margin the TOST decides "equivalent within +-m" or
+    "inconclusive"; without one the sentence says "no effect detected" (never a null claimed).
+    """
     v, ep, n = row["variant"], row["endpoint"], int(row["n"])
-    diff, lo, hi, p = (float(row[k]) for k in ("diff", "lo", "hi", "p_holm"))
+    diff, p = float(row["diff"]), float(row["p_holm"])
+    lo, hi, lvl = _finite(row, "lo_adj"), _finite(row, "hi_adj"), _finite(row, "level_adj")
+    if not np.isfinite(lo):
+        lo, hi, lvl = float(row["lo"]), float(row["hi"]), 1 - alpha
     f = f"{{:+.{digits}f}}"
     if n < 2 or not np.isfinite(lo):
         return f"{v} vs {baseline}: {ep} {f.format(diff) if np.isfinite(diff) else 'n/a'} from {n} paired seed(s); no interval (needs >= 2)."
-    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({row.get('method') or 'paired'}, {n} seeds)"
+    what = f"{lvl:.1%}".replace(".0%", "%") + (" Holm-step" if lvl > 1 - alpha + 1e-12 else "")
+    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({what} {row.get('method') or 'paired'} interval, {n} seeds)"
     cens = f"; censored in {int(row['censored'])} run(s): {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
     if (lo > 0 or hi < 0) and p < alpha:
         moves = "raises" if diff > 0 else "lowers"
         good = (diff > 0) == (row.get("better", "higher") == "higher")
         return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'} (p = {p:.3g} after Holm){cens}."
     why = "the interval includes 0" if lo <= 0 <= hi else f"p = {p:.3g} after Holm over the comparisons"
-    return f"No difference detected: {v} changes {ep} by {ci}; {why}{cens}."
+    m = _finite(row, "margin")
+    if np.isfinite(m):
+        tlo, thi, tp = _finite(row, "tost_lo"), _finite(row, "tost_hi"), _finite(row, "tost_p")
+        tint = f"TOST interval [{f.format(tlo)}, {f.format(thi)}], TOST p = {tp:.3g} after Holm"
+        if bool(row.get("equivalent", False)):
+            return f"Equivalent within ±{m:g} (margin declared before the run): {v} changes {ep} by {ci}; {tint}{cens}."
+        return (f"Inconclusive: no effect detected and equivalence within ±{m:g} not shown: {v} changes {ep} by {ci}; "
+                f"{tint}{cens}.")
+    return (f"No effect detected: {v} changes {ep} by {ci}; {why}; no equivalence margin was declared, so this is not "
+            f"evidence of no effect{cens}.")

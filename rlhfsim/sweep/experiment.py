@@ -31,6 +31,37 @@ class Endpoint(BaseModel):
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
     better: Literal["higher", "lower"] = Field("higher", description="Which direction of the endpoint is an improvement.")
+    margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
+                                 "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
+                                 "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
+    contrast: dict[float, float] | None = Field(None, description="Primary of a dose study only: weights per dose (summing to 0) "
+                                                "tested instead of the OLS slope, e.g. {0: -1, 0.5: 0.5, 1: 0.5} (any collapse).")
+    zero_weight_doses: list[float] | None = Field(None, description="Primary of a dose study only: the declared doses the primary "
+                                                  "test knowingly gives zero weight (e.g. [0.5] for the slope over doses 0, 0.5, 1).")
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _margin(cls, v: Any) -> Any:
+        import math
+
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"margin must be a positive number in the endpoint's units (the equivalence margin +-m, "
+                             f"declared before the run, e.g. margin: 0.02), got {v!r}")
+        return float(v)
+
+    @field_validator("contrast")
+    @classmethod
+    def _contrast(cls, v: dict[float, float] | None) -> dict[float, float] | None:
+        if v is None:
+            return v
+        if len(v) < 2 or not any(w != 0 for w in v.values()):
+            raise ValueError(f"contrast needs weights on at least 2 doses, not all 0, got {v}")
+        total = sum(v.values())
+        if abs(total) > 1e-9 * max(abs(w) for w in v.values()):
+            raise ValueError(f"contrast weights must sum to 0 (a contrast between doses), they sum to {total:g}: {v}")
+        return v
 
     @field_validator("endpoint")
     @classmethod
@@ -149,6 +180,11 @@ class ExperimentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> "ExperimentSpec":
+        for i, e in enumerate(self.secondary):
+            bad = [k for k in ("margin", "contrast", "zero_weight_doses") if getattr(e, k) is not None]
+            if bad:
+                raise ValueError(f"secondary[{i}] ({e.endpoint}): {', '.join(bad)} belong(s) to the primary endpoint only "
+                                 "(the equivalence test and the dose contrast are the primary test's)")
         if self.base is None and not self.base_overrides:
             raise ValueError("give `base` (a config YAML) and/or `base_overrides`")
         if self.variants is not None and self.grid is not None:
@@ -347,7 +383,62 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         for v in variants:
             cfg = exp.config(v, spec.seeds[0], sets)
             _check_factors(spec.factors, cfg, where)
+    _check_dose_primary(spec, variants, where)
     return exp
+
+
+def declared_doses(spec: ExperimentSpec, variants: list[Variant]) -> tuple[str, str, list[float]] | None:
+    """(factor, key, sorted distinct doses the variants set) of a dose study (report/dose.py's rule), else None."""
+    from rlhfsim.report.dose import DOSE_FACTOR, DOSE_KEYS, _sets_key
+
+    dose = next(((n, k) for n, k in spec.factors.items() if n == DOSE_FACTOR or k in DOSE_KEYS), None)
+    if dose is None:
+        return None
+    xs = set()
+    for v in variants:
+        if not _sets_key(v.overrides, dose[1]):
+            continue
+        node: Any = v.overrides
+        if dose[1] in node:
+            x = node[dose[1]]
+        else:
+            for part in dose[1].split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            x = node
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            xs.add(float(x))
+    return (dose[0], dose[1], sorted(xs)) if len(xs) >= 2 else None
+
+
+def _check_dose_primary(spec: ExperimentSpec, variants: list[Variant], where: str) -> None:
+    """A dose study's primary test must use every declared dose, or say which it ignores (primary.zero_weight_doses)."""
+    from rlhfsim.diagnostics.dose_response import slope_weights, zero_weight_doses
+
+    found = declared_doses(spec, variants)
+    p = spec.primary
+    if found is None:
+        if p is not None and (p.contrast is not None or p.zero_weight_doses is not None):
+            raise ConfigError(f"{where}primary: contrast / zero_weight_doses need a dose factor (factors: {{dose: <key>}} or "
+                              f"a factor on surgery.dial) with at least 2 doses set by the variants")
+        return
+    name, key, doses = found
+    if p is not None and p.contrast is not None:
+        unknown = sorted(set(p.contrast) - set(doses))
+        if unknown:
+            raise ConfigError(f"{where}primary.contrast: dose(s) {unknown} are not set by any variant ({key}: {doses})")
+        weights, test = [p.contrast.get(x, 0.0) for x in doses], "declared contrast"
+    else:
+        weights, test = slope_weights(doses), "OLS slope on the dose"
+    zero = zero_weight_doses(doses, weights)
+    said = sorted(float(x) for x in (p.zero_weight_doses or [])) if p is not None else []
+    if zero != said:
+        fmt = lambda xs: ", ".join(f"{x:g}" for x in xs)  # noqa: E731
+        if zero:
+            raise ConfigError(
+                f"{where}primary: the {test} over the doses of {name} ({key}: {fmt(doses)}) gives dose(s) {fmt(zero)} zero "
+                f"weight, so those arms carry nothing in the primary test. Declare a contrast that uses them (primary.contrast: "
+                f"{{dose: weight}}, summing to 0, e.g. mean of doses > 0 minus dose 0) or say so: primary.zero_weight_doses: [{fmt(zero)}]")
+        raise ConfigError(f"{where}primary.zero_weight_doses: [{fmt(said)}] but the {test} gives no declared dose zero weight; drop it")
 
 
 def _check_factors(factors: dict[str, str], cfg, where: str) -> None:

@@ -81,3 +81,31 @@ def test_noncentral_t_and_normal_approximation_agree_for_many_units():
         t, z = minimal_detectable_effect(n, 1.0), minimal_detectable_effect_normal(n, 1.0)
         assert z < t and abs(t / z - 1) < 0.01
     assert minimal_detectable_effect(5, 1.0) / minimal_detectable_effect_normal(5, 1.0) > 1.1  # small n: t is wider
+
+
+def test_slope_and_curvature_of_a_known_quadratic_dose_series_are_recovered():
+    """y_sd = a_s + b (x - 0.5) + c (x - 0.5)^2 + 0 noise on doses {0, 0.5, 1}: per seed the OLS slope is b and the
+    curvature c (the x^2 coefficient), whatever the seed's level a_s; the slope weighs dose 0.5 by exactly 0."""
+    from rlhfsim.diagnostics.dose_response import (per_seed_contrast, per_seed_curvature, quadratic_contrast, slope_weights,
+                                                   zero_weight_doses)
+
+    x = np.array([0.0, 0.5, 1.0])
+    a = np.array([0.3, -0.1, 0.7])[:, None]
+    b, c = -0.04, 0.06
+    y = a + b * (x - 0.5) + c * (x - 0.5) ** 2  # [S=3, D=3]
+    np.testing.assert_allclose(per_seed_slopes(x, y), b, atol=1e-14)
+    np.testing.assert_allclose(per_seed_curvature(x, y), c, atol=1e-14)
+    np.testing.assert_allclose(slope_weights(x), [-1, 0, 1])  # slope = y(1) - y(0)
+    assert zero_weight_doses(x) == [0.5] and zero_weight_doses([0, 0.25, 1]) == []
+    assert zero_weight_doses(x, [-1, 0.5, 0.5]) == []
+    q = quadratic_contrast(x)
+    np.testing.assert_allclose([q.sum(), q @ x, q @ x**2], [0, 0, 1], atol=1e-12)
+    # unequal spacing: still exact for any quadratic
+    x2 = np.array([0.0, 0.2, 0.3, 1.0])
+    y2 = 1.0 + 2.0 * x2 - 3.0 * x2**2
+    assert per_seed_curvature(x2, y2[None])[0] == pytest.approx(-3.0)
+    # "any collapse": mean of doses > 0 minus dose 0
+    assert per_seed_contrast(y, [-1, 0.5, 0.5])[0] == pytest.approx(0.5 * (y[0, 1] + y[0, 2]) - y[0, 0])
+    y_nan = y.copy()
+    y_nan[1, 1] = np.nan
+    assert np.isnan(per_seed_curvature(x, y_nan)[1]) and np.isfinite(per_seed_contrast(y_nan, [-1, 0, 1])[1])

@@ -161,14 +161,23 @@ def test_study_without_dose_factor_has_no_dose_design(tmp_path):
 
 @pytest.mark.parametrize("ci, mde, start", [((-0.09, -0.01), 0.05, "Dose-response detected: gold_gain falls"),
                                             ((0.01, 0.2), 0.05, "Dose-response detected: gold_gain rises"),
-                                            ((-0.02, 0.03), 0.05, "No dose-response detected, a clean null"),
-                                            ((-0.08, 0.03), 0.05, "No dose-response detected, but inconclusive")])
-def test_verdict_reads_the_interval_against_the_mde(ci, mde, start):
+                                            ((-0.02, 0.03), 0.05, "No dose-response detected (no equivalence margin"),
+                                            ((-0.08, 0.03), 0.05, "No dose-response detected (no equivalence margin")])
+def test_verdict_reads_the_interval_and_never_calls_a_null_from_the_mde(ci, mde, start):
+    """Inside +-MDE is a power statement, not an equivalence test: without a declared margin no verdict claims a null."""
     res = {"n": 10, "mean": sum(ci) / 2, "p": 0.5, "ci_t": ci, "ci_boot": ci}
     text = DR.dose_verdict("gold_gain", "dial", res, mde)
-    assert text.startswith(start) and "MDE 0.050" in text
+    assert text.startswith(start) and "MDE 0.050" in text and "clean null" not in text
     none = DR.dose_verdict("gold_gain", "dial", res, None)
-    assert "no MDE" in none and (none.startswith("Dose-response detected") or none.startswith("No dose-response detected, inconclusive"))
+    assert "no MDE" in none and (none.startswith("Dose-response detected") or none.startswith("No dose-response detected (inconclusive"))
+
+
+def test_verdict_with_a_margin_is_a_tost():
+    res = {"n": 10, "mean": 0.001, "p": 0.8, "ci_t": (-0.01, 0.012), "ci_boot": (-0.01, 0.012), "sd": 0.01}
+    eq = {"p": 0.001, "level": 0.9, "lo": -0.008, "hi": 0.01, "equivalent": True}
+    assert DR.dose_verdict("gold_gain", "dial", res, 0.02, 0.02, eq).startswith("Equivalent within ±0.02")
+    no = {**eq, "p": 0.2, "hi": 0.03, "equivalent": False}
+    assert DR.dose_verdict("gold_gain", "dial", res, 0.02, 0.02, no).startswith("Inconclusive")
 
 
 def test_null_study_without_proxy_collapse_draws_two_rows(tmp_path):
@@ -205,5 +214,22 @@ def test_an_incomplete_study_is_an_interim_look_never_a_clean_null(tmp_path):
         d = DR.design(study)
         text = DR.dose_answer(study, d, DR.slope_table(study, d))["verdicts"][0]
         assert text.startswith("Interim, 5 of 6 declared seeds") == interim, text
-        # a flat true slope with tight seeds: complete -> a clean null; interim -> explicitly not one yet
-        assert ("not a clean null yet" in text) == interim and ("detected, a clean null" in text) == (not interim)
+        # a flat true slope with tight seeds and no margin: never a null claimed, interim or not
+        assert "clean null" not in text and "no equivalence margin was declared" in text
+
+
+def test_a_declared_contrast_and_margin_lead_the_answer_and_curvature_uses_the_middle_arms(tmp_path):
+    """primary.contrast replaces the slope (any collapse: mean of doses > 0 minus dose 0) and primary.margin makes the
+    verdict a TOST; the curvature line is there (the middle arms carry it)."""
+    root = make_dose_study(tmp_path, 0.0, noise=0.001, unfinished_seed=None)
+    study = load_study([root])
+    d = DR.design(study)
+    spec = {"endpoint": "gold_gain", "better": "higher", "margin": 0.05, "contrast": {0.0: -1.0, 0.5: 0.5, 1.0: 0.5}}
+    box = DR.dose_answer(study, d, DR.slope_table(study, d), spec)
+    assert box["verdicts"][0].startswith("Equivalent within ±0.05"), box["verdicts"][0]
+    assert "declared contrast" in box["what"] and "TOST at ±0.05" in box["what"]
+    assert any(v.startswith("Exploratory, not the primary test: curvature of gold_gain") for v in box["verdicts"])
+    sm = study.summary.set_index(["seed", "variant"])["gold_gain"].astype(float)  # the contrast by hand from the summaries
+    y = lambda s, g, x: sm.loc[(s, f"{g}_d{x:g}")]  # noqa: E731
+    want = np.mean([0.5 * (y(s, g, 0.5) + y(s, g, 1.0)) - y(s, g, 0.0) for s in SEEDS for g in GROUPS])
+    assert DR.primary_slopes(study, d, "gold_gain", spec["contrast"]).mean() == pytest.approx(want)

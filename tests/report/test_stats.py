@@ -99,4 +99,97 @@ def test_compare_families_and_verdict():
     assert 0.3 < up["lo"] < 0.5 < up["hi"] < 0.7
     assert verdict(up, "base").startswith("up raises g by +0.4") and "better" in verdict(up, "base")
     same = t[(t.variant == "same") & (t.endpoint == "g")].iloc[0]
-    assert verdict(same, "base").startswith("No difference detected")
+    assert verdict(same, "base").startswith("No effect detected") and "not evidence of no effect" in verdict(same, "base")
+
+
+# ------------------------------------------------------------------ equivalence (TOST) and one correction per verdict
+
+def test_tost_passes_a_tight_null_inside_a_wide_margin():
+    """Differences tightly around 0 with a margin far outside their spread: both one-sided tests reject."""
+    from rlhfsim.report.stats import tost
+
+    d = np.random.default_rng(0).normal(0.0, 0.005, size=10)
+    r = tost(d, 0.05)
+    assert r["equivalent"] and r["p"] < 1e-6 and r["p"] == max(r["p_lower"], r["p_upper"])
+    assert -0.05 < r["lo"] < r["hi"] < 0.05
+
+
+def test_tost_fails_at_the_margin_and_with_a_wide_spread():
+    from rlhfsim.report.stats import tost
+
+    rng = np.random.default_rng(1)
+    at = 0.02 + rng.normal(0, 0.002, size=10)
+    at = at - at.mean() + 0.02  # mean exactly at the margin: p_upper = 0.5
+    r = tost(at, 0.02)
+    assert not r["equivalent"] and r["p_upper"] == pytest.approx(0.5) and r["p"] >= 0.5
+    wide = rng.normal(0.0, 0.1, size=10)
+    assert not tost(wide, 0.02)["equivalent"]
+
+
+def test_tost_interval_is_the_90_percent_t_interval():
+    from scipy import stats
+
+    from rlhfsim.report.stats import tost
+
+    d = np.random.default_rng(2).normal(0.01, 0.02, size=8)
+    r = tost(d, 0.03)
+    ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.90)
+    assert (r["lo"], r["hi"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    # equivalence at alpha is exactly that interval lying inside the margin
+    for m in (0.005, 0.02, 0.03, 0.05):
+        e = tost(d, m)
+        assert e["equivalent"] == (-m < e["lo"] and e["hi"] < m)
+
+
+def test_tost_rejects_a_bad_margin():
+    from rlhfsim.report.stats import tost
+
+    for bad in (0, -0.1, None, "0.1"):
+        with pytest.raises(ValueError, match="positive number"):
+            tost(np.zeros(3), bad)
+
+
+def _two_arm_summary(diff_sd: float, shift: float, n: int = 10, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sd in range(n):
+        shared = rng.normal(0, 1)
+        rows += [{"variant": "base", "seed": sd, "g": shared}, {"variant": "v", "seed": sd, "g": shared + shift + rng.normal(0, diff_sd)}]
+    return pd.DataFrame(rows)
+
+
+def test_verdict_with_a_declared_margin_says_equivalent_or_inconclusive():
+    eq = compare(_two_arm_summary(0.005, 0.0), ["base", "v"], "base", [{"endpoint": "g", "better": "higher", "margin": 0.05}], "primary")
+    r = eq.iloc[0]
+    assert bool(r["equivalent"]) and verdict(r, "base").startswith("Equivalent within ±0.05")
+    wide = compare(_two_arm_summary(0.2, 0.0), ["base", "v"], "base", [{"endpoint": "g", "better": "higher", "margin": 0.05}], "primary")
+    assert not bool(wide.iloc[0]["equivalent"]) and verdict(wide.iloc[0], "base").startswith("Inconclusive")
+    none = compare(_two_arm_summary(0.005, 0.0), ["base", "v"], "base", [{"endpoint": "g", "better": "higher"}], "primary")
+    text = verdict(none.iloc[0], "base")
+    assert text.startswith("No effect detected") and "clean null" not in text and "equivalent" not in text.lower()
+
+
+def test_the_interval_beside_a_holm_verdict_is_at_its_holm_step_level():
+    """Three variants: the smallest p is judged at alpha/3, so its printed interval is the 98.3% one; a single comparison
+    keeps 95%. For the paired t (below 6 seeds) the Holm verdict and the printed interval then agree exactly."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for sd in range(5):
+        shared = rng.normal(0, 1)
+        rows.append({"variant": "base", "seed": sd, "g": shared})
+        for v, shift in (("a", 0.5), ("b", 0.1), ("c", 0.0)):
+            rows.append({"variant": v, "seed": sd, "g": shared + shift + rng.normal(0, 0.1)})
+    s = pd.DataFrame(rows)
+    t = compare(s, ["base", "a", "b", "c"], "base", [{"endpoint": "g", "better": "higher"}], "primary")
+    assert sorted(np.round(t["level_adj"], 4)) == [0.95, 0.975, round(1 - 0.05 / 3, 4)]
+    for _, r in t.iterrows():
+        v = r["variant"]
+        d = s[s.variant == v]["g"].to_numpy() - s[s.variant == "base"]["g"].to_numpy()
+        ci = stats.ttest_1samp(d, 0).confidence_interval(r["level_adj"])
+        assert (r["lo_adj"], r["hi_adj"]) == pytest.approx((ci.low, ci.high))
+        excludes = r["lo_adj"] > 0 or r["hi_adj"] < 0
+        assert excludes == (r["p"] < 1 - r["level_adj"])  # the t interval at the step level excludes 0 iff p beats that step
+        if r["p_holm"] < 0.05:
+            assert excludes and f"{r['level_adj']:.1%}".replace(".0%", "%") in verdict(r, "base")

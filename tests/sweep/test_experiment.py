@@ -36,7 +36,12 @@ def test_study_fields_load():
     ("primary: {endpoint: gold_gian}\n", ["primary.endpoint", "'gold_gian'", "did you mean 'gold_gain'", "gold_drop_after_peak"]),
     ("secondary: [{endpoint: nope}]\n", ["secondary.0.endpoint", "not a summary column", "Valid:"]),
     ("primary: {endpoint: gold_gain, better: up}\n", ["primary.better", "higher", "lower"]),
-    ("primary: {endpoint: gold_gain, dir: up}\n", ["primary.dir", "unknown key", "Valid keys: better, endpoint"]),
+    ("primary: {endpoint: gold_gain, dir: up}\n", ["primary.dir", "unknown key", "Valid keys: better, contrast, endpoint, margin"]),
+    ("primary: {endpoint: gold_gain, margin: -0.02}\n", ["primary.margin", "positive number", "-0.02"]),
+    ("primary: {endpoint: gold_gain, margin: 0}\n", ["primary.margin", "positive number"]),
+    ("primary: {endpoint: gold_gain, margin: true}\n", ["primary.margin", "positive number"]),
+    ("primary: {endpoint: gold_gain, margin: wide}\n", ["primary.margin", "positive number", "'wide'"]),
+    ("primary: {endpoint: gold_gain}\nsecondary: [{endpoint: gold_peak, margin: 0.1}]\n", ["secondary[0]", "margin", "primary endpoint only"]),
     ("headline: [fig99]\n", ["headline", "fig99", "effect_sizes"]),
     # a sign error on an endpoint whose direction is fixed by definition (higher shape_rel = more collapsed)
     ("primary: {endpoint: collapse_shape_rel_final, better: higher}\n", ["primary", "lower is better", "declare better: lower"]),
@@ -73,3 +78,39 @@ def test_every_committed_experiment_declares_a_primary_endpoint():
     for p in sorted((ROOT / "experiments").glob("*.yaml")):
         exp = load_experiment(p, validate_configs=False)
         assert exp.spec.primary is not None, p.name
+
+
+DOSE_HEAD = ("name: x\nquestion: q\nbase: {base}\nfactors: {{dial: surgery.dial}}\n"
+             "variants: {{d0: {{surgery.dial: 0.0}}, d05: {{surgery.dial: 0.5}}, d1: {{surgery.dial: 1.0}}, ctl: {{surgery.profile: none}}}}\n")
+
+
+def _dose(tmp_path, primary: str) -> Path:
+    p = tmp_path / "dose.yaml"
+    p.write_text(DOSE_HEAD.format(base=ROOT / "configs" / "propagation.yaml") + primary)
+    return p
+
+
+def test_a_dose_primary_that_ignores_a_declared_dose_is_refused(tmp_path):
+    """Doses {0, 0.5, 1}: the OLS slope is y(1) - y(0), the 0.5 arm carries no weight; refused unless declared."""
+    with pytest.raises(ConfigError) as e:
+        load_experiment(_dose(tmp_path, "primary: {endpoint: gold_gain, better: higher}\n"), validate_configs=False)
+    for part in ("primary", "0.5 zero weight", "primary.contrast", "primary.zero_weight_doses: [0.5]"):
+        assert part in str(e.value), (part, str(e.value))
+    ok = load_experiment(_dose(tmp_path, "primary: {endpoint: gold_gain, zero_weight_doses: [0.5]}\n"), validate_configs=False)
+    assert ok.spec.primary.zero_weight_doses == [0.5]
+    anyc = load_experiment(_dose(tmp_path, "primary: {endpoint: gold_gain, margin: 0.02, contrast: {0: -1, 0.5: 0.5, 1: 0.5}}\n"),
+                           validate_configs=False)
+    assert anyc.spec.primary.contrast == {0.0: -1.0, 0.5: 0.5, 1.0: 0.5} and anyc.spec.primary.margin == 0.02
+
+
+@pytest.mark.parametrize("primary, expected", [
+    ("{endpoint: gold_gain, contrast: {0: -1, 1: 1}}", ["0.5 zero weight", "declared contrast"]),  # 0.5 missing: weight 0
+    ("{endpoint: gold_gain, contrast: {0: -1, 0.5: 0.5, 1: 1}}", ["sum to 0"]),
+    ("{endpoint: gold_gain, contrast: {0: -1, 2: 1, 0.5: 0}}", ["dose(s) [2.0]", "not set by any variant"]),
+    ("{endpoint: gold_gain, contrast: {0: -1, 0.5: 0.5, 1: 0.5}, zero_weight_doses: [0.5]}", ["gives no declared dose zero weight"]),
+])
+def test_bad_dose_contrasts_are_refused(tmp_path, primary, expected):
+    with pytest.raises(ConfigError) as e:
+        load_experiment(_dose(tmp_path, f"primary: {primary}\n"), validate_configs=False)
+    for part in expected:
+        assert part in str(e.value), (part, str(e.value))
