@@ -108,8 +108,13 @@ class Config(Strict):
                 raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
             if self.policy.sft_demos > 0 and self.policy.sft_epochs > 0:
                 raise ValueError("SFT demonstrations come from world.reference_column; set it, or policy.sft_demos: 0 to skip SFT")
-        if self.surgery.profile != "none" and self.loop.reward_source != "learned":
-            raise ValueError("surgery.profile acts on the learned proxy; with loop.reward_source: gold set surgery.profile: none")
+        ng = self.loop.noisy_gold
+        if self.loop.reward_source == "noisy_gold" and (ng.rho is None) == (ng.sigma is None):
+            raise ValueError("loop.reward_source: noisy_gold needs exactly one of loop.noisy_gold.rho (a target within-prompt "
+                             "rank correlation with gold, calibrated per world) or loop.noisy_gold.sigma (the noise std)")
+        if self.loop.reward_source != "noisy_gold" and (ng.rho is not None or ng.sigma is not None):
+            raise ValueError(f"loop.noisy_gold sets the noise of loop.reward_source: noisy_gold; this run's source is "
+                             f"{self.loop.reward_source}: drop loop.noisy_gold or set the source")
         if self.surgery.profile == "optimum" and self.reward.prompt_aware:
             raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
                              "reward.prompt_aware set use surgery.profile: pooled")

@@ -22,6 +22,8 @@ from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics import audit
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.loop_phases import (annotate_groups, annotation_stats, audit_reward_model, best_of_n_metrics, calibrate_noise,
+                                 diagnose_reward_model, diagnose_training_groups, fit_member_scale, fit_recalibration, mean_steps)
 from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
 from rlhfsim.models import build
@@ -30,13 +32,13 @@ from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.optim import build_optimizer
 from rlhfsim.optim.base import PolicySampler
 from rlhfsim.report.run_figure import write_run_figure
-from rlhfsim.reward.buffer import Group, PreferenceBuffer
-from rlhfsim.reward import recalibrate, surgery
-from rlhfsim.reward.ensemble import ensemble_diagnostics, member_scale
+from rlhfsim.reward import recalibrate
+from rlhfsim.reward.buffer import PreferenceBuffer
+from rlhfsim.reward.proxy import Proxy
 from rlhfsim.tracking import RunDir, load_module, read_jsonl
 from rlhfsim.version import stamp as version_stamp
 from rlhfsim.world import build_world
-from rlhfsim.world.annotator import get_annotator, tie_keys
+from rlhfsim.world.annotator import get_annotator
 from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,6 @@ STREAMS = ("prompts", "annotate", "reward", "reference_mix")
 EVAL_SEED = 10_000_019  # evaluation generators: EVAL_SEED * (seed + 1) + 97 * round + stream id
 EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30}  # shift i: 20 + i
 FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FRESH_RM_SEED + round
-RECAL_SEED = 104_729  # recalibration prompts: default_rng([seed, RECAL_SEED, round])
 
 
 class Reporter:
@@ -82,7 +83,8 @@ class Simulation:
         # phase 7's optimiser, built here: PPO's value model takes its initial weights from this point of the torch stream
         self.opt = build_optimizer(cfg, self.policy, self.ref, self.world.tokenizer, self.device, self.parallel)
         self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
-        self.rms = build.reward_models(self.world, cfg, self.device)
+        # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
+        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device), self.world.gold)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
@@ -93,10 +95,8 @@ class Simulation:
         A = cfg.audit
         self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
-        self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the proxy as trained
         self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
-        self.probe = None  # the fixed probe set of collapse/probe_* (drawn on first use: see probe_collapse)
-        self.member_scale = None  # this round's per-member (mu, sd) on the probe set for wco/uwo; None = raw members
+        self.probe = None  # the fixed probe set (collapse/probe_*, member scales, noise calibration): see probe_set
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -107,20 +107,19 @@ class Simulation:
         types = self.world.prompt_types
         return dict(zip(types, utilities_for(self.cfg.reward, types)))
 
-    # -------------------------------------------------------------- scoring
+    @property
+    def rms(self):
+        """The proxy's reward-model members (phase 5 trains them; checkpoints and guards read them)."""
+        return self.proxy.rms
 
-    def proxy(self, prompts, texts) -> tuple[np.ndarray, np.ndarray]:
-        """(aggregated proxy [N], member rewards [M, N]) on the trained scale."""
-        members = self.rms.rewards([p.text for p in prompts], texts)
-        agg = diag_aggregate(members, self.cfg.reward.aggregation, self.cfg.reward.uwo_lambda, self.member_scale)
-        return agg, members
+    # -------------------------------------------------------------- evaluation
 
-    def score_fn(self, prompts, texts) -> np.ndarray:
-        if self.cfg.loop.reward_source == "gold":
-            return self.world.gold(prompts, texts)
-        scores = recalibrate.apply(self.recal, self.proxy(prompts, texts)[0], [p.type for p in prompts])
-        # profile surgery (off by default): keep each prompt's ranking, move its values toward one profile
-        return surgery.apply(self.cfg.surgery, prompts, scores, lambda: self.world.gold(prompts, texts), self.cfg.reward.utility)
+    def probe_set(self):
+        """The fixed probe set: the SFT policy's completions of the eval prompts (the round-0 samples, from the round-0
+        eval stream), drawn on first use; the same draw after a resume."""
+        if self.probe is None:
+            self.probe = self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref)
+        return self.probe
 
     def eval_generator(self, round_: int, stream: int) -> torch.Generator:
         # evaluation noise must not depend on (or disturb) the training streams
@@ -163,12 +162,6 @@ class Simulation:
         return state["round"]
 
 
-def diag_aggregate(members: np.ndarray, method: str, lam: float, scale=None) -> np.ndarray:
-    from rlhfsim.reward.ensemble import aggregate
-
-    return np.asarray(aggregate(members, method, lam, scale))
-
-
 @contextmanager
 def timed(row: dict, name: str):
     t0 = time.perf_counter()
@@ -196,6 +189,10 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     guard = Guard(cfg.guards, sim, run_dir, cfg.output.checkpoints)
     guard.setup(sim.sft_stats)
     L = cfg.loop
+    noise_row: dict = {}
+    if L.reward_source == "noisy_gold":  # the config's sigma, or one calibrated to a target rho on the SFT samples
+        sigma, noise_row = calibrate_noise(sim)
+        sim.proxy.set_noise_sigma(sigma)
 
     first = 1
     ck = run_dir.load_checkpoint() if resume else None
@@ -213,7 +210,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
         # round 0: the SFT policy before any feedback
         ev = sim.evaluate(sim.eval_prompts, L.eval_completions, 0, "evaluate")
         # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
-        row0 = {"round": 0, **{k: v for k, v in sim.sft_stats.items() if k != "sft/cached"}, **policy_metrics(ev, None)}
+        row0 = {"round": 0, **{k: v for k, v in sim.sft_stats.items() if k != "sft/cached"}, **policy_metrics(ev, None), **noise_row}
         run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
         run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
         run_dir.log_round(row0)
@@ -255,8 +252,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             with timed(row, "reward"):
                 if L.reward_source == "learned" and not frozen:
                     if cfg.reward.init == "fresh":
-                        sim.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
-                    row.update(build.train_reward_models(sim.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
+                        sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
+                    row.update(build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
 
@@ -264,6 +261,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             reporter.phase(r, "diagnose")
             with timed(row, "diagnose_rm"):
                 ev = sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")
+                sim.proxy.set_member_scale(fit_member_scale(sim))  # wco/uwo: each member's location and scale on the probe set
                 row.update(diagnose_reward_model(sim, ev))
                 if L.diagnose_train and L.reward_source == "learned":
                     row.update(diagnose_training_groups(sim, r))
@@ -279,9 +277,11 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
 
             # 6c recalibrate the proxy the policy optimiser will see ----------------------------------------------
             with timed(row, "recalibrate"):
-                row.update(recalibrate_proxy(sim, r))
+                recal = fit_recalibration(sim, r)  # None: off, or the gold source
+                sim.proxy.set_recalibration(recal)
+                row.update(recalibrate.as_metrics(recal))
 
-            # 7 policy optimiser against the proxy (or gold) with the KL anchor ----------------
+            # 7 policy optimiser against the proxy's score (any source) with the KL anchor ------
             reporter.phase(r, "policy")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
             O = cfg.optimizer
@@ -290,7 +290,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                     for it in range(O.iterations):
                         groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
                         batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows
-                        stats = sim.opt.iteration(batch, sim.score_fn, sim.world.gold, sim.gen)
+                        stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
                         steps.append({"round": r, "iteration": it, **stats})
                         guard.check("policy", r, stats)
             row.update(mean_steps(steps))
@@ -299,7 +299,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             reporter.phase(r, "evaluate")
             with timed(row, "evaluate"):
                 ev = sim.evaluate(sim.eval_prompts, L.eval_completions, r, "evaluate", prev=prev_policy)
-                proxy, members = sim.proxy(ev.flat_prompts(), ev.texts)
+                proxy, members = sim.proxy.values(ev.flat_prompts(), ev.texts)
                 proxy = proxy.reshape(ev.gold.shape)
                 row.update(policy_metrics(ev, proxy))
             guard.check("evaluate", r, row)
@@ -328,116 +328,3 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     run_dir.write_summary(summary)
     run_dir.close()
     return summary
-
-
-def mean_steps(steps: list[dict]) -> dict:
-    """The round's mean of each optimiser stat over its iterations (a stat measured only every N iterations, e.g.
-    adv/pg_cos, over the iterations that measured it)."""
-    keys = dict.fromkeys(k for s in steps for k in s if k not in ("round", "iteration"))
-    return {k: float(np.mean([s[k] for s in steps if k in s])) for k in keys}
-
-
-def annotate_groups(sim: Simulation, prompts, texts: list[str], round_: int) -> list[Group]:
-    """Gold-score every completion, optionally add the reference answer, and let the annotator rank them."""
-    k = sim.cfg.loop.completions_per_prompt
-    gold = sim.world.gold([p for p in prompts for _ in range(k)], texts).reshape(len(prompts), k)
-    groups = []
-    for i, p in enumerate(prompts):
-        comps, g = list(texts[i * k : (i + 1) * k]), gold[i]
-        is_ref = [False] * k
-        if sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix:
-            ref = sim.world.reference_completion(p)
-            comps, g, is_ref = comps + [ref], np.append(g, sim.world.gold([p], [ref])), is_ref + [True]
-        keys = tie_keys([p.text] * len(comps), comps, sim.cfg.seed) if sim.annotator.ties == "consistent" else None
-        groups.append(Group(p, comps, g, sim.annotator(g, sim.rng["annotate"], keys), round_, is_ref))
-    return groups
-
-
-def annotation_stats(groups: list[Group]) -> dict:
-    pairs = [g.n_pairs for g in groups]
-    return {"annot/pairs": int(sum(pairs)), "annot/groups_without_pairs": float(np.mean([n == 0 for n in pairs]))}
-
-
-def diagnose_reward_model(sim: Simulation, ev) -> dict:
-    """Agreement with gold and collapse metrics of the current reward model on held-out samples;
-    with several members also their disagreement and how well it predicts the proxy's error."""
-    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
-    logits = members.mean(0).reshape(ev.gold.shape)
-    out = diag.collapse.collapse_metrics(logits, ev.types, bounded=sim.rms.bounded, gold=ev.gold, theory=sim.theory)
-    out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
-    out.update(probe_collapse(sim))
-    if members.shape[0] > 1:
-        out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], sim.rms.bounded,
-                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda, sim.member_scale))
-    return out
-
-
-def probe_collapse(sim: Simulation) -> dict:
-    """collapse/probe_*: the collapse measure on a FIXED probe set (the SFT policy's completions of the eval prompts,
-    the round-0 samples), so it moves only when the reward model does, not when the policy's samples change.
-    Also this round's per-member standardisation for wco/uwo (reward.standardise_members) on the same probe set."""
-    if sim.probe is None:
-        sim.probe = sim.evaluate(sim.eval_prompts, sim.cfg.loop.eval_completions, 0, "evaluate", policy=sim.ref)
-    ev = sim.probe
-    members = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts)  # [M, P*k]
-    R = sim.cfg.reward
-    sim.member_scale = None
-    if R.standardise_members and members.shape[0] > 1:
-        sim.member_scale = member_scale(1 / (1 + np.exp(-members)) if sim.rms.bounded else members)
-    logits = members.mean(0).reshape(ev.gold.shape)
-    reward = diag.collapse.to_unit_interval(logits, True) if sim.rms.bounded else logits
-    return diag.collapse.profile_collapse(reward, ev.gold, ev.types, prefix="collapse/probe_")
-
-
-def audit_reward_model(sim: Simulation, round_: int) -> dict:
-    """Exploit rates of the stress suite (the aggregated proxy as trained) and gold agreement on the shifted sets."""
-    if sim.suite is None:
-        return {}
-    out = audit.stress_metrics(sim.suite, lambda p, t: sim.proxy(p, t)[0], sim.cfg.audit.exploit_threshold)
-    for i, (name, prompts) in enumerate(sim.shift_prompts.items()):
-        ev = sim.evaluate(prompts, sim.cfg.loop.eval_completions, round_, "shift", offset=i)
-        logits = sim.rms.logits([p.text for p in ev.flat_prompts()], ev.texts).mean(0).reshape(ev.gold.shape)
-        out.update(audit.shift_metrics(name, logits, ev.gold))
-    return out
-
-
-def recalibrate_proxy(sim: Simulation, round_: int) -> dict:
-    """Fit this round's affine map of the proxy on fresh prompts (reference samples or gold-labelled policy samples)."""
-    R = sim.cfg.recalibration
-    sim.recal = None
-    if R.method == "none" or sim.cfg.loop.reward_source != "learned":
-        return {}
-    prompts = sim.world.sample_prompts(R.prompts, np.random.default_rng([sim.cfg.seed, RECAL_SEED, round_]))
-    ev = sim.evaluate(prompts, 1, round_, "recalibrate", policy=sim.ref if R.method == "reference" else None)
-    proxy, types = sim.proxy(ev.flat_prompts(), ev.texts)[0], ev.types
-    if R.method == "reference":
-        sim.recal = recalibrate.standardise_params(proxy, types, R.per_type)
-    else:
-        sim.recal = recalibrate.gold_fit_params(proxy, ev.gold.ravel(), types, R.per_type, R.min_slope)
-    return recalibrate.as_metrics(sim.recal)
-
-
-def diagnose_training_groups(sim: Simulation, round_: int) -> dict:
-    """Collapse metrics of the reward model on the groups it trained on (the terminal phase); writes rewards/train_round_XXX.parquet."""
-    groups = sim.buffer.training_groups()
-    if not groups:
-        return {}
-    gm = diag.train_profiles.group_matrices(groups)
-    logits = sim.rms.logits([p.text for p in gm.prompts], gm.texts).mean(0)
-    out, table = diag.train_profiles.train_diagnostics(gm, logits, sim.rms.bounded, sim.theory)
-    sim.run.write_rewards(round_, table, stem="train_round")
-    return out
-
-
-def best_of_n_metrics(sim: Simulation, round_: int) -> dict:
-    """Best-of-n as a second optimiser on the same policy and reward model: gold/proxy for n = 1, 2, 4, ..., N."""
-    L = sim.cfg.loop
-    ev = sim.evaluate(sim.eval_prompts[: L.bon_prompts], L.bon_n, round_, "best_of_n")
-    proxy = sim.proxy(ev.flat_prompts(), ev.texts)[0].reshape(ev.gold.shape)
-    ns = sorted({1 << i for i in range(L.bon_n.bit_length()) if (1 << i) <= L.bon_n} | {L.bon_n})
-    curve = diag.overopt.best_of_n_curve(proxy, ev.gold, ns)
-    out = {}
-    for row in curve.itertuples():
-        out[f"bon/gold_n{row.n}"] = row.gold
-        out[f"bon/proxy_n{row.n}"] = row.proxy
-    return out

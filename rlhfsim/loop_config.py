@@ -14,6 +14,19 @@ from rlhfsim.schema import Strict
 from rlhfsim.world.config import AnnotatorConfig
 
 
+class NoisyGoldConfig(Strict):
+    """The noisy_gold reward source (rlhfsim.reward.proxy): proxy = gold + sigma * z, z a fixed standard normal per
+    (run seed, prompt, completion). Give exactly one of rho (calibrated per world) or sigma (used as is)."""
+
+    rho: float | None = Field(
+        None, gt=0, lt=1, description="Target within-prompt Spearman rho of the proxy with gold on the SFT policy's round-0 "
+        "held-out samples; sigma is bisected at run start to give it (logged as proxy/noisy_gold_sigma). Gold ties cap "
+        "what is reachable (docs/architecture.md, 'Reward sources'); a target above the cap uses the smallest sigma searched.")
+    sigma: float | None = Field(None, ge=0, description="Noise std in gold units, used as is (0 = gold itself).")
+    draws: int = Field(8, ge=1, le=256, description="Noise replicates whose mean rho the calibration bisects (draw 0 is the "
+                       "proxy's own noise; more draws make the rho(sigma) curve smoother).")
+
+
 class LoopConfig(Strict):
     """The round loop (rlhfsim.loop)."""
 
@@ -31,7 +44,11 @@ class LoopConfig(Strict):
     reference_mix: float = Field(
         0.0, ge=0, le=1, description="Share of annotated groups that also get the world's reference (gold) completion."
     )
-    reward_source: Literal["learned", "gold"] = Field("learned", description="PPO optimises the learned proxy or the gold reward.")
+    reward_source: Literal["learned", "noisy_gold", "gold"] = Field(
+        "learned", description="What the policy optimiser's reward comes from: learned (the reward model(s) trained each "
+        "round), noisy_gold (gold plus fixed noise of a set rank correlation, loop.noisy_gold; no reward model is trained) "
+        "or gold. Recalibration applies to learned and noisy_gold, surgery to all three.")
+    noisy_gold: NoisyGoldConfig = Field(default_factory=NoisyGoldConfig, description="The noisy_gold source's noise level.")
     freeze_reward_after: int | None = Field(None, ge=1, description="Stop retraining the reward model after this round.")
     train_policy: bool = Field(True, description="False runs reward-model training alone (no PPO), as in the collapse study.")
     diagnose_train: bool = Field(

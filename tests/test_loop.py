@@ -189,3 +189,28 @@ def test_a_gpu_checkpoint_carries_the_devices_generator(tmp_path, sft_cache, mon
     monkeypatch.setattr(Simulation, "state", lambda self, r: ({}, {}))  # no model files: only the RNG restore is under test
     sim.restore(tmp_path, state)
     assert calls == [([7], "cuda")]
+
+
+def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exactly(tmp_path, sft_cache):
+    """loop.reward_source: noisy_gold: sigma calibrated on round 0's SFT samples (logged there), no reward model trained,
+    phase 6 measures the noisy proxy itself against gold, surgery acts on it; a resumed run (which recalibrates from the
+    redrawn probe set) and an ensemble run with standardised wco (the member scale is refitted each round) resume
+    bit for bit."""
+    base = ["policy.cache_dir=" + sft_cache]
+    noisy = base + ["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.6", "surgery.profile=pooled", "surgery.dial=0.5", "optimizer.group_size=2",
+                    "recalibration.method=reference"]
+    ens = base + ["reward.ensemble_size=2", "reward.aggregation=wco"]
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
+    for name, over in (("noisy", noisy), ("ens", ens)):
+        run(load_config("configs/tiny.yaml", over), out=tmp_path / name)
+        run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / f"{name}_r")
+        run(load_config("configs/tiny.yaml", over), out=tmp_path / f"{name}_r", resume=True)
+        assert strip(read_jsonl(tmp_path / name / "metrics.jsonl")) == strip(read_jsonl(tmp_path / f"{name}_r" / "metrics.jsonl")), name
+    rows = read_jsonl(tmp_path / "noisy" / "metrics.jsonl")
+    assert rows[0]["proxy/noisy_gold_sigma"] > 0 and -1 <= rows[0]["proxy/noisy_gold_rho_sft"] <= 1
+    for r in rows[1:]:
+        assert "rm/train_acc" not in r and r["rm/frozen"] == 0  # nothing trained
+        assert -1 <= r["rm/within_prompt_spearman"] <= 1 and "recal/all_scale" in r
+    pats = _documented_patterns()
+    undocumented = sorted(k for r in rows for k in r if k != "round" and not any(p.match(k) for p in pats))
+    assert not undocumented, f"add these to docs/metrics.md: {undocumented}"

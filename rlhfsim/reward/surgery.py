@@ -1,6 +1,6 @@
 """Reward-profile surgery: collapse as the only thing that changes between arms (issue 19).
 
-Applied between the reward model and the optimiser (Simulation.score_fn). A batch of P rows is split into
+Applied between the reward source and the optimiser (Proxy.score). A batch of P rows is split into
 groups, the runs of consecutive rows with the same prompt (optimisers lay rows out prompt-major). Inside each
 group the proxy's ranking is kept and only the values change:
 
@@ -16,9 +16,14 @@ pooled within-prompt variance of the output equals the proxy's; since the group 
 std of the output equals the proxy's too (between-group variance + within-group variance). At dial 0 the output
 IS the proxy; at dial 1 every group's centred values are c * target (one c for the batch).
 
-Ranking: rows are ranked within a group by the proxy with a stable sort (ties broken by row order, so the
-result is deterministic). For dial < 1 the output is strictly increasing along that ranking wherever the proxy
-is; at dial 1 it is non-decreasing (a target such as x's optimum [0, 0, 1, 1] has ties of its own).
+Applied to any reward source (learned, noisy_gold, gold: rlhfsim.reward.proxy), so ties are kept, not broken:
+rows are ranked within a group by the source with a stable sort, and rows with equal source values (a tie block)
+get the mean of the target over the block's rank positions, so they stay equal in the output. A group whose values
+are all equal (a closed prompt answered wrong k times, under gold) has no ranking and no profile: it keeps its
+values. Breaking such ties by row order would hand the optimiser a made-up ranking. Continuous learned scores have
+no exact ties, and for them the output is the same, bit for bit, as before ties were handled (a block of one row
+is left as it is). For dial < 1 the output is strictly increasing along the ranking wherever the source is; at
+dial 1 it is non-decreasing (a target such as x's optimum [0, 0, 1, 1] has ties of its own).
 Singleton groups (group_size 1) have no profile: they keep the proxy's value.
 """
 
@@ -47,6 +52,16 @@ def group_orders(scores: np.ndarray, groups: np.ndarray) -> list[np.ndarray]:
         rows = np.flatnonzero(groups == g)
         out.append(rows[np.argsort(scores[rows], kind="stable")])
     return out
+
+
+def tie_mean(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """target [k] along a group's ranking, with each run of equal `source` values [k] (ascending) replaced by its
+    mean over the run's positions; returned as is (the same array) when the source has no ties."""
+    starts = np.r_[True, source[1:] != source[:-1]]
+    if starts.all():
+        return target
+    block = np.cumsum(starts) - 1
+    return (np.bincount(block, weights=target) / np.bincount(block))[block]
 
 
 def pooled_profiles(sorted_centred: list[np.ndarray]) -> dict[int, np.ndarray]:
@@ -80,6 +95,9 @@ def profile_surgery(
     if not orders:
         raise ValueError("profile surgery needs groups of >= 2 completions of a prompt (consecutive rows); "
                          "set the optimiser's group_size >= 2 or surgery.profile: none")
+    orders = [o for o in orders if x[o[-1]] != x[o[0]]]  # an all-tied group has no ranking: it keeps its values
+    if not orders:
+        return x.copy()
     own = [x[o] - x[o].mean() for o in orders]  # centred, ascending along the ranking
     if profile == "pooled":
         pooled = pooled_profiles(own)
@@ -93,7 +111,7 @@ def profile_surgery(
             raise ValueError("surgery profile 'gold' needs the gold rewards of the batch")
         g = np.asarray(gold, dtype=np.float64)
         targets = [np.sort(g[o]) for o in orders]
-    targets = [t - t.mean() for t in targets]
+    targets = [tie_mean(t - t.mean(), x[o]) for t, o in zip(targets, orders)]  # tied source rows stay tied
     blend = [(1.0 - dial) * o + dial * t for o, t in zip(own, targets)]
     c = 1.0
     if match_scale:

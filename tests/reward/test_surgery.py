@@ -59,8 +59,7 @@ def test_ranking_preserved_exactly(profile, dial, ties):
             assert np.all(np.diff(out[order])[strict] > 0)  # and strict where the proxy is strict
     if dial < 1 and not ties:
         assert stable_rank(out, groups) == stable_rank(x, groups)
-    # ties are broken by row order: the same input always gives the same output
-    assert np.array_equal(out, run(x, gold, groups, dial, profile))
+    assert np.array_equal(out, run(x, gold, groups, dial, profile))  # deterministic
 
 
 @pytest.mark.parametrize("profile", ["pooled", "optimum", "gold"])
@@ -147,25 +146,109 @@ def test_config_section_checks():
     assert load_config(None).surgery.profile == "none"  # identity by default
     with pytest.raises(ConfigError, match="surgery.dial"):
         load_config(None, ["surgery.dial=1.5"])
-    with pytest.raises(ConfigError, match="reward_source"):
-        load_config(None, ["surgery.profile=pooled", "loop.reward_source=gold"])
+    for source in ("gold", "noisy_gold"):  # surgery acts on any source (it keeps the source's ties: see below)
+        extra = ["loop.noisy_gold.sigma=0.1"] if source == "noisy_gold" else []
+        assert load_config(None, ["surgery.profile=pooled", f"loop.reward_source={source}", *extra]).surgery.dial == 1.0
     with pytest.raises(ConfigError, match="prompt_aware"):
         load_config(None, ["surgery.profile=optimum", "reward.prompt_aware={open: inv, closed: linear}"])
 
 
-def test_simulation_score_fn_applies_the_configured_surgery():
-    """The wiring in Simulation.score_fn: proxy -> recalibration (none) -> surgery, gold only for profile gold."""
+def test_proxy_score_applies_the_configured_surgery():
+    """The wiring in Proxy.score: source -> recalibration (none) -> surgery, gold only for profile gold."""
     from types import SimpleNamespace
 
-    from rlhfsim.loop import Simulation
+    from rlhfsim.reward.proxy import Proxy
 
     x, gold, groups = batch(8)
     prompts = [Prompt(int(g), "add", "closed", f"add {g} 1 =") for g in groups]
     texts = [str(i) for i in range(x.size)]
+    rms = SimpleNamespace(rewards=lambda p, t: x[None].copy(), bounded=False, n_members=1)
+    calls = []
     for overrides, want in ((["surgery.profile=gold", "surgery.dial=0.5"], run(x, gold, groups, 0.5, "gold")), ([], x)):
-        sim = SimpleNamespace(cfg=load_config(None, overrides), recal=None, proxy=lambda p, t: (x.copy(), x[None]),
-                              world=SimpleNamespace(gold=lambda p, t: gold))
-        assert np.allclose(Simulation.score_fn(sim, prompts, texts), want)
+        proxy = Proxy(load_config(None, overrides), rms, lambda p, t: calls.append(1) or gold)
+        assert np.allclose(proxy.score(prompts, texts), want)
+    assert calls == [1]  # gold asked once, by the gold profile only
+    cfg = load_config(None, ["loop.reward_source=gold", "surgery.profile=pooled", "surgery.dial=0.5"])
+    assert np.array_equal(Proxy(cfg, rms, lambda p, t: gold).score(prompts, texts), run(gold, gold, groups, 0.5, "pooled"))
+
+
+def old_profile_surgery(scores, groups, dial, profile, *, gold=None, optimum=None, match_scale=True):
+    """profile_surgery as it was before ties were kept (commit c77ef03): the reference for tie-free batches."""
+    x = np.asarray(scores, dtype=np.float64)
+    if profile == "none" or dial == 0.0 or x.size == 0:
+        return x.copy()
+    orders = []
+    for g in range(int(groups.max()) + 1):
+        rows = np.flatnonzero(groups == g)
+        orders.append(rows[np.argsort(x[rows], kind="stable")])
+    orders = [o for o in orders if o.size > 1]
+    own = [x[o] - x[o].mean() for o in orders]
+    if profile == "pooled":
+        by_k = {}
+        for o in own:
+            by_k.setdefault(o.size, []).append(o)
+        pooled = {k: np.mean(np.stack(v), axis=0) for k, v in by_k.items()}
+        targets = [pooled[o.size] for o in orders]
+    elif profile == "optimum":
+        targets = [np.sort(np.asarray(optimum(o.size), dtype=np.float64)) for o in orders]
+    else:
+        targets = [np.sort(np.asarray(gold, dtype=np.float64)[o]) for o in orders]
+    targets = [t - t.mean() for t in targets]
+    blend = [(1.0 - dial) * o + dial * t for o, t in zip(own, targets)]
+    c = 1.0
+    if match_scale:
+        num, den = sum(float(o @ o) for o in own), sum(float(b @ b) for b in blend)
+        c = float(np.sqrt(num / den)) if den > 0 else 1.0
+    out = x.copy()
+    for o, b in zip(orders, blend):
+        out[o] = x[o].mean() + c * b
+    return out
+
+
+@pytest.mark.parametrize("profile", ["pooled", "optimum", "gold"])
+@pytest.mark.parametrize("dial", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("match_scale", [True, False])
+def test_tie_free_batches_are_bit_identical_to_the_old_implementation(profile, dial, match_scale):
+    """Continuous learned scores have no exact ties: the committed studies' surgery must not move by one bit."""
+    for seed in range(3):
+        x, gold, groups = batch(20 + seed)
+        old = old_profile_surgery(x, groups, dial, profile, gold=gold, optimum=optimum, match_scale=match_scale)
+        assert np.array_equal(run(x, gold, groups, dial, profile, match_scale), old)
+
+
+@pytest.mark.parametrize("profile", ["pooled", "optimum", "gold"])
+@pytest.mark.parametrize("dial", [0.3, 1.0])
+def test_tied_rows_stay_tied_and_an_all_tied_group_keeps_its_values(profile, dial):
+    x, gold, groups = batch(11, ties=True)  # rows 0 and 1 of every group tied; group 2 all tied at 1.5
+    out = run(x, gold, groups, dial, profile)
+    rows = x.reshape(G, K)
+    got = out.reshape(G, K)
+    assert np.all(got[:, 0] == got[:, 1])  # exactly equal, not just close
+    assert np.all(got[2] == 1.5)  # no profile pushed onto a group with no ranking
+    assert np.allclose(got.mean(1), rows.mean(1))  # levels kept
+    # match_scale still holds: pooled within-prompt variance (and batch std) as the source's
+    assert np.isclose(((got - got.mean(1, keepdims=True)) ** 2).sum(), ((rows - rows.mean(1, keepdims=True)) ** 2).sum())
+    assert np.isclose(out.std(), x.std())
+
+
+def test_ties_known_answer():
+    """By hand: x = [1, 1, 3], gold-shaped at dial 1 with gold [0, 0.3, 0.9]: the centred sorted gold is
+    [-0.4, -0.1, 0.5]; the tied pair shares -0.25; the level 5/3 is kept. A gold batch of closed prompts (all wrong
+    or all right) is returned as it is."""
+    x, gold, groups = np.array([1.0, 1.0, 3.0]), np.array([0.0, 0.3, 0.9]), np.zeros(3, dtype=int)
+    out = profile_surgery(x, groups, 1.0, "gold", gold=gold, match_scale=False)
+    assert np.allclose(out, 5 / 3 + np.array([-0.25, -0.25, 0.5]))
+    closed = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    assert np.array_equal(profile_surgery(closed, np.repeat([0, 1], 4), 1.0, "pooled"), closed)
+    with pytest.raises(ValueError, match="group_size >= 2"):  # the layout check still comes first
+        profile_surgery(closed, np.arange(8), 1.0, "pooled")
+    # a pooled profile on a gold batch: [0, 0, 1] and [0, 1, 1] pool to the mean of their centred profiles,
+    # averaged again over each group's tied positions
+    g2 = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    out = profile_surgery(g2, np.repeat([0, 1], 3), 1.0, "pooled", match_scale=False)
+    pooled = (np.array([-1, -1, 2]) / 3 + np.array([-2, 1, 1]) / 3) / 2  # [-0.5, 0, 0.5]
+    assert np.allclose(out[:3], 1 / 3 + np.array([-0.25, -0.25, 0.5])) and np.allclose(out[3:], 2 / 3 + np.array([-0.5, 0.25, 0.25]))
+    assert np.allclose(pooled, [-0.5, 0, 0.5])
 
 
 def test_shape_dependence_of_the_output():
