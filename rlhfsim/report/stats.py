@@ -257,8 +257,10 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
     f = f"{{:+.{digits}f}}"
     if n < 2 or not np.isfinite(lo):
         return f"{v} vs {baseline}: {ep} {f.format(diff) if np.isfinite(diff) else 'n/a'} from {n} paired seed(s); no interval (needs >= 2)."
-    what = f"{lvl:.1%}".replace(".0%", "%") + (" Holm-step" if lvl > 1 - alpha + 1e-12 else "")
-    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({what} {row.get('method') or 'paired'} interval, {n} seeds)"
+    method = row.get("method") or "paired"
+    if lvl > 1 - alpha + 1e-12:  # a Holm step below the first: say which level the printed interval is at
+        method = f"{lvl:.1%}".replace(".0%", "%") + f" Holm-step {method} interval"
+    ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({method}, {n} seeds)"
     cens = f"; censored in {int(row['censored'])} run(s): {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
     if (lo > 0 or hi < 0) and p < alpha:
         moves = "raises" if diff > 0 else "lowers"
