@@ -301,7 +301,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                 ev = sim.evaluate(sim.eval_prompts, L.eval_completions, r, "evaluate", prev=prev_policy)
                 proxy, members = sim.proxy.values(ev.flat_prompts(), ev.texts)
                 proxy = proxy.reshape(ev.gold.shape)
-                row.update(policy_metrics(ev, proxy))
+                row.update(policy_metrics(ev, proxy, run_dir.path / "rewards", r))  # + paired covariances with earlier rounds
             guard.check("evaluate", r, row)
 
             # 9 log + checkpoint --------------------------------------------------------------

@@ -4,6 +4,11 @@ Because the simulator knows the gold reward, each optimiser's applied advantages
 advantage on the same completions that borrows nothing from the proxy: the group formula on gold scores
 (GRPO, Dr. GRPO, RLOO; PPO with group_size > 1 uses gold group baselines), a per-type gold baseline (PPO with
 group_size 1), or, for online DPO, gold's order of its training pairs.
+
+Applied and score-only fidelity: the applied advantages (and their gold counterpart) both carry the same KL terms
+(RLOO's/GRPO's KL penalty in the shaped score, PPO's per-token -beta KL reward), which agree by construction; the more
+the KL weighs, the higher the applied fidelity, whatever the proxy. :func:`score_fidelity` compares advantages built
+from the scores alone (the KL part removed from both sides), so it measures only what the proxy contributes.
 Inputs may be numpy arrays or torch tensors; ``[B, T]`` arrays are batch x response tokens with a
 ``mask [B, T]`` (1 on real response tokens, 0 on padding). Metric ranges are in ``docs/metrics.md``.
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["advantage_fidelity", "fidelity_metrics", "gold_token_advantages", "group_mean", "kl_share", "pair_fidelity",
+__all__ = ["advantage_fidelity", "fidelity_metrics", "score_fidelity", "gold_token_advantages", "group_mean", "kl_share", "pair_fidelity",
            "pg_cosine", "signal_to_noise", "within_prompt_rank_corr"]
 
 
@@ -72,6 +77,17 @@ def advantage_fidelity(adv_proxy, adv_gold, mask) -> dict[str, float]:
         "adv/gold_corr_seq": _pearson(seq_p, seq_g),
         "adv/sign_agree_seq": float(np.mean(np.sign(seq_p) == np.sign(seq_g))) if seq_p.size else nan,
     }
+
+
+def score_fidelity(adv_score, adv_gold_score, mask) -> dict[str, float]:
+    """Fidelity of the score part alone: :func:`advantage_fidelity`'s token correlation and sign agreement on advantages
+    built from the proxy / gold scores without any KL term (``[B, T]`` each, same mask).
+
+    ``adv/gold_corr_score`` in ``[-1, 1]``, ``adv/sign_agree_score`` in ``[0, 1]``: 1 when the proxy ranks like gold
+    within the baseline groups, about 0 / 0.5 for a proxy independent of gold, whatever the KL coefficient.
+    """
+    f = advantage_fidelity(adv_score, adv_gold_score, mask)
+    return {"adv/gold_corr_score": f["adv/gold_corr"], "adv/sign_agree_score": f["adv/sign_agree"]}
 
 
 def within_prompt_rank_corr(proxy, gold) -> float:

@@ -2,6 +2,12 @@
 
 The same samples serve two phases: before PPO they diagnose the freshly trained reward model
 (pairwise accuracy against gold, reward distributions); after PPO they measure the policy.
+
+The held-out prompts are the same every round, so rounds are paired by prompt: a prompt's own difficulty is shared
+by every round and cancels in a change. Each round logs the covariances over prompts of its per-prompt mean gold with
+the MAX_LAG rounds before it (from their rewards/round_XXX.parquet, so a resumed run logs the same), from which the
+standard error of any linear combination of rounds (a change, a window slope) is exact: Var(sum_i c_i gold_i) =
+sum_ij c_i c_j cov_ij, the variance over prompts of each prompt's own combination, over P.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlhfsim.diagnostics.stagnation import bootstrap_se
+from rlhfsim.diagnostics.stagnation import MAX_LAG, bootstrap_se
 from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
 from rlhfsim.models.sampling import response_logits, sample
 from rlhfsim import ops as core
@@ -70,10 +76,54 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
     )
 
 
-def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
+def paired_round_metrics(cur: np.ndarray, prior: dict[int, np.ndarray]) -> dict:
+    """The round's paired-by-prompt noise. cur: [P] per-prompt mean gold this round; prior: lag -> [P] the same
+    prompts' means `lag` rounds earlier (missing lags absent).
+
+    ``eval/gold_cov_lag{l}``: sample covariance over prompts (ddof 1) of cur and prior[l], divided by P: the
+    covariance of the two rounds' eval/gold as estimates over these prompts (lag 0: the squared SE of eval/gold).
+    ``eval/gold_delta_se``: SE of the change from the previous round, paired by prompt: sd(cur - prior[1]) / sqrt(P).
+    """
+    P = cur.size
+    if P < 2:
+        return {}
+    out = {"eval/gold_cov_lag0": float(np.var(cur, ddof=1) / P)}
+    for lag in sorted(prior):
+        prev = prior[lag]
+        out[f"eval/gold_cov_lag{lag}"] = float(np.cov(cur, prev, ddof=1)[0, 1] / P)
+        if lag == 1:
+            out["eval/gold_delta_se"] = float(np.std(cur - prev, ddof=1) / np.sqrt(P))
+    return out
+
+
+def prior_prompt_gold(rewards_dir, round_: int, prompt_ids: list, lags: int = MAX_LAG) -> dict[int, np.ndarray]:
+    """lag -> [P] per-prompt mean gold of round ``round_ - lag`` read from ``rewards_dir/round_XXX.parquet`` (the held-out
+    completions every complete round writes), for lags 1..``lags``; a round without a file (not run, skipped) or with
+    other prompts (ids or order differ) is left out."""
+    from pathlib import Path
+
+    out = {}
+    ids = np.asarray([str(i) for i in prompt_ids])
+    for lag in range(1, lags + 1):
+        f = Path(rewards_dir) / f"round_{round_ - lag:03d}.parquet"
+        if round_ - lag < 0 or not f.is_file():
+            continue
+        df = pd.read_parquet(f, columns=["prompt_id", "gold"])
+        if len(df) % len(ids):
+            continue
+        k = len(df) // len(ids)
+        if not np.array_equal(df["prompt_id"].astype(str).to_numpy().reshape(len(ids), k)[:, 0], ids):
+            continue
+        out[lag] = df["gold"].to_numpy(dtype=np.float64).reshape(len(ids), k).mean(axis=1)  # row-major as EvalSamples
+    return out
+
+
+def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None, rewards_dir=None, round_: int | None = None) -> dict:
     """Gold (overall, per family, closed accuracy), proxy, KL, entropy, length of the held-out samples.
 
-    proxy: [P, k] aggregated proxy reward of the same completions, or None.
+    proxy: [P, k] aggregated proxy reward of the same completions, or None. rewards_dir, round_: where the earlier
+    rounds' held-out rewards are, and this round's number: :func:`paired_round_metrics` adds their paired covariances
+    (without them only its lag 0).
     """
     fam = np.array([p.family for p in ev.prompts])
     typ = np.array(ev.types)
@@ -95,6 +145,8 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None) -> dict:
         m[f"eval/gold_{t}"] = float(ev.gold[typ == t].mean())
     if "closed" in set(typ):
         m["eval/accuracy_closed"] = float((ev.gold[typ == "closed"] >= 1.0).mean())
+    prior = prior_prompt_gold(rewards_dir, round_, [p.id for p in ev.prompts]) if rewards_dir is not None and round_ is not None else {}
+    m.update(paired_round_metrics(ev.gold.mean(axis=1), prior))
     if proxy is not None:
         m["eval/proxy"] = float(np.mean(proxy))
         for t in sorted(set(typ)):

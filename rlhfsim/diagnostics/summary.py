@@ -12,7 +12,7 @@ import pandas as pd
 
 from rlhfsim.diagnostics.audit import warning_summary
 from rlhfsim.diagnostics.overopt import bon_kl, fit_gao, fixed_proxy_rounds, gao_shape
-from rlhfsim.diagnostics.stagnation import detect_stagnation, lagged_correlations
+from rlhfsim.diagnostics.stagnation import MAX_LAG, detect_stagnation, lagged_correlations
 
 # what the propagation analysis relates: the reward model of round r (trained in phase 5, diagnosed in
 # phase 6) -> the advantages PPO drew from it in round r (phase 7) -> the gold change that round's PPO
@@ -25,6 +25,22 @@ STAGNATION = {"window": 3, "level": 0.95, "min_slope": 0.0, "move_threshold": 1e
 
 def _col(rows: list[dict], key: str) -> np.ndarray:
     return np.array([r.get(key) if r.get(key) is not None else np.nan for r in rows], dtype=float)
+
+
+def gold_cov_matrix(rows: list[dict]) -> np.ndarray | None:
+    """[R, MAX_LAG + 1] the rows' ``eval/gold_cov_lag{l}`` (NaN where not logged), or None when no row has any."""
+    C = np.stack([_col(rows, f"eval/gold_cov_lag{lag}") for lag in range(MAX_LAG + 1)], axis=1)
+    return C if np.isfinite(C).any() else None
+
+
+def late_gain(rounds: np.ndarray, gold: np.ndarray) -> float:
+    """Mean gold over the last two thirds of the trained rounds (the last ceil(2R/3) of 1..R) minus round 0's: uses
+    ten rounds of a 15-round run instead of the last one alone, so its seed-to-seed noise is smaller than gold_gain's."""
+    R = int(rounds.max()) if rounds.size else 0
+    if R < 1 or 0 not in rounds:
+        return float("nan")
+    late = (rounds > R - int(np.ceil(2 * R / 3))) & np.isfinite(gold)
+    return float(gold[late].mean() - gold[rounds == 0][0]) if late.any() else float("nan")
 
 
 def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = None) -> dict:
@@ -41,6 +57,7 @@ def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = Non
         "gold_peak": float(gold[peak]),
         "gold_peak_round": int(rounds[peak]),
         "gold_gain": float(gold[-1] - gold[0]),
+        "gold_gain_late": late_gain(rounds, gold),
         "proxy_final": rows[-1].get("eval/proxy"),
         "kl_final": rows[-1].get("eval/kl"),
         "accuracy_closed_initial": rows[0].get("eval/accuracy_closed"),
@@ -55,13 +72,16 @@ def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = Non
     se = _col(rows, "eval/gold_se")  # per-round noise of eval gold; old runs lack it (residual scatter then)
     mse = _col(rows, "eval/policy_move_se")  # round 0 has none (NaN = no noise term there; it has no move either)
     stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None,
-                             move_se=mse if np.isfinite(mse[1:]).all() else None, **STAGNATION)
+                             move_se=mse if np.isfinite(mse[1:]).all() else None, gold_cov=gold_cov_matrix(rows), **STAGNATION)
     out["stagnation_round"] = stag["stagnation_round"]
     out["stagnation_first_flat_round"] = stag["first_flat_round"]
     out["overopt_round"] = stag["overopt_round"]
     out["gold_trend_final"] = stag["final_state"]
+    out["stagnation_mds"] = stag["mds"]  # gold per round a window calls rising with power 0.8 (median window SE)
+    out["stagnation_se_method"] = stag["se_method"]
     out["stagnation_params"] = dict(STAGNATION)
-    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/kl_share", "adv/pg_cos", "adv/pair_agree", "eval/policy_move")))
+    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/gold_corr_score", "adv/sign_agree_score", "adv/kl_share",
+                             "adv/pg_cos", "adv/pair_agree", "eval/policy_move")))
     out.update(overoptimisation(rows, gold, steps))
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak

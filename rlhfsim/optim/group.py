@@ -76,6 +76,9 @@ class GroupOptimizer(PolicyOptimizer):
         else:
             non_score = -cfg.kl_coef * ops.kl_penalty(b.logprobs, b.ref_logprobs, "k3") * b.mask
         out = fid.fidelity_metrics(tok_adv, tok_gold, b.mask, b.scores, non_score, group_ids(prompts, cfg.group_size))
+        # the same group rule on the scores alone: the KL shaping both sides share removed (score-only fidelity)
+        score_adv, score_gold = (core.group_advantages(x, cfg.group_size, self.name)[:, None] * b.mask for x in (b.scores, b.gold))
+        out.update(fid.score_fidelity(score_adv, score_gold, b.mask))
         out["adv/std_raw"] = float(adv.std())
         out["adv/flat_groups"] = core.flat_group_share(b.scores, cfg.group_size)
         if self.wants_pg_cos():

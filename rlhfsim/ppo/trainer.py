@@ -116,8 +116,21 @@ class PPOTrainer(PolicyOptimizer):
         ids = group_ids(prompts, getattr(cfg, "group_size", 1))
         gold_adv = fid.gold_token_advantages(gold, non_score, mask, cfg.gamma, ids)
         fidelity = {**fid.fidelity_metrics(advantages, gold_adv, mask, scores, non_score, ids), **raw}
+        fidelity.update(self.score_fidelity(scores, gold, logprobs, ref_logprobs, values, mask, ids))
         return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity,
                           torch.as_tensor(gold_adv, dtype=torch.float32, device=self.device), raw_values if keep_value_graph else None)
+
+    def score_fidelity(self, scores, gold, logprobs, ref_logprobs, values, mask, ids) -> dict:
+        """adv/*_score: the applied advantage's construction (GAE on the critic, whitened as configured) on the score
+        alone (beta 0: no KL reward), against gold's return minus its gold baseline without the KL reward. GAE is linear
+        in the rewards, so this is the applied advantage less its KL part (before whitening)."""
+        cfg = self.cfg
+        score_rewards, _, _ = core.compute_rewards(scores, logprobs, ref_logprobs, mask, 0.0, cfg.kl_estimator)
+        adv, _ = core.compute_gae(score_rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            adv = core.whiten(adv, mask)
+        gold_adv = fid.gold_token_advantages(gold, torch.zeros_like(mask), mask, cfg.gamma, ids)
+        return fid.score_fidelity(adv, gold_adv, mask)
 
     # ------------------------------------------------------------------ update
 

@@ -19,7 +19,7 @@ OPEN_PREFIXES = ("final/", "mean/")
 # experiment declaring the other is refused at load, since a sign error turns every verdict round. Endpoints whose
 # better direction is the study's choice (KL, peak or stagnation rounds, Gao parameters, audit leads) are not listed.
 BETTER = {
-    "gold_gain": "higher", "gold_final": "higher", "gold_peak": "higher", "gold_open_final": "higher",
+    "gold_gain": "higher", "gold_gain_late": "higher", "gold_final": "higher", "gold_peak": "higher", "gold_open_final": "higher",
     "accuracy_closed_final": "higher", "gold_drop_after_peak": "higher",  # final - peak <= 0: closer to 0 is better
     "rm_pairwise_acc_final": "higher", "collapse_shape_rel_final": "lower", "collapse_probe_shape_rel_final": "lower",
 }
@@ -28,7 +28,7 @@ METRIC_BETTER = {
     "eval/gold": "higher", "eval/accuracy_closed": "higher", "rm/pairwise_acc": "higher", "rm/heldout_acc": "higher",
     "collapse/shape_rel": "lower", "collapse/probe_shape_rel": "lower", "adv/gold_corr": "higher",
     "adv/gold_corr_seq": "higher", "adv/sign_agree": "higher", "adv/sign_agree_seq": "higher", "adv/pair_agree": "higher",
-    "adv/pg_cos": "higher",
+    "adv/pg_cos": "higher", "adv/gold_corr_score": "higher", "adv/sign_agree_score": "higher",
 }
 
 

@@ -209,3 +209,28 @@ def test_pair_fidelity():
     scaled = pair_fidelity(np.array([1.0, 0.8, 0.0, 0.5]), np.array([0.0, 0.9, 0.0, 0.1]), 7 * np.array([3.0, 1.0, 1.0, 0.0]))
     assert scaled == m  # a positive scale of the proxy margins changes nothing
     assert np.isnan(pair_fidelity(np.array([]), np.array([]), np.array([]))["adv/pair_agree"])
+
+
+def test_score_only_fidelity_ignores_a_large_kl_term_both_sides_share():
+    """RLOO with the KL penalty in the shaped score: the applied and the gold advantage share -beta * KL, so an
+    independent-noise proxy still 'agrees' with gold when the KL term is large. With the KL part removed from both
+    (advantages from the scores alone), fidelity is 1 for proxy = gold and about 0 (sign agreement ~0.5) for noise."""
+    import torch
+
+    from rlhfsim.diagnostics.advantage import advantage_fidelity, score_fidelity
+    from rlhfsim.optim.core import group_advantages
+
+    rng = np.random.default_rng(0)
+    G, g, T = 512, 4, 6
+    B = G * g
+    gold = torch.tensor(rng.uniform(0, 1, B))
+    kl = torch.tensor(rng.gamma(2.0, 2.0, B))  # sequence KL, spread far wider than the scores
+    beta = 0.5
+    mask = torch.ones(B, T)
+    tok = lambda a: a[:, None] * mask  # noqa: E731  every token carries its row's advantage
+    for proxy, want in ((gold.clone(), 1.0), (torch.tensor(rng.uniform(0, 1, B)), 0.0)):
+        applied = advantage_fidelity(tok(group_advantages(proxy - beta * kl, g, "rloo")), tok(group_advantages(gold - beta * kl, g, "rloo")), mask)
+        score = score_fidelity(tok(group_advantages(proxy, g, "rloo")), tok(group_advantages(gold, g, "rloo")), mask)
+        assert score["adv/gold_corr_score"] == pytest.approx(want, abs=0.06)
+        assert score["adv/sign_agree_score"] == pytest.approx(0.5 + want / 2, abs=0.04)
+        assert applied["adv/gold_corr"] > 0.9  # inflated by the shared KL term, even for pure noise
