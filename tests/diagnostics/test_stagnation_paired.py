@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlhfsim.diagnostics.policy_eval import paired_round_metrics
-from rlhfsim.diagnostics.stagnation import MAX_LAG, detect_stagnation, window_cov, window_slope
+from rlhfsim.diagnostics.stagnation import MAX_LAG, bootstrap_se, detect_stagnation, window_cov, window_slope
 from rlhfsim.diagnostics.summary import gold_cov_matrix, late_gain
 
 P, PROMPT_SD, NOISE_SD = 256, 0.25, 0.03
@@ -22,11 +22,12 @@ def simulate(mu: np.ndarray, rng) -> np.ndarray:
 
 
 def rows_of(Y: np.ndarray) -> list[dict]:
-    """The metrics rows a run logs for these per-prompt means (eval/gold, eval/gold_se, eval/gold_cov_lag*)."""
+    """The metrics rows a run logs for these per-prompt means (eval/gold, eval/gold_se as policy_eval's bootstrap over
+    prompts, eval/gold_cov_lag*)."""
     rows = []
     for r in range(Y.shape[0]):
         prior = {lag: Y[r - lag] for lag in range(1, MAX_LAG + 1) if r - lag >= 0}
-        rows.append({"round": r, "eval/gold": float(Y[r].mean()), "eval/gold_se": float(Y[r].std(ddof=1) / np.sqrt(P)),
+        rows.append({"round": r, "eval/gold": float(Y[r].mean()), "eval/gold_se": bootstrap_se(Y[r], n_boot=300),
                      "eval/policy_move": 0.1 if r else None, **paired_round_metrics(Y[r], prior)})
     return rows
 
