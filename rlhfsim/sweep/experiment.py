@@ -383,62 +383,10 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         for v in variants:
             cfg = exp.config(v, spec.seeds[0], sets)
             _check_factors(spec.factors, cfg, where)
-    _check_dose_primary(spec, variants, where)
+    from rlhfsim.sweep.design import check_dose_primary
+
+    check_dose_primary(spec, variants, where)
     return exp
-
-
-def declared_doses(spec: ExperimentSpec, variants: list[Variant]) -> tuple[str, str, list[float]] | None:
-    """(factor, key, sorted distinct doses the variants set) of a dose study (report/dose.py's rule), else None."""
-    from rlhfsim.report.dose import DOSE_FACTOR, DOSE_KEYS, _sets_key
-
-    dose = next(((n, k) for n, k in spec.factors.items() if n == DOSE_FACTOR or k in DOSE_KEYS), None)
-    if dose is None:
-        return None
-    xs = set()
-    for v in variants:
-        if not _sets_key(v.overrides, dose[1]):
-            continue
-        node: Any = v.overrides
-        if dose[1] in node:
-            x = node[dose[1]]
-        else:
-            for part in dose[1].split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            x = node
-        if isinstance(x, (int, float)) and not isinstance(x, bool):
-            xs.add(float(x))
-    return (dose[0], dose[1], sorted(xs)) if len(xs) >= 2 else None
-
-
-def _check_dose_primary(spec: ExperimentSpec, variants: list[Variant], where: str) -> None:
-    """A dose study's primary test must use every declared dose, or say which it ignores (primary.zero_weight_doses)."""
-    from rlhfsim.diagnostics.dose_response import slope_weights, zero_weight_doses
-
-    found = declared_doses(spec, variants)
-    p = spec.primary
-    if found is None:
-        if p is not None and (p.contrast is not None or p.zero_weight_doses is not None):
-            raise ConfigError(f"{where}primary: contrast / zero_weight_doses need a dose factor (factors: {{dose: <key>}} or "
-                              f"a factor on surgery.dial) with at least 2 doses set by the variants")
-        return
-    name, key, doses = found
-    if p is not None and p.contrast is not None:
-        unknown = sorted(set(p.contrast) - set(doses))
-        if unknown:
-            raise ConfigError(f"{where}primary.contrast: dose(s) {unknown} are not set by any variant ({key}: {doses})")
-        weights, test = [p.contrast.get(x, 0.0) for x in doses], "declared contrast"
-    else:
-        weights, test = slope_weights(doses), "OLS slope on the dose"
-    zero = zero_weight_doses(doses, weights)
-    said = sorted(float(x) for x in (p.zero_weight_doses or [])) if p is not None else []
-    if zero != said:
-        fmt = lambda xs: ", ".join(f"{x:g}" for x in xs)  # noqa: E731
-        if zero:
-            raise ConfigError(
-                f"{where}primary: the {test} over the doses of {name} ({key}: {fmt(doses)}) gives dose(s) {fmt(zero)} zero "
-                f"weight, so those arms carry nothing in the primary test. Declare a contrast that uses them (primary.contrast: "
-                f"{{dose: weight}}, summing to 0, e.g. mean of doses > 0 minus dose 0) or say so: primary.zero_weight_doses: [{fmt(zero)}]")
-        raise ConfigError(f"{where}primary.zero_weight_doses: [{fmt(said)}] but the {test} gives no declared dose zero weight; drop it")
 
 
 def _check_factors(factors: dict[str, str], cfg, where: str) -> None:
