@@ -2,7 +2,7 @@
 
     round 0: evaluate the SFT policy
     round r: 1 sample prompts -> 2 generate k completions -> 3 annotate -> 4 buffer -> 5 train reward model(s)
-             -> 6 diagnose reward model (+ audits, recalibration) -> 7 policy optimiser (optimizer.name: ppo, grpo, ...)
+             -> 6 diagnose the proxy (+ audits, recalibration) -> 7 policy optimiser (optimizer.name: ppo, grpo, ...)
              -> 8 diagnose policy -> 9 log + checkpoint
 """
 
@@ -257,7 +257,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
 
-            # 6 diagnose the reward model on fresh held-out samples --------------------------
+            # 6 diagnose the proxy's source (the reward model) on fresh held-out samples ---------
             reporter.phase(r, "diagnose")
             with timed(row, "diagnose_rm"):
                 ev = sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")

@@ -193,3 +193,7 @@ class SurgeryConfig(BaseModel):
     match_scale: bool = Field(
         True, description="Rescale the within-prompt values so the batch's pooled within-prompt std, and hence the batch "
         "std, equal the reward model's own (arms differ in profile shape only, not in reward scale).")
+    ties: Literal["keep", "row_order"] = Field(
+        "keep", description="keep: rows with equal source values in a group (gold ties; duplicate completions under any "
+        "source) get equal outputs, and an all-tied group keeps its values; row_order: ties broken by row order and an "
+        "all-tied group given the target profile (the behaviour before issue 29; reproduces runs made with it).")

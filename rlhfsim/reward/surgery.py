@@ -20,10 +20,13 @@ Applied to any reward source (learned, noisy_gold, gold: rlhfsim.reward.proxy), 
 rows are ranked within a group by the source with a stable sort, and rows with equal source values (a tie block)
 get the mean of the target over the block's rank positions, so they stay equal in the output. A group whose values
 are all equal (a closed prompt answered wrong k times, under gold) has no ranking and no profile: it keeps its
-values. Breaking such ties by row order would hand the optimiser a made-up ranking. Continuous learned scores have
-no exact ties, and for them the output is the same, bit for bit, as before ties were handled (a block of one row
-is left as it is). For dial < 1 the output is strictly increasing along the ranking wherever the source is; at
-dial 1 it is non-decreasing (a target such as x's optimum [0, 0, 1, 1] has ties of its own).
+values. Breaking such ties by row order would hand the optimiser a made-up ranking. A learned (or noisy_gold)
+source ties exactly only where a group holds the same completion more than once, which a sharp policy does often
+(e.g. k identical answers to a closed prompt): identical completions then get identical outputs. On a batch with no
+exact ties the output is the same, bit for bit, as before ties were handled (a block of one row is left as it is);
+`ties: row_order` (SurgeryConfig.ties) restores the old tie-breaking everywhere, to reproduce runs made with it.
+For dial < 1 the output is strictly increasing along the ranking wherever the source is; at dial 1 it is
+non-decreasing (a target such as x's optimum [0, 0, 1, 1] has ties of its own).
 Singleton groups (group_size 1) have no profile: they keep the proxy's value.
 """
 
@@ -81,12 +84,16 @@ def profile_surgery(
     gold: np.ndarray | None = None,
     optimum: Callable[[int], np.ndarray] | None = None,
     match_scale: bool = True,
+    ties: str = "keep",
 ) -> np.ndarray:
     """Surgery of one batch (module docstring). scores: [P] proxy; groups: [P] from group_runs;
-    gold: [P] gold rewards (profile gold); optimum: k -> ascending [k] (profile optimum). Returns [P] float64."""
+    gold: [P] gold rewards (profile gold); optimum: k -> ascending [k] (profile optimum); ties: keep, or row_order
+    (ties broken by row order, all-tied groups profiled: the behaviour before issue 29). Returns [P] float64."""
     x = np.asarray(scores, dtype=np.float64)
     if profile not in PROFILES:
         raise ValueError(f"unknown surgery profile {profile!r}; valid: {list(PROFILES)}")
+    if ties not in ("keep", "row_order"):
+        raise ValueError(f"surgery ties must be keep or row_order, got {ties!r}")
     if not 0.0 <= dial <= 1.0:
         raise ValueError(f"surgery dial must be in [0, 1], got {dial}")
     if profile == "none" or dial == 0.0 or x.size == 0:
@@ -95,7 +102,9 @@ def profile_surgery(
     if not orders:
         raise ValueError("profile surgery needs groups of >= 2 completions of a prompt (consecutive rows); "
                          "set the optimiser's group_size >= 2 or surgery.profile: none")
-    orders = [o for o in orders if x[o[-1]] != x[o[0]]]  # an all-tied group has no ranking: it keeps its values
+    keep = ties == "keep"
+    if keep:
+        orders = [o for o in orders if x[o[-1]] != x[o[0]]]  # an all-tied group has no ranking: it keeps its values
     if not orders:
         return x.copy()
     own = [x[o] - x[o].mean() for o in orders]  # centred, ascending along the ranking
@@ -111,7 +120,7 @@ def profile_surgery(
             raise ValueError("surgery profile 'gold' needs the gold rewards of the batch")
         g = np.asarray(gold, dtype=np.float64)
         targets = [np.sort(g[o]) for o in orders]
-    targets = [tie_mean(t - t.mean(), x[o]) for t, o in zip(targets, orders)]  # tied source rows stay tied
+    targets = [tie_mean(t - t.mean(), x[o]) if keep else t - t.mean() for t, o in zip(targets, orders)]  # tied rows stay tied
     blend = [(1.0 - dial) * o + dial * t for o, t in zip(own, targets)]
     c = 1.0
     if match_scale:
@@ -137,4 +146,5 @@ def apply(cfg: SurgeryConfig, prompts: Sequence, scores: np.ndarray, gold: Calla
         u = utility.build() if hasattr(utility, "build") else utility
         optimum = lambda k: optimal_rewards(u, k)  # noqa: E731 (cached per (utility, k) inside theory)
     g = gold() if cfg.profile == "gold" and gold is not None else None
-    return profile_surgery(scores, groups, cfg.dial, cfg.profile, gold=g, optimum=optimum, match_scale=cfg.match_scale)
+    return profile_surgery(scores, groups, cfg.dial, cfg.profile, gold=g, optimum=optimum, match_scale=cfg.match_scale,
+                           ties=cfg.ties)

@@ -263,3 +263,19 @@ def test_shape_dependence_of_the_output():
         assert D(run(x, gold, groups, 1.0, profile)) < 1e-12
         assert 0 < D(run(x, gold, groups, 0.5, profile)) < D(x)
     assert np.isclose(D(run(x, gold, groups, 1.0, "gold")), D(gold))
+
+
+@pytest.mark.parametrize("profile", ["pooled", "optimum", "gold"])
+def test_row_order_ties_reproduce_the_old_implementation_on_tied_batches(profile):
+    """surgery.ties: row_order is the behaviour before issue 29, ties and all-tied groups included."""
+    x, gold, groups = batch(12, ties=True)
+    for dial in (0.4, 1.0):
+        old = old_profile_surgery(x, groups, dial, profile, gold=gold, optimum=optimum)
+        new = profile_surgery(x, groups, dial, profile, gold=gold, optimum=optimum, ties="row_order")
+        assert np.array_equal(new, old)
+        assert not np.array_equal(run(x, gold, groups, dial, profile), old)  # keep differs where there are ties
+    with pytest.raises(ValueError, match="row_order"):
+        profile_surgery(x, groups, 0.5, profile, ties="random")
+    assert load_config(None, ["surgery.ties=row_order"]).surgery.ties == "row_order"
+    with pytest.raises(ConfigError, match="surgery.ties"):
+        load_config(None, ["surgery.ties=random"])
