@@ -100,6 +100,7 @@ class Config(Strict):
             raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
         if self.policy.lora is not None and self.policy.checkpoint is None:
             raise ValueError("policy.lora needs policy.checkpoint")
+        self._reward_start()
         opt = self.optimizer
         if opt.name == "ppo" and opt.value_init == "reward" and (self.reward.checkpoint is None or opt.value_model == "shared"):
             raise ValueError("optimizer.value_init: reward needs reward.checkpoint and optimizer.value_model: separate")
@@ -132,6 +133,23 @@ class Config(Strict):
             if self.world.reference_column is None:
                 raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
         return self
+
+    def _reward_start(self) -> None:
+        """reward.backbone: policy copies the built-in policy's trunk, so the shapes must match; an offline set needs
+        the built-in reward model's trainer and a world that can write reference answers."""
+        R, P = self.reward, self.policy
+        if R.backbone == "policy":
+            if P.checkpoint is not None:
+                raise ValueError("reward.backbone: policy copies the built-in GPT-2 policy's trunk; with policy.checkpoint use reward.backbone: random")
+            if (R.n_embd, R.n_head) != (P.n_embd, P.n_head) or R.n_layer > P.n_layer:
+                raise ValueError(f"reward.backbone: policy needs reward.n_embd = policy.n_embd ({P.n_embd}), reward.n_head = "
+                                 f"policy.n_head ({P.n_head}) and reward.n_layer <= policy.n_layer ({P.n_layer}); got "
+                                 f"n_embd {R.n_embd}, n_head {R.n_head}, n_layer {R.n_layer}")
+        if R.offline.comparisons > 0:
+            if R.checkpoint is not None:
+                raise ValueError("reward.offline is for the built-in reward model; set reward.offline.comparisons: 0 with reward.checkpoint")
+            if R.offline.reference and self.world.name == "text" and self.world.reference_column is None:
+                raise ValueError("reward.offline.reference needs world.reference_column; set it or reward.offline.reference: false")
 
     @property
     def prompt_types(self) -> list[str]:

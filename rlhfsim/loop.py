@@ -32,7 +32,7 @@ from rlhfsim.models.parallel import Parallel, autocast, local_device
 from rlhfsim.optim import build_optimizer
 from rlhfsim.optim.base import PolicySampler
 from rlhfsim.report.run_figure import write_run_figure
-from rlhfsim.reward import recalibrate
+from rlhfsim.reward import offline, recalibrate
 from rlhfsim.reward.buffer import PreferenceBuffer
 from rlhfsim.reward.proxy import Proxy
 from rlhfsim.tracking import RunDir, load_module, read_jsonl
@@ -84,9 +84,12 @@ class Simulation:
         self.opt = build_optimizer(cfg, self.policy, self.ref, self.world.tokenizer, self.device, self.parallel)
         self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
         # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
-        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device), self.world.gold)
+        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device, self.policy), self.world.gold)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
+        # the offline preference set (reward.offline) and the reward model pre-trained on it, before round 1
+        offline_groups, self.offline_stats = offline.prepare(self.world, self.sampler, self.annotator, self.proxy.rms, cfg, self.device, self._pretrain)
+        self.buffer.set_offline(offline_groups, cfg.reward.offline.mix, cfg.seed)
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -97,6 +100,9 @@ class Simulation:
         self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
         self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
         self.probe = None  # the fixed probe set (collapse/probe_*, member scales, noise calibration): see probe_set
+
+    def _pretrain(self, rms, groups, reward_cfg, rng) -> dict:
+        return build.train_reward_models(rms, groups, self.cfg.model_copy(update={"reward": reward_cfg}), self.world.prompt_types, rng, self.parallel)
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -210,7 +216,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
         # round 0: the SFT policy before any feedback
         ev = sim.evaluate(sim.eval_prompts, L.eval_completions, 0, "evaluate")
         # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
-        row0 = {"round": 0, **{k: v for k, v in sim.sft_stats.items() if k != "sft/cached"}, **policy_metrics(ev, None), **noise_row}
+        stats = {**sim.sft_stats, **sim.offline_stats}  # whether either came from a cache is not a metric either
+        row0 = {"round": 0, **{k: v for k, v in stats.items() if k not in ("sft/cached", "offline/cached")}, **policy_metrics(ev, None), **noise_row}
         run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
         run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
         run_dir.log_round(row0)

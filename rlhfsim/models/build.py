@@ -35,16 +35,18 @@ def value_model(cfg, policy, device):
     return checkpoint_value_model(cfg, policy, device)
 
 
-def reward_models(world, cfg, device):
-    """The built-in GPT-2 reward model(s) on the world's tokenizer, or reward.checkpoint with its own tokenizer."""
+def reward_models(world, cfg, device, policy=None):
+    """The built-in GPT-2 reward model(s) on the world's tokenizer (trunk copied from `policy`, the SFT policy, when
+    reward.backbone is policy), or reward.checkpoint with its own tokenizer."""
     if cfg.reward.checkpoint is None:
         from rlhfsim.reward.model import RewardModels
 
+        backbone = policy if cfg.reward.backbone == "policy" else None
         if cfg.reward.ensemble_kind == "heads":
             from rlhfsim.reward.heads import HeadRewardModels
 
-            return HeadRewardModels(world.tokenizer, cfg.reward, device, cfg.seed)
-        return RewardModels(world.tokenizer, cfg.reward, device, cfg.seed)
+            return HeadRewardModels(world.tokenizer, cfg.reward, device, cfg.seed, backbone=backbone)
+        return RewardModels(world.tokenizer, cfg.reward, device, cfg.seed, backbone=backbone)
     from rlhfsim.reward.hf_model import CheckpointRewardModels
 
     return CheckpointRewardModels(cfg, device, cfg.seed)

@@ -33,6 +33,14 @@ class PreferenceBuffer:
             raise ValueError(f"buffer mode {mode!r}: expected fresh, accumulate or window")
         self.mode, self.window = mode, window
         self.rounds: dict[int, list[Group]] = {}
+        # the offline preference set (rlhfsim.reward.offline), mixed into each round's training groups; rebuilt from
+        # its cache at start-up, so it is not part of state_dict
+        self.offline: list[Group] = []
+        self.offline_mix: float | str = 0.0
+        self.seed = 0
+
+    def set_offline(self, groups: list[Group], mix: float | str, seed: int) -> None:
+        self.offline, self.offline_mix, self.seed = list(groups), mix, seed
 
     def add(self, round_: int, groups: list[Group]) -> None:
         self.rounds[round_] = list(groups)
@@ -43,8 +51,14 @@ class PreferenceBuffer:
             self.rounds = {r: self.rounds[r] for r in keep}
 
     def training_groups(self) -> list[Group]:
-        """Groups with at least one labelled pair (a group of ties teaches nothing)."""
-        return [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
+        """Groups with at least one labelled pair (a group of ties teaches nothing): the buffer's rounds, then the
+        offline groups mixed into the latest round (rlhfsim.reward.offline.mix; none without an offline set)."""
+        online = [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
+        if not self.offline or not self.rounds:
+            return online
+        from rlhfsim.reward.offline import mix
+
+        return online + mix(self.offline, len(online), self.offline_mix, self.seed, max(self.rounds))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.rounds.values())

@@ -52,6 +52,34 @@ class EarlyStopConfig(Strict):
     max_saturation: float | None = Field(None, ge=0, le=1, description="collapse: stop when the held-out saturation rises above this.")
 
 
+class OfflineConfig(Strict):
+    """An offline preference set annotated before round 1 (rlhfsim.reward.offline): the SFT policy's completions of
+    fresh training prompts plus the world's reference answer, ranked by the run's annotator, as real pipelines
+    start from a large human-labelled set before any on-policy data. The reward model pre-trains on it (cached
+    like the SFT checkpoint), then each round mixes a share of it into the on-policy training groups."""
+
+    comparisons: int = Field(0, ge=0, le=10_000_000, description="Labelled pairs to collect (whole prompt groups, "
+                             "until at least this many); 0 = no offline set (the reward model starts from its init). "
+                             "Ignored unless loop.reward_source is learned (no reward model is trained otherwise).")
+    completions_per_prompt: int = Field(4, ge=1, le=64, description="SFT samples per offline prompt.")
+    reference: bool = Field(True, description="Add the world's reference answer to every offline group (a human-written "
+                            "answer in the set, as real preference sets have).")
+    epochs: int = Field(6, ge=1, le=1000, description="Pre-training passes over the offline set (reward.early_stop "
+                        "applies, with min_epochs capped at this).")
+    lr: float | None = Field(None, gt=0, le=1, description="Pre-training learning rate; null = reward.lr.")
+    mix: float | Literal["all"] = Field(
+        1.0, description="Each round, offline groups drawn (without replacement, seeded by round) into the training "
+        "groups, as a multiple of the on-policy training groups' number; 0 = pre-training only; all = the whole set "
+        "every round (costly: reward training then scales with the offline set).")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix(cls, v):
+        if v != "all" and not 0 <= v <= 1000:
+            raise ValueError(f"offline.mix must be 'all' or a number in [0, 1000], got {v}")
+        return v
+
+
 class RewardConfig(Strict):
     """The learned reward model, retrained every round on the preference buffer: a GPT-2 style sequence classifier on
     the world's tokenizer, or any transformers checkpoint (`checkpoint`, e.g. DeBERTa-v3) with its own tokenizer."""
@@ -116,6 +144,11 @@ class RewardConfig(Strict):
         "or bootstrap (per-head multinomial group weights on one shared order); own_order is refused.")
     stacked: bool = Field(True, description="Train and score members in one vmapped forward (torch.func); falls back to a loop where stacking fails.")
     early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
+    backbone: Literal["random", "policy"] = Field(
+        "random", description="Built-in reward models' initial trunk: random, or policy = the SFT policy's embeddings and "
+        "first reward.n_layer blocks (InstructGPT's recipe); then reward.n_embd and n_head must equal the policy's "
+        "and n_layer be at most its depth. Also the init that reward.init: fresh re-draws (only the heads are new).")
+    offline: OfflineConfig = Field(default_factory=OfflineConfig, description="Offline preference set before round 1.")
 
     @model_validator(mode="after")
     def _heads_and_bounds(self) -> "RewardConfig":
@@ -138,6 +171,9 @@ class RewardConfig(Strict):
             raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
         if self.ensemble_kind == "heads":
             self._heads_data()
+        if self.checkpoint is not None and self.backbone != "random":
+            raise ValueError("reward.backbone: policy is for the built-in GPT-2 reward model (a checkpoint brings its own "
+                             "pretrained trunk); set reward.backbone: random with reward.checkpoint")
         if self.checkpoint is not None and (es.mode != "none" or self.ensemble_data == "bootstrap"):
             # the checkpoint trainer (rlhfsim.reward.hf_trainer) has neither yet: refuse rather than ignore
             raise ValueError("reward.checkpoint: early_stop.mode and ensemble_data: bootstrap are built-in reward models only; "

@@ -32,8 +32,9 @@ class HeadRewardModels(RewardModels):
 
     heads = True
 
-    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
+    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64, backbone=None):
         self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
+        self.backbone = backbone
         self.bounded, self.seed, self.stacked = cfg.is_bounded, seed, False
         self.reinit(seed)
 
@@ -43,7 +44,7 @@ class HeadRewardModels(RewardModels):
 
     def reinit(self, seed: int) -> None:
         # seed * 1000 is member 0's seed under `members`: with one head this is exactly the single reward model
-        self.members = [build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed * 1000, heads=self.cfg.ensemble_size).to(self.device)]
+        self.members = [self._build(seed * 1000, heads=self.cfg.ensemble_size)]
 
     @torch.inference_mode()
     def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:

@@ -23,13 +23,29 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=N
     return ids.to(device), mask.to(device)
 
 
-def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int = 1) -> GPT2ForSequenceClassification:
-    """A GPT-2 sequence classifier with `heads` score heads (rows of one linear layer, each drawn at random)."""
+def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int = 1, backbone=None) -> GPT2ForSequenceClassification:
+    """A GPT-2 sequence classifier with `heads` score heads (rows of one linear layer, each drawn at random).
+    backbone (a GPT-2 LM, e.g. the SFT policy): its trunk (embeddings, the first cfg.n_layer blocks, final norm)
+    replaces the random one (InstructGPT's reward model starts from the SFT model); the heads stay random."""
     torch.manual_seed(seed)
+    if backbone is not None:
+        n_positions = backbone.config.n_positions  # the copied position table fixes the length
     conf = gpt2_config(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, num_labels=heads)
     conf.resid_pdrop = conf.embd_pdrop = conf.attn_pdrop = cfg.dropout  # active in train() only
     conf.use_cache = False  # a scorer never decodes: no KV cache built (by concatenation) and dropped per forward
-    return fp32_head(GPT2ForSequenceClassification(conf))
+    model = fp32_head(GPT2ForSequenceClassification(conf))
+    if backbone is not None:
+        copy_trunk(backbone, model, cfg.n_layer)
+    return model
+
+
+def copy_trunk(source, target, n_layer: int) -> None:
+    """Load `source`'s GPT-2 trunk (wte, wpe, blocks 0..n_layer-1, ln_f) into `target`; every trunk weight must
+    match in name and shape (a mismatch is a config error, caught at load time by config.py's cross-checks)."""
+    src = source.transformer.state_dict()
+    keep = {k: v for k, v in src.items() if not k.startswith("h.") or int(k.split(".")[1]) < n_layer}
+    result = target.transformer.load_state_dict(keep, strict=True)  # strict: no trunk weight left random
+    assert not result.missing_keys and not result.unexpected_keys, result
 
 
 class MemberRewards:
@@ -63,15 +79,19 @@ class MemberRewards:
 class RewardModels(MemberRewards):
     """The round's built-in reward model(s). `logits` -> [M, N]; `rewards` maps them to the trained scale."""
 
-    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64):
+    def __init__(self, tokenizer, cfg, device, seed: int, n_positions: int = 64, backbone=None):
         self.tokenizer, self.cfg, self.device, self.n_positions = tokenizer, cfg, device, n_positions
+        self.backbone = backbone  # reward.backbone: policy -> the SFT policy, whose trunk every (re)init copies
         self.bounded = cfg.is_bounded
         self.seed = seed  # salts the held-out split of early stopping (rlhfsim.reward.early_stop.holdout_mask)
         self.stacked = getattr(cfg, "stacked", True)  # score several members in one vmapped forward
-        self.members = [build_reward_model(tokenizer, cfg, n_positions, seed * 1000 + m).to(device) for m in range(cfg.ensemble_size)]
+        self.members = [self._build(seed * 1000 + m) for m in range(cfg.ensemble_size)]
+
+    def _build(self, seed: int, heads: int = 1):
+        return build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed, heads, self.backbone).to(self.device)
 
     def reinit(self, seed: int) -> None:
-        self.members = [build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed * 1000 + m).to(self.device) for m in range(len(self.members))]
+        self.members = [self._build(seed * 1000 + m) for m in range(len(self.members))]
 
     @torch.inference_mode()
     def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
