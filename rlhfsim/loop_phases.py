@@ -90,6 +90,9 @@ def diagnose_reward_model(sim, ev) -> dict:
     bounded = P.diagnostic_bounded
     out = diag.collapse.collapse_metrics(logits, ev.types, bounded=bounded, gold=ev.gold, theory=sim.theory if bounded else None)
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
+    types = np.asarray(ev.types)  # [P], one type per prompt row of logits
+    for t in dict.fromkeys(ev.types):  # per type: closed prompts are where a weak ranking hides
+        out[f"rm/{t}_within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits[types == t], ev.gold[types == t])
     out.update(probe_collapse(sim))
     if members.shape[0] > 1:
         out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], bounded,

@@ -144,3 +144,35 @@ def fig_calibration(study, pal=None, band=None) -> FigureResult:
            "round 1's training on the SFT policy's samples; right: at the last round on the current policy's. Gain: mean "
            "held-out gold over the last two thirds of rounds minus SFT's.")
     return FigureResult(key, title, cap, fig)
+
+
+def _f(x: float, fmt: str = "{:.2f}") -> str:
+    return fmt.format(x) if np.isfinite(x) else ""
+
+
+def calibration_section(study):
+    """The calibration table as a report section (only when the experiment asks for the calibration headline)."""
+    from rlhfsim.report.dynamics import Section
+
+    if "calibration" not in study.headline:
+        return None
+    tab = calibration_table(study)
+    if tab.empty:
+        return None
+    header = ["variant", "source", "seeds", "acc r1 (closed / open)", "acc last (closed / open)", "Spearman r1 (closed / open)",
+              "Spearman last (closed / open)", "late gold gain", "share of ceiling [95%]", "round s (x baseline)"]
+    rows = []
+    for _, r in tab.iterrows():
+        trio = lambda name, when: f"{_f(r[f'{name}_{when}'])} ({_f(r[f'closed_{name}_{when}'])} / {_f(r[f'open_{name}_{when}'])})"  # noqa: E731
+        rows.append([r["variant"], r["source"], str(r["seeds"]), trio("pairwise_acc", "r1"), trio("pairwise_acc", "last"),
+                     trio("within_prompt_spearman", "r1"), trio("within_prompt_spearman", "last"), _f(r["gold_gain_late"], "{:+.3f}"),
+                     f"{_f(r['gain_share'])} [{_f(r['gain_share_lo'])}, {_f(r['gain_share_hi'])}]",
+                     f"{_f(r['round_seconds'], '{:.1f}')} ({_f(r['round_cost_vs_baseline'])}x)"])
+    note = ("Agreement with gold of the ranking source the optimiser saw, on held-out samples of the policy: at round 1 after "
+            "round 1's reward training, on the SFT policy's samples; at the last round on the current policy's (pairwise "
+            "accuracy: share of gold-ordered pairs the source orders the same way, 0.5 = chance; within-prompt Spearman: mean "
+            "over prompts). A gold-source arm is the ceiling (its rm/* columns describe an untrained reward model it never uses). "
+            "Late gold gain: mean held-out gold over the last two thirds of rounds minus SFT's; share: ratio of mean gains over "
+            "the seeds both arms have, paired seed-bootstrap 95% interval. Round seconds: mean time/round, runs sharing the "
+            "machine (sweep --jobs), relative to the baseline arm.")
+    return Section("Ranking quality against gold, and the share of the gold ceiling's gain", header, rows, note)

@@ -307,7 +307,9 @@ def propagation_section(study) -> Section:
 
 
 def sections(study) -> list[Section]:
+    from rlhfsim.report.calibration import calibration_section
     from rlhfsim.report.cost import cost_section  # cost.py imports Section from here
 
-    out = [overopt_section(study), gao_shape_section(study), stagnation_section(study), propagation_section(study), cost_section(study)]
+    out = [calibration_section(study), overopt_section(study), gao_shape_section(study), stagnation_section(study),
+           propagation_section(study), cost_section(study)]
     return [s for s in out if s is not None]

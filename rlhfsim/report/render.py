@@ -73,6 +73,7 @@ def _png(fig) -> bytes:
 
 
 def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None) -> Report:
+    from rlhfsim.report import calibration as CAL
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
     from rlhfsim.report import fig_rewards as R
@@ -102,7 +103,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     # the diagnostics figures are optional (e.g. best-of-n only with loop.bon_n > 1): left out, not "not drawn", when n/a
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
-                ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response)]
+                ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response),
+                ("calibration", CAL.fig_calibration)]
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -145,6 +147,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ft.to_csv(out / "variant_table.csv", index=False)
     rep.files.append(out / "variant_table.csv")
     rep.files += CS.write_tables(study, out)
+    rep.files += CAL.write_calibration(study, out)
 
     comps.to_csv(out / "effects.csv", index=False)
     rep.files.append(out / "effects.csv")

@@ -71,3 +71,13 @@ def test_share_interval_is_paired_by_seed():
 def test_the_figure_is_opt_in(study):
     study.headline = []
     assert fig_calibration(study).fig is None and calibration_table(study).shape[0] == 3
+
+
+def test_the_report_carries_the_figure_table_and_csv(study, tmp_path):
+    from rlhfsim.report.render import build_report
+
+    build_report(study, tmp_path / "rep")
+    out = tmp_path / "rep"
+    assert (out / "calibration.png").exists() and (out / "calibration.csv").exists()
+    md = (out / "report.md").read_text()
+    assert "share of the gold ceiling's gain" in md and "0.70 [0.70, 0.70]" in md
