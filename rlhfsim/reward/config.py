@@ -217,15 +217,16 @@ class RecalibrationConfig(BaseModel):
 
 class SurgeryConfig(BaseModel):
     """Reward-profile surgery on the score the optimiser sees (rlhfsim.reward.surgery): keep each prompt's ranking
-    from the reward model, move its values toward one profile. Default: off (the reward model's values)."""
+    from the ranking source (loop.reward_source: the learned reward model, noisy_gold or gold), move its values toward
+    one profile. Default: off (the source's own values)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     profile: Literal["none", "pooled", "optimum", "gold"] = Field(
         "none", description="Target profile: none (off); pooled: the batch's mean sorted profile, one for every prompt "
         "(collapse); optimum: the finite-n optimum of reward.utility (collapse as theory predicts it); gold: each "
-        "prompt's own gold values sorted onto the reward model's ranking (the uncollapsed ideal).")
-    dial: float = Field(1.0, ge=0, le=1, description="Share of the way from the model's own values (0) to the target profile (1).")
+        "prompt's own gold values sorted onto the source's ranking (the uncollapsed ideal).")
+    dial: float = Field(1.0, ge=0, le=1, description="Share of the way from the source's own values (0) to the target profile (1).")
     match_scale: bool = Field(
         True, description="Rescale the within-prompt values so the batch's pooled within-prompt std, and hence the batch "
         "std, equal the reward model's own (arms differ in profile shape only, not in reward scale).")
