@@ -84,7 +84,8 @@ class Simulation:
         self.opt = build_optimizer(cfg, self.policy, self.ref, self.world.tokenizer, self.device, self.parallel)
         self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
         # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
-        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device, self.policy), self.world.gold)
+        # reward.backbone: policy copies the frozen SFT reference's trunk (also when reward.init: fresh re-draws it later)
+        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device, self.ref), self.world.gold)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         # the offline preference set (reward.offline) and the reward model pre-trained on it, before round 1

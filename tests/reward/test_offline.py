@@ -91,3 +91,17 @@ def test_offline_pretraining_moves_the_reward_model_and_resume_matches(tmp_path,
     run(load_config("configs/tiny.yaml", base + OFFLINE + ["loop.rounds=1"]), out=tmp_path / "r")
     run(load_config("configs/tiny.yaml", base + OFFLINE), out=tmp_path / "r", resume=True)
     assert metrics(tmp_path / "r") == off
+
+
+def test_fresh_reinit_copies_the_frozen_sft_trunk_not_the_trained_policy(tmp_path, sft_cache):
+    from rlhfsim.loop import Simulation
+    from rlhfsim.tracking import RunDir
+
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "reward.n_embd=32", "reward.backbone=policy",
+                                            "reward.init=fresh"])
+    sim = Simulation(cfg, RunDir.for_config(cfg, tmp_path / "r"))
+    with torch.no_grad():
+        sim.policy.transformer.wte.weight.add_(1.0)  # as if PPO had moved the policy
+    sim.proxy.rms.reinit(cfg.seed * 7919 + 1)
+    trunk = sim.proxy.rms.members[0].transformer.wte.weight
+    assert torch.equal(trunk, sim.ref.transformer.wte.weight) and not torch.equal(trunk, sim.policy.transformer.wte.weight)
