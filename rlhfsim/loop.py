@@ -128,6 +128,16 @@ class Simulation:
             self.probe = self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref)
         return self.probe
 
+    def sft_eval(self):
+        """Round 0's held-out samples of the SFT policy. Before any update the policy is the reference (same weights),
+        and without active dropout drawing from either is one computation on the same stream: the probe set. One draw
+        then serves both (bit for bit what two draws gave)."""
+        from rlhfsim.models.policy import has_dropout
+
+        if self.policy.training and has_dropout(self.policy):  # train-mode dropout: a different draw than the probe's
+            return self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate")
+        return self.probe_set()
+
     def eval_generator(self, round_: int, stream: int) -> torch.Generator:
         # evaluation noise must not depend on (or disturb) the training streams
         return torch.Generator(device=self.device).manual_seed(EVAL_SEED * (self.cfg.seed + 1) + 97 * round_ + stream)
@@ -214,8 +224,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     else:
         for name in ("metrics.jsonl", "ppo_steps.jsonl"):
             (run_dir.path / name).unlink(missing_ok=True)
-        # round 0: the SFT policy before any feedback
-        ev = sim.evaluate(sim.eval_prompts, L.eval_completions, 0, "evaluate")
+        # round 0: the SFT policy before any feedback (also the probe set: one draw)
+        ev = sim.sft_eval()
         # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
         stats = {**sim.sft_stats, **sim.offline_stats}  # whether either came from a cache is not a metric either
         row0 = {"round": 0, **{k: v for k, v in stats.items() if k not in ("sft/cached", "offline/cached")}, **policy_metrics(ev, None), **noise_row}

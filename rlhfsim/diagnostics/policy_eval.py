@@ -20,7 +20,7 @@ import torch
 
 from rlhfsim.diagnostics.stagnation import MAX_LAG, bootstrap_se
 from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
-from rlhfsim.models.sampling import response_logits, sample
+from rlhfsim.models.sampling import response_logprobs, sample
 from rlhfsim import ops as core
 
 
@@ -54,14 +54,14 @@ def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperat
     ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator, return_entropy=True)
     mask = ro.response_mask.float()
     logp = ro.logprobs  # [N, L] the sampler's own logprobs and entropies: no policy forward needed
-    ref_logp = core.logprobs_from_logits(response_logits(ref, ro.seq, temperature), ro.response_ids) * mask
+    ref_logp = response_logprobs(ref, ro.seq, temperature)  # * mask: 0 at padding
     ent = core.masked_mean(ro.entropy, mask, dim=-1)
     texts = decode_responses(tok, ro.response_ids, ro.response_mask)
     gold = world.gold(flat, texts)
     shape = (len(prompts), k)
     move = None
     if prev is not None:
-        prev_logp = core.logprobs_from_logits(response_logits(prev, ro.seq, temperature), ro.response_ids) * mask
+        prev_logp = response_logprobs(prev, ro.seq, temperature)
         move = (logp - prev_logp).sum(-1).cpu().numpy().reshape(shape)
     return EvalSamples(
         prompts=list(prompts),

@@ -45,11 +45,52 @@ class GPT2Decoder:
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the left-padded prompt [B, P] straight into the cache (rlhfsim.models.lean, last block only at the
-        last position); returns (logits [B, V], final hidden state [B, H*D]) predicting the first new token."""
+        last position); returns (logits [B, V], final hidden state [B, H*D]) predicting the first new token.
+
+        Rows with the same prompt (evaluation's k samples of a prompt, a group optimiser's k rows) are encoded once
+        and copied: on a CPU bit for bit the per-row encoding (each row's attention is its own [P, P] problem and a
+        GEMM's rows do not depend on the row count from lean.MIN_ROWS up)."""
         B, P = prompt_ids.shape
+        uniq = self._distinct(prompt_ids, prompt_mask)
+        if uniq is not None:
+            first, inv = uniq
+            G = first.shape[0]
+            caches = [(k.new_empty(G * self.H, P, self.D), k.new_empty(G * self.H, P, self.D)) for k in self.k]
+            last = torch.full((G, 1), P - 1, device=prompt_ids.device)
+            h = gpt2_hidden(self.model, prompt_ids[first], prompt_mask[first], position_ids[first], last, caches)[:, 0]
+            for i, (k, v) in enumerate(caches):  # [G*H, P, D] -> the B rows' first P columns
+                self.k[i, :, :P] = k.view(G, self.H, P, self.D)[inv].flatten(0, 1)
+                self.v[i, :, :P] = v.view(G, self.H, P, self.D)[inv].flatten(0, 1)
+            h = h[inv]
+            return self.model.lm_head(h), h
         last = torch.full((B, 1), P - 1, device=prompt_ids.device)
         h = gpt2_hidden(self.model, prompt_ids, prompt_mask, position_ids, last, list(zip(self.k, self.v)))[:, 0]
         return self.model.lm_head(h), h
+
+    @staticmethod
+    def _distinct(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+        """(first row of each distinct prompt [G], each row's prompt [B]) where sharing is exact and saves work (CPU,
+        prompts repeat, at least lean.MIN_ROWS distinct ones); else None."""
+        from rlhfsim.models.lean import MIN_ROWS
+
+        if prompt_ids.device.type != "cpu" or torch.is_grad_enabled():
+            return None
+        B = prompt_ids.shape[0]
+        uniq, inv = torch.unique(torch.cat([prompt_ids, prompt_mask], 1), dim=0, return_inverse=True)
+        G = uniq.shape[0]
+        if G == B or G < MIN_ROWS:
+            return None
+        first = torch.zeros(G, dtype=torch.long).scatter_(0, inv, torch.arange(B))
+        return first, inv
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop every cached row but `rows` [A] (indices into the current rows): finished rows stop costing a step.
+        The next `step` takes A tokens. A copy of the cache, so callers shrink it only when enough rows ended."""
+        B = self.bias.shape[0] // self.H
+        T = self.k.shape[2]
+        self.k = self.k.view(self.n_layer, B, self.H, T, self.D)[:, rows].flatten(1, 2)  # [layers, A*H, T, D]
+        self.v = self.v.view(self.n_layer, B, self.H, T, self.D)[:, rows].flatten(1, 2)
+        self.bias = self.bias.view(B, self.H, 1, T)[rows].flatten(0, 1)  # [A*H, 1, T]
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one token per row at cache column ``col``; it attends to columns 0..col where the key mask allows.

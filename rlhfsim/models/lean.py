@@ -100,6 +100,69 @@ def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, po
     return tr.ln_f(x)
 
 
+# a CPU GEMM's output rows equal a larger batch's from 8 rows up (fewer rows take another kernel, whose sums round
+# differently; measured with 1 and 2 threads): the row-subset passes here and in the sampler keep at least this many
+MIN_ROWS = 16
+
+
+def _block_packed(block, x: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None,
+                  keep_real: torch.Tensor | None) -> torch.Tensor:
+    """`_block` on the real positions only. x [N, d]: the residual stream at the N real positions, `real` [N] their
+    flat indices into [B, T] (mask [B, 1, T, T]). Norms, projections and MLPs run on the N rows; attention runs in
+    the padded layout with zero keys and values at padding, which no real query attends (masked: exactly 0 weight).
+    keep [B, K] / keep_real [Nk]: as `_block`'s keep, with keep_real the flat indices into [B, K] of the kept positions
+    that are real; x is then [Nk, d] on return."""
+    attn = block.attn
+    B, T = mask.shape[0], mask.shape[-1]
+    d = x.shape[1]
+    H = attn.num_heads
+    heads = lambda t: t.unflatten(-1, (H, d // H)).transpose(1, 2)  # [B, n, d] -> [B, H, n, D]
+    scatter = lambda rows, idx, n: rows.new_zeros(B * n, rows.shape[1]).index_copy_(0, idx, rows).view(B, n, -1)
+    h = block.ln_1(x)  # [N, d]
+    if keep is None:
+        q, k, v = scatter(attn.c_attn(h), real, T).split(d, dim=-1)  # [B, T, d] each, zero at padding
+    else:
+        K = keep.shape[1]
+        hf = scatter(h, real, T)  # [B, T, d]
+        hq = hf.gather(1, keep[..., None].expand(B, K, d)).flatten(0, 1)[keep_real]  # [Nk, d]
+        xq = scatter(x, real, T).gather(1, keep[..., None].expand(B, K, d)).flatten(0, 1)[keep_real]
+        W, b = attn.c_attn.weight, attn.c_attn.bias
+        q = scatter(torch.addmm(b[:d], hq, W[:, :d]), keep_real, K)  # [B, K, d]
+        k, v = scatter(torch.addmm(b[d:], h, W[:, d:]), real, T).split(d, dim=-1)
+        mask = mask.gather(2, keep[:, None, :, None].expand(B, 1, K, T))  # [B, 1, K, T]
+        real, x = keep_real, xq
+    a = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask, scale=attn.scaling)  # [B, H, n, D]
+    x = x + attn.c_proj(a.transpose(1, 2).flatten(2).flatten(0, 1)[real])  # [N or Nk, d]
+    return x + block.mlp(block.ln_2(x))
+
+
+def gpt2_hidden_packed(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                       keep: torch.Tensor) -> torch.Tensor:
+    """`gpt2_hidden` [B, K, d] bit for bit at the kept positions that are real tokens, with the per-position work run
+    only at real tokens (no gradients: callers run it with grad disabled). Kept positions that are padding hold ln_f of a zero state: callers mask
+    them, as they masked `gpt2_hidden`'s values there.
+
+    Why exact: every op but attention acts on each position alone, and a CPU GEMM's rows do not depend on how many
+    rows it has (from 8 rows up, as rlhfsim.models.sampling.MIN_ROWS); attention runs on the same [B, H, T, D]
+    layout with the same mask as `gpt2_hidden`, and a masked key gets weight exactly 0 whatever its value. On the
+    propagation world's evaluation samples (responses 3.5 of 10 tokens on average) half the positions are padding."""
+    tr = model.transformer
+    B, T = input_ids.shape
+    K = keep.shape[1]
+    real = attention_mask.bool().flatten().nonzero().squeeze(-1)  # [N] flat indices of the real tokens
+    keep_real = attention_mask.bool().gather(1, keep).flatten().nonzero().squeeze(-1)  # [Nk] into [B, K]
+    if keep_real.numel() < MIN_ROWS:  # too few rows for the GEMMs' exactness: the padded pass
+        return gpt2_hidden(model, input_ids, attention_mask, position_ids, keep)
+    x = tr.wte(input_ids.flatten()[real]) + tr.wpe(position_ids.flatten()[real])  # [N, d]
+    mask = _attention_mask(attention_mask)
+    n = len(tr.h)
+    for i, block in enumerate(tr.h):
+        last = i == n - 1
+        x = _block_packed(block, x, real, mask, keep if last else None, keep_real if last else None)
+    out = x.new_zeros(B * K, x.shape[1]).index_copy_(0, keep_real, x).view(B, K, -1)
+    return tr.ln_f(out)
+
+
 def gpt2_hidden_shared(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                        prompt_len: int) -> torch.Tensor | None:
     """Final hidden states [B, L, d] at the positions P-1 .. P+L-2 (those that predict the response tokens), with each
@@ -153,5 +216,7 @@ def classifier_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     pos = torch.arange(T, device=input_ids.device)
     pad = model.config.pad_token_id
     last = torch.full((B,), T - 1, device=input_ids.device) if pad is None else (pos * (input_ids != pad)).argmax(-1)
-    h = gpt2_hidden(model, input_ids, attention_mask, pos.expand(B, T), last[:, None])  # [B, 1, d]
+    # scoring (no gradients) on a CPU skips the padding (the pooled token is real): the same logits bit for bit
+    packed = not torch.is_grad_enabled() and input_ids.device.type == "cpu"
+    h = (gpt2_hidden_packed if packed else gpt2_hidden)(model, input_ids, attention_mask, pos.expand(B, T), last[:, None])  # [B, 1, d]
     return model.score(h)[:, 0]

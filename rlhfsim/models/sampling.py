@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rlhfsim.models import lean
 from rlhfsim.models.decode import GPT2Decoder
 from rlhfsim.models.layout import Sequences, join, position_ids_from_mask, truncate_after_eos
-from rlhfsim.ops import entropy_from_logits
+from rlhfsim.ops import entropy_from_logits, logprobs_from_logits
 
 
 @dataclass
@@ -36,6 +36,38 @@ class Rollout:
         return self.seq.response_mask
 
 
+# the smallest batch a compacted step runs: a CPU GEMM's rows equal those of a larger batch's from 8 rows up (fewer
+# rows take another kernel whose sums round differently; measured with 1 and 2 threads, tests/models/test_sampling.py)
+MIN_ROWS = 16
+COMPACT_AT = 0.9  # shrink the decoder's cache when the rows still generating fall to 90% of those it holds
+
+
+def draw(probs: torch.Tensor, generator, B: int, rows: torch.Tensor) -> torch.Tensor:
+    """torch.multinomial(P, 1) of a [B, V] probability matrix P, for its rows `rows` only: probs [A, V] = P[rows].
+
+    ATen draws one sample as argmax(P / q) with q ~ Exp(1) of P's shape ([B, V], from `generator`); drawing the
+    whole q keeps the generator's stream (and every row's token) what a multinomial over all B rows gives, while
+    the division and argmax run on the A rows still generating. [A] long."""
+    if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):  # multinomial's own check, same message
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    q = torch.empty((B, probs.shape[1]), dtype=probs.dtype, device=probs.device).exponential_(1, generator=generator)
+    return (probs / q[rows]).argmax(-1)
+
+
+def compact_rows(done: torch.Tensor) -> torch.Tensor | None:
+    """Which of the decoder's current rows to keep (indices [A'], sorted), or None to keep them all: the rows not
+    done, topped up with done rows to MIN_ROWS; None unless that falls to COMPACT_AT of the rows held. done [A] bool."""
+    A = done.shape[0]
+    n_alive = int((~done).sum())
+    n_keep = max(n_alive, MIN_ROWS)
+    if n_keep > COMPACT_AT * A:
+        return None
+    keep = ~done
+    if n_keep > n_alive:  # too few rows left for the GEMMs' exactness: carry the first finished rows along
+        keep[torch.nonzero(done).squeeze(-1)[: n_keep - n_alive]] = True
+    return torch.nonzero(keep).squeeze(-1)
+
+
 @torch.inference_mode()
 def sample(
     model,
@@ -48,12 +80,16 @@ def sample(
     generator: torch.Generator | None = None,
     return_hidden: bool = False,
     return_entropy: bool = False,
+    compact: bool = True,
 ) -> Rollout:
     """Ancestral sampling, one token per step, reusing the KV cache; stops when every row has ended.
 
     return_hidden: also keep the final hidden state that predicts each response token, so a value head on
     the policy's trunk gets its values without another forward pass.
     return_entropy: also keep each step's entropy (evaluation's policy entropy without another forward pass).
+    compact: step only the rows still generating (CPU, lean decoder, no return_hidden): the same tokens and
+    logprobs bit for bit, in a fraction of the work where most completions end early (2/3 of evaluation's steps
+    on the propagation world were finished rows). False runs every row every step, as before.
     """
     B, P = prompt_ids.shape
     device = prompt_ids.device
@@ -78,19 +114,30 @@ def sample(
     logps = torch.zeros((B, max_new_tokens), device=device)
     ents = torch.zeros((B, max_new_tokens), device=device) if return_entropy else None
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    # compaction: the decoder steps only rows still generating (exact on CPU, see compact_rows); off where the
+    # hidden states of finished rows are returned (a shared value head reads every row) or on GPUs (unmeasured)
+    compact = compact and decoder is not None and not return_hidden and device.type == "cpu" and B >= MIN_ROWS
+    rows = torch.arange(B, device=device)  # the rows `logits` belong to (all of them until the first compaction)
     for t in range(max_new_tokens):
-        logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
-        tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [B]
-        tok = tok.masked_fill(done, pad_id)
-        tokens[:, t] = tok
-        logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0)
+        logp = F.log_softmax(logits.float() / temperature, dim=-1)  # [A, V]
+        if compact:
+            tok = draw(logp.exp(), generator, B, rows)  # [A] exactly torch.multinomial's draw for these rows
+        else:
+            tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [B]
+        d = done[rows]
+        tok = tok.masked_fill(d, pad_id)
+        tokens[rows, t] = tok
+        logps[rows, t] = logp.gather(-1, tok[:, None]).squeeze(-1).masked_fill(d, 0.0)
         if return_entropy:
-            ents[:, t] = entropy_from_logits(logp).masked_fill(done, 0.0)  # log-probs are valid logits
-        done = done | (tok == eos_id)
+            ents[rows, t] = entropy_from_logits(logp).masked_fill(d, 0.0)  # log-probs are valid logits
+        done[rows] = d | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break
         if decoder is not None:
-            logits, h = decoder.step(tok, (next_pos + t).squeeze(-1), P + t)
+            if compact and (sel := compact_rows(done[rows])) is not None:
+                decoder.keep(sel)
+                rows, tok = rows[sel], tok[sel]
+            logits, h = decoder.step(tok, (next_pos[rows] + t).squeeze(-1), P + t)
             if return_hidden:
                 hidden[:, t + 1] = h
             continue
@@ -130,6 +177,26 @@ def response_logits(model, seq: Sequences, temperature: float = 1.0, share_prefi
     out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1,
                 use_cache=False)  # a full pass: a KV cache would only be built (by concatenation) and dropped
     return out.logits[:, :-1].float() / temperature
+
+
+@torch.inference_mode()
+def response_logprobs(model, seq: Sequences, temperature: float = 1.0) -> torch.Tensor:
+    """[B, L] log-probabilities of the response tokens, 0 at padding: `logprobs_from_logits(response_logits(...)) *
+    response_mask` bit for bit, with the work at padding skipped where the lean forward applies
+    (lean.gpt2_hidden_packed: evaluation's reference and previous-policy passes; inference only)."""
+    mask = seq.response_mask
+    P, (B, T) = seq.prompt_len, seq.input_ids.shape
+    if not lean.supports(model) or seq.input_ids.device.type != "cpu":
+        return logprobs_from_logits(response_logits(model, seq, temperature), seq.response_ids) * mask
+    keep = lean.span(B, P - 1, T - 1, seq.input_ids.device)  # [B, L] the positions predicting the response
+    h = lean.gpt2_hidden_packed(model, seq.input_ids, seq.attention_mask, seq.position_ids, keep)  # [B, L, d]
+    real = mask.bool()  # a response token's predicting position is real (the prompt's last token, or a real token)
+    if int(real.sum()) < lean.MIN_ROWS:
+        return logprobs_from_logits(model.lm_head(h).float() / temperature, seq.response_ids) * mask
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    # [N, V] logits of the real positions only: each row as in the [B, L, V] pass (rows of a GEMM, then per-row ops)
+    out[real] = logprobs_from_logits((model.lm_head(h[real]).float() / temperature)[None], seq.response_ids[real][None])[0]
+    return out
 
 
 @functools.cache
