@@ -100,15 +100,29 @@ def within_prompt_rank_corr(proxy, gold) -> float:
     x, y = _np(proxy), _np(gold)
     if x.ndim != 2 or x.shape != y.shape:
         raise ValueError(f"expected equal [P, k] arrays, got {x.shape} and {y.shape}")
-    rhos = []
-    for r, g in zip(x, y):
-        ok = np.isfinite(r) & np.isfinite(g)
-        r, g = r[ok], g[ok]
-        if r.size < 2 or np.ptp(r) == 0 or np.ptp(g) == 0:
-            continue
-        rhos.append(_pearson(stats.rankdata(r), stats.rankdata(g)))
-    rhos = [v for v in rhos if np.isfinite(v)]
-    return float(np.mean(rhos)) if rhos else float("nan")
+    complete = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    rho = np.full(x.shape[0], np.nan)
+    if x.shape[1] >= 2:
+        rho[complete] = _spearman_rows(x[complete], y[complete])
+    for i in np.flatnonzero(~complete):  # rows with missing entries, one at a time
+        ok = np.isfinite(x[i]) & np.isfinite(y[i])
+        r, g = x[i][ok], y[i][ok]
+        if r.size >= 2 and np.ptp(r) != 0 and np.ptp(g) != 0:
+            rho[i] = _pearson(stats.rankdata(r), stats.rankdata(g))
+    rhos = rho[np.isfinite(rho)]
+    return float(np.mean(rhos)) if rhos.size else float("nan")
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each complete row pair ``[P, k]`` -> ``[P]`` (NaN where a row is constant): `_pearson` of the
+    rows' average ranks bit for bit. Ranks are multiples of 1/2, so their means, deviations and sums of squares and
+    products are exact in any summation order; only the final sqrt and division round, as in `_pearson`."""
+    rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
+    rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.clip((rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1)), -1.0, 1.0)
+    constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0)
+    return np.where(constant, np.nan, rho)
 
 
 def signal_to_noise(adv_raw, mask) -> float:

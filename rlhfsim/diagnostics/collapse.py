@@ -25,6 +25,7 @@ __all__ = [
     "gold_graphs",
     "graph_optimum_dev",
     "level_gap",
+    "kendall_rows",
     "mean_kendall_tau",
     "mean_profile",
     "pairwise_accuracy",
@@ -251,6 +252,24 @@ def _row_kendall(r: np.ndarray, g: np.ndarray) -> float:
     return float(stats.kendalltau(r, g).statistic)
 
 
+def kendall_rows(R: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each complete row pair: ``R, G [P, k]`` without NaN -> ``[P]``, NaN where either row is constant.
+
+    scipy.stats.kendalltau's statistic bit for bit, for all rows at once: C - D, the tied pairs of each side and the
+    pair count are integers (exact in any order), and tau-b = (C - D) / sqrt(n0 - n1) / sqrt(n0 - n2) is the same
+    float operations as scipy's (the evaluation set's 256 prompts: one array op instead of 256 scipy calls)."""
+    iu = np.triu_indices(R.shape[1], k=1)
+    sr = np.sign(R[:, iu[0]] - R[:, iu[1]])  # [P, pairs]
+    sg = np.sign(G[:, iu[0]] - G[:, iu[1]])
+    tot = iu[0].size
+    cmd = (sr * sg).sum(axis=1)  # concordant minus discordant (ties count 0): small integers, exact
+    xtie, ytie = (sr == 0).sum(axis=1), (sg == 0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = cmd / np.sqrt((tot - xtie).astype(np.float64)) / np.sqrt((tot - ytie).astype(np.float64))
+    tau = np.minimum(1.0, np.maximum(-1.0, tau))
+    return np.where((xtie == tot) | (ytie == tot), np.nan, tau)
+
+
 def mean_kendall_tau(R, G) -> float:
     """Mean over prompts of Kendall's tau-b between proxy ``R[i]`` and gold ``G[i]`` (``[P, k]``).
 
@@ -260,7 +279,12 @@ def mean_kendall_tau(R, G) -> float:
     R, G = _as_matrix(R), _as_matrix(G)
     if R.shape != G.shape:
         raise ValueError(f"R {R.shape} and G {G.shape} differ in shape")
-    taus = np.array([_row_kendall(r, g) for r, g in zip(R, G)])
+    complete = np.isfinite(R).all(axis=1) & np.isfinite(G).all(axis=1)
+    taus = np.full(R.shape[0], np.nan)
+    if R.shape[1] >= 2:
+        taus[complete] = kendall_rows(R[complete], G[complete])
+    for i in np.flatnonzero(~complete):  # rows with missing entries: scipy on what is there
+        taus[i] = _row_kendall(R[i], G[i])
     taus = taus[np.isfinite(taus)]
     return float(taus.mean()) if taus.size else float("nan")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from transformers import GPT2ForSequenceClassification
@@ -11,16 +13,33 @@ from rlhfsim.models.parallel import fp32_head
 from rlhfsim.models.policy import gpt2_config
 
 
+_ENCODED: OrderedDict = OrderedDict()  # (tokenizer id, prompts, completions) -> (ids, mask): the last few encodings
+ENCODED_KEEP = 8
+
+
 def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [N, S] of 'prompt completion <eos>'; the classifier pools at the last non-pad token (EOS)."""
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    # one batched (Rust) tokenizer call and one padding op instead of a Python loop of per-row tensors
-    texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions)]
-    rows = [torch.tensor(r + [eos]) for r in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)  # [N, S]
-    lengths = torch.tensor([len(r) for r in rows])
-    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    return ids.to(device), mask.to(device)
+    """Right-padded ids [N, S] of 'prompt completion <eos>'; the classifier pools at the last non-pad token (EOS).
+
+    The same texts are scored again and again (the fixed probe set every round; phase 8's samples again in the next
+    round's phase 6; the window's groups each round), so the last ENCODED_KEEP encodings are kept (copies handed out)."""
+    key = (id(tokenizer), tuple(prompts), tuple(completions))
+    hit = _ENCODED.get(key)
+    if hit is None:
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        # one batched (Rust) tokenizer call, then one scatter of all tokens into the padded block
+        texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions)]
+        rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        lengths = torch.tensor([len(r) + 1 for r in rows], dtype=torch.long)
+        mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()  # [N, S]
+        ids = torch.full(mask.shape, pad, dtype=torch.long)
+        ids[mask.bool()] = torch.tensor([t for r in rows for t in (*r, eos)], dtype=torch.long)  # row-major
+        hit = _ENCODED[key] = (ids, mask)
+        while len(_ENCODED) > ENCODED_KEEP:
+            _ENCODED.popitem(last=False)
+    else:
+        _ENCODED.move_to_end(key)
+    ids, mask = hit
+    return ids.clone().to(device), mask.clone().to(device)
 
 
 def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int = 1, backbone=None) -> GPT2ForSequenceClassification:
