@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 SECTIONS = ("rollout", "ppo", "reward", "ensemble", "rounds")
-OPTIONAL = ("trl_ppo", "grpo")  # only with --only: trl_ppo needs a side environment (--trl-python); grpo runs TRL's GRPOTrainer
+OPTIONAL = ("trl_ppo", "grpo", "study")  # only with --only: trl_ppo needs a side environment (--trl-python); grpo runs TRL's
+# GRPOTrainer; study runs a small study of child processes (minutes)
 DEFAULT_SIZES = "16x4,32x4,64x4,64x8"
 QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
@@ -100,6 +101,11 @@ def run_bench(args) -> dict:
         sizes = parse_sizes(args.sizes if args.sizes is not None else (QUICK_SIZES if args.quick else DEFAULT_SIZES))
         rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
         out["rounds"] = bench_rounds(args.config, args.set, rounds, sizes)
+    if "study" in only:
+        from rlhfsim.bench.study import bench_study
+
+        out["study"] = bench_study(args.study_config, args.study_set, args.study_runs, args.study_rounds, args.study_jobs,
+                                   args.study_threads, args.baseline, args.study_alternations, not args.no_floor, args.study_cache)
     out["meta"]["total_s"] = time.perf_counter() - t0
     return out
 
@@ -141,6 +147,10 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                      f"torch.profiler, own CPU time of all ops, {q['value_model']} value model"))
         rows += [(f"  {op['name']}", _f(op["self_s_per_iter"], "{:.4f}"), f"{op['share']:.0%}, {op['calls_per_iter']:.0f} calls")
                  for op in q["ops"]]
+    if "study" in res:
+        from rlhfsim.bench.study import table_rows as study_rows
+
+        rows += study_rows(res["study"], _f)
     if "reward" in res:
         w = res["reward"]
         rows.append(("RM train rlhfsim pairs/s", _f(w["rlhfsim_pairs_per_s"], "{:.0f}"),
@@ -245,4 +255,15 @@ def register(sub) -> None:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the rounds section")
     r.add_argument("--rounds", type=int, help="rounds per timed run (default 2, quick 1)")
     r.add_argument("--sizes", help=f"PROMPTSxCOMPLETIONS list for the scaling fit (default {DEFAULT_SIZES}; '' = skip)")
+    s = b.add_argument_group("study (a small study of child runs; SFT cached and excluded)")
+    s.add_argument("--study-config", default="configs/propagation.yaml", help="config of every run (a path inside each tree)")
+    s.add_argument("--study-set", action="append", default=[], metavar="KEY=VALUE", help="override for every study run")
+    s.add_argument("--study-runs", type=int, default=4, help="runs (seeds 0..N-1) per batch")
+    s.add_argument("--study-rounds", type=int, default=6, help="rounds per run")
+    s.add_argument("--study-jobs", type=int, default=2, help="runs at once, as `rlhfsim sweep --jobs`")
+    s.add_argument("--study-threads", type=int, default=0, help="intra-op threads per run (0: the sweep's cores // jobs)")
+    s.add_argument("--study-alternations", type=int, default=1, help="batches per tree, interleaved with --baseline's")
+    s.add_argument("--study-cache", help="SFT / offline-set cache shared by both trees (default: .cache/rlhfsim of this tree)")
+    s.add_argument("--baseline", metavar="REV", help="also time this commit's tree (git archive), interleaved batch by batch")
+    s.add_argument("--no-floor", action="store_true", help="skip the GEMM-floor run (an extra, slow, untimed run)")
     b.set_defaults(func=cmd_bench)
