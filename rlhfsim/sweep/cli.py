@@ -83,7 +83,7 @@ def cmd_sweep(args) -> int:
     write_experiment_record(exp, out_root, args.set)
     t0 = time.perf_counter()
     try:
-        execute(jobs, n_jobs, console=console, backend=backend)
+        execute(jobs, n_jobs, console=console, backend=backend, fork=False if args.no_fork else None)
     except KeyboardInterrupt:
         console.print(results_table(jobs, f"{exp.name}: interrupted"))
         return 130
@@ -113,5 +113,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs", help="root of run directories (default: runs): runs/<experiment>/<variant>/seed<k>/")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override for every run, e.g. device=cpu")
     p.add_argument("--dry-run", action="store_true", help="show what would run, skip or resume, and stop")
+    p.add_argument("--no-fork", action="store_true", help="local: start each run as a fresh `python -m rlhfsim run` process "
+                   "instead of a fork of the sweep after its imports (the default on CPU-only POSIX machines; same results)")
     p.add_argument("--restart-changed", action="store_true", help="rerun from scratch runs whose results come from a different config")
     p.set_defaults(func=cmd_sweep)

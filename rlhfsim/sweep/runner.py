@@ -91,16 +91,24 @@ def sft_group(cfg) -> str:
 
 
 def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpus: list[str] | None = None,
-            backend=None) -> list[Job]:
+            backend=None, fork: bool | None = None) -> list[Job]:
     """Run the start/resume jobs, n_jobs at once, each in its own `rlhfsim run` process (or, with a `backend` such as
-    ray_backend.RayBackend, as whatever backend.start(job) returns: an object with Popen's poll/terminate/wait/kill)."""
+    ray_backend.RayBackend, as whatever backend.start(job) returns: an object with Popen's poll/terminate/wait/kill).
+    fork: each process a fork of this one after the imports every run needs (rlhfsim.sweep.fork; default where safe:
+    POSIX, no GPU); False: a fresh `python -m rlhfsim run` subprocess per run."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rlhfsim.tracking import atomic_write_text
 
+    from rlhfsim.sweep import fork as forking
+
+    pristine = forking.pristine()  # before visible_gpus imports torch
     gpus = visible_gpus() if gpus is None else gpus
     todo = [j for j in jobs if j.decision.action in ("start", "resume")]
+    use_fork = backend is None and bool(todo) and (fork is not False) and forking.available(gpus, pristine)
+    if use_fork:
+        forking.preload()  # once here instead of once per run
     for j in jobs:
         if j.decision.action == "skip":
             j.status, j.detail = "skipped", j.decision.reason
@@ -129,10 +137,12 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
         job.log = open(d / "run.log", "a" if job.decision.action == "resume" else "w")
         job.log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run_command(d, job.decision.action))}\n")
         job.log.flush()
-        job.proc = subprocess.Popen(
-            run_command(d, job.decision.action), stdout=job.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=child_env(job.slot, n_jobs, gpus),
-        )
+        cmd = run_command(d, job.decision.action)
+        if use_fork and cmd[:3] == [sys.executable, "-m", "rlhfsim"]:  # the rlhfsim command itself: run it in a fork
+            job.proc = forking.fork_run(cmd[3:], job.log.fileno(), child_env(job.slot, n_jobs, gpus))
+        else:
+            job.proc = subprocess.Popen(cmd, stdout=job.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=child_env(job.slot, n_jobs, gpus))
         job.started = time.perf_counter()
         job.status = "running"
         running.append(job)

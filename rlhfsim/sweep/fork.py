@@ -1,0 +1,130 @@
+"""A local sweep's runs as forks of the warm sweep process, not fresh interpreters.
+
+Every `rlhfsim run` process spends its first seconds importing (torch, transformers, scipy, pandas, matplotlib for the
+run figure): 2-3 s of CPU a run on this project's 2-core machine, 20% of a 6-round propagation run (issue 34). The
+sweep imports them once (`preload`) and forks a child per run (`fork_run`), which runs the same `rlhfsim run` command
+line in the same environment, writing run.log as the subprocess did. Nothing a run computes differs: each run seeds
+its own generators from its config, the thread count is set from the child's environment (RLHFSIM_THREADS, as the
+subprocess's OMP_NUM_THREADS), and the parent never runs a torch op before forking (so no thread pool is copied).
+
+Used only where fork is safe: POSIX, CPU-only sweeps (a CUDA context does not survive a fork), the local backend;
+`rlhfsim sweep --no-fork` (or RLHFSIM_SWEEP_FORK=0) goes back to one subprocess a run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PRELOAD = ("rlhfsim.loop", "rlhfsim.cli", "rlhfsim.diagnostics.summary", "rlhfsim.report.run_figure", "pandas",
+           "pyarrow.parquet")
+
+
+def pristine() -> bool:
+    """Whether this process can have no OpenMP worker threads yet: torch not imported, or limited to one thread.
+    GNU OpenMP (torch's on Linux) is not fork-safe once its pool exists: a child's first parallel region would hang.
+    The sweep command imports torch only after this check and runs no torch op before forking."""
+    if "torch" not in sys.modules:
+        return True
+    return sys.modules["torch"].get_num_threads() == 1
+
+
+def available(gpus: list[str], pristine_process: bool) -> bool:
+    """Fork where it is safe and not switched off (RLHFSIM_SWEEP_FORK=0): POSIX, no GPU, no OpenMP pool (pristine)."""
+    return hasattr(os, "fork") and not gpus and pristine_process and os.environ.get("RLHFSIM_SWEEP_FORK", "1") != "0"
+
+
+def preload() -> None:
+    """Import what every run imports (and matplotlib's Agg backend, for the run figure) in the sweep process."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # optional pieces (pyarrow) are the run's business, as before
+            pass
+    from rlhfsim.report.figures import _plt
+
+    _plt()
+
+
+class ForkedRun:
+    """Popen's poll / wait / terminate / kill / returncode for a forked child (negative returncode: killed by signal)."""
+
+    def __init__(self, pid: int, args: list[str]):
+        self.pid, self.args, self.returncode = pid, args, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def fork_run(args: list[str], log_fd: int, env: dict[str, str]) -> ForkedRun:
+    """Fork; the child runs `rlhfsim ARGS` (args without `python -m rlhfsim`) with stdout and stderr on log_fd and
+    `env` as its environment, and exits with the command's code."""
+    for stream in (sys.stdout, sys.stderr):  # nothing of the parent's buffered output is written twice
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedRun(pid, args)
+    rc = 1
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.environ.clear()
+        os.environ.update(env)
+        # fresh stream objects: a lock the parent's progress thread held at fork time stays held in the child's copies
+        sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        import logging
+
+        for h in list(logging.root.handlers):  # the sweep's handler writes to the parent's stderr object
+            logging.root.removeHandler(h)
+        import torch
+        from rich.console import Console
+
+        import rlhfsim.cli as cli
+
+        torch.set_num_threads(int(env.get("RLHFSIM_THREADS") or env.get("OMP_NUM_THREADS") or torch.get_num_threads()))
+        cli.console = Console(file=sys.stdout)  # the run's own console, sized by the child's COLUMNS
+        rc = int(cli.main(args))
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported in run.log, as a subprocess's traceback would be
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(rc)
