@@ -105,7 +105,8 @@ def run_bench(args) -> dict:
         from rlhfsim.bench.study import bench_study
 
         out["study"] = bench_study(args.study_config, args.study_set, args.study_runs, args.study_rounds, args.study_jobs,
-                                   args.study_threads, args.baseline, args.study_alternations, not args.no_floor, args.study_cache)
+                                   args.study_threads, args.baseline, args.study_alternations, not args.no_floor, args.study_cache,
+                                   args.study_sweep)
     out["meta"]["total_s"] = time.perf_counter() - t0
     return out
 
@@ -266,4 +267,5 @@ def register(sub) -> None:
     s.add_argument("--study-cache", help="SFT / offline-set cache shared by both trees (default: .cache/rlhfsim of this tree)")
     s.add_argument("--baseline", metavar="REV", help="also time this commit's tree (git archive), interleaved batch by batch")
     s.add_argument("--no-floor", action="store_true", help="skip the GEMM-floor run (an extra, slow, untimed run)")
+    s.add_argument("--study-sweep", action="store_true", help="also time `rlhfsim sweep` itself over the same runs, per tree")
     b.set_defaults(func=cmd_bench)

@@ -71,6 +71,27 @@ def batch(tree: Path, config: str, seeds: list[int], rounds: int, jobs: int, thr
     return {"wall_s": time.perf_counter() - t0, "runs": [results[s] for s in seeds]}
 
 
+def sweep_wall(tree: Path, config: str, seeds: list[int], rounds: int, jobs: int, sets: list[str], work: Path) -> float:
+    """Wall seconds of `rlhfsim sweep --jobs J` from `tree` over the same runs (one variant, these seeds): the study as
+    users run it, with the sweep's own process handling (forks where the tree has them) and thread rule."""
+    import yaml
+
+    work.mkdir(parents=True, exist_ok=True)
+    exp = {"name": "study", "question": "how long does a study take?", "base": str((tree / config).resolve()),
+           "base_overrides": {"loop.rounds": rounds}, "variants": {"base": {}}, "seeds": seeds, "baseline": "base",
+           "primary": {"endpoint": "gold_gain", "better": "higher"}}
+    (work / "study.yaml").write_text(yaml.safe_dump(exp))
+    cmd = [sys.executable, "-m", "rlhfsim", "sweep", str(work / "study.yaml"), "--jobs", str(jobs), "--out", str(work / "runs"),
+           *[x for kv in sets for x in ("--set", kv)]]
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RLHFSIM_THREADS"):  # the sweep sets its children's threads itself
+        env.pop(k, None)
+    t0 = time.perf_counter()
+    with open(work / "sweep.log", "w") as log:
+        subprocess.run(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - t0
+
+
 def summarise(b: dict) -> dict:
     """Per-round seconds by phase (mean over runs), their shares, seconds per run, runs per hour."""
     runs = b["runs"]
@@ -82,8 +103,9 @@ def summarise(b: dict) -> dict:
 
 
 def bench_study(config: str, sets: list[str], runs: int, rounds: int, jobs: int, threads: int | None, baseline: str | None,
-                alternations: int, floor: bool, cache_dir: str | None) -> dict:
-    """The study section (module doc). threads None: the sweep's share, cores // jobs (at least 1)."""
+                alternations: int, floor: bool, cache_dir: str | None, sweep: bool = False) -> dict:
+    """The study section (module doc). threads None: the sweep's share, cores // jobs (at least 1). sweep: also time
+    `rlhfsim sweep` itself over the same runs in each tree (runs per hour as users see them; interleaved too)."""
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
     cache = str(Path(cache_dir or TREE / ".cache" / "rlhfsim").resolve())
     sets = [f"policy.cache_dir={cache}", "output.n_samples=2", *sets]
@@ -102,6 +124,10 @@ def bench_study(config: str, sets: list[str], runs: int, rounds: int, jobs: int,
             order = list(trees) if a % 2 == 0 else list(trees)[::-1]
             for name in order:
                 per[name].append(summarise(batch(trees[name], config, seeds, rounds, jobs, threads, sets, tmp / f"{name}_{a}")))
+            if sweep:
+                for name in order:
+                    wall = sweep_wall(trees[name], config, seeds, rounds, jobs, sets, tmp / f"sweep_{name}_{a}")
+                    out.setdefault("sweep_runs_per_hour", {}).setdefault(name, []).append(runs * 3600.0 / wall)
         for name, batches in per.items():
             out[name] = pooled(batches)
         if baseline:
@@ -142,6 +168,9 @@ def table_rows(res: dict, fmt) -> list[tuple[str, str, str]]:
         rows.append((f"  {p} s/round", fmt(cur["phases_s_per_round"][p], "{:.3f}"), note))
     rows.append(("study run s", fmt(cur["run_s"], "{:.1f}"), f"mean per run; baseline {base['run_s']:.1f}" if base else "mean per run"))
     rows.append(("study runs/hour", fmt(cur["runs_per_hour"], "{:.0f}"), f"baseline {base['runs_per_hour']:.0f}" if base else ""))
+    for name, rates in res.get("sweep_runs_per_hour", {}).items():
+        rows.append((f"sweep runs/hour, {name}", fmt(statistics.median(rates), "{:.0f}"),
+                     f"`rlhfsim sweep --jobs {res['jobs']}` end to end; each alternation " + " ".join(f"{r:.0f}" for r in rates)))
     if base:
         lo, hi = res["speedup_range"]
         rows.append(("study speedup (baseline run s / current)", fmt(res["speedup_run_s"], "{:.2f}x"),

@@ -12,7 +12,7 @@ from rlhfsim.cli import main
 def test_study_section_tiny_with_baseline(tmp_path, sft_cache):
     out = tmp_path / "b.json"
     rc = main(["bench", "--only", "study", "--study-config", "configs/tiny.yaml", "--study-runs", "2", "--study-rounds", "1",
-               "--study-jobs", "2", "--study-threads", "1", "--study-cache", sft_cache, "--baseline", "HEAD",
+               "--study-jobs", "2", "--study-threads", "1", "--study-cache", sft_cache, "--baseline", "HEAD", "--study-sweep",
                "--json", str(out), "--markdown", str(tmp_path / "b.md")])
     assert rc == 0
     s = json.loads(out.read_text())["study"]
@@ -25,6 +25,7 @@ def test_study_section_tiny_with_baseline(tmp_path, sft_cache):
         # the phases cover the run: per-round sum x rounds is the mean run's seconds
         assert math.isclose(r["round_s"] * s["rounds"], r["run_s"], rel_tol=1e-6)
     assert s["speedup_run_s"] > 0 and s["runs_per_hour_ratio"] > 0
+    assert set(s["sweep_runs_per_hour"]) == {"current", "baseline"} and min(min(v) for v in s["sweep_runs_per_hour"].values()) > 0
     # the GEMM floor: products in the policy update, sampling and evaluation, none in the report
     floor = s["floor_s_per_round"]
     assert floor["policy update"] > 0 and "report" not in floor
