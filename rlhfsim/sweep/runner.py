@@ -34,7 +34,14 @@ def visible_gpus() -> list[str]:
 
 
 def child_env(slot: int, jobs: int, gpus: list[str], cores: int | None = None) -> dict[str, str]:
-    """Environment of the child in job slot `slot`: its share of CPU threads, and its own GPU where there are GPUs."""
+    """Environment of the child in job slot `slot`: its share of CPU threads, and its own GPU where there are GPUs.
+
+    Threads: cores // jobs intra-op threads per run (OMP_NUM_THREADS, MKL_NUM_THREADS, and RLHFSIM_THREADS, which a
+    forked run reads), at least 1: `--jobs 2` on 2 cores runs two 1-thread runs, `--jobs 1` one 2-thread run. Runs at
+    these sizes are small GEMMs and many small ops that a second thread speeds up far less than 2x, so the cores a study
+    is given go furthest as one thread per run (docs/performance.md, "Study throughput", measures runs/hour at jobs 1
+    and 2 x threads 1 and 2). Oversubscribing (jobs x threads > cores) makes a parallel region's threads wait for each
+    other's time slices. The thread count is part of the SFT cache key, so it is the same for every run of a sweep."""
     cores = cores or os.cpu_count() or 1
     threads = str(max(1, cores // max(1, jobs)))
     env = dict(os.environ)
