@@ -43,6 +43,10 @@ def plan_table(jobs: list[Job], title: str):
 def cmd_sweep(args) -> int:
     from rich.console import Console
 
+    from rlhfsim.sweep.fork import pristine
+
+    fork = not args.no_fork and pristine()  # first thing: no torch imported, so no OpenMP pool to copy into forks
+
     console = Console()
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
@@ -83,7 +87,7 @@ def cmd_sweep(args) -> int:
     write_experiment_record(exp, out_root, args.set)
     t0 = time.perf_counter()
     try:
-        execute(jobs, n_jobs, console=console, backend=backend, fork=False if args.no_fork else None)
+        execute(jobs, n_jobs, console=console, backend=backend, fork=fork)
     except KeyboardInterrupt:
         console.print(results_table(jobs, f"{exp.name}: interrupted"))
         return 130

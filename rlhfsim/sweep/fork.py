@@ -25,17 +25,19 @@ PRELOAD = ("rlhfsim.loop", "rlhfsim.cli", "rlhfsim.diagnostics.summary", "rlhfsi
 
 
 def pristine() -> bool:
-    """Whether this process can have no OpenMP worker threads yet: torch not imported, or limited to one thread.
-    GNU OpenMP (torch's on Linux) is not fork-safe once its pool exists: a child's first parallel region would hang.
-    The sweep command imports torch only after this check and runs no torch op before forking."""
-    if "torch" not in sys.modules:
-        return True
-    return sys.modules["torch"].get_num_threads() == 1
+    """Whether a fork is safe here: torch not imported yet, so no OpenMP pool can exist. GNU OpenMP (torch's on
+    Linux) is not fork-safe once a parallel region has run: the child's first parallel region waits for threads that
+    were not copied (seen: a sweep forked from a test session that had run 2-thread GEMMs hung). The sweep command asks
+    before it imports torch and runs no torch op before forking; a process that already imported torch (a test session,
+    a notebook) spawns fresh processes instead. numpy's OpenBLAS and pyarrow's jemalloc threads are fork-safe (they
+    re-initialise in the child)."""
+    return "torch" not in sys.modules
 
 
-def available(gpus: list[str], pristine_process: bool) -> bool:
-    """Fork where it is safe and not switched off (RLHFSIM_SWEEP_FORK=0): POSIX, no GPU, no OpenMP pool (pristine)."""
-    return hasattr(os, "fork") and not gpus and pristine_process and os.environ.get("RLHFSIM_SWEEP_FORK", "1") != "0"
+def available(gpus: list[str], safe: bool) -> bool:
+    """Fork where it is safe (`safe`: the process ran no torch op, see pristine) and not switched off
+    (RLHFSIM_SWEEP_FORK=0): POSIX, no GPU."""
+    return hasattr(os, "fork") and not gpus and safe and os.environ.get("RLHFSIM_SWEEP_FORK", "1") != "0"
 
 
 def preload() -> None:

@@ -101,8 +101,10 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
             backend=None, fork: bool | None = None) -> list[Job]:
     """Run the start/resume jobs, n_jobs at once, each in its own `rlhfsim run` process (or, with a `backend` such as
     ray_backend.RayBackend, as whatever backend.start(job) returns: an object with Popen's poll/terminate/wait/kill).
-    fork: each process a fork of this one after the imports every run needs (rlhfsim.sweep.fork; default where safe:
-    POSIX, no GPU); False: a fresh `python -m rlhfsim run` subprocess per run."""
+    fork: True: each process a fork of this one after the imports every run needs (rlhfsim.sweep.fork), where that is
+    possible (POSIX, no GPU, RLHFSIM_SWEEP_FORK not 0); the caller vouches that this process has run no torch op (the
+    sweep command checks `fork.pristine()` first thing). None: the same if this process is pristine now. False: a fresh
+    `python -m rlhfsim run` subprocess per run."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -110,12 +112,14 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
 
     from rlhfsim.sweep import fork as forking
 
-    pristine = forking.pristine()  # before visible_gpus imports torch
+    safe = forking.pristine() if fork is None else bool(fork)  # before visible_gpus imports torch
     gpus = visible_gpus() if gpus is None else gpus
     todo = [j for j in jobs if j.decision.action in ("start", "resume")]
-    use_fork = backend is None and bool(todo) and (fork is not False) and forking.available(gpus, pristine)
+    use_fork = backend is None and bool(todo) and forking.available(gpus, safe)
     if use_fork:
         forking.preload()  # once here instead of once per run
+        if console is not None:
+            console.print("[dim]runs start as forks of this process after its imports (--no-fork: fresh processes)[/dim]")
     for j in jobs:
         if j.decision.action == "skip":
             j.status, j.detail = "skipped", j.decision.reason
