@@ -135,7 +135,8 @@ def fig_calibration(study, pal=None, band=None) -> FigureResult:
         ax.axhline(1.0, color="#1f7a4d", ls="--", lw=1.2)
         ax.axhline(0.6, color="#c0392b", ls=":", lw=1.2)
         ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel(f"within-prompt Spearman of the source with gold ({label}, held-out policy samples)")
+        ax.set_xlabel(f"within-prompt Spearman of the source with gold\n({label}, held-out samples of the policy)")
+        ax.set_title(f"ranking quality measured at {label}", fontsize=11)
         ax.set_ylabel("gold gain as a share of the gold ceiling's")
     fig.tight_layout()
     cap = ("Each small dot is one seed (its late gold gain over the mean ceiling gain), each large dot an arm's mean share "
