@@ -12,10 +12,9 @@ import numpy as np
 from rlhfsim import diagnostics as diag
 from rlhfsim.diagnostics import audit
 from rlhfsim.reward import recalibrate
-from rlhfsim.reward.buffer import Group
+from rlhfsim.reward.buffer import Group, annotate_group
 from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.reward.proxy import calibrate_noisy_gold
-from rlhfsim.world.annotator import tie_keys
 
 RECAL_SEED = 104_729  # recalibration prompts: default_rng([seed, RECAL_SEED, round])
 
@@ -33,13 +32,9 @@ def annotate_groups(sim, prompts, texts: list[str], round_: int) -> list[Group]:
     gold = sim.world.gold([p for p in prompts for _ in range(k)], texts).reshape(len(prompts), k)
     groups = []
     for i, p in enumerate(prompts):
-        comps, g = list(texts[i * k : (i + 1) * k]), gold[i]
-        is_ref = [False] * k
-        if sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix:
-            ref = sim.world.reference_completion(p)
-            comps, g, is_ref = comps + [ref], np.append(g, sim.world.gold([p], [ref])), is_ref + [True]
-        keys = tie_keys([p.text] * len(comps), comps, sim.cfg.seed) if sim.annotator.ties == "consistent" else None
-        groups.append(Group(p, comps, g, sim.annotator(g, sim.rng["annotate"], keys), round_, is_ref))
+        with_ref = sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix  # drawn first: the streams' order
+        groups.append(annotate_group(sim.world, sim.annotator, p, texts[i * k : (i + 1) * k], gold[i], with_ref,
+                                     sim.rng["annotate"], sim.cfg.seed, round_))
     return groups
 
 

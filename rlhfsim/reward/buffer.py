@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rlhfsim.world.annotator import tie_keys
 from rlhfsim.world.base import Prompt
 
 
@@ -23,6 +24,18 @@ class Group:
     @property
     def n_pairs(self) -> int:
         return int(self.prefs.sum())
+
+
+def annotate_group(world, annotator, prompt: Prompt, completions: list[str], gold: np.ndarray, with_reference: bool,
+                   rng: np.random.Generator, tie_salt: int, round_: int) -> Group:
+    """One prompt's group as the annotator ranks it: its completions [k] with their gold [k], plus the world's
+    reference answer when asked (a human-written answer in the set); ties "consistent" read keys salted by tie_salt."""
+    comps, g, is_ref = list(completions), np.asarray(gold), [False] * len(completions)
+    if with_reference:
+        ref = world.reference_completion(prompt)
+        comps, g, is_ref = comps + [ref], np.append(g, world.gold([prompt], [ref])), is_ref + [True]
+    keys = tie_keys([prompt.text] * len(comps), comps, tie_salt) if annotator.ties == "consistent" else None
+    return Group(prompt, comps, g, annotator(g, rng, keys), round_, is_ref)
 
 
 class PreferenceBuffer:

@@ -33,12 +33,13 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=N
         mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()  # [N, S]
         ids = torch.full(mask.shape, pad, dtype=torch.long)
         ids[mask.bool()] = torch.tensor([t for r in rows for t in (*r, eos)], dtype=torch.long)  # row-major
-        hit = _ENCODED[key] = (ids, mask)
+        # the entry holds the tokenizer: while it is cached no other tokenizer can take its id (the key's first part)
+        hit = _ENCODED[key] = (ids, mask, tokenizer)
         while len(_ENCODED) > ENCODED_KEEP:
             _ENCODED.popitem(last=False)
     else:
         _ENCODED.move_to_end(key)
-    ids, mask = hit
+    ids, mask, _ = hit
     return ids.clone().to(device), mask.clone().to(device)
 
 
@@ -63,8 +64,7 @@ def copy_trunk(source, target, n_layer: int) -> None:
     match in name and shape (a mismatch is a config error, caught at load time by config.py's cross-checks)."""
     src = source.transformer.state_dict()
     keep = {k: v for k, v in src.items() if not k.startswith("h.") or int(k.split(".")[1]) < n_layer}
-    result = target.transformer.load_state_dict(keep, strict=True)  # strict: no trunk weight left random
-    assert not result.missing_keys and not result.unexpected_keys, result
+    target.transformer.load_state_dict(keep, strict=True)  # strict: raises if any trunk weight would stay random
 
 
 class MemberRewards:

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhfsim.reward.buffer import Group
-from rlhfsim.world.annotator import tie_keys
+from rlhfsim.reward.buffer import Group, annotate_group
 from rlhfsim.world.base import Prompt
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,7 @@ def collect(world, sampler, annotator, n_pairs: int, k: int, reference: bool, se
         texts = sampler.texts([p for p in prompts for _ in range(k)], gen)
         gold = world.gold([p for p in prompts for _ in range(k)], texts).reshape(len(prompts), k)
         for i, p in enumerate(prompts):
-            comps, g, is_ref = list(texts[i * k : (i + 1) * k]), gold[i], [False] * k
-            if reference:
-                ref = world.reference_completion(p)
-                comps, g, is_ref = comps + [ref], np.append(g, world.gold([p], [ref])), is_ref + [True]
-            keys = tie_keys([p.text] * len(comps), comps, seed) if annotator.ties == "consistent" else None
-            groups.append(Group(p, comps, g, annotator(g, rng, keys), 0, is_ref))
+            groups.append(annotate_group(world, annotator, p, texts[i * k : (i + 1) * k], gold[i], reference, rng, seed, 0))
             pairs += groups[-1].n_pairs
             if pairs >= n_pairs:
                 break
