@@ -79,3 +79,16 @@ def test_round_kl_stops_a_round_and_logs_its_iterations(arms):
 def test_proxy_gold_metrics_are_logged_per_round(arms):
     rows = read_jsonl(arms / "sft_mean_equal" / "metrics.jsonl")[1:]
     assert all(r["eval/proxy_gold_w1"] >= 0 and abs(r["eval/proxy_gold_gap"]) < 100 for r in rows)
+
+
+def test_every_new_metric_is_documented(arms):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_test_loop", Path(__file__).with_name("test_loop.py"))  # importlib mode
+    spec.loader.exec_module(mod := importlib.util.module_from_spec(spec))
+    pats = mod._documented_patterns()
+    keys = {k for name in ARMS for row in read_jsonl(arms / name / "metrics.jsonl") for k in row} - {"round"}
+    assert {"eval/proxy_gold_gap", "eval/proxy_gold_w1", "policy/iterations"} <= keys
+    undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
+    assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
