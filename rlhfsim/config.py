@@ -149,7 +149,8 @@ class Config(Strict):
         if self.reward.across_rounds != "last" and L.reward_source != "learned":
             raise ValueError(f"reward.across_rounds {self.reward.across_rounds!r} combines trained reward models; "
                              f"loop.reward_source is {L.reward_source}: set it to learned or across_rounds: last")
-        if "liti_eta" in L.model_fields_set and L.policy_start != "interpolate":
+        # a non-default eta without interpolate is a mistake (not the field being set: resolved configs list every field)
+        if L.liti_eta != type(L).model_fields["liti_eta"].default and L.policy_start != "interpolate":
             raise ValueError("loop.liti_eta is the weight of policy_start: interpolate; set loop.policy_start: interpolate or drop it")
 
     def _reward_start(self) -> None:
