@@ -61,8 +61,9 @@ class PolicyStart:
         if mode not in STARTS:
             raise ValueError(f"unknown loop.policy_start {mode!r}; valid: {', '.join(STARTS)}")
         self.mode, self.eta = mode, float(eta)
-        self.initial = {name: clone_state(m) for name, m in opt.models().items()}
-        self.initial_opt = copy.deepcopy(opt.state_dict())
+        keep = mode != "continue"  # continue never goes back: no copy of the models held for it
+        self.initial = {name: clone_state(m) for name, m in opt.models().items()} if keep else {}
+        self.initial_opt = copy.deepcopy(opt.state_dict()) if keep else {}
         self.start: dict | None = None  # LITI: the previous round's start point {model: state}; None = the initial
 
     def apply(self, opt, round_: int) -> None:

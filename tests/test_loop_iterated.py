@@ -92,3 +92,28 @@ def test_every_new_metric_is_documented(arms):
     assert {"eval/proxy_gold_gap", "eval/proxy_gold_w1", "policy/iterations"} <= keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
+
+
+def test_sft_start_reloads_policy_and_value_model_and_resets_ppo_state(tmp_path, sft_cache):
+    """On the real PPO optimiser: after an update, the sft start puts back the SFT policy (Simulation.ref's weights),
+    the value model as built, empty AdamW moments and the KL controller's initial state."""
+    import numpy as np
+    import torch
+
+    from rlhfsim.iterated import clone_state
+    from rlhfsim.loop import Simulation
+    from rlhfsim.tracking import RunDir
+
+    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.policy_start=sft",
+                                            "optimizer.kl_controller=adaptive", "optimizer.lr=1e-2"])
+    sim = Simulation(cfg, RunDir.for_config(cfg, tmp_path / "run"))
+    value0, kl0 = clone_state(sim.opt.value), sim.opt.kl_ctl.state_dict()
+    prompts = sim.world.sample_prompts(cfg.optimizer.batch_size, sim.rng["prompts"])
+    sim.opt.iteration(prompts, lambda p, t: np.array([len(x) for x in t], dtype=float), sim.world.gold, sim.gen)
+    moved = lambda a, b: any(not torch.equal(v, b[k]) for k, v in a.items())
+    assert moved(clone_state(sim.policy), clone_state(sim.ref)) and moved(clone_state(sim.opt.value), value0)
+    assert sim.opt.optimizer.state and sim.opt.kl_ctl.state_dict() != kl0
+    sim.start.apply(sim.opt, 2)
+    assert not moved(clone_state(sim.policy), clone_state(sim.ref)) and not moved(clone_state(sim.opt.value), value0)
+    assert not sim.opt.optimizer.state and sim.opt.kl_ctl.state_dict() == kl0
+    assert sim.opt.ref is sim.ref  # kl_anchor sft: the optimiser's reference is the SFT policy itself
