@@ -117,3 +117,17 @@ def test_sft_start_reloads_policy_and_value_model_and_resets_ppo_state(tmp_path,
     assert not moved(clone_state(sim.policy), clone_state(sim.ref)) and not moved(clone_state(sim.opt.value), value0)
     assert not sim.opt.optimizer.state and sim.opt.kl_ctl.state_dict() == kl0
     assert sim.opt.ref is sim.ref  # kl_anchor sft: the optimiser's reference is the SFT policy itself
+
+
+def test_inner_evaluations_and_the_gap_leave_training_untouched(tmp_path, sft_cache):
+    """Evaluation draws from its own generators: with inner_eval and proxy_gold_gap on, every training metric and
+    every optimiser step is what it is with them off."""
+    base = [f"policy.cache_dir={sft_cache}"]
+    run(load_config("configs/tiny.yaml", base), out=tmp_path / "off")
+    run(load_config("configs/tiny.yaml", base + ["loop.inner_eval.every=1", "loop.inner_eval.prompts=8",
+                                                 "loop.proxy_gold_gap=true"]), out=tmp_path / "on")
+    assert strip(read_jsonl(tmp_path / "off" / "ppo_steps.jsonl")) == strip(read_jsonl(tmp_path / "on" / "ppo_steps.jsonl"))
+    new = ("eval/proxy_gold_gap", "eval/proxy_gold_w1")
+    on = [{k: v for k, v in r.items() if k not in new} for r in strip(read_jsonl(tmp_path / "on" / "metrics.jsonl"))]
+    assert strip(read_jsonl(tmp_path / "off" / "metrics.jsonl")) == on
+    assert len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 4 and not (tmp_path / "off" / "inner_eval.jsonl").exists()
