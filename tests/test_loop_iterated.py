@@ -131,3 +131,32 @@ def test_inner_evaluations_and_the_gap_leave_training_untouched(tmp_path, sft_ca
     on = [{k: v for k, v in r.items() if k not in new} for r in strip(read_jsonl(tmp_path / "on" / "metrics.jsonl"))]
     assert strip(read_jsonl(tmp_path / "off" / "metrics.jsonl")) == on
     assert len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 4 and not (tmp_path / "off" / "inner_eval.jsonl").exists()
+
+
+def test_a_skipped_round_undoes_its_reward_snapshot_and_liti_start(tmp_path, sft_cache, monkeypatch):
+    """guards.on_divergence skip_round in round 2 (a NaN loss after a real update): the round's reward-model snapshot
+    and LITI start point are undone with its weights, and the checkpoint holds round 1's."""
+    import torch
+
+    from rlhfsim.ppo.trainer import PPOTrainer
+
+    real, calls = PPOTrainer.iteration, {"n": 0}
+
+    def poisoned(self, *a, **k):
+        stats = real(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 4:  # round 2's second iteration
+            stats["loss/policy_avg"] = float("nan")
+        return stats
+
+    over = [f"policy.cache_dir={sft_cache}", "loop.policy_start=interpolate", "loop.liti_eta=0.5",
+            "reward.across_rounds=mean", "guards.on_divergence=skip_round"]
+    run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / "one")
+    monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
+    run(load_config("configs/tiny.yaml", over), out=tmp_path / "skip")
+    assert read_jsonl(tmp_path / "skip" / "metrics.jsonl")[-1]["guard/skipped"] == 1
+    one, skip = (torch.load(p / "checkpoints" / "latest" / "state.pt", weights_only=True)["iterated"]
+                 for p in (tmp_path / "one", tmp_path / "skip"))
+    assert sorted(skip["rm_rounds"]["states"]) == ["1"]  # round 2's snapshot undone
+    for name, state in one["policy_start"]["start"].items():
+        assert all(torch.equal(v, skip["policy_start"]["start"][name][k]) for k, v in state.items())
