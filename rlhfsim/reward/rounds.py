@@ -55,7 +55,7 @@ class RoundRewards:
             avg = [mean_states([self.states[r][m] for r in rounds]) for m in range(len(rms.members))]
             self.scorers = {rounds[-1]: _scorer(rms, avg)} if rounds else {}
         else:
-            self.scorers = {r: self.scorers.get(r) or _scorer(rms, self.states[r]) for r in rounds}
+            self.scorers = {r: self.scorers[r] if r in self.scorers else _scorer(rms, self.states[r]) for r in rounds}
 
     def rewards(self, prompts: list[str], texts: list[str]) -> np.ndarray:
         """[R, N] each kept round's reward (mean/min), or [1, N] the averaged model's (weight_average)."""
