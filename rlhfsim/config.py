@@ -116,6 +116,7 @@ class Config(Strict):
         if self.loop.reward_source != "noisy_gold" and (ng.rho is not None or ng.sigma is not None):
             raise ValueError(f"loop.noisy_gold sets the noise of loop.reward_source: noisy_gold; this run's source is "
                              f"{self.loop.reward_source}: drop loop.noisy_gold or set the source")
+        self._iterated()
         if self.surgery.profile == "optimum" and self.reward.prompt_aware:
             raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
                              "reward.prompt_aware set use surgery.profile: pooled")
@@ -133,6 +134,24 @@ class Config(Strict):
             if self.world.reference_column is None:
                 raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
         return self
+
+    def _iterated(self) -> None:
+        """Issue 36's choices: each needs what it reads."""
+        L = self.loop
+        if L.buffer in ("equal_share", "prompt_once") and L.buffer_total is None:
+            raise ValueError(f"loop.buffer: {L.buffer} draws a fixed-size sample; set loop.buffer_total (groups, e.g. 64)")
+        if L.buffer not in ("equal_share", "prompt_once") and L.buffer_total is not None:
+            raise ValueError(f"loop.buffer_total sizes the equal_share / prompt_once sample; loop.buffer is {L.buffer}: "
+                             "drop loop.buffer_total or set the buffer")
+        if L.inner_eval.every > 0 and L.inner_eval.prompts > L.eval_prompts:
+            raise ValueError(f"loop.inner_eval.prompts ({L.inner_eval.prompts}) is a subset of loop.eval_prompts "
+                             f"({L.eval_prompts}); lower it")
+        if self.reward.across_rounds != "last" and L.reward_source != "learned":
+            raise ValueError(f"reward.across_rounds {self.reward.across_rounds!r} combines trained reward models; "
+                             f"loop.reward_source is {L.reward_source}: set it to learned or across_rounds: last")
+        # a non-default eta without interpolate is a mistake (not the field being set: resolved configs list every field)
+        if L.liti_eta != type(L).model_fields["liti_eta"].default and L.policy_start != "interpolate":
+            raise ValueError("loop.liti_eta is the weight of policy_start: interpolate; set loop.policy_start: interpolate or drop it")
 
     def _reward_start(self) -> None:
         """reward.backbone: policy copies the built-in policy's trunk, so the shapes must match; an offline set needs

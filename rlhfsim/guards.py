@@ -141,9 +141,11 @@ class Guard:
             "models": {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in models.items()},
             "optimizer": copy.deepcopy(state["optimizer"]),
             "buffer": state["buffer"],
+            "iterated": copy.deepcopy(state["iterated"]),
         }
 
     def _restore(self, snap: dict) -> None:
+        self.sim.load_iterated(copy.deepcopy(snap["iterated"]))  # first: drops a reward-model snapshot the round added
         for k, m in self.sim.state(0)[0].items():
             m.load_state_dict(snap["models"][k])
         self.sim.opt.load_state_dict(copy.deepcopy(snap["optimizer"]))

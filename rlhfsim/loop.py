@@ -2,7 +2,8 @@
 
     round 0: evaluate the SFT policy
     round r: 1 sample prompts -> 2 generate k completions -> 3 annotate -> 4 buffer -> 5 train reward model(s)
-             -> 6 diagnose the proxy (+ audits, recalibration) -> 7 policy optimiser (optimizer.name: ppo, grpo, ...)
+             -> 6 diagnose the proxy (+ audits, recalibration) -> 7 policy start, KL anchor, policy optimiser
+             (optimizer.name: ppo, grpo, ...; inner evaluations)
              -> 8 diagnose policy -> 9 log + checkpoint
 """
 
@@ -23,9 +24,11 @@ from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics import audit
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
 from rlhfsim.loop_phases import (annotate_groups, annotation_stats, audit_reward_model, best_of_n_metrics, calibrate_noise,
-                                 diagnose_reward_model, diagnose_training_groups, fit_member_scale, fit_recalibration, mean_steps)
+                                 diagnose_reward_model, diagnose_training_groups, fit_member_scale, fit_recalibration, inner_eval,
+                                 mean_steps, proxy_gold_metrics)
 from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
+from rlhfsim.iterated import Anchor, PolicyStart
 from rlhfsim.models import build
 from rlhfsim.models.hf import policy_tokenizer
 from rlhfsim.models.parallel import Parallel, autocast, local_device
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
 # seeds of the streams that are not spawned from STREAMS (named, so no literal is repeated or reused by accident)
 EVAL_SEED = 10_000_019  # evaluation generators: EVAL_SEED * (seed + 1) + 97 * round + stream id
-EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30}  # shift i: 20 + i
+EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30, "inner": 40}  # shift i: 20 + i
 FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FRESH_RM_SEED + round
 
 
@@ -79,14 +82,16 @@ class Simulation:
         self.world = build_world(cfg.world, policy_tokenizer=policy_tokenizer(cfg.policy), device=self.device, score_batch=cfg.compute.score_batch)
         cfg.types_check(self.world.prompt_types)
         self.policy, self.sft_stats = build.warm_start(self.world, cfg, self.device)
-        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)  # the SFT policy: evaluations' KL reference
+        self.anchor = Anchor(cfg.loop.kl_anchor, self.ref)  # the optimiser's KL reference (loop.kl_anchor; sft: self.ref)
         # phase 7's optimiser, built here: PPO's value model takes its initial weights from this point of the torch stream
-        self.opt = build_optimizer(cfg, self.policy, self.ref, self.world.tokenizer, self.device, self.parallel)
+        self.opt = build_optimizer(cfg, self.policy, self.anchor.module, self.world.tokenizer, self.device, self.parallel)
+        self.start = PolicyStart(cfg.loop.policy_start, cfg.loop.liti_eta, self.opt)  # each round's start (loop.policy_start)
         self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
         # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
         # reward.backbone: policy copies the frozen SFT reference's trunk (also when reward.init: fresh re-draws it later)
         self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device, self.ref), self.world.gold)
-        self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window)
+        self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window, cfg.loop.buffer_total, cfg.seed)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         # the offline preference set (reward.offline) and the reward model pre-trained on it, before round 1
         offline_groups, self.offline_stats = offline.prepare(self.world, self.sampler, self.annotator, self.proxy.rms, cfg, self.device, self._pretrain)
@@ -160,6 +165,7 @@ class Simulation:
             "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "buffer": json.dumps(self.buffer.state_dict()),
+            "iterated": self.iterated_state(),
         }
         if self.device.type == "cuda":  # on a GPU, dropout draws from the device's own default generator
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -176,7 +182,18 @@ class Simulation:
         if "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.buffer.load_state_dict(json.loads(state["buffer"]))
+        self.load_iterated(state.get("iterated", {}))
         return state["round"]
+
+    def iterated_state(self) -> dict:
+        """Issue 36's state between rounds: LITI's start point, the rounds' reward-model snapshots (tensors)."""
+        rounds = self.proxy.rounds
+        return {"policy_start": self.start.state_dict(), "rm_rounds": rounds.state_dict() if rounds is not None else None}
+
+    def load_iterated(self, state: dict) -> None:
+        self.start.load_state_dict(state.get("policy_start") or {})
+        if self.proxy.rounds is not None and state.get("rm_rounds") is not None:
+            self.proxy.rounds.load_state_dict(state["rm_rounds"], self.rms)
 
 
 @contextmanager
@@ -222,7 +239,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             sim.last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate")
         log.info("resuming %s after round %d", run_dir.path, done_round)
     else:
-        for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+        for name in ("metrics.jsonl", "ppo_steps.jsonl", "inner_eval.jsonl"):
             (run_dir.path / name).unlink(missing_ok=True)
         # round 0: the SFT policy before any feedback (also the probe set: one draw)
         ev = sim.sft_eval()
@@ -272,6 +289,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                     if cfg.reward.init == "fresh":
                         sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
                     row.update(build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
+                if L.reward_source == "learned":
+                    sim.proxy.add_round(r)  # reward.across_rounds keeps every round's model (no-op for last)
             guard.check("reward", r, row)
             row["rm/frozen"] = int(frozen)
 
@@ -302,16 +321,26 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 7 policy optimiser against the proxy's score (any source) with the KL anchor ------
             reporter.phase(r, "policy")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-            O = cfg.optimizer
+            O, I = cfg.optimizer, L.inner_eval
+            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every I.every iterations
             with timed(row, "policy"):
                 if L.train_policy:
+                    sim.start.apply(sim.opt, r)  # 7a the round's start: continue, SFT, or interpolate (loop.policy_start)
+                    sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start (loop.kl_anchor)
                     for it in range(O.iterations):
                         groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
                         batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows
                         stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
                         steps.append({"round": r, "iteration": it, **stats})
                         guard.check("policy", r, stats)
+                        over_kl = L.round_kl is not None and stats["objective/kl"] >= L.round_kl  # the round's KL budget
+                        if I.every and ((it + 1) % I.every == 0 or it + 1 == O.iterations or over_kl):
+                            inner.append(inner_eval(sim, r, it + 1))
+                        if over_kl:
+                            break
             row.update(mean_steps(steps))
+            if L.train_policy and L.round_kl is not None:
+                row["policy/iterations"] = len(steps)  # fewer than optimizer.iterations when loop.round_kl stopped the round
 
             # 8 diagnose the updated policy on the held-out prompts --------------------------
             reporter.phase(r, "evaluate")
@@ -320,6 +349,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                 proxy, members = sim.proxy.values(ev.flat_prompts(), ev.texts)
                 proxy = proxy.reshape(ev.gold.shape)
                 row.update(policy_metrics(ev, proxy, run_dir.path / "rewards", r))  # + paired covariances with earlier rounds
+                if L.proxy_gold_gap:
+                    row.update(proxy_gold_metrics(sim, ev, proxy))
             guard.check("evaluate", r, row)
 
             # 9 log + checkpoint --------------------------------------------------------------
@@ -327,6 +358,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             run_dir.write_rewards(r, rewards_table(ev, members, proxy, r))
             run_dir.write_samples(r, sample_rows(ev, proxy, cfg.output.n_samples))
             run_dir.log_steps(steps)
+            run_dir.log_inner(inner)
             run_dir.log_round(row)
             if cfg.output.checkpoints:
                 run_dir.save_checkpoint(r, *sim.state(r))

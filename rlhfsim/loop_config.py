@@ -27,6 +27,19 @@ class NoisyGoldConfig(Strict):
                        "proxy's own noise; more draws make the rho(sigma) curve smoother).")
 
 
+class InnerEvalConfig(Strict):
+    """Evaluation inside a round's policy optimisation (issue 36): every `every` policy iterations, the policy's
+    samples of a held-out subset are scored by gold and the proxy, with their KL from the SFT policy, and written to
+    inner_eval.jsonl; each round then draws its own gold-against-KL curve."""
+
+    every: int = Field(0, ge=0, description="Evaluate after every this many policy iterations of a round (and after "
+                       "its last); 0 = off.")
+    prompts: int = Field(32, ge=1, description="The first this many of loop.eval_prompts (a smaller held-out subset "
+                         "keeps inner evaluation cheap; at most loop.eval_prompts).")
+    completions: int = Field(2, ge=1, le=64, description="Samples per inner-evaluation prompt (one fixed eval stream "
+                             "per round: every evaluation of a round draws with the same seed, so they are paired).")
+
+
 class LoopConfig(Strict):
     """The round loop (rlhfsim.loop)."""
 
@@ -39,8 +52,33 @@ class LoopConfig(Strict):
         "ties: break (or consistent) this gives every group a total order (the collapse study)."
     )
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig)
-    buffer: Literal["fresh", "accumulate", "window"] = Field("accumulate", description="Which rounds' data train the reward model.")
+    buffer: Literal["fresh", "accumulate", "window", "equal_share", "prompt_once"] = Field(
+        "accumulate", description="Which rounds' data train the reward model: fresh (the last round's), accumulate (all "
+        "rounds concatenated), window (the last `window` rounds), equal_share (a fixed-size sample of buffer_total "
+        "groups, an equal share from every round so far, drawn afresh each round, seeded by seed and round), "
+        "prompt_once (equal_share, but no prompt twice in the sample: newer rounds pick first).")
     window: int = Field(3, ge=1, description="Rounds kept when buffer = window.")
+    buffer_total: int | None = Field(None, ge=1, description="Groups in the equal_share / prompt_once sample (the "
+                                     "reward model's training set size each round; a round short of its share gives "
+                                     "the rest to the others). Required by those modes, refused by the others.")
+    policy_start: Literal["continue", "sft", "interpolate"] = Field(
+        "continue", description="Where each round's policy optimisation starts (rlhfsim.iterated): continue (the last "
+        "policy, optimiser state kept), sft (the SFT policy and initial value model, optimiser state and KL controller "
+        "reset), interpolate (LITI: (1 - liti_eta) * the previous start + liti_eta * the last policy, parameter by "
+        "parameter, for policy and value model; optimiser state reset).")
+    liti_eta: float = Field(0.5, ge=0, le=1, description="policy_start interpolate: the weight of the last policy (1 = "
+                            "continue's weights with a reset optimiser, 0 = SFT every round).")
+    kl_anchor: Literal["sft", "round_start"] = Field(
+        "sft", description="The policy optimiser's KL reference: the SFT policy, or the policy as each round starts "
+        "(after policy_start). eval/kl and inner evaluations measure KL from SFT either way.")
+    round_kl: float | None = Field(None, gt=0, description="Per-round policy budget by KL: end the round's policy "
+                                   "iterations once a batch's objective/kl (to the KL anchor) reaches this; "
+                                   "optimizer.iterations stays the maximum. null = always optimizer.iterations.")
+    inner_eval: InnerEvalConfig = Field(default_factory=InnerEvalConfig, description="Evaluation every N policy "
+                                        "iterations inside a round (inner_eval.jsonl).")
+    proxy_gold_gap: bool = Field(False, description="Per round: eval/proxy_gold_gap (proxy minus gold mean, each in "
+                                 "standard units of the SFT probe set under this round's proxy) and eval/proxy_gold_w1 "
+                                 "(Wasserstein-1 between z-scored proxy and z-scored gold on the held-out samples).")
     reference_mix: float = Field(
         0.0, ge=0, le=1, description="Share of annotated groups that also get the world's reference (gold) completion."
     )

@@ -140,3 +140,24 @@ def best_of_n_metrics(sim, round_: int) -> dict:
         out[f"bon/gold_n{row.n}"] = row.gold
         out[f"bon/proxy_n{row.n}"] = row.proxy
     return out
+
+
+# ------------------------------------------------------------------ issue 36: inside a round, and the proxy-gold gap
+
+def inner_eval(sim, round_: int, iteration: int) -> dict:
+    """One inner_eval.jsonl row: held-out gold, proxy (before recalibration and surgery, as eval/proxy) and KL from
+    the SFT policy, means over loop.inner_eval's subset; one eval stream per round, so a round's rows are paired."""
+    I = sim.cfg.loop.inner_eval
+    ev = sim.evaluate(sim.eval_prompts[: I.prompts], I.completions, round_, "inner")
+    proxy = sim.proxy.values(ev.flat_prompts(), ev.texts)[0]
+    return {"round": round_, "iteration": iteration, "gold": float(ev.gold.mean()), "proxy": float(np.mean(proxy)),
+            "kl": float(ev.kl.mean())}
+
+
+def proxy_gold_metrics(sim, ev, proxy: np.ndarray) -> dict:
+    """eval/proxy_gold_gap (against the SFT probe set under this round's proxy) and eval/proxy_gold_w1 of the
+    round's held-out samples: ev.gold, proxy [P, k]."""
+    probe = sim.probe_set()
+    ref_proxy = sim.proxy.values(probe.flat_prompts(), probe.texts)[0]
+    return {"eval/proxy_gold_gap": diag.overopt.proxy_gold_gap(proxy, ev.gold, ref_proxy, probe.gold),
+            "eval/proxy_gold_w1": diag.overopt.standardised_w1(proxy, ev.gold)}

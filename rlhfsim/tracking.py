@@ -301,13 +301,20 @@ class RunDir:
         if t is not None:
             t.log_steps(rows)
 
+    def log_inner(self, rows: list[dict]) -> None:
+        """inner_eval.jsonl: evaluations inside a round's policy optimisation (loop.inner_eval; none when off)."""
+        if rows:
+            append_jsonl(self.path / "inner_eval.jsonl", rows)
+
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
 
     def truncate_after(self, round_: int) -> None:
         """Drop rows of rounds after the checkpoint (written before a kill, but not checkpointed), and torn lines."""
-        for name, key in (("metrics.jsonl", "round"), ("ppo_steps.jsonl", "round")):
+        for name, key in (("metrics.jsonl", "round"), ("ppo_steps.jsonl", "round"), ("inner_eval.jsonl", "round")):
             p = self.path / name
+            if name == "inner_eval.jsonl" and not p.exists():
+                continue
             rows = [r for r in read_jsonl(p) if r.get(key, -1) <= round_]
             atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in rows))
 

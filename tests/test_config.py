@@ -139,3 +139,13 @@ def test_section_names_are_reexported_from_config():
         assert getattr(root, name) is getattr(importlib.import_module(home), name)
     for name in root.__all__:
         assert hasattr(root, name), name
+
+
+def test_iterated_rlhf_fields_are_checked_with_the_fix_named():
+    assert "loop.buffer_total" in err({"loop": {"buffer": "equal_share"}})
+    assert "drop loop.buffer_total" in err({"loop": {"buffer_total": 10}})
+    assert "policy_start: interpolate" in err({"loop": {"liti_eta": 0.2}})
+    assert "loop.inner_eval.prompts" in err({"loop": {"inner_eval": {"every": 2, "prompts": 200}, "eval_prompts": 16}})
+    assert "continue" in err({"loop": {"policy_start": "restart"}}) and "round_start" in err({"loop": {"kl_anchor": "x"}})
+    cfg = config_from_dict({"loop": {"policy_start": "interpolate", "liti_eta": 0.2, "buffer": "prompt_once", "buffer_total": 8}})
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg  # resolved configs round-trip (resume reads them)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-__all__ = ["GAO_SHAPES", "best_of_n", "best_of_n_curve", "bon_kl", "fit_gao", "fixed_proxy_rounds", "gao_bon", "gao_rl", "gao_shape", "gao_shares"]
+__all__ = ["GAO_SHAPES", "proxy_gold_gap", "standardised_w1", "best_of_n", "best_of_n_curve", "bon_kl", "fit_gao", "fixed_proxy_rounds", "gao_bon", "gao_rl", "gao_shape", "gao_shares"]
 
 
 def gao_rl(d, alpha: float, beta: float):
@@ -226,3 +226,30 @@ def fixed_proxy_rounds(rows: list[dict]) -> np.ndarray:
     if i <= 1:  # fixed from round 1 on (or gold throughout): the SFT point belongs to the same curve
         fixed[0] = True
     return fixed
+
+
+def proxy_gold_gap(proxy, gold, ref_proxy, ref_gold) -> float:
+    """Mean proxy minus mean gold, each in standard units of a reference set (the loop: the SFT policy's probe
+    samples, scored by the same proxy): proxy, gold [N]; ref_proxy, ref_gold [M]. 0 when both rose by the same
+    number of reference standard deviations; > 0 when the proxy promises more than gold delivers (over-optimisation).
+    A reference without spread counts as sd 1."""
+    def units(x, ref):
+        ref = np.asarray(ref, dtype=np.float64)
+        sd = ref.std()
+        return (float(np.mean(x)) - ref.mean()) / (sd if sd > 0 else 1.0)
+
+    return float(units(proxy, ref_proxy) - units(gold, ref_gold))
+
+
+def standardised_w1(proxy, gold) -> float:
+    """Wasserstein-1 distance (scipy.stats.wasserstein_distance) between z-scored proxy and z-scored gold [N] each
+    (ddof 0; a constant vector z-scores to 0): 0 when proxy is gold up to a positive affine map, so it measures
+    how the shapes of the two distributions differ, not their location or scale."""
+    from scipy.stats import wasserstein_distance
+
+    def z(x):
+        x = np.asarray(x, dtype=np.float64).ravel()
+        sd = x.std()
+        return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+    return float(wasserstein_distance(z(proxy), z(gold)))

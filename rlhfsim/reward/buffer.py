@@ -1,4 +1,5 @@
-"""Preference buffer: annotated groups of completions, kept fresh, accumulated, or over a window of rounds."""
+"""Preference buffer: annotated groups of completions, kept fresh, accumulated, over a window of rounds, or as a
+fixed-size sample with an equal share per round (equal_share, prompt_once; issue 36)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import numpy as np
 
 from rlhfsim.world.annotator import tie_keys
 from rlhfsim.world.base import Prompt
+
+MODES = ("fresh", "accumulate", "window", "equal_share", "prompt_once")
+SAMPLED = ("equal_share", "prompt_once")
+SAMPLE_SEED = 3_571  # the equal-share sample of round r: default_rng([seed, SAMPLE_SEED, r])
 
 
 @dataclass
@@ -38,19 +43,63 @@ def annotate_group(world, annotator, prompt: Prompt, completions: list[str], gol
     return Group(prompt, comps, g, annotator(g, rng, keys), round_, is_ref)
 
 
+def equal_shares(total: int, sizes: list[int]) -> list[int]:
+    """Groups to draw from each round: sizes [R] (groups available per round, oldest first) -> shares [R] summing to
+    min(total, sum(sizes)), as equal as the sizes allow (water-filling: a round short of its share gives the rest to
+    the others; a remainder goes to the newest rounds), each share <= its size."""
+    shares = [0] * len(sizes)
+    remaining = min(int(total), int(sum(sizes)))
+    while remaining > 0:
+        open_ = [i for i, n in enumerate(sizes) if shares[i] < n]
+        base, extra = divmod(remaining, len(open_))
+        for j, i in enumerate(open_):
+            add = min(base + (j >= len(open_) - extra), sizes[i] - shares[i])
+            shares[i] += add
+            remaining -= add
+    return shares
+
+
+def equal_share_sample(rounds: dict[int, list], total: int, rng: np.random.Generator, prompt_once: bool) -> list:
+    """A fixed-size sample of `total` groups (or all there are), an equal share from each round (`equal_shares`),
+    drawn without replacement and returned round by round in buffer order. prompt_once: no prompt (by text) twice;
+    rounds pick newest first, each taking an equal part of what is still to draw among the rounds still to pick,
+    one group per unused prompt, and a round short of its part leaves the rest to older rounds."""
+    order = sorted(rounds)
+    picked: dict[int, list[int]] = {}
+    if not prompt_once:
+        for r, n in zip(order, equal_shares(total, [len(rounds[r]) for r in order])):
+            picked[r] = sorted(rng.choice(len(rounds[r]), size=n, replace=False).tolist())
+    else:
+        used: set[str] = set()
+        left = int(total)
+        for j, r in enumerate(reversed(order)):
+            firsts = {}
+            for i, g in enumerate(rounds[r]):  # one candidate group per prompt not used by a newer round
+                if g.prompt.text not in used:
+                    firsts.setdefault(g.prompt.text, i)
+            cand = sorted(firsts.values())
+            part = -(-left // (len(order) - j))  # ceil: newer rounds take the remainder
+            take = sorted(rng.choice(cand, size=min(part, len(cand)), replace=False).tolist()) if cand else []
+            used.update(rounds[r][i].prompt.text for i in take)
+            picked[r], left = take, left - len(take)
+    return [rounds[r][i] for r in order for i in picked[r]]
+
+
 class PreferenceBuffer:
     """Rounds of annotated groups; `training_groups()` is what the reward model trains on this round."""
 
-    def __init__(self, mode: str = "accumulate", window: int = 3):
-        if mode not in ("fresh", "accumulate", "window"):
-            raise ValueError(f"buffer mode {mode!r}: expected fresh, accumulate or window")
-        self.mode, self.window = mode, window
+    def __init__(self, mode: str = "accumulate", window: int = 3, total: int | None = None, seed: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"buffer mode {mode!r}: expected one of {', '.join(MODES)}")
+        if mode in SAMPLED and not total:
+            raise ValueError(f"buffer mode {mode!r} needs a sample size (loop.buffer_total)")
+        self.mode, self.window, self.total = mode, window, total
         self.rounds: dict[int, list[Group]] = {}
         # the offline preference set (rlhfsim.reward.offline), mixed into each round's training groups; rebuilt from
         # its cache at start-up, so it is not part of state_dict
         self.offline: list[Group] = []
         self.offline_mix: float | str = 0.0
-        self.seed = 0
+        self.seed = seed
 
     def set_offline(self, groups: list[Group], mix: float | str, seed: int) -> None:
         self.offline, self.offline_mix, self.seed = list(groups), mix, seed
@@ -66,7 +115,12 @@ class PreferenceBuffer:
     def training_groups(self) -> list[Group]:
         """Groups with at least one labelled pair (a group of ties teaches nothing): the buffer's rounds, then the
         offline groups mixed into the latest round (rlhfsim.reward.offline.mix; none without an offline set)."""
-        online = [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
+        if self.mode in SAMPLED and self.rounds:  # a fresh sample each round, seeded by (seed, round): resumable
+            labelled = {r: [g for g in gs if g.n_pairs > 0] for r, gs in self.rounds.items()}
+            rng = np.random.default_rng([self.seed, SAMPLE_SEED, max(self.rounds)])
+            online = equal_share_sample(labelled, self.total, rng, self.mode == "prompt_once")
+        else:
+            online = [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
         if not self.offline or not self.rounds:
             return online
         from rlhfsim.reward.offline import mix
@@ -116,10 +170,10 @@ class PreferenceBuffer:
                 "is_reference": g.is_reference,
             }
 
-        return {"mode": self.mode, "window": self.window, "rounds": {str(r): [enc(g) for g in gs] for r, gs in self.rounds.items()}}
+        return {"mode": self.mode, "window": self.window, "total": self.total, "rounds": {str(r): [enc(g) for g in gs] for r, gs in self.rounds.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mode, self.window = state["mode"], state["window"]
+        self.mode, self.window, self.total = state["mode"], state["window"], state.get("total")
         self.rounds = {
             int(r): [
                 Group(Prompt(**g["prompt"]), g["completions"], np.array(g["gold"]), np.array(g["prefs"], dtype=bool), g["round"], g["is_reference"])

@@ -149,6 +149,12 @@ class RewardConfig(Strict):
         "first reward.n_layer blocks (InstructGPT's recipe); then reward.n_embd and n_head must equal the policy's "
         "and n_layer be at most its depth. Also the init that reward.init: fresh re-draws (only the heads are new).")
     offline: OfflineConfig = Field(default_factory=OfflineConfig, description="Offline preference set before round 1.")
+    across_rounds: Literal["last", "mean", "min", "weight_average"] = Field(
+        "last", description="The reward the optimiser sees over every round's reward model so far (rlhfsim.reward.rounds; "
+        "Wolf et al. 2025): last (this round's model), mean (mean of the rounds' rewards), min (worst case over "
+        "rounds; each round's rewards standardised on the SFT probe set when standardise_members), weight_average "
+        "(one model with the mean of the rounds' parameters; meaningful when rounds share an init: init warm, or "
+        "backbone policy). Needs ensemble_size 1 and loop.reward_source learned.")
 
     @model_validator(mode="after")
     def _heads_and_bounds(self) -> "RewardConfig":
@@ -171,6 +177,9 @@ class RewardConfig(Strict):
             raise ValueError(f"early_stop.min_epochs ({es.min_epochs}) exceeds reward.epochs ({self.epochs}), the maximum")
         if self.ensemble_kind == "heads":
             self._heads_data()
+        if self.across_rounds != "last" and self.ensemble_size != 1:
+            raise ValueError(f"reward.across_rounds {self.across_rounds!r} combines the rounds' reward models as an "
+                             "ensemble; set reward.ensemble_size: 1 (or across_rounds: last)")
         if self.checkpoint is not None and self.backbone != "random":
             raise ValueError("reward.backbone: policy is for the built-in GPT-2 reward model (a checkpoint brings its own "
                              "pretrained trunk); set reward.backbone: random with reward.checkpoint")

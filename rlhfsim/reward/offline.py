@@ -76,13 +76,13 @@ def mix(offline: list[Group], n_online: int, ratio, seed: int, round_: int) -> l
 
 def cache_key(cfg, vocab: list[str], device) -> str:
     """Hash of what the set and the pre-trained weights depend on: world, SFT policy (and its sampling temperature),
-    reward model (all but offline.mix, which acts after pre-training), annotator, run seed, numerics."""
+    reward model (all but offline.mix and across_rounds, which act after pre-training), annotator, run seed, numerics."""
     from rlhfsim.models.policy import numerics_cache_key
 
     blob = {
         "world": cfg.world.model_dump(mode="json"),
         "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir"}),
-        "reward": cfg.reward.model_dump(mode="json", exclude={"offline": {"mix"}}),
+        "reward": cfg.reward.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
         "annotator": cfg.loop.annotator.model_dump(mode="json"),
         "seed": cfg.seed,
         "vocab": vocab,

@@ -8,6 +8,8 @@ A `Proxy` owns everything between a (prompt, completion) and the number phase 7 
                   gold:       the gold reward itself
     aggregation   members [M, N] -> [N] (reward.aggregation; wco/uwo on per-member standardised values once the
                   loop has set a member scale, reward.standardise_members)
+    rounds        reward.across_rounds (rlhfsim.reward.rounds): the members are every round's reward model [R, N]
+                  (mean, min) or their parameter average [1, N]; phase 5 adds each round's snapshot (`add_round`)
     recalibration an affine map per prompt type, fitted each round by phase 6c (not for the gold source)
     surgery       per-prompt profile surgery (rlhfsim.reward.surgery), on any source
 
@@ -114,6 +116,11 @@ class Proxy:
         self.member_scale = None  # per-member (mu, sd) for wco/uwo; None = raw members (set each round in phase 6)
         self.recal: dict | None = None  # this round's recalibration maps (phase 6c); None = the values as they are
         self.sigma: float | None = cfg.loop.noisy_gold.sigma if self.source == "noisy_gold" else None
+        self.rounds = None  # reward.across_rounds other than last: every round's reward model (rlhfsim.reward.rounds)
+        if cfg.reward.across_rounds != "last":
+            from rlhfsim.reward.rounds import RoundRewards
+
+            self.rounds = RoundRewards(cfg.reward.across_rounds)
 
     # -------------------------------------------------------------- the loop's setters
 
@@ -134,12 +141,22 @@ class Proxy:
             raise ValueError(f"noise sigma must be >= 0, got {sigma}")
         self.sigma = float(sigma)
 
+    def add_round(self, round_: int) -> None:
+        """Phase 5, after training: keep this round's reward model for reward.across_rounds (no-op for last)."""
+        if self.rounds is not None:
+            self.rounds.add(round_, self.rms)
+
     def fit_member_scale(self, prompts, texts: Sequence[str]):
         """(mu [M], sd [M]) of the reward-model members on a probe set, for reward.standardise_members with several
-        members; None otherwise (and for noisy_gold, one member). Computes only: set it with set_member_scale."""
+        members (across_rounds min: of the R rounds' models, one or more); None otherwise (and for noisy_gold, one
+        member). Computes only: set it with set_member_scale."""
         from rlhfsim.reward.ensemble import member_scale
 
-        if self.source == "noisy_gold" or not self.reward_cfg.standardise_members or self.rms.n_members < 2:
+        if self.source == "noisy_gold" or not self.reward_cfg.standardise_members:
+            return None
+        if self.rounds is not None:
+            return member_scale(self.rounds.rewards([p.text for p in prompts], texts)) if self.rounds.mode == "min" else None
+        if self.rms.n_members < 2:
             return None
         return member_scale(self.rms.rewards([p.text for p in prompts], texts))
 
@@ -158,10 +175,13 @@ class Proxy:
     # -------------------------------------------------------------- read-only views for diagnostics
 
     def members(self, prompts, texts: Sequence[str], gold: Callable[[], np.ndarray] | None = None) -> np.ndarray:
-        """[M, N] member rewards on the trained scale (noisy_gold: one member, the noisy values)."""
+        """[M, N] member rewards on the trained scale (noisy_gold: one member, the noisy values; across_rounds: the
+        rounds' models [R, N], or their parameter average [1, N])."""
         if self.source == "noisy_gold":
             g = gold() if gold is not None else self._gold(prompts, texts)
             return self.noisy(prompts, texts, g)[None]
+        if self.rounds is not None and self.source == "learned":
+            return self.rounds.rewards([p.text for p in prompts], texts)
         return self.rms.rewards([p.text for p in prompts], texts)
 
     def aggregate(self, members: np.ndarray) -> np.ndarray:
@@ -169,7 +189,8 @@ class Proxy:
         from rlhfsim.reward.ensemble import aggregate
 
         R = self.reward_cfg
-        return np.asarray(aggregate(members, R.aggregation, R.uwo_lambda, self.member_scale))
+        how = self.rounds.aggregation if self.rounds is not None and self.source == "learned" else R.aggregation
+        return np.asarray(aggregate(members, how, R.uwo_lambda, self.member_scale))
 
     def values(self, prompts, texts: Sequence[str], gold: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(aggregated source values [N], member values [M, N]): before recalibration and surgery."""

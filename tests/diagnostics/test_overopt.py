@@ -91,3 +91,23 @@ def test_best_of_n_curve():
     np.testing.assert_allclose(df["d"] ** 2, bon_kl(df["n"].to_numpy()))
     assert (np.diff(df["proxy"]) > 0).all()  # expected proxy max rises with n
     assert df["gold"].iloc[-1] > df["gold"].iloc[0]  # correlated proxy: selection helps gold
+
+
+def test_standardised_w1_is_zero_up_to_a_positive_affine_map_and_measures_shape():
+    from rlhfsim.diagnostics.overopt import standardised_w1
+
+    g = np.array([0.1, 0.5, 0.2, 0.9, 0.4])
+    assert standardised_w1(3.0 * g - 7.0, g) == pytest.approx(0.0, abs=1e-12)
+    # two atoms (z = -1, +1) against three points (z = -sqrt(1.5), 0, sqrt(1.5)): W1 = mean |quantile difference|
+    two, three = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
+    s = np.sqrt(1.5)
+    assert standardised_w1(two, three) == pytest.approx((2 * abs(-1 + s) + 2 * 1 + 2 * abs(1 - s)) / 6)
+    assert standardised_w1(np.ones(4), np.zeros(4)) == 0.0  # constants z-score to 0
+
+
+def test_proxy_gold_gap_in_reference_standard_units():
+    from rlhfsim.diagnostics.overopt import proxy_gold_gap
+
+    ref_p, ref_g = np.array([0.0, 2.0]), np.array([10.0, 14.0])  # mean 1 sd 1; mean 12 sd 2
+    assert proxy_gold_gap([3.0, 3.0], [14.0, 14.0], ref_p, ref_g) == pytest.approx(2.0 - 1.0)
+    assert proxy_gold_gap([1.0], [12.0], ref_p, ref_g) == 0.0  # neither moved

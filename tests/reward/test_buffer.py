@@ -37,3 +37,46 @@ def test_trl_export_and_state_round_trip():
     c = PreferenceBuffer()
     c.load_state_dict(b.state_dict())
     assert c.pairs() == b.pairs()
+
+
+# ------------------------------------------------------------------ equal_share / prompt_once (issue 36)
+
+def test_equal_shares_are_equal_with_a_fixed_total_and_pass_a_shortfall_on():
+    from rlhfsim.reward.buffer import equal_shares
+
+    assert equal_shares(12, [10, 10, 10]) == [4, 4, 4]
+    assert equal_shares(10, [10, 10, 10]) == [3, 3, 4]  # the remainder to the newest round
+    assert equal_shares(12, [2, 10, 10]) == [2, 5, 5]  # round 1 has only 2: the rest shared by the others
+    assert equal_shares(100, [2, 3, 4]) == [2, 3, 4]  # fewer than the total: all there is
+    assert equal_shares(0, [5]) == [0]
+
+
+def test_equal_share_buffer_draws_a_fixed_size_sample_seeded_by_round():
+    b = PreferenceBuffer("equal_share", total=9, seed=4)
+    for r in (1, 2, 3):
+        b.add(r, [group(r, 10 * r + i, PREFS) for i in range(8)] + [group(r, 99, TIES)])  # ties are never sampled
+    s = b.training_groups()
+    assert len(s) == 9 and [sum(g.round == r for g in s) for r in (1, 2, 3)] == [3, 3, 3]
+    assert all(g.n_pairs > 0 for g in s) and len({id(g) for g in s}) == 9  # without replacement
+    assert [g.prompt.id for g in s] == [g.prompt.id for g in b.training_groups()]  # same round, same sample
+    c = PreferenceBuffer()
+    c.load_state_dict(b.state_dict())  # resume: mode, total and seed's sample come back
+    assert c.mode == "equal_share" and c.total == 9
+    c.seed = 4
+    assert [g.prompt.id for g in c.training_groups()] == [g.prompt.id for g in s]
+    b.add(4, [group(4, 40 + i, PREFS) for i in range(8)])
+    assert [sum(g.round == r for g in b.training_groups()) for r in (1, 2, 3, 4)] == [2, 2, 2, 3]  # 9 over 4 rounds
+
+
+def test_prompt_once_uses_every_prompt_at_most_once():
+    b = PreferenceBuffer("prompt_once", total=8, seed=0)
+    for r in (1, 2):  # the same 6 prompts each round: at most 6 distinct in the sample
+        b.add(r, [group(r, i, PREFS) for i in range(6)])
+    s = b.training_groups()
+    texts = [g.prompt.text for g in s]
+    assert len(texts) == len(set(texts)) == 6  # short of the total: every prompt once, no more
+    assert sum(g.round == 2 for g in s) == 4 and sum(g.round == 1 for g in s) == 2  # newest picks its share first
+    b2 = PreferenceBuffer("prompt_once", total=6, seed=0)
+    for r in (1, 2):
+        b2.add(r, [group(r, 10 * r + i, PREFS) for i in range(6)])  # distinct prompts: an equal share each
+    assert [sum(g.round == r for g in b2.training_groups()) for r in (1, 2)] == [3, 3]

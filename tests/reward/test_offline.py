@@ -105,3 +105,14 @@ def test_fresh_reinit_copies_the_frozen_sft_trunk_not_the_trained_policy(tmp_pat
     sim.proxy.rms.reinit(cfg.seed * 7919 + 1)
     trunk = sim.proxy.rms.members[0].transformer.wte.weight
     assert torch.equal(trunk, sim.ref.transformer.wte.weight) and not torch.equal(trunk, sim.policy.transformer.wte.weight)
+
+
+def test_cache_key_ignores_what_acts_after_pretraining():
+    """reward.across_rounds (issue 36) and offline.mix change nothing the offline set or its pre-training depend on:
+    every arm of a study shares one cache entry, and caches written before the field existed stay valid."""
+    from rlhfsim.reward.offline import cache_key
+
+    keys = {cache_key(load_config("configs/realistic.yaml", over), ["a", "b"], "cpu")
+            for over in ([], ["reward.across_rounds=mean"], ["reward.across_rounds=weight_average", "reward.offline.mix=0"])}
+    assert len(keys) == 1
+    assert cache_key(load_config("configs/realistic.yaml", ["reward.lr=0.01"]), ["a", "b"], "cpu") not in keys
