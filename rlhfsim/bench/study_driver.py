@@ -23,6 +23,7 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 
 PHASES = ("startup", "init", "sampling", "gold scoring", "evaluation", "RM scoring", "diagnosis", "probe",
           "reward training", "policy update", "checkpoint/IO", "report", "other")
+PPO_PHASES = ("ppo sampling", "ppo reference", "ppo update")  # --ppo-phases: PPO's iteration split (its scoring is RM/gold scoring)
 ABSORBING = {"init", "reward training", "policy update", "report"}
 SECONDS = dict.fromkeys(PHASES, 0.0)
 STACK: list[list] = []  # [label, start, seconds of nested phases]
@@ -55,7 +56,7 @@ def wrap(owner, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
-def install() -> None:
+def install(ppo_phases: bool = False) -> None:
     import importlib
 
     def mod(name):
@@ -67,14 +68,14 @@ def install() -> None:
     loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.models.build")
     for m in (pe, base):
         wrap(m, "sample", "sampling")
-    for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded"):
+    for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded", "rlhfsim.world.text"):
         w = mod(world)
         for cls in vars(w).values() if w else ():
             if isinstance(cls, type) and "gold" in vars(cls):
                 wrap(cls, "gold", "gold scoring")
     wrap(loop.Simulation, "evaluate", "evaluation")
     wrap(loop, "policy_metrics", "evaluation")
-    for name in ("rlhfsim.reward.model:RewardModels", "rlhfsim.reward.heads:HeadRewardModels"):
+    for name in ("rlhfsim.reward.model:RewardModels", "rlhfsim.reward.heads:HeadRewardModels", "rlhfsim.reward.hf_model:CheckpointRewardModels"):
         m, cls = name.split(":")
         if (module := mod(m)) is not None and hasattr(module, cls):
             wrap(getattr(module, cls), "logits", "RM scoring")
@@ -96,6 +97,13 @@ def install() -> None:
     diag = mod("rlhfsim.diagnostics")
     setattr(diag, "summarize", importlib.import_module("rlhfsim.diagnostics.summary").summarize)
     wrap(diag, "summarize", "report")
+    if ppo_phases:  # the iteration is no longer absorbing: its sampling, reference pass and update are timed apart
+        ABSORBING.discard("policy update")
+        SECONDS.update(dict.fromkeys(PPO_PHASES, 0.0))
+        trainer = importlib.import_module("rlhfsim.ppo.trainer")
+        wrap(trainer, "sample", "ppo sampling")
+        wrap(trainer, "response_logits", "ppo reference")  # the rollout's reference pass (and pg_cos, when on)
+        wrap(trainer.PPOTrainer, "update", "ppo update")
     build_optimizer = loop.build_optimizer
 
     def build_and_wrap(*args, **kwargs):  # the optimiser's class is known once built
@@ -131,6 +139,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", required=True, help="where the phase seconds (and floors) go")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--floor", action="store_true", help="record GEMMs per phase and replay them (untimed run)")
+    p.add_argument("--ppo-phases", action="store_true", help="split PPO's iterations into sampling, reference pass and update")
     a = p.parse_args(argv)
     STACK.append(["startup", T_START, 0.0])
     import torch
@@ -138,7 +147,7 @@ def main(argv: list[str]) -> int:
     from rlhfsim.config import load_config
     from rlhfsim.loop import run
 
-    install()
+    install(a.ppo_phases)
     cfg = load_config(a.config, a.set)
     _, t0, nested = STACK.pop()
     SECONDS["startup"] += time.perf_counter() - t0 - nested

@@ -64,11 +64,11 @@ def read_table(cfg, field: str = "world.gold.table"):
         raise ConfigError(f"{field}: column(s) {missing} not in {cfg.table!r}, which has {list(df.columns)}")
     for col, value in cfg.where.items():
         df = df[df[col] == value]
+    if len(df) < 20 or df[cfg.label_column].nunique() < 2:
+        raise ConfigError(f"{field}: {len(df)} rows with {df[cfg.label_column].nunique()} label value(s) after `where`; need 20+ rows of 2+ labels")
     if cfg.positive not in set(df[cfg.label_column]):
         raise ConfigError(f"world.gold.positive: {cfg.positive!r} is not a value of {cfg.label_column!r} in the table "
                           f"(values {sorted(set(df[cfg.label_column]), key=str)[:10]})")
-    if len(df) < 20 or df[cfg.label_column].nunique() < 2:
-        raise ConfigError(f"{field}: {len(df)} rows with {df[cfg.label_column].nunique()} label value(s) after `where`; need 20+ rows of 2+ labels")
     return df.reset_index(drop=True), path
 
 
