@@ -91,7 +91,7 @@ def test_one_round_with_the_real_policy(real_setup, tmp_path):
     last = rows[-1]
     for key in ("eval/gold", "eval/proxy", "rm/loss", "objective/kl", "loss/policy_avg"):
         assert math.isfinite(last[key]), key
-    assert 0 < last["eval/gold"] < 1 and last["eval/kl"] > 0  # the update moved the policy off the reference
+    assert 0 < last["eval/gold"] < 1 and last["policy/grad_norm_avg"] > 0  # a real gradient reached SmolLM2's weights
     assert {k for k in rows[0] if k.startswith("eval/gold_")} >= {"eval/gold_negative", "eval/gold_positive"}
 
 
