@@ -42,6 +42,11 @@ def test_missing_setup_is_exit_2_naming_the_command(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "run").exists()
 
 
+def test_setup_names_the_valid_models(capsys):
+    assert main(["setup", "real", "--models", "gpt5"]) == 2
+    assert "valid names: ['smollm2-135m-instruct', 'gemma3-270m']" in capsys.readouterr().out
+
+
 def test_smollm2_weights_really_loaded(real_setup):
     """Perplexity of a fixed English sentence: the converted checkpoint 14.1, the same config randomly initialised
     54,039 (about the vocabulary size): the weights are SmolLM2's, not a random init that merely has its shapes."""
