@@ -4,7 +4,8 @@ Modules listed here must keep heavy imports (seaborn, trl, datasets) inside thei
 """
 
 from rlhfsim.bench.cli import register as _register_bench
+from rlhfsim.real.cli import register as _register_real
 from rlhfsim.report.cli import register as _register_report
 from rlhfsim.sweep import register as _register_sweep
 
-REGISTERS: list = [_register_sweep, _register_report, _register_bench]
+REGISTERS: list = [_register_sweep, _register_report, _register_bench, _register_real]

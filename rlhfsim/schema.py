@@ -30,7 +30,13 @@ class NamedSpec(BaseModel):
 
 
 def local_path_exists(v: str | None) -> str | None:
-    """A value that is clearly a local path (/, ./, ../, ~) must exist; anything else may be a hub name."""
+    """A value that is clearly a local path (/, ./, ../, ~) must exist; `real:<name>` must be installed and set up
+    (rlhfsim.real.assets; the message names the command); anything else may be a hub name."""
+    if v is not None and v.startswith("real:"):
+        from rlhfsim.real.assets import resolve
+
+        resolve(v)  # AssetMissing is a ValueError: pydantic reports it under the field
+        return v
     if v is not None and v.startswith(("/", "./", "../", "~")) and not Path(v).expanduser().exists():
         raise ValueError(f"{v!r} does not exist; give an existing local path or a hub name")
     return v

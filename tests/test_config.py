@@ -118,7 +118,7 @@ def test_importing_config_imports_no_torch_transformers_or_implementation_module
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout)  # module name -> is a package
-    assert not set(loaded) & {"torch", "transformers", "datasets", "numpy", "pandas", "scipy"}
+    assert not set(loaded) & {"torch", "transformers", "datasets", "numpy", "pandas", "scipy", "sklearn", "gguf"}
     ours = {m: pkg for m, pkg in loaded.items() if m == "rlhfsim" or m.startswith("rlhfsim.")}
     assert {"rlhfsim.reward.config", "rlhfsim.models.config", "rlhfsim.world.config", "rlhfsim.loop_config"} <= set(ours)
     heavy = sorted(m for m, pkg in ours.items() if not (pkg or m in LIGHT or m.endswith(".config")))

@@ -23,9 +23,11 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 
 PHASES = ("startup", "init", "sampling", "gold scoring", "evaluation", "RM scoring", "diagnosis", "probe",
           "reward training", "policy update", "checkpoint/IO", "report", "other")
+PPO_PHASES = ("ppo sampling", "ppo reference", "ppo update")  # --ppo-phases: PPO's iteration split (its scoring is RM/gold scoring)
 ABSORBING = {"init", "reward training", "policy update", "report"}
 SECONDS = dict.fromkeys(PHASES, 0.0)
-STACK: list[list] = []  # [label, start, seconds of nested phases]
+CPU = dict.fromkeys(PHASES, 0.0)  # the same split in process CPU seconds: on a loaded machine, what 1 thread would take alone
+STACK: list[list] = []  # [label, start, seconds of nested phases, cpu start, cpu seconds of nested phases]
 
 
 def current_phase() -> str:
@@ -40,22 +42,24 @@ def wrap(owner, name: str, label: str) -> None:
     def timed(*args, **kwargs):
         if STACK and STACK[-1][0] in ABSORBING:  # inside an absorbing phase: its time
             return fn(*args, **kwargs)
-        STACK.append([label, time.perf_counter(), 0.0])
+        STACK.append([label, time.perf_counter(), 0.0, time.process_time(), 0.0])
         try:
             return fn(*args, **kwargs)
         finally:
-            lab, t0, nested = STACK.pop()
-            spent = time.perf_counter() - t0
+            lab, t0, nested, c0, c_nested = STACK.pop()
+            spent, cpu = time.perf_counter() - t0, time.process_time() - c0
             SECONDS[lab] += spent - nested
+            CPU[lab] = CPU.get(lab, 0.0) + cpu - c_nested
             if STACK:
                 STACK[-1][2] += spent
+                STACK[-1][4] += cpu
 
     timed._study_wrapped = True
     timed.__wrapped__ = fn
     setattr(owner, name, timed)
 
 
-def install() -> None:
+def install(ppo_phases: bool = False) -> None:
     import importlib
 
     def mod(name):
@@ -67,14 +71,14 @@ def install() -> None:
     loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.models.build")
     for m in (pe, base):
         wrap(m, "sample", "sampling")
-    for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded"):
+    for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded", "rlhfsim.world.text"):
         w = mod(world)
         for cls in vars(w).values() if w else ():
             if isinstance(cls, type) and "gold" in vars(cls):
                 wrap(cls, "gold", "gold scoring")
     wrap(loop.Simulation, "evaluate", "evaluation")
     wrap(loop, "policy_metrics", "evaluation")
-    for name in ("rlhfsim.reward.model:RewardModels", "rlhfsim.reward.heads:HeadRewardModels"):
+    for name in ("rlhfsim.reward.model:RewardModels", "rlhfsim.reward.heads:HeadRewardModels", "rlhfsim.reward.hf_model:CheckpointRewardModels"):
         m, cls = name.split(":")
         if (module := mod(m)) is not None and hasattr(module, cls):
             wrap(getattr(module, cls), "logits", "RM scoring")
@@ -96,6 +100,13 @@ def install() -> None:
     diag = mod("rlhfsim.diagnostics")
     setattr(diag, "summarize", importlib.import_module("rlhfsim.diagnostics.summary").summarize)
     wrap(diag, "summarize", "report")
+    if ppo_phases:  # the iteration is no longer absorbing: its sampling, reference pass and update are timed apart
+        ABSORBING.discard("policy update")
+        SECONDS.update(dict.fromkeys(PPO_PHASES, 0.0))
+        trainer = importlib.import_module("rlhfsim.ppo.trainer")
+        wrap(trainer, "sample", "ppo sampling")
+        wrap(trainer, "response_logits", "ppo reference")  # the rollout's reference pass (and pg_cos, when on)
+        wrap(trainer.PPOTrainer, "update", "ppo update")
     build_optimizer = loop.build_optimizer
 
     def build_and_wrap(*args, **kwargs):  # the optimiser's class is known once built
@@ -131,17 +142,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", required=True, help="where the phase seconds (and floors) go")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--floor", action="store_true", help="record GEMMs per phase and replay them (untimed run)")
+    p.add_argument("--ppo-phases", action="store_true", help="split PPO's iterations into sampling, reference pass and update")
     a = p.parse_args(argv)
-    STACK.append(["startup", T_START, 0.0])
+    STACK.append(["startup", T_START, 0.0, 0.0, 0.0])
     import torch
 
     from rlhfsim.config import load_config
     from rlhfsim.loop import run
 
-    install()
+    install(a.ppo_phases)
     cfg = load_config(a.config, a.set)
-    _, t0, nested = STACK.pop()
+    _, t0, nested, _, c_nested = STACK.pop()
     SECONDS["startup"] += time.perf_counter() - t0 - nested
+    CPU["startup"] += time.process_time() - c_nested
     t_run = time.perf_counter()
     rec = PhaseGemms() if a.floor else None
     if rec is not None:
@@ -151,7 +164,8 @@ def main(argv: list[str]) -> int:
         run(cfg, out=a.out)
     total = time.perf_counter() - T_START
     SECONDS["other"] += total - sum(SECONDS.values())
-    res = {"seconds": SECONDS, "total_s": total, "run_s": time.perf_counter() - t_run, "rounds": cfg.loop.rounds,
+    CPU["other"] += time.process_time() - sum(CPU.values())
+    res = {"seconds": SECONDS, "cpu_seconds": CPU, "total_s": total, "run_s": time.perf_counter() - t_run, "rounds": cfg.loop.rounds,
            "threads": torch.get_num_threads()}
     if rec is not None:
         res["floor"] = replay_by_phase(rec.calls)

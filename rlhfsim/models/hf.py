@@ -33,7 +33,13 @@ def _load(fn, name: str, what: str, **kw):
     """fn(name) with a clear error: a missing local folder, an unreachable hub, or a folder without the right files."""
     from transformers.utils import logging as hf_logging
 
+    from rlhfsim.real.assets import AssetMissing, resolve
+
     hf_logging.disable_progress_bar()  # the run's own progress display owns the terminal
+    try:
+        name = resolve(name)  # real:<name> -> its converted or installed folder
+    except AssetMissing as e:
+        raise ConfigError(f"{what}: {e}") from None
     path = Path(name).expanduser()
     if _looks_local(name) and not path.exists():
         raise ConfigError(f"{what}: {name!r} does not exist; give a local folder written by save_pretrained or a hub name")

@@ -7,6 +7,7 @@
       type_column: type                  # or type_rules: {closed: "^(what|who|when|how many)\\b"}
       reference_column: answer           # human-written answers: SFT demos, reference_mix, reference_* rules
       gold: {kind: model, checkpoint: my-org/gold-rm-1b}   # or {kind: rule, rules: {open: length, closed: reference_match}}
+                                         # or {kind: classifier, table: labelled.csv} (rlhfsim.world.classifier)
 
 The world's tokenizer is the policy checkpoint's: prompts are formatted for the policy (its chat template where it
 has one, else `prompt_template`, with BOS where the tokenizer adds one) and kept as raw text for the reward and gold
@@ -23,9 +24,10 @@ import numpy as np
 
 from rlhfsim.config import ConfigError
 from rlhfsim.world.base import Prompt, World
-from rlhfsim.world.text_config import GoldModelConfig, TextWorldConfig
+from rlhfsim.world.text_config import GoldClassifierConfig, GoldModelConfig, TextWorldConfig
 
 log = logging.getLogger(__name__)
+_MARKUP = re.compile(r"<[^>]+>")  # IMDB's <br /> line breaks
 FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 _TRAIN_ID_LOW, _TRAIN_ID_HIGH = 2**32, 2**62  # as in the synthetic world: training ids never collide with eval ids
 
@@ -49,7 +51,13 @@ def load_split(src: str, config_name: str | None, split: str, field: str = "worl
     """A `datasets.Dataset` from local files (one table, `split` unused) or the hub."""
     import datasets
 
+    from rlhfsim.real.assets import AssetMissing, resolve
+
     datasets.disable_progress_bars()
+    try:
+        src = resolve(src)  # real:<name> -> the installed file
+    except AssetMissing as e:
+        raise ConfigError(f"{field}: {e}") from None
     local = _local_files(src)
     try:
         if local is not None:
@@ -115,6 +123,18 @@ class TextWorld(World):
             raise ConfigError("world.name: text needs policy.checkpoint: prompts are formatted with the policy's tokenizer")
         self.cfg, self.tokenizer = cfg, policy_tokenizer
         self.prompt_types = list(cfg.prompt_types)
+        self._adds_bos: bool | None = None
+        self._gold_model = self._classifier = None
+        if isinstance(cfg.gold, GoldModelConfig):
+            from rlhfsim.reward.hf_model import TextScorer
+
+            self._gold_model = TextScorer(cfg.gold.checkpoint, cfg.gold.tokenizer, cfg.gold.max_length, device, "world.gold.checkpoint",
+                                          batch_size=score_batch, seed=cfg.seed)
+        elif isinstance(cfg.gold, GoldClassifierConfig):
+            from rlhfsim.real.assets import cache_root
+            from rlhfsim.world.classifier import ClassifierGold
+
+            self._classifier = ClassifierGold(cfg.gold, cache_root())
         train = self._table(load_split(cfg.dataset, cfg.config_name, cfg.split))
         if cfg.eval_split is not None:
             src = cfg.eval_split if _local_files_or_none(cfg.eval_split) else cfg.dataset
@@ -125,14 +145,32 @@ class TextWorld(World):
             if len(train) - n_eval < 1:
                 raise ConfigError(f"world.dataset: {len(train)} usable prompts cannot be split into train and eval; add data or set eval_split")
             evals, train = [train[i] for i in order[:n_eval]], [train[i] for i in order[n_eval:]]
+        if cfg.type_by_gold is not None:
+            self._type_by_gold(train + evals)
         self.train, self.evals = train, evals
         self.families = sorted({r["family"] for r in train + evals})
-        self._gold_model = None
-        if isinstance(cfg.gold, GoldModelConfig):
-            from rlhfsim.reward.hf_model import TextScorer
 
-            self._gold_model = TextScorer(cfg.gold.checkpoint, cfg.gold.tokenizer, cfg.gold.max_length, device, "world.gold.checkpoint",
-                                          batch_size=score_batch, seed=cfg.seed)
+    def _type_by_gold(self, rows: list[dict]) -> None:
+        """prompt_types[1] where gold reads the prompt itself at or above type_by_gold, else prompt_types[0].
+
+        Why: with IMDB openings and a sentiment gold, an opening already read as negative leaves a continuation far
+        more gold to gain (and the policy a different shape of reward to climb) than one already read as positive,
+        so the two types differ in the within-prompt reward spread that prompt-aware utilities and the per-type
+        collapse metrics act on."""
+        texts = [r["text"] for r in rows]
+        score = self._score([""] * len(texts), texts) if self._gold_model is None else \
+            1.0 / (1.0 + np.exp(-self._gold_model.logits([""] * len(texts), texts)))
+        low, high = self.prompt_types
+        for r, s in zip(rows, score):
+            r["type"] = high if s >= self.cfg.type_by_gold else low
+            if self.cfg.family_column is None:
+                r["family"] = r["type"]
+
+    def _score(self, prompts: list[str], completions: list[str]) -> np.ndarray:
+        """The classifier gold of (prompt, completion) texts."""
+        if self.cfg.gold.reads == "completion":
+            return self._classifier.prob(completions)
+        return self._classifier.prob([p + c for p, c in zip(prompts, completions)])
 
     # ------------------------------------------------------------------ data
 
@@ -142,8 +180,9 @@ class TextWorld(World):
         if self.cfg.chat_template == "auto" and getattr(tok, "chat_template", None):
             return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
         body = self.cfg.prompt_template.format(prompt=text)
-        adds_bos = tok.bos_token_id is not None and tok("x")["input_ids"][:1] == [tok.bos_token_id]
-        return (tok.bos_token + body) if adds_bos else body
+        if self._adds_bos is None:  # asked once: the world formats every row of a table
+            self._adds_bos = tok.bos_token_id is not None and tok("x")["input_ids"][:1] == [tok.bos_token_id]
+        return (tok.bos_token + body) if self._adds_bos else body
 
     def _table(self, ds) -> list[dict]:
         c = self.cfg
@@ -154,7 +193,10 @@ class TextWorld(World):
                               "set world.prompt_column / type_column / family_column / reference_column")
         if c.max_rows is not None:
             ds = ds.select(range(min(c.max_rows, len(ds))))
+        ds = self._subset(ds)
         texts = [str(x) for x in ds[c.prompt_column]]
+        if c.prompt_words is not None:
+            texts = [" ".join(_MARKUP.sub(" ", x).split()[: c.prompt_words]) for x in texts]
         types = assign_types(texts, ds[c.type_column] if c.type_column else None, c)
         fams = [str(x) for x in ds[c.family_column]] if c.family_column else types
         refs = [None if x is None else str(x) for x in ds[c.reference_column]] if c.reference_column else [None] * len(texts)
@@ -171,6 +213,20 @@ class TextWorld(World):
         if not rows:
             raise ConfigError(f"world.dataset {c.dataset!r}: no usable prompt (all empty or over world.max_prompt_tokens = {c.max_prompt_tokens})")
         return rows
+
+    def _subset(self, ds):
+        """Rows matching `where`, then a seeded sample of `sample_rows` of them (in table order)."""
+        c = self.cfg
+        missing = [k for k in c.where if k not in ds.column_names]
+        if missing:
+            raise ConfigError(f"world.where: column(s) {missing} not in the dataset {c.dataset!r}, which has {ds.column_names}")
+        keep = np.ones(len(ds), dtype=bool)
+        for col, value in c.where.items():
+            keep &= np.asarray([v == value for v in ds[col]])
+        rows = np.flatnonzero(keep)
+        if c.sample_rows is not None and c.sample_rows < len(rows):
+            rows = np.sort(np.random.default_rng(c.seed).choice(rows, size=c.sample_rows, replace=False))
+        return ds if len(rows) == len(ds) else ds.select(rows.tolist())
 
     def prompt_lengths(self) -> list[int]:
         return [r["tokens"] for r in self.train + self.evals]
@@ -206,6 +262,8 @@ class TextWorld(World):
     def gold(self, prompts: list[Prompt], completions: list[str]) -> np.ndarray:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        if self._classifier is not None:
+            return self._score([p.text for p in prompts], completions)
         if self._gold_model is not None:
             t = self.cfg.gold.temperature
             z = self._gold_model.logits([p.text for p in prompts], completions)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rlhfsim.schema import local_path_exists
 
 GOLD_RULES = ("length", "reference_match", "reference_f1")
+CLASSIFIER_NAMES = ("tfidf_logreg",)  # the keys of rlhfsim.world.classifier.CLASSIFIERS (a test checks they agree)
 
 
 class _Strict(BaseModel):
@@ -45,6 +46,30 @@ class GoldModelConfig(_Strict):
     _paths = field_validator("checkpoint", "tokenizer")(local_path_exists)
 
 
+class GoldClassifierConfig(_Strict):
+    """Gold from a classifier fitted on a labelled table: P(label == positive) of the completion (or prompt +
+    completion), e.g. IMDB sentiment. Fitted once (seeded), cached by table checksum and settings."""
+
+    kind: Literal["classifier"] = Field("classifier", description="Gold from a classifier fitted on a labelled table.")
+    table: str = Field(..., description="The labelled table: a .csv/.parquet/.json/.jsonl file or real:<name> (e.g. real:imdb).")
+    text_column: str = Field("text", description="Column with the texts.")
+    label_column: str = Field("label", description="Column with the labels.")
+    positive: int | str = Field(1, description="The label value whose probability is the gold reward.")
+    where: dict[str, int | str] = Field(default_factory=dict, description="Keep only rows whose columns equal these values, e.g. {source: imdb}.")
+    model: Literal[CLASSIFIER_NAMES] = Field("tfidf_logreg", description="Classifier (rlhfsim.world.classifier.CLASSIFIERS): "
+                                             "tfidf_logreg = TF-IDF of words + logistic regression (scikit-learn).")
+    C: float = Field(4.0, gt=0, description="tfidf_logreg: inverse L2 strength of the logistic regression.")
+    max_features: int = Field(50000, ge=100, description="tfidf_logreg: vocabulary size (most frequent words seen in 2+ rows).")
+    ngram_max: int = Field(1, ge=1, le=3, description="tfidf_logreg: longest word n-gram (1 = words only; 2 costs ~3x the fit).")
+    holdout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of rows held out of the fit to measure its accuracy.")
+    seed: int = Field(0, ge=0, description="Seed of the hold-out split and the fit.")
+    reads: Literal["completion", "prompt_and_completion"] = Field(
+        "completion", description="What the classifier reads: the completion alone, or the prompt followed by it.")
+    temperature: float = Field(1.0, gt=0, description="The classifier's logit is divided by this before the sigmoid.")
+
+    _paths = field_validator("table")(local_path_exists)
+
+
 class TextWorldConfig(_Strict):
     """Prompts from a `datasets` dataset (hub name or local json/jsonl/csv/parquet files), typed by a column or by
     rules, with a gold reward model or a gold rule. Needs policy.checkpoint and reward.checkpoint."""
@@ -57,6 +82,14 @@ class TextWorldConfig(_Strict):
     eval_split: str | None = Field(None, description="Split of the held-out eval prompts; null = hold out `eval_fraction` of `split`.")
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of `split` held out for evaluation when eval_split is null.")
     max_rows: int | None = Field(None, ge=1, description="Use only the first rows of the split (quick runs).")
+    where: dict[str, int | str] = Field(default_factory=dict, description="Keep only rows whose columns equal these values, e.g. {source: imdb}.")
+    sample_rows: int | None = Field(None, ge=2, description="Keep a random sample of this many rows (seeded by `seed`, after `where`); "
+                                    "unlike max_rows it does not depend on the table's order.")
+    prompt_words: int | None = Field(None, ge=1, le=512, description="Cut each prompt to its first this many words, markup "
+                                     "(<br />) removed: a review's opening for the policy to continue (null = the whole text).")
+    type_by_gold: float | None = Field(
+        None, gt=0, lt=1, description="Type each prompt by the gold model's score of the prompt text itself: prompt_types[1] at "
+        "or above this, prompt_types[0] below (needs 2 prompt_types and no type_column / type_rules).")
     prompt_column: str = Field("prompt", description="Column holding the prompt text.")
     type_column: str | None = Field(None, description="Column holding each prompt's type (values must be in prompt_types); null = use type_rules.")
     type_rules: dict[str, str] = Field(
@@ -72,7 +105,7 @@ class TextWorldConfig(_Strict):
     prompt_template: str = Field("{prompt}", description="How a prompt is shown to a policy without a chat template, e.g. 'Q: {prompt}\\nA:'.")
     chat_template: Literal["auto", "off"] = Field("auto", description="auto: wrap prompts in the policy tokenizer's chat template when it has one.")
     max_prompt_tokens: int = Field(256, ge=1, description="Prompts longer than this (policy tokens, template included) are dropped.")
-    gold: GoldRuleConfig | GoldModelConfig = Field(default_factory=GoldRuleConfig, discriminator="kind", description="The hidden gold reward.")
+    gold: GoldRuleConfig | GoldModelConfig | GoldClassifierConfig = Field(default_factory=GoldRuleConfig, discriminator="kind", description="The hidden gold reward.")
 
     _paths = field_validator("dataset", "eval_split")(local_path_exists)
 
@@ -80,7 +113,7 @@ class TextWorldConfig(_Strict):
     def _consistent(self) -> "TextWorldConfig":
         if len(set(self.prompt_types)) != len(self.prompt_types):
             raise ValueError(f"prompt_types has duplicates: {self.prompt_types}")
-        if self.default_type not in self.prompt_types:
+        if self.default_type not in self.prompt_types and self.type_by_gold is None:
             raise ValueError(f"default_type {self.default_type!r} is not one of prompt_types {self.prompt_types}")
         for t, pattern in self.type_rules.items():
             if t not in self.prompt_types:
@@ -91,6 +124,11 @@ class TextWorldConfig(_Strict):
                 raise ValueError(f"type_rules.{t}: bad regular expression {pattern!r}: {e}") from None
         if "{prompt}" not in self.prompt_template:
             raise ValueError("prompt_template must contain {prompt}")
+        if self.type_by_gold is not None:
+            if len(self.prompt_types) != 2 or self.type_column or self.type_rules:
+                raise ValueError("type_by_gold needs exactly 2 prompt_types (low, high) and no type_column / type_rules")
+            if isinstance(self.gold, GoldRuleConfig):
+                raise ValueError("type_by_gold needs a gold model (gold.kind: model or classifier) to score the prompts")
         if isinstance(self.gold, GoldRuleConfig):
             missing = [t for t in self.prompt_types if t not in self.gold.rules]
             extra = [t for t in self.gold.rules if t not in self.prompt_types]

@@ -37,7 +37,9 @@ def test_nested_phase_time_is_exclusive(monkeypatch):
     A fake clock (each `tick` advances it by 1 s), so nothing here depends on the machine's speed."""
     clock = [0.0]
     monkeypatch.setattr(study_driver, "SECONDS", dict.fromkeys(PHASES, 0.0))
-    monkeypatch.setattr(study_driver, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(study_driver, "CPU", dict.fromkeys(PHASES, 0.0))
+    monkeypatch.setattr(study_driver, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0]),
+                                                                 "process_time": staticmethod(lambda: clock[0])}))
 
     def tick():
         clock[0] += 1.0
@@ -65,3 +67,5 @@ def test_nested_phase_time_is_exclusive(monkeypatch):
     assert (sec["evaluation"], sec["gold scoring"]) == (2.0, 1.0)
     Box.absorbing()
     assert (sec["gold scoring"], sec["policy update"]) == (1.0, 1.0)
+    cpu = study_driver.CPU  # CPU seconds are split by the same rule (here the fake clock is both clocks)
+    assert (cpu["evaluation"], cpu["gold scoring"], cpu["policy update"]) == (2.0, 1.0, 1.0)
