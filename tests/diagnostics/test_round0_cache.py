@@ -15,6 +15,7 @@ def sim_for(tmp_path, sft_cache, *overrides):
 
 def test_cached_draw_equals_a_fresh_draw(tmp_path, sft_cache):
     sim = sim_for(tmp_path, sft_cache)
+    sim.cfg.policy.cache_dir = str(tmp_path / "cache")  # SFT is loaded: this test's own round-0 entries (a first miss)
     seed = sim.eval_seed(0, "evaluate")
     fresh = sim.evaluate(sim.eval_prompts, sim.cfg.loop.eval_completions, 0, "evaluate", policy=sim.ref)
     first = round0_cache.cached(sim, lambda: fresh, seed)  # a miss: stores it
