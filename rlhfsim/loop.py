@@ -22,6 +22,7 @@ import torch
 from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, dump_config
 from rlhfsim.diagnostics import audit
+from rlhfsim.diagnostics import round0_cache
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
 from rlhfsim.loop_phases import (annotate_groups, annotation_stats, audit_reward_model, best_of_n_metrics, calibrate_noise,
                                  diagnose_reward_model, diagnose_training_groups, fit_member_scale, fit_recalibration, inner_eval,
@@ -129,8 +130,9 @@ class Simulation:
     def probe_set(self):
         """The fixed probe set: the SFT policy's completions of the eval prompts (the round-0 samples, from the round-0
         eval stream), drawn on first use; the same draw after a resume."""
-        if self.probe is None:
-            self.probe = self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref)
+        if self.probe is None:  # the same draw for every arm of this seed: cached beside the SFT policy
+            draw = lambda: self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref)  # noqa: E731
+            self.probe = round0_cache.cached(self, draw, self.eval_seed(0, "evaluate"))
         return self.probe
 
     def sft_eval(self):
@@ -143,15 +145,16 @@ class Simulation:
             return self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate")
         return self.probe_set()
 
-    def eval_generator(self, round_: int, stream: int) -> torch.Generator:
+    def eval_seed(self, round_: int, stream: str, offset: int = 0) -> int:
         # evaluation noise must not depend on (or disturb) the training streams
-        return torch.Generator(device=self.device).manual_seed(EVAL_SEED * (self.cfg.seed + 1) + 97 * round_ + stream)
+        return EVAL_SEED * (self.cfg.seed + 1) + 97 * round_ + EVAL_STREAMS[stream] + offset
 
     def evaluate(self, prompts, k: int, round_: int, stream: str, offset: int = 0, policy=None, prev=None):
         """k samples per prompt of `policy` (default: the current one) on the named evaluation stream, gold-scored."""
         P = self.cfg.policy
+        gen = torch.Generator(device=self.device).manual_seed(self.eval_seed(round_, stream, offset))
         return sample_eval(self.policy if policy is None else policy, self.ref, self.world, prompts, k, P.response_len,
-                           P.temperature, self.eval_generator(round_, EVAL_STREAMS[stream] + offset), self.device, prev=prev)
+                           P.temperature, gen, self.device, prev=prev)
 
     # -------------------------------------------------------------- checkpoint
 

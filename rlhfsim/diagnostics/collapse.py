@@ -343,16 +343,17 @@ def graph_optimum_dev(R01, prefs, utility) -> np.ndarray:
     """Per prompt, mean ``|r - optimum|`` over its completions against :func:`rlhfsim.theory.optimal_rewards_graph`.
 
     ``R01 [P, k]`` bounded rewards, ``prefs [P, k, k]`` each prompt's comparison graph. -> ``[P]``, NaN
-    for a prompt with no labelled pair (its optimum is not determined) or a missing reward.
+    for a prompt with no labelled pair (its optimum is not determined) or a missing reward. All prompts' optima are
+    solved together (rlhfsim.theory_graph: the per-graph solver's values, bit for bit).
     """
-    from rlhfsim.theory import optimal_rewards_graph
+    from rlhfsim.theory_graph import optimal_rewards_graphs
 
     R01 = _as_matrix(R01)
+    E = np.asarray(prefs, bool)
     out = np.full(R01.shape[0], np.nan)
-    for i, (r, E) in enumerate(zip(R01, np.asarray(prefs, bool))):
-        n = int(np.isfinite(r).sum())
-        if E.any() and n == r.size:
-            out[i] = float(np.abs(r - optimal_rewards_graph(utility, E)).mean())
+    ok = E.any(axis=(1, 2)) & np.isfinite(R01).all(axis=1) if len(E) else np.zeros(0, bool)
+    if ok.any():
+        out[ok] = np.abs(R01[ok] - optimal_rewards_graphs(utility, E[ok])).mean(axis=1)
     return out
 
 

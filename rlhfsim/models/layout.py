@@ -37,8 +37,12 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
-    """One batched (Rust) tokenizer call for all texts instead of one `encode` per text."""
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    """One batched (Rust) tokenizer call for the distinct texts (evaluation repeats each prompt k times)."""
+    if not texts:
+        return []
+    uniq = list(dict.fromkeys(texts))
+    ids = dict(zip(uniq, tokenizer(uniq, add_special_tokens=False)["input_ids"]))
+    return [list(ids[t]) for t in texts]
 
 
 def _pad(rows: list[list[int]], width: int, pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +85,11 @@ def truncate_after_eos(response: torch.Tensor, eos_id: int, pad_id: int) -> tupl
 
 
 def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
-    rows = [r[m.bool()].tolist() for r, m in zip(response_ids.cpu(), response_mask.cpu())]
-    return tokenizer.batch_decode(rows, skip_special_tokens=True)
+    """Each row's kept tokens decoded; each distinct row once (plain lists: per-row tensor indexing cost more)."""
+    rows = [tuple(t for t, m in zip(r, ms) if m) for r, ms in zip(response_ids.tolist(), response_mask.tolist())]
+    uniq = list(dict.fromkeys(rows))
+    text = dict(zip(uniq, tokenizer.batch_decode([list(r) for r in uniq], skip_special_tokens=True)))
+    return [text[r] for r in rows]
 
 
 def has_eos(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:

@@ -47,8 +47,8 @@ class HeadRewardModels(RewardModels):
         self.members = [self._build(seed * 1000, heads=self.cfg.ensemble_size)]
 
     @torch.inference_mode()
-    def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
-        """[M, N] raw logits, one row per head."""
+    def _score(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
+        """[M, N] raw logits, one row per head (RewardModels.logits looks large calls up first)."""
         model = self.members[0]
         model.eval()
         out = np.zeros((self.n_members, len(prompts)), dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 import numpy as np
@@ -13,6 +14,7 @@ from rlhfsim.models.parallel import fp32_head
 from rlhfsim.models.policy import gpt2_config
 
 
+SEEN_MIN_ROWS, SEEN_KEEP = 256, 3  # RewardModels.logits: calls this large are looked up (the optimiser's batches are not)
 _ENCODED: OrderedDict = OrderedDict()  # (tokenizer id, prompts, completions) -> (ids, mask): the last few encodings
 ENCODED_KEEP = 8
 
@@ -112,9 +114,31 @@ class RewardModels(MemberRewards):
     def reinit(self, seed: int) -> None:
         self.members = [self._build(seed * 1000 + m) for m in range(len(self.members))]
 
-    @torch.inference_mode()
     def logits(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
-        """[M, N] raw logits."""
+        """[M, N] raw logits. A large call (the held-out samples, the probe set) with the weights and texts of one of
+        the last SEEN_KEEP such calls returns that call's values: the same computation (same batches, same weights by
+        content hash, deterministic on a CPU). The gold source's untrained models and a frozen one rescore the probe
+        set and the previous round's samples every round."""
+        if len(prompts) < SEEN_MIN_ROWS or torch.device(self.device).type != "cpu":
+            return self._score(prompts, completions, batch_size)
+        key = (self._weights_hash(), tuple(prompts), tuple(completions), batch_size)
+        seen = self.__dict__.setdefault("_seen", OrderedDict())
+        if key not in seen:
+            seen[key] = self._score(prompts, completions, batch_size)
+            while len(seen) > SEEN_KEEP:
+                seen.popitem(last=False)
+        seen.move_to_end(key)
+        return seen[key].copy()
+
+    def _weights_hash(self) -> str:
+        h = hashlib.sha256()
+        for m in self.members:
+            for name, t in m.state_dict().items():
+                h.update(name.encode() + t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    @torch.inference_mode()
+    def _score(self, prompts: list[str], completions: list[str], batch_size: int = 512) -> np.ndarray:
         out = np.zeros((len(self.members), len(prompts)), dtype=np.float64)
         stack = None
         for s in range(0, len(prompts), batch_size):

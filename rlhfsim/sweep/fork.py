@@ -2,7 +2,9 @@
 
 Every `rlhfsim run` process spends its first seconds importing (torch, transformers, scipy, pandas, matplotlib for the
 run figure): 2-3 s of CPU a run on this project's 2-core machine, 20% of a 6-round propagation run (issue 34). The
-sweep imports them once (`preload`) and forks a child per run (`fork_run`), which runs the same `rlhfsim run` command
+sweep imports them once (`preload`: every module a run of the built-in models imports, transformers' GPT-2 included,
+which the runs themselves imported until issue 34's second pass: 2-3 s of CPU each) and forks a child per run
+(`fork_run`), which runs the same `rlhfsim run` command
 line in the same environment, writing run.log as the subprocess did. Nothing a run computes differs: each run seeds
 its own generators from its config, the thread count is set from the child's environment (RLHFSIM_THREADS, as the
 subprocess's OMP_NUM_THREADS), and the parent never runs a torch op before forking (so no thread pool is copied).
@@ -20,8 +22,10 @@ import subprocess
 import sys
 import time
 
+# rlhfsim.models.policy brings transformers' GPT-2 (~1,000 modules, 1.5-5 s of CPU): every run builds its models there
 PRELOAD = ("rlhfsim.loop", "rlhfsim.cli", "rlhfsim.diagnostics.summary", "rlhfsim.report.run_figure", "pandas",
-           "pyarrow.parquet")
+           "pyarrow.parquet", "rlhfsim.models.policy", "rlhfsim.reward.trainer", "rlhfsim.ppo.trainer", "rlhfsim.optim.group",
+           "rlhfsim.world.graded", "rlhfsim.theory_graph", "seaborn")
 
 
 def pristine() -> bool:
