@@ -40,7 +40,7 @@ class PolicyConfig(Strict):
     sft_epochs: int = Field(6, ge=0, le=1000, description="SFT epochs over the demonstrations.")
     sft_lr: float = Field(3e-3, gt=0, le=1, description="SFT AdamW learning rate (cosine decay).")
     sft_batch_size: int = Field(128, ge=1, description="SFT batch size.")
-    cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints are cached, keyed by a hash of what they depend on.")
+    cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints, offline reward-model pre-training and round 0's held-out draw are cached, each keyed by a hash of what it depends on.")
 
     @model_validator(mode="after")
     def _heads(self) -> "PolicyConfig":
