@@ -10,6 +10,7 @@ FIGURE_IDS = (
     "fig5_sorted_profiles", "fig6_collapse", "fig7_advantage_fidelity", "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl",
     "fig10_learning_signal", "fig11_audits", "fig12_terminal_profiles", "fig13_reward_training",
     "dose_response",  # studies with a dose factor (report/dose.py, fig_dose.py), e.g. experiments/propagation.yaml
+    "phase_diagram",  # source x dose x optimiser studies that list it: dial effect against measured ranking quality (report/phase.py)
     "calibration",  # studies that list it as a headline: ranking quality vs gain share (report/calibration.py), experiments/rm_quality.yaml
 )
 # columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged

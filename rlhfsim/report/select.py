@@ -65,7 +65,19 @@ def constant_across_variants(study, column: str, tol: float = 1e-9) -> bool:
 MAX_COLOURS = 5  # non-baseline variants per panel; more are split over rows of panels
 
 
+def factor_value(study, variant: str, spec):
+    """A variant's level of a design factor: a dotted config key's value in its runs' config, or for a label factor
+    ({levels, keys}, experiment.LabelFactor) the level its name starts with."""
+    if isinstance(spec, dict):
+        from rlhfsim.sweep.design import level_of
+
+        return level_of(list(spec.get("levels") or []), variant)
+    return _factor_value(study, variant, spec)
+
+
 def _factor_value(study, variant: str, key: str):
+    if isinstance(key, dict):
+        return factor_value(study, variant, key)
     for r in study.runs:
         if r.variant == variant and r.config is not None:
             node = r.config
