@@ -81,6 +81,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
+    from rlhfsim.report.fig_phase import fig_phase_diagram, phase_answer_into
+    from rlhfsim.report.phase import phase_design
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -91,6 +93,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
     skip = skip_reasons(study)
+    if phase_design(study) is not None:  # a dose figure per source x optimiser would be 10 columns; the phase diagram has them
+        skip["dose_response"] = "the phase diagram and its tables show the dial effect per source and optimiser"
     comps = comparisons(study)
     builders = [("effect_sizes", lambda: fig_effect_sizes(study, comps)),
                 ("fig1_gold_proxy_kl", lambda: F.fig_gold_proxy(study, pal, band)),
@@ -104,7 +108,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
                 ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response),
-                ("calibration", CAL.fig_calibration)]
+                ("calibration", CAL.fig_calibration), ("phase_diagram", fig_phase_diagram)]
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -156,6 +160,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx["left_out"] = left_out
     ctx["sections"] = D.sections(study)
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
+    rep.files += phase_answer_into(study, ctx, out)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -246,12 +251,13 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L = [f"# {ctx['title']}", ""]
     L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
     a = ctx["answer"]
-    L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + ["", a["what"], ""]
+    L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + [""]
+    for f in _headline(ctx, figures)[:1]:  # the answering figure right under the verdicts, the method below it
+        L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", ""]
+    L += [a["what"], ""]
     L += (_md_table(*a["table"]) + [""]) if a.get("table") else []
     if a["versions"]:
         L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
-    for f in _headline(ctx, figures)[:1]:
-        L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", ""]
     L += _intro(ctx) + [""]
     L += ["## Runs", ""] + _md_table(ctx["overview_header"], ctx["overview"]) + [""]
     L += ["## What differs between variants", ""]
@@ -357,11 +363,12 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
-           + f"</ul><p class='note'>{_e(a['what'])}</p>"]
-    for f in _headline(ctx, figures)[:1]:
+           + "</ul>"]
+    for f in _headline(ctx, figures)[:1]:  # the answering figure right under the verdicts, the method below it
         b64 = base64.b64encode(f.png).decode("ascii")
         box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
                    f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    box.append(f"<p class='note'>{_e(a['what'])}</p>")
     box += [_html_table(*a["table"])] if a.get("table") else []
     if a["versions"]:  # after the answer itself, still inside the box
         box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
