@@ -41,7 +41,7 @@ def fig_phase_diagram(study, pal=None, band=None) -> FigureResult:
     if cells["n"].fillna(0).max() < 1:
         return FigureResult(key, title, "", None, "no complete seed yet (every arm finished in a seed)")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.3))
     col = line_colours(p.lines)
     dodge = {ln: (i - (len(p.lines) - 1) / 2) * 0.012 for i, ln in enumerate(p.lines)}
     if margin:
@@ -130,8 +130,10 @@ def phase_answer_into(study, ctx: dict, out) -> list:
     seeds.to_csv(out / "phase_seed_effects.csv", index=False)
     box = DR.dose_answer(study, p.dose, DR.slope_table(study, p.dose, ep), prim)
     cells = fams["primary"]
-    lines = box["verdicts"][:1] + [PH.band_sentence(cells, ln, margin) for ln in p.lines] + box["verdicts"][1:]
     where = prim.get("where") or {}
+    scope = (f"Primary ({', '.join(f'{k} = {v}' for k, v in where.items())}, mean over {p.line}): " if where else
+             f"Primary (mean over every source and {p.line}): ")
+    lines = [scope + box["verdicts"][0]] + [PH.band_sentence(cells, ln, margin) for ln in p.lines] + box["verdicts"][1:]
     d0, d1 = min(p.dose.doses), max(p.dose.doses)
     what = (f"Primary: {ep}, the dial effect (per seed: the dial-{d1:g} run minus the dial-{d0:g} run; the OLS slope per unit "
             f"{p.dose.dose} is that difference for doses 0 and 1) "

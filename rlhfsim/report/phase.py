@@ -239,13 +239,13 @@ def band_sentence(cells: pd.DataFrame, line: str, margin: float | None) -> str:
         return f"{line}: no cell with an effect yet."
     fmt = lambda r: f"{r['source']} (rho {r['rho']:.2f}: {r['effect']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}])"  # noqa: E731
     out = [f"{line}:"]
-    if margin is not None:
-        leave = c[(c["lo"] < -margin) | (c["hi"] > margin)]
-        inside = c[(c["lo"] >= -margin) & (c["hi"] <= margin)]
-        beyond = c[(c["hi"] < -margin) | (c["lo"] > margin)]
-        out.append(f"the 95% interval leaves the ±{margin:g} band at {', '.join(fmt(r) for _, r in leave.iterrows()) or 'no source'}"
-                   + (f"; inside it at {', '.join(inside['source'])}" if len(inside) else "")
-                   + (f"; wholly beyond it at {', '.join(beyond['source'])}" if len(beyond) else "") + ".")
+    if margin is not None:  # disjoint: wholly beyond the band, reaching outside it, inside it
+        beyond = (c["hi"] < -margin) | (c["lo"] > margin)
+        inside = (c["lo"] >= -margin) & (c["hi"] <= margin)
+        parts = [f"{what} {', '.join(fmt(r) for _, r in c[mask].iterrows())}" for what, mask in
+                 (("wholly beyond it at", beyond), ("reaching outside it at", ~beyond & ~inside)) if mask.any()]
+        out.append(f"against the ±{margin:g} band, the 95% interval is " + ("; ".join(parts) if parts else "outside it at no source")
+                   + (f"; inside it at {', '.join(c[inside]['source'])}" if inside.any() else "") + ".")
     sig = c[(c["p_holm"] < ALPHA) & ((c["lo_adj"] > 0) | (c["hi_adj"] < 0))]
     if sig.empty:
         out.append("The effect differs from 0 at no source (Holm over the cells).")

@@ -107,12 +107,12 @@ def test_primary_is_the_gold_source_only_averaged_over_lines(built):
     want = seeds[seeds["source"] == "gold"].groupby("seed")["effect"].mean()  # the declared primary, by hand
     m = float(re.search(r"slope of gold_gain_late on dial ([+-]\d\.\d+) per unit", box).group(1))
     assert m == pytest.approx(want.mean(), abs=6e-4) and m == pytest.approx(EFFECT, abs=6e-4)
-    assert "Dose-response detected: gold_gain_late falls" in box and "restricted to source = gold" not in box  # method note is below
+    assert "Primary (source = gold, mean over optimizer): Dose-response detected: gold_gain_late falls" in box and "restricted to source = gold" not in box  # method note is below
     assert "at source = gold only" in box and "phase_diagram.png" in box
     assert box.index("phase_diagram.png") < box.index("at source = gold only")  # the figure before the method note
     for ln in LINES:  # one sentence per line: the gold cell leaves the band, the others are inside; first differs at gold
         sent = next(x for x in re.findall(r"<li><strong>(.*?)</strong></li>", box) if x.startswith(f"{ln}:"))
-        assert "leaves the ±0.02 band at gold (rho 1.00" in sent and "inside it at rho0.6, weak" in sent
+        assert "the 95% interval is wholly beyond it at gold (rho 1.00" in sent and "inside it at rho0.6, weak" in sent
         assert "first, going down from rho 1, at gold" in sent
     assert not (out / "dose_response.png").exists() and (out / "phase_diagram.png").is_file()
     slopes = pd.read_csv(out / "phase_rho_slopes.csv").set_index("line")
@@ -126,9 +126,9 @@ def test_a_null_study_with_tight_seeds_is_equivalent_within_the_margin(tmp_path)
     ctx = {"answer": {}, "sections": []}
     phase_answer_into(load_study([make_phase_study(tmp_path, effect=0.0, noise=0.002)]), ctx, tmp_path)
     lines = ctx["answer"]["verdicts"]
-    assert lines[0].startswith("Equivalent within ±0.02 (margin declared before the run)"), lines[0]
+    assert lines[0].startswith("Primary (source = gold, mean over optimizer): Equivalent within ±0.02 (margin declared"), lines[0]
     for ln, text in zip(LINES, lines[1:3]):
-        assert text.startswith(f"{ln}: the 95% interval leaves the ±0.02 band at no source; inside it at gold, rho0.6, weak")
+        assert text.startswith(f"{ln}: against the ±0.02 band, the 95% interval is outside it at no source; inside it at gold, rho0.6, weak")
         assert text.endswith("The effect differs from 0 at no source (Holm over the cells).")
     assert [s.title.split(":")[0] for s in ctx["sections"]][:2] == ["Closed vs open prompts", "Gold at matched KL"]
 
@@ -160,8 +160,9 @@ def test_band_sentence_on_a_constructed_table():
                           "lo": [-0.08, -0.03, -0.01], "hi": [-0.04, 0.01, 0.01], "p_holm": [0.001, 0.3, 0.9],
                           "lo_adj": [-0.09, -0.04, -0.02], "hi_adj": [-0.03, 0.02, 0.02]})
     s = PH.band_sentence(cells, "ppo", 0.02)
-    assert s.startswith("ppo: the 95% interval leaves the ±0.02 band at gold (rho 1.00: -0.060 [-0.080, -0.040]), mid (rho 0.50")
-    assert "inside it at weak" in s and "wholly beyond it at gold" in s and "first, going down from rho 1, at gold" in s
+    assert s.startswith("ppo: against the ±0.02 band, the 95% interval is wholly beyond it at gold (rho 1.00: -0.060 [-0.080, -0.040]); "
+                        "reaching outside it at mid (rho 0.50: -0.010 [-0.030, +0.010]); inside it at weak.")
+    assert "differs from 0 (Holm p < 0.05) at gold; first, going down from rho 1, at gold (rho 1.00" in s
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
