@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report.figures import FigureResult, _plt
-from rlhfsim.report.stats import compare, verdict
+from rlhfsim.report.stats import MIN_P_SEEDS, compare, verdict
 from rlhfsim.report.tables import finished
 
 DEFAULT_PRIMARY = {"endpoint": "gold_gain", "better": "higher"}
@@ -65,13 +65,14 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
             y = ys[r["variant"]]
             # the interval drawn is the one at the comparison's Holm step level: colour and line use one correction
             lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo"], r["hi"])
-            sig = np.isfinite(lo) and (lo > 0 or hi < 0) and r["p_holm"] < 0.05
+            sig = np.isfinite(lo) and (lo > 0 or hi < 0) and (r["p_holm"] < 0.05 or r["n"] < MIN_P_SEEDS)
             good = (r["diff"] > 0) == (r["better"] == "higher")
             col = ("#2a7d2a" if good else "#b03a2e") if sig else "#555555"
             if np.isfinite(lo):
                 ax.plot([lo, hi], [y, y], color=col, lw=2)
             ax.plot([r["diff"]], [y], "o", color=col, ms=6, mfc=col if sig else "white")
-            note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if np.isfinite(r["p_holm"]) else "")
+            shows_p = np.isfinite(r["p_holm"]) and r["n"] >= MIN_P_SEEDS  # fewer seeds: the interval only
+            note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if shows_p else "")
             note += f", censored {int(r['censored'])}" if r["censored"] else ""
             ax.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=7, color="#444")

@@ -27,7 +27,7 @@ from scipy import stats
 
 from rlhfsim.diagnostics.dose_response import (minimal_detectable_effect, per_seed_contrast, per_seed_curvature, per_seed_slopes,
                                                slope_test)
-from rlhfsim.report.stats import holm, holm_alphas, tost
+from rlhfsim.report.stats import MIN_P_SEEDS, SMALL_NOTE, holm, holm_alphas, tost
 
 DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
 DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
@@ -196,13 +196,14 @@ def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None, margin:
     n = res["n"]
     unit = "per unit" if what == "slope" else "(contrast)"
     est = (f"{what} of {endpoint} on {dose} {_f(res['mean'])} {unit} (95% t interval [{_f(lo)}, {_f(hi)}], "
-           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
+           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], "
+           + (f"{n} seeds; {SMALL_NOTE})" if n < MIN_P_SEEDS else f"p = {res['p']:.2g}, {n} seeds)"))
     power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed SD (power, not equivalence)"
              if mde is not None else f"no MDE: the power of the t test is not computable from {n} seeds' values")
     if lo > 0 or hi < 0:
         return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
     if margin is not None and eq is not None:
-        tint = f"TOST p = {eq['p']:.2g}, {eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
+        tint = (f"TOST p = {eq['p']:.2g}, " if n >= MIN_P_SEEDS else "TOST ") + f"{eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
         if eq["equivalent"]:
             return f"Equivalent within ±{margin:g} (margin declared before the run): {tint}; {est}; {power}."
         return (f"Inconclusive: no dose-response detected and equivalence within ±{margin:g} not shown ({tint}); {est}; "
@@ -268,7 +269,8 @@ def _cell(r: pd.Series) -> str:
         return "n/a"
     lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo_t"], r["hi_t"])
     ci = f" [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else ""
-    return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
+    ps = f", p {_p(r['p'])} ({_p(r['p_holm'])})" if r["n"] >= MIN_P_SEEDS else ""  # fewer seeds: interval only
+    return f"{_f(r['slope'])}{ci}{ps}, n={int(r['n'])}"
 
 
 def _mde(n: int, sd: float) -> float | None:

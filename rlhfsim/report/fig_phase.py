@@ -11,6 +11,7 @@ import pandas as pd
 
 from rlhfsim.report import phase as PH
 from rlhfsim.report.figures import FigureResult, _plt, _sns
+from rlhfsim.report.stats import MIN_P_SEEDS, SMALL_NOTE
 
 FAMILIES = {"primary": None, "closed vs open": tuple(PH.TYPED), "matched KL": (PH.MATCHED,), "advantage fidelity": PH.FIDELITY}
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -105,7 +106,8 @@ def cell_rows(cells: pd.DataFrame, margin: float | None = None) -> tuple[list[st
     header = ["endpoint", "source", "line", "measured rho", "n", "dial low", "dial high", "dial effect [95% t]",
               "[Holm-step interval], p (Holm p)"] + (["vs band"] if margin else [])
     rows = [[r["endpoint"], r["source"], r["line"], _n(r["rho"], "{:.2f}"), str(int(r["n"])), _n(r["at_low_dose"]), _n(r["at_high_dose"]),
-             _ci(r), f"[{_n(r['lo_adj'])}, {_n(r['hi_adj'])}], p {_p(r['p'])} ({_p(r['p_holm'])})"] + ([_band(r, margin)] if margin else [])
+             _ci(r), f"[{_n(r['lo_adj'])}, {_n(r['hi_adj'])}]" + (f", p {_p(r['p'])} ({_p(r['p_holm'])})" if r["n"] >= MIN_P_SEEDS else "")]
+            + ([_band(r, margin)] if margin else [])
             for _, r in cells.iterrows()]
     return header, rows
 
@@ -144,6 +146,8 @@ def phase_answer_into(study, ctx: dict, out) -> list:
             f"the effect differs from 0 after Holm over the {len(cells)} cells (the Holm-step interval excludes 0). Measured rho: "
             f"mean over rounds of {PH.RHO} of the dial-{d0:g} arm"
             + (f"; {', '.join(sorted(p.gold_sources))} is gold (rho 1)" if p.gold_sources else "") + ".")
+    if 0 < cells["n"].max() < MIN_P_SEEDS:
+        what += f" With {int(cells['n'].max())} seeds: {SMALL_NOTE}."
     ctx["answer"].update(verdicts=lines, what=what, table=cell_rows(cells, margin))
     fmt_note = ("Per cell (source x {0}): mean over seeds of the endpoint at the lowest and highest dial, the mean per-seed dial "
                 "effect with its 95% paired t interval, and beside it the interval at the cell's Holm step level with p and Holm p "
@@ -162,7 +166,8 @@ def phase_answer_into(study, ctx: dict, out) -> list:
                 "collapse -> advantage link."),
         Section(f"Dependence on measured ranking quality, per {p.line}",
                 [p.line, "n seeds", f"slope of the dial effect on rho [95% t]", "p (Holm)"],
-                [[r["line"], str(int(r["n"])), f"{_n(r['slope'])} [{_n(r['lo'])}, {_n(r['hi'])}]", f"{_p(r['p'])} ({_p(r['p_holm'])})"]
+                [[r["line"], str(int(r["n"])), f"{_n(r['slope'])} [{_n(r['lo'])}, {_n(r['hi'])}]",
+                  f"{_p(r['p'])} ({_p(r['p_holm'])})" if r["n"] >= MIN_P_SEEDS else "–"]
                  for _, r in slopes.iterrows()],
                 f"Per seed and {p.line}, the OLS slope of the dial effect on {ep} on the sources' measured rho (a seed needs every "
                 f"source); one-sample t across seeds, Holm over the {p.line} levels. Negative: the dial costs more where the ranking "

@@ -25,7 +25,7 @@ from scipy import stats
 
 from rlhfsim.diagnostics.dose_response import per_seed_slopes
 from rlhfsim.report.dose import DoseDesign, design, dose_frame
-from rlhfsim.report.stats import holm, holm_alphas
+from rlhfsim.report.stats import MIN_P_SEEDS, holm, holm_alphas
 
 RHO = "rm/within_prompt_spearman"
 TYPED = {"closed_gain_late": "eval/gold_closed", "open_gain_late": "eval/gold_open"}  # per-type late gold gain
@@ -251,6 +251,7 @@ def band_sentence(cells: pd.DataFrame, line: str, margin: float | None) -> str:
         out.append("The effect differs from 0 at no source (Holm over the cells).")
     else:
         first = sig.iloc[0]
+        hp = f", Holm p {first['p_holm']:.2g}" if first["n"] >= MIN_P_SEEDS else ""
         out.append(f"It differs from 0 (Holm p < {ALPHA:g}) at {', '.join(sig['source'])}; first, going down from rho 1, at "
-                   f"{first['source']} (rho {first['rho']:.2f}, Holm p {first['p_holm']:.2g}).")
+                   f"{first['source']} (rho {first['rho']:.2f}{hp}).")
     return " ".join(out)
