@@ -34,6 +34,23 @@ METRIC_BETTER = {
 }
 
 
+# endpoints whose better direction is "closer to a target": shape_rel is 0 when the model's profiles are as
+# prompt-dependent as gold's, 1 when collapsed, and < 0 when more spread than gold (not "less collapsed"); a paired
+# test of such an endpoint runs on the per-seed distance |value - target| (report/stats.py compare).
+TARGET = {"collapse_shape_rel_final": 0.0, "collapse_probe_shape_rel_final": 0.0}
+METRIC_TARGET = {"collapse/shape_rel": 0.0, "collapse/probe_shape_rel": 0.0}
+
+
+def documented_target(name: str) -> float | None:
+    """The target value of an endpoint whose better direction is "closer to the target", else None."""
+    if name in TARGET:
+        return TARGET[name]
+    for prefix in OPEN_PREFIXES:
+        if name.startswith(prefix):
+            return METRIC_TARGET.get(name[len(prefix):])
+    return None
+
+
 def documented_better(name: str) -> str | None:
     """'higher' / 'lower' where docs/metrics.md fixes the endpoint's better direction, else None (the study's choice)."""
     if name in BETTER:

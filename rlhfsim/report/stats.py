@@ -62,6 +62,23 @@ def drop_censored(summary: pd.DataFrame, column: str) -> pd.DataFrame:
     return out
 
 
+def _target(column: str) -> float | None:
+    from rlhfsim.report.ids import documented_target
+
+    return documented_target(column)
+
+
+def _toward_target(summary: pd.DataFrame, column: str) -> pd.DataFrame:
+    """For an endpoint whose better direction is "closer to a target" (ids.TARGET), the per-run distance |value - target|
+    replaces the value, so a paired difference < 0 means closer (shape_rel < 0 is not "less collapsed" than 0)."""
+    t = _target(column)
+    if t is None or column not in summary:
+        return summary
+    out = summary.copy()
+    out[column] = (pd.to_numeric(out[column], errors="coerce") - t).abs()
+    return out
+
+
 def censored_rows(summary: pd.DataFrame, column: str) -> pd.Series:
     """Bool per row: is `column` censored in that run (see CENSORED)?"""
     if column not in CENSORED or summary.empty:
@@ -206,7 +223,7 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
         return pd.DataFrame(columns=cols)
     base = summary[summary["variant"] == baseline]
     # censored runs leave the paired test (their value is only a bound), they are counted, never read as a value
-    kept = {ep["endpoint"]: drop_censored(summary, ep["endpoint"]) for ep in endpoints}
+    kept = {ep["endpoint"]: _toward_target(drop_censored(summary, ep["endpoint"]), ep["endpoint"]) for ep in endpoints}
     pair = lambda v, col: (kept[col][kept[col]["variant"] == v].set_index("seed")[col],  # noqa: E731
                            kept[col][kept[col]["variant"] == baseline].set_index("seed")[col])
     for ep in endpoints:
@@ -224,7 +241,8 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
             pair_rows = summary.index[summary["variant"].isin([v, baseline]) & summary["seed"].isin(seeds)]
             n_cens = int(cens_all.reindex(pair_rows).fillna(False).astype(bool).sum())
             margin = ep.get("margin")
-            rows.append({"family": family, "variant": v, "endpoint": col, "better": ep.get("better", "higher"),
+            better = "closer" if _target(col) is not None else ep.get("better", "higher")
+            rows.append({"family": family, "variant": v, "endpoint": col, "better": better,
                          **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")}, "method": r.get("method", ""),
                          "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else "",
                          "margin": float(margin) if margin else np.nan})
@@ -282,9 +300,12 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
     small = n < MIN_P_SEEDS  # too few seeds for a p-value worth printing: the interval decides, and says so
     ptxt = f"; {SMALL_NOTE}" if small else f" (p = {p:.3g} after Holm)"
     excludes = lo > 0 or hi < 0
+    target = _target(str(ep)) if row.get("better") == "closer" else None
+    if target is not None:  # the test ran on |value - target|: say so in the sentence
+        ep = f"the distance of {ep} from its target {target:g}"
     if excludes and (small or p < alpha):
         moves = "raises" if diff > 0 else "lowers"
-        good = (diff > 0) == (row.get("better", "higher") == "higher")
+        good = (diff > 0) == (row.get("better", "higher") == "higher") if target is None else diff < 0
         return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'}{ptxt}{cens}."
     if excludes:  # the shown interval (bootstrap) excludes 0 but the Holm-adjusted t test does not reject: never "no effect"
         return (f"Not called: {v} changes {ep} by {ci}; the interval excludes 0 but the paired t test does not reject after Holm "

@@ -30,7 +30,9 @@ class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
-    better: Literal["higher", "lower"] = Field("higher", description="Which direction of the endpoint is an improvement.")
+    better: Literal["higher", "lower", "closer"] = Field("higher", description="Which direction of the endpoint is an improvement; "
+                                                         "'closer': closer to the endpoint's documented target (report/ids.py "
+                                                         "TARGET, e.g. shape_rel's 0), where 'lower' is read the same way.")
     margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
                                  "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
                                  "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
@@ -80,6 +82,14 @@ class Endpoint(BaseModel):
     def _direction(self) -> "Endpoint":
         from rlhfsim.report.ids import documented_better
 
+        from rlhfsim.report.ids import documented_target
+
+        target = documented_target(self.endpoint)
+        if self.better == "closer" and target is None:
+            raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
+                             "declare higher or lower")
+        if target is not None and self.better in ("closer", "lower"):  # lower is read as closer to the target
+            return self
         doc = documented_better(self.endpoint)
         if doc is not None and doc != self.better:
             raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "

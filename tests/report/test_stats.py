@@ -236,3 +236,32 @@ def test_censored_endpoints_leave_the_paired_test_and_are_never_read_as_0():
     assert r["n"] == 3 and r["censored"] == 1
     assert r["diff"] == pytest.approx(np.mean([0.08, 0.09, 0.07]))  # seed 2 (baseline censored at 0) is out, not -0.05
     assert "left out of the test" in verdict(r, "base")
+
+
+def test_shape_rel_is_closer_to_0_is_better_not_lower():
+    """collapse_utilities' case: x's shape_rel -0.8 against the baseline's 0.1 is further from gold's 0, not 'better'."""
+    from rlhfsim.report.ids import documented_target
+
+    assert documented_target("collapse_shape_rel_final") == 0.0 and documented_target("final/collapse/probe_shape_rel") == 0.0
+    assert documented_target("gold_gain") is None
+    rows = []
+    for sd in range(6):
+        rows += [{"variant": "base", "seed": sd, "collapse_shape_rel_final": 0.1 + 0.01 * sd},
+                 {"variant": "x", "seed": sd, "collapse_shape_rel_final": -0.8 + 0.013 * sd},
+                 {"variant": "y", "seed": sd, "collapse_shape_rel_final": 0.02 + 0.012 * sd}]
+    t = compare(pd.DataFrame(rows), ["base", "x", "y"], "base", [{"endpoint": "collapse_shape_rel_final", "better": "lower"}], "primary")
+    x, y = (t[t.variant == v].iloc[0] for v in ("x", "y"))
+    assert x["better"] == "closer" and x["diff"] == pytest.approx(np.mean([0.8 - 0.013 * s - 0.1 - 0.01 * s for s in range(6)]))
+    assert verdict(x, "base").startswith("x raises the distance of collapse_shape_rel_final from its target 0") and ": worse" in verdict(x, "base")
+    assert ": better" in verdict(y, "base")
+
+
+def test_an_experiment_may_declare_closer_only_where_a_target_is_documented():
+    from rlhfsim.sweep.experiment import Endpoint
+
+    assert Endpoint(endpoint="collapse_shape_rel_final", better="closer").better == "closer"
+    assert Endpoint(endpoint="collapse_shape_rel_final", better="lower").better == "lower"  # read as closer to 0
+    with pytest.raises(ValueError, match="needs a documented target"):
+        Endpoint(endpoint="gold_gain", better="closer")
+    with pytest.raises(ValueError, match="higher is better by definition"):
+        Endpoint(endpoint="gold_gain", better="lower")
