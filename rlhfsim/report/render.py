@@ -18,7 +18,7 @@ from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
 from rlhfsim.report.ids import FIGURE_IDS
-from rlhfsim.report.select import colour_keys, skip_reasons
+from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
 
@@ -55,6 +55,14 @@ def choose_rounds(study: Study, rounds: list[int] | None) -> list[int]:
 # ----------------------------------------------------------------------------- assembly
 
 
+def page_palette(study: Study) -> dict:
+    """A colour per arm on the whole page (issue 30: colours shared by an optimiser's arms hid the arms); the design
+    factors still lay the panels out in rows (select.variant_groups), the baseline is grey."""
+    from rlhfsim.report.figures import palette
+
+    return palette(study.variants, study.baseline)
+
+
 @dataclass
 class Report:
     out_dir: Path
@@ -88,7 +96,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = Report(out)
-    pal = F.palette(study.variants, study.baseline, colour_keys(study))
+    pal = page_palette(study)
 
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
@@ -345,10 +353,8 @@ def _html_table(header, rows, cls="") -> str:
 
 
 def render_html(ctx: dict, figures: list) -> str:
-    from rlhfsim.report.figures import palette
-
     st = ctx["study"]
-    pal = palette(st.variants, st.baseline, colour_keys(st))
+    pal = page_palette(st)
 
     def sw(v):
         r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])
