@@ -18,6 +18,8 @@ from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
 from rlhfsim.report.ids import FIGURE_IDS
+from rlhfsim.report.methods import html_methods as _html_methods
+from rlhfsim.report.methods import md_methods as _md_methods
 from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
@@ -80,7 +82,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None) -> Report:
+def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None,
+                 runs_root: str | None = None) -> Report:
     from rlhfsim.report import calibration as CAL
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
@@ -166,6 +169,9 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx = _context(study, ft, chosen, band, title)
     ctx["answer"] = answer_context(study, comps)
     ctx["left_out"] = left_out
+    from rlhfsim.report.methods import methods_paragraph, reproduction
+
+    ctx["methods"], ctx["repro"] = methods_paragraph(study), reproduction(study, out_dir, runs_root)
     ctx["sections"] = D.sections(study)
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
     rep.files += phase_answer_into(study, ctx, out)
@@ -266,6 +272,7 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += (_md_table(*a["table"]) + [""]) if a.get("table") else []
     if a["versions"]:
         L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
+    L += _md_methods(ctx)
     L += _intro(ctx) + [""]
     L += ["## Runs", ""] + _md_table(ctx["overview_header"], ctx["overview"]) + [""]
     L += ["## What differs between variants", ""]
@@ -379,6 +386,7 @@ def render_html(ctx: dict, figures: list) -> str:
     if a["versions"]:  # after the answer itself, still inside the box
         box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     P.append("".join(box) + "</section>")
+    P.append(_html_methods(ctx))
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")
     P.append("<p>Variants: " + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants) + "</p>")
