@@ -147,7 +147,7 @@ def phase_answer_into(study, ctx: dict, out) -> list:
             f"mean over rounds of {PH.RHO} of the dial-{d0:g} arm"
             + (f"; {', '.join(sorted(p.gold_sources))} is gold (rho 1)" if p.gold_sources else "") + ".")
     if 0 < cells["n"].max() < MIN_P_SEEDS:
-        what += f" With {int(cells['n'].max())} seeds: {SMALL_NOTE}."
+        what += f" With {int(cells['n'].max())} complete seed(s): {SMALL_NOTE}."
     ctx["answer"].update(verdicts=lines, what=what, table=cell_rows(cells, margin))
     fmt_note = ("Per cell (source x {0}): mean over seeds of the endpoint at the lowest and highest dial, the mean per-seed dial "
                 "effect with its 95% paired t interval, and beside it the interval at the cell's Holm step level with p and Holm p "

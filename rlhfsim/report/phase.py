@@ -238,6 +238,12 @@ def band_sentence(cells: pd.DataFrame, line: str, margin: float | None) -> str:
     if c.empty:
         return f"{line}: no cell with an effect yet."
     fmt = lambda r: f"{r['source']} (rho {r['rho']:.2f}: {r['effect']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}])"  # noqa: E731
+    bare = c[~np.isfinite(c["lo"].astype(float))]
+    if len(bare):  # no interval (fewer than 2 seeds): the effects, never a band verdict
+        rest = ", ".join(f"{r['source']} (rho {r['rho']:.2f}) {r['effect']:+.3f}" for _, r in bare.iterrows())
+        if len(bare) == len(c):
+            return f"{line}: no interval yet (fewer than 2 complete seeds); the dial effects: {rest}."
+        c = c[np.isfinite(c["lo"].astype(float))]
     out = [f"{line}:"]
     if margin is not None:  # disjoint: wholly beyond the band, reaching outside it, inside it
         beyond = (c["hi"] < -margin) | (c["lo"] > margin)
@@ -254,4 +260,6 @@ def band_sentence(cells: pd.DataFrame, line: str, margin: float | None) -> str:
         hp = f", Holm p {first['p_holm']:.2g}" if first["n"] >= MIN_P_SEEDS else ""
         out.append(f"It differs from 0 (Holm p < {ALPHA:g}) at {', '.join(sig['source'])}; first, going down from rho 1, at "
                    f"{first['source']} (rho {first['rho']:.2f}{hp}).")
+    if len(bare):
+        out.append(f"No interval yet at {', '.join(bare['source'])}.")
     return " ".join(out)

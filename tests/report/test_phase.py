@@ -158,7 +158,7 @@ def test_gold_at_matched_kl_on_constructed_trajectories():
 def test_band_sentence_on_a_constructed_table():
     cells = pd.DataFrame({"line": "ppo", "source": ["gold", "mid", "weak"], "rho": [1.0, 0.5, 0.1], "effect": [-0.06, -0.01, 0.0],
                           "lo": [-0.08, -0.03, -0.01], "hi": [-0.04, 0.01, 0.01], "p_holm": [0.001, 0.3, 0.9],
-                          "lo_adj": [-0.09, -0.04, -0.02], "hi_adj": [-0.03, 0.02, 0.02]})
+                          "lo_adj": [-0.09, -0.04, -0.02], "hi_adj": [-0.03, 0.02, 0.02], "n": 6})
     s = PH.band_sentence(cells, "ppo", 0.02)
     assert s.startswith("ppo: against the ±0.02 band, the 95% interval is wholly beyond it at gold (rho 1.00: -0.060 [-0.080, -0.040]); "
                         "reaching outside it at mid (rho 0.50: -0.010 [-0.030, +0.010]); inside it at weak.")
@@ -180,3 +180,10 @@ def test_first_screen_shows_question_verdict_and_phase_diagram(built, tmp_path):
     spans = [tuple(map(int, x.split(":"))) for x in re.search(r'data-first="([^"]*)"', dom).group(1).split(",")]
     assert all(0 <= top < 900 for top, _ in spans), spans  # question, first verdict and the phase diagram start on screen
     assert spans[2][1] - spans[2][0] > 200  # the figure, not a sliver
+
+
+def test_band_sentence_without_intervals_gives_the_effects_and_no_verdict():
+    cells = pd.DataFrame({"line": "rloo", "source": ["gold", "weak"], "rho": [1.0, 0.12], "effect": [0.002, -0.032], "lo": np.nan,
+                          "hi": np.nan, "p_holm": np.nan, "lo_adj": np.nan, "hi_adj": np.nan, "n": 1})
+    s = PH.band_sentence(cells, "rloo", 0.02)
+    assert s == "rloo: no interval yet (fewer than 2 complete seeds); the dial effects: gold (rho 1.00) +0.002, weak (rho 0.12) -0.032."
