@@ -42,7 +42,7 @@ def fig_phase_diagram(study, pal=None, band=None) -> FigureResult:
     if cells["n"].fillna(0).max() < 1:
         return FigureResult(key, title, "", None, "no complete seed yet (every arm finished in a seed)")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9.5, 4.3))
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
     col = line_colours(p.lines)
     dodge = {ln: (i - (len(p.lines) - 1) / 2) * 0.012 for i, ln in enumerate(p.lines)}
     if margin:

@@ -173,6 +173,10 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
 
     ctx["methods"], ctx["repro"] = methods_paragraph(study), reproduction(study, out_dir, runs_root)
     ctx["sections"] = D.sections(study)
+    if phase_design(study) is None:  # a phase study has its own per-cell matched-KL table
+        from rlhfsim.report.matched import matched_kl_section
+
+        ctx["sections"] = [x for x in [matched_kl_section(study)] if x is not None] + ctx["sections"]
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
     rep.files += phase_answer_into(study, ctx, out)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
@@ -332,7 +336,7 @@ th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;fo
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
 .answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
-.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:640px}
+.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:min(640px,58vh)}
 .versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
