@@ -173,10 +173,11 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
 
     ctx["methods"], ctx["repro"] = methods_paragraph(study), reproduction(study, out_dir, runs_root)
     ctx["sections"] = D.sections(study)
-    if phase_design(study) is None:  # a phase study has its own per-cell matched-KL table
+    if phase_design(study) is None:  # a phase study has its own per-seed and per-cell matched-KL tables
+        from rlhfsim.report.answer import seed_section
         from rlhfsim.report.matched import matched_kl_section
 
-        ctx["sections"] = [x for x in [matched_kl_section(study)] if x is not None] + ctx["sections"]
+        ctx["sections"] = [x for x in (seed_section(study), matched_kl_section(study)) if x is not None] + ctx["sections"]
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
     rep.files += phase_answer_into(study, ctx, out)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))

@@ -38,3 +38,14 @@ def test_the_page_carries_methods_and_reproduction(tmp_path):
     assert "<h2 id='methods'>Methods</h2>" in html and f"rlhfsim report {root} -o {out}" in html
     assert html.index("id='answer'") < html.index("id='methods'") < html.index("id='runs'")
     assert "## How to reproduce" in md and "[summary.csv](summary.csv)" in md
+
+
+def test_the_per_seed_table_of_the_primary(tmp_path):
+    from rlhfsim.report.answer import seed_section
+
+    root = make_study(tmp_path)
+    study = load_study([root])
+    sec = seed_section(study)
+    s = study.summary.set_index(["variant", "seed"])["gold_gain"]
+    assert sec.header == ["seed", "low_kl (baseline)", "high_kl − baseline"]
+    assert sec.rows[1] == ["1", f"{s[('low_kl', 1)]:+.3f}", f"{s[('high_kl', 1)] - s[('low_kl', 1)]:+.3f}"]

@@ -265,3 +265,21 @@ def test_an_experiment_may_declare_closer_only_where_a_target_is_documented():
         Endpoint(endpoint="gold_gain", better="closer")
     with pytest.raises(ValueError, match="higher is better by definition"):
         Endpoint(endpoint="gold_gain", better="lower")
+
+
+def test_a_long_verdict_list_gets_a_summary_sentence_first():
+    from rlhfsim.report.answer import summary_sentence
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for sd in range(6):
+        shared = rng.normal(0, 1)
+        rows.append({"variant": "base", "seed": sd, "g": shared})
+        for v, shift in (("a", 0.5), ("b", 0.4), ("c", -0.5), ("d", 0.0), ("e", 0.0)):
+            rows.append({"variant": v, "seed": sd, "g": shared + shift + rng.normal(0, 0.02)})
+    t = compare(pd.DataFrame(rows), ["base", *"abcde"], "base", [{"endpoint": "g", "better": "higher"}], "primary")
+    lines = [verdict(r, "base") for _, r in t.iterrows()]
+    text = summary_sentence(lines, "base")
+    assert text.startswith("In summary, 5 arms against base: 2 better, 1 worse, ")  # d and e: 0 shift, classed as their own sentences say
+    rest = {k: sum(x.startswith(k) for x in lines) for k in ("No effect detected", "Not called")}
+    assert sum(rest.values()) == 2 and all(f"{n} {k.lower()}" in text for k, n in rest.items() if n)
