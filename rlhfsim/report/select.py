@@ -71,7 +71,7 @@ def gold_source_variants(study) -> set[str]:
     """Variants whose runs optimise gold itself (loop.reward_source: gold): their proxy and reward-model columns
     describe a reward model the optimiser never used, so no proxy figure draws them."""
     by: dict[str, set] = {}
-    for r in study.runs:
+    for r in getattr(study, "runs", None) or []:
         if r.config is not None:
             by.setdefault(r.variant, set()).add((r.config.get("loop") or {}).get("reward_source"))
     return {v for v, srcs in by.items() if srcs == {"gold"}}
