@@ -131,5 +131,5 @@ def seed_section(study):
     others = [v for v in study.variants if v != study.baseline and v in wide]
     f = lambda x: f"{x:+.3f}" if np.isfinite(x) else "–"  # noqa: E731
     rows = [[str(int(sd)), f(r[study.baseline])] + [f(r[v] - r[study.baseline]) for v in others] for sd, r in wide.iterrows()]
-    return Section(f"Per-seed values of the primary ({ep})", ["seed", f"{study.baseline} (baseline)", *[f"{v} − baseline" for v in others]],
+    return Section(f"Per-seed values of the primary ({ep})", ["run seed", f"{study.baseline} (baseline)", *[f"{v} − baseline" for v in others]],
                    rows, "The paired differences the Answer's test uses, seed by seed ('–': no finished run, or a censored value).")

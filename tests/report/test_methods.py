@@ -47,5 +47,5 @@ def test_the_per_seed_table_of_the_primary(tmp_path):
     study = load_study([root])
     sec = seed_section(study)
     s = study.summary.set_index(["variant", "seed"])["gold_gain"]
-    assert sec.header == ["seed", "low_kl (baseline)", "high_kl − baseline"]
+    assert sec.header == ["run seed", "low_kl (baseline)", "high_kl − baseline"]
     assert sec.rows[1] == ["1", f"{s[('low_kl', 1)]:+.3f}", f"{s[('high_kl', 1)] - s[('low_kl', 1)]:+.3f}"]
