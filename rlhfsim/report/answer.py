@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report.figures import FigureResult, _plt
-from rlhfsim.report.stats import compare, verdict
+from rlhfsim.report.stats import MIN_P_SEEDS, compare, verdict
 from rlhfsim.report.tables import finished
 
 DEFAULT_PRIMARY = {"endpoint": "gold_gain", "better": "higher"}
@@ -43,7 +43,22 @@ def verdicts(study, comps: pd.DataFrame) -> list[str]:
     prim = comps[comps["family"] == "primary"]
     if prim.empty:
         return [f"No comparison: only the baseline {study.baseline!r} has finished runs."]
-    return [verdict(r, study.baseline) for _, r in prim.iterrows()]
+    lines = [verdict(r, study.baseline) for _, r in prim.iterrows()]
+    return ([summary_sentence(lines, study.baseline)] if len(lines) > SUMMARY_ABOVE else []) + lines
+
+
+SUMMARY_ABOVE = 4  # more verdicts than this: one sentence counting them comes first
+
+
+def summary_sentence(lines: list[str], baseline: str) -> str:
+    """How many of the verdicts fall in each class, read off their own wording (stats.verdict)."""
+    classes = {"better": lambda t: ": better" in t,
+               "worse": lambda t: ": worse" in t, "equivalent within the margin": lambda t: t.startswith("Equivalent"),
+               "inconclusive": lambda t: t.startswith("Inconclusive"), "no effect detected": lambda t: t.startswith("No effect detected"),
+               "not called": lambda t: t.startswith("Not called")}
+    counts = {k: sum(bool(f(t)) for t in lines) for k, f in classes.items()}
+    said = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    return f"In summary, {len(lines)} arms against {baseline}: {said or 'no verdict'}."
 
 
 def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
@@ -65,13 +80,14 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
             y = ys[r["variant"]]
             # the interval drawn is the one at the comparison's Holm step level: colour and line use one correction
             lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo"], r["hi"])
-            sig = np.isfinite(lo) and (lo > 0 or hi < 0) and r["p_holm"] < 0.05
+            sig = np.isfinite(lo) and (lo > 0 or hi < 0) and (r["p_holm"] < 0.05 or r["n"] < MIN_P_SEEDS)
             good = (r["diff"] > 0) == (r["better"] == "higher")
             col = ("#2a7d2a" if good else "#b03a2e") if sig else "#555555"
             if np.isfinite(lo):
                 ax.plot([lo, hi], [y, y], color=col, lw=2)
             ax.plot([r["diff"]], [y], "o", color=col, ms=6, mfc=col if sig else "white")
-            note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if np.isfinite(r["p_holm"]) else "")
+            shows_p = np.isfinite(r["p_holm"]) and r["n"] >= MIN_P_SEEDS  # fewer seeds: the interval only
+            note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if shows_p else "")
             note += f", censored {int(r['censored'])}" if r["censored"] else ""
             ax.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=7, color="#444")
@@ -97,3 +113,23 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
            "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
            "is only partly observed (e.g. gold still rising in the last round).")
     return FigureResult(key, title, cap, fig)
+
+
+def seed_section(study):
+    """Per seed: the baseline's primary value and each variant's paired difference to it (the values the Answer tests)."""
+    from rlhfsim.report.dynamics import Section
+    from rlhfsim.report.stats import drop_censored
+
+    primary = endpoints(study)[0]
+    ep = primary["endpoint"]
+    done = drop_censored(finished(study), ep)
+    if done.empty or ep not in done or len(study.variants) < 2:
+        return None
+    wide = done.assign(y=pd.to_numeric(done[ep], errors="coerce")).pivot_table(index="seed", columns="variant", values="y")
+    if study.baseline not in wide:
+        return None
+    others = [v for v in study.variants if v != study.baseline and v in wide]
+    f = lambda x: f"{x:+.3f}" if np.isfinite(x) else "–"  # noqa: E731
+    rows = [[str(int(sd)), f(r[study.baseline])] + [f(r[v] - r[study.baseline]) for v in others] for sd, r in wide.iterrows()]
+    return Section(f"Per-seed values of the primary ({ep})", ["run seed", f"{study.baseline} (baseline)", *[f"{v} − baseline" for v in others]],
+                   rows, "The paired differences the Answer's test uses, seed by seed ('–': no finished run, or a censored value).")

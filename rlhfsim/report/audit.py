@@ -21,10 +21,12 @@ NOTE = ("Per variant over seeds. first: the first round an alarm fired (rounds w
 
 def run_warnings(study) -> pd.DataFrame:
     """One row per (run, alarm): variant, seed, first round, rounds fired, peak/drop rounds and leads."""
+    from rlhfsim.report.select import audits_on
+
     rows = []
     for r in study.runs:
-        if r.metrics is None or r.metrics.empty or "eval/gold" not in r.metrics:
-            continue
+        if r.metrics is None or r.metrics.empty or "eval/gold" not in r.metrics or not audits_on(r):
+            continue  # a run with audits off has no alarms to report, whatever its metrics rows hold
         recs = r.metrics.replace({np.nan: None}).to_dict("records")
         w = warning_summary(recs)
         if not w:

@@ -31,7 +31,7 @@ def cmd_report(args) -> int:
     t0 = time.perf_counter()
     study = load_study(args.inputs, runs_root=args.runs, baseline=args.baseline)
     out = Path(args.output) if args.output else Path("reports") / study.name
-    rep = build_report(study, out, rounds=_rounds(args.rounds), band=args.band, title=args.title)
+    rep = build_report(study, out, rounds=_rounds(args.rounds), band=args.band, title=args.title, runs_root=args.runs)
     n_fig = sum(getattr(f, "png", None) is not None for f in rep.figures)
     console.print(f"[bold]rlhfsim report[/bold] {study.name}: {len(study.runs)} runs, {len(study.variants)} variants, "
                   f"{n_fig} figures -> {out}/report.html, report.md, summary.csv ({time.perf_counter() - t0:.1f} s)", highlight=False)

@@ -27,7 +27,7 @@ from scipy import stats
 
 from rlhfsim.diagnostics.dose_response import (minimal_detectable_effect, per_seed_contrast, per_seed_curvature, per_seed_slopes,
                                                slope_test)
-from rlhfsim.report.stats import holm, holm_alphas, tost
+from rlhfsim.report.stats import MIN_P_SEEDS, SMALL_NOTE, holm, holm_alphas, tost
 
 DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
 DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
@@ -43,9 +43,10 @@ ALPHA, POWER = 0.05, 0.8
 class DoseDesign:
     dose: str  # factor name, e.g. dial
     key: str  # config key, e.g. surgery.dial
-    group: str | None  # the other factor (e.g. optimizer), or None
+    group: str | None  # the other factor(s), e.g. optimizer, or "source x optimizer"; None without one
     arms: dict[str, tuple[str, float]] = field(default_factory=dict)  # variant -> (group value, dose)
     controls: list[str] = field(default_factory=list)
+    levels: dict[str, dict[str, str]] = field(default_factory=dict)  # group value -> {factor: level}
 
     @property
     def groups(self) -> list[str]:
@@ -55,11 +56,17 @@ class DoseDesign:
     def doses(self) -> list[float]:
         return sorted({x for _, x in self.arms.values()})
 
+    def groups_where(self, where: dict | None) -> list[str]:
+        """The groups at the given factor levels ({source: gold}); all groups without a restriction."""
+        if not where:
+            return self.groups
+        return [g for g in self.groups if all(self.levels.get(g, {}).get(k) == str(v) for k, v in where.items())]
 
-def _config_value(study, variant: str, key: str):
-    from rlhfsim.report.select import _factor_value
 
-    return _factor_value(study, variant, key)
+def _config_value(study, variant: str, key):
+    from rlhfsim.report.select import factor_value
+
+    return factor_value(study, variant, key)
 
 
 def _sets_key(overrides: dict, key: str) -> bool:
@@ -71,19 +78,23 @@ def _sets_key(overrides: dict, key: str) -> bool:
 
 
 def design(study) -> DoseDesign | None:
+    """The dose factor's arms grouped by every other factor (a group per combination of their levels, so e.g. sources
+    are never pooled), or None without a dose factor or with fewer than 2 doses."""
     factors = dict(getattr(study, "factors", {}) or {})
-    dose = next(((n, k) for n, k in factors.items() if n == DOSE_FACTOR or k in DOSE_KEYS), None)
+    dose = next(((n, k) for n, k in factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None)
     if dose is None:
         return None
-    group = next(((n, k) for n, k in factors.items() if n != dose[0]), None)
-    d = DoseDesign(dose[0], dose[1], group[0] if group else None)
+    others = [(n, k) for n, k in factors.items() if n != dose[0]]
+    d = DoseDesign(dose[0], dose[1], " x ".join(n for n, _ in others) or None)
     for v in study.variants:
         ov = study.variant_overrides.get(v)
         x = _config_value(study, v, dose[1])
         on = _sets_key(ov, dose[1]) if ov is not None else x is not None
         if on and isinstance(x, (int, float)) and not isinstance(x, bool):
-            g = _config_value(study, v, group[1]) if group else None
-            d.arms[v] = (str(g) if g is not None else "all", float(x))
+            lv = {n: str(_config_value(study, v, k)) for n, k in others}
+            g = " / ".join(lv.values()) if others else "all"
+            d.arms[v] = (g, float(x))
+            d.levels[g] = lv
         else:
             d.controls.append(v)
     return d if len(d.doses) >= 2 else None
@@ -165,11 +176,11 @@ def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFram
     return tab[SLOPE_COLUMNS]
 
 
-def primary_slopes(study, d: DoseDesign, endpoint: str, how="slope") -> pd.Series:
-    """A seed's primary slope (or curvature, or declared contrast: `how` as in seed_slopes): the mean over its groups
-    (seeds missing a group's value are dropped)."""
+def primary_slopes(study, d: DoseDesign, endpoint: str, how="slope", where: dict | None = None) -> pd.Series:
+    """A seed's primary slope (or curvature, or declared contrast: `how` as in seed_slopes): the mean over its groups,
+    those at the `where` levels only when given (seeds missing a group's value are dropped)."""
     frame = dose_frame(study, d)
-    per = pd.DataFrame({g: seed_slopes(frame, endpoint, g, how) for g in d.groups})
+    per = pd.DataFrame({g: seed_slopes(frame, endpoint, g, how) for g in d.groups_where(where)})
     return per.mean(axis=1, skipna=False).dropna() if not per.empty else pd.Series(dtype=float)
 
 
@@ -185,13 +196,14 @@ def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None, margin:
     n = res["n"]
     unit = "per unit" if what == "slope" else "(contrast)"
     est = (f"{what} of {endpoint} on {dose} {_f(res['mean'])} {unit} (95% t interval [{_f(lo)}, {_f(hi)}], "
-           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], p = {res['p']:.2g}, {n} seeds)")
+           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], "
+           + (f"{n} seeds; {SMALL_NOTE})" if n < MIN_P_SEEDS else f"p = {res['p']:.2g}, {n} seeds)"))
     power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed SD (power, not equivalence)"
              if mde is not None else f"no MDE: the power of the t test is not computable from {n} seeds' values")
     if lo > 0 or hi < 0:
         return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
     if margin is not None and eq is not None:
-        tint = f"TOST p = {eq['p']:.2g}, {eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
+        tint = (f"TOST p = {eq['p']:.2g}, " if n >= MIN_P_SEEDS else "TOST ") + f"{eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
         if eq["equivalent"]:
             return f"Equivalent within ±{margin:g} (margin declared before the run): {tint}; {est}; {power}."
         return (f"Inconclusive: no dose-response detected and equivalence within ±{margin:g} not shown ({tint}); {est}; "
@@ -204,15 +216,16 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = 
     """{verdicts, what, header, rows, n_seeds} for the Answer box of a dose-response study. `endpoint`: the primary's
     name, or the experiment's primary dict (endpoint, margin, contrast)."""
     spec = endpoint if isinstance(endpoint, dict) else {"endpoint": endpoint}
-    endpoint, margin, contrast = spec["endpoint"], spec.get("margin"), spec.get("contrast")
+    endpoint, margin, contrast, where = spec["endpoint"], spec.get("margin"), spec.get("contrast"), spec.get("where")
     how = {float(k): float(v) for k, v in contrast.items()} if contrast else "slope"
     seeds = complete_seeds(study)
-    b = primary_slopes(study, d, endpoint, how)
-    groups = ", ".join(d.groups)
+    b = primary_slopes(study, d, endpoint, how, where)
+    chosen = d.groups_where(where)
+    groups = ", ".join(chosen) + (f" (restricted to {', '.join(f'{k} = {v}' for k, v in where.items())})" if where else "")
     test = (f"the declared contrast ({', '.join(f'{w:+g} x dose {x:g}' for x, w in how.items())})" if contrast
             else "the OLS slope")
     what = (f"Primary: per complete seed, {test} of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
-            f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(d.groups)} group(s); two-sided one-sample t test "
+            f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(chosen)} group(s); two-sided one-sample t test "
             f"across seeds with t and seed-bootstrap 95% intervals"
             + (f"; equivalence: TOST at ±{margin:g} (declared margin)" if margin else "; no equivalence margin declared") + "; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
             f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
@@ -230,7 +243,7 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = 
         if len(seeds) < declared:  # the pre-declared analysis needs every seed: an interim look never calls a clean null
             lines = [f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis, never an "
                      f"equivalence call): " + lines[0].replace("Equivalent within", "not yet equivalent (interim) within")]
-        lines += _curvature_line(study, d, endpoint)
+        lines += _curvature_line(study, d, endpoint, where)
     eps = list(dict.fromkeys(tab["endpoint"]))
     header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [Holm-step t interval], p (Holm)" for ep in eps]
     cell = tab.set_index(["group", "endpoint"])
@@ -238,11 +251,11 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = 
     return {"verdicts": lines, "what": what, "header": header, "rows": rows, "n_seeds": len(seeds)}
 
 
-def _curvature_line(study, d: DoseDesign, endpoint: str) -> list[str]:
+def _curvature_line(study, d: DoseDesign, endpoint: str, where: dict | None = None) -> list[str]:
     """Exploratory: the mean per-seed curvature (x^2 coefficient) of the endpoint, which the middle doses carry."""
     if len(d.doses) < 3:
         return []
-    c = primary_slopes(study, d, endpoint, "curvature")
+    c = primary_slopes(study, d, endpoint, "curvature", where)
     if len(c) < 2:
         return []
     r = slope_test(c.to_numpy(), alpha=ALPHA)
@@ -256,7 +269,8 @@ def _cell(r: pd.Series) -> str:
         return "n/a"
     lo, hi = (r["lo_adj"], r["hi_adj"]) if np.isfinite(r.get("lo_adj", np.nan)) else (r["lo_t"], r["hi_t"])
     ci = f" [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else ""
-    return f"{_f(r['slope'])}{ci}, p {_p(r['p'])} ({_p(r['p_holm'])}), n={int(r['n'])}"
+    ps = f", p {_p(r['p'])} ({_p(r['p_holm'])})" if r["n"] >= MIN_P_SEEDS else ""  # fewer seeds: interval only
+    return f"{_f(r['slope'])}{ci}{ps}, n={int(r['n'])}"
 
 
 def _mde(n: int, sd: float) -> float | None:

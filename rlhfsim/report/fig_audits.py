@@ -48,9 +48,18 @@ def thresholds(study, field: str) -> list[float]:
 def fig_audits(study, pal, band: str = "ci"):
     from rlhfsim.report.figures import FigureResult, _int_rounds, _plt
 
+    from rlhfsim.report.select import audits_on
+
     m = study.metrics
     if "audit/alarms" not in m:
         return FigureResult(KEY, TITLE, "", None, "no audit/* metrics logged")
+    off = [str(r.path) for r in study.runs if not audits_on(r)]
+    if off and len(off) == len(study.runs):
+        return FigureResult(KEY, TITLE, "", None, "audits are off in every run (audit.enabled: false): no alarm is an audit's")
+    audit_cols = [c for c in m.columns if str(c).startswith(("audit/", "rm/shift_"))]
+    if off:  # runs without audits draw no alarm curve
+        m = m.copy()
+        m.loc[m["run"].isin(off), audit_cols] = float("nan")
     ps = panels(m)
     groups = variant_groups(study)
     h = row_height(3.9, len(groups))

@@ -83,7 +83,11 @@ def _has(df: pd.DataFrame, col: str) -> bool:
 
 
 def _lineplot(ax, df, y, study, pal, band, **kw):
+    from rlhfsim.report.select import PROXY_PREFIXES, gold_source_variants
+
     sns = _sns()
+    if str(y).startswith(PROXY_PREFIXES):  # a gold-source arm has no proxy: its reward-model columns are not drawn
+        df = df[~df["variant"].isin(gold_source_variants(study))]
     d = df[["variant", "seed", "round", y]].copy()
     d[y] = pd.to_numeric(d[y], errors="coerce")
     d = d.dropna(subset=[y])

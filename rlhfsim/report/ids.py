@@ -10,6 +10,7 @@ FIGURE_IDS = (
     "fig5_sorted_profiles", "fig6_collapse", "fig7_advantage_fidelity", "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl",
     "fig10_learning_signal", "fig11_audits", "fig12_terminal_profiles", "fig13_reward_training",
     "dose_response",  # studies with a dose factor (report/dose.py, fig_dose.py), e.g. experiments/propagation.yaml
+    "phase_diagram",  # source x dose x optimiser studies that list it: dial effect against measured ranking quality (report/phase.py)
     "calibration",  # studies that list it as a headline: ranking quality vs gain share (report/calibration.py), experiments/rm_quality.yaml
 )
 # columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged
@@ -31,6 +32,23 @@ METRIC_BETTER = {
     "adv/gold_corr_seq": "higher", "adv/sign_agree": "higher", "adv/sign_agree_seq": "higher", "adv/pair_agree": "higher",
     "adv/pg_cos": "higher", "adv/gold_corr_score": "higher", "adv/sign_agree_score": "higher",
 }
+
+
+# endpoints whose better direction is "closer to a target": shape_rel is 0 when the model's profiles are as
+# prompt-dependent as gold's, 1 when collapsed, and < 0 when more spread than gold (not "less collapsed"); a paired
+# test of such an endpoint runs on the per-seed distance |value - target| (report/stats.py compare).
+TARGET = {"collapse_shape_rel_final": 0.0, "collapse_probe_shape_rel_final": 0.0}
+METRIC_TARGET = {"collapse/shape_rel": 0.0, "collapse/probe_shape_rel": 0.0}
+
+
+def documented_target(name: str) -> float | None:
+    """The target value of an endpoint whose better direction is "closer to the target", else None."""
+    if name in TARGET:
+        return TARGET[name]
+    for prefix in OPEN_PREFIXES:
+        if name.startswith(prefix):
+            return METRIC_TARGET.get(name[len(prefix):])
+    return None
 
 
 def documented_better(name: str) -> str | None:

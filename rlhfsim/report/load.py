@@ -48,7 +48,7 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
             raise
         baseline = None
     design = {"primary": spec.primary.model_dump() if spec.primary else None,
-              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "factors": dict(spec.factors)}
+              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()}}
     return _Record(spec.question, spec.name, baseline, [v.name for v in variants], list(spec.seeds),
                    {v.name: v.overrides for v in variants}, design=design)
 

@@ -18,7 +18,9 @@ from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
 from rlhfsim.report.ids import FIGURE_IDS
-from rlhfsim.report.select import colour_keys, skip_reasons
+from rlhfsim.report.methods import html_methods as _html_methods
+from rlhfsim.report.methods import md_methods as _md_methods
+from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
 
@@ -55,6 +57,14 @@ def choose_rounds(study: Study, rounds: list[int] | None) -> list[int]:
 # ----------------------------------------------------------------------------- assembly
 
 
+def page_palette(study: Study) -> dict:
+    """A colour per arm on the whole page (issue 30: colours shared by an optimiser's arms hid the arms); the design
+    factors still lay the panels out in rows (select.variant_groups), the baseline is grey."""
+    from rlhfsim.report.figures import palette
+
+    return palette(study.variants, study.baseline)
+
+
 @dataclass
 class Report:
     out_dir: Path
@@ -72,7 +82,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None) -> Report:
+def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None,
+                 runs_root: str | None = None) -> Report:
     from rlhfsim.report import calibration as CAL
     from rlhfsim.report import collapse_study as CS
     from rlhfsim.report import dynamics as D
@@ -81,16 +92,20 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
     from rlhfsim.report.fig_mitigation import fig_mitigation
+    from rlhfsim.report.fig_phase import fig_phase_diagram, phase_answer_into
+    from rlhfsim.report.phase import phase_design
 
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = Report(out)
-    pal = F.palette(study.variants, study.baseline, colour_keys(study))
+    pal = page_palette(study)
 
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
     skip = skip_reasons(study)
+    if phase_design(study) is not None:  # a dose figure per source x optimiser would be 10 columns; the phase diagram has them
+        skip["dose_response"] = "the phase diagram and its tables show the dial effect per source and optimiser"
     comps = comparisons(study)
     builders = [("effect_sizes", lambda: fig_effect_sizes(study, comps)),
                 ("fig1_gold_proxy_kl", lambda: F.fig_gold_proxy(study, pal, band)),
@@ -104,7 +119,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
                 ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response),
-                ("calibration", CAL.fig_calibration)]
+                ("calibration", CAL.fig_calibration), ("phase_diagram", fig_phase_diagram)]
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -154,8 +169,17 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     ctx = _context(study, ft, chosen, band, title)
     ctx["answer"] = answer_context(study, comps)
     ctx["left_out"] = left_out
+    from rlhfsim.report.methods import methods_paragraph, reproduction
+
+    ctx["methods"], ctx["repro"] = methods_paragraph(study), reproduction(study, out_dir, runs_root)
     ctx["sections"] = D.sections(study)
+    if phase_design(study) is None:  # a phase study has its own per-seed and per-cell matched-KL tables
+        from rlhfsim.report.answer import seed_section
+        from rlhfsim.report.matched import matched_kl_section
+
+        ctx["sections"] = [x for x in (seed_section(study), matched_kl_section(study)) if x is not None] + ctx["sections"]
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
+    rep.files += phase_answer_into(study, ctx, out)
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
@@ -246,12 +270,14 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L = [f"# {ctx['title']}", ""]
     L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
     a = ctx["answer"]
-    L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + ["", a["what"], ""]
+    L += ["## Answer", ""] + [f"- **{_md_escape(v)}**" for v in a["verdicts"]] + [""]
+    for f in _headline(ctx, figures)[:1]:  # the answering figure right under the verdicts, the method below it
+        L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", ""]
+    L += [a["what"], ""]
     L += (_md_table(*a["table"]) + [""]) if a.get("table") else []
     if a["versions"]:
         L += [f"> **Code versions:** {_md_escape(a['versions'])}", ""]
-    for f in _headline(ctx, figures)[:1]:
-        L += [f"[![{f.title}]({f.key}.png)]({f.key}.png)", ""]
+    L += _md_methods(ctx)
     L += _intro(ctx) + [""]
     L += ["## Runs", ""] + _md_table(ctx["overview_header"], ctx["overview"]) + [""]
     L += ["## What differs between variants", ""]
@@ -311,7 +337,7 @@ th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;fo
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
 .answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
-.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:640px}
+.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:min(640px,58vh)}
 .versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
@@ -339,10 +365,8 @@ def _html_table(header, rows, cls="") -> str:
 
 
 def render_html(ctx: dict, figures: list) -> str:
-    from rlhfsim.report.figures import palette
-
     st = ctx["study"]
-    pal = palette(st.variants, st.baseline, colour_keys(st))
+    pal = page_palette(st)
 
     def sw(v):
         r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])
@@ -357,15 +381,17 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
-           + f"</ul><p class='note'>{_e(a['what'])}</p>"]
-    for f in _headline(ctx, figures)[:1]:
+           + "</ul>"]
+    for f in _headline(ctx, figures)[:1]:  # the answering figure right under the verdicts, the method below it
         b64 = base64.b64encode(f.png).decode("ascii")
         box.append(f"<figure><a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
                    f"<figcaption>{_e(f.title)} (full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    box.append(f"<p class='note'>{_e(a['what'])}</p>")
     box += [_html_table(*a["table"])] if a.get("table") else []
     if a["versions"]:  # after the answer itself, still inside the box
         box.append(f"<p class='versions'><strong>Code versions:</strong> {_e(a['versions'])}</p>")
     P.append("".join(box) + "</section>")
+    P.append(_html_methods(ctx))
     intro = _intro(ctx)[0].replace("**", "")
     P.append(f"<p>{_e(intro)}</p>")
     P.append("<p>Variants: " + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants) + "</p>")

@@ -62,10 +62,40 @@ def constant_across_variants(study, column: str, tol: float = 1e-9) -> bool:
     return bool((spread.abs() <= tol).all())
 
 
+def audits_on(run) -> bool:
+    """Did the run audit its reward model (audit.enabled)? A config without the field (older runs) counts as on."""
+    return bool(((run.config or {}).get("audit") or {}).get("enabled", True))
+
+
+def gold_source_variants(study) -> set[str]:
+    """Variants whose runs optimise gold itself (loop.reward_source: gold): their proxy and reward-model columns
+    describe a reward model the optimiser never used, so no proxy figure draws them."""
+    by: dict[str, set] = {}
+    for r in getattr(study, "runs", None) or []:
+        if r.config is not None:
+            by.setdefault(r.variant, set()).add((r.config.get("loop") or {}).get("reward_source"))
+    return {v for v, srcs in by.items() if srcs == {"gold"}}
+
+
+PROXY_PREFIXES = ("eval/proxy", "rm/", "collapse/", "reward/")  # columns about the proxy / reward model, not gold
+
+
 MAX_COLOURS = 5  # non-baseline variants per panel; more are split over rows of panels
 
 
+def factor_value(study, variant: str, spec):
+    """A variant's level of a design factor: a dotted config key's value in its runs' config, or for a label factor
+    ({levels, keys}, experiment.LabelFactor) the level its name starts with."""
+    if isinstance(spec, dict):
+        from rlhfsim.sweep.design import level_of
+
+        return level_of(list(spec.get("levels") or []), variant)
+    return _factor_value(study, variant, spec)
+
+
 def _factor_value(study, variant: str, key: str):
+    if isinstance(key, dict):
+        return factor_value(study, variant, key)
     for r in study.runs:
         if r.variant == variant and r.config is not None:
             node = r.config

@@ -36,6 +36,9 @@ import pandas as pd
 LEVEL = 0.95
 N_BOOT = 4000
 MIN_BOOT = 6  # fewer paired seeds: paired t-interval instead of the bootstrap
+MIN_P_SEEDS = 5  # fewer paired seeds: intervals only, no p-value printed (such a study detects only large effects)
+SMALL_NOTE = (f"fewer than {MIN_P_SEEDS} paired seeds: interval only, no p-value; a study this small detects only large "
+              "effects")
 
 # quantities that a finite run observes only partly: (column, why, predicate on a summary row -> censored)
 # "drop after peak" is 0 and "peak round" is the last round whenever gold still rises at the end: the run
@@ -46,6 +49,34 @@ CENSORED = {
     "proxy_change_after_gold_peak": "gold peaks in the last round: nothing after the peak is observed",
     "stagnation_round": "gold never stalled within the run: the round is beyond the last one",
 }
+
+
+def drop_censored(summary: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A copy of `summary` with `column` blanked (NaN) in the runs where it is censored, so a paired test leaves those
+    seeds out instead of reading the bound (e.g. a drop of 0 while gold still rises) as a value."""
+    cens = censored_rows(summary, column)
+    if column not in summary or not cens.any():
+        return summary
+    out = summary.copy()
+    out[column] = pd.to_numeric(out[column], errors="coerce").mask(cens.to_numpy())
+    return out
+
+
+def _target(column: str) -> float | None:
+    from rlhfsim.report.ids import documented_target
+
+    return documented_target(column)
+
+
+def _toward_target(summary: pd.DataFrame, column: str) -> pd.DataFrame:
+    """For an endpoint whose better direction is "closer to a target" (ids.TARGET), the per-run distance |value - target|
+    replaces the value, so a paired difference < 0 means closer (shape_rel < 0 is not "less collapsed" than 0)."""
+    t = _target(column)
+    if t is None or column not in summary:
+        return summary
+    out = summary.copy()
+    out[column] = (pd.to_numeric(out[column], errors="coerce") - t).abs()
+    return out
 
 
 def censored_rows(summary: pd.DataFrame, column: str) -> pd.Series:
@@ -191,7 +222,10 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
     if summary.empty or "variant" not in summary:
         return pd.DataFrame(columns=cols)
     base = summary[summary["variant"] == baseline]
-    pair = lambda v, col: (summary[summary["variant"] == v].set_index("seed")[col], base.set_index("seed")[col])  # noqa: E731
+    # censored runs leave the paired test (their value is only a bound), they are counted, never read as a value
+    kept = {ep["endpoint"]: _toward_target(drop_censored(summary, ep["endpoint"]), ep["endpoint"]) for ep in endpoints}
+    pair = lambda v, col: (kept[col][kept[col]["variant"] == v].set_index("seed")[col],  # noqa: E731
+                           kept[col][kept[col]["variant"] == baseline].set_index("seed")[col])
     for ep in endpoints:
         col = ep["endpoint"]
         cens_all = censored_rows(summary, col)
@@ -207,7 +241,8 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
             pair_rows = summary.index[summary["variant"].isin([v, baseline]) & summary["seed"].isin(seeds)]
             n_cens = int(cens_all.reindex(pair_rows).fillna(False).astype(bool).sum())
             margin = ep.get("margin")
-            rows.append({"family": family, "variant": v, "endpoint": col, "better": ep.get("better", "higher"),
+            better = "closer" if _target(col) is not None else ep.get("better", "higher")
+            rows.append({"family": family, "variant": v, "endpoint": col, "better": better,
                          **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")}, "method": r.get("method", ""),
                          "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else "",
                          "margin": float(margin) if margin else np.nan})
@@ -261,19 +296,30 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
     if lvl > 1 - alpha + 1e-12:  # a Holm step below the first: say which level the printed interval is at
         method = f"{lvl:.1%}".replace(".0%", "%") + f" Holm-step {method} interval"
     ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({method}, {n} seeds)"
-    cens = f"; censored in {int(row['censored'])} run(s): {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
-    if (lo > 0 or hi < 0) and p < alpha:
+    cens = f"; censored in {int(row['censored'])} run(s), left out of the test: {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
+    small = n < MIN_P_SEEDS  # too few seeds for a p-value worth printing: the interval decides, and says so
+    ptxt = f"; {SMALL_NOTE}" if small else f" (p = {p:.3g} after Holm)"
+    excludes = lo > 0 or hi < 0
+    target = _target(str(ep)) if row.get("better") == "closer" else None
+    if target is not None:  # the test ran on |value - target|: say so in the sentence
+        ep = f"the distance of {ep} from its target {target:g}"
+    if excludes and (small or p < alpha):
         moves = "raises" if diff > 0 else "lowers"
-        good = (diff > 0) == (row.get("better", "higher") == "higher")
-        return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'} (p = {p:.3g} after Holm){cens}."
-    why = "the interval includes 0" if lo <= 0 <= hi else f"p = {p:.3g} after Holm over the comparisons"
+        good = (diff > 0) == (row.get("better", "higher") == "higher") if target is None else diff < 0
+        return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'}{ptxt}{cens}."
+    if excludes:  # the shown interval (bootstrap) excludes 0 but the Holm-adjusted t test does not reject: never "no effect"
+        return (f"Not called: {v} changes {ep} by {ci}; the interval excludes 0 but the paired t test does not reject after Holm "
+                f"(p = {p:.3g}){cens}.")
+    why = "the interval includes 0"
     m = _finite(row, "margin")
     if np.isfinite(m):
         tlo, thi, tp = _finite(row, "tost_lo"), _finite(row, "tost_hi"), _finite(row, "tost_p")
-        tint = f"TOST interval [{f.format(tlo)}, {f.format(thi)}], TOST p = {tp:.3g} after Holm"
+        tint = f"TOST interval [{f.format(tlo)}, {f.format(thi)}]" + (f"; {SMALL_NOTE}" if small else f", TOST p = {tp:.3g} after Holm")
         if bool(row.get("equivalent", False)):
             return f"Equivalent within ±{m:g} (margin declared before the run): {v} changes {ep} by {ci}; {tint}{cens}."
         return (f"Inconclusive: no effect detected and equivalence within ±{m:g} not shown: {v} changes {ep} by {ci}; "
                 f"{tint}{cens}.")
+    if small:
+        why += f"; {SMALL_NOTE}"
     return (f"No effect detected: {v} changes {ep} by {ci}; {why}; no equivalence margin was declared, so this is not "
             f"evidence of no effect{cens}.")

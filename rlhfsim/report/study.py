@@ -34,7 +34,7 @@ class Study:
     primary: dict | None = None  # {"endpoint": column, "better": "higher" | "lower"} from the experiment file
     secondary: list[dict] = field(default_factory=list)
     headline: list[str] = field(default_factory=list)
-    factors: dict[str, str] = field(default_factory=dict)
+    factors: dict[str, str | dict] = field(default_factory=dict)  # name -> config key, or a label factor {levels, keys}
 
     # ------------------------------------------------------------------ code versions
 

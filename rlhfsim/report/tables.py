@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlhfsim.report.stats import censored_rows, paired_effect
+from rlhfsim.report.stats import censored_rows, drop_censored, paired_effect
 from rlhfsim.report.study import Study
 
 FINAL_METRICS = [
@@ -31,10 +31,10 @@ def final_table(study: Study) -> pd.DataFrame:
     if done.empty:
         return pd.DataFrame(columns=COLUMNS)
     rows = []
-    sb = done[done["variant"] == study.baseline]
     for v in study.variants:
-        sv = done[done["variant"] == v]
         for col, label, _ in FINAL_METRICS:
+            kept = drop_censored(done, col)  # a censored value is a bound: counted, not averaged or paired
+            sv, sb = kept[kept["variant"] == v], kept[kept["variant"] == study.baseline]
             vals = pd.to_numeric(sv[col], errors="coerce").dropna().to_numpy() if col in sv else np.array([])
             n_base = int(pd.to_numeric(sb[col], errors="coerce").notna().sum()) if col in sb else 0
             none = {"diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan, "n": 0}
@@ -44,7 +44,7 @@ def final_table(study: Study) -> pd.DataFrame:
                 "mean": float(vals.mean()) if vals.size else np.nan,
                 "std": float(vals.std(ddof=1)) if vals.size > 1 else np.nan,
                 "n": int(vals.size), "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": w["p"], "n_pairs": w["n"],
-                "n_baseline": n_base, "censored": int(censored_rows(sv, col).sum()) if col in sv else 0,
+                "n_baseline": n_base, "censored": int(censored_rows(done[done["variant"] == v], col).sum()) if col in done else 0,
             })
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -30,7 +30,9 @@ class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
-    better: Literal["higher", "lower"] = Field("higher", description="Which direction of the endpoint is an improvement.")
+    better: Literal["higher", "lower", "closer"] = Field("higher", description="Which direction of the endpoint is an improvement; "
+                                                         "'closer': closer to the endpoint's documented target (report/ids.py "
+                                                         "TARGET, e.g. shape_rel's 0), where 'lower' is read the same way.")
     margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
                                  "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
                                  "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
@@ -38,6 +40,9 @@ class Endpoint(BaseModel):
                                                 "tested instead of the OLS slope, e.g. {0: -1, 0.5: 0.5, 1: 0.5} (any collapse).")
     zero_weight_doses: list[float] | None = Field(None, description="Primary of a dose study only: the declared doses the primary "
                                                   "test knowingly gives zero weight (e.g. [0.5] for the slope over doses 0, 0.5, 1).")
+    where: dict[str, Any] | None = Field(None, description="Primary of a dose study only: restrict the primary test to the arms at "
+                                         "these levels of other design factors, e.g. {source: gold}: a seed's value is then the mean "
+                                         "over the groups at that level only (e.g. gold x PPO and gold x RLOO), not over every group.")
 
     @field_validator("margin", mode="before")
     @classmethod
@@ -77,11 +82,40 @@ class Endpoint(BaseModel):
     def _direction(self) -> "Endpoint":
         from rlhfsim.report.ids import documented_better
 
+        from rlhfsim.report.ids import documented_target
+
+        target = documented_target(self.endpoint)
+        if self.better == "closer" and target is None:
+            raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
+                             "declare higher or lower")
+        if target is not None and self.better in ("closer", "lower"):  # lower is read as closer to the target
+            return self
         doc = documented_better(self.endpoint)
         if doc is not None and doc != self.better:
             raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
                              f"but the experiment says better: {self.better}; declare better: {doc}")
         return self
+
+class LabelFactor(BaseModel):
+    """A design factor that is not one config key (e.g. a ranking source set by several keys): each variant's level is
+    the listed level its name starts with (the name itself, or the level followed by '_', '-' or '.')."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    levels: list[str] = Field(..., min_length=2, description="The factor's levels, in order (e.g. [gold, rho0.6, weak]); each "
+                              "is the start of the names of its variants (gold_ppo_d0 is at level gold). Every variant must "
+                              "match exactly one level.")
+    keys: list[str] = Field(default_factory=list, description="Config keys that together set the level (e.g. "
+                            "loop.reward_source, reward.backbone): checked at load, the variants of one level agree on all "
+                            "of them and two levels differ in at least one, so the names cannot lie about the configs.")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or any(not x for x in v):
+            raise ValueError(f"levels must be distinct non-empty names, got {v}")
+        return v
+
 
 class ResourcesSpec(BaseModel):
     """What each run asks of a Ray cluster (`rlhfsim sweep --backend ray`); the local backend ignores it."""
@@ -112,8 +146,10 @@ class ExperimentSpec(BaseModel):
     secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
                                       "them and all variants.")
     headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (report/ids.py FIGURE_IDS).")
-    factors: dict[str, str] = Field(default_factory=dict, description="Design factors: name -> dotted config key; the report "
-                                    "facets figures by them.")
+    factors: dict[str, str | LabelFactor] = Field(default_factory=dict, description="Design factors: name -> dotted config "
+                                                  "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
+                                                  "level read from the variant's name, LabelFactor); the report facets figures by "
+                                                  "them.")
 
     @field_validator("headline")
     @classmethod
@@ -181,7 +217,7 @@ class ExperimentSpec(BaseModel):
     @model_validator(mode="after")
     def _shape(self) -> "ExperimentSpec":
         for i, e in enumerate(self.secondary):
-            bad = [k for k in ("margin", "contrast", "zero_weight_doses") if getattr(e, k) is not None]
+            bad = [k for k in ("margin", "contrast", "zero_weight_doses", "where") if getattr(e, k) is not None]
             if bad:
                 raise ValueError(f"secondary[{i}] ({e.endpoint}): {', '.join(bad)} belong(s) to the primary endpoint only "
                                  "(the equivalence test and the dose contrast are the primary test's)")
@@ -191,6 +227,12 @@ class ExperimentSpec(BaseModel):
             raise ValueError("give either `variants` (named) or `grid` (a product), not both")
         if self.variants is not None and not self.variants:
             raise ValueError("`variants` is empty")
+        for name, level in ((self.primary.where or {}) if self.primary else {}).items():
+            f = self.factors.get(name)
+            if f is None:
+                raise ValueError(f"primary.where: {name!r} is not a design factor (factors: {', '.join(self.factors) or 'none'})")
+            if isinstance(f, LabelFactor) and str(level) not in f.levels:
+                raise ValueError(f"primary.where.{name}: {level!r} is not one of its levels ({', '.join(f.levels)})")
         return self
 
 
@@ -379,22 +421,33 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         base_raw = read_yaml(base_path)
     exp = Experiment(spec, path, variants, base_raw)
     exp.baseline  # noqa: B018  (raises on an unknown baseline)
+    from rlhfsim.sweep.design import check_dose_primary, check_factor_levels, check_phase, check_where
+
+    check_factor_levels(spec.factors, variants, where)
+    values = None
     if validate_configs:
+        dumped = {}
         for v in variants:
             cfg = exp.config(v, spec.seeds[0], sets)
             _check_factors(spec.factors, cfg, where)
-    from rlhfsim.sweep.design import check_dose_primary
-
+            dumped[v.name] = cfg.model_dump()
+        values = check_factor_levels(spec.factors, variants, where, dumped)
     check_dose_primary(spec, variants, where)
+    check_where(spec, variants, values, where)
+    check_phase(spec, variants, where)
     return exp
 
 
-def _check_factors(factors: dict[str, str], cfg, where: str) -> None:
-    """Each factor names a dotted key of the resolved run config."""
+def _check_factors(factors: dict[str, Any], cfg, where: str) -> None:
+    """Each factor names a dotted key of the resolved run config (a label factor: each of its keys; a section that is
+    null in this config, e.g. loop.noisy_gold of a learned-source arm, ends the path there)."""
     dumped = cfg.model_dump()
-    for name, key in factors.items():
+    pairs = [(name, key) for name, f in factors.items() for key in ([f] if isinstance(f, str) else f.keys)]
+    for name, key in pairs:
         node: Any = dumped
         for part in key.split("."):
+            if node is None and not isinstance(factors[name], str):
+                break
             if not isinstance(node, dict) or part not in node:
                 keys = ", ".join(sorted(node)) if isinstance(node, dict) else "(a value, not a section)"
                 raise ConfigError(f"{where}factors.{name}: {key!r} is not a config key ({part!r} not found; valid there: {keys})")

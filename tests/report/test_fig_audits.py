@@ -78,3 +78,22 @@ def test_no_audits_is_left_out():
     st = Study("e", "q", "a", ["a"], [RunData(Path("/x/a/seed0"), "e", "a", 0, metrics=pd.DataFrame([{"round": 0, "eval/gold": 0.3}]))], [], ["/x"])
     res = fig_audits(st, palette(["a"]))
     assert res.fig is None and "audit" in res.skipped
+
+
+def test_audits_off_draw_no_alarm_panel_and_no_alarm_rows():
+    """issue 30: a study that ran with audit.enabled: false logs alarm columns, but they are not audits."""
+    from rlhfsim.report.audit import run_warnings
+
+    st = _study(["base", "fix"])
+    for r in st.runs:
+        r.config["audit"]["enabled"] = False
+    res = fig_audits(st, palette(st.variants, "base"))
+    assert res.fig is None and "audits are off" in res.skipped
+    assert run_warnings(st).empty
+    for r in st.runs:  # one variant audited: only its curves are drawn
+        r.config["audit"]["enabled"] = r.variant == "fix"
+    res = fig_audits(st, palette(st.variants, "base"), band="sd")
+    count = next(ax for ax in res.fig.axes if "alarms" in ax.get_title())
+    thin = [ln for ln in count.lines if ln.get_linewidth() < 1 and np.isfinite(ln.get_ydata()).any()]
+    assert len(thin) == 3  # the audited variant's three seeds
+    assert set(run_warnings(st)["variant"]) == {"fix"}

@@ -97,3 +97,12 @@ def test_one_colour_per_level_of_the_colour_factor():
     assert len(set(pal.values())) == 4  # grey + mean, wco, uwo
     few = Study("s", "q", "a", ["a", "b"], [], [], [], factors={"x": "reward.x"})
     assert colour_keys(few) is None  # few variants: a colour each
+
+
+def test_the_page_gives_every_arm_its_own_colour():
+    """issue 30: colour per arm, not per optimiser or aggregation (rows of panels still follow the factors)."""
+    from rlhfsim.report.render import page_palette
+
+    st, _ = ensembles_study()
+    pal = page_palette(st)
+    assert len(set(pal.values())) == len(st.variants) and pal[st.baseline] == (0.45, 0.45, 0.45)

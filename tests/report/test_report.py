@@ -388,3 +388,21 @@ def test_committed_report_renders(page, tmp_path):
     assert f'data-probe="{n_img}:{n_img}"' in dom
     check_rendered_page(dom, n_img)
 
+
+
+def test_a_gold_reward_arm_draws_no_proxy_curve(tmp_path):
+    """issue 30: the gold arm's placeholder proxy (an unused reward model) is not plotted beside the learned arms'."""
+    from rlhfsim.report.figures import fig_gold_proxy, palette
+
+    root = make_study(tmp_path)
+    for d in (root / "high_kl").glob("seed*"):
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["loop"]["reward_source"] = "gold"
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    study = load_study([root])
+    pal = palette(study.variants, study.baseline)
+    res = fig_gold_proxy(study, pal)
+    gold_ax, proxy_ax = res.fig.axes[0], res.fig.axes[1]
+    colour = lambda ax: {tuple(np.round(ln.get_color()[:3], 3)) for ln in ax.lines if len(ln.get_xdata())}  # noqa: E731
+    gold_rgb = tuple(np.round(pal["high_kl"][:3], 3))
+    assert gold_rgb in colour(gold_ax) and gold_rgb not in colour(proxy_ax)

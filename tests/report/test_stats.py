@@ -195,3 +195,91 @@ def test_the_interval_beside_a_holm_verdict_is_at_its_holm_step_level():
             assert excludes
         if r["level_adj"] > 0.95:
             assert f"{r['level_adj']:.1%} Holm-step paired t interval" in verdict(r, "base")
+
+
+# ------------------------------------------------------------------ issue 30: verdicts the data allow
+
+
+def test_a_verdict_never_says_no_effect_beside_an_interval_that_excludes_0():
+    """The optimizers page's case: a (bootstrap) interval excluding 0 while the Holm-adjusted t p is 0.07."""
+    row = {"variant": "online_dpo", "endpoint": "gold_gain", "better": "higher", "diff": -0.133, "lo": -0.228, "hi": -0.037,
+           "lo_adj": -0.228, "hi_adj": -0.037, "level_adj": 0.95, "p": 0.02, "p_holm": 0.07, "n": 8, "method": "paired bootstrap"}
+    text = verdict(row, "ppo")
+    assert text.startswith("Not called") and "no effect" not in text.lower() and "[-0.228, -0.037]" in text
+    rng = np.random.default_rng(5)  # and over many constructed comparisons: "No effect detected" only where 0 is inside
+    for trial in range(30):
+        s = _two_arm_summary(0.08, rng.uniform(-0.1, 0.1), n=int(rng.integers(3, 9)), seed=trial)
+        r = compare(s, ["base", "v"], "base", [{"endpoint": "g", "better": "higher"}], "primary").iloc[0]
+        if verdict(r, "base").startswith("No effect detected"):
+            assert r["lo_adj"] <= 0 <= r["hi_adj"]
+
+
+def test_a_three_seed_study_prints_no_p_value():
+    from rlhfsim.report.stats import SMALL_NOTE
+
+    for shift in (0.0, 0.5):  # detected or not: the interval, no p
+        r = compare(_two_arm_summary(0.02, shift, n=3), ["base", "v"], "base", [{"endpoint": "g", "better": "higher"}], "primary").iloc[0]
+        text = verdict(r, "base")
+        assert "p =" not in text and SMALL_NOTE in text and "3 seeds" in text
+    eq = compare(_two_arm_summary(0.001, 0.0, n=3), ["base", "v"], "base", [{"endpoint": "g", "margin": 0.05}], "primary").iloc[0]
+    assert "p =" not in verdict(eq, "base") and verdict(eq, "base").startswith("Equivalent within ±0.05")
+
+
+def test_censored_endpoints_leave_the_paired_test_and_are_never_read_as_0():
+    """gold_drop_after_peak is 0 whenever gold peaks in the last round (a bound): that seed leaves the test."""
+    rows = []
+    for sd, (b, v) in enumerate([(-0.10, -0.02), (-0.12, -0.03), (0.0, -0.05), (-0.08, -0.01)]):
+        base_censored = b == 0.0
+        rows += [{"variant": "base", "seed": sd, "gold_drop_after_peak": b, "gold_peak_round": 4 if base_censored else 2,
+                  "rounds_completed": 4}, {"variant": "v", "seed": sd, "gold_drop_after_peak": v, "gold_peak_round": 2, "rounds_completed": 4}]
+    r = compare(pd.DataFrame(rows), ["base", "v"], "base", [{"endpoint": "gold_drop_after_peak", "better": "higher"}], "primary").iloc[0]
+    assert r["n"] == 3 and r["censored"] == 1
+    assert r["diff"] == pytest.approx(np.mean([0.08, 0.09, 0.07]))  # seed 2 (baseline censored at 0) is out, not -0.05
+    assert "left out of the test" in verdict(r, "base")
+
+
+def test_shape_rel_is_closer_to_0_is_better_not_lower():
+    """collapse_utilities' case: x's shape_rel -0.8 against the baseline's 0.1 is further from gold's 0, not 'better'."""
+    from rlhfsim.report.ids import documented_target
+
+    assert documented_target("collapse_shape_rel_final") == 0.0 and documented_target("final/collapse/probe_shape_rel") == 0.0
+    assert documented_target("gold_gain") is None
+    rows = []
+    for sd in range(6):
+        rows += [{"variant": "base", "seed": sd, "collapse_shape_rel_final": 0.1 + 0.01 * sd},
+                 {"variant": "x", "seed": sd, "collapse_shape_rel_final": -0.8 + 0.013 * sd},
+                 {"variant": "y", "seed": sd, "collapse_shape_rel_final": 0.02 + 0.012 * sd}]
+    t = compare(pd.DataFrame(rows), ["base", "x", "y"], "base", [{"endpoint": "collapse_shape_rel_final", "better": "lower"}], "primary")
+    x, y = (t[t.variant == v].iloc[0] for v in ("x", "y"))
+    assert x["better"] == "closer" and x["diff"] == pytest.approx(np.mean([0.8 - 0.013 * s - 0.1 - 0.01 * s for s in range(6)]))
+    assert verdict(x, "base").startswith("x raises the distance of collapse_shape_rel_final from its target 0") and ": worse" in verdict(x, "base")
+    assert ": better" in verdict(y, "base")
+
+
+def test_an_experiment_may_declare_closer_only_where_a_target_is_documented():
+    from rlhfsim.sweep.experiment import Endpoint
+
+    assert Endpoint(endpoint="collapse_shape_rel_final", better="closer").better == "closer"
+    assert Endpoint(endpoint="collapse_shape_rel_final", better="lower").better == "lower"  # read as closer to 0
+    with pytest.raises(ValueError, match="needs a documented target"):
+        Endpoint(endpoint="gold_gain", better="closer")
+    with pytest.raises(ValueError, match="higher is better by definition"):
+        Endpoint(endpoint="gold_gain", better="lower")
+
+
+def test_a_long_verdict_list_gets_a_summary_sentence_first():
+    from rlhfsim.report.answer import summary_sentence
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for sd in range(6):
+        shared = rng.normal(0, 1)
+        rows.append({"variant": "base", "seed": sd, "g": shared})
+        for v, shift in (("a", 0.5), ("b", 0.4), ("c", -0.5), ("d", 0.0), ("e", 0.0)):
+            rows.append({"variant": v, "seed": sd, "g": shared + shift + rng.normal(0, 0.02)})
+    t = compare(pd.DataFrame(rows), ["base", *"abcde"], "base", [{"endpoint": "g", "better": "higher"}], "primary")
+    lines = [verdict(r, "base") for _, r in t.iterrows()]
+    text = summary_sentence(lines, "base")
+    assert text.startswith("In summary, 5 arms against base: 2 better, 1 worse, ")  # d and e: 0 shift, classed as their own sentences say
+    rest = {k: sum(x.startswith(k) for x in lines) for k in ("No effect detected", "Not called")}
+    assert sum(rest.values()) == 2 and all(f"{n} {k.lower()}" in text for k, n in rest.items() if n)

@@ -114,3 +114,66 @@ def test_bad_dose_contrasts_are_refused(tmp_path, primary, expected):
         load_experiment(_dose(tmp_path, f"primary: {primary}\n"), validate_configs=False)
     for part in expected:
         assert part in str(e.value), (part, str(e.value))
+
+
+# ----------------------------------------------------------------------------- label factors, primary.where, phase diagram
+
+SRC = ("name: x\nquestion: q\nbase: {base}\n"
+       "variants: {{a_ppo_d0: {{surgery.dial: 0.0}}, a_ppo_d1: {{surgery.dial: 1.0}}, "
+       "b_ppo_d0: {{surgery.dial: 0.0, loop.reward_source: gold}}, b_ppo_d1: {{surgery.dial: 1.0, loop.reward_source: gold}}}}\n")
+SOURCE = "{levels: [a, b], keys: [loop.reward_source]}"
+
+
+def _src(tmp_path, body: str) -> Path:
+    p = tmp_path / "src.yaml"
+    p.write_text(SRC.format(base=ROOT / "configs" / "propagation.yaml") + body)
+    return p
+
+
+def test_a_label_factor_and_a_restricted_primary_load_and_round_trip(tmp_path):
+    from rlhfsim.sweep.experiment import parse_experiment
+
+    body = (f"factors: {{dial: surgery.dial, optimizer: optimizer.name, source: {SOURCE}}}\n"
+            "primary: {endpoint: gold_gain_late, margin: 0.02, where: {source: b}}\nheadline: [phase_diagram]\n")
+    exp = load_experiment(_src(tmp_path, body))
+    assert exp.spec.factors["source"].levels == ["a", "b"] and exp.spec.primary.where == {"source": "b"}
+    again = parse_experiment(exp.resolved())  # the runs root's record is itself a valid experiment file
+    assert again.factors["source"].keys == ["loop.reward_source"] and again.primary.where == {"source": "b"}
+
+
+@pytest.mark.parametrize("body, expected", [
+    # a variant whose name starts with no level
+    ("factors: {dial: surgery.dial, source: {levels: [a, c]}}\n", ["factors.source", "b_ppo_d0", "start with none of its levels"]),
+    # the names say two levels but the configs are one setting of the keys
+    ("factors: {dial: surgery.dial, source: {levels: [a, b], keys: [optimizer.name]}}\n", ["levels 'a' and 'b' have the same setting"]),
+    # one level's variants differ in a key
+    ("factors: {dial: surgery.dial, source: {levels: [a, b], keys: [surgery.dial]}}\n", ["at level 'a' differ in its keys"]),
+    ("factors: {dial: surgery.dial, source: {levels: [a, b], keys: [loop.reward_sauce]}}\n", ["factors.source", "'loop.reward_sauce'"]),
+    ("factors: {dial: surgery.dial, source: {levels: [a]}}\n", ["factors.source", "at least 2"]),
+    (f"factors: {{dial: surgery.dial, source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{source: c}}}}\n",
+     ["primary.where.source", "'c' is not one of its levels"]),
+    (f"factors: {{dial: surgery.dial, source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{sauce: a}}}}\n",
+     ["primary.where", "'sauce' is not a design factor"]),
+    (f"factors: {{dial: surgery.dial, source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{dial: 1}}}}\n",
+     ["primary.where.dial", "dose factor cannot be restricted"]),
+    (f"factors: {{dial: surgery.dial, optimizer: optimizer.name}}\nprimary: {{endpoint: gold_gain, where: {{optimizer: rloo}}}}\n",
+     ["primary.where.optimizer", "no variant is at 'rloo'", "ppo"]),
+    (f"factors: {{source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{source: a}}}}\n", ["primary.where", "needs a dose factor"]),
+    ("secondary: [{endpoint: gold_gain, where: {source: a}}]\n", ["secondary[0]", "where"]),
+    # the phase diagram needs dose, source and exactly one more factor
+    (f"factors: {{dial: surgery.dial, source: {SOURCE}}}\nheadline: [phase_diagram]\n", ["phase_diagram needs factors", "'source'"]),
+    ("factors: {dial: surgery.dial, optimizer: optimizer.name}\nheadline: [phase_diagram]\n", ["phase_diagram needs factors"]),
+])
+def test_ill_posed_factor_designs_are_refused(tmp_path, body, expected):
+    with pytest.raises(ConfigError) as e:
+        load_experiment(_src(tmp_path, body))
+    for part in expected:
+        assert part in str(e.value), (part, str(e.value))
+
+
+def test_the_phase_diagram_study_file_declares_source_and_the_gold_only_primary():
+    exp = load_experiment(ROOT / "experiments" / "phase_diagram.yaml")
+    src = exp.spec.factors["source"]
+    assert src.levels == ["gold", "rho0.6", "rho0.3", "realistic", "weak"] and exp.spec.primary.where == {"source": "gold"}
+    assert exp.spec.primary.margin == 0.02 and exp.spec.primary.endpoint == "gold_gain_late" and len(exp.variants) == 20
+    assert exp.spec.headline[0] == "phase_diagram"
