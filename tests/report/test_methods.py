@@ -49,3 +49,24 @@ def test_the_per_seed_table_of_the_primary(tmp_path):
     s = study.summary.set_index(["variant", "seed"])["gold_gain"]
     assert sec.header == ["run seed", "low_kl (baseline)", "high_kl − baseline"]
     assert sec.rows[1] == ["1", f"{s[('low_kl', 1)]:+.3f}", f"{s[('high_kl', 1)] - s[('low_kl', 1)]:+.3f}"]
+
+
+def test_the_reproduction_command_regenerates_the_page_byte_identically(tmp_path):
+    """The page's date is the runs' (newest metrics.jsonl), not the clock: the same command on the same runs writes
+    the same report.md and CSVs, byte for byte (figures aside: their PNG bytes depend on the plotting library)."""
+    import time
+
+    from rlhfsim.cli import main
+
+    root = make_study(tmp_path)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["report", str(root), "-o", str(out)]) == 0
+        time.sleep(1.1)  # a clock-dated page would now differ
+    texts = sorted(p.name for p in outs[0].iterdir() if p.suffix in (".md", ".csv"))
+    assert "report.md" in texts and "summary.csv" in texts
+    for name in texts:
+        a = (outs[0] / name).read_bytes()
+        b = (outs[1] / name).read_bytes().replace(str(outs[1]).encode(), str(outs[0]).encode())  # -o names the folder
+        assert a == b, name
+    assert "Runs last written 20" in (outs[0] / "report.md").read_text()
