@@ -12,6 +12,9 @@ FIGURE_IDS = (
     "dose_response",  # studies with a dose factor (report/dose.py, fig_dose.py), e.g. experiments/propagation.yaml
     "phase_diagram",  # source x dose x optimiser studies that list it: dial effect against measured ranking quality (report/phase.py)
     "calibration",  # studies that list it as a headline: ranking quality vs gain share (report/calibration.py), experiments/rm_quality.yaml
+    # runs with inner_eval.jsonl (issue 36, experiments/iterated_rlhf.yaml; report/iterated.py, fig_iterated.py): gold against
+    # KL inside each round per arm, and the proxy-gold gap by round
+    "iterated_frontiers", "iterated_gap",
 )
 # columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged
 OPEN_PREFIXES = ("final/", "mean/")

@@ -91,6 +91,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import figures as F
     from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
+    from rlhfsim.report.fig_iterated import fig_iterated_frontiers, fig_iterated_gap, iterated_answer_into
     from rlhfsim.report.fig_mitigation import fig_mitigation
     from rlhfsim.report.fig_phase import fig_phase_diagram, phase_answer_into
     from rlhfsim.report.phase import phase_design
@@ -119,7 +120,8 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     optional = [("fig8_best_of_n", D.fig_best_of_n), ("fig9_proxy_and_gold_vs_sqrt_kl", D.fig_proxy_gold_kl),
                 ("fig10_learning_signal", D.fig_signal), ("fig11_audits", fig_audits),
                 ("fig13_reward_training", fig_mitigation), ("dose_response", fig_dose_response),
-                ("calibration", CAL.fig_calibration), ("phase_diagram", fig_phase_diagram)]
+                ("calibration", CAL.fig_calibration), ("phase_diagram", fig_phase_diagram),
+                ("iterated_frontiers", fig_iterated_frontiers), ("iterated_gap", fig_iterated_gap)]  # runs with inner_eval.jsonl
     results, left_out = [], []
     for key, build in builders:
         res = build() if key not in skip else None
@@ -180,6 +182,7 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
         ctx["sections"] = [x for x in (seed_section(study), matched_kl_section(study)) if x is not None] + ctx["sections"]
     rep.files += dose_answer_into(study, ctx, out, endpoints(study)[0])
     rep.files += phase_answer_into(study, ctx, out)
+    rep.files += iterated_answer_into(study, ctx, out, comps)  # runs with inner_eval.jsonl (issue 36): [] otherwise
     (out / "report.md").write_text(render_markdown(ctx, rep.figures))
     (out / "report.html").write_text(render_html(ctx, rep.figures))
     rep.files += [out / "report.md", out / "report.html"]
