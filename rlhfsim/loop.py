@@ -330,6 +330,8 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                 if L.train_policy:
                     sim.start.apply(sim.opt, r)  # 7a the round's start: continue, SFT, or interpolate (loop.policy_start)
                     sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start (loop.kl_anchor)
+                    if I.every:  # the round's start point: its curve then spans the whole round (KL 0 after an SFT start)
+                        inner.append(inner_eval(sim, r, 0))
                     for it in range(O.iterations):
                         groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
                         batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows

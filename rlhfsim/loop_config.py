@@ -32,8 +32,8 @@ class InnerEvalConfig(Strict):
     samples of a held-out subset are scored by gold and the proxy, with their KL from the SFT policy, and written to
     inner_eval.jsonl; each round then draws its own gold-against-KL curve."""
 
-    every: int = Field(0, ge=0, description="Evaluate after every this many policy iterations of a round (and after "
-                       "its last); 0 = off.")
+    every: int = Field(0, ge=0, description="Evaluate at a round's start (iteration 0), after "
+                       "every this many policy iterations and after its last; 0 = off.")
     prompts: int = Field(32, ge=1, description="The first this many of loop.eval_prompts (a smaller held-out subset "
                          "keeps inner evaluation cheap; at most loop.eval_prompts).")
     completions: int = Field(2, ge=1, le=64, description="Samples per inner-evaluation prompt (one fixed eval stream "

@@ -48,8 +48,12 @@ def test_restart_from_sft_starts_every_round_at_the_sft_policy(arms):
         first = [s for s in read_jsonl(arms / name / "ppo_steps.jsonl") if s["iteration"] == 0]
         assert len(first) == 3 and all(abs(s["objective/kl"]) < 1e-4 for s in first), (name, [s["objective/kl"] for s in first])
     inner = read_jsonl(arms / "sft_mean_equal" / "inner_eval.jsonl")
-    assert [(r["round"], r["iteration"]) for r in inner] == [(r, i) for r in (1, 2, 3) for i in (1, 2)]
+    assert [(r["round"], r["iteration"]) for r in inner] == [(r, i) for r in (1, 2, 3) for i in (0, 1, 2)]
     assert {"gold", "proxy", "kl"} <= set(inner[0])
+    # iteration 0 is the round's start point: after an SFT start the policy is SFT itself, so its KL from SFT is 0 (up to the
+    # sampler's and the reference pass's rounding)
+    assert all(abs(r["kl"]) < 1e-4 for r in inner if r["iteration"] == 0), [r["kl"] for r in inner]
+    assert any(r["kl"] > 1e-3 for r in inner)
 
 
 def test_default_anchor_sees_the_kl_a_continuing_policy_built(tmp_path, sft_cache):
@@ -72,7 +76,7 @@ def test_round_kl_stops_a_round_and_logs_its_iterations(arms):
             stopped += 1
             assert mine[-1]["objective/kl"] >= 0.005
         # every 2 iterations, and where the round ended
-        assert [i["iteration"] for i in inner if i["round"] == r["round"]] == sorted({*range(2, len(mine) + 1, 2), len(mine)})
+        assert [i["iteration"] for i in inner if i["round"] == r["round"]] == sorted({0, *range(2, len(mine) + 1, 2), len(mine)})
     assert stopped >= 1  # the budget did end a round early here
 
 
@@ -130,7 +134,7 @@ def test_inner_evaluations_and_the_gap_leave_training_untouched(tmp_path, sft_ca
     new = ("eval/proxy_gold_gap", "eval/proxy_gold_w1")
     on = [{k: v for k, v in r.items() if k not in new} for r in strip(read_jsonl(tmp_path / "on" / "metrics.jsonl"))]
     assert strip(read_jsonl(tmp_path / "off" / "metrics.jsonl")) == on
-    assert len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 4 and not (tmp_path / "off" / "inner_eval.jsonl").exists()
+    assert len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 6 and not (tmp_path / "off" / "inner_eval.jsonl").exists()
 
 
 def test_a_skipped_round_undoes_its_reward_snapshot_and_liti_start(tmp_path, sft_cache, monkeypatch):
