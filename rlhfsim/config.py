@@ -2,7 +2,7 @@
 
 Each section is declared beside the code it configures, in a light module that imports no torch, transformers or
 implementation code: world (rlhfsim/world/config.py, text_config.py), policy and compute (rlhfsim/models/config.py),
-reward, recalibration and surgery (rlhfsim/reward/config.py), optimizer (rlhfsim/optim/config.py, ppo/config.py),
+reward, recalibration and surgery (rlhfsim/reward/config.py), optimizer (rlhfsim/optim/config.py),
 loop, output and guards (rlhfsim/loop_config.py), audit (rlhfsim/diagnostics/config.py). Every field has its type,
 default, range and description there; `docs/config.md` is generated from them (`rlhfsim validate --schema`). Unknown
 keys are errors, so a typo can never silently fall back to a default. The sections' names are re-exported here.
@@ -22,12 +22,17 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from rlhfsim.diagnostics.config import AuditConfig, FamilySpec
 from rlhfsim.loop_config import GuardsConfig, LoopConfig, OutputConfig
 from rlhfsim.models.config import ComputeConfig, LoraSpec, PolicyConfig
-from rlhfsim.optim.config import all_configs
-from rlhfsim.ppo.config import PPOConfig
+from rlhfsim.optim.config import PPOConfig, all_configs
 from rlhfsim.reward.config import EarlyStopConfig, RecalibrationConfig, RewardConfig, SurgeryConfig, UtilitySpec
 from rlhfsim.schema import ConfigError, Strict
-from rlhfsim.world.config import (NEEDS_SYNTHETIC, SHIFTS, TEXT_FAMILIES, AnnotatorConfig, GradedWorldConfig,
-                                  SyntheticWorldConfig)
+from rlhfsim.world.config import (
+    NEEDS_SYNTHETIC,
+    SHIFTS,
+    TEXT_FAMILIES,
+    AnnotatorConfig,
+    GradedWorldConfig,
+    SyntheticWorldConfig,
+)
 from rlhfsim.world.text_config import TextWorldConfig
 
 __all__ = [  # the sections' names stay importable from here (from rlhfsim.config import RewardConfig)
@@ -35,7 +40,7 @@ __all__ = [  # the sections' names stay importable from here (from rlhfsim.confi
     "GradedWorldConfig", "GuardsConfig", "LoopConfig", "LoraSpec", "OptimizerConfig", "OutputConfig", "PPOConfig",
     "PolicyConfig", "RecalibrationConfig", "RewardConfig", "SurgeryConfig", "SyntheticWorldConfig", "TextWorldConfig",
     "UtilitySpec", "apply_overrides", "config_from_dict", "dump_config", "load_config", "parse_override", "read_yaml",
-    "schema_markdown", "set_dotted"]
+    "set_dotted"]
 
 OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
 
@@ -311,10 +316,3 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def dump_config(cfg: Config) -> str:
     """The resolved config, every default filled in, as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def schema_markdown() -> str:
-    """docs/config.md: every section and field with type, default and description (rlhfsim/config_docs.py)."""
-    from rlhfsim.config_docs import schema_markdown as render
-
-    return render()

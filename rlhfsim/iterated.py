@@ -6,7 +6,7 @@ round's policy optimisation starts (loop.policy_start) and which policy anchors 
     interpolate  LITI: start_r = (1 - eta) * start_{r-1} + eta * last policy, parameter by parameter (start_1 = SFT),
                  for every model the optimiser trains (policy, value model); optimiser state reset
 
-The math is `interpolate_states` and `mean_states` (pure); `PolicyStart` holds the state between rounds (the LITI
+The math is `interpolate_states` and `mean_states` (pure, in rlhfsim/ops.py); `PolicyStart` holds the state between rounds (the LITI
 start point, checkpointed with the round) and applies the choice at the start of phase 7.
 """
 
@@ -16,39 +16,10 @@ import copy
 
 import torch
 
+from rlhfsim.ops import clone_state, interpolate_states, mean_states  # noqa: F401 (the math; re-exported)
+
 POLICY_STARTS = ("continue", "sft", "interpolate")  # the registry below; loop.policy_start names one
 KL_ANCHORS = ("sft", "round_start")
-
-
-def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the module's state dict (a snapshot that later training cannot change)."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def interpolate_states(prev: dict, last: dict, eta: float) -> dict:
-    """{name: (1 - eta) * prev[name] + eta * last[name]} for floating tensors (each of its parameter's shape);
-    other entries (integer buffers) are last's. Same keys and shapes in both, else ValueError."""
-    if prev.keys() != last.keys():
-        raise ValueError(f"state dicts differ in keys: {sorted(set(prev) ^ set(last))[:5]}")
-    out = {}
-    for k, b in last.items():
-        a = prev[k]
-        if a.shape != b.shape:
-            raise ValueError(f"{k}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
-        out[k] = (1.0 - eta) * a + eta * b if b.is_floating_point() else b.clone()
-    return out
-
-
-def mean_states(states: list[dict]) -> dict:
-    """{name: mean over the list of states[i][name]} for floating tensors (a parameter average: R states of one
-    architecture -> one); other entries are the last state's."""
-    if not states:
-        raise ValueError("mean_states needs at least one state dict")
-    last = states[-1]
-    out = {}
-    for k, v in last.items():
-        out[k] = torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()  # [R, *shape] -> shape
-    return out
 
 
 class PolicyStart:

@@ -20,26 +20,39 @@ import numpy as np
 import torch
 
 from rlhfsim import diagnostics as diag
-from rlhfsim.config import Config, dump_config
-from rlhfsim.diagnostics import audit
-from rlhfsim.diagnostics import round0_cache
+from rlhfsim.config import Config, ConfigError, dump_config
+from rlhfsim.diagnostics import audit, round0_cache
 from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
-from rlhfsim.loop_phases import (annotate_groups, annotation_stats, audit_reward_model, best_of_n_metrics, calibrate_noise,
-                                 diagnose_reward_model, diagnose_training_groups, fit_member_scale, fit_recalibration, inner_eval,
-                                 mean_steps, proxy_gold_metrics)
 from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
 from rlhfsim.iterated import Anchor, PolicyStart
+from rlhfsim.loop_phases import (
+    annotate_groups,
+    annotation_stats,
+    audit_reward_model,
+    best_of_n_metrics,
+    calibrate_noise,
+    diagnose_reward_model,
+    diagnose_training_groups,
+    fit_member_scale,
+    fit_recalibration,
+    inner_eval,
+    mean_steps,
+    proxy_gold_metrics,
+)
 from rlhfsim.models import build
 from rlhfsim.models.hf import policy_tokenizer
-from rlhfsim.models.parallel import Parallel, autocast, local_device
+from rlhfsim.models.parallel import Parallel, autocast, local_device, process_group_scope
+from rlhfsim.models.policy import has_dropout
 from rlhfsim.optim import build_optimizer
 from rlhfsim.optim.base import PolicySampler
-from rlhfsim.report.run_figure import write_run_figure
+from rlhfsim.reward import build as reward_build
 from rlhfsim.reward import offline, recalibrate
 from rlhfsim.reward.buffer import PreferenceBuffer
 from rlhfsim.reward.proxy import Proxy
-from rlhfsim.tracking import RunDir, load_module, read_jsonl
+from rlhfsim.reward.trainer import utilities_for
+from rlhfsim.run_figure import write_run_figure
+from rlhfsim.tracking import RunDir, load_module, rank_out_dir, read_jsonl
 from rlhfsim.version import stamp as version_stamp
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
@@ -65,8 +78,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from rlhfsim.config import ConfigError
-
         raise ConfigError("device: cuda was asked for but no CUDA device is visible; use device: auto or cpu")
     return torch.device(name)
 
@@ -91,7 +102,7 @@ class Simulation:
         self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
         # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
         # reward.backbone: policy copies the frozen SFT reference's trunk (also when reward.init: fresh re-draws it later)
-        self.proxy = Proxy(cfg, build.reward_models(self.world, cfg, self.device, self.ref), self.world.gold)
+        self.proxy = Proxy(cfg, reward_build.reward_models(self.world, cfg, self.device, self.ref), self.world.gold)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window, cfg.loop.buffer_total, cfg.seed)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         # the offline preference set (reward.offline) and the reward model pre-trained on it, before round 1
@@ -109,14 +120,12 @@ class Simulation:
         self.probe = None  # the fixed probe set (collapse/probe_*, member scales, noise calibration): see probe_set
 
     def _pretrain(self, rms, groups, reward_cfg, rng) -> dict:
-        return build.train_reward_models(rms, groups, self.cfg.model_copy(update={"reward": reward_cfg}), self.world.prompt_types, rng, self.parallel)
+        return reward_build.train_reward_models(rms, groups, self.cfg.model_copy(update={"reward": reward_cfg}), self.world.prompt_types, rng, self.parallel)
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
         if not self.rms.bounded:
             return None
-        from rlhfsim.reward.trainer import utilities_for
-
         types = self.world.prompt_types
         return dict(zip(types, utilities_for(self.cfg.reward, types)))
 
@@ -139,8 +148,6 @@ class Simulation:
         """Round 0's held-out samples of the SFT policy. Before any update the policy is the reference (same weights),
         and without active dropout drawing from either is one computation on the same stream: the probe set. One draw
         then serves both (bit for bit what two draws gave)."""
-        from rlhfsim.models.policy import has_dropout
-
         if self.policy.training and has_dropout(self.policy):  # train-mode dropout: a different draw than the probe's
             return self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate")
         return self.probe_set()
@@ -208,9 +215,7 @@ def timed(row: dict, name: str):
 
 def run(cfg: Config, out: str | Path | None = None, resume: bool = False, reporter: Reporter | None = None) -> dict:
     """Run (or resume) one config; returns the summary written to summary.json. bf16 autocast on a GPU when asked for;
-    under a multi-process launch only rank 0 writes `out` (the others keep a private copy, see models/parallel.py)."""
-    from rlhfsim.models.parallel import process_group_scope, rank_out_dir
-
+    under a multi-process launch only rank 0 writes `out` (the others keep a private copy, see tracking.rank_out_dir)."""
     device = local_device(resolve_device(cfg.device))
     with rank_out_dir(cfg, out, resume) as out, autocast(device, cfg.compute.precision), process_group_scope():
         return _run(cfg, out, resume, reporter)
@@ -291,7 +296,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
                 if L.reward_source == "learned" and not frozen:
                     if cfg.reward.init == "fresh":
                         sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
-                    row.update(build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
+                    row.update(reward_build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
                 if L.reward_source == "learned":
                     sim.proxy.add_round(r)  # reward.across_rounds keeps every round's model (no-op for last)
             guard.check("reward", r, row)

@@ -1,5 +1,6 @@
 """Tensor helpers shared by sampling, evaluation and every policy optimiser: per-token logprobs and entropies,
-masked statistics, KL estimators. Pure functions of tensors; nothing here owns a model.
+masked statistics, KL estimators, state-dict arithmetic (snapshots, interpolation, parameter averages). Pure
+functions of tensors; nothing here owns a model.
 
 Conventions: B = batch rows, T = response tokens, V = vocabulary size; `mask` [B, T] is 1 on real response tokens and
 0 on padding (real tokens of a row contiguous); values at masked positions are ignored, whatever they are.
@@ -135,3 +136,37 @@ def permutation(n: int, generator: torch.Generator) -> torch.Tensor:
     """A random order of range(n) [n] (long), drawn on the generator's own device: minibatch order in every optimiser.
     randperm without a device runs on the CPU, and the CPU kernel refuses a CUDA generator (a GPU run's)."""
     return torch.randperm(n, generator=generator, device=generator.device)
+
+
+# ---------------------------------------------------------------------------- state dicts
+
+
+def clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the module's state dict (a snapshot that later training cannot change)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def interpolate_states(prev: dict, last: dict, eta: float) -> dict:
+    """{name: (1 - eta) * prev[name] + eta * last[name]} for floating tensors (each of its parameter's shape);
+    other entries (integer buffers) are last's. Same keys and shapes in both, else ValueError."""
+    if prev.keys() != last.keys():
+        raise ValueError(f"state dicts differ in keys: {sorted(set(prev) ^ set(last))[:5]}")
+    out = {}
+    for k, b in last.items():
+        a = prev[k]
+        if a.shape != b.shape:
+            raise ValueError(f"{k}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+        out[k] = (1.0 - eta) * a + eta * b if b.is_floating_point() else b.clone()
+    return out
+
+
+def mean_states(states: list[dict]) -> dict:
+    """{name: mean over the list of states[i][name]} for floating tensors (a parameter average: R states of one
+    architecture -> one); other entries are the last state's."""
+    if not states:
+        raise ValueError("mean_states needs at least one state dict")
+    last = states[-1]
+    out = {}
+    for k, v in last.items():
+        out[k] = torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()  # [R, *shape] -> shape
+    return out

@@ -1,6 +1,6 @@
 """The base of every config section (strict: unknown keys are errors) and the user-fixable config error.
 
-Sections are declared beside the code they configure (e.g. rlhfsim/ppo/config.py, rlhfsim/optim/config.py);
+Sections are declared beside the code they configure (e.g. rlhfsim/optim/config.py, rlhfsim/reward/config.py);
 rlhfsim/config.py assembles the root model, loads files and runs the cross-section checks.
 """
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from rlhfsim.real.assets import resolve
 
 
 class ConfigError(ValueError):
@@ -33,8 +35,6 @@ def local_path_exists(v: str | None) -> str | None:
     """A value that is clearly a local path (/, ./, ../, ~) must exist; `real:<name>` must be installed and set up
     (rlhfsim.real.assets; the message names the command); anything else may be a hub name."""
     if v is not None and v.startswith("real:"):
-        from rlhfsim.real.assets import resolve
-
         resolve(v)  # AssetMissing is a ValueError: pydantic reports it under the field
         return v
     if v is not None and v.startswith(("/", "./", "../", "~")) and not Path(v).expanduser().exists():

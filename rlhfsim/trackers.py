@@ -27,7 +27,8 @@ import os
 import uuid
 from pathlib import Path
 
-from rlhfsim.config import ConfigError
+from rlhfsim.config import ConfigError, dump_config
+from rlhfsim.files import atomic_write_text
 from rlhfsim.tracker_stores import (  # noqa: F401 - the readers are part of this module's interface
     STEP_PREFIX,
     caption_step,
@@ -317,8 +318,6 @@ class Trackers:
     """The trackers of one run, opened by RunDir on the first row it logs (so the run's files hold what came before)."""
 
     def __init__(self, names, path: Path, cfg, rounds: list[dict], steps: list[dict]):
-        from rlhfsim.config import dump_config
-
         check_installed(names)
         path = Path(path)
         state_path = path / STATE_FILE
@@ -328,8 +327,6 @@ class Trackers:
             state = {}
 
         def save_state():
-            from rlhfsim.tracking import atomic_write_text
-
             atomic_write_text(state_path, json.dumps(state, indent=2))
 
         out = cfg.output

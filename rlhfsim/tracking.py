@@ -9,7 +9,7 @@
         rewards/train_round_XXX.parquet  with loop.diagnose_train: the reward model on its training groups
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL
         checkpoints/latest/         the last complete round (models as safetensors, states via torch.save)
-        figures/curves.png          gold, proxy and KL against round (rlhfsim.report.run_figure), drawn at the end
+        figures/curves.png          gold, proxy and KL against round (rlhfsim/run_figure.py), drawn at the end
         summary.json                final and peak figures, stagnation round, wall time
 
 Crash safety: whole files go through temp file + fsync + rename, appends are whole fsynced lines (a torn last
@@ -21,11 +21,12 @@ line is dropped on read), a checkpoint is published by renaming a complete folde
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,16 @@ from safetensors.torch import load_model, save_model
 
 from rlhfsim import __version__, faults
 from rlhfsim.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from rlhfsim.files import (  # noqa: F401 (re-exported)
+    _clean,
+    _fsync_dir,
+    _fsync_file,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_jsonl,
+)
+from rlhfsim.trackers import Trackers
 
 try:  # POSIX; elsewhere runs go unlocked
     import fcntl
@@ -46,73 +57,6 @@ STATUS_FILE = "status.json"
 # what a resumed run may change: how long it runs, where, and how it guards; never what it simulates
 RESUME_MAY_CHANGE = ("loop.rounds", "device", "guards.", "output.", "policy.cache_dir")
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes: older run directories then refuse --resume
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temp file + fsync + rename: readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    faults.hit(path.name)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN: missing values are null (e.g. undefined pairwise accuracy)
-    if hasattr(v, "item"):
-        return _clean(v.item())
-    return v
-
-
-def append_jsonl(path: Path, rows: list[dict]) -> None:
-    """Whole lines, flushed and fsynced: a kill leaves complete rows only (a torn last line is dropped on read)."""
-    if not rows:
-        return
-    text = "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in rows)
-    with open(path, "a") as f:
-        if faults.armed(path.name):  # under test only: die half way through, leaving a torn line
-            f.write(text[: len(text) // 2])
-            f.flush()
-            faults.hit(path.name)
-            text = text[len(text) // 2 :]
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not Path(path).exists():
-        return []
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # torn final line of a killed run
-    return rows
 
 
 def read_status(path: str | Path) -> dict | None:
@@ -284,8 +228,6 @@ class RunDir:
         """The run's experiment trackers (None without output.report_to, and on data-parallel ranks other than 0)."""
         cfg = self._cfg
         if self._trackers is None and cfg is not None and cfg.output.report_to and os.environ.get("RANK", "0") == "0":
-            from rlhfsim.trackers import Trackers
-
             self._trackers = Trackers(cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(self.path / "ppo_steps.jsonl"))
         return self._trackers
 
@@ -425,3 +367,22 @@ def load_module(folder: Path, name: str, module) -> None:
             f"checkpoint file {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             "was the run directory written with another config? Start a new run elsewhere"
         ) from None
+
+
+@contextmanager
+def rank_out_dir(cfg, out, resume: bool):
+    """The run directory this process writes: `out` on rank 0 (and on one process), a private temporary copy on the
+    other ranks (with the run's checkpoints when resuming, so every rank restores the same round), removed at the end."""
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    if rank == 0:
+        yield out
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=f"rlhfsim-rank{rank}-"))
+    private = tmp / "run"
+    real = RunDir.for_config(cfg, out).path
+    if resume and real.exists():
+        shutil.copytree(real, private, ignore=shutil.ignore_patterns(".lock", "samples", "rewards"))
+    try:
+        yield private
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,9 @@
 import pytest
+import yaml
 
 from rlhfsim.cli import main
-from rlhfsim.config import ConfigError, Config, config_from_dict, dump_config, load_config, schema_markdown
-
-import yaml
+from rlhfsim.config import Config, ConfigError, config_from_dict, dump_config, load_config
+from rlhfsim.config_docs import schema_markdown
 
 
 def err(raw: dict) -> str:
@@ -100,8 +100,9 @@ def test_schema_documents_every_section():
 
 
 # what `import rlhfsim.config` may load of ours: the root, the strict base, the light config modules beside the code
-# each section configures, and package __init__s (lazy: they import nothing else of ours)
-LIGHT = {"rlhfsim.config", "rlhfsim.schema", "rlhfsim.loop_config", "rlhfsim.world.text_config"}
+# each section configures, package __init__s (lazy: they import nothing else of ours), and the names of installed
+# assets that `real:<name>` values are checked against (standard library only)
+LIGHT = {"rlhfsim.config", "rlhfsim.schema", "rlhfsim.loop_config", "rlhfsim.world.text_config", "rlhfsim.real.assets"}
 
 
 def test_importing_config_imports_no_torch_transformers_or_implementation_module():

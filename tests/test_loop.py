@@ -9,7 +9,7 @@ import yaml
 from rlhfsim.cli import main
 from rlhfsim.config import load_config
 from rlhfsim.loop import run
-from rlhfsim.report.run_figure import FIGURE
+from rlhfsim.run_figure import FIGURE
 from rlhfsim.tracking import read_jsonl, read_status
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rlhfsim import trackers as T
 from rlhfsim.faults import ENV
-from rlhfsim.report.run_figure import FIGURE, TAG, draw_curves
+from rlhfsim.run_figure import FIGURE, TAG, draw_curves
 from rlhfsim.tracking import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

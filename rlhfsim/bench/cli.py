@@ -11,6 +11,8 @@ import math
 import time
 from pathlib import Path
 
+from rlhfsim.schema import ConfigError
+
 SECTIONS = ("rollout", "ppo", "reward", "ensemble", "rounds")
 OPTIONAL = ("trl_ppo", "grpo", "study")  # only with --only: trl_ppo needs a side environment (--trl-python); grpo runs TRL's
 # GRPOTrainer; study runs a small study of child processes (minutes)
@@ -19,8 +21,6 @@ QUICK_SIZES = "16x4,32x4,64x4,64x8"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    from rlhfsim.config import ConfigError
-
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         try:
@@ -37,25 +37,21 @@ def run_bench(args) -> dict:
     """All selected sections as one JSON-able dict (no printing)."""
     import torch
 
-    from rlhfsim.bench.common import Shape, environment
+    from rlhfsim.bench.common import Shape, environment  # torch: imported when a bench runs, not at rlhfsim --help
 
     if args.threads:
         torch.set_num_threads(args.threads)
     only = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
     bad = [s for s in only if s not in SECTIONS + OPTIONAL]
     if bad:
-        from rlhfsim.config import ConfigError
-
         raise ConfigError(f"--only {','.join(bad)}: unknown section; choose from {', '.join(SECTIONS + OPTIONAL)}")
     if args.device != "cpu":  # fail before any section runs, not after them
-        from rlhfsim.config import ConfigError
-
         if set(only) != {"grpo"}:
             raise ConfigError(f"--device {args.device}: only the grpo section runs on a GPU; use --only grpo")
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {args.device}: no CUDA device here (torch.cuda.is_available() is False); use --device cpu")
     if "trl_ppo" in only:  # fail before any section runs, not after them
-        from rlhfsim.bench.trl_ppo import check_trl_python
+        from rlhfsim.bench.trl_ppo import check_trl_python  # torch: imported when the section runs
 
         check_trl_python(args.trl_python)
     shape = Shape(n_layer=args.layers, n_embd=args.width, n_head=args.heads, vocab=args.vocab, prompts=args.prompts,
@@ -68,41 +64,41 @@ def run_bench(args) -> dict:
                           "started": time.strftime("%Y-%m-%d %H:%M:%S")}, "shape": shape.as_dict()}
     t0 = time.perf_counter()
     if "rollout" in only:
-        from rlhfsim.bench.sections import bench_rollout
+        from rlhfsim.bench.sections import bench_rollout  # torch: imported when the section runs
 
         out["rollout"] = bench_rollout(shape)
     if "ppo" in only:
-        from rlhfsim.bench.sections import bench_ppo
+        from rlhfsim.bench.sections import bench_ppo  # torch: imported when the section runs
 
         out["ppo"] = bench_ppo(shape)
     if "trl_ppo" in only:
-        from rlhfsim.bench.trl_ppo import bench_trl_ppo
+        from rlhfsim.bench.trl_ppo import bench_trl_ppo  # torch: imported when the section runs
 
         out["trl_ppo"] = bench_trl_ppo(shape, args.trl_python, args.alternations)
     if "grpo" in only:
-        from rlhfsim.bench.trl_grpo import bench_trl_grpo
+        from rlhfsim.bench.trl_grpo import bench_trl_grpo  # trl: imported when the section runs
 
         out["grpo"] = bench_trl_grpo(shape, args.group, args.alternations, args.device)
     if args.profile:
-        from rlhfsim.bench.sections import profile_ppo
+        from rlhfsim.bench.sections import profile_ppo  # torch: imported when the section runs
 
         out["profile"] = profile_ppo(shape, args.profile)
     if "reward" in only:
-        from rlhfsim.bench.reward import bench_reward
+        from rlhfsim.bench.reward import bench_reward  # torch: imported when the section runs
 
         out["reward"] = bench_reward(shape, with_trl=not args.no_trl)
     if "ensemble" in only:
-        from rlhfsim.bench.reward import bench_ensemble
+        from rlhfsim.bench.reward import bench_ensemble  # torch: imported when the section runs
 
         out["ensemble"] = bench_ensemble(shape, args.members)
     if "rounds" in only:
-        from rlhfsim.bench.rounds import bench_rounds
+        from rlhfsim.bench.rounds import bench_rounds  # torch: imported when the section runs
 
         sizes = parse_sizes(args.sizes if args.sizes is not None else (QUICK_SIZES if args.quick else DEFAULT_SIZES))
         rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
         out["rounds"] = bench_rounds(args.config, args.set, rounds, sizes)
     if "study" in only:
-        from rlhfsim.bench.study import bench_study
+        from rlhfsim.bench.study import bench_study  # torch: imported when the section runs
 
         out["study"] = bench_study(args.study_config, args.study_set, args.study_runs, args.study_rounds, args.study_jobs,
                                    args.study_threads, args.baseline, args.study_alternations, not args.no_floor, args.study_cache,
@@ -135,11 +131,11 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                  ("  of which rollout s", _f(p["shared_rollout_s"], "{:.3f}"), "generate + reference, reward-model passes + GAE"),
                  ("  of which update s", _f(p["shared_update_s"], "{:.3f}"), "")]
     if "grpo" in res:
-        from rlhfsim.bench.trl_grpo import table_rows as grpo_rows
+        from rlhfsim.bench.trl_grpo import table_rows as grpo_rows  # torch, trl: only when the section ran
 
         rows += grpo_rows(res["grpo"])
     if "trl_ppo" in res:
-        from rlhfsim.bench.trl_ppo import table_rows as trl_rows
+        from rlhfsim.bench.trl_ppo import table_rows as trl_rows  # torch: only when the section ran
 
         rows += trl_rows(res["trl_ppo"])
     if "profile" in res:
@@ -149,7 +145,7 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         rows += [(f"  {op['name']}", _f(op["self_s_per_iter"], "{:.4f}"), f"{op['share']:.0%}, {op['calls_per_iter']:.0f} calls")
                  for op in q["ops"]]
     if "study" in res:
-        from rlhfsim.bench.study import table_rows as study_rows
+        from rlhfsim.bench.study import table_rows as study_rows  # torch: imported when the section runs
 
         rows += study_rows(res["study"], _f)
     if "reward" in res:

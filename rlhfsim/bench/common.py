@@ -13,6 +13,9 @@ from typing import Callable
 
 import torch
 
+from rlhfsim.models.policy import gpt2_config
+from rlhfsim.world.tokenizer import build_word_tokenizer
+
 
 @dataclass
 class Shape:
@@ -41,8 +44,6 @@ class Shape:
 
 def vocab_tokenizer(size: int):
     """A word tokenizer with exactly `size` ids (3 specials + words w0, w1, ...)."""
-    from rlhfsim.world.tokenizer import build_word_tokenizer
-
     if size < 8:
         raise ValueError(f"--vocab {size}: need at least 8 ids")
     return build_word_tokenizer([f"w{i}" for i in range(size - 3)])
@@ -50,8 +51,6 @@ def vocab_tokenizer(size: int):
 
 def policy_model(tok, shape: Shape, n_positions: int, seed: int = 0):
     from transformers import GPT2LMHeadModel
-
-    from rlhfsim.models.policy import gpt2_config
 
     torch.manual_seed(seed)
     return GPT2LMHeadModel(gpt2_config(tok, shape.n_layer, shape.n_embd, shape.n_head, n_positions)).eval()

@@ -17,13 +17,16 @@ import numpy as np
 import torch
 
 from rlhfsim.bench.common import Shape, median, random_words, timeit, vocab_tokenizer
+from rlhfsim.reward.buffer import Group
+from rlhfsim.reward.config import RewardConfig
+from rlhfsim.reward.heads import HeadRewardModels
+from rlhfsim.reward.model import RewardModels, build_reward_model
+from rlhfsim.reward.trainer import train_reward_models
+from rlhfsim.world.base import Prompt
 
 
 def preference_groups(shape: Shape, seed: int = 0) -> list:
     """G groups of k completions; a strict random order labels every pair (prefs[a, b] = a ranked above b)."""
-    from rlhfsim.reward.buffer import Group
-    from rlhfsim.world.base import Prompt
-
     g = torch.Generator().manual_seed(seed)
     P = shape.prompt_len
     C = shape.rm_seq_len - P - 1  # completion words: prompt + completion + EOS = rm_seq_len tokens
@@ -40,16 +43,11 @@ def preference_groups(shape: Shape, seed: int = 0) -> list:
 
 
 def _reward_config(shape: Shape):
-    from rlhfsim.reward.config import RewardConfig
-
     return RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head, epochs=1, lr=1e-3,
                         batch_groups=max(1, shape.rm_batch // shape.rm_k), utility="logsigmoid", bounded=False)
 
 
 def bench_rlhfsim(shape: Shape, groups: list, tok) -> list[float]:
-    from rlhfsim.reward.model import RewardModels
-    from rlhfsim.reward.trainer import train_reward_models
-
     cfg = _reward_config(shape)
     rms = RewardModels(tok, cfg, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
     rng = np.random.default_rng(0)
@@ -61,8 +59,6 @@ def bench_trl(shape: Shape, groups: list, tok) -> list[float]:
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import RewardConfig, RewardTrainer
-
-    from rlhfsim.reward.model import build_reward_model
 
     rows = [{"prompt": g.prompt.text + " ", "chosen": g.completions[a], "rejected": g.completions[b]}
             for g in groups for a, b in zip(*np.nonzero(g.prefs))]
@@ -118,11 +114,6 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     member std of the logits per completion after the timed rounds (0 for one model): how much members differ;
     `*_std_centred` the same after removing each member's mean logit. The bench's labels are random orders, so
     this measures how differently members fit noise, not how their errors relate to gold (see the ensembles study)."""
-    from rlhfsim.reward.config import RewardConfig
-    from rlhfsim.reward.heads import HeadRewardModels
-    from rlhfsim.reward.model import RewardModels
-    from rlhfsim.reward.trainer import train_reward_models
-
     tok = vocab_tokenizer(shape.vocab)
     groups = preference_groups(shape)
     prompts = [g.prompt.text for g in groups for _ in g.completions]

@@ -11,16 +11,18 @@ import tempfile
 
 import numpy as np
 
+from rlhfsim.config import load_config
+from rlhfsim.loop import resolve_device, run
+from rlhfsim.models.policy import warm_start_policy
+from rlhfsim.tracking import read_jsonl
+from rlhfsim.world import build_world
+
 PHASES = ("generate", "annotate", "reward", "diagnose_rm", "policy", "evaluate")
 
 
 def warm_sft(cfg) -> tuple[float, bool]:
     """Train (or load) the SFT policy the runs below will find in the cache; (seconds, was it cached)."""
     import time
-
-    from rlhfsim.loop import resolve_device
-    from rlhfsim.models.policy import warm_start_policy
-    from rlhfsim.world import build_world
 
     t0 = time.perf_counter()
     _, stats = warm_start_policy(build_world(cfg.world), cfg, resolve_device(cfg.device))
@@ -29,9 +31,6 @@ def warm_sft(cfg) -> tuple[float, bool]:
 
 def round_times(cfg) -> list[dict]:
     """Run `cfg` into a throw-away directory; its metrics rows of rounds >= 1 (time/round and phase times)."""
-    from rlhfsim.loop import run
-    from rlhfsim.tracking import read_jsonl
-
     with tempfile.TemporaryDirectory() as out:
         run(cfg, out=out)
         rows = read_jsonl(f"{out}/metrics.jsonl")
@@ -65,8 +64,6 @@ def linear_fit(n: np.ndarray, t: np.ndarray) -> dict:
 
 def bench_rounds(config: str, overrides: list[str], rounds: int, sizes: list[tuple[int, int]]) -> dict:
     """Per-round seconds of `config` (reduced to `rounds`), then the N = prompts x completions scaling."""
-    from rlhfsim.config import load_config
-
     base = list(overrides) + [f"loop.rounds={rounds}", "output.n_samples=0"]
     cfg = load_config(config, base)
     sft_s, cached = warm_sft(cfg)

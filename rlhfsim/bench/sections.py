@@ -12,6 +12,14 @@ import numpy as np
 import torch
 
 from rlhfsim.bench.common import Shape, median, policy_model, random_words, timeit, vocab_tokenizer
+from rlhfsim.models.policy import build_value_model
+from rlhfsim.models.sampling import sample
+from rlhfsim.optim.config import PPOConfig
+from rlhfsim.ppo.kl import FixedKLController
+from rlhfsim.ppo.trainer import PPOTrainer
+from rlhfsim.reward.config import RewardConfig
+from rlhfsim.reward.model import RewardModels
+from rlhfsim.world.base import Prompt
 
 
 def _prompt_batch(tok, shape: Shape, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,8 +35,6 @@ def bench_rollout(shape: Shape) -> dict:
     EOS is disabled for both (rlhfsim: an id that never occurs; generate: min_new_tokens = L), so both
     produce exactly B x L tokens and the comparison is per-token work, not luck with early stops.
     """
-    from rlhfsim.models.sampling import sample
-
     tok = vocab_tokenizer(shape.vocab)
     model = policy_model(tok, shape, n_positions=shape.prompt_len + shape.response_len + 8)
     ids, mask = _prompt_batch(tok, shape)
@@ -69,14 +75,6 @@ def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
     """A PPOTrainer at the benchmark shape, its prompts and a score function: a GPT-2 reward model of the same shape
     scoring the completions through the loop's own path (`RewardModels.rewards`), as TRL's trainer scores with its
     reward model inside the iteration."""
-    from rlhfsim.ppo.config import PPOConfig
-    from rlhfsim.reward.config import RewardConfig
-    from rlhfsim.models.policy import build_value_model
-    from rlhfsim.ppo.kl import FixedKLController
-    from rlhfsim.ppo.trainer import PPOTrainer
-    from rlhfsim.reward.model import RewardModels
-    from rlhfsim.world.base import Prompt
-
     tok = vocab_tokenizer(shape.vocab)
     n_positions = shape.prompt_len + shape.response_len + 8
     policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)

@@ -68,7 +68,7 @@ def install(ppo_phases: bool = False) -> None:
         except ImportError:
             return None
 
-    loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.models.build")
+    loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.reward.build")
     for m in (pe, base):
         wrap(m, "sample", "sampling")
     for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded", "rlhfsim.world.text"):
@@ -90,7 +90,7 @@ def install(ppo_phases: bool = False) -> None:
     wrap(loop.Simulation, "__init__", "init")
     for f in ("rewards_table", "sample_rows"):
         wrap(loop, f, "checkpoint/IO")
-    from rlhfsim.tracking import RunDir
+    from rlhfsim.tracking import RunDir  # torch, pandas: imported by install(), inside the timed startup
 
     for f in ("create", "write_config", "write_rewards", "write_samples", "log_steps", "log_round", "save_checkpoint",
               "metrics", "close"):
@@ -121,7 +121,7 @@ class PhaseGemms:
     """A dispatch mode that records every GEMM under the phase running it (rlhfsim.bench.floor.GemmRecorder's rule)."""
 
     def __new__(cls):
-        from rlhfsim.bench.floor import GEMMS, GemmRecorder
+        from rlhfsim.bench.floor import GEMMS, GemmRecorder  # torch: only with --floor
 
         class Recorder(GemmRecorder):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -147,8 +147,8 @@ def main(argv: list[str]) -> int:
     STACK.append(["startup", T_START, 0.0, 0.0, 0.0])
     import torch
 
-    from rlhfsim.config import load_config
-    from rlhfsim.loop import run
+    from rlhfsim.config import load_config  # torch, transformers: timed as the run's startup (STACK)
+    from rlhfsim.loop import run  # the loop: timed as the run's startup
 
     install(a.ppo_phases)
     cfg = load_config(a.config, a.set)
@@ -180,7 +180,7 @@ def replay_by_phase(calls: list, repeats: int = 3) -> dict:
 
     import torch
 
-    from rlhfsim.bench.floor import _replay_s, gemm_flops
+    from rlhfsim.bench.floor import _replay_s, gemm_flops  # torch: only with --floor
 
     out: dict = {}
     with torch.autocast("cpu", enabled=False):

@@ -22,7 +22,16 @@ import numpy as np
 import torch
 
 from rlhfsim.bench.common import Shape, policy_model, random_words, timeit, vocab_tokenizer
+from rlhfsim.bench.floor import gemm_floor
+from rlhfsim.bench.sections import gold_stand_in
 from rlhfsim.bench.trl_ppo import parse_driver_output
+from rlhfsim.models.parallel import bf16_autocast
+from rlhfsim.optim.base import PHASES
+from rlhfsim.optim.config import GRPOConfig
+from rlhfsim.optim.group import GroupOptimizer
+from rlhfsim.reward.config import RewardConfig
+from rlhfsim.reward.model import RewardModels
+from rlhfsim.world.base import Prompt
 
 ARMS = ("trl_best", "trl_shipped", "rlhfsim", "rlhfsim_bf16")
 RATIOS = {"trl_shipped": ("rlhfsim", "rlhfsim_bf16"), "trl_best": ("rlhfsim",)}  # TRL arm -> rlhfsim arms it is divided by
@@ -30,13 +39,6 @@ RATIOS = {"trl_shipped": ("rlhfsim", "rlhfsim_bf16"), "trl_best": ("rlhfsim",)} 
 
 def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0, device: str = "cpu"):
     """rlhfsim's GRPO at the shape, its prompt-major rows, and a reward model's score (scored as the loop does)."""
-    from rlhfsim.bench.sections import gold_stand_in  # noqa: F401  (re-exported for the caller)
-    from rlhfsim.optim.config import GRPOConfig
-    from rlhfsim.optim.group import GroupOptimizer
-    from rlhfsim.reward.config import RewardConfig
-    from rlhfsim.reward.model import RewardModels
-    from rlhfsim.world.base import Prompt
-
     dev = torch.device(device)
     tok = vocab_tokenizer(shape.vocab)
     n_positions = shape.prompt_len + shape.response_len + 8
@@ -99,8 +101,6 @@ def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[s
     torch.profiler (which adds its own overhead to every op: compare the phases with each other, not with the timings)."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from rlhfsim.optim.base import PHASES
-
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(iterations):
             with record_function("iteration"):
@@ -112,10 +112,6 @@ def phase_ms(opt, prompts, score, gold_fn, generator, iterations: int) -> dict[s
 
 
 def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2, device: str = "cpu") -> dict:
-    from rlhfsim.bench.floor import gemm_floor
-    from rlhfsim.bench.sections import gold_stand_in
-    from rlhfsim.models.parallel import bf16_autocast
-
     threads = torch.get_num_threads()
     dev = torch.device(device)
     opt, prompts, score = grpo_setup(shape, group, device=device)

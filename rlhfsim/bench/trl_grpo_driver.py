@@ -24,6 +24,8 @@ import sys
 import tempfile
 import warnings
 
+from rlhfsim.bench.trl_ppo_driver import SPECIALS, step_clock, word_tokenizer
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,10 +54,14 @@ def main(argv=None) -> int:
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PrinterCallback, ProgressCallback
+    from transformers import (
+        GPT2Config,
+        GPT2ForSequenceClassification,
+        GPT2LMHeadModel,
+        PrinterCallback,
+        ProgressCallback,
+    )
     from trl import GRPOConfig, GRPOTrainer
-
-    from rlhfsim.bench.trl_ppo_driver import SPECIALS, step_clock, word_tokenizer
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from rlhfsim.bench.common import Shape, timeit
+from rlhfsim.bench.sections import gold_stand_in, ppo_setup
 from rlhfsim.config import ConfigError
 
 SETUP_HINT = "create it with scripts/trl_ppo_venv.sh DIR and pass --trl-python DIR/bin/python"
@@ -99,8 +100,6 @@ def summarize(alternations: list[dict[str, list[float]]]) -> dict:
 
 def bench_trl_ppo(shape: Shape, trl_python: str | None, alternations: int = 3) -> dict:
     """Seconds per PPO iteration: TRL (without and with gc) in the side environment, rlhfsim in this process."""
-    from rlhfsim.bench.sections import gold_stand_in, ppo_setup
-
     python = check_trl_python(trl_python)
     threads = torch.get_num_threads()  # bench's --threads, already applied to this process
     ours = {kind: (*ppo_setup(shape, value_model=kind), torch.Generator().manual_seed(2)) for kind in ("separate", "shared")}

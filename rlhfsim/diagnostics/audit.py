@@ -23,6 +23,7 @@ import numpy as np
 
 from rlhfsim.diagnostics.collapse import _pairwise_counts, mean_kendall_tau, pairwise_accuracy
 from rlhfsim.diagnostics.config import DEFAULT_FAMILIES, AuditConfig, FamilySpec  # noqa: F401  (re-exported)
+from rlhfsim.world.perturb import get_perturbation
 
 ALARMS = ("collapse", "saturation", "explosion", "exploit", "shift")
 
@@ -44,8 +45,6 @@ class StressSuite:
 
 def build_stress_suite(world, prompts: Sequence, families: Sequence[FamilySpec], seed: int) -> StressSuite:
     """Perturb each prompt's reference completion with every family; keep the pairs gold calls worse."""
-    from rlhfsim.world.perturb import get_perturbation
-
     suite = StressSuite(families=[f.name for f in families])
     for fi, spec in enumerate(families):
         perturb = get_perturbation(spec.name, world, **spec.params)

@@ -20,6 +20,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from rlhfsim.theory_graph import optimal_rewards_graphs
+
 __all__ = [
     "collapse_metrics",
     "gold_graphs",
@@ -346,8 +348,6 @@ def graph_optimum_dev(R01, prefs, utility) -> np.ndarray:
     for a prompt with no labelled pair (its optimum is not determined) or a missing reward. All prompts' optima are
     solved together (rlhfsim.theory_graph: the per-graph solver's values, bit for bit).
     """
-    from rlhfsim.theory_graph import optimal_rewards_graphs
-
     R01 = _as_matrix(R01)
     E = np.asarray(prefs, bool)
     out = np.full(R01.shape[0], np.nan)

@@ -24,7 +24,7 @@ class FamilySpec(NamedSpec):
 
     @model_validator(mode="after")
     def _exists(self) -> "FamilySpec":
-        from rlhfsim.world.perturb import check_family
+        from rlhfsim.world.perturb import check_family  # numpy: a config loads without the world's code
 
         check_family(self.name, self.params)
         return self

@@ -22,15 +22,14 @@ from typing import Callable
 import numpy as np
 
 from rlhfsim.diagnostics.policy_eval import EvalSamples
+from rlhfsim.models.policy import numerics_cache_key
+from rlhfsim.version import source_hash
 
 log = logging.getLogger(__name__)
 ARRAYS = ("gold", "kl", "entropy", "length", "eos")
 
 
 def cache_key(sim, generator_seed: int) -> str:
-    from rlhfsim.models.policy import numerics_cache_key
-    from rlhfsim.version import source_hash
-
     weights = hashlib.sha256()
     for name, t in sorted(sim.ref.state_dict().items()):
         weights.update(name.encode() + str(t.dtype).encode() + t.detach().cpu().contiguous().numpy().tobytes())

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.collapse import collapse_metrics, to_unit_interval
+from rlhfsim.theory import optimal_rewards_graph
 
 
 @dataclass
@@ -73,8 +74,6 @@ def objective_gap(R: np.ndarray, prefs: np.ndarray, utility) -> float:
     >= 0, and 0 exactly at the optimum. Unlike the profile deviation it is not fooled by a model whose sorted
     values are right but whose order is not.
     """
-    from rlhfsim.theory import optimal_rewards_graph
-
     gaps = []
     for r, P in zip(R, prefs):
         n = int(np.isfinite(r).sum())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from rlhfsim.models.lean import gpt2_hidden, supports
+from rlhfsim.models.lean import MIN_ROWS, gpt2_hidden, supports
 
 
 class GPT2Decoder:
@@ -71,8 +71,6 @@ class GPT2Decoder:
     def _distinct(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
         """(first row of each distinct prompt [G], each row's prompt [B]) where sharing is exact and saves work (CPU,
         prompts repeat, at least lean.MIN_ROWS distinct ones); else None."""
-        from rlhfsim.models.lean import MIN_ROWS
-
         if prompt_ids.device.type != "cpu" or torch.is_grad_enabled():
             return None
         B = prompt_ids.shape[0]

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhfsim.config import ConfigError
 from rlhfsim.models.parallel import fp32_head
+from rlhfsim.models.policy import cache_sft, numerics_cache_key, train_sft
+from rlhfsim.real.assets import AssetMissing, resolve
+from rlhfsim.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,6 @@ def _looks_local(name: str) -> bool:
 def _load(fn, name: str, what: str, **kw):
     """fn(name) with a clear error: a missing local folder, an unreachable hub, or a folder without the right files."""
     from transformers.utils import logging as hf_logging
-
-    from rlhfsim.real.assets import AssetMissing, resolve
 
     hf_logging.disable_progress_bar()  # the run's own progress display owns the terminal
     try:
@@ -127,16 +127,12 @@ def enable_checkpointing(model) -> None:
 
 def sft_key(cfg, device) -> str:
     """Cache key of a checkpoint policy's SFT: world, policy (checkpoint name included) and the numerics it ran under."""
-    from rlhfsim.models.policy import numerics_cache_key
-
     return numerics_cache_key({"world": cfg.world.model_dump(mode="json"),
                                "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "v": 1}, device)
 
 
 def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
     """The checkpoint policy, SFT'd on the world's reference answers when policy.sft_demos > 0 (cached), then LoRA."""
-    from rlhfsim.models.policy import cache_sft, train_sft
-
     pc = cfg.policy
     model = load_causal_lm(pc.checkpoint, "policy.checkpoint")
     longest = max(world.prompt_lengths(), default=0) + pc.response_len

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from rlhfsim.models.policy import has_dropout
+
 
 def supports(model) -> bool:
     """True for the plain GPT-2 LM / sequence classifier (no adapters, no cross-attention, no upcast attention,
     no activation checkpointing) without active dropout."""
     from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
-
-    from rlhfsim.models.policy import has_dropout
 
     if type(model) not in (GPT2LMHeadModel, GPT2ForSequenceClassification):  # subclasses and wrappers may change forward
         return False

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 import torch
-
 
 _JOINED = False  # whether Parallel.from_env created the default process group (and so leave_process_group ends it)
 
@@ -173,27 +171,3 @@ def local_device(device: torch.device) -> torch.device:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     return device
-
-
-@contextlib.contextmanager
-def rank_out_dir(cfg, out, resume: bool):
-    """The run directory this process writes: `out` on rank 0 (and on one process), a private temporary copy on the
-    other ranks (with the run's checkpoints when resuming, so every rank restores the same round), removed at the end."""
-    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
-    if rank == 0:
-        yield out
-        return
-    import shutil
-    import tempfile
-
-    from rlhfsim.tracking import RunDir
-
-    tmp = Path(tempfile.mkdtemp(prefix=f"rlhfsim-rank{rank}-"))
-    private = tmp / "run"
-    real = RunDir.for_config(cfg, out).path
-    if resume and real.exists():
-        shutil.copytree(real, private, ignore=shutil.ignore_patterns(".lock", "samples", "rewards"))
-    try:
-        yield private
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""Pure math of the critic-free optimisers (beside rlhfsim.ppo.core's GAE): group baselines, the clipped policy loss
-with its two normalisations, and the DPO loss on pairs chosen from a group.
+"""Pure math of the policy optimisers beside rlhfsim.ppo.core's GAE: the clipped ratio terms every clipped optimiser
+shares (PPO included), group baselines, the clipped policy loss with its two normalisations, and the DPO loss on pairs
+chosen from a group.
 
 B = rows laid out prompt-major (prompt i's completions are rows i*g .. i*g+g-1), g = group size, T = response tokens.
 Everything is a function of tensors; tests check each against a plain loop and against TRL where TRL exposes it.
@@ -10,9 +11,29 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlhfsim.ppo.core import clipped_terms, ratio_stats
+from rlhfsim.ops import masked_mean
 
 STD_EPS = 1e-4  # GRPO's std guard, as TRL (advantages / (std + 1e-4))
+
+
+def clipped_terms(logprobs, old_logprobs, advantages, mask, clip_range):
+    """(log_ratio, ratio, -A ratio, -A clip(ratio, 1 +- eps)), each [B, T]; advantages [B, T] or [B, 1].
+    The log-ratio is zeroed on padding: stale pad logprobs must not overflow exp or leak gradient."""
+    log_ratio = torch.where(mask != 0, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)
+    adv = advantages.detach()
+    return log_ratio, ratio, -adv * ratio, -adv * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+
+
+@torch.no_grad()
+def ratio_stats(loss, log_ratio, ratio, pg1, pg2, mask) -> dict[str, float]:
+    """loss/policy, policy/approxkl = 0.5 mean (logp - logp_old)^2 (as TRL), policy/clipfrac, val/ratio over real tokens."""
+    return {
+        "loss/policy": loss.item(),
+        "policy/approxkl": (0.5 * masked_mean(log_ratio**2, mask)).item(),
+        "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask).item(),
+        "val/ratio": masked_mean(ratio, mask).item(),
+    }
 
 
 def grouped(x: torch.Tensor, g: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from rlhfsim.ops import (  # noqa: F401
     masked_var,
     whiten,
 )
+from rlhfsim.optim.core import clipped_terms, ratio_stats  # the clipped ratio terms every clipped optimiser shares
 
 # ---------------------------------------------------------------------------- KL and rewards
 
@@ -137,26 +138,6 @@ def policy_loss(
     terms = clipped_terms(logprobs, old_logprobs, advantages, mask, clip_range)
     loss = masked_mean(torch.maximum(terms[2], terms[3]), mask)
     return loss, ratio_stats(loss, *terms, mask)
-
-
-def clipped_terms(logprobs, old_logprobs, advantages, mask, clip_range):
-    """(log_ratio, ratio, -A ratio, -A clip(ratio, 1 +- eps)), each [B, T]; advantages [B, T] or [B, 1].
-    The log-ratio is zeroed on padding: stale pad logprobs must not overflow exp or leak gradient."""
-    log_ratio = torch.where(mask != 0, logprobs - old_logprobs, torch.zeros_like(logprobs))
-    ratio = torch.exp(log_ratio)
-    adv = advantages.detach()
-    return log_ratio, ratio, -adv * ratio, -adv * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-
-
-@torch.no_grad()
-def ratio_stats(loss, log_ratio, ratio, pg1, pg2, mask) -> dict[str, float]:
-    """loss/policy, policy/approxkl = 0.5 mean (logp - logp_old)^2 (as TRL), policy/clipfrac, val/ratio over real tokens."""
-    return {
-        "loss/policy": loss.item(),
-        "policy/approxkl": (0.5 * masked_mean(log_ratio**2, mask)).item(),
-        "policy/clipfrac": masked_mean((pg2 > pg1).float(), mask).item(),
-        "val/ratio": masked_mean(ratio, mask).item(),
-    }
 
 
 def value_loss(

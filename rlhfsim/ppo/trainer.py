@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from rlhfsim import ops
+from rlhfsim.diagnostics import advantage as fid
+from rlhfsim.models import build
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead, has_dropout
 from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
-from rlhfsim.diagnostics import advantage as fid
 from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, group_ids
 from rlhfsim.ppo import core
 from rlhfsim.ppo.kl import get_kl_controller
@@ -61,8 +62,6 @@ class PPOTrainer(PolicyOptimizer):
     @classmethod
     def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> "PPOTrainer":
         """Builds the value model (at this point of the run's torch RNG stream) and the KL controller."""
-        from rlhfsim.models import build
-
         o = cfg.optimizer
         kl_kwargs = {"beta": o.kl_coef} if o.kl_controller == "fixed" else {
             "init_beta": o.kl_coef, "target": o.kl_target, "horizon": o.kl_horizon}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlhfsim.real.assets import CACHE_ENV, DEFAULT_CACHE, AssetMissing
+from rlhfsim.real.setup import DEFAULT_MODELS, MODELS, setup_real
+from rlhfsim.schema import ConfigError
+
 
 def cmd_setup(args) -> int:
-    from rlhfsim.real.assets import AssetMissing
-    from rlhfsim.real.setup import setup_real
-
-    from rlhfsim.config import ConfigError
-
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     try:
         setup_real(models, Path(args.cache) if args.cache else None)
@@ -20,9 +19,6 @@ def cmd_setup(args) -> int:
 
 
 def register(sub) -> None:
-    from rlhfsim.real.assets import CACHE_ENV, DEFAULT_CACHE
-    from rlhfsim.real.setup import DEFAULT_MODELS, MODELS
-
     s = sub.add_parser("setup", help="prepare optional real assets once (rlhfsim setup real)")
     s.add_argument("what", choices=["real"], help="real: convert the pretrained GGUF models and fit the IMDB gold classifier")
     s.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {', '.join(MODELS)} (default: %(default)s)")

@@ -18,7 +18,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlhfsim.real.assets import ASSETS, DONE, SETUP_COMMAND, Asset, AssetMissing, cache_root, converted_dir, package_dir, source_checksum, version
+from rlhfsim.real.assets import (
+    ASSETS,
+    DONE,
+    SETUP_COMMAND,
+    Asset,
+    AssetMissing,
+    cache_root,
+    converted_dir,
+    package_dir,
+    source_checksum,
+    version,
+)
+from rlhfsim.schema import ConfigError
+from rlhfsim.world.text_config import GoldClassifierConfig
 
 MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 DEFAULT_MODELS = ("smollm2-135m-instruct",)
@@ -87,9 +100,7 @@ def perplexity(model, tok, text: str) -> float:
 
 
 def fit_imdb_gold(root: Path) -> dict:
-    from rlhfsim.world.classifier import fit
-    from rlhfsim.world.text_config import GoldClassifierConfig
-
+    from rlhfsim.world.classifier import fit  # numpy, scikit-learn: only when the gold classifier is fitted
     _, stats = fit(GoldClassifierConfig.model_validate(IMDB_GOLD), root)
     return stats
 
@@ -111,8 +122,6 @@ def missing_packages(models: tuple[str, ...]) -> list[str]:
 
 def setup_real(models: tuple[str, ...] = DEFAULT_MODELS, root: Path | None = None, log=print) -> dict:
     """Check the packages, convert `models`, fit the IMDB gold; a dict of what each step did (for the CLI and tests)."""
-    from rlhfsim.config import ConfigError
-
     root = root or cache_root()
     unknown = [m for m in models if m not in MODELS]
     if unknown:

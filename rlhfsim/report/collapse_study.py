@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlhfsim.reward.utilities import utility_from_spec
+from rlhfsim.theory import optimal_rewards
+
 log = logging.getLogger(__name__)
 
 TYPE_COLOURS = {"open": "#1f77b4", "closed": "#ff7f0e"}  # the paper's figure: blue open-ended, orange closed-ended
@@ -64,8 +67,6 @@ def run_profiles(study) -> pd.DataFrame:
 
 
 def _utility_for(cfg: dict, ptype: str):
-    from rlhfsim.reward.utilities import utility_from_spec
-
     rw = cfg.get("reward") or {}
     spec = (rw.get("prompt_aware") or {}).get(ptype) or rw.get("utility") or "logsigmoid"
     if isinstance(spec, dict):
@@ -75,8 +76,6 @@ def _utility_for(cfg: dict, ptype: str):
 
 def theory_profiles(study, k: int) -> dict[tuple[str, str], np.ndarray]:
     """{(variant, prompt type): ascending finite-n optimum} for each variant's utility as trained (bounded runs only)."""
-    from rlhfsim.theory import optimal_rewards
-
     out = {}
     for r in study.runs:
         if r.config is None or (r.config.get("reward") or {}).get("bounded") is False:

@@ -25,12 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rlhfsim.diagnostics.dose_response import (minimal_detectable_effect, per_seed_contrast, per_seed_curvature, per_seed_slopes,
-                                               slope_test)
+from rlhfsim.diagnostics.dose_response import (
+    minimal_detectable_effect,
+    per_seed_contrast,
+    per_seed_curvature,
+    per_seed_slopes,
+    slope_test,
+)
+from rlhfsim.experiment.design import DOSE_FACTOR, DOSE_KEYS, sets_key  # noqa: F401 (DOSE_*: re-exported)
 from rlhfsim.report.stats import MIN_P_SEEDS, SMALL_NOTE, holm, holm_alphas, tost
 
-DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
-DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
 # the dose-response endpoints beside the primary: advantage fidelity (collapse -> advantage link)
 FIDELITY = ("mean/adv/gold_corr", "mean/adv/sign_agree")
 # per-round collapse of the reward the optimiser saw (after surgery: collapse/shape_rel of the surgered rewards), if a
@@ -69,14 +73,6 @@ def _config_value(study, variant: str, key):
     return factor_value(study, variant, key)
 
 
-def _sets_key(overrides: dict, key: str) -> bool:
-    """Does a variant's override (flat 'a.b' keys and/or nested sections) set `key`?"""
-    if key in overrides:
-        return True
-    head, _, rest = key.partition(".")
-    return bool(rest) and isinstance(overrides.get(head), dict) and _sets_key(overrides[head], rest)
-
-
 def design(study) -> DoseDesign | None:
     """The dose factor's arms grouped by every other factor (a group per combination of their levels, so e.g. sources
     are never pooled), or None without a dose factor or with fewer than 2 doses."""
@@ -89,7 +85,7 @@ def design(study) -> DoseDesign | None:
     for v in study.variants:
         ov = study.variant_overrides.get(v)
         x = _config_value(study, v, dose[1])
-        on = _sets_key(ov, dose[1]) if ov is not None else x is not None
+        on = sets_key(ov, dose[1]) if ov is not None else x is not None
         if on and isinstance(x, (int, float)) and not isinstance(x, bool):
             lv = {n: str(_config_value(study, v, k)) for n, k in others}
             g = " / ".join(lv.values()) if others else "all"

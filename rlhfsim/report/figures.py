@@ -12,14 +12,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rlhfsim.diagnostics.overopt import fit_gao, gao_rl
+from rlhfsim.plotting import GOLD_LABEL, ROUND_LABEL
+from rlhfsim.plotting import int_rounds as _int_rounds
+from rlhfsim.plotting import pyplot as _plt
+from rlhfsim.plotting import seaborn_theme as _sns
 from rlhfsim.report.bands import metric_bounds, seed_interval
 from rlhfsim.report.facets import row_height, row_legends, top_margin
 from rlhfsim.report.select import config_values, variant_groups
 
 log = logging.getLogger(__name__)
 
-ROUND_LABEL = "round (0 = SFT policy)"
-GOLD_LABEL = "gold reward (0-1)"
 
 
 @dataclass
@@ -29,22 +32,6 @@ class FigureResult:
     caption: str
     fig: object | None  # matplotlib Figure
     skipped: str | None = None  # why there is no figure
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _sns():
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    return sns
 
 
 BASELINE_GREY = (0.45, 0.45, 0.45)
@@ -129,12 +116,6 @@ def _legend_once(fig, axes, extra_handles=()):
         labels.append(h.get_label())
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 1.0))
-
-
-def _int_rounds(ax):
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
@@ -240,8 +221,6 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
     m = study.metrics
     if m.empty or not _has(m, "eval/gold") or not _has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/gold and eval/sqrt_kl (or eval/kl) per round")
-    from rlhfsim.diagnostics.overopt import fit_gao, gao_rl
-
     cols = ["eval/gold", "eval/sqrt_kl"] + (["eval/proxy"] if "eval/proxy" in m else [])
     d = m[["variant", "seed", "run", "round", *cols]].copy()
     for c in cols:

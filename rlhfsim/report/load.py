@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhfsim.config import ConfigError
+from rlhfsim.config import ConfigError, read_yaml
+from rlhfsim.experiment import baseline_name, expand_variants, parse_experiment
 from rlhfsim.report.rundir import RunData, find_run_dirs, is_run_dir, load_run
 from rlhfsim.report.study import Study
 
@@ -34,10 +35,6 @@ class _Record:
 
 def _read_record(path: Path, validate: bool = False) -> _Record:
     """An experiment file (or the runs root's experiment.yaml) -> what the report needs from it."""
-    from rlhfsim.sweep import baseline_name, expand_variants, parse_experiment
-
-    from rlhfsim.config import read_yaml
-
     raw = read_yaml(path)
     spec = parse_experiment(raw, f"{path}: ")
     variants = expand_variants(spec)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlhfsim.version import code_version, source_hash
+
 
 def _get(cfg: dict, key: str):
     node = cfg
@@ -71,8 +73,6 @@ def methods_paragraph(study) -> str:
 def reproduction(study, out_dir, runs_root: str | None = None) -> dict:
     """The experiment file, the sweep and report commands (paths as the report was given them), the code that wrote
     the runs and the code that wrote the page, and the page's files."""
-    from rlhfsim.version import code_version, source_hash
-
     out = Path(out_dir)
     exp = next((s for s in study.sources if str(s).endswith((".yaml", ".yml"))), None)
     runs = f" --runs {runs_root}" if runs_root and runs_root != "runs" and exp else ""

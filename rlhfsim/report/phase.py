@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from rlhfsim.diagnostics.dose_response import per_seed_slopes
+from rlhfsim.experiment.design import PHASE_X
 from rlhfsim.report.dose import DoseDesign, design, dose_frame
 from rlhfsim.report.stats import MIN_P_SEEDS, holm, holm_alphas
 
@@ -46,8 +47,6 @@ class PhaseDesign:
 
 
 def phase_design(study) -> PhaseDesign | None:
-    from rlhfsim.sweep.design import PHASE_X
-
     if "phase_diagram" not in (study.headline or []):
         return None
     d = design(study)

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from rlhfsim.experiment.ids import FIGURE_IDS
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
-from rlhfsim.report.ids import FIGURE_IDS
 from rlhfsim.report.methods import html_methods as _html_methods
 from rlhfsim.report.methods import md_methods as _md_methods
 from rlhfsim.report.select import skip_reasons
 from rlhfsim.report.study import Study
 from rlhfsim.report.tables import final_table, table_cells
-
 
 # ----------------------------------------------------------------------------- round choice
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from rlhfsim.diagnostics.summary import summarize
+
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "rewards")
 SEED_DIR = re.compile(r"^seed(\d+)$")
 MAX_DEPTH = 4
@@ -188,8 +190,6 @@ def _norm(v):
 def _recompute_summary(run: RunData, rows: list[dict]) -> None:
     """Replace summary.json's derived fields by summarize() of metrics.jsonl with the current code (never stale);
     remember which code wrote the file and which fields changed."""
-    from rlhfsim.diagnostics.summary import summarize
-
     old = run.summary or {}
     run.written_by = {k: old[k] for k in STAMP_KEYS if k in old} or None
     by_round: dict = {}

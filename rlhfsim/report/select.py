@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rlhfsim.experiment.design import level_of
+
 # figures about the policy's training (meaningless when PPO never ran)
 POLICY_FIGURES = ("fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig3_gold_vs_sqrt_kl", "fig7_advantage_fidelity",
                   "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl", "fig10_learning_signal")
@@ -87,8 +89,6 @@ def factor_value(study, variant: str, spec):
     """A variant's level of a design factor: a dotted config key's value in its runs' config, or for a label factor
     ({levels, keys}, experiment.LabelFactor) the level its name starts with."""
     if isinstance(spec, dict):
-        from rlhfsim.sweep.design import level_of
-
         return level_of(list(spec.get("levels") or []), variant)
     return _factor_value(study, variant, spec)
 

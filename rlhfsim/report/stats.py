@@ -33,6 +33,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from rlhfsim.experiment.ids import documented_target
+
 LEVEL = 0.95
 N_BOOT = 4000
 MIN_BOOT = 6  # fewer paired seeds: paired t-interval instead of the bootstrap
@@ -63,8 +65,6 @@ def drop_censored(summary: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _target(column: str) -> float | None:
-    from rlhfsim.report.ids import documented_target
-
     return documented_target(column)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.report.rundir import RunData
+from rlhfsim.version import METRIC_SCHEMA_VERSION, source_hash
 
 # config keys that name a run rather than describe what it does
 CONFIG_IDENTITY_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
@@ -60,8 +61,6 @@ class Study:
 
     def version_note(self) -> str | None:
         """A warning when runs come from more than one code version or from code other than the current one."""
-        from rlhfsim.version import METRIC_SCHEMA_VERSION, source_hash
-
         vs = self.versions()
         stale = [k for k in vs if not k.startswith(f"code {source_hash()} ")]
         changed = {r.label: r.recomputed for r in self.runs if r.recomputed}

@@ -13,6 +13,9 @@ from rlhfsim.world.base import Prompt
 MODES = ("fresh", "accumulate", "window", "equal_share", "prompt_once")
 SAMPLED = ("equal_share", "prompt_once")
 SAMPLE_SEED = 3_571  # the equal-share sample of round r: default_rng([seed, SAMPLE_SEED, r])
+# the offline set (rlhfsim/reward/offline.py): collected from default_rng([seed, OFFLINE_SEED]), mixed into round r
+# from default_rng([seed, OFFLINE_SEED, r])
+OFFLINE_SEED = 15_485_863
 
 
 @dataclass
@@ -114,7 +117,7 @@ class PreferenceBuffer:
 
     def training_groups(self) -> list[Group]:
         """Groups with at least one labelled pair (a group of ties teaches nothing): the buffer's rounds, then the
-        offline groups mixed into the latest round (rlhfsim.reward.offline.mix; none without an offline set)."""
+        offline groups mixed into the latest round (`mix`; none without an offline set)."""
         if self.mode in SAMPLED and self.rounds:  # a fresh sample each round, seeded by (seed, round): resumable
             labelled = {r: [g for g in gs if g.n_pairs > 0] for r, gs in self.rounds.items()}
             rng = np.random.default_rng([self.seed, SAMPLE_SEED, max(self.rounds)])
@@ -123,8 +126,6 @@ class PreferenceBuffer:
             online = [g for r in sorted(self.rounds) for g in self.rounds[r] if g.n_pairs > 0]
         if not self.offline or not self.rounds:
             return online
-        from rlhfsim.reward.offline import mix
-
         return online + mix(self.offline, len(online), self.offline_mix, self.seed, max(self.rounds))
 
     def __len__(self) -> int:
@@ -181,3 +182,16 @@ class PreferenceBuffer:
             ]
             for r, gs in state["rounds"].items()
         }
+
+
+def mix(offline: list[Group], n_online: int, ratio, seed: int, round_: int) -> list[Group]:
+    """The offline groups mixed into round `round_`'s training: all, or round(ratio * n_online) drawn without
+    replacement (at most the whole set), in the set's order, from a stream of (seed, round) alone (resume-safe)."""
+    usable = [g for g in offline if g.n_pairs > 0]
+    if ratio == "all":
+        return usable
+    n = min(len(usable), int(round(float(ratio) * n_online)))
+    if n == 0:
+        return []
+    idx = np.sort(np.random.default_rng([seed, OFFLINE_SEED, round_]).choice(len(usable), size=n, replace=False))
+    return [usable[i] for i in idx]

@@ -7,7 +7,7 @@ rlhfsim.reward.utilities when a section is validated.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,13 +24,13 @@ class UtilitySpec(NamedSpec, Strict):
 
     @model_validator(mode="after")
     def _exists(self) -> "UtilitySpec":
-        from rlhfsim.reward.utilities import get_utility
+        from rlhfsim.reward.utilities import get_utility  # numpy, scipy: a config loads without them
 
         get_utility(self.name, **self.params)  # fails at load time with the list of valid names
         return self
 
     def build(self):
-        from rlhfsim.reward.utilities import get_utility
+        from rlhfsim.reward.utilities import get_utility  # numpy, scipy: a config loads without them
 
         return get_utility(self.name, **self.params)
 

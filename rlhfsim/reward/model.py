@@ -12,7 +12,7 @@ from transformers import GPT2ForSequenceClassification
 from rlhfsim.models.lean import classifier_logits
 from rlhfsim.models.parallel import fp32_head
 from rlhfsim.models.policy import gpt2_config
-
+from rlhfsim.reward.stacked import Stack
 
 SEEN_MIN_ROWS, SEEN_KEEP = 256, 3  # RewardModels.logits: calls this large are looked up (the optimiser's batches are not)
 _ENCODED: OrderedDict = OrderedDict()  # (tokenizer id, prompts, completions) -> (ids, mask): the last few encodings
@@ -144,8 +144,6 @@ class RewardModels(MemberRewards):
         for s in range(0, len(prompts), batch_size):
             ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
             if s == 0 and len(self.members) > 1 and self.stacked:
-                from rlhfsim.reward.stacked import Stack
-
                 stack = Stack.build(self.members, requires_grad=False, probe=(ids, mask))
             if stack is not None:  # one vmapped forward for all members
                 out[:, s : s + len(ids)] = stack.logits(ids, mask).cpu().numpy()

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhfsim.reward.buffer import Group, annotate_group
+from rlhfsim.models.policy import numerics_cache_key
+from rlhfsim.reward.buffer import OFFLINE_SEED, Group, annotate_group, mix  # noqa: F401 (mix: re-exported)
 from rlhfsim.world.base import Prompt
 
 log = logging.getLogger(__name__)
-OFFLINE_SEED = 15_485_863  # collection: default_rng([seed, OFFLINE_SEED]); per-round mix: default_rng([seed, OFFLINE_SEED, round])
 CHUNK = 256  # prompts sampled at once while collecting
 
 
@@ -58,27 +58,12 @@ def pretrain_config(reward_cfg):
     return reward_cfg.model_copy(update={"epochs": off.epochs, "lr": off.lr or reward_cfg.lr, "early_stop": es})
 
 
-def mix(offline: list[Group], n_online: int, ratio, seed: int, round_: int) -> list[Group]:
-    """The offline groups mixed into round `round_`'s training: all, or round(ratio * n_online) drawn without
-    replacement (at most the whole set), in the set's order, from a stream of (seed, round) alone (resume-safe)."""
-    usable = [g for g in offline if g.n_pairs > 0]
-    if ratio == "all":
-        return usable
-    n = min(len(usable), int(round(float(ratio) * n_online)))
-    if n == 0:
-        return []
-    idx = np.sort(np.random.default_rng([seed, OFFLINE_SEED, round_]).choice(len(usable), size=n, replace=False))
-    return [usable[i] for i in idx]
-
-
 # ------------------------------------------------------------------ cache
 
 
 def cache_key(cfg, vocab: list[str], device) -> str:
     """Hash of what the set and the pre-trained weights depend on: world, SFT policy (and its sampling temperature),
     reward model (all but offline.mix and across_rounds, which act after pre-training), annotator, run seed, numerics."""
-    from rlhfsim.models.policy import numerics_cache_key
-
     blob = {
         "world": cfg.world.model_dump(mode="json"),
         "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir"}),

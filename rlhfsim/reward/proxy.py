@@ -33,7 +33,10 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import ndtri
 
+from rlhfsim.diagnostics.advantage import within_prompt_rank_corr
 from rlhfsim.reward import recalibrate, surgery
+from rlhfsim.reward.ensemble import aggregate, member_scale
+from rlhfsim.reward.rounds import RoundRewards
 
 log = logging.getLogger(__name__)
 SOURCES = ("learned", "noisy_gold", "gold")
@@ -63,8 +66,6 @@ def expected_rank_corr(gold: np.ndarray, noise: np.ndarray, sigma: float) -> flo
     gold [P, k]; noise [D, P, k] standard normals (the same draws for every sigma, so the curve is smooth enough
     to bisect). The measure is rlhfsim.diagnostics.advantage.within_prompt_rank_corr: prompts whose gold is
     constant (a closed prompt answered wrong k times) are skipped."""
-    from rlhfsim.diagnostics.advantage import within_prompt_rank_corr
-
     return float(np.nanmean([within_prompt_rank_corr(gold + sigma * z, gold) for z in noise]))
 
 
@@ -118,8 +119,6 @@ class Proxy:
         self.sigma: float | None = cfg.loop.noisy_gold.sigma if self.source == "noisy_gold" else None
         self.rounds = None  # reward.across_rounds other than last: every round's reward model (rlhfsim.reward.rounds)
         if cfg.reward.across_rounds != "last":
-            from rlhfsim.reward.rounds import RoundRewards
-
             self.rounds = RoundRewards(cfg.reward.across_rounds)
 
     # -------------------------------------------------------------- the loop's setters
@@ -150,8 +149,6 @@ class Proxy:
         """(mu [M], sd [M]) of the reward-model members on a probe set, for reward.standardise_members with several
         members (across_rounds min: of the R rounds' models, one or more); None otherwise (and for noisy_gold, one
         member). Computes only: set it with set_member_scale."""
-        from rlhfsim.reward.ensemble import member_scale
-
         if self.source == "noisy_gold" or not self.reward_cfg.standardise_members:
             return None
         if self.rounds is not None:
@@ -186,8 +183,6 @@ class Proxy:
 
     def aggregate(self, members: np.ndarray) -> np.ndarray:
         """[M, N] -> [N] with reward.aggregation and this round's member scale."""
-        from rlhfsim.reward.ensemble import aggregate
-
         R = self.reward_cfg
         how = self.rounds.aggregation if self.rounds is not None and self.source == "learned" else R.aggregation
         return np.asarray(aggregate(members, how, R.uwo_lambda, self.member_scale))
@@ -253,8 +248,6 @@ def calibrate_noisy_gold(proxy: Proxy, prompts, texts: Sequence[str], gold: np.n
         out["proxy/noisy_gold_rho_expected"] = expected
     else:
         sigma = proxy.sigma
-    from rlhfsim.diagnostics.advantage import within_prompt_rank_corr
-
     out["proxy/noisy_gold_sigma"] = sigma
     out["proxy/noisy_gold_rho_sft"] = within_prompt_rank_corr(G + sigma * noise[0], G)  # the proxy's own values
     return sigma, out

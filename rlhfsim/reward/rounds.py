@@ -14,7 +14,7 @@ import copy
 
 import numpy as np
 
-from rlhfsim.iterated import clone_state, mean_states
+from rlhfsim.ops import clone_state, mean_states
 
 ACROSS_ROUNDS = ("last", "mean", "min", "weight_average")
 AGGREGATION = {"mean": "mean", "min": "wco", "weight_average": "mean"}  # across rounds -> rlhfsim.reward.ensemble name

@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rlhfsim.reward.config import PROFILES, SurgeryConfig
+from rlhfsim.theory import optimal_rewards
 
 
 def group_runs(keys: Sequence) -> np.ndarray:
@@ -141,8 +142,6 @@ def apply(cfg: SurgeryConfig, prompts: Sequence, scores: np.ndarray, gold: Calla
     groups = group_runs([(p.id, p.text) for p in prompts])
     optimum = None
     if cfg.profile == "optimum":
-        from rlhfsim.theory import optimal_rewards
-
         u = utility.build() if hasattr(utility, "build") else utility
         optimum = lambda k: optimal_rewards(u, k)  # noqa: E731 (cached per (utility, k) inside theory)
     g = gold() if cfg.profile == "gold" and gold is not None else None

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import torch
 
+from rlhfsim.diagnostics.collapse import collapse_metrics, shape_dependence
 from rlhfsim.reward import regularise, schedule
 from rlhfsim.reward.early_stop import EarlyStopper, head_orders, holdout_mask, member_orders
 from rlhfsim.reward.engines import Engine, LoopEngine, StackedEngine
@@ -81,8 +82,6 @@ def _nanmean(x) -> float:
 def heldout_eval(engine: Engine, data: GroupTensors, type_names: list[str], utilities, bounded: bool) -> dict:
     """Held-out loss and pairwise accuracy (mean over members), and the shape dependence and saturation
     of the members' mean rewards on the held-out groups (rlhfsim.diagnostics.collapse; no gold used)."""
-    from rlhfsim.diagnostics.collapse import collapse_metrics, shape_dependence
-
     logits = engine.score(data)  # [M, H, K]
     with torch.no_grad():
         per = [listwise_loss(lg, data.prefs, data.type_idx, utilities, bounded)[1] for lg in logits]

@@ -2,17 +2,15 @@
 
     experiments/<study>.yaml  ->  runs/<study>/<variant>/seed<k>/   (one `rlhfsim run` subprocess each)
 
-    names.py       variant names (safe directory names), grid expansion, dotted overrides
-    experiment.py  the experiment file: schema, validation, expansion into run configs
     plan.py        per run directory: skip (finished), resume (checkpoint), start, or conflict
     runner.py      the runs as subprocesses, N at once (one GPU each where there are GPUs), progress
     cli.py         `rlhfsim sweep`: plan, run, final table
 
-The format of experiment files is in experiments/README.md.
+The experiment file itself (schema, names, design checks) is rlhfsim/experiment/, which the report reads too; it is
+re-exported here. The format of experiment files is in experiments/README.md.
 """
 
-from rlhfsim.sweep.cli import cmd_sweep, plan_table, register, results_table
-from rlhfsim.sweep.experiment import (
+from rlhfsim.experiment import (
     RESERVED_KEYS,
     Experiment,
     ExperimentSpec,
@@ -25,8 +23,18 @@ from rlhfsim.sweep.experiment import (
     parse_experiment,
     write_experiment_record,
 )
-from rlhfsim.sweep.names import MAX_NAME, dedup_names, flatten, grid_variants, safe_name, set_dotted, to_set_args
-from rlhfsim.sweep.plan import Decision, Job, checkpoint_round, clear_run_dir, config_differences, decide, plan, read_summary
+from rlhfsim.experiment.names import MAX_NAME, dedup_names, flatten, grid_variants, safe_name, set_dotted, to_set_args
+from rlhfsim.sweep.cli import cmd_sweep, plan_table, register, results_table
+from rlhfsim.sweep.plan import (
+    Decision,
+    Job,
+    checkpoint_round,
+    clear_run_dir,
+    config_differences,
+    decide,
+    plan,
+    read_summary,
+)
 from rlhfsim.sweep.runner import child_env, execute, metrics_round, run_command, sft_group, tail_reason, visible_gpus
 
 __all__ = [

@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 
 from rlhfsim.config import ConfigError
-from rlhfsim.sweep.experiment import load_experiment, write_experiment_record
-from rlhfsim.sweep.names import to_set_args
+from rlhfsim.experiment import load_experiment, to_set_args, write_experiment_record
+from rlhfsim.sweep.fork import pristine
 from rlhfsim.sweep.plan import Decision, Job, plan
+from rlhfsim.sweep.ray_backend import RayBackend
 from rlhfsim.sweep.runner import execute
+from rlhfsim.trackers import check_installed
+
 
 def results_table(jobs: list[Job], title: str):
     from rich.markup import escape
@@ -43,8 +46,6 @@ def plan_table(jobs: list[Job], title: str):
 def cmd_sweep(args) -> int:
     from rich.console import Console
 
-    from rlhfsim.sweep.fork import pristine
-
     fork = not args.no_fork and pristine()  # first thing: no torch imported, so no OpenMP pool to copy into forks
 
     console = Console()
@@ -60,8 +61,6 @@ def cmd_sweep(args) -> int:
     jobs = plan(exp, out_root, args.set)
     trackers = sorted({t for j in jobs for t in j.spec.config.output.report_to})
     if trackers:
-        from rlhfsim.trackers import check_installed
-
         check_installed(trackers)
     if args.restart_changed:
         for j in jobs:
@@ -80,8 +79,6 @@ def cmd_sweep(args) -> int:
         return 0
     backend = None
     if args.backend == "ray":
-        from rlhfsim.sweep.ray_backend import RayBackend
-
         backend = RayBackend(exp.spec.resources, args.address, args.ray_cpus, args.retries)
     n_jobs = args.jobs or (len(jobs) if backend is not None else 1)  # on Ray, the cluster's resources pace the runs
     write_experiment_record(exp, out_root, args.set)

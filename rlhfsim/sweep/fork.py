@@ -21,9 +21,15 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
+
+from rich.console import Console
+
+from rlhfsim import run_cli
+from rlhfsim.plotting import pyplot
 
 # rlhfsim.models.policy brings transformers' GPT-2 (~1,000 modules, 1.5-5 s of CPU): every run builds its models there
-PRELOAD = ("rlhfsim.loop", "rlhfsim.cli", "rlhfsim.diagnostics.summary", "rlhfsim.report.run_figure", "pandas",
+PRELOAD = ("rlhfsim.loop", "rlhfsim.run_cli", "rlhfsim.diagnostics.summary", "rlhfsim.run_figure", "pandas",
            "pyarrow.parquet", "rlhfsim.models.policy", "rlhfsim.reward.trainer", "rlhfsim.ppo.trainer", "rlhfsim.optim.group",
            "rlhfsim.world.graded", "rlhfsim.theory_graph", "seaborn")
 
@@ -53,9 +59,7 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:  # optional pieces (pyarrow) are the run's business, as before
             pass
-    from rlhfsim.report.figures import _plt
-
-    _plt()
+    pyplot()
 
 
 class ForkedRun:
@@ -90,9 +94,10 @@ class ForkedRun:
         self.send_signal(signal.SIGKILL)
 
 
-def fork_run(args: list[str], log_fd: int, env: dict[str, str]) -> ForkedRun:
+def fork_run(args: list[str], log_fd: int, env: dict[str, str], main: Callable[[list[str]], int] | None = None) -> ForkedRun:
     """Fork; the child runs `rlhfsim ARGS` (args without `python -m rlhfsim`) with stdout and stderr on log_fd and
-    `env` as its environment, and exits with the command's code."""
+    `env` as its environment, and exits with the command's code. `main` runs the arguments: `rlhfsim run`'s
+    (run_cli.run_main, what the sweep forks) unless another entry point is given."""
     for stream in (sys.stdout, sys.stderr):  # nothing of the parent's buffered output is written twice
         stream.flush()
     pid = os.fork()
@@ -114,14 +119,11 @@ def fork_run(args: list[str], log_fd: int, env: dict[str, str]) -> ForkedRun:
 
         for h in list(logging.root.handlers):  # the sweep's handler writes to the parent's stderr object
             logging.root.removeHandler(h)
-        import torch
-        from rich.console import Console
-
-        import rlhfsim.cli as cli
+        import torch  # only in the child: the sweep process stays pristine (no torch; see pristine)
 
         torch.set_num_threads(int(env.get("RLHFSIM_THREADS") or env.get("OMP_NUM_THREADS") or torch.get_num_threads()))
-        cli.console = Console(file=sys.stdout)  # the run's own console, sized by the child's COLUMNS
-        rc = int(cli.main(args))
+        run_cli.console = Console(file=sys.stdout)  # the run's own console, sized by the child's COLUMNS
+        rc = int((main or run_cli.run_main)(args))
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
     except BaseException:  # noqa: BLE001 - reported in run.log, as a subprocess's traceback would be

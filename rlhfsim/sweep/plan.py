@@ -19,8 +19,7 @@ from typing import Any
 
 import yaml
 
-from rlhfsim.sweep.experiment import Experiment, RunSpec
-from rlhfsim.sweep.names import flatten
+from rlhfsim.experiment import Experiment, RunSpec, flatten
 
 # keys that may differ between a run directory's config.yaml and the experiment without losing the run
 IGNORED_DIFF_PREFIXES = ("loop.rounds", "output.", "policy.cache_dir")

@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from rlhfsim.config import ConfigError
+from rlhfsim import faults, run_cli
+from rlhfsim.schema import ConfigError
+from rlhfsim.sweep.runner import run_command
 
 
 def _ray():
@@ -28,10 +30,7 @@ def run_in_worker(run_dir: str, threads: int) -> int:
     """One run in this (Ray worker) process; resumes when the directory holds results (a retry after a crash)."""
     import torch
 
-    from rlhfsim import faults
-    from rlhfsim.cli import console, main
-    from rlhfsim.sweep.runner import run_command
-    from rlhfsim.tracking import RunDir
+    from rlhfsim.tracking import RunDir  # torch: only in the Ray worker, not in the sweep process
 
     d = Path(run_dir)
     resume = RunDir(d).has_results()
@@ -40,13 +39,14 @@ def run_in_worker(run_dir: str, threads: int) -> int:
     os.environ["COLUMNS"] = "160"
     torch.set_num_threads(threads)
     args = run_command(d, "resume" if resume else "start")[3:]  # without `python -m rlhfsim`
+    console = run_cli.console
     out, err, cfile = sys.stdout, sys.stderr, console.file
     with open(d / "run.log", "a" if resume else "w") as log:
         log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} rlhfsim {' '.join(args)} (Ray task, pid {os.getpid()})\n")
         log.flush()
         sys.stdout = sys.stderr = console.file = log
         try:
-            return int(main(args))
+            return int(run_cli.run_main(args))
         finally:
             sys.stdout, sys.stderr, console.file = out, err, cfile
 

@@ -15,6 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rlhfsim.files import atomic_write_text
+from rlhfsim.sweep import fork as forking
 from rlhfsim.sweep.plan import Job, clear_run_dir, read_summary
 
 # ----------------------------------------------------------------------------- resources
@@ -105,13 +110,6 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
     possible (POSIX, no GPU, RLHFSIM_SWEEP_FORK not 0); the caller vouches that this process has run no torch op (the
     sweep command checks `fork.pristine()` first thing). None: the same if this process is pristine now. False: a fresh
     `python -m rlhfsim run` subprocess per run."""
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from rlhfsim.tracking import atomic_write_text
-
-    from rlhfsim.sweep import fork as forking
-
     safe = forking.pristine() if fork is None else bool(fork)  # before visible_gpus imports torch
     gpus = visible_gpus() if gpus is None else gpus
     todo = [j for j in jobs if j.decision.action in ("start", "resume")]

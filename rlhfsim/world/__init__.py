@@ -25,8 +25,8 @@ def _text_world(cfg, **context):
 
 def _worlds() -> dict[str, tuple[type, object]]:
     """name -> (config model, world factory); a new world registers here and in the `world` union of config.Config."""
-    from rlhfsim.world.graded import GradedWorld
-    from rlhfsim.world.synthetic import SyntheticWorld
+    from rlhfsim.world.graded import GradedWorld  # numpy, transformers: a config loads without the worlds' code
+    from rlhfsim.world.synthetic import SyntheticWorld  # numpy, transformers: a config loads without the worlds' code
 
     return {"synthetic": (SyntheticWorldConfig, SyntheticWorld), "graded": (GradedWorldConfig, GradedWorld),
             "text": (TextWorldConfig, _text_world)}

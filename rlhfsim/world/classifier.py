@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhfsim.config import ConfigError
+from rlhfsim.real.assets import AssetMissing, resolve, sha256
+from rlhfsim.schema import ConfigError
 
 log = logging.getLogger(__name__)
 _TAGS = re.compile(r"<[^>]+>")
@@ -49,8 +50,6 @@ def read_table(cfg, field: str = "world.gold.table"):
     """The labelled table as a pandas DataFrame, filtered by `where`; ConfigError naming the field on any problem."""
     import pandas as pd
 
-    from rlhfsim.real.assets import AssetMissing, resolve
-
     try:
         path = Path(resolve(cfg.table))
     except AssetMissing as e:
@@ -74,8 +73,6 @@ def read_table(cfg, field: str = "world.gold.table"):
 
 def cache_key(cfg, table_path: Path) -> str:
     import sklearn
-
-    from rlhfsim.real.assets import sha256
 
     fields = cfg.model_dump(mode="json", exclude={"table", "reads", "temperature"})
     blob = json.dumps({"table": sha256(table_path), "fit": fields, "sklearn": sklearn.__version__, "v": 1}, sort_keys=True)

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhfsim.config import ConfigError
+from rlhfsim.models.scorer import TextScorer
+from rlhfsim.real.assets import AssetMissing, cache_root, resolve
+from rlhfsim.schema import ConfigError
 from rlhfsim.world.base import Prompt, World
+from rlhfsim.world.classifier import ClassifierGold
 from rlhfsim.world.text_config import GoldClassifierConfig, GoldModelConfig, TextWorldConfig
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,6 @@ def _local_files(src: str) -> tuple[str, list[str]] | None:
 def load_split(src: str, config_name: str | None, split: str, field: str = "world.dataset"):
     """A `datasets.Dataset` from local files (one table, `split` unused) or the hub."""
     import datasets
-
-    from rlhfsim.real.assets import AssetMissing, resolve
 
     datasets.disable_progress_bars()
     try:
@@ -126,14 +127,9 @@ class TextWorld(World):
         self._adds_bos: bool | None = None
         self._gold_model = self._classifier = None
         if isinstance(cfg.gold, GoldModelConfig):
-            from rlhfsim.reward.hf_model import TextScorer
-
             self._gold_model = TextScorer(cfg.gold.checkpoint, cfg.gold.tokenizer, cfg.gold.max_length, device, "world.gold.checkpoint",
                                           batch_size=score_batch, seed=cfg.seed)
         elif isinstance(cfg.gold, GoldClassifierConfig):
-            from rlhfsim.real.assets import cache_root
-            from rlhfsim.world.classifier import ClassifierGold
-
             self._classifier = ClassifierGold(cfg.gold, cache_root())
         train = self._table(load_split(cfg.dataset, cfg.config_name, cfg.split))
         if cfg.eval_split is not None:

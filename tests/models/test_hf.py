@@ -9,6 +9,7 @@ from rlhfsim.models import build
 from rlhfsim.models.hf import apply_lora, load_causal_lm, load_tokenizer
 from rlhfsim.models.layout import encode_prompts
 from rlhfsim.models.sampling import response_values, sample
+from rlhfsim.reward import build as reward_build
 from rlhfsim.reward.buffer import Group
 from rlhfsim.world.base import Prompt
 
@@ -88,14 +89,14 @@ def groups(n: int = 6) -> list[Group]:
 
 def test_checkpoint_reward_model_scores_and_trains(tiny_checkpoints):
     c = cfg(tiny_checkpoints, reward__ensemble_size=2, reward__lr=5e-3)
-    rms = build.reward_models(None, c, torch.device("cpu"))
+    rms = reward_build.reward_models(None, c, torch.device("cpu"))
     assert rms.tokenizer.cls_token == "[CLS]" and len(rms.members) == 2
     g = groups()
     prompts = [x.prompt.text for x in g for _ in x.completions]
     texts = [t for x in g for t in x.completions]
     before = rms.logits(prompts, texts)
     assert before.shape == (2, len(texts)) and not np.allclose(before[0], before[1])  # heads differ by seed
-    stats = build.train_reward_models(rms, g, c, ["open", "closed"], np.random.default_rng(0))
+    stats = reward_build.train_reward_models(rms, g, c, ["open", "closed"], np.random.default_rng(0))
     assert stats["rm/groups"] == len(g) and stats["rm/pairs"] == sum(int(x.prefs.sum()) for x in g)
     assert not np.allclose(before, rms.logits(prompts, texts))
 
@@ -107,7 +108,7 @@ def test_micro_batches_give_the_same_gradient(tiny_checkpoints):
     from rlhfsim.reward.trainer import utilities_for
 
     c = cfg(tiny_checkpoints)
-    rms = build.reward_models(None, c, torch.device("cpu"))
+    rms = reward_build.reward_models(None, c, torch.device("cpu"))
     model, data = rms.members[0], TextGroups(groups(), ["open", "closed"])
     grads, stats = [], []
     for micro in (None, 1, 4):

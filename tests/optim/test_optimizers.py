@@ -103,7 +103,7 @@ def test_ppo_takes_the_grouped_layout_and_compares_with_gold_group_baselines():
     """PPO with group_size 4: the fidelity's gold advantage uses each prompt's gold group mean (no critic); with the
     proxy equal to gold, the applied (whitened GAE) and gold advantages agree far above chance."""
     from rlhfsim.models.policy import build_value_model
-    from rlhfsim.ppo.config import PPOConfig
+    from rlhfsim.optim.config import PPOConfig
     from rlhfsim.ppo.kl import FixedKLController
     from rlhfsim.ppo.trainer import PPOTrainer
 

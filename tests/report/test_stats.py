@@ -240,7 +240,7 @@ def test_censored_endpoints_leave_the_paired_test_and_are_never_read_as_0():
 
 def test_shape_rel_is_closer_to_0_is_better_not_lower():
     """collapse_utilities' case: x's shape_rel -0.8 against the baseline's 0.1 is further from gold's 0, not 'better'."""
-    from rlhfsim.report.ids import documented_target
+    from rlhfsim.experiment.ids import documented_target
 
     assert documented_target("collapse_shape_rel_final") == 0.0 and documented_target("final/collapse/probe_shape_rel") == 0.0
     assert documented_target("gold_gain") is None
@@ -257,7 +257,7 @@ def test_shape_rel_is_closer_to_0_is_better_not_lower():
 
 
 def test_an_experiment_may_declare_closer_only_where_a_target_is_documented():
-    from rlhfsim.sweep.experiment import Endpoint
+    from rlhfsim.experiment.spec import Endpoint
 
     assert Endpoint(endpoint="collapse_shape_rel_final", better="closer").better == "closer"
     assert Endpoint(endpoint="collapse_shape_rel_final", better="lower").better == "lower"  # read as closer to 0

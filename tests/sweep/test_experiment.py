@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from rlhfsim.config import ConfigError
-from rlhfsim.sweep.experiment import load_experiment
+from rlhfsim.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "name: x\nquestion: q\nbase: {base}\nvariants: {{a: {{}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
@@ -57,7 +57,7 @@ def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
 
 
 def test_endpoints_without_a_fixed_direction_take_either():
-    from rlhfsim.report.ids import BETTER, documented_better, summary_columns
+    from rlhfsim.experiment.ids import BETTER, documented_better, summary_columns
 
     assert documented_better("kl_final") is None and documented_better("gold_peak_round") is None
     assert documented_better("final/eval/kl") is None and documented_better("mean/adv/gold_corr") == "higher"
@@ -131,7 +131,7 @@ def _src(tmp_path, body: str) -> Path:
 
 
 def test_a_label_factor_and_a_restricted_primary_load_and_round_trip(tmp_path):
-    from rlhfsim.sweep.experiment import parse_experiment
+    from rlhfsim.experiment import parse_experiment
 
     body = (f"factors: {{dial: surgery.dial, optimizer: optimizer.name, source: {SOURCE}}}\n"
             "primary: {endpoint: gold_gain_late, margin: 0.02, where: {source: b}}\nheadline: [phase_diagram]\n")

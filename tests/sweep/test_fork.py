@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from rlhfsim import cli
 from rlhfsim.sweep import fork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +46,13 @@ def test_a_process_that_imported_torch_does_not_fork():
 
 def test_forked_run_reports_exit_codes_and_signals(tmp_path):
     log = open(tmp_path / "log", "w")
-    ok = fork.fork_run(["validate", str(ROOT / "configs" / "tiny.yaml")], log.fileno(), {"RLHFSIM_THREADS": "1", "COLUMNS": "80"})
+    # validate through the whole CLI's entry point (the sweep's children run `rlhfsim run` only): quick exit codes
+    ok = fork.fork_run(["validate", str(ROOT / "configs" / "tiny.yaml")], log.fileno(), {"RLHFSIM_THREADS": "1", "COLUMNS": "80"},
+                       main=cli.main)
     assert ok.wait(timeout=120) == 0
-    bad = fork.fork_run(["validate", str(tmp_path / "missing.yaml")], log.fileno(), {"RLHFSIM_THREADS": "1"})
+    bad = fork.fork_run(["validate", str(tmp_path / "missing.yaml")], log.fileno(), {"RLHFSIM_THREADS": "1"}, main=cli.main)
+    assert bad.wait(timeout=120) == 2
+    bad = fork.fork_run(["run", str(tmp_path / "missing.yaml")], log.fileno(), {"RLHFSIM_THREADS": "1"})  # the sweep's entry
     assert bad.wait(timeout=120) == 2
     slow = fork.fork_run(["run", str(ROOT / "configs" / "tiny.yaml"), "--out", str(tmp_path / "r")], log.fileno(), {"RLHFSIM_THREADS": "1"})
     time.sleep(0.5)

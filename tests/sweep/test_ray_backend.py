@@ -86,7 +86,7 @@ def test_bad_backend_settings_exit_2_with_the_fix(tmp_path, sft_cache, capsys, m
 
 def test_a_run_larger_than_the_cluster_is_a_config_error_naming_the_field():
     from rlhfsim.config import ConfigError
-    from rlhfsim.sweep.experiment import ResourcesSpec
+    from rlhfsim.experiment.spec import ResourcesSpec
     from rlhfsim.sweep.ray_backend import check_fits
 
     cluster = {"CPU": 2.0, "memory": 4 * 2**30}  # Ray's cluster_resources() of a 2-CPU node without GPUs

@@ -15,8 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rlhfsim.config import ConfigError
-from rlhfsim.sweep.names import dedup_names, grid_variants, safe_name, set_dotted
+from rlhfsim.config import ConfigError, apply_overrides, config_from_dict, dump_config, parse_override, read_yaml
+from rlhfsim.experiment.design import check_dose_primary, check_factor_levels, check_phase, check_where
+from rlhfsim.experiment.ids import FIGURE_IDS, check_endpoint, documented_better, documented_target
+from rlhfsim.experiment.names import dedup_names, grid_variants, safe_name, set_dotted
+from rlhfsim.files import atomic_write_text
 
 # sweep sets these itself; an experiment may not
 RESERVED_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
@@ -31,7 +34,7 @@ class Endpoint(BaseModel):
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
     better: Literal["higher", "lower", "closer"] = Field("higher", description="Which direction of the endpoint is an improvement; "
-                                                         "'closer': closer to the endpoint's documented target (report/ids.py "
+                                                         "'closer': closer to the endpoint's documented target (experiment/ids.py "
                                                          "TARGET, e.g. shape_rel's 0), where 'lower' is read the same way.")
     margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
                                  "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
@@ -71,8 +74,6 @@ class Endpoint(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _known(cls, v: str) -> str:
-        from rlhfsim.report.ids import check_endpoint
-
         why = check_endpoint(v)
         if why:
             raise ValueError(why)
@@ -80,10 +81,6 @@ class Endpoint(BaseModel):
 
     @model_validator(mode="after")
     def _direction(self) -> "Endpoint":
-        from rlhfsim.report.ids import documented_better
-
-        from rlhfsim.report.ids import documented_target
-
         target = documented_target(self.endpoint)
         if self.better == "closer" and target is None:
             raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
@@ -145,7 +142,7 @@ class ExperimentSpec(BaseModel):
                                      "paired by seed (report/stats.py).")
     secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
                                       "them and all variants.")
-    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (report/ids.py FIGURE_IDS).")
+    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py FIGURE_IDS).")
     factors: dict[str, str | LabelFactor] = Field(default_factory=dict, description="Design factors: name -> dotted config "
                                                   "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
                                                   "level read from the variant's name, LabelFactor); the report facets figures by "
@@ -154,8 +151,6 @@ class ExperimentSpec(BaseModel):
     @field_validator("headline")
     @classmethod
     def _headline(cls, v: list[str]) -> list[str]:
-        from rlhfsim.report.ids import FIGURE_IDS
-
         bad = [x for x in v if x not in FIGURE_IDS]
         if bad:
             raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(FIGURE_IDS)}")
@@ -268,8 +263,6 @@ class Experiment:
         return baseline_name(self.spec.baseline, self.variants)
 
     def raw_config(self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs") -> dict:
-        from rlhfsim.config import apply_overrides
-
         raw = json.loads(json.dumps(self.base_raw))  # deep copy
         for k, v in self.spec.base_overrides.items():
             set_dotted(raw, k, v, "base_overrides: ")
@@ -285,8 +278,6 @@ class Experiment:
         return raw
 
     def config(self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs"):
-        from rlhfsim.config import config_from_dict
-
         try:
             return config_from_dict(self.raw_config(variant, seed, sets, out_root))
         except ConfigError as e:
@@ -295,8 +286,6 @@ class Experiment:
 
     def runs(self, out_root: str | Path = "runs", sets: list[str] | None = None) -> list[RunSpec]:
         """Every variant x seed, seed-major (all variants of seed 0 first: partial sweeps still compare)."""
-        from rlhfsim.config import dump_config
-
         out = []
         for seed in self.spec.seeds:
             for v in self.variants:
@@ -307,8 +296,6 @@ class Experiment:
     def resolved(self, sets: list[str] | None = None) -> dict:
         """The experiment with variants expanded, `base` absolute and --set overrides folded into base_overrides:
         itself a valid experiment file that reproduces the sweep."""
-        from rlhfsim.config import parse_override
-
         d = self.spec.model_dump(exclude_none=True)
         d.pop("grid", None)
         if self.spec.base is not None and self.path is not None:
@@ -391,8 +378,6 @@ def load_experiment(path: str | Path, validate_configs: bool = True, sets: list[
     validate_configs: build every variant's run config (as `rlhfsim validate` would), so bad dotted
     keys or values fail here, before anything runs.
     """
-    from rlhfsim.config import read_yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {str(path)!r} not found; pass the path of a YAML file (see experiments/)")
@@ -411,8 +396,6 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         _check_keys(v.overrides, f"{where}variant {v.label!r}: ")
     base_raw: dict = {}
     if spec.base is not None:
-        from rlhfsim.config import read_yaml
-
         base_path = Path(spec.base)
         if not base_path.is_absolute() and path is not None:
             base_path = path.parent / base_path
@@ -421,8 +404,6 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         base_raw = read_yaml(base_path)
     exp = Experiment(spec, path, variants, base_raw)
     exp.baseline  # noqa: B018  (raises on an unknown baseline)
-    from rlhfsim.sweep.design import check_dose_primary, check_factor_levels, check_phase, check_where
-
     check_factor_levels(spec.factors, variants, where)
     values = None
     if validate_configs:
@@ -461,8 +442,6 @@ def write_experiment_record(exp: Experiment, out_root: Path, sets: list[str] | N
     root.mkdir(parents=True, exist_ok=True)
     src = f"# resolved from {exp.path} by `rlhfsim sweep`; a valid experiment file itself\n" if exp.path else ""
     text = src + yaml.safe_dump(exp.resolved(sets), sort_keys=False, allow_unicode=True)
-    from rlhfsim.tracking import atomic_write_text
-
     atomic_write_text(root / "experiment.yaml", text)
     return root / "experiment.yaml"
 

@@ -8,19 +8,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhfsim.config import ConfigError
+from rlhfsim.schema import ConfigError
+
+DOSE_KEYS = ("surgery.dial",)  # config keys that are a dose wherever a factor maps to them
+DOSE_FACTOR = "dose"  # or a factor of this name, whatever its key
+
+
+def sets_key(overrides: dict, key: str) -> bool:
+    """Does a variant's override (flat 'a.b' keys and/or nested sections) set `key`?"""
+    if key in overrides:
+        return True
+    head, _, rest = key.partition(".")
+    return bool(rest) and isinstance(overrides.get(head), dict) and sets_key(overrides[head], rest)
 
 
 def declared_doses(spec, variants) -> tuple[str, str, list[float]] | None:
-    """(factor, key, sorted distinct doses the variants set) of a dose study (report/dose.py's rule), else None."""
-    from rlhfsim.report.dose import DOSE_FACTOR, DOSE_KEYS, _sets_key
-
+    """(factor, key, sorted distinct doses the variants set) of a dose study (the rule report/dose.py reads a study's
+    design with), else None."""
     dose = next(((n, k) for n, k in spec.factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None)
     if dose is None:
         return None
     xs = set()
     for v in variants:
-        if not _sets_key(v.overrides, dose[1]):
+        if not sets_key(v.overrides, dose[1]):
             continue
         node: Any = v.overrides
         if dose[1] in node:
@@ -36,6 +46,7 @@ def declared_doses(spec, variants) -> tuple[str, str, list[float]] | None:
 
 def check_dose_primary(spec, variants, where: str) -> None:
     """A dose study's primary test must use every declared dose, or say which it ignores (primary.zero_weight_doses)."""
+    # pandas and scipy: imported when a dose study loads, not whenever an experiment file (or the CLI) does
     from rlhfsim.diagnostics.dose_response import slope_weights, zero_weight_doses
 
     found = declared_doses(spec, variants)

@@ -67,7 +67,7 @@ def documented_better(name: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def summary_columns() -> tuple[str, ...]:
     """Scalar summary.json fields, read off the summary of a constructed 6-round run (so they follow the code)."""
-    from rlhfsim.diagnostics.summary import summarize
+    from rlhfsim.diagnostics.summary import summarize  # numpy, scipy, pandas: only when an endpoint is checked
 
     rows = [{"round": r, "eval/gold": 0.3 + 0.05 * r - 0.004 * r * r, "eval/kl": 0.2 * r, "eval/proxy": 0.1 * r,
              "eval/policy_move": 0.01} for r in range(7)]

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from rlhfsim.report.run_figure import PANELS, curves, draw_curves
+from rlhfsim.run_figure import PANELS, curves, draw_curves
 
 ROWS = [
     {"round": 0, "eval/gold": 0.30, "eval/kl": 0.0, "sft/loss": 1.2},  # the SFT round has no proxy

@@ -1,5 +1,6 @@
 """The run's own figure, drawn when a run ends: `figures/curves.png`, gold, proxy and KL against round from the run's
 metrics.jsonl (one run, no bands: a study's figures come from `rlhfsim report`). Sent to the trackers that take images.
+The loop draws it itself, from rlhfsim/plotting.py's basics, without the report package.
 
 Deterministic: the same rows give the same PNG bytes (no timestamp in the file, no resampling), so two runs of one
 config leave identical run directories, figure included.
@@ -12,7 +13,8 @@ import logging
 
 import pandas as pd
 
-from rlhfsim.report.figures import GOLD_LABEL, ROUND_LABEL, _int_rounds, _plt, _sns
+from rlhfsim.files import atomic_write_bytes
+from rlhfsim.plotting import GOLD_LABEL, ROUND_LABEL, int_rounds, pyplot, seaborn_theme
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def curves(rows: list[dict]) -> pd.DataFrame:
 
 def draw_curves(rows: list[dict], title: str = "") -> bytes:
     """PNG bytes of one small figure: a panel per PANELS metric against round (a panel says so when it has no data)."""
-    plt, sns = _plt(), _sns()
+    plt, sns = pyplot(), seaborn_theme()
     data = curves(rows)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(9, 2.8))
     for ax, (col, (sub, ylabel)) in zip(axes, PANELS.items()):
@@ -52,7 +54,7 @@ def draw_curves(rows: list[dict], title: str = "") -> bytes:
         ax.set_xlabel(ROUND_LABEL, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
-        _int_rounds(ax)
+        int_rounds(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -65,8 +67,6 @@ def draw_curves(rows: list[dict], title: str = "") -> bytes:
 def write_run_figure(run_dir, cfg) -> None:
     """FIGURE from the run's metrics.jsonl, then to every tracker that takes images. Called before summary.json is
     written (a finished run has its figure); a resume redraws the same bytes, and a tracker holding them is skipped."""
-    from rlhfsim.tracking import atomic_write_bytes
-
     rows = run_dir.metrics()
     if not rows:
         return
