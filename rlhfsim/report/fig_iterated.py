@@ -16,10 +16,14 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report import iterated as IT
+from rlhfsim.report.answer import endpoints
+from rlhfsim.report.dynamics import Section
+from rlhfsim.report.iterated_claims import arm_roles, predictions, summary_line
 from rlhfsim.report.figures import FigureResult, _band_text, _legend_once, _lineplot, _plt
 from rlhfsim.report.facets import row_height, top_margin
 from rlhfsim.report.select import factor_value, variant_groups
 from rlhfsim.report.stats import MIN_P_SEEDS, verdict
+from rlhfsim.report.tables import finished
 
 log = logging.getLogger(__name__)
 SQRT_KL = "sqrt(KL(policy ‖ SFT)) (√nats)"
@@ -143,8 +147,6 @@ def _verdict_class(text: str) -> str:
 def primary_table(study, comps: pd.DataFrame) -> pd.DataFrame:
     """One row per arm: the primary's mean and, vs the baseline, the paired 95% interval, the Holm-step interval, Holm
     p, the TOST interval and Holm-adjusted TOST p against the declared margin, and the verdict's class."""
-    from rlhfsim.report.answer import endpoints
-    from rlhfsim.report.tables import finished
 
     ep = endpoints(study)[0]["endpoint"]
     done = finished(study)
@@ -199,7 +201,6 @@ def _by_round_rows(study, tab: pd.DataFrame, q: str, values: pd.DataFrame, col: 
 
 
 def sections(study, rounds: pd.DataFrame, runs: pd.DataFrame, matched: pd.DataFrame, by_round: pd.DataFrame, preds: pd.DataFrame | None) -> list:
-    from rlhfsim.report.dynamics import Section
 
     rds = sorted(rounds["round"].unique()) if not rounds.empty else []
     holm = (f"Δ: the arm minus {study.baseline}, paired by seed, with its interval at its Holm step level; Holm runs once over "
@@ -266,7 +267,6 @@ def sections(study, rounds: pd.DataFrame, runs: pd.DataFrame, matched: pd.DataFr
 def iterated_answer_into(study, ctx: dict, out, comps: pd.DataFrame) -> list:
     """For a study with inner evaluations: the primary table and prediction line in the Answer box, the sections
     (first on the page) and iterated_*.csv; [] otherwise."""
-    from rlhfsim.report.iterated_claims import arm_roles, predictions, summary_line
 
     if not IT.has_inner(study):
         return []

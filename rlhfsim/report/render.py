@@ -18,6 +18,7 @@ from rlhfsim.experiment.ids import FIGURE_IDS
 from rlhfsim.report import audit as audit_section
 from rlhfsim.report.answer import comparisons, endpoints, fig_effect_sizes, verdicts
 from rlhfsim.report.dose import dose_answer_into
+from rlhfsim.report.fig_iterated import fig_iterated_frontiers, fig_iterated_gap, iterated_answer_into
 from rlhfsim.report.methods import html_methods as _html_methods
 from rlhfsim.report.methods import md_methods as _md_methods
 from rlhfsim.report.select import skip_reasons
@@ -90,7 +91,6 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     from rlhfsim.report import figures as F
     from rlhfsim.report.fig_audits import fig_audits
     from rlhfsim.report.fig_dose import fig_dose_response
-    from rlhfsim.report.fig_iterated import fig_iterated_frontiers, fig_iterated_gap, iterated_answer_into
     from rlhfsim.report.fig_mitigation import fig_mitigation
     from rlhfsim.report.fig_phase import fig_phase_diagram, phase_answer_into
     from rlhfsim.report.phase import phase_design
