@@ -258,6 +258,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
+# fields renamed since run directories were written (section -> {old: new}); a config that uses an old name loads with a
+# deprecation warning (the section's validator), and readers of old config.yaml files see the new names (renamed_keys)
+RENAMED = {"compute": ComputeConfig.RENAMED}
+
+
+def renamed_keys(raw: dict) -> dict:
+    """A copy of a raw config (an older run's config.yaml) with renamed fields under their new names, silently: what
+    the sweep compares and the report tabulates is then the same for old and new run directories."""
+    out = dict(raw)
+    for section, names in RENAMED.items():
+        sec = out.get(section)
+        if isinstance(sec, dict) and any(old in sec for old in names):
+            out[section] = {names.get(k, k): v for k, v in sec.items()}
+    return out
+
+
 def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:
     """raw['a']['b'] = value for key 'a.b' (as `--set a.b=...` does: the value replaces what was there)."""
     parts = key.split(".")
