@@ -95,7 +95,7 @@ class Config(Strict):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         text = self.world.name == "text"
         if self.policy.checkpoint is not None and not text:
             raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")

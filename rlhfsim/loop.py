@@ -330,20 +330,20 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 7 policy optimiser against the proxy's score (any source) with the KL anchor ------
             reporter.phase(r, "policy")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-            O, I = cfg.optimizer, L.inner_eval
-            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every I.every iterations
+            oc, ie = cfg.optimizer, L.inner_eval
+            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every ie.every iterations
             with timed(row, "policy"):
                 if L.train_policy:
                     sim.start.apply(sim.opt, r)  # 7a the round's start: continue, SFT, or interpolate (loop.policy_start)
                     sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start (loop.kl_anchor)
-                    for it in range(O.iterations):
-                        groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
-                        batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows
+                    for it in range(oc.iterations):
+                        groups = sim.world.sample_prompts(oc.batch_size // oc.group_size, sim.rng["prompts"])
+                        batch = [p for p in groups for _ in range(oc.group_size)]  # prompt-major rows
                         stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
                         steps.append({"round": r, "iteration": it, **stats})
                         guard.check("policy", r, stats)
                         over_kl = L.round_kl is not None and stats["objective/kl"] >= L.round_kl  # the round's KL budget
-                        if I.every and ((it + 1) % I.every == 0 or it + 1 == O.iterations or over_kl):
+                        if ie.every and ((it + 1) % ie.every == 0 or it + 1 == oc.iterations or over_kl):
                             inner.append(inner_eval(sim, r, it + 1))
                         if over_kl:
                             break

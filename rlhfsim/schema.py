@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from rlhfsim.real.assets import resolve
 
-
 log = logging.getLogger(__name__)
 
 

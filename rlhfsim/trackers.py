@@ -342,7 +342,7 @@ class Trackers:
             self.open[n] = b
             self.last[n] = list(b.last)
         self.next_step = len(steps)
-        for n, b in self.open.items():  # backfill what the run's files hold and the tracker lacks
+        for n in self.open:  # backfill what the run's files hold and the tracker lacks
             self._send(n, [("round", int(r["round"]), round_metrics(r)) for r in rounds]
                        + [("step", i, step_metrics(s)) for i, s in enumerate(steps)])
 

@@ -127,7 +127,7 @@ class RunDir:
         self._cfg, self._trackers = None, None  # output.report_to: opened on the first logged row (rlhfsim.trackers)
 
     @classmethod
-    def for_config(cls, cfg, out: str | Path | None = None) -> "RunDir":
+    def for_config(cls, cfg, out: str | Path | None = None) -> RunDir:
         root = Path(out) if out is not None else Path(cfg.output.dir) / cfg.output.experiment / cfg.output.variant / f"seed{cfg.seed}"
         return cls(root)
 
@@ -314,7 +314,7 @@ class RunDir:
                 continue
         return None
 
-    def load_checkpoint(self) -> tuple[int, "Path", dict] | None:
+    def load_checkpoint(self) -> tuple[int, Path, dict] | None:
         """(round, checkpoint folder, state); load modules with `load_module(folder, name, module)`.
 
         'previous' survives a kill between the two renames of `save_checkpoint`. Only tensors and plain

@@ -100,7 +100,7 @@ def install(ppo_phases: bool = False) -> None:
     wrap(RunDir, "write_summary", "report")
     wrap(loop, "write_run_figure", "report")
     diag = mod("rlhfsim.diagnostics")
-    setattr(diag, "summarize", importlib.import_module("rlhfsim.diagnostics.summary").summarize)
+    diag.summarize = importlib.import_module("rlhfsim.diagnostics.summary").summarize
     wrap(diag, "summarize", "report")
     if ppo_phases:  # the iteration is no longer absorbing: its sampling, reference pass and update are timed apart
         ABSORBING.discard("policy update")

@@ -7,7 +7,6 @@ the rows alone. Field meanings and ranges are in docs/metrics.md ("summary.json"
 from __future__ import annotations
 
 import numpy as np
-
 import pandas as pd
 
 from rlhfsim.diagnostics.audit import warning_summary

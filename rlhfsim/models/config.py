@@ -43,7 +43,7 @@ class PolicyConfig(Strict):
     cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints, offline reward-model pre-training and round 0's held-out draw are cached, each keyed by a hash of what it depends on.")
 
     @model_validator(mode="after")
-    def _heads(self) -> "PolicyConfig":
+    def _heads(self) -> PolicyConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self

@@ -8,8 +8,8 @@ fidelity with rlhfsim.diagnostics.advantage from the advantages (or pairs) it ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class PolicyOptimizer:
         self.iterations_done = 0  # counts pg_cos_every; checkpointed
 
     @classmethod
-    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> "PolicyOptimizer":
+    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PolicyOptimizer:
         """The optimiser `cfg.optimizer` configures (cfg is the whole run config); a subclass that owns more (PPO: a
         value model, a KL controller) builds it here."""
         return cls(policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device, parallel)

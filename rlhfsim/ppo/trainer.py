@@ -59,7 +59,7 @@ class PPOTrainer(PolicyOptimizer):
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5, foreach=True)
 
     @classmethod
-    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> "PPOTrainer":
+    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PPOTrainer:
         """Builds the value model (at this point of the run's torch RNG stream) and the KL controller."""
         o = cfg.optimizer
         kl_kwargs = {"beta": o.kl_coef} if o.kl_controller == "fixed" else {
