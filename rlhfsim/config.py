@@ -95,7 +95,7 @@ class Config(Strict):
         return v
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         text = self.world.name == "text"
         if self.policy.checkpoint is not None and not text:
             raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")
@@ -256,6 +256,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         parsed = value
     return key.strip().split("."), parsed
+
+
+# fields renamed since run directories were written (section -> {old: new}); a config that uses an old name loads with a
+# deprecation warning (the section's validator), and readers of old config.yaml files see the new names (renamed_keys)
+RENAMED = {"compute": ComputeConfig.RENAMED}
+
+
+def renamed_keys(raw: dict) -> dict:
+    """A copy of a raw config (an older run's config.yaml) with renamed fields under their new names, silently: what
+    the sweep compares and the report tabulates is then the same for old and new run directories."""
+    out = dict(raw)
+    for section, names in RENAMED.items():
+        sec = out.get(section)
+        if isinstance(sec, dict) and any(old in sec for old in names):
+            out[section] = {names.get(k, k): v for k, v in sec.items()}
+    return out
 
 
 def set_dotted(raw: dict, key: str, value: Any, where: str = "") -> dict:

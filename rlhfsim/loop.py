@@ -52,6 +52,7 @@ from rlhfsim.reward.buffer import PreferenceBuffer
 from rlhfsim.reward.proxy import Proxy
 from rlhfsim.reward.trainer import utilities_for
 from rlhfsim.run_figure import write_run_figure
+from rlhfsim.run_files import STEPS_FILES, steps_path
 from rlhfsim.tracking import RunDir, load_module, rank_out_dir, read_jsonl
 from rlhfsim.version import stamp as version_stamp
 from rlhfsim.world import build_world
@@ -88,7 +89,7 @@ class Simulation:
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
         self.device = local_device(resolve_device(cfg.device))
-        self.parallel = Parallel.from_env(self.device, cfg.compute.ppo_micro_batch)  # 1 process unless launched by accelerate
+        self.parallel = Parallel.from_env(self.device, cfg.compute.policy_micro_batch)  # 1 process unless launched by accelerate
         torch.manual_seed(cfg.seed)
         # models come from config (built-in GPT-2s) or checkpoints (rlhfsim.models.build decides)
         self.world = build_world(cfg.world, policy_tokenizer=policy_tokenizer(cfg.policy), device=self.device, score_batch=cfg.compute.score_batch)
@@ -247,7 +248,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             sim.last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate")
         log.info("resuming %s after round %d", run_dir.path, done_round)
     else:
-        for name in ("metrics.jsonl", "ppo_steps.jsonl", "inner_eval.jsonl"):
+        for name in ("metrics.jsonl", *STEPS_FILES, "inner_eval.jsonl"):
             (run_dir.path / name).unlink(missing_ok=True)
         # round 0: the SFT policy before any feedback (also the probe set: one draw)
         ev = sim.sft_eval()
@@ -329,22 +330,22 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             # 7 policy optimiser against the proxy's score (any source) with the KL anchor ------
             reporter.phase(r, "policy")
             prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-            O, I = cfg.optimizer, L.inner_eval
-            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every I.every iterations
+            oc, ie = cfg.optimizer, L.inner_eval
+            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every ie.every iterations
             with timed(row, "policy"):
                 if L.train_policy:
                     sim.start.apply(sim.opt, r)  # 7a the round's start: continue, SFT, or interpolate (loop.policy_start)
                     sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start (loop.kl_anchor)
-                    if I.every:  # the round's start point: its curve then spans the whole round (KL 0 after an SFT start)
+                    if ie.every:  # the round's start point: its curve then spans the whole round (KL 0 after an SFT start)
                         inner.append(inner_eval(sim, r, 0))
-                    for it in range(O.iterations):
-                        groups = sim.world.sample_prompts(O.batch_size // O.group_size, sim.rng["prompts"])
-                        batch = [p for p in groups for _ in range(O.group_size)]  # prompt-major rows
+                    for it in range(oc.iterations):
+                        groups = sim.world.sample_prompts(oc.batch_size // oc.group_size, sim.rng["prompts"])
+                        batch = [p for p in groups for _ in range(oc.group_size)]  # prompt-major rows
                         stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
                         steps.append({"round": r, "iteration": it, **stats})
                         guard.check("policy", r, stats)
                         over_kl = L.round_kl is not None and stats["objective/kl"] >= L.round_kl  # the round's KL budget
-                        if I.every and ((it + 1) % I.every == 0 or it + 1 == O.iterations or over_kl):
+                        if ie.every and ((it + 1) % ie.every == 0 or it + 1 == oc.iterations or over_kl):
                             inner.append(inner_eval(sim, r, it + 1))
                         if over_kl:
                             break
@@ -380,7 +381,7 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
             break
 
     summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start,
-                             steps=read_jsonl(run_dir.path / "ppo_steps.jsonl"))  # per-iteration points for the Gao fit
+                             steps=read_jsonl(steps_path(run_dir.path)))  # per-iteration points for the Gao fit
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code

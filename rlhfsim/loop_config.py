@@ -119,7 +119,7 @@ class OutputConfig(Strict):
     n_samples: int = Field(6, ge=0, description="Decoded completions saved per round in samples/round_XXX.jsonl.")
     checkpoints: bool = Field(True, description="Save the latest complete round (for --resume).")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="Experiment trackers that mirror metrics.jsonl and ppo_steps.jsonl, and take the "
+        default_factory=list, description="Experiment trackers that mirror metrics.jsonl and policy_steps.jsonl, and take the "
         "run's figure (figures/curves.png) as an image (any subset; "
         "each is an optional extra: pip install -e '.[tensorboard]' etc.). Files: <run>/tensorboard, <run>/wandb (offline "
         "unless logged in), <output.dir>/mlruns (or MLFLOW_TRACKING_URI), <run>/trackio."

@@ -147,8 +147,8 @@ def best_of_n_metrics(sim, round_: int) -> dict:
 def inner_eval(sim, round_: int, iteration: int) -> dict:
     """One inner_eval.jsonl row: held-out gold, proxy (before recalibration and surgery, as eval/proxy) and KL from
     the SFT policy, means over loop.inner_eval's subset; one eval stream per round, so a round's rows are paired."""
-    I = sim.cfg.loop.inner_eval
-    ev = sim.evaluate(sim.eval_prompts[: I.prompts], I.completions, round_, "inner")
+    ie = sim.cfg.loop.inner_eval
+    ev = sim.evaluate(sim.eval_prompts[: ie.prompts], ie.completions, round_, "inner")
     proxy = sim.proxy.values(ev.flat_prompts(), ev.texts)[0]
     return {"round": round_, "iteration": iteration, "gold": float(ev.gold.mean()), "proxy": float(np.mean(proxy)),
             "kl": float(ev.kl.mean())}

@@ -6,12 +6,15 @@ rlhfsim/config.py assembles the root model, loads files and runs the cross-secti
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from rlhfsim.real.assets import resolve
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -20,6 +23,23 @@ class ConfigError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def renamed_fields(raw: Any, renamed: dict[str, str], section: str) -> Any:
+    """A section's raw values with renamed fields read under their new names (a config or a run directory written
+    before the rename), with a deprecation warning for each; the old and the new name together are an error."""
+    if not isinstance(raw, dict) or not any(old in raw for old in renamed):
+        return raw
+    out = dict(raw)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{section}.{old} and {section}.{new} are one setting ({old} is its old name); give only {new}")
+        log.warning("%s.%s is deprecated: it was renamed %s.%s and is read as that; rename it in the config",
+                    section, old, section, new)
+        out[new] = out.pop(old)
+    return out
 
 
 class NamedSpec(BaseModel):

@@ -14,10 +14,11 @@ as trained, ``eps`` shift and all, which puts atoms at 0 and 1 for finite ``n``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy import linalg, stats

@@ -1,8 +1,8 @@
 """Experiment trackers (`output.report_to`): TensorBoard, Weights & Biases, MLflow and trackio mirror the run directory.
 
 The run directory stays the record; a tracker gets the same rows, under the same names: each round row of
-metrics.jsonl at step = its round, each PPO/optimiser row of ppo_steps.jsonl under `steps/<name>` at
-step = its line number in ppo_steps.jsonl (the round rows already hold per-round averages under the plain
+metrics.jsonl at step = its round, each optimiser row of policy_steps.jsonl under `steps/<name>` at
+step = its line number in policy_steps.jsonl (ppo_steps.jsonl in older run directories) (the round rows already hold per-round averages under the plain
 names). The resolved config goes in as hyperparameters, the run's figure (figures/curves.png, drawn when the run
 ends) as an image at step = the last round: a TensorBoard image summary, a W&B Image, an MLflow artifact at
 figures/curves.png, a trackio Image (all four take images offline). Every row ends with a sentinel (`round`, resp.
@@ -342,7 +342,7 @@ class Trackers:
             self.open[n] = b
             self.last[n] = list(b.last)
         self.next_step = len(steps)
-        for n, b in self.open.items():  # backfill what the run's files hold and the tracker lacks
+        for n in self.open:  # backfill what the run's files hold and the tracker lacks
             self._send(n, [("round", int(r["round"]), round_metrics(r)) for r in rounds]
                        + [("step", i, step_metrics(s)) for i, s in enumerate(steps)])
 

@@ -4,7 +4,7 @@
         config.yaml                 resolved config
         status.json                 running | finished | diverged, with the rlhfsim version and checkpoint format
         metrics.jsonl               one row per round (round 0 = the SFT policy), append-only
-        ppo_steps.jsonl             one row per policy-optimiser iteration (the name predates optimizer.name)
+        policy_steps.jsonl          one row per policy-optimiser iteration (ppo_steps.jsonl in older run directories)
         rewards/round_XXX.parquet   per held-out completion: prompt id, family, type, gold, proxy (per member), KL, length
         rewards/train_round_XXX.parquet  with loop.diagnose_train: the reward model on its training groups
         samples/round_XXX.jsonl     a few decoded completions with gold, proxy, KL
@@ -45,6 +45,7 @@ from rlhfsim.files import (  # noqa: F401 (re-exported)
     atomic_write_text,
     read_jsonl,
 )
+from rlhfsim.run_files import steps_path
 from rlhfsim.trackers import Trackers
 
 try:  # POSIX; elsewhere runs go unlocked
@@ -126,7 +127,7 @@ class RunDir:
         self._cfg, self._trackers = None, None  # output.report_to: opened on the first logged row (rlhfsim.trackers)
 
     @classmethod
-    def for_config(cls, cfg, out: str | Path | None = None) -> "RunDir":
+    def for_config(cls, cfg, out: str | Path | None = None) -> RunDir:
         root = Path(out) if out is not None else Path(cfg.output.dir) / cfg.output.experiment / cfg.output.variant / f"seed{cfg.seed}"
         return cls(root)
 
@@ -228,7 +229,7 @@ class RunDir:
         """The run's experiment trackers (None without output.report_to, and on data-parallel ranks other than 0)."""
         cfg = self._cfg
         if self._trackers is None and cfg is not None and cfg.output.report_to and os.environ.get("RANK", "0") == "0":
-            self._trackers = Trackers(cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(self.path / "ppo_steps.jsonl"))
+            self._trackers = Trackers(cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(steps_path(self.path)))
         return self._trackers
 
     def log_round(self, row: dict) -> None:
@@ -239,7 +240,7 @@ class RunDir:
 
     def log_steps(self, rows: list[dict]) -> None:
         t = self.trackers()
-        append_jsonl(self.path / "ppo_steps.jsonl", rows)
+        append_jsonl(steps_path(self.path), rows)
         if t is not None:
             t.log_steps(rows)
 
@@ -253,9 +254,8 @@ class RunDir:
 
     def truncate_after(self, round_: int) -> None:
         """Drop rows of rounds after the checkpoint (written before a kill, but not checkpointed), and torn lines."""
-        for name, key in (("metrics.jsonl", "round"), ("ppo_steps.jsonl", "round"), ("inner_eval.jsonl", "round")):
-            p = self.path / name
-            if name == "inner_eval.jsonl" and not p.exists():
+        for p, key in ((self.metrics_path, "round"), (steps_path(self.path), "round"), (self.path / "inner_eval.jsonl", "round")):
+            if p.name == "inner_eval.jsonl" and not p.exists():
                 continue
             rows = [r for r in read_jsonl(p) if r.get(key, -1) <= round_]
             atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in rows))
@@ -314,7 +314,7 @@ class RunDir:
                 continue
         return None
 
-    def load_checkpoint(self) -> tuple[int, "Path", dict] | None:
+    def load_checkpoint(self) -> tuple[int, Path, dict] | None:
         """(round, checkpoint folder, state); load modules with `load_module(folder, name, module)`.
 
         'previous' survives a kill between the two renames of `save_checkpoint`. Only tensors and plain

@@ -2,7 +2,8 @@
 
     python scripts/compare_runs.py RUN_A RUN_B
 
-Compares metrics.jsonl and ppo_steps.jsonl (time/* keys aside), every rewards/*.parquet, every samples/* file and
+Compares metrics.jsonl and the steps file (policy_steps.jsonl, or ppo_steps.jsonl in older run directories; time/*
+keys aside), every rewards/*.parquet, every samples/* file and
 summary.json (wall time, code stamp and sft_cached aside); reports figure bytes that differ. Exit code 1 if any value
 differs.
 """
@@ -13,6 +14,8 @@ import pathlib
 import sys
 
 import pandas as pd
+
+from rlhfsim.run_files import steps_path
 
 
 def rows(p: pathlib.Path):
@@ -25,8 +28,9 @@ def same(x, y) -> bool:
 
 def main(a: pathlib.Path, b: pathlib.Path) -> int:
     nd = nv = 0
-    for name in ("metrics.jsonl", "ppo_steps.jsonl"):
-        ra, rb = rows(a / name), rows(b / name)
+    for name in ("metrics.jsonl", "steps"):
+        pa, pb = (steps_path(d) if name == "steps" else d / name for d in (a, b))
+        ra, rb = rows(pa), rows(pb)
         if ra is None and rb is None:
             continue
         if ra is None or rb is None or len(ra) != len(rb):

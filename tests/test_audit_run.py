@@ -1,6 +1,5 @@
 """A tiny run with audits, shifted sets and recalibration: every audit metric logged, documented, and in summary.json."""
 
-import json
 import re
 from pathlib import Path
 

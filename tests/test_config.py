@@ -126,6 +126,25 @@ def test_importing_config_imports_no_torch_transformers_or_implementation_module
     assert heavy == []
 
 
+def test_the_old_compute_ppo_micro_batch_is_read_as_policy_micro_batch_with_a_warning(caplog, tmp_path):
+    from rlhfsim.config import renamed_keys
+    from rlhfsim.sweep.plan import config_differences
+
+    with caplog.at_level("WARNING"):
+        cfg = config_from_dict({"compute": {"ppo_micro_batch": 8}})
+    assert cfg.compute.policy_micro_batch == 8
+    assert "compute.ppo_micro_batch is deprecated: it was renamed compute.policy_micro_batch" in caplog.text
+    assert load_config("configs/tiny.yaml", ["compute.ppo_micro_batch=4"]).compute.policy_micro_batch == 4  # --set too
+    assert "give only policy_micro_batch" in err({"compute": {"ppo_micro_batch": 8, "policy_micro_batch": 8}})
+    assert "ppo_micro_batch" not in dump_config(cfg)
+    # an older run directory's config.yaml: the same config to the sweep's planning and to the report
+    old = Config().model_dump(mode="json")
+    old["compute"] = {("ppo_micro_batch" if k == "policy_micro_batch" else k): v for k, v in old["compute"].items()}
+    assert renamed_keys(old) == Config().model_dump(mode="json")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert config_differences(tmp_path, Config().model_dump(mode="json")) == []
+
+
 def test_section_names_are_reexported_from_config():
     import importlib
 

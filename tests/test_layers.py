@@ -35,7 +35,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"models": ["rlhfsim.models"]},
     # pure helpers everything may use: no model, no run. reward.utilities is the utilities' math, which theory.py
     # (the finite-n optimum) builds on; real.assets names installed assets (standard library only)
-    {"base": ["rlhfsim", "rlhfsim.version", "rlhfsim.schema", "rlhfsim.faults", "rlhfsim.files", "rlhfsim.ops",
+    {"base": ["rlhfsim", "rlhfsim.version", "rlhfsim.schema", "rlhfsim.faults", "rlhfsim.files", "rlhfsim.run_files", "rlhfsim.ops",
               "rlhfsim.plotting", "rlhfsim.theory", "rlhfsim.theory_graph", "rlhfsim.reward.utilities", "rlhfsim.real",
               "rlhfsim.real.assets"]},
 ]

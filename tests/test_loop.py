@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory, sft_cache):
 
 def test_run_directory_layout(tiny_run):
     cfg, out, summary = tiny_run
-    for f in ("config.yaml", "metrics.jsonl", "ppo_steps.jsonl", "summary.json", "rewards/round_000.parquet",
+    for f in ("config.yaml", "metrics.jsonl", "policy_steps.jsonl", "summary.json", "rewards/round_000.parquet",
               "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors", FIGURE):
         assert (out / f).exists(), f
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -42,7 +42,7 @@ def test_run_directory_layout(tiny_run):
     from rlhfsim.version import stamp
 
     assert {k: s[k] for k in ("code_version", "code_hash", "metric_schema")} == stamp()  # reports tell code versions apart
-    steps = read_jsonl(out / "ppo_steps.jsonl")
+    steps = read_jsonl(out / "policy_steps.jsonl")
     assert len(steps) == cfg.loop.rounds * cfg.optimizer.iterations
     st = read_status(out)
     assert st["status"] == "finished" and st["rounds_completed"] == cfg.loop.rounds
@@ -91,7 +91,7 @@ def _documented_patterns() -> list:
 def test_every_logged_metric_is_documented(tiny_run):
     _, out, _ = tiny_run
     pats = _documented_patterns()
-    keys = {k for f in ("metrics.jsonl", "ppo_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
+    keys = {k for f in ("metrics.jsonl", "policy_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
@@ -125,6 +125,26 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
         moved = {k: (want[k], got.get(k, "missing")) for k in keys if got.get(k, "missing") != want[k]}
         far = {k: v for k, v in moved.items() if not (isinstance(v[1], float) and isclose(v[1], v[0], rel_tol=1e-3, abs_tol=1e-6))}
         assert not far, (want["round"], far)
+
+
+def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, tmp_path, sft_cache):
+    """Run directories written before the rename hold ppo_steps.jsonl: the report reads it (the Gao fit's points), and a
+    resume goes on appending there, so the run's steps stay in one file."""
+    import shutil
+
+    from rlhfsim.report.rundir import load_run
+    from rlhfsim.run_files import steps_path
+
+    _, out, _ = tiny_run
+    old = tmp_path / "seed0"
+    shutil.copytree(out, old)
+    (old / "policy_steps.jsonl").rename(old / "ppo_steps.jsonl")
+    assert steps_path(old) == old / "ppo_steps.jsonl" and steps_path(out) == out / "policy_steps.jsonl"
+    assert load_run(old).problems == load_run(out).problems  # the summary recomputed from either file agrees
+    run(load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=3"]), out=old, resume=True)
+    assert not (old / "policy_steps.jsonl").exists()
+    steps = read_jsonl(old / "ppo_steps.jsonl")
+    assert [s["round"] for s in steps] == [1, 1, 2, 2, 3, 3]  # tiny: 2 iterations a round
 
 
 def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):

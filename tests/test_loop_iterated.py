@@ -33,7 +33,7 @@ def arms(tmp_path_factory, sft_cache):
 
 @pytest.mark.parametrize("name", list(ARMS))
 def test_a_resumed_run_equals_an_uninterrupted_one(arms, name):
-    for f in ("metrics.jsonl", "ppo_steps.jsonl", "inner_eval.jsonl"):
+    for f in ("metrics.jsonl", "policy_steps.jsonl", "inner_eval.jsonl"):
         full, resumed = arms / name / f, arms / f"{name}_r" / f
         assert full.exists() == resumed.exists(), f
         if full.exists():
@@ -45,7 +45,7 @@ def test_restart_from_sft_starts_every_round_at_the_sft_policy(arms):
     start, which is SFT) is ~0 in every round; with continue and a round_start anchor also ~0 (anchor = the policy),
     while the SFT anchor of a continuing policy sees the KL it has built up."""
     for name in ("sft_mean_equal", "continue_min_anchor"):
-        first = [s for s in read_jsonl(arms / name / "ppo_steps.jsonl") if s["iteration"] == 0]
+        first = [s for s in read_jsonl(arms / name / "policy_steps.jsonl") if s["iteration"] == 0]
         assert len(first) == 3 and all(abs(s["objective/kl"]) < 1e-4 for s in first), (name, [s["objective/kl"] for s in first])
     inner = read_jsonl(arms / "sft_mean_equal" / "inner_eval.jsonl")
     assert [(r["round"], r["iteration"]) for r in inner] == [(r, i) for r in (1, 2, 3) for i in (0, 1, 2)]
@@ -59,13 +59,13 @@ def test_restart_from_sft_starts_every_round_at_the_sft_policy(arms):
 def test_default_anchor_sees_the_kl_a_continuing_policy_built(tmp_path, sft_cache):
     over = [f"policy.cache_dir={sft_cache}", "loop.rounds=2", "optimizer.lr=3e-3"]
     run(load_config("configs/tiny.yaml", over), out=tmp_path / "d")
-    steps = read_jsonl(tmp_path / "d" / "ppo_steps.jsonl")
+    steps = read_jsonl(tmp_path / "d" / "policy_steps.jsonl")
     assert steps[-2]["round"] == 2 and steps[-2]["iteration"] == 0 and steps[-2]["objective/kl"] > 1e-3
 
 
 def test_round_kl_stops_a_round_and_logs_its_iterations(arms):
     rows = read_jsonl(arms / "liti_wavg_once" / "metrics.jsonl")[1:]
-    steps = read_jsonl(arms / "liti_wavg_once" / "ppo_steps.jsonl")
+    steps = read_jsonl(arms / "liti_wavg_once" / "policy_steps.jsonl")
     inner = read_jsonl(arms / "liti_wavg_once" / "inner_eval.jsonl")
     stopped = 0
     for r in rows:
@@ -130,7 +130,7 @@ def test_inner_evaluations_and_the_gap_leave_training_untouched(tmp_path, sft_ca
     run(load_config("configs/tiny.yaml", base), out=tmp_path / "off")
     run(load_config("configs/tiny.yaml", base + ["loop.inner_eval.every=1", "loop.inner_eval.prompts=8",
                                                  "loop.proxy_gold_gap=true"]), out=tmp_path / "on")
-    assert strip(read_jsonl(tmp_path / "off" / "ppo_steps.jsonl")) == strip(read_jsonl(tmp_path / "on" / "ppo_steps.jsonl"))
+    assert strip(read_jsonl(tmp_path / "off" / "policy_steps.jsonl")) == strip(read_jsonl(tmp_path / "on" / "policy_steps.jsonl"))
     new = ("eval/proxy_gold_gap", "eval/proxy_gold_w1")
     on = [{k: v for k, v in r.items() if k not in new} for r in strip(read_jsonl(tmp_path / "on" / "metrics.jsonl"))]
     assert strip(read_jsonl(tmp_path / "off" / "metrics.jsonl")) == on

@@ -36,7 +36,7 @@ def strip(rows):
 
 
 def same_run(a: Path, b: Path) -> None:
-    for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+    for name in ("metrics.jsonl", "policy_steps.jsonl"):
         assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     for s in (sa, sb):  # bookkeeping: wall time, whether this invocation found SFT in the cache, and the git describe of
@@ -107,7 +107,7 @@ CHAINS = {
     ],
     "later_rounds": [
         "policy:1:step:2",  # inside the policy optimiser (PPO)
-        "evaluate:1:ppo_steps.jsonl",  # half way through the round's PPO step rows
+        "evaluate:1:policy_steps.jsonl",  # half way through the round's optimiser step rows
         "reward:2:step:1",  # inside reward training, resuming from the round-1 checkpoint
         "evaluate:2:publish",  # between the renames: only checkpoints/previous is left
         "evaluate:2:metrics.jsonl",  # torn metrics line of the last round
@@ -237,7 +237,7 @@ def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, monkeypatch, reference
     with pytest.raises(Diverged) as e:
         run(cfg, out=tmp_path / "stop")
     assert (e.value.round, e.value.phase, e.value.quantity) == (1, "policy", "loss/policy_avg")
-    steps = read_jsonl(tmp_path / "stop" / "ppo_steps.jsonl")
+    steps = read_jsonl(tmp_path / "stop" / "policy_steps.jsonl")
     assert len(steps) == 2 and steps[-1]["loss/policy_avg"] is None  # the bad iteration is on record
 
     calls["n"] = 0

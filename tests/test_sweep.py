@@ -318,7 +318,8 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     # a stale file from an earlier attempt is cleared before a fresh start
     stale = jobs[0].spec.path
     stale.mkdir(parents=True)
-    (stale / "ppo_steps.jsonl").write_text("stale\n")
+    for name in ("policy_steps.jsonl", "ppo_steps.jsonl"):  # the steps file under its name and the older one
+        (stale / name).write_text("stale\n")
     sweep.execute(jobs, n_jobs=2, poll_s=0.05, gpus=[])
     status = {(j.spec.variant, j.spec.seed): j.status for j in jobs}
     assert status == {("ok", 0): "finished", ("boom", 0): "failed", ("ok2", 0): "finished",
@@ -327,6 +328,7 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     assert "exit code 1" in boom.detail and "deliberate failure for the test" in boom.detail
     assert "deliberate failure" in (boom.spec.path / "run.log").read_text()
     assert not (stale / "ppo_steps.jsonl").exists()
+    assert not (stale / "policy_steps.jsonl").exists() or "stale" not in (stale / "policy_steps.jsonl").read_text()
     assert json.loads((jobs[0].spec.path / "env.json").read_text())["omp"] == str(max(1, (os.cpu_count() or 1) // 2))
     # resolved config written into every run dir
     assert yaml.safe_load((jobs[0].spec.path / "config.yaml").read_text())["output"]["variant"] == "ok"

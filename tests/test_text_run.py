@@ -35,7 +35,7 @@ CASES = {
     "llama_lora_gpt2_rule": dict(policy="llama", reward="gpt2", gold={"kind": "rule", "rules": {"open": "length", "closed": "reference_match"},
                                                                        "length_target": 6},
                                  policy__lora={"r": 4}, optimizer__value_model="shared", reward__ensemble_size=2,
-                                 compute__ppo_micro_batch=1, compute__rm_micro_batch=1),
+                                 compute__policy_micro_batch=1, compute__rm_micro_batch=1),
 }
 
 

@@ -76,7 +76,7 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert p.returncode == 0, p.stderr[-2000:]
     assert (run / FIGURE).read_bytes() == figure  # the same rows draw the same PNG
 
-    rounds, steps = read_jsonl(run / "metrics.jsonl"), read_jsonl(run / "ppo_steps.jsonl")
+    rounds, steps = read_jsonl(run / "metrics.jsonl"), read_jsonl(run / "policy_steps.jsonl")
     assert [r["round"] for r in rounds] == [0, 1, 2, 3]
     gold = [r["eval/gold"] for r in rounds]
     loss = [s["loss/policy_avg"] for s in steps]

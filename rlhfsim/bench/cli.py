@@ -157,7 +157,7 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
                      ("RM ratio vs TRL", _f(w["ratio_vs_trl"], "{:.1f}x"), "target >= 5x")]
     if "ensemble" in res:
         e = res["ensemble"]
-        rows += [(f"RM round s, 1 model", _f(e["single_s"], "{:.3f}"), f"train 1 epoch ({e['groups']} groups) + score all"),
+        rows += [("RM round s, 1 model", _f(e["single_s"], "{:.3f}"), f"train 1 epoch ({e['groups']} groups) + score all"),
                  (f"RM round s, {e['members']} stacked", _f(e["ensemble_stacked_s"], "{:.3f}"),
                   f"{_f(e['ratio_stacked'], '{:.2f}x')} single; target <= 2.5x for 5"),
                  (f"RM round s, {e['members']} looped", _f(e["ensemble_loop_s"], "{:.3f}"), f"{_f(e['ratio_loop'], '{:.2f}x')} single"),

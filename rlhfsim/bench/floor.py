@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

@@ -34,7 +34,8 @@ def current_phase() -> str:
     return STACK[-1][0] if STACK else "other"
 
 
-def wrap(owner, name: str, label: str) -> None:
+def wrap(owner, name: str, label) -> None:
+    """Time `owner.name` under `label` (a phase name, or a function of the enclosing phase returning one)."""
     fn = getattr(owner, name, None)
     if fn is None or getattr(fn, "_study_wrapped", False):
         return
@@ -42,7 +43,7 @@ def wrap(owner, name: str, label: str) -> None:
     def timed(*args, **kwargs):
         if STACK and STACK[-1][0] in ABSORBING:  # inside an absorbing phase: its time
             return fn(*args, **kwargs)
-        STACK.append([label, time.perf_counter(), 0.0, time.process_time(), 0.0])
+        STACK.append([label(current_phase()) if callable(label) else label, time.perf_counter(), 0.0, time.process_time(), 0.0])
         try:
             return fn(*args, **kwargs)
         finally:
@@ -69,8 +70,9 @@ def install(ppo_phases: bool = False) -> None:
             return None
 
     loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.reward.build")
-    for m in (pe, base):
-        wrap(m, "sample", "sampling")
+    wrap(pe, "sample", "sampling")
+    # the shared rollout (optim/base.py) samples for phase 2 and, inside an optimiser's iteration, for its rollout
+    wrap(base, "sample", lambda outer: "ppo sampling" if outer == "policy update" else "sampling")
     for world in ("rlhfsim.world.synthetic", "rlhfsim.world.graded", "rlhfsim.world.text"):
         w = mod(world)
         for cls in vars(w).values() if w else ():
@@ -98,14 +100,15 @@ def install(ppo_phases: bool = False) -> None:
     wrap(RunDir, "write_summary", "report")
     wrap(loop, "write_run_figure", "report")
     diag = mod("rlhfsim.diagnostics")
-    setattr(diag, "summarize", importlib.import_module("rlhfsim.diagnostics.summary").summarize)
+    diag.summarize = importlib.import_module("rlhfsim.diagnostics.summary").summarize
     wrap(diag, "summarize", "report")
     if ppo_phases:  # the iteration is no longer absorbing: its sampling, reference pass and update are timed apart
         ABSORBING.discard("policy update")
         SECONDS.update(dict.fromkeys(PPO_PHASES, 0.0))
         trainer = importlib.import_module("rlhfsim.ppo.trainer")
-        wrap(trainer, "sample", "ppo sampling")
-        wrap(trainer, "response_logits", "ppo reference")  # the rollout's reference pass (and pg_cos, when on)
+        wrap(trainer, "sample", "ppo sampling")  # trees whose PPO rollout was its own
+        wrap(trainer, "response_logits", "ppo reference")  # pg_cos, when on (and the rollout's reference pass, in such trees)
+        wrap(base, "response_logits", "ppo reference")  # the shared rollout's reference pass
         wrap(trainer.PPOTrainer, "update", "ppo update")
     build_optimizer = loop.build_optimizer
 

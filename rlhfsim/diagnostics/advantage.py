@@ -221,7 +221,7 @@ def pg_cosine(logprobs, adv_a, adv_b, mask, params) -> float:
 
     params = [p for p in params if p.requires_grad]
     grads = []
-    for i, adv in enumerate((adv_a, adv_b)):
+    for adv in (adv_a, adv_b):
         obj = (logprobs * (adv * mask).detach().to(logprobs.dtype)).sum()
         gs = torch.autograd.grad(obj, params, retain_graph=True, allow_unused=True)  # freed with `logprobs`
         grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).double() for g, p in zip(gs, params)]))

@@ -15,7 +15,7 @@ completions (:func:`profile_collapse`). All metric names and ranges are listed i
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats

@@ -23,7 +23,7 @@ class FamilySpec(NamedSpec):
     params: dict[str, Any] = Field(default_factory=dict, description="Builder parameters, e.g. {words: 12} or {junk: [...]}.")
 
     @model_validator(mode="after")
-    def _exists(self) -> "FamilySpec":
+    def _exists(self) -> FamilySpec:
         from rlhfsim.world.perturb import check_family  # numpy: a config loads without the world's code
 
         check_family(self.name, self.params)

@@ -13,7 +13,7 @@ Both are linear in ``(alpha, beta)``, so fitting is ordinary least squares witho
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

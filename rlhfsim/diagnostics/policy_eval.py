@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rlhfsim import ops as core
 from rlhfsim.diagnostics.stagnation import MAX_LAG, bootstrap_se
 from rlhfsim.models.layout import decode_responses, encode_prompts, has_eos
 from rlhfsim.models.sampling import response_logprobs, sample
-from rlhfsim import ops as core
 
 
 @dataclass

@@ -7,7 +7,6 @@ the rows alone. Field meanings and ranges are in docs/metrics.md ("summary.json"
 from __future__ import annotations
 
 import numpy as np
-
 import pandas as pd
 
 from rlhfsim.diagnostics.audit import warning_summary
@@ -104,7 +103,7 @@ def overoptimisation(rows: list[dict], gold: np.ndarray, steps: list[dict] | Non
 
     The RL fit uses the rounds that optimised one fixed proxy (:func:`fixed_proxy_rounds`: a frozen reward model,
     or gold) when there are at least ``GAO_MIN_POINTS``; failing that, those rounds' PPO iterations (``steps``, rows
-    of ppo_steps.jsonl: ``objective/kl`` and ``objective/gold`` of each rollout batch, ``gao_rl_points`` =
+    of policy_steps.jsonl: ``objective/kl`` and ``objective/gold`` of each rollout batch, ``gao_rl_points`` =
     ``iterations``); otherwise all rounds, with ``gao_rl_proxy_fixed`` False (the proxy moved under the curve); no
     fit with fewer points. ``gao_rl_shape`` (:func:`gao_shape`) says whether
     the fitted curve rises then falls inside the observed range; a study reports the share over seeds (``gao_shares``).

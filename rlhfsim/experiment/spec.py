@@ -80,7 +80,7 @@ class Endpoint(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _direction(self) -> "Endpoint":
+    def _direction(self) -> Endpoint:
         target = documented_target(self.endpoint)
         if self.better == "closer" and target is None:
             raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
@@ -210,7 +210,7 @@ class ExperimentSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _shape(self) -> "ExperimentSpec":
+    def _shape(self) -> ExperimentSpec:
         for i, e in enumerate(self.secondary):
             bad = [k for k in ("margin", "contrast", "zero_weight_doses", "where") if getattr(e, k) is not None]
             if bad:

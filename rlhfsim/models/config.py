@@ -4,11 +4,11 @@ and how every model uses the hardware (`compute`). Light on purpose: loading a c
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlhfsim.schema import Strict, local_path_exists
+from rlhfsim.schema import Strict, local_path_exists, renamed_fields
 
 
 class LoraSpec(Strict):
@@ -43,7 +43,7 @@ class PolicyConfig(Strict):
     cache_dir: str = Field(".cache/rlhfsim", description="Where SFT checkpoints, offline reward-model pre-training and round 0's held-out draw are cached, each keyed by a hash of what it depends on.")
 
     @model_validator(mode="after")
-    def _heads(self) -> "PolicyConfig":
+    def _heads(self) -> PolicyConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self
@@ -52,6 +52,8 @@ class PolicyConfig(Strict):
 class ComputeConfig(Strict):
     """How the run uses the hardware: precision, memory and parallelism. Nothing here changes results on CPU."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"ppo_micro_batch": "policy_micro_batch"}  # old name -> new (still read)
+
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights stay fp32; reward and "
         "value heads compute in fp32; autocast's weight-cast cache is off, so every forward sees the current weights)."
@@ -59,10 +61,17 @@ class ComputeConfig(Strict):
     gradient_checkpointing: bool = Field(
         False, description="Checkpoint models (policy, value, reward): recompute activations in backward to save memory."
     )
-    ppo_micro_batch: int | None = Field(
-        None, ge=1, description="Rows per forward/backward in PPO updates, gradients accumulated over the minibatch (null = the whole minibatch)."
+    policy_micro_batch: int | None = Field(
+        None, ge=1, description="Rows (online_dpo: pairs) per forward/backward in the policy optimiser's updates, any "
+        "optimizer.name; gradients accumulated over the minibatch (null = the whole minibatch). Formerly "
+        "compute.ppo_micro_batch, which is still read (with a deprecation warning)."
     )
     rm_micro_batch: int | None = Field(
         None, ge=1, description="Prompt groups per forward/backward when training a checkpoint reward model (null = reward.batch_groups)."
     )
     score_batch: int = Field(256, ge=1, description="Completions per forward when checkpoint reward or gold models score text.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        return renamed_fields(raw, cls.RENAMED, "compute")

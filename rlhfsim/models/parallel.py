@@ -26,7 +26,7 @@ class Parallel:
         self.rank, self.world_size, self.micro_batch = rank, world_size, micro_batch
 
     @classmethod
-    def from_env(cls, device: torch.device, micro_batch: int | None = None) -> "Parallel":
+    def from_env(cls, device: torch.device, micro_batch: int | None = None) -> Parallel:
         """Join the process group `accelerate launch` / torchrun describe in the environment (WORLD_SIZE, RANK)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

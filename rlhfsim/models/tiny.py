@@ -74,9 +74,15 @@ def wordpiece_tokenizer():
 def build_all(out: str | Path, width: int = 32) -> dict[str, str]:
     """Write gpt2 (causal LM), llama (causal LM, chat template), deberta (sequence classifier), gold (Llama-style
     sequence classifier on the GPT-2 tokenizer) and prompts.jsonl under `out`; returns name -> path."""
-    from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, GPT2Config, GPT2LMHeadModel,
-                              LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification)
-
+    from transformers import (
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -8,14 +8,15 @@ fidelity with rlhfsim.diagnostics.advantage from the advantages (or pairs) it ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
 from rlhfsim import ops
 from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
+from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.sampling import response_logits, sample
 
 ScoreFn = Callable[[list, list[str]], np.ndarray]  # (flat row prompts, completions) -> [B]
@@ -45,10 +46,19 @@ class PolicyOptimizer:
     name = "base"
     watched: tuple[str, ...] = ()
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device):
+    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
+                 parallel: Parallel | None = None):
         self.policy, self.ref, self.tok, self.cfg, self.device = policy, ref_policy, tokenizer, cfg, device
         self.temperature, self.response_len = temperature, response_len
+        # data-parallel share and micro-batches (compute.policy_micro_batch) of each update's minibatch
+        self.parallel = parallel or Parallel()
         self.iterations_done = 0  # counts pg_cos_every; checkpointed
+
+    @classmethod
+    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PolicyOptimizer:
+        """The optimiser `cfg.optimizer` configures (cfg is the whole run config); a subclass that owns more (PPO: a
+        value model, a KL controller) builds it here."""
+        return cls(policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device, parallel)
 
     def models(self) -> dict[str, torch.nn.Module]:
         """What this optimiser trains (the loop checkpoints, guards and restores exactly these)."""
@@ -82,18 +92,26 @@ class Batch:
     scores: torch.Tensor  # [B] score after the missing-EOS penalty
     gold: torch.Tensor  # [B] hidden gold (diagnostics only)
     texts: list[str]
+    hidden: torch.Tensor | None = None  # [B, L, H] the policy's last hidden states at sampling (return_hidden only)
 
 
 @torch.no_grad()
 def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator, temperature: float, response_len: int,
-            device, missing_eos_penalty: float | None = None) -> Batch:
-    """Sample one completion per row, score it (proxy and gold) and take the reference's logprobs."""
+            device, missing_eos_penalty: float | None = None, *, share_prefix: bool = True, return_hidden: bool = False,
+            parallel: Parallel | None = None) -> Batch:
+    """Sample one completion per row, score it (proxy and gold) and take the reference's logprobs: every optimiser's
+    rollout (PPO adds its values and advantages to it). share_prefix: the reference pass runs each distinct prompt once
+    (the group optimisers' k rows per prompt); return_hidden: keep the policy's hidden states (a value head on its
+    trunk); parallel: stop unless every data-parallel process sampled the same tokens."""
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in prompts], device)
     policy.eval()
     with phase("rollout/sample"):
-        ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator)
+        ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator,
+                    return_hidden=return_hidden)
         # clones: the sampler runs under inference_mode, and its tensors cannot enter the update's autograd graph
         seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
+        if parallel is not None:
+            parallel.check_same(seq.input_ids, "the rollout's token ids")  # each process updates on its share of it
         mask = seq.response_mask.float()
     with phase("rollout/score"):  # decoding included: the reward model reads text
         texts = decode_responses(tok, seq.response_ids, seq.response_mask)
@@ -102,8 +120,9 @@ def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, gene
     if missing_eos_penalty is not None:
         scores = scores - missing_eos_penalty * (~has_eos(seq.response_ids, tok.eos_token_id)).float()
     with phase("rollout/reference"):
-        ref_logprobs = ops.logprobs_from_logits(response_logits(ref, seq, temperature, share_prefix=True), seq.response_ids) * mask
-    return Batch(seq, mask, ro.logprobs.clone(), ref_logprobs, scores, gold, texts)
+        ref_logits = response_logits(ref, seq, temperature, share_prefix=share_prefix)
+        ref_logprobs = ops.logprobs_from_logits(ref_logits, seq.response_ids) * mask
+    return Batch(seq, mask, ro.logprobs.clone(), ref_logprobs, scores, gold, texts, ro.hidden.clone() if return_hidden else None)
 
 
 def rows(seq: Sequences, idx: torch.Tensor) -> Sequences:

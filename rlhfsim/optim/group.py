@@ -14,6 +14,7 @@ import torch
 
 from rlhfsim import ops
 from rlhfsim.diagnostics import advantage as fid
+from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.sampling import response_logits
 from rlhfsim.optim import core
 from rlhfsim.optim.base import Batch, PolicyOptimizer, ScoreFn, batch_stats, group_ids, phase, rollout, rows
@@ -27,14 +28,11 @@ class GroupOptimizer(PolicyOptimizer):
     watched = ("loss/policy_avg", "objective/scores", "objective/kl", "objective/entropy", "policy/approxkl_avg",
                "policy/grad_norm_avg", "val/ratio")
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device):
-        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device)
+    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
+                 parallel: Parallel | None = None):
+        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.name = cfg.name
         self.optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.lr, eps=1e-5, foreach=True)
-
-    @classmethod
-    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel=None) -> "GroupOptimizer":
-        return cls(policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device)
 
     # ------------------------------------------------------------------ advantages
 
@@ -60,7 +58,7 @@ class GroupOptimizer(PolicyOptimizer):
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         cfg = self.cfg
         b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len,
-                    self.device, cfg.missing_eos_penalty)
+                    self.device, cfg.missing_eos_penalty, parallel=self.parallel)
         adv, gold_adv = self.advantages(b.scores, b), self.advantages(b.gold, b)
         stats = {**batch_stats(b, cfg.kl_coef, self.tok.eos_token_id), **self.fidelity(prompts, b, adv, gold_adv)}
         self.iterations_done += 1
@@ -97,16 +95,25 @@ class GroupOptimizer(PolicyOptimizer):
             for s in range(0, B, mb):
                 i = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)
-                seq = rows(b.seq, i)
-                logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [mb, T, V]
-                logprobs = ops.logprobs_from_logits(logits, seq.response_ids)
-                loss, st = core.clipped_policy_loss(logprobs, b.logprobs[i], adv[i], b.mask[i], cfg.clip_range,
-                                                    LOSS_NORM[self.name], self.response_len, self.kl_term(logprobs, b, i))
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                tokens = b.mask[i].sum()  # token means (ratio stats, entropy) weigh a chunk by its tokens, the loss by rows
+                parts, losses = [], []
+                for j in self.parallel.chunks(i):  # all of i on one process without compute.policy_micro_batch
+                    seq = rows(b.seq, j)
+                    logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [mb, T, V]
+                    logprobs = ops.logprobs_from_logits(logits, seq.response_ids)
+                    loss, st = core.clipped_policy_loss(logprobs, b.logprobs[j], adv[j], b.mask[j], cfg.clip_range,
+                                                        LOSS_NORM[self.name], self.response_len, self.kl_term(logprobs, b, j))
+                    share = len(j) / len(i)  # both normalisations average over rows: a chunk weighs its share of them
+                    (loss * share).backward()
+                    with torch.no_grad():
+                        st["policy/entropy"] = ops.masked_mean(ops.entropy_from_logits(logits), b.mask[j]).item()
+                    parts.append((float(b.mask[j].sum() / tokens), st))
+                    losses.append((share, {"loss/policy": st["loss/policy"]}))
+                params = list(self.policy.parameters())
+                self.parallel.sum_grads(params)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    st["policy/entropy"] = ops.masked_mean(ops.entropy_from_logits(logits), b.mask[i]).item()
+                st = {**self.parallel.weighted_stats(parts), **self.parallel.weighted_stats(losses)}
                 stats.append({**st, "policy/grad_norm": float(grad_norm)})
         self.policy.eval()
         mean = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}

@@ -13,6 +13,7 @@ import torch
 
 from rlhfsim import ops
 from rlhfsim.diagnostics import advantage as fid
+from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.sampling import response_logits
 from rlhfsim.optim import core
 from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, batch_stats, phase, rollout, rows
@@ -22,17 +23,15 @@ class OnlineDPO(PolicyOptimizer):
     name = "online_dpo"
     watched = ("loss/policy_avg", "objective/scores", "objective/kl", "objective/entropy", "policy/grad_norm_avg")
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device):
-        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device)
+    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
+                 parallel: Parallel | None = None):
+        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.lr, eps=1e-5, foreach=True)
-
-    @classmethod
-    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel=None) -> "OnlineDPO":
-        return cls(policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device)
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         cfg = self.cfg
-        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len, self.device)
+        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len, self.device,
+                    parallel=self.parallel)
         chosen, rejected = core.best_worst_pairs(b.scores, cfg.group_size)  # [P'] row indices
         stats = batch_stats(b, 0.0, self.tok.eos_token_id)
         stats.update(fid.pair_fidelity(b.gold[chosen], b.gold[rejected], b.scores[chosen] - b.scores[rejected]))
@@ -54,21 +53,29 @@ class OnlineDPO(PolicyOptimizer):
             order = ops.permutation(P, generator).to(self.device)  # on the generator's device (the run's)
             for s in range(0, P, mb):
                 j = order[s : s + mb]
-                c, r = chosen[j], rejected[j]
-                idx = torch.cat([c, r])
-                seq = rows(b.seq, idx)
-                logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [2n, T, V]
-                logp = (ops.logprobs_from_logits(logits, seq.response_ids) * b.mask[idx]).sum(-1)  # [2n]
-                n = c.numel()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss, h = core.dpo_loss(logp[:n], logp[n:], ref_seq[c], ref_seq[r], cfg.beta)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                tokens = (b.mask[chosen[j]].sum() + b.mask[rejected[j]].sum())  # the entropy is a token mean
+                parts, entropies = [], []
+                for k in self.parallel.chunks(j):  # pairs: all of j on one process without compute.policy_micro_batch
+                    c, r = chosen[k], rejected[k]
+                    idx = torch.cat([c, r])
+                    seq = rows(b.seq, idx)
+                    logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [2n, T, V]
+                    logp = (ops.logprobs_from_logits(logits, seq.response_ids) * b.mask[idx]).sum(-1)  # [2n]
+                    n = c.numel()
+                    loss, h = core.dpo_loss(logp[:n], logp[n:], ref_seq[c], ref_seq[r], cfg.beta)
+                    share = len(k) / len(j)  # the loss is a mean over pairs: a chunk weighs its share of them
+                    (loss * share).backward()
+                    with torch.no_grad():
+                        ent = ops.masked_mean(ops.entropy_from_logits(logits), b.mask[idx]).item()
+                    parts.append((share, {"loss": loss.item(), "margin": h.mean().item(), "acc": (h > 0).float().mean().item()}))
+                    entropies.append((float(b.mask[idx].sum() / tokens), {"entropy": ent}))
+                params = list(self.policy.parameters())
+                self.parallel.sum_grads(params)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    ent = ops.masked_mean(ops.entropy_from_logits(logits), b.mask[idx]).item()
-                stats.append({"loss": loss.item(), "margin": h.mean().item(), "acc": (h > 0).float().mean().item(),
-                              "grad_norm": float(grad_norm), "entropy": ent})
+                st = {**self.parallel.weighted_stats(parts), **self.parallel.weighted_stats(entropies)}
+                stats.append({**st, "grad_norm": float(grad_norm)})
         self.policy.eval()
         if not stats:  # every group flat: nothing to learn from this batch (logged, not an error)
             return {"loss/policy_avg": float(np.log(2)), "rewards/margins": 0.0, "rewards/accuracies": float("nan"),

@@ -14,11 +14,11 @@ import torch
 from rlhfsim import ops
 from rlhfsim.diagnostics import advantage as fid
 from rlhfsim.models import build
-from rlhfsim.models.layout import Sequences, decode_responses, encode_prompts, has_eos
+from rlhfsim.models.layout import Sequences, has_eos
 from rlhfsim.models.parallel import Parallel
 from rlhfsim.models.policy import ValueHead, has_dropout
-from rlhfsim.models.sampling import response_logits, response_logits_values, response_values, sample
-from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, group_ids
+from rlhfsim.models.sampling import response_logits, response_logits_values, response_values
+from rlhfsim.optim.base import PolicyOptimizer, ScoreFn, group_ids, rollout
 from rlhfsim.ppo import core
 from rlhfsim.ppo.kl import get_kl_controller
 
@@ -50,9 +50,8 @@ class PPOTrainer(PolicyOptimizer):
 
     def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device,
                  parallel: Parallel | None = None):
-        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device)
+        super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.value = value_model
-        self.parallel = parallel or Parallel()  # data-parallel share and micro-batches of each minibatch
         self.kl_ctl = kl_ctl
         self.shared = isinstance(value_model, ValueHead)  # value head on the policy's trunk
         params = list(policy.parameters()) + list(value_model.parameters())
@@ -60,7 +59,7 @@ class PPOTrainer(PolicyOptimizer):
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, eps=1e-5, foreach=True)
 
     @classmethod
-    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> "PPOTrainer":
+    def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PPOTrainer:
         """Builds the value model (at this point of the run's torch RNG stream) and the KL controller."""
         o = cfg.optimizer
         kl_kwargs = {"beta": o.kl_coef} if o.kl_controller == "fixed" else {
@@ -87,24 +86,13 @@ class PPOTrainer(PolicyOptimizer):
         """One batch of experience. keep_value_graph: run the value forward with autograd and keep the graph in
         `Experience.value_graph` (only where `reuses_value_forward`; `update` consumes it instead of a second forward)."""
         cfg = self.cfg
-        p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
-        self.policy.eval()
-        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator,
-                    return_hidden=self.shared)
-        seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
-        self.parallel.check_same(seq.input_ids, "the rollout's token ids")  # each process updates on its share of it
-        mask = seq.response_mask.float()
-        logprobs = ro.logprobs.clone()
-        texts = decode_responses(self.tok, seq.response_ids, seq.response_mask)
-
-        scores = torch.as_tensor(score_fn(prompts, texts), dtype=torch.float32, device=self.device)
-        gold = torch.as_tensor(gold_fn(prompts, texts), dtype=torch.float32, device=self.device)
-        if cfg.missing_eos_penalty is not None:
-            scores = scores - cfg.missing_eos_penalty * (~has_eos(seq.response_ids, self.tok.eos_token_id)).float()
-
-        ref_logprobs = core.logprobs_from_logits(response_logits(self.ref, seq, self.temperature), seq.response_ids) * mask
+        # the rollout every optimiser shares (sample, score, reference pass), with the hidden states a shared value head
+        # reads; the reference runs every row (no prefix sharing: PPO's rows are mostly distinct prompts)
+        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len,
+                    self.device, cfg.missing_eos_penalty, share_prefix=False, return_hidden=self.shared, parallel=self.parallel)
+        seq, mask, logprobs, ref_logprobs, scores, gold, texts = b.seq, b.mask, b.logprobs, b.ref_logprobs, b.scores, b.gold, b.texts
         with torch.set_grad_enabled(keep_value_graph):  # the graph is kept only where the update reuses it
-            raw_values = self.value(ro.hidden.clone()) if self.shared else response_values(self.value, seq)  # [B, L]
+            raw_values = self.value(b.hidden) if self.shared else response_values(self.value, seq)  # [B, L]
         values = raw_values.detach() * mask
         rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
@@ -151,7 +139,7 @@ class PPOTrainer(PolicyOptimizer):
                 self.optimizer.zero_grad(set_to_none=True)
                 tokens = exp.seq.response_mask[i].sum()  # the minibatch's tokens: each chunk's loss weighs its share
                 parts = []
-                for j in self.parallel.chunks(i):  # one chunk (all of i) on one process without ppo_micro_batch
+                for j in self.parallel.chunks(i):  # one chunk (all of i) on one process without compute.policy_micro_batch
                     seq = Sequences(exp.seq.input_ids[j], exp.seq.attention_mask[j], exp.seq.position_ids[j], exp.seq.prompt_len)
                     mask = seq.response_mask.float()
                     if self.shared:  # one forward+backward through the trunk for both losses

@@ -164,7 +164,7 @@ def calibration_section(study):
               "Spearman last (closed / open)", "late gold gain", "share of ceiling [95%]", "round s (x baseline)"]
     rows = []
     for _, r in tab.iterrows():
-        trio = lambda name, when: f"{_f(r[f'{name}_{when}'])} ({_f(r[f'closed_{name}_{when}'])} / {_f(r[f'open_{name}_{when}'])})"  # noqa: E731
+        trio = lambda name, when: f"{_f(r[f'{name}_{when}'])} ({_f(r[f'closed_{name}_{when}'])} / {_f(r[f'open_{name}_{when}'])})"  # noqa: B023 - called within this iteration
         rows.append([r["variant"], r["source"], str(r["seeds"]), trio("pairwise_acc", "r1"), trio("pairwise_acc", "last"),
                      trio("within_prompt_spearman", "r1"), trio("within_prompt_spearman", "last"), _f(r["gold_gain_late"], "{:+.3f}"),
                      f"{_f(r['gain_share'])} [{_f(r['gain_share_lo'])}, {_f(r['gain_share_hi'])}]",

@@ -116,7 +116,7 @@ def dose_frame(study, d: DoseDesign) -> pd.DataFrame:
     s["control"] = ~s["variant"].isin(list(d.arms))
     m = study.metrics
     for k in (k for k in PROXY_COLLAPSE if k in m):
-        trained = m[m["round"] > 0].assign(v=lambda t: pd.to_numeric(t[k], errors="coerce"))
+        trained = m[m["round"] > 0].assign(v=lambda t: pd.to_numeric(t[k], errors="coerce"))  # noqa: B023 - called within this iteration
         s = s.merge(trained.groupby("run")["v"].mean().rename(f"mean/{k}"), left_on="run", right_index=True, how="left")
     return s
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.select import variant_groups
 from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
+from rlhfsim.report.select import variant_groups
 
 
 @dataclass

@@ -47,7 +47,6 @@ def thresholds(study, field: str) -> list[float]:
 
 def fig_audits(study, pal, band: str = "ci"):
     from rlhfsim.report.figures import FigureResult, _int_rounds, _plt
-
     from rlhfsim.report.select import audits_on
 
     m = study.metrics

@@ -8,8 +8,17 @@ wall time. Studies without ensembles or early stopping get no figure (skipped, w
 from __future__ import annotations
 
 from rlhfsim.report.facets import row_height, top_margin
+from rlhfsim.report.figures import (
+    ROUND_LABEL,
+    FigureResult,
+    _band_text,
+    _has,
+    _int_rounds,
+    _legend_once,
+    _lineplot,
+    _plt,
+)
 from rlhfsim.report.select import config_values, variant_groups
-from rlhfsim.report.figures import ROUND_LABEL, FigureResult, _band_text, _has, _int_rounds, _legend_once, _lineplot, _plt
 
 PANELS = [
     ("rm/epochs", "epochs trained", "reward-model epochs per round"),

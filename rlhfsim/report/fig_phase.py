@@ -149,9 +149,9 @@ def phase_answer_into(study, ctx: dict, out) -> list:
     if 0 < cells["n"].max() < MIN_P_SEEDS:
         what += f" With {int(cells['n'].max())} complete seed(s): {SMALL_NOTE}."
     ctx["answer"].update(verdicts=lines, what=what, table=cell_rows(cells, margin))
-    fmt_note = ("Per cell (source x {0}): mean over seeds of the endpoint at the lowest and highest dial, the mean per-seed dial "
+    fmt_note = (f"Per cell (source x {p.line}): mean over seeds of the endpoint at the lowest and highest dial, the mean per-seed dial "
                 "effect with its 95% paired t interval, and beside it the interval at the cell's Holm step level with p and Holm p "
-                "(Holm over every row of this table). ").format(p.line)
+                "(Holm over every row of this table). ")
     secs = [
         Section("Closed vs open prompts: the dial effect on each type's late gold gain", *cell_rows(fams["closed vs open"]),
                 fmt_note + "Late gain: mean held-out gold of the type over the last two thirds of rounds minus SFT's (eval/gold_closed, "
@@ -165,7 +165,7 @@ def phase_answer_into(study, ctx: dict, out) -> list:
                 "alone vs from gold on the same rollouts, mean over trained rounds (docs/metrics.md); the manipulation check of the "
                 "collapse -> advantage link."),
         Section(f"Dependence on measured ranking quality, per {p.line}",
-                [p.line, "n seeds", f"slope of the dial effect on rho [95% t]", "p (Holm)"],
+                [p.line, "n seeds", "slope of the dial effect on rho [95% t]", "p (Holm)"],
                 [[r["line"], str(int(r["n"])), f"{_n(r['slope'])} [{_n(r['lo'])}, {_n(r['hi'])}]",
                   f"{_p(r['p'])} ({_p(r['p_holm'])})" if r["n"] >= MIN_P_SEEDS else "–"]
                  for _, r in slopes.iterrows()],

@@ -191,7 +191,7 @@ def cell_table(frame: pd.DataFrame, p: PhaseDesign, endpoints) -> pd.DataFrame:
             for ln in p.lines:
                 e = eff[(eff["source"] == s) & (eff["line"] == ln)]
                 cell = frame[(frame["source"] == s) & (frame["line"] == ln)]
-                y = lambda x: float(pd.to_numeric(cell[cell["dose"] == x][ep], errors="coerce").mean()) if ep in cell else np.nan  # noqa: E731
+                y = lambda x: float(pd.to_numeric(cell[cell["dose"] == x][ep], errors="coerce").mean()) if ep in cell else np.nan  # noqa: B023 - called within this iteration
                 t = t_summary(e["effect"])
                 rows.append({"endpoint": ep, "source": s, "line": ln, "rho": float(e["rho"].mean()) if len(e) else np.nan, "n": t["n"],
                              "at_low_dose": y(lo_dose), "at_high_dose": y(hi_dose), "effect": t["mean"], "sd": t["sd"], "lo": t["lo"],

@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from rlhfsim.config import renamed_keys
 from rlhfsim.diagnostics.summary import summarize
+from rlhfsim.run_files import steps_path
 
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "rewards")
 SEED_DIR = re.compile(r"^seed(\d+)$")
@@ -100,7 +102,7 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
             cfg = yaml.safe_load(cfg_path.read_text())
             if not isinstance(cfg, dict):
                 raise ValueError("not a mapping")
-            run.config = cfg
+            run.config = cfg = renamed_keys(cfg)  # an older run's renamed fields under their new names
             out = cfg.get("output") or {}
             run.variant = str(out.get("variant") or run.variant)
             run.experiment = str(out.get("experiment") or run.experiment)
@@ -199,8 +201,8 @@ def _recompute_summary(run: RunData, rows: list[dict]) -> None:
     if not rows:
         return
     try:
-        steps_path = run.path / "ppo_steps.jsonl"  # per-iteration points for the Gao fit, as the run used them
-        steps = _read_jsonl(steps_path) if steps_path.is_file() else None
+        steps_file = steps_path(run.path)  # per-iteration points for the Gao fit, as the run used them
+        steps = _read_jsonl(steps_file) if steps_file.is_file() else None
         new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")), steps=steps)
     except Exception as e:  # noqa: BLE001 - odd metrics must not stop a report; the file's summary is kept
         run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")

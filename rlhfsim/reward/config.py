@@ -23,7 +23,7 @@ class UtilitySpec(NamedSpec, Strict):
     params: dict[str, float] = Field(default_factory=dict, description="Utility parameters, e.g. {g: 0.5} or {eps: 0.01}.")
 
     @model_validator(mode="after")
-    def _exists(self) -> "UtilitySpec":
+    def _exists(self) -> UtilitySpec:
         from rlhfsim.reward.utilities import get_utility  # numpy, scipy: a config loads without them
 
         get_utility(self.name, **self.params)  # fails at load time with the list of valid names
@@ -157,7 +157,7 @@ class RewardConfig(Strict):
         "backbone policy). Needs ensemble_size 1 and loop.reward_source learned.")
 
     @model_validator(mode="after")
-    def _heads_and_bounds(self) -> "RewardConfig":
+    def _heads_and_bounds(self) -> RewardConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         specs = [self.utility, *(self.prompt_aware or {}).values()]

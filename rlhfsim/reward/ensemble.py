@@ -15,7 +15,7 @@ torch tensors (device, dtype and autograd are kept) or numpy arrays; the output 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -23,7 +23,7 @@ from rlhfsim.models.lean import classifier_logits
 from rlhfsim.reward import regularise
 from rlhfsim.reward.engines import Engine
 from rlhfsim.reward.listwise import GroupTensors, listwise_loss
-from rlhfsim.reward.model import RewardModels, build_reward_model, encode_pairs
+from rlhfsim.reward.model import RewardModels, encode_pairs
 
 
 class HeadRewardModels(RewardModels):

@@ -12,7 +12,7 @@ Affine maps keep the order within a type; per-type maps change how types compare
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

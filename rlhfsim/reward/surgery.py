@@ -32,7 +32,7 @@ Singleton groups (group_size 1) have no profile: they keep the proxy's value.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

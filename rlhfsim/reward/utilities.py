@@ -60,8 +60,9 @@ import difflib
 import math
 import numbers
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy import special

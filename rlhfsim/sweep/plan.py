@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from rlhfsim.config import renamed_keys
 from rlhfsim.experiment import Experiment, RunSpec, flatten
+from rlhfsim.run_files import STEPS_FILES
 
 # keys that may differ between a run directory's config.yaml and the experiment without losing the run
 IGNORED_DIFF_PREFIXES = ("loop.rounds", "output.", "policy.cache_dir")
@@ -61,7 +63,7 @@ def config_differences(run_dir: Path, cfg_dict: dict) -> list[str] | None:
         return None
     if not isinstance(old, dict):
         return None
-    a, b = flatten(old), flatten(cfg_dict)
+    a, b = flatten(renamed_keys(old)), flatten(cfg_dict)  # an older run's renamed fields read as the new names
     keys = sorted(set(a) | set(b))
     return [k for k in keys if not k.startswith(IGNORED_DIFF_PREFIXES) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
@@ -137,7 +139,7 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     return Decision("start", f"summary.json has {done} of {rounds} rounds and there is no checkpoint")
 
 
-RUN_OUTPUTS = ("metrics.jsonl", "ppo_steps.jsonl", "summary.json", "status.json", "run.log", "trackers.json")
+RUN_OUTPUTS = ("metrics.jsonl", *STEPS_FILES, "summary.json", "status.json", "run.log", "trackers.json")
 RUN_SUBDIRS = ("rewards", "samples", "checkpoints", "tensorboard", "wandb")
 
 

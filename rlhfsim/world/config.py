@@ -87,7 +87,7 @@ class SyntheticWorldConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SyntheticWorldConfig":
+    def _consistent(self) -> SyntheticWorldConfig:
         for label, parts in (
             ("add_frac + fact_frac + open_frac", (self.add_frac, self.fact_frac, self.open_frac)),
             ("the demo_open_* shares", tuple(getattr(self, f"demo_open_{k}") for k in OPEN_DEMO_KINDS)),
@@ -132,7 +132,7 @@ class GradedWorldConfig(SyntheticWorldConfig):
         "rest open (the type prompt-aware utilities and type-level collapse metrics read).")
 
     @model_validator(mode="after")
-    def _words_cover_sums(self) -> "GradedWorldConfig":
+    def _words_cover_sums(self) -> GradedWorldConfig:
         if 2 * self.max_operand >= len(NUMBER_WORDS):
             raise ValueError(f"graded world: max_operand ({self.max_operand}) must be at most {(len(NUMBER_WORDS) - 1) // 2} "
                              f"so every sum has a word paraphrase (up to {NUMBER_WORDS[-1]!r})")

@@ -21,6 +21,7 @@ from rlhfsim.world.config import NUMBER_WORDS, OPENNESS_WORDS, GradedWorldConfig
 from rlhfsim.world.synthetic import SyntheticWorld
 from rlhfsim.world.tokenizer import build_word_tokenizer
 
+
 class GradedWorld(SyntheticWorld):
     """The synthetic world with graded additions (gold in the module docstring and `add_gold`)."""
 

@@ -22,7 +22,7 @@ Whether a perturbed completion really is worse is the world's gold verdict, chec
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

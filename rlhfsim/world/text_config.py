@@ -110,7 +110,7 @@ class TextWorldConfig(_Strict):
     _paths = field_validator("dataset", "eval_split")(local_path_exists)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TextWorldConfig":
+    def _consistent(self) -> TextWorldConfig:
         if len(set(self.prompt_types)) != len(self.prompt_types):
             raise ValueError(f"prompt_types has duplicates: {self.prompt_types}")
         if self.default_type not in self.prompt_types and self.type_by_gold is None:

@@ -4,7 +4,7 @@ product, under fp32 and bf16 autocast) is counted exactly, and its replay takes 
 import pytest
 import torch
 
-from rlhfsim.bench.floor import gemm_flops, gemm_floor
+from rlhfsim.bench.floor import gemm_floor, gemm_flops
 from rlhfsim.models.parallel import bf16_autocast
 
 

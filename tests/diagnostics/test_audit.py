@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from rlhfsim.config import ConfigError, load_config
-from rlhfsim.diagnostics.audit import (ALARMS, DEFAULT_FAMILIES, AuditConfig, FamilySpec, alarms, build_stress_suite,
-                                       exploit_rates, shift_metrics, stress_metrics, warning_summary)
+from rlhfsim.diagnostics.audit import (
+    ALARMS,
+    DEFAULT_FAMILIES,
+    AuditConfig,
+    FamilySpec,
+    alarms,
+    build_stress_suite,
+    exploit_rates,
+    shift_metrics,
+    stress_metrics,
+    warning_summary,
+)
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 
 

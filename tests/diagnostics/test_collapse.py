@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rlhfsim.reward.utilities import get_utility
-
 from rlhfsim.diagnostics.collapse import (
     collapse_metrics,
     gold_graphs,
@@ -20,6 +18,7 @@ from rlhfsim.diagnostics.collapse import (
     standardised_profiles,
     to_unit_interval,
 )
+from rlhfsim.reward.utilities import get_utility
 
 
 def test_sorted_profiles_descending_nan_last():
@@ -109,7 +108,6 @@ def test_dial_from_type_dependent_to_shared_profiles_is_monotone():
 
 def test_collapse_within_a_type_that_type_averages_miss():
     # both types hold the same MIX of two profiles: type-averaged profiles coincide, yet each prompt differs
-    rng = np.random.default_rng(4)
     P, a, b = 40, np.array([1.0, 0.0, 0.0, 0.0]), np.array([1.0, 1.0, 1.0, 0.0])
     R = np.vstack([a if i % 4 < 2 else b for i in range(P)])
     types = ["open" if i % 2 else "closed" for i in range(P)]

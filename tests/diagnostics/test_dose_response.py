@@ -4,8 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhfsim.diagnostics.dose_response import (minimal_detectable_effect, minimal_detectable_effect_normal, per_seed_slopes,
-                                              power_t, slope_test, slopes_from_table)
+from rlhfsim.diagnostics.dose_response import (
+    minimal_detectable_effect,
+    minimal_detectable_effect_normal,
+    per_seed_slopes,
+    power_t,
+    slope_test,
+    slopes_from_table,
+)
 
 DOSE = np.array([0.0, 0.5, 1.0])
 
@@ -86,8 +92,13 @@ def test_noncentral_t_and_normal_approximation_agree_for_many_units():
 def test_slope_and_curvature_of_a_known_quadratic_dose_series_are_recovered():
     """y_sd = a_s + b (x - 0.5) + c (x - 0.5)^2 + 0 noise on doses {0, 0.5, 1}: per seed the OLS slope is b and the
     curvature c (the x^2 coefficient), whatever the seed's level a_s; the slope weighs dose 0.5 by exactly 0."""
-    from rlhfsim.diagnostics.dose_response import (per_seed_contrast, per_seed_curvature, quadratic_contrast, slope_weights,
-                                                   zero_weight_doses)
+    from rlhfsim.diagnostics.dose_response import (
+        per_seed_contrast,
+        per_seed_curvature,
+        quadratic_contrast,
+        slope_weights,
+        zero_weight_doses,
+    )
 
     x = np.array([0.0, 0.5, 1.0])
     a = np.array([0.3, -0.1, 0.7])[:, None]

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from rlhfsim.models.layout import encode_prompts, encode_responses
 from rlhfsim.world.tokenizer import build_word_tokenizer

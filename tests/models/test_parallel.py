@@ -152,13 +152,14 @@ def test_fp32_head_keeps_the_resolution_of_an_offset_reward_under_bf16_autocast(
 
 
 def test_every_reward_and_value_builder_gives_an_fp32_head(tiny_checkpoints):
+    from transformers import GPT2LMHeadModel
+
     from rlhfsim.models.hf import load_sequence_classifier
     from rlhfsim.models.parallel import FP32Linear
     from rlhfsim.models.policy import ValueHead, build_value_model, gpt2_config
     from rlhfsim.reward.config import RewardConfig
     from rlhfsim.reward.model import build_reward_model
     from rlhfsim.world.tokenizer import build_word_tokenizer
-    from transformers import GPT2LMHeadModel
 
     tok = build_word_tokenizer(["a", "b", "c"])
     policy = GPT2LMHeadModel(gpt2_config(tok, 1, 16, 2, 16))

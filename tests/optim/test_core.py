@@ -16,7 +16,7 @@ def plain_group_advantages(scores: list[float], g: int, rule: str) -> list[float
         grp = scores[s : s + g]
         mean = sum(grp) / g
         std = (sum((x - mean) ** 2 for x in grp) / (g - 1)) ** 0.5
-        for i, x in enumerate(grp):
+        for x in grp:
             if rule == "grpo":
                 out.append((x - mean) / (std + 1e-4))
             elif rule == "dr_grpo":

@@ -114,3 +114,37 @@ def test_ppo_takes_the_grouped_layout_and_compares_with_gold_group_baselines():
     stats = ppo.iteration(prompts, share_of_w3, share_of_w3, torch.Generator().manual_seed(0))
     assert set(ppo.watched) <= set(stats) and ppo.models().keys() == {"policy", "value"}
     assert stats["adv/gold_corr"] > 0.5 and stats["adv/pg_cos"] > 0.5
+
+
+@pytest.mark.parametrize("name", ["ppo", *sorted(CONFIGS)])
+def test_every_optimizer_takes_the_runs_parallel_from_config(name):
+    """from_config hands every optimiser the run's Parallel (data-parallel share, compute.policy_micro_batch)."""
+    from rlhfsim.config import config_from_dict
+    from rlhfsim.models.parallel import Parallel
+
+    tok = build_word_tokenizer([f"w{i}" for i in range(12)])
+    policy = build_policy(tok, P, n_positions=32)
+    cfg = config_from_dict({"optimizer": {"name": name, **({"group_size": 4} if name != "ppo" else {})},
+                            "policy": {"n_layer": 1, "n_embd": 32, "n_head": 2}})
+    par = Parallel(micro_batch=3)
+    opt = optimizer_class(name).from_config(cfg, policy, copy.deepcopy(policy), tok, torch.device("cpu"), par)
+    assert opt.parallel is par
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_micro_batches_match_the_whole_minibatch(name):
+    """compute.policy_micro_batch splits each minibatch's forward/backward; the accumulated update and its stats equal
+    the whole minibatch's (as tests/ppo/test_trainer_micro.py for PPO)."""
+    from rlhfsim.models.parallel import Parallel
+
+    outs, weights = [], []
+    for micro in (None, 3):
+        opt, prompts = toy(name, minibatches=1, **({"kl_coef": 0.1} if name != "online_dpo" else {}))
+        opt.parallel = Parallel(micro_batch=micro)
+        outs.append(opt.iteration(prompts, share_of_w3, share_of_w3, torch.Generator().manual_seed(0)))
+        weights.append(torch.cat([p.detach().reshape(-1) for p in opt.policy.parameters()]))
+    whole, micro = outs
+    assert micro["policy/updates"] == whole["policy/updates"] >= 1
+    for k in opt.watched + ("policy/entropy_avg",):
+        assert micro[k] == pytest.approx(whole[k], rel=1e-5, abs=1e-6), k
+    assert torch.allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6)

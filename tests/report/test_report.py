@@ -15,9 +15,9 @@ from rlhfsim.cli import main
 from rlhfsim.config import config_from_dict, dump_config
 from rlhfsim.diagnostics import summarize
 from rlhfsim.report.load import load_study
-from rlhfsim.version import stamp
 from rlhfsim.report.stats import paired_effect
 from rlhfsim.report.tables import final_table
+from rlhfsim.version import stamp
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Does a larger KL coefficient stop the gold reward from falling?"
@@ -133,6 +133,7 @@ def test_report_from_tiny_runs(built):
     assert "Δ" in table[1] and "Δ" not in table[0]
     hi = s[s["variant"] == "high_kl"]["gold_final"].to_numpy()
     lo = s[s["variant"] == "low_kl"]["gold_final"].to_numpy()
+    assert f"{lo.mean():.3f} ± {lo.std(ddof=1):.3f}" in table[0]
     assert f"{hi.mean():.3f} ± {hi.std(ddof=1):.3f}" in table[1]
     by_seed = s.set_index("seed")
     w = paired_effect(by_seed[by_seed["variant"] == "high_kl"]["gold_final"], by_seed[by_seed["variant"] == "low_kl"]["gold_final"])

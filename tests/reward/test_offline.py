@@ -8,10 +8,10 @@ import torch
 
 from rlhfsim.config import ConfigError, load_config
 from rlhfsim.loop import run
+from rlhfsim.models.policy import build_policy
 from rlhfsim.reward.buffer import Group, PreferenceBuffer
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.offline import mix
-from rlhfsim.models.policy import build_policy
 from rlhfsim.world.base import Prompt
 from rlhfsim.world.synthetic import SyntheticWorld
 

@@ -105,7 +105,7 @@ def test_a_frozen_proxy_scores_the_same_text_identically_and_diagnostics_do_not_
         state = (proxy.member_scale, proxy.recal, proxy.sigma)
         ev = SimpleNamespace(prompts=prompts[::K], k=K, texts=texts, gold=gold_fn(None, texts).reshape(P, K),
                              types=[p.type for p in prompts[::K]], flat_prompts=lambda: prompts)
-        sim = SimpleNamespace(proxy=proxy, probe_set=lambda: ev, theory=None, cfg=c)
+        sim = SimpleNamespace(proxy=proxy, probe_set=lambda: ev, theory=None, cfg=c)  # noqa: B023 - called within this iteration
         diagnose_reward_model(sim, ev)
         probe_collapse(sim)
         proxy.values(prompts, texts), proxy.diagnostic_scores(prompts, texts)

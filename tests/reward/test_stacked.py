@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlhfsim.bench.common import vocab_tokenizer
+from rlhfsim.bench.common import Shape, vocab_tokenizer
 from rlhfsim.bench.reward import preference_groups
-from rlhfsim.bench.common import Shape
 from rlhfsim.config import RewardConfig
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.stacked import Stack, clip_grad_norm_per_member

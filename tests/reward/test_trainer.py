@@ -21,7 +21,9 @@ def test_listwise_equals_pairwise(bounded, names):
     ch, rj, ti = [], [], []
     for gi, a, b in itertools.product(range(G), range(K), range(K)):
         if prefs[gi, a, b]:
-            ch.append(logits[gi, a]); rj.append(logits[gi, b]); ti.append(type_idx[gi])
+            ch.append(logits[gi, a])
+            rj.append(logits[gi, b])
+            ti.append(type_idx[gi])
     pw = pairwise_loss(torch.stack(ch), torch.stack(rj), torch.stack(ti), utils, bounded)
     assert torch.allclose(lw, pw, atol=1e-6)
     assert stats["rm/pairs"] == len(ch)
@@ -66,8 +68,8 @@ def test_type_weights_equalise_the_utilities_mean_slope():
 
 def test_weighting_leaves_each_prompts_optimum_unchanged():
     # the gradient of a weighted type is the raw one times its factor: same stationary points per prompt
-    from rlhfsim.reward.trainer import type_weights
     from rlhfsim.reward import regularise
+    from rlhfsim.reward.trainer import type_weights
 
     us = [get_utility("inv"), get_utility("linear")]
     ws = regularise.scaled(us, type_weights(us, "range"))

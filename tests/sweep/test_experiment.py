@@ -156,7 +156,7 @@ def test_a_label_factor_and_a_restricted_primary_load_and_round_trip(tmp_path):
      ["primary.where", "'sauce' is not a design factor"]),
     (f"factors: {{dial: surgery.dial, source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{dial: 1}}}}\n",
      ["primary.where.dial", "dose factor cannot be restricted"]),
-    (f"factors: {{dial: surgery.dial, optimizer: optimizer.name}}\nprimary: {{endpoint: gold_gain, where: {{optimizer: rloo}}}}\n",
+    ("factors: {dial: surgery.dial, optimizer: optimizer.name}\nprimary: {endpoint: gold_gain, where: {optimizer: rloo}}\n",
      ["primary.where.optimizer", "no variant is at 'rloo'", "ppo"]),
     (f"factors: {{source: {SOURCE}}}\nprimary: {{endpoint: gold_gain, where: {{source: a}}}}\n", ["primary.where", "needs a dose factor"]),
     ("secondary: [{endpoint: gold_gain, where: {source: a}}]\n", ["secondary[0]", "where"]),

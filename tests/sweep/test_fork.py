@@ -30,7 +30,7 @@ def test_forked_sweep_equals_subprocess_sweep(tmp_path, sft_cache):
     assert forked.returncode == 0 and spawned.returncode == 0, forked.stdout + spawned.stdout
     assert "forks of this process" in forked.stdout and "forks of this process" not in spawned.stdout
     for seed in (0, 1):
-        for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+        for name in ("metrics.jsonl", "policy_steps.jsonl"):
             a, b = (tmp_path / side / "fk" / "a" / f"seed{seed}" / name for side in ("forked", "spawned"))
             assert _rows(a) == _rows(b)
         log = (tmp_path / "forked" / "fk" / "a" / f"seed{seed}" / "run.log").read_text()

@@ -50,7 +50,7 @@ def test_ray_sweep_with_killed_workers_equals_the_local_sweep(tmp_path, sft_cach
         a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
         files = lambda d: sorted(str(f.relative_to(d)) for f in d.rglob("*") if f.is_file() and "checkpoints" not in f.parts)
         assert files(a) == files(b)
-        for name in ("metrics.jsonl", "ppo_steps.jsonl"):
+        for name in ("metrics.jsonl", "policy_steps.jsonl"):
             assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), (rel, name)
         sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
         for s in (sa, sb):  # timing, and bookkeeping: which sweep trained the shared SFT warm start first

@@ -74,7 +74,7 @@ def gold_profiles(world, level, n_prompts=300, k=8, seed=0):
     """[n_prompts, k] gold of k demo-distribution completions per addition prompt at one openness level."""
     rng = np.random.default_rng([seed, level])
     out = []
-    for i in range(n_prompts):
+    for _ in range(n_prompts):
         a, b = (int(x) for x in rng.integers(0, world.cfg.max_operand + 1, size=2))
         p = add(world, a, b, level)
         out.append(world.gold([p] * k, [world.demo_completion(p, rng) for _ in range(k)]))

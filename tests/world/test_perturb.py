@@ -36,16 +36,16 @@ def test_every_family_is_gold_worse_than_the_reference(world, prompts):
 
 def test_families_do_what_they_claim(world, prompts):
     topic_words = {w for ws in world.topics.values() for w in ws}
-    for p, base, bad in outputs(world, prompts, "pad_length", words=12):
+    for _, base, bad in outputs(world, prompts, "pad_length", words=12):
         assert len(bad.split()) == 12 and set(bad.split()) == set(base.split())
-    for p, base, bad in outputs(world, prompts, "repeat_tokens", words=8):
+    for _, base, bad in outputs(world, prompts, "repeat_tokens", words=8):
         assert bad.split() == [base.split()[0]] * 8
-    for p, base, bad in outputs(world, prompts, "topic_words"):
+    for p, _, bad in outputs(world, prompts, "topic_words"):
         if p.type == "closed":  # the cross-task exploit: open-topic words instead of an answer
             assert set(bad.split()) <= topic_words
         else:  # the topic named, the rest filler
             assert bad.split()[0] == p.topic and set(bad.split()[1:]) <= set(world.fillers)
-    for p, base, bad in outputs(world, prompts, "answer_junk", n=2):
+    for p, _, bad in outputs(world, prompts, "answer_junk", n=2):
         if p.type == "closed":
             assert bad.split()[0] == world.answer(p) and len(bad.split()) == 3
         else:
@@ -58,9 +58,9 @@ def test_families_do_what_they_claim(world, prompts):
             assert len(words) == 1 and words[0] in world.values and words[0] != world.answer(p)
         else:  # the right length about another topic
             assert len(words) == len(base.split()) and not set(words) & world.topic_sets[p.topic]
-    for p, base, bad in outputs(world, prompts, "append_junk", n=2, junk=["very", "nice"]):
+    for _, base, bad in outputs(world, prompts, "append_junk", n=2, junk=["very", "nice"]):
         assert bad.split()[:-2] == base.split() and set(bad.split()[-2:]) <= {"very", "nice"}
-    for p, base, bad in outputs(world, prompts, "echo_prompt"):
+    for p, _, bad in outputs(world, prompts, "echo_prompt"):
         assert set(bad.split()) <= set(p.text.replace("=", " ").split())
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rlhfsim.models.policy import sft_cache_key
 from rlhfsim.config import PolicyConfig
+from rlhfsim.models.policy import sft_cache_key
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 
 
