@@ -195,7 +195,7 @@ def round_frame(study, inner: pd.DataFrame) -> pd.DataFrame:
         if m is None or m.empty:
             continue
         m = m.sort_values("round").set_index("round")
-        col = lambda c: pd.to_numeric(m[c], errors="coerce") if c in m else pd.Series(np.nan, index=m.index)  # noqa: E731
+        col = lambda c, m=m: pd.to_numeric(m[c], errors="coerce") if c in m else pd.Series(np.nan, index=m.index)  # noqa: E731
         gold, gap, w1, kl = col("eval/gold"), col(GAP), col(W1), col("eval/kl")
         ir = by_run.get(str(r.path), pd.DataFrame(columns=INNER_COLUMNS))
         for rd in m.index:
