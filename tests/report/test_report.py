@@ -293,6 +293,8 @@ def check_rendered_page(dom: str, n_img: int) -> None:
     text = re.sub(r"<details>.*?</details>", " ", re.sub(r"base64,[A-Za-z0-9+/=]+", " ", dom), flags=re.S)
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?", " ", text)  # the generation date
+    # the reproduction block's commit and code hashes: a commit such as 49e0167 would read as the number 4.9e+168
+    text = re.sub(r"\b(?:git|code) [0-9a-f]{7,40}\b", " ", text)
     nums = [float(x) for x in re.findall(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])", text)]
     big = [x for x in nums if abs(x) >= SANE]
     assert not big and "inf" not in text.split(), big[:5]
@@ -407,3 +409,11 @@ def test_a_gold_reward_arm_draws_no_proxy_curve(tmp_path):
     colour = lambda ax: {tuple(np.round(ln.get_color()[:3], 3)) for ln in ax.lines if len(ln.get_xdata())}  # noqa: E731
     gold_rgb = tuple(np.round(pal["high_kl"][:3], 3))
     assert gold_rgb in colour(gold_ax) and gold_rgb not in colour(proxy_ax)
+
+
+def test_rendered_page_check_reads_no_commit_hash_as_a_number():
+    """A commit such as 49e0167 in the reproduction block is not the number 4.9e+168; a real absurd number still fails."""
+    dom = "<div data-answer='1'></div><p data-heights='100'>Runs written by: code 02f3e89de6ef (git {}; metric schema 2)</p>"
+    check_rendered_page(dom.format("49e0167").replace("'", '"'), 1)
+    with pytest.raises(AssertionError):
+        check_rendered_page(dom.format("49e0167").replace("'", '"') + "<p>gold 4.9e+168</p>", 1)
