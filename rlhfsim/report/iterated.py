@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from rlhfsim.report.phase import gold_at_kl
 from rlhfsim.report.rundir import _read_jsonl
 from rlhfsim.report.stats import compare
 
@@ -56,18 +57,10 @@ def curve_at_kl(kl: np.ndarray, gold: np.ndarray, target: float) -> float:
     KL, linear between the two evaluations around the crossing. NaN when the curve never reaches it or starts beyond it
     (its first evaluation's KL > target: the start is not evaluated, so nothing is extrapolated)."""
     kl, gold = np.asarray(kl, float), np.asarray(gold, float)
-    ok = np.isfinite(kl) & np.isfinite(gold)
-    kl, gold = kl[ok], gold[ok]  # [T']
-    if not np.isfinite(target) or kl.size == 0 or kl[0] > target:
+    first = kl[np.isfinite(kl) & np.isfinite(gold)][:1]  # the first evaluation's KL, [0] or [1]
+    if not np.isfinite(target) or first.size == 0 or first[0] > target:
         return float("nan")
-    hit = np.flatnonzero(kl >= target)
-    if hit.size == 0:
-        return float("nan")
-    i = int(hit[0])
-    if i == 0 or kl[i] == kl[i - 1]:
-        return float(gold[i])
-    t = (target - kl[i - 1]) / (kl[i] - kl[i - 1])
-    return float(gold[i - 1] + t * (gold[i] - gold[i - 1]))
+    return gold_at_kl(kl, gold, target)  # the rounds' crossing rule (report/phase.py), on the iterations
 
 
 def matched_gold(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, dict[str, float]]:
