@@ -96,8 +96,8 @@ def fig_iterated_frontiers(study, pal, band=None) -> FigureResult:
            "of the inner evaluations (loop.inner_eval: every few policy iterations, a fixed subset of the held-out prompts, one "
            "eval stream per round) against sqrt(KL from the SFT policy), whatever the KL anchor. Thin lines: seeds; bold: the "
            "mean over seeds at each evaluation. Rows: the arms that change one design factor from the baseline (grey), "
-           "columns: rounds; axes shared. The start of a round is not evaluated: a curve begins after its first few "
-           "iterations. Dotted: KL*, the largest KL every arm's round reaches in a seed (mean over seeds), where gold is "
+           "columns: rounds; axes shared. Each curve starts at the round's policy start (iteration 0 is evaluated): at KL 0 "
+           "for a start from SFT, further out for a policy that continues from the last round. Dotted: KL*, the largest KL every arm's round reaches in a seed (mean over seeds), where gold is "
            "compared at matched KL (table below).")
     return FigureResult(key, title, cap, fig)
 
@@ -205,7 +205,7 @@ def sections(study, rounds: pd.DataFrame, runs: pd.DataFrame, matched: pd.DataFr
     rds = sorted(rounds["round"].unique()) if not rounds.empty else []
     holm = (f"Δ: the arm minus {study.baseline}, paired by seed, with its interval at its Holm step level; Holm runs once over "
             f"every by-round contrast of the gap, W1 and matched-KL gold ({len(by_round)} contrasts; iterated_by_round.csv has the "
-            "unadjusted 95% intervals too). p is printed from 5 paired seeds.")
+            "unadjusted 95% intervals too). p-values are printed only from 5 paired seeds up.")
     out = []
     if preds is not None and len(preds):
         out.append(Section("Predictions P1-P5 against the measured quantities",
@@ -232,8 +232,8 @@ def sections(study, rounds: pd.DataFrame, runs: pd.DataFrame, matched: pd.DataFr
         out.append(Section("Gold at matched KL inside each round", ["arm", *[f"round {r}" for r in rds]], rows,
                            "Per seed and round, KL* is the largest KL from SFT that every arm's inner curve reaches; each arm's "
                            "inner gold is read where its curve first reaches KL*, linear between the evaluations around it. "
-                           + (f"Curves that start beyond KL* have no value (round starts are not evaluated; nothing is "
-                              f"extrapolated): seed-rounds without one: {beyond}. " if beyond else "") + holm))
+                           + (f"Curves that start beyond KL* (a policy continuing from the last round starts at its KL) have "
+                              f"no value: nothing is extrapolated: seed-rounds without one: {beyond}. " if beyond else "") + holm))
     if not runs.empty:
         g = rounds.pivot_table(index="variant", columns="round", values="gain")
         plat = lambda rs: ", ".join("none" if pd.isna(x) else str(int(x)) for x in rs)  # noqa: E731

@@ -21,8 +21,8 @@ Definitions, fixed in the experiment file before the study ran:
 - gold at matched KL: per seed and round, KL* = the largest KL from SFT that every arm's inner curve of that round
   reaches (the smallest of the arms' largest KLs); each arm's gold where its curve first reaches KL*, linear between the
   two evaluations around the crossing. A curve whose first evaluation already lies beyond KL* (e.g. a policy that
-  continues from the last round) has no value there: the round start itself is not evaluated, and nothing is
-  extrapolated.
+  continues from the last round, whose first evaluation at iteration 0 is already at its previous KL) has no value
+  there: nothing is extrapolated.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ INNER_COLUMNS = ["variant", "seed", "run", "round", "iteration", "gold", "proxy"
 def curve_at_kl(kl: np.ndarray, gold: np.ndarray, target: float) -> float:
     """One round's inner curve, kl [T] and gold [T] in iteration order -> gold where the curve first reaches `target`
     KL, linear between the two evaluations around the crossing. NaN when the curve never reaches it or starts beyond it
-    (its first evaluation's KL > target: the start is not evaluated, so nothing is extrapolated)."""
+    (its first evaluation's KL > target: nothing is extrapolated)."""
     kl, gold = np.asarray(kl, float), np.asarray(gold, float)
     first = kl[np.isfinite(kl) & np.isfinite(gold)][:1]  # the first evaluation's KL, [0] or [1]
     if not np.isfinite(target) or first.size == 0 or first[0] > target:

@@ -28,7 +28,7 @@ def test_curve_at_kl_interpolates_a_known_line_and_never_extrapolates():
     gold = 0.3 + 0.5 * kl  # a line: its value at any KL inside the curve is known
     assert IT.curve_at_kl(kl, gold, 0.3) == pytest.approx(0.45)
     assert IT.curve_at_kl(kl, gold, 0.1) == pytest.approx(0.35)  # the first evaluation itself
-    assert np.isnan(IT.curve_at_kl(kl, gold, 0.05))  # the curve starts beyond the target: the start is not evaluated
+    assert np.isnan(IT.curve_at_kl(kl, gold, 0.05))  # the curve starts beyond the target: nothing is extrapolated
     assert np.isnan(IT.curve_at_kl(kl, gold, 0.5))  # never reached
     # KL not monotone within the round: the first crossing counts
     assert IT.curve_at_kl(np.array([0.1, 0.3, 0.2, 0.5]), np.array([1.0, 3.0, 2.0, 5.0]), 0.2) == pytest.approx(2.0)
