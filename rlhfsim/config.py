@@ -47,7 +47,7 @@ WorldConfig = Union[tuple(WORLD_SECTIONS.values())]  # noqa: UP007  (rebuilt by 
 
 
 def _world_description() -> str:
-    return f"The world, by world.name: {', '.join(WORLD_SECTIONS)} (the first is the default); rlhfsim/world/config.py."
+    return f"The world, by world.name: {', '.join(WORLD_SECTIONS)} (synthetic is the default); rlhfsim/world/config.py."
 
 
 class Config(Strict):

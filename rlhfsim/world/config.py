@@ -83,7 +83,7 @@ class WorldBase(BaseModel):
                              f"{sorted(TEXT_FAMILIES)}")
 
 
-# world.name -> its section, in registration order (the first is the default world); read by the root config's
+# world.name -> its section, in registration order; read by the root config's
 # `world` union and by rlhfsim.world.build_world
 WORLD_SECTIONS: dict[str, type[WorldBase]] = {}
 _LISTENERS: list[Callable[[], None]] = []  # called after every change (rlhfsim.config rebuilds its `world` union)
