@@ -1,7 +1,8 @@
 """The run configuration: the root model, YAML loading with dotted overrides, and the checks across sections.
 
 Each section is declared beside the code it configures, in a light module that imports no torch, transformers or
-implementation code: world (rlhfsim/world/config.py, text_config.py), policy and compute (rlhfsim/models/config.py),
+implementation code: world (rlhfsim/world/config.py, text_config.py: a registry of plug-in worlds, each section
+with its own checks against the rest of the run), policy and compute (rlhfsim/models/config.py),
 reward, recalibration and surgery (rlhfsim/reward/config.py), optimizer (rlhfsim/optim/config.py),
 loop, output and guards (rlhfsim/loop_config.py), audit (rlhfsim/diagnostics/config.py). Every field has its type,
 default, range and description there; `docs/config.md` is generated from them (`rlhfsim validate --schema`). Unknown
@@ -26,23 +27,27 @@ from rlhfsim.optim.config import PPOConfig, all_configs
 from rlhfsim.reward.config import EarlyStopConfig, RecalibrationConfig, RewardConfig, SurgeryConfig, UtilitySpec
 from rlhfsim.schema import ConfigError, Strict
 from rlhfsim.world.config import (
-    NEEDS_SYNTHETIC,
-    SHIFTS,
-    TEXT_FAMILIES,
+    WORLD_SECTIONS,
     AnnotatorConfig,
     GradedWorldConfig,
     SyntheticWorldConfig,
+    on_world_registry_change,
 )
-from rlhfsim.world.text_config import TextWorldConfig
+from rlhfsim.world.text_config import TextWorldConfig  # registers the text world before the union below is built
 
 __all__ = [  # the sections' names stay importable from here (from rlhfsim.config import RewardConfig)
     "AnnotatorConfig", "AuditConfig", "ComputeConfig", "Config", "ConfigError", "EarlyStopConfig", "FamilySpec",
     "GradedWorldConfig", "GuardsConfig", "LoopConfig", "LoraSpec", "OptimizerConfig", "OutputConfig", "PPOConfig",
     "PolicyConfig", "RecalibrationConfig", "RewardConfig", "SurgeryConfig", "SyntheticWorldConfig", "TextWorldConfig",
-    "UtilitySpec", "apply_overrides", "config_from_dict", "dump_config", "load_config", "parse_override", "read_yaml",
-    "set_dotted"]
+    "UtilitySpec", "WorldConfig", "apply_overrides", "config_from_dict", "dump_config", "load_config", "parse_override",
+    "read_yaml", "set_dotted"]
 
 OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
+WorldConfig = Union[tuple(WORLD_SECTIONS.values())]  # noqa: UP007  (rebuilt by _sync_worlds when a world registers)
+
+
+def _world_description() -> str:
+    return f"The world, by world.name: {', '.join(WORLD_SECTIONS)} (synthetic is the default); rlhfsim/world/config.py."
 
 
 class Config(Strict):
@@ -50,9 +55,7 @@ class Config(Strict):
 
     seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
-    world: SyntheticWorldConfig | GradedWorldConfig | TextWorldConfig = Field(
-        default_factory=SyntheticWorldConfig, discriminator="name",
-        description="The world: name synthetic (default), graded (partial credit, openness levels) or text.")
+    world: WorldConfig = Field(default_factory=SyntheticWorldConfig, discriminator="name", description=_world_description())
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     optimizer: OptimizerConfig = Field(
@@ -70,7 +73,8 @@ class Config(Strict):
     @classmethod
     def _default_names(cls, v: Any) -> Any:
         # a world section without `name` is the synthetic world (as before worlds were a tagged union); an optimizer
-        # section without `name` is PPO
+        # section without `name` is PPO. Then the audit fields the world sets when the config leaves them out
+        # (WorldBase.audit_defaults: the audit section's own defaults read the synthetic world's tables)
         if isinstance(v, dict):
             for key, name in (("world", "synthetic"), ("optimizer", "ppo")):
                 if isinstance(v.get(key), dict) and "name" not in v[key]:
@@ -78,42 +82,21 @@ class Config(Strict):
             if "ppo" in v:
                 raise ValueError("the `ppo:` section is now `optimizer:` with `name: ppo` (same fields), e.g. "
                                  "optimizer: {name: ppo, kl_coef: 0.2}; --set ppo.X=... is --set optimizer.X=...")
-        return v
-
-    @model_validator(mode="before")
-    @classmethod
-    def _text_world_audit_defaults(cls, v: Any) -> Any:
-        # the default stress suite and shifted sets read the synthetic world's tables; a text world gets the
-        # generic text transforms and no shifted sets unless it names its own, and no suite without reference answers
-        if isinstance(v, dict) and isinstance(v.get("world"), dict) and v["world"].get("name") == "text":
-            audit = dict(v.get("audit") or {})
-            audit.setdefault("families", sorted(TEXT_FAMILIES))
-            audit.setdefault("shifts", [])
-            if v["world"].get("reference_column") is None:
-                audit.setdefault("enabled", False)
-            v = {**v, "audit": audit}
+            world, audit = v.get("world"), v.get("audit")
+            section = WORLD_SECTIONS.get(world.get("name")) if isinstance(world, dict) else None
+            if section is not None and (audit is None or isinstance(audit, dict)):
+                v = {**v, "audit": {**section.audit_defaults(world), **(audit or {})}}
         return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        text = self.world.name == "text"
-        if self.policy.checkpoint is not None and not text:
-            raise ValueError("policy.checkpoint needs world.name: text (the synthetic world has its own word tokenizer)")
-        if text and self.policy.checkpoint is None:
-            raise ValueError("world.name: text needs policy.checkpoint (a causal LM: hub name or local folder)")
-        if text and self.reward.checkpoint is None:
-            raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
+        self.world.check_run(self)  # the world's own checks against the other sections (WorldBase.check_run)
         if self.policy.lora is not None and self.policy.checkpoint is None:
             raise ValueError("policy.lora needs policy.checkpoint")
         self._reward_start()
         opt = self.optimizer
         if opt.name == "ppo" and opt.value_init == "reward" and (self.reward.checkpoint is None or opt.value_model == "shared"):
             raise ValueError("optimizer.value_init: reward needs reward.checkpoint and optimizer.value_model: separate")
-        if text and self.world.reference_column is None:
-            if self.loop.reference_mix > 0:
-                raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
-            if self.policy.sft_demos > 0 and self.policy.sft_epochs > 0:
-                raise ValueError("SFT demonstrations come from world.reference_column; set it, or policy.sft_demos: 0 to skip SFT")
         ng = self.loop.noisy_gold
         if self.loop.reward_source == "noisy_gold" and (ng.rho is None) == (ng.sigma is None):
             raise ValueError("loop.reward_source: noisy_gold needs exactly one of loop.noisy_gold.rho (a target within-prompt "
@@ -125,19 +108,6 @@ class Config(Strict):
         if self.surgery.profile == "optimum" and self.reward.prompt_aware:
             raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
                              "reward.prompt_aware set use surgery.profile: pooled")
-        shifts = list(SHIFTS) if not text else []  # the synthetic and graded worlds' eval shifts
-        for s in self.audit.shifts:
-            if s not in shifts:
-                raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {shifts}")
-            if s in ("topics", "facts") and getattr(self.world, f"holdout_{s}") == 0:
-                raise ValueError(f"audit.shifts: {s!r} needs world.holdout_{s} >= 1 (nothing is held out of training)")
-        if text and self.audit.enabled:
-            synthetic_only = sorted({f.name for f in self.audit.families} & set(NEEDS_SYNTHETIC))
-            if synthetic_only:
-                raise ValueError(f"audit.families: {synthetic_only} need the synthetic world; the text world's are "
-                                 f"{sorted(TEXT_FAMILIES)}")
-            if self.world.reference_column is None:
-                raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
         return self
 
     def _iterated(self) -> None:
@@ -160,7 +130,7 @@ class Config(Strict):
 
     def _reward_start(self) -> None:
         """reward.backbone: policy copies the built-in policy's trunk, so the shapes must match; an offline set needs
-        the built-in reward model's trainer and a world that can write reference answers."""
+        the built-in reward model's trainer (and a world that can write reference answers: the world's check_run)."""
         R, P = self.reward, self.policy
         if R.backbone == "policy":
             if P.checkpoint is not None:
@@ -172,8 +142,6 @@ class Config(Strict):
         if R.offline.comparisons > 0:
             if R.checkpoint is not None:
                 raise ValueError("reward.offline is for the built-in reward model; set reward.offline.comparisons: 0 with reward.checkpoint")
-            if R.offline.reference and self.world.name == "text" and self.world.reference_column is None:
-                raise ValueError("reward.offline.reference needs world.reference_column; set it or reward.offline.reference: false")
 
     @property
     def prompt_types(self) -> list[str]:
@@ -193,6 +161,18 @@ class Config(Strict):
         for t in self.reward.prompt_aware or {}:
             if t not in prompt_types:
                 raise ConfigError(f"reward.prompt_aware: unknown prompt type {t!r}; this world has {prompt_types}")
+
+
+def _sync_worlds() -> None:
+    """Rebuild Config's `world` union from the registry: a world registered after this module was imported (a plug-in
+    outside the package, a test's toy world) loads at once, and an unknown name lists it among the valid ones."""
+    field = Config.model_fields["world"]
+    field.annotation = Union[tuple(WORLD_SECTIONS.values())]  # noqa: UP007
+    field.description = _world_description()
+    Config.model_rebuild(force=True)
+
+
+on_world_registry_change(_sync_worlds)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -5,6 +5,9 @@
              -> 6 diagnose the proxy (+ audits, recalibration) -> 7 policy start, KL anchor, policy optimiser
              (optimizer.name: ppo, grpo, ...; inner evaluations)
              -> 8 diagnose policy -> 9 log + checkpoint
+
+`_run` sets the run up, runs phase 0 (`sft_round`) or resumes, then one `_round` per round: phases 1-9, each a call
+with its inputs as arguments and its metrics returned (rlhfsim/loop_phases.py), added to the round's row in order.
 """
 
 from __future__ import annotations
@@ -22,23 +25,28 @@ import torch
 from rlhfsim import diagnostics as diag
 from rlhfsim.config import Config, ConfigError, dump_config
 from rlhfsim.diagnostics import audit, round0_cache
-from rlhfsim.diagnostics.policy_eval import policy_metrics, rewards_table, sample_eval, sample_rows
+from rlhfsim.diagnostics.policy_eval import EvalSamples, policy_metrics, rewards_table, sample_eval, sample_rows
 from rlhfsim.diagnostics.run_stop import stagnation_stop
 from rlhfsim.guards import Guard
 from rlhfsim.iterated import Anchor, PolicyStart
 from rlhfsim.loop_phases import (
+    FRESH_RM_SEED,  # noqa: F401  (re-exported: the named seeds stay readable from rlhfsim.loop)
     annotate_groups,
     annotation_stats,
+    audit_alarms,
     audit_reward_model,
-    best_of_n_metrics,
     calibrate_noise,
-    diagnose_reward_model,
-    diagnose_training_groups,
+    diagnose_proxy,
+    diagnosis_samples,
+    evaluate_policy,
     fit_member_scale,
     fit_recalibration,
-    inner_eval,
-    mean_steps,
-    proxy_gold_metrics,
+    generate_completions,
+    optimise_policy,
+    policy_step_metrics,
+    record_round,
+    reward_frozen,
+    train_reward,
 )
 from rlhfsim.models import build
 from rlhfsim.models.hf import policy_tokenizer
@@ -57,14 +65,12 @@ from rlhfsim.tracking import RunDir, load_module, rank_out_dir, read_jsonl
 from rlhfsim.version import stamp as version_stamp
 from rlhfsim.world import build_world
 from rlhfsim.world.annotator import get_annotator
-from rlhfsim.world.distinct import first_distinct
 
 log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
 # seeds of the streams that are not spawned from STREAMS (named, so no literal is repeated or reused by accident)
 EVAL_SEED = 10_000_019  # evaluation generators: EVAL_SEED * (seed + 1) + 97 * round + stream id
 EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30, "inner": 40}  # shift i: 20 + i
-FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FRESH_RM_SEED + round
 
 
 class Reporter:
@@ -231,161 +237,128 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     sim = Simulation(cfg, run_dir)
     guard = Guard(cfg.guards, sim, run_dir, cfg.output.checkpoints)
     guard.setup(sim.sft_stats)
-    L = cfg.loop
     noise_row: dict = {}
-    if L.reward_source == "noisy_gold":  # the config's sigma, or one calibrated to a target rho on the SFT samples
+    if cfg.loop.reward_source == "noisy_gold":  # the config's sigma, or one calibrated to a target rho on the SFT samples
         sigma, noise_row = calibrate_noise(sim)
         sim.proxy.set_noise_sigma(sigma)
 
-    first = 1
-    ck = run_dir.load_checkpoint() if resume else None
-    if ck is not None:
-        done_round, models, state = ck
-        sim.restore(models, state)
-        run_dir.truncate_after(done_round)
-        first = done_round + 1
-        if L.diagnose_on_eval:  # the eval stream is seeded per round: the same policy redraws the same samples
-            sim.last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate")
-        log.info("resuming %s after round %d", run_dir.path, done_round)
-    else:
-        for name in ("metrics.jsonl", *STEPS_FILES, "inner_eval.jsonl"):
-            (run_dir.path / name).unlink(missing_ok=True)
-        # round 0: the SFT policy before any feedback (also the probe set: one draw)
-        ev = sim.sft_eval()
-        # whether SFT came from the cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
-        stats = {**sim.sft_stats, **sim.offline_stats}  # whether either came from a cache is not a metric either
-        row0 = {"round": 0, **{k: v for k, v in stats.items() if k not in ("sft/cached", "offline/cached")}, **policy_metrics(ev, None), **noise_row}
-        run_dir.write_rewards(0, rewards_table(ev, None, None, 0))
-        run_dir.write_samples(0, sample_rows(ev, None, cfg.output.n_samples))
-        run_dir.log_round(row0)
-        sim.last_eval = ev
+    done_round, sim.last_eval = resume_checkpoint(sim) if resume else (None, None)
+    if done_round is None:  # 0 evaluate the SFT policy (round 0's row; the same draw is the probe set)
+        row0, sim.last_eval = sft_round(sim, noise_row)
         reporter.round_done(row0)
-
-    reporter.start(L.rounds, first)
+    first_round = 1 if done_round is None else done_round + 1
+    reporter.start(cfg.loop.rounds, first_round)
     early_stop = None
-    for r in range(first, L.rounds + 1):
-        row: dict = {"round": r}
-        steps: list[dict] = []
-        t_round = time.perf_counter()
-        with guard.round(r, row, steps):  # divergence: a diagnostic row, then stop (exit code 3) or skip the round
-            # 1 sample prompts -------------------------------------------------------------
-            reporter.phase(r, "generate")
-            prompts = sim.world.sample_prompts(L.prompts_per_round, sim.rng["prompts"])
-
-            # 2 generate k completions per prompt -------------------------------------------
-            with timed(row, "generate"):
-                flat = [p for p in prompts for _ in range(L.completions_per_prompt * L.distinct_oversample)]
-                texts = sim.sampler.texts(flat, sim.gen)
-                if L.distinct_oversample > 1:  # keep k distinct texts per prompt (ranking data with a total order)
-                    texts, n_distinct = first_distinct(texts, len(prompts), L.completions_per_prompt)
-                    row["annot/distinct_share"] = float(np.mean(n_distinct == L.completions_per_prompt))
-
-            # 3 annotate: gold + noise -> preference matrices --------------------------------
-            reporter.phase(r, "annotate")
-            with timed(row, "annotate"):
-                groups = annotate_groups(sim, prompts, texts, r)
-            row.update(annotation_stats(groups))
-
-            # 4 update the preference buffer -------------------------------------------------
-            sim.buffer.add(r, groups)
-            row["buffer/groups"] = len(sim.buffer)
-
-            # 5 train reward model(s) --------------------------------------------------------
-            reporter.phase(r, "reward")
-            frozen = L.freeze_reward_after is not None and r > L.freeze_reward_after
-            with timed(row, "reward"):
-                if L.reward_source == "learned" and not frozen:
-                    if cfg.reward.init == "fresh":
-                        sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + r)
-                    row.update(reward_build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel))
-                if L.reward_source == "learned":
-                    sim.proxy.add_round(r)  # reward.across_rounds keeps every round's model (no-op for last)
-            guard.check("reward", r, row)
-            row["rm/frozen"] = int(frozen)
-
-            # 6 diagnose the proxy's source (the reward model) on fresh held-out samples ---------
-            reporter.phase(r, "diagnose")
-            with timed(row, "diagnose_rm"):
-                ev = sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, r, "diagnose")
-                sim.proxy.set_member_scale(fit_member_scale(sim))  # wco/uwo: each member's location and scale on the probe set
-                row.update(diagnose_reward_model(sim, ev))
-                if L.diagnose_train and L.reward_source == "learned":
-                    row.update(diagnose_training_groups(sim, r))
-                if L.bon_n > 1:
-                    row.update(best_of_n_metrics(sim, r))
-            guard.check("diagnose", r, row)
-
-            # 6b audit: adversarial stress suite, shifted validation sets, alarms ----------------
-            with timed(row, "audit"):
-                row.update(audit_reward_model(sim, r))
-                first = next((x for x in run_dir.metrics() if x["round"] == 1), row)  # alarms' baseline: round 1
-                row.update(audit.alarms(row, first, cfg.audit, list(sim.shift_prompts)))
-
-            # 6c recalibrate the proxy the policy optimiser will see ----------------------------------------------
-            with timed(row, "recalibrate"):
-                recal = fit_recalibration(sim, r)  # None: off, or the gold source
-                sim.proxy.set_recalibration(recal)
-                row.update(recalibrate.as_metrics(recal))
-
-            # 7 policy optimiser against the proxy's score (any source) with the KL anchor ------
-            reporter.phase(r, "policy")
-            prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
-            oc, ie = cfg.optimizer, L.inner_eval
-            inner: list[dict] = []  # inner_eval.jsonl rows: gold, proxy, KL from SFT every ie.every iterations
-            with timed(row, "policy"):
-                if L.train_policy:
-                    sim.start.apply(sim.opt, r)  # 7a the round's start: continue, SFT, or interpolate (loop.policy_start)
-                    sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start (loop.kl_anchor)
-                    if ie.every:  # the round's start point: its curve then spans the whole round (KL 0 after an SFT start)
-                        inner.append(inner_eval(sim, r, 0))
-                    for it in range(oc.iterations):
-                        groups = sim.world.sample_prompts(oc.batch_size // oc.group_size, sim.rng["prompts"])
-                        batch = [p for p in groups for _ in range(oc.group_size)]  # prompt-major rows
-                        stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
-                        steps.append({"round": r, "iteration": it, **stats})
-                        guard.check("policy", r, stats)
-                        over_kl = L.round_kl is not None and stats["objective/kl"] >= L.round_kl  # the round's KL budget
-                        if ie.every and ((it + 1) % ie.every == 0 or it + 1 == oc.iterations or over_kl):
-                            inner.append(inner_eval(sim, r, it + 1))
-                        if over_kl:
-                            break
-            row.update(mean_steps(steps))
-            if L.train_policy and L.round_kl is not None:
-                row["policy/iterations"] = len(steps)  # fewer than optimizer.iterations when loop.round_kl stopped the round
-
-            # 8 diagnose the updated policy on the held-out prompts --------------------------
-            reporter.phase(r, "evaluate")
-            with timed(row, "evaluate"):
-                ev = sim.evaluate(sim.eval_prompts, L.eval_completions, r, "evaluate", prev=prev_policy)
-                proxy, members = sim.proxy.values(ev.flat_prompts(), ev.texts)
-                proxy = proxy.reshape(ev.gold.shape)
-                row.update(policy_metrics(ev, proxy, run_dir.path / "rewards", r))  # + paired covariances with earlier rounds
-                if L.proxy_gold_gap:
-                    row.update(proxy_gold_metrics(sim, ev, proxy))
-            guard.check("evaluate", r, row)
-
-            # 9 log + checkpoint --------------------------------------------------------------
-            row["time/round"] = time.perf_counter() - t_round
-            run_dir.write_rewards(r, rewards_table(ev, members, proxy, r))
-            run_dir.write_samples(r, sample_rows(ev, proxy, cfg.output.n_samples))
-            run_dir.log_steps(steps)
-            run_dir.log_inner(inner)
-            run_dir.log_round(row)
-            if cfg.output.checkpoints:
-                run_dir.save_checkpoint(r, *sim.state(r))
-            sim.last_eval = ev  # kept only once the round is complete (a skipped round keeps the previous policy's)
-            reporter.round_done(row)
-            early_stop = stagnation_stop(run_dir.metrics(), L) if L.stop_on_stagnation else None
+    for r in range(first_round, cfg.loop.rounds + 1):
+        early_stop = _round(sim, guard, reporter, r)  # phases 1-9
         if early_stop is not None:  # run-level early stopping: the policy stopped improving
             log.info("stopping after round %d: %s", r, early_stop["reason"])
             break
+    return finish_run(sim, early_stop, wall_time=time.perf_counter() - t_start)
 
-    summary = diag.summarize(run_dir.metrics(), wall_time=time.perf_counter() - t_start,
-                             steps=read_jsonl(steps_path(run_dir.path)))  # per-iteration points for the Gao fit
+
+def _round(sim: Simulation, guard: Guard, reporter: Reporter, r: int) -> dict | None:
+    """Round r, phases 1-9 of docs/architecture.md; the early stop (loop.stop_on_stagnation) or None. `row` takes each
+    phase's metrics as it ends and `steps` each optimiser iteration, so a divergence logs what the round reached."""
+    L = sim.cfg.loop
+    row: dict = {"round": r}
+    steps: list[dict] = []
+    t_round = time.perf_counter()
+    with guard.round(r, row, steps):  # divergence: a diagnostic row, then stop (exit code 3) or skip the round
+        reporter.phase(r, "generate")
+        prompts = sim.world.sample_prompts(L.prompts_per_round, sim.rng["prompts"])  # 1 sample prompts
+        with timed(row, "generate"):  # 2 generate k completions per prompt
+            texts, generated = generate_completions(sim, prompts)
+            row.update(generated)
+
+        reporter.phase(r, "annotate")
+        with timed(row, "annotate"):  # 3 annotate: gold + noise -> rankings
+            groups = annotate_groups(sim, prompts, texts, r)
+        row.update(annotation_stats(groups))
+        sim.buffer.add(r, groups)  # 4 update the preference buffer
+        row["buffer/groups"] = len(sim.buffer)
+
+        reporter.phase(r, "reward")
+        frozen = reward_frozen(L, r)
+        with timed(row, "reward"):  # 5 train the reward model(s) (loop.reward_source: learned)
+            row.update(train_reward(sim, r, frozen))
+        guard.check("reward", r, row)
+        row["rm/frozen"] = int(frozen)
+
+        reporter.phase(r, "diagnose")
+        with timed(row, "diagnose_rm"):  # 6 diagnose the proxy's source on held-out samples
+            held_out = diagnosis_samples(sim, r)
+            sim.proxy.set_member_scale(fit_member_scale(sim))  # wco/uwo: each member's location and scale on the probe set
+            row.update(diagnose_proxy(sim, held_out, r))
+        guard.check("diagnose", r, row)
+        with timed(row, "audit"):  # 6b audit: adversarial stress suite, shifted validation sets, alarms
+            row.update(audit_reward_model(sim, r))
+            row.update(audit_alarms(sim, row))
+        with timed(row, "recalibrate"):  # 6c recalibrate the proxy the policy optimiser will see
+            recal = fit_recalibration(sim, r)  # None: off, or the gold source
+            sim.proxy.set_recalibration(recal)
+            row.update(recalibrate.as_metrics(recal))
+
+        reporter.phase(r, "policy")
+        prev_policy = copy.deepcopy(sim.policy)  # to measure how far this round moves the policy
+        with timed(row, "policy"):  # 7 policy start, KL anchor, optimiser against the proxy's score
+            inner = optimise_policy(sim, guard, r, steps) if L.train_policy else []
+        row.update(policy_step_metrics(steps, L))
+
+        reporter.phase(r, "evaluate")
+        with timed(row, "evaluate"):  # 8 diagnose the updated policy on the held-out prompts
+            evaluation = evaluate_policy(sim, r, prev_policy)
+            row.update(evaluation.metrics)
+        guard.check("evaluate", r, row)
+
+        row["time/round"] = time.perf_counter() - t_round  # 9 log + checkpoint
+        record_round(sim, r, row, steps, inner, evaluation)
+        sim.last_eval = evaluation.samples  # kept only once the round is complete (a skipped round keeps the previous)
+        reporter.round_done(row)
+        return stagnation_stop(sim.run.metrics(), L) if L.stop_on_stagnation else None
+    return None  # the guard skipped the round
+
+
+def resume_checkpoint(sim: Simulation) -> tuple[int | None, EvalSamples | None]:
+    """Restore the last complete round's checkpoint and drop what was written after it: (that round, the held-out
+    samples loop.diagnose_on_eval reads next), or (None, None) without a checkpoint."""
+    ck = sim.run.load_checkpoint()
+    if ck is None:
+        return None, None
+    done_round, models, state = ck
+    sim.restore(models, state)
+    sim.run.truncate_after(done_round)
+    L = sim.cfg.loop
+    # the eval stream is seeded per round: the same policy redraws the same samples
+    last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate") if L.diagnose_on_eval else None
+    log.info("resuming %s after round %d", sim.run.path, done_round)
+    return done_round, last_eval
+
+
+def sft_round(sim: Simulation, noise_row: dict) -> tuple[dict, EvalSamples]:
+    """Phase 0 on a fresh run directory: the SFT policy's held-out samples (also the probe set: one draw), logged as
+    round 0 with the SFT, offline and noise-calibration stats; (the row, the samples)."""
+    run = sim.run
+    for name in ("metrics.jsonl", *STEPS_FILES, "inner_eval.jsonl"):
+        (run.path / name).unlink(missing_ok=True)
+    ev = sim.sft_eval()
+    # whether SFT or the offline set came from a cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
+    stats = {k: v for k, v in {**sim.sft_stats, **sim.offline_stats}.items() if k not in ("sft/cached", "offline/cached")}
+    row0 = {"round": 0, **stats, **policy_metrics(ev, None), **noise_row}
+    run.write_rewards(0, rewards_table(ev, None, None, 0))
+    run.write_samples(0, sample_rows(ev, None, sim.cfg.output.n_samples))
+    run.log_round(row0)
+    return row0, ev
+
+
+def finish_run(sim: Simulation, early_stop: dict | None, wall_time: float) -> dict:
+    """The run's summary (summary.json), its figure, and the run directory closed; returns the summary."""
+    run = sim.run
+    summary = diag.summarize(run.metrics(), wall_time=wall_time, steps=read_jsonl(steps_path(run.path)))  # per-iteration points for the Gao fit
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code
-    write_run_figure(run_dir, cfg)  # figures/curves.png, and to the trackers that take images; before "finished"
-    run_dir.write_summary(summary)
-    run_dir.close()
+    write_run_figure(run, sim.cfg)  # figures/curves.png, and to the trackers that take images; before "finished"
+    run.write_summary(summary)
+    run.close()
     return summary

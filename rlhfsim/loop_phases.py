@@ -1,22 +1,43 @@
-"""The round loop's phase helpers (rlhfsim/loop.py reads as the numbered phases and calls these).
+"""The round loop's phases: rlhfsim/loop.py reads as the numbered phases of docs/architecture.md and calls these,
+each with its inputs as arguments and its metrics as the return value (the loop adds them to the round's row).
 
-Diagnostics here return values and never change what trains: the proxy's state (member scale, recalibration,
-noise sigma) is fitted by the `fit_*` / `calibrate_*` helpers, which also only return values; the loop hands them
-to the Proxy's setters, so every change of the optimiser's reward is one visible line of loop.py.
+The optimiser's reward (the Proxy) changes only by a line of loop.py: phase 5's `train_reward` (the members it trains,
+the rounds' snapshots) and the Proxy's setters there. The `fit_*` / `calibrate_*` helpers here only return values,
+and the diagnostics never change what trains.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from rlhfsim import diagnostics as diag
 from rlhfsim.diagnostics import audit
+from rlhfsim.diagnostics.policy_eval import EvalSamples, policy_metrics, rewards_table, sample_rows
+from rlhfsim.reward import build as reward_build
 from rlhfsim.reward import recalibrate
 from rlhfsim.reward.buffer import Group, annotate_group
 from rlhfsim.reward.ensemble import ensemble_diagnostics
 from rlhfsim.reward.proxy import calibrate_noisy_gold
+from rlhfsim.world.distinct import first_distinct
 
 RECAL_SEED = 104_729  # recalibration prompts: default_rng([seed, RECAL_SEED, round])
+FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FRESH_RM_SEED + round
+
+
+# ------------------------------------------------------------------ phases 2-5: data and the reward model
+
+def generate_completions(sim, prompts) -> tuple[list[str], dict]:
+    """Phase 2: k completions per prompt from the current policy, prompt-major; with loop.distinct_oversample > 1 the
+    first k distinct texts of each prompt's draws (ranking data with a total order) and annot/distinct_share."""
+    L = sim.cfg.loop
+    flat = [p for p in prompts for _ in range(L.completions_per_prompt * L.distinct_oversample)]
+    texts = sim.sampler.texts(flat, sim.gen)
+    if L.distinct_oversample == 1:
+        return texts, {}
+    kept, n_distinct = first_distinct(texts, len(prompts), L.completions_per_prompt)
+    return kept, {"annot/distinct_share": float(np.mean(n_distinct == L.completions_per_prompt))}
 
 
 def mean_steps(steps: list[dict]) -> dict:
@@ -41,6 +62,27 @@ def annotate_groups(sim, prompts, texts: list[str], round_: int) -> list[Group]:
 def annotation_stats(groups: list[Group]) -> dict:
     pairs = [g.n_pairs for g in groups]
     return {"annot/pairs": int(sum(pairs)), "annot/groups_without_pairs": float(np.mean([n == 0 for n in pairs]))}
+
+
+def reward_frozen(loop_cfg, round_: int) -> bool:
+    """Whether loop.freeze_reward_after has stopped retraining the reward model by this round."""
+    return loop_cfg.freeze_reward_after is not None and round_ > loop_cfg.freeze_reward_after
+
+
+def train_reward(sim, round_: int, frozen: bool) -> dict:
+    """Phase 5: train the Proxy's reward-model members on the buffer (loop.reward_source learned, unless frozen;
+    reward.init fresh re-draws them first) and keep the round's model for reward.across_rounds; the training stats."""
+    cfg = sim.cfg
+    if cfg.loop.reward_source != "learned":
+        return {}
+    stats = {}
+    if not frozen:
+        if cfg.reward.init == "fresh":
+            sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + round_)
+        stats = reward_build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types,
+                                                 sim.rng["reward"], sim.parallel)
+    sim.proxy.add_round(round_)  # reward.across_rounds keeps every round's model (no-op for last)
+    return stats
 
 
 # ------------------------------------------------------------------ fitting the proxy (values only; the loop sets them)
@@ -73,7 +115,32 @@ def fit_recalibration(sim, round_: int) -> dict | None:
     return recalibrate.gold_fit_params(proxy, ev.gold.ravel(), types, R.per_type, R.min_slope)
 
 
-# ------------------------------------------------------------------ diagnostics (read-only)
+# ------------------------------------------------------------------ phase 6: diagnostics (read-only)
+
+def diagnosis_samples(sim, round_: int) -> EvalSamples:
+    """Phase 6's held-out samples: fresh ones on the round's diagnose stream, or (loop.diagnose_on_eval) the latest
+    phase-8 (or round-0) samples."""
+    L = sim.cfg.loop
+    return sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, round_, "diagnose")
+
+
+def diagnose_proxy(sim, ev: EvalSamples, round_: int) -> dict:
+    """Phase 6: the proxy's source on held-out samples `ev`, then (as configured) on the groups it trained on and as
+    a best-of-n optimiser."""
+    L = sim.cfg.loop
+    out = diagnose_reward_model(sim, ev)
+    if L.diagnose_train and L.reward_source == "learned":
+        out.update(diagnose_training_groups(sim, round_))
+    if L.bon_n > 1:
+        out.update(best_of_n_metrics(sim, round_))
+    return out
+
+
+def audit_alarms(sim, row: dict) -> dict:
+    """Phase 6b's alarms on the round's row so far, against the baseline of round 1's row (this row in round 1)."""
+    baseline = next((x for x in sim.run.metrics() if x["round"] == 1), row)
+    return audit.alarms(row, baseline, sim.cfg.audit, list(sim.shift_prompts))
+
 
 def diagnose_reward_model(sim, ev) -> dict:
     """Agreement with gold and collapse metrics of the proxy's source (the reward model; for noisy_gold the noisy
@@ -161,3 +228,75 @@ def proxy_gold_metrics(sim, ev, proxy: np.ndarray) -> dict:
     ref_proxy = sim.proxy.values(probe.flat_prompts(), probe.texts)[0]
     return {"eval/proxy_gold_gap": diag.overopt.proxy_gold_gap(proxy, ev.gold, ref_proxy, probe.gold),
             "eval/proxy_gold_w1": diag.overopt.standardised_w1(proxy, ev.gold)}
+
+
+# ------------------------------------------------------------------ phases 7-9: the policy, its evaluation, the record
+
+def optimise_policy(sim, guard, round_: int, steps: list[dict]) -> list[dict]:
+    """Phase 7 (loop.train_policy): the round's start (loop.policy_start) and KL anchor (loop.kl_anchor), then up to
+    optimizer.iterations iterations against the Proxy's score, each guarded and appended to `steps` as it completes
+    (so a divergence logs the iterations up to it); loop.round_kl may end the round early. The inner_eval.jsonl rows
+    (loop.inner_eval) are returned."""
+    L, oc = sim.cfg.loop, sim.cfg.optimizer
+    every = L.inner_eval.every
+    inner: list[dict] = []  # gold, proxy, KL from SFT every `every` iterations
+    sim.start.apply(sim.opt, round_)  # 7a the round's start: continue, SFT, or interpolate
+    sim.anchor.reset(sim.policy)  # 7b the KL anchor: SFT, or this start
+    if every:  # the round's start point: its curve then spans the whole round (KL 0 after an SFT start)
+        inner.append(inner_eval(sim, round_, 0))
+    for it in range(oc.iterations):
+        prompts = sim.world.sample_prompts(oc.batch_size // oc.group_size, sim.rng["prompts"])
+        batch = [p for p in prompts for _ in range(oc.group_size)]  # prompt-major rows
+        stats = sim.opt.iteration(batch, sim.proxy.score, sim.world.gold, sim.gen)
+        steps.append({"round": round_, "iteration": it, **stats})
+        guard.check("policy", round_, stats)
+        over_kl = L.round_kl is not None and stats["objective/kl"] >= L.round_kl  # the round's KL budget
+        if every and ((it + 1) % every == 0 or it + 1 == oc.iterations or over_kl):
+            inner.append(inner_eval(sim, round_, it + 1))
+        if over_kl:
+            break
+    return inner
+
+
+def policy_step_metrics(steps: list[dict], loop_cfg) -> dict:
+    """The round's row entries of phase 7: the iterations' mean stats, and policy/iterations under loop.round_kl
+    (fewer than optimizer.iterations when the KL budget stopped the round)."""
+    out = mean_steps(steps)
+    if loop_cfg.train_policy and loop_cfg.round_kl is not None:
+        out["policy/iterations"] = len(steps)
+    return out
+
+
+class PolicyEval(NamedTuple):
+    """Phase 8's result: held-out samples of the updated policy, their proxy values and the round's metrics."""
+
+    samples: EvalSamples
+    proxy: np.ndarray  # [P, k] aggregated proxy (before recalibration and surgery)
+    members: np.ndarray  # [M, P*k] member values
+    metrics: dict
+
+
+def evaluate_policy(sim, round_: int, prev_policy) -> PolicyEval:
+    """Phase 8: the updated policy on the fixed held-out prompts (`prev_policy`: the policy before phase 7, to measure
+    how far the round moved it), with paired covariances against earlier rounds' rewards tables."""
+    L = sim.cfg.loop
+    ev = sim.evaluate(sim.eval_prompts, L.eval_completions, round_, "evaluate", prev=prev_policy)
+    flat, members = sim.proxy.values(ev.flat_prompts(), ev.texts)
+    proxy = flat.reshape(ev.gold.shape)
+    metrics = policy_metrics(ev, proxy, sim.run.path / "rewards", round_)
+    if L.proxy_gold_gap:
+        metrics.update(proxy_gold_metrics(sim, ev, proxy))
+    return PolicyEval(ev, proxy, members, metrics)
+
+
+def record_round(sim, round_: int, row: dict, steps: list[dict], inner: list[dict], evaluation: PolicyEval) -> None:
+    """Phase 9: the round's rewards and samples tables, its optimiser steps, inner evaluations and row, then the
+    checkpoint (output.checkpoints) a resume continues from."""
+    run, cfg = sim.run, sim.cfg
+    run.write_rewards(round_, rewards_table(evaluation.samples, evaluation.members, evaluation.proxy, round_))
+    run.write_samples(round_, sample_rows(evaluation.samples, evaluation.proxy, cfg.output.n_samples))
+    run.log_steps(steps)
+    run.log_inner(inner)
+    run.log_round(row)
+    if cfg.output.checkpoints:
+        run.save_checkpoint(round_, *sim.state(round_))

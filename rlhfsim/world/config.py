@@ -1,12 +1,17 @@
-"""Config sections of the worlds (rlhfsim.world): the synthetic and graded worlds and the simulated annotator.
+"""Config sections of the worlds (rlhfsim.world): the registry of worlds, the synthetic and graded worlds' sections
+and the simulated annotator's.
 
-Kept apart from the worlds themselves so that loading a config imports neither numpy tables nor the tokenizer; the
-text world's section is rlhfsim/world/text_config.py. The word pools live here because the fields' bounds read them.
+A world is a plug-in: its section subclasses `WorldBase` (a `name` literal, `impl` naming the factory, the world's
+checks) and registers itself with `@register_world`; the root config's `world` union and `rlhfsim.world.build_world`
+are built from `WORLD_SECTIONS` (docs/architecture.md, "Adding a world"). Sections are kept apart from the worlds
+themselves so that loading a config imports neither numpy tables nor the tokenizer; the text world's section is
+rlhfsim/world/text_config.py. The word pools live here because the fields' bounds read them.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,10 +45,84 @@ NEEDS_SYNTHETIC = ("topic_words", "answer_junk", "wrong_format")
 TEXT_FAMILIES = ("append_junk", "echo_prompt", "pad_length", "repeat_tokens")
 
 
-class SyntheticWorldConfig(BaseModel):
-    """The embedded synthetic world: additions and hidden facts (closed), "write about <topic>" (open)."""
+class WorldBase(BaseModel):
+    """The base of every world's section. A subclass declares `name: Literal["<name>"]`, its fields, `impl` and
+    registers itself with `@register_world`. Checks of its own fields are pydantic validators on the subclass; checks
+    against the rest of the run's config go in `check_run`, which the root config calls (the defaults below fit a
+    world with its own word tokenizer, no shifted eval sets and none of the synthetic world's tables)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    impl: ClassVar[str] = ""  # "module:factory" building the World; imported only when a run builds the world
+    context: ClassVar[tuple[str, ...]] = ()  # the run context the factory takes (policy_tokenizer, device, score_batch)
+    shifts: ClassVar[tuple[str, ...]] = ()  # names its World's eval_prompts(n, shift=...) accepts (audit.shifts)
+    own_tokenizer: ClassVar[bool] = True  # True: the world brings its tokenizer; False: it reads policy.checkpoint's
+    synthetic_tables: ClassVar[bool] = False  # has the tables (topics, answers, fillers) NEEDS_SYNTHETIC families read
+
+    @classmethod
+    def audit_defaults(cls, raw: dict) -> dict:
+        """The audit fields this world sets when the config leaves them out (`raw`: the world section as written).
+        The audit section's own defaults read the synthetic world's tables; any other world gets the perturbations
+        that work on any text and no shifted sets."""
+        return {"families": list(TEXT_FAMILIES), "shifts": []}
+
+    def check_run(self, cfg: Any) -> None:
+        """This world against the rest of the run's config (`cfg`: rlhfsim.config.Config); a ValueError names the
+        fields and the fix. A subclass extends it (super().check_run(cfg) first)."""
+        if cfg.policy.checkpoint is not None and self.own_tokenizer:
+            readers = " or ".join(n for n, s in WORLD_SECTIONS.items() if not s.own_tokenizer)
+            raise ValueError(f"policy.checkpoint needs world.name: {readers} (the {self.name} world has its own word tokenizer)")
+        if not self.own_tokenizer and cfg.policy.checkpoint is None:
+            raise ValueError(f"world.name: {self.name} needs policy.checkpoint (a causal LM: hub name or local folder)")
+        for s in cfg.audit.shifts:
+            if s not in self.shifts:
+                raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {list(self.shifts)}")
+        tables = sorted({f.name for f in cfg.audit.families} & set(NEEDS_SYNTHETIC))
+        if cfg.audit.enabled and tables and not self.synthetic_tables:
+            raise ValueError(f"audit.families: {tables} need the synthetic world; the {self.name} world's are "
+                             f"{sorted(TEXT_FAMILIES)}")
+
+
+# world.name -> its section, in registration order; read by the root config's
+# `world` union and by rlhfsim.world.build_world
+WORLD_SECTIONS: dict[str, type[WorldBase]] = {}
+_LISTENERS: list[Callable[[], None]] = []  # called after every change (rlhfsim.config rebuilds its `world` union)
+
+
+def register_world(section: type[WorldBase]) -> type[WorldBase]:
+    """Register a world's section under its `name` (a class decorator). A world registered after rlhfsim.config was
+    imported (a plug-in outside the package, a test) is added to the config's `world` union at once."""
+    name = section.model_fields["name"].default if "name" in section.model_fields else None
+    if not (isinstance(section, type) and issubclass(section, WorldBase)) or not isinstance(name, str):
+        raise TypeError(f"{section!r}: a world's section subclasses WorldBase and declares name: Literal[...] with its default")
+    if ":" not in section.impl:
+        raise TypeError(f"{section.__name__}.impl must name the world's factory as 'module:attribute', got {section.impl!r}")
+    if WORLD_SECTIONS.get(name, section) is not section:
+        raise ValueError(f"world {name!r} is already registered ({WORLD_SECTIONS[name].__name__})")
+    WORLD_SECTIONS[name] = section
+    for listener in _LISTENERS:
+        listener()
+    return section
+
+
+def unregister_world(name: str) -> None:
+    """Remove a registered world (a test's toy world when the test is done)."""
+    del WORLD_SECTIONS[name]
+    for listener in _LISTENERS:
+        listener()
+
+
+def on_world_registry_change(listener: Callable[[], None]) -> None:
+    _LISTENERS.append(listener)
+
+
+@register_world
+class SyntheticWorldConfig(WorldBase):
+    """The embedded synthetic world: additions and hidden facts (closed), "write about <topic>" (open)."""
+
+    impl: ClassVar[str] = "rlhfsim.world.synthetic:SyntheticWorld"
+    shifts: ClassVar[tuple[str, ...]] = SHIFTS
+    synthetic_tables: ClassVar[bool] = True
 
     name: Literal["synthetic"] = Field("synthetic", description="World registry name.")
     seed: int = Field(0, ge=0, description="World seed: fixes the fact table, the topics and their words, and the eval prompts.")
@@ -108,10 +187,23 @@ class SyntheticWorldConfig(BaseModel):
             raise ValueError(f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})")
         return self
 
+    @classmethod
+    def audit_defaults(cls, raw: dict) -> dict:
+        return {}  # the audit section's defaults are this world's
 
+    def check_run(self, cfg: Any) -> None:
+        super().check_run(cfg)
+        for s in cfg.audit.shifts:
+            if s in ("topics", "facts") and getattr(self, f"holdout_{s}") == 0:
+                raise ValueError(f"audit.shifts: {s!r} needs world.holdout_{s} >= 1 (nothing is held out of training)")
+
+
+@register_world
 class GradedWorldConfig(SyntheticWorldConfig):
     """The graded world (rlhfsim.world.graded): the synthetic world's families, with additions graded by distance to
     the right sum and an openness level per addition prompt that sets how far partial credit reaches."""
+
+    impl: ClassVar[str] = "rlhfsim.world.graded:GradedWorld"
 
     name: Literal["graded"] = Field("graded", description="World registry name.")
     add_frac: float = Field(0.6, ge=0, le=1, description="Share of (graded) addition prompts ('add a b <level> =').")

@@ -1,16 +1,18 @@
 """Config of the text world: prompts from a `datasets` dataset, gold from a reward-model checkpoint or a rule.
 
-Kept apart from rlhfsim/world/text.py so that loading a config never imports `datasets` or loads a model.
+Kept apart from rlhfsim/world/text.py so that loading a config never imports `datasets` or loads a model; the section
+registers the world (rlhfsim.world.config.register_world) and names its factory, imported only when a run builds it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlhfsim.schema import local_path_exists
+from rlhfsim.world.config import WorldBase, register_world
 
 GOLD_RULES = ("length", "reference_match", "reference_f1")
 CLASSIFIER_NAMES = ("tfidf_logreg",)  # the keys of rlhfsim.world.classifier.CLASSIFIERS (a test checks they agree)
@@ -70,9 +72,14 @@ class GoldClassifierConfig(_Strict):
     _paths = field_validator("table")(local_path_exists)
 
 
-class TextWorldConfig(_Strict):
+@register_world
+class TextWorldConfig(WorldBase):
     """Prompts from a `datasets` dataset (hub name or local json/jsonl/csv/parquet files), typed by a column or by
     rules, with a gold reward model or a gold rule. Needs policy.checkpoint and reward.checkpoint."""
+
+    impl: ClassVar[str] = "rlhfsim.world.text:TextWorld"  # imports `datasets` only when a text world is built
+    context: ClassVar[tuple[str, ...]] = ("policy_tokenizer", "device", "score_batch")
+    own_tokenizer: ClassVar[bool] = False
 
     name: Literal["text"] = Field("text", description="World registry name.")
     seed: int = Field(0, ge=0, description="World seed: fixes the train/eval split of the prompts.")
@@ -137,3 +144,23 @@ class TextWorldConfig(_Strict):
             if self.reference_column is None and any(r.startswith("reference") for r in self.gold.rules.values()):
                 raise ValueError("gold rules reference_match / reference_f1 need world.reference_column")
         return self
+
+    @classmethod
+    def audit_defaults(cls, raw: dict) -> dict:
+        # the generic text transforms and no shifted sets unless the config names its own, and no stress suite without
+        # reference answers (it perturbs them)
+        return {**super().audit_defaults(raw), **({"enabled": False} if raw.get("reference_column") is None else {})}
+
+    def check_run(self, cfg: Any) -> None:
+        super().check_run(cfg)
+        if cfg.reward.checkpoint is None:
+            raise ValueError("world.name: text needs reward.checkpoint (a sequence-classification backbone, e.g. a DeBERTa-v3)")
+        if self.reference_column is not None:
+            return
+        if cfg.loop.reference_mix > 0:
+            raise ValueError("loop.reference_mix > 0 needs world.reference_column (the human-written answers); set it or reference_mix: 0")
+        if cfg.policy.sft_demos > 0 and cfg.policy.sft_epochs > 0:
+            raise ValueError("SFT demonstrations come from world.reference_column; set it, or policy.sft_demos: 0 to skip SFT")
+        if cfg.audit.enabled:
+            raise ValueError("audit.enabled needs world.reference_column (the stress suite perturbs reference answers); set it or audit.enabled: false")
+        # reward.offline needs no check here: it is for the built-in reward model, and this world needs reward.checkpoint
