@@ -14,7 +14,7 @@ import pandas as pd
 
 from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
+from rlhfsim.report.plots import FigureResult, band_text, has, legend_once, pyplot, round_panels, seaborn_theme
 from rlhfsim.report.select import variant_groups
 
 
@@ -48,14 +48,14 @@ def _bon_long(m: pd.DataFrame, rnd: int) -> pd.DataFrame:
 
 def fig_best_of_n(study, pal, band="sd") -> FigureResult:
     """Gold gain and proxy of best-of-n against d = sqrt(log n - (n-1)/n), first and last trained round, with the bon-form fit."""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig8_best_of_n", "Best-of-n as a second optimiser: gold gain and proxy against sqrt(KL_bon)"
     m = study.metrics
-    if m.empty or not _has(m, "bon/gold_n1"):
+    if m.empty or not has(m, "bon/gold_n1"):
         return FigureResult(key, title, "", None, "no bon/* metrics (loop.bon_n = 0 in these runs)")
     trained = sorted(int(r) for r in m.loc[pd.to_numeric(m["bon/gold_n1"], errors="coerce").notna(), "round"].unique())
     picks = sorted({trained[0], trained[-1]})
-    sns = _sns()
+    sns = seaborn_theme()
     groups = variant_groups(study)  # one row of panels per design-factor group: at most ~5 colours a panel
     fig, grid = plt.subplots(len(groups), 2 * len(picks), figsize=(5.2 * 2 * len(picks), row_height(4.6, len(groups)) * len(groups)),
                              squeeze=False)
@@ -88,7 +88,7 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
                      title=f"round {rnd}: gold (line: fit d(α − βd)){row}")
             ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy{row}")
     axes = list(grid.ravel())
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("n = 1, 2, 4, ..., loop.bon_n completions per held-out prompt from the round's policy (before its PPO step), the "
            "proxy picks one; unbiased estimate over all n-subsets of the samples. Dots: mean over seeds (±1 sd); thick lines: "
@@ -101,10 +101,10 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
 
 def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     """Proxy and gold (per round, mean over seeds) against sqrt(KL to the SFT policy): does the proxy rise while gold falls?"""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig9_proxy_and_gold_vs_sqrt_kl", "Proxy and gold reward against sqrt(KL) per round"
     m = study.metrics
-    if m.empty or not _has(m, "eval/proxy") or not _has(m, "eval/sqrt_kl"):
+    if m.empty or not has(m, "eval/proxy") or not has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/proxy and eval/sqrt_kl per round")
     cols = ["eval/sqrt_kl", "eval/gold", "eval/proxy"]
     d = m[["variant", "seed", "round", *cols]].copy()
@@ -128,7 +128,7 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
         suffix = f" ({label})" if label else ""
         axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy" + suffix)
         axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold" + suffix)
-    _legend_once(fig, list(grid.ravel()))
+    legend_once(fig, list(grid.ravel()))
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("One point per round (mean over seeds), joined in round order, over each seed's own path (thin lines); the last "
            "round is labelled. The proxy of a round is "
@@ -139,7 +139,7 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
 def fig_signal(study, pal, band="sd") -> FigureResult:
     """Advantage std before whitening, signal-to-noise, KL share of the reward and value explained variance per round."""
     key, title = "fig10_learning_signal", "Learning signal: advantage scale, signal-to-noise, KL share, value fit"
-    drawn = _round_panels(study, pal, band, [
+    drawn = round_panels(study, pal, band, [
         (c, lab, c) for c, lab in [
             ("adv/std_raw", "advantage std before whitening"), ("adv/snr", "signal-to-noise (sequence / token)"),
             ("adv/kl_share", "KL share of |reward| (0-1)"), ("val/var_explained", "value explained variance"),
@@ -148,9 +148,9 @@ def fig_signal(study, pal, band="sd") -> FigureResult:
     if drawn is None:
         return FigureResult(key, title, "", None, "no adv/* or val/* metrics logged")
     fig, axes, _ = drawn
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({_band_text(band)}). A rising KL "
+    cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({band_text(band)}). A rising KL "
            "share with a shrinking advantage std means the KL anchor, not the score, drives PPO.")
     return FigureResult(key, title, cap, fig)
 
@@ -207,7 +207,7 @@ def overopt_section(study) -> Section:
         if not runs:
             continue
         pooled = {"alpha": np.nan, "beta": np.nan, "r2": np.nan, "d_peak": np.nan, "n": 0}
-        if not m.empty and _has(m, "eval/gold"):
+        if not m.empty and has(m, "eval/gold"):
             d = m[m["variant"] == v].copy()
             d["g"] = pd.to_numeric(d["eval/gold"], errors="coerce")
             base = d.sort_values("round").groupby("run")["g"].first()

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from rlhfsim.report import dose as DR
-from rlhfsim.report.figures import FigureResult, _plt, _sns
+from rlhfsim.report.plots import FigureResult, pyplot, seaborn_theme
 
 ROW_LABELS = {"mean/adv/gold_corr": "advantage fidelity\n(corr. with gold advantage)", "gold_gain": "gold gain\n(final − SFT)",
               "mean/surgery/shape_rel": "collapse of the reward\nthe optimiser saw"}
@@ -46,9 +46,9 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
         return FigureResult(key, title, "", None, "no complete seed yet (a seed enters when every variant has finished)")
     eps = rows_for(frame, primary)
     tab = DR.slope_table(study, d, primary).set_index(["endpoint", "group"])
-    _sns()
+    seaborn_theme()
     groups = d.groups
-    fig, axes = _plt().subplots(len(eps), len(groups), figsize=(3.4 * len(groups) + 0.6, 2.5 * len(eps) + 0.7),
+    fig, axes = pyplot().subplots(len(eps), len(groups), figsize=(3.4 * len(groups) + 0.6, 2.5 * len(eps) + 0.7),
                                 squeeze=False, sharex=True, sharey="row")
     seeds = sorted(frame["seed"].unique())
     handles = {}
