@@ -33,9 +33,11 @@ class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
-    better: Literal["higher", "lower", "closer"] = Field("higher", description="Which direction of the endpoint is an improvement; "
-                                                         "'closer': closer to the endpoint's documented target (experiment/ids.py "
-                                                         "TARGET, e.g. shape_rel's 0), where 'lower' is read the same way.")
+    better: Literal["higher", "lower", "closer"] | None = Field(None, description="Which direction of the endpoint is an "
+                                                                "improvement; 'closer': closer to the endpoint's documented "
+                                                                "target (experiment/metrics.py, e.g. shape_rel's 0), where "
+                                                                "'lower' is read the same way. Left out: the direction "
+                                                                "experiment/metrics.py declares, else higher.")
     margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
                                  "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
                                  "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
@@ -82,6 +84,9 @@ class Endpoint(BaseModel):
     @model_validator(mode="after")
     def _direction(self) -> Endpoint:
         target = documented_target(self.endpoint)
+        if self.better is None:  # declared once (experiment/metrics.py): the experiment need not restate it
+            self.better = documented_better(self.endpoint) or "higher"
+            return self
         if self.better == "closer" and target is None:
             raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
                              "declare higher or lower")
@@ -89,8 +94,10 @@ class Endpoint(BaseModel):
             return self
         doc = documented_better(self.endpoint)
         if doc is not None and doc != self.better:
+            doc = f"closer to {target:g}" if target is not None else doc
             raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
-                             f"but the experiment says better: {self.better}; declare better: {doc}")
+                             f"but the experiment says better: {self.better}; declare better: {documented_better(self.endpoint)}"
+                             + (" (or lower, read the same way), or leave better: out" if target is not None else ""))
         return self
 
 class LabelFactor(BaseModel):
