@@ -4,6 +4,7 @@ experiment's `primary` / `secondary` endpoints may name. Light on imports: the s
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from rlhfsim.experiment.metrics import ENDPOINTS, PREFIXES, ROUND_METRICS, direction
 
@@ -18,6 +19,17 @@ FIGURE_IDS = (
     # KL inside each round per arm, and the proxy-gold gap by round
     "iterated_frontiers", "iterated_gap",
 )
+# plug-in figures: one file each, named by the figure's id (report/registry.py). Read by name, never imported here: the
+# experiment-file model sits below the report package
+PLUGIN_FIGURES = Path(__file__).resolve().parents[1] / "report" / "figs"
+
+
+def figure_ids() -> tuple[str, ...]:
+    """FIGURE_IDS and the plug-in figures' ids (their file names in rlhfsim/report/figs/)."""
+    extra = sorted(p.stem for p in PLUGIN_FIGURES.glob("*.py") if not p.stem.startswith("_"))
+    return FIGURE_IDS + tuple(x for x in extra if x not in FIGURE_IDS)
+
+
 # columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged
 OPEN_PREFIXES = PREFIXES
 

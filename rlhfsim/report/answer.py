@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from rlhfsim.report.plots import FigureResult, pyplot
+from rlhfsim.report.plots import FigureResult, Section, pyplot
 from rlhfsim.report.stats import MIN_P_SEEDS, compare, verdict
 from rlhfsim.report.tables import finished
 
@@ -117,7 +117,6 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
 
 def seed_section(study):
     """Per seed: the baseline's primary value and each variant's paired difference to it (the values the Answer tests)."""
-    from rlhfsim.report.dynamics import Section
     from rlhfsim.report.stats import drop_censored
 
     primary = endpoints(study)[0]

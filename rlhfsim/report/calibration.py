@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlhfsim.report.plots import FigureResult, pyplot, seaborn_theme
+from rlhfsim.report.plots import FigureResult, Section, pyplot, seaborn_theme
 
 TYPES = ("", "closed_", "open_")  # overall, then per type; metric names rm/<t>pairwise_acc, rm/<t>within_prompt_spearman
 N_BOOT = 10_000
@@ -153,8 +153,6 @@ def _f(x: float, fmt: str = "{:.2f}") -> str:
 
 def calibration_section(study):
     """The calibration table as a report section (only when the experiment asks for the calibration headline)."""
-    from rlhfsim.report.dynamics import Section
-
     if "calibration" not in study.headline:
         return None
     tab = calibration_table(study)

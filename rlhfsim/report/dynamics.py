@@ -7,26 +7,22 @@ fidelity, and the propagation correlations. Tables are read off each run's summa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.plots import FigureResult, band_text, has, legend_once, pyplot, round_panels, seaborn_theme
+from rlhfsim.report.plots import (
+    FigureResult,
+    Section,
+    band_text,
+    has,
+    legend_once,
+    pyplot,
+    round_panels,
+    seaborn_theme,
+)
 from rlhfsim.report.select import variant_groups
-
-
-@dataclass
-class Section:
-    """A titled table of the report: header, rows of strings, and a note under it."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str
-
 
 # ----------------------------------------------------------------------------- figures
 
@@ -118,8 +114,9 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
             mv = mean[mean["variant"] == v].sort_values("round")
             seeds = list(d[d["variant"] == v].sort_values("round").groupby("seed"))
             for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
-                for _, sv in seeds:  # each seed thin, so n is visible
-                    ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
+                for _, sv in seeds:  # each seed thin, so n is visible (none where the arm has no values, e.g. a gold arm's proxy)
+                    if sv[c].notna().any():
+                        ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
                 ok = mv[c].notna()
                 ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
                 if ok.any():
@@ -134,6 +131,7 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
            "round is labelled. The proxy of a round is "
            "that round's reward model, so it is one fixed function only while the reward model is frozen.")
     return FigureResult(key, title, cap, fig)
+
 
 
 def fig_signal(study, pal, band="sd") -> FigureResult:
@@ -304,12 +302,3 @@ def propagation_section(study) -> Section:
             f"model. With {n_lo}-{n_hi} rounds a run, a single run's correlation has a null 95% band of {band} (at {n_lo}); read the sign consistency "
             "over seeds. Pairs with no defined value in any run are not shown.")
     return Section("Propagation: reward-model state → advantage fidelity → gold change", ["x → y", *study.variants], rows, note)
-
-
-def sections(study) -> list[Section]:
-    from rlhfsim.report.calibration import calibration_section
-    from rlhfsim.report.cost import cost_section  # cost.py imports Section from here
-
-    out = [calibration_section(study), overopt_section(study), gao_shape_section(study), stagnation_section(study),
-           propagation_section(study), cost_section(study)]
-    return [s for s in out if s is not None]

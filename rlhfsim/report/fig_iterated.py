@@ -17,10 +17,9 @@ from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report import iterated as IT
 from rlhfsim.report.answer import endpoints
-from rlhfsim.report.dynamics import Section
 from rlhfsim.report.facets import row_height, top_margin
 from rlhfsim.report.iterated_claims import arm_roles, predictions, summary_line
-from rlhfsim.report.plots import FigureResult, band_text, legend_once, lineplot, pyplot
+from rlhfsim.report.plots import FigureResult, Section, band_text, legend_once, lineplot, pyplot
 from rlhfsim.report.select import factor_value, variant_groups
 from rlhfsim.report.stats import MIN_P_SEEDS, verdict
 from rlhfsim.report.tables import finished

@@ -44,8 +44,10 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
         return FigureResult(key, title, "", None, "no run logged eval/gold")
     panels = [("eval/gold", GOLD_LABEL, "gold (true) reward"), ("eval/proxy", "proxy reward (reward-model scale)", "proxy (learned) reward"),
               ("eval/kl", "KL(policy ‖ SFT) per completion (nats)", "KL to the reference")]
+    panels = [p for p in panels if p[0] == "eval/gold" or has(m, p[0])]  # e.g. no proxy panel when every arm optimises gold
     groups = variant_groups(study)
-    fig, grid = plt.subplots(len(groups), 3, figsize=(15, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
+    fig, grid = plt.subplots(len(groups), len(panels), figsize=(5 * len(panels), row_height(4.6, len(groups)) * len(groups)),
+                             squeeze=False)
     for axes, (label, vs) in zip(grid, groups):
         for ax, (col, ylabel, sub) in zip(axes, panels):
             lineplot(ax, m[m["variant"].isin(vs)], col, study, pal, band)
@@ -76,8 +78,9 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
     cap += ("; triangles the round from which gold stopped rising while the policy kept moving (stagnation). " if stalled else
             " (no seed stagnated). ")
     utilities = len(config_values(study, "reward.utility")) > 1 or len(config_values(study, "reward.prompt_aware")) > 1
-    cap += ("Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "")
-            + "; KL is the k1 estimate per completion.")
+    if any(p[0] == "eval/proxy" for p in panels):
+        cap += "Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "") + "; "
+    cap += "KL is the k1 estimate per completion." if any(p[0] == "eval/kl" for p in panels) else ""
     return FigureResult(key, title, cap, fig)
 
 

@@ -20,7 +20,7 @@ from rlhfsim.report.bands import metric_bounds, seed_interval
 from rlhfsim.report.facets import row_height, row_legends
 from rlhfsim.report.select import PROXY_PREFIXES, gold_source_variants, variant_groups
 
-__all__ = ["BASELINE_GREY", "GOLD_LABEL", "ROUND_LABEL", "FigureResult", "band_text", "errorbar", "has", "int_rounds", "legend_once",
+__all__ = ["BASELINE_GREY", "GOLD_LABEL", "ROUND_LABEL", "FigureResult", "Section", "band_text", "errorbar", "has", "int_rounds", "legend_once",
            "lineplot", "palette", "pyplot", "round_panels", "seaborn_theme"]
 
 
@@ -31,6 +31,16 @@ class FigureResult:
     caption: str
     fig: object | None  # matplotlib Figure
     skipped: str | None = None  # why there is no figure
+
+
+@dataclass
+class Section:
+    """A titled table of the report: header, rows of strings, and a note under it (both back-ends render it)."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str
 
 
 BASELINE_GREY = (0.45, 0.45, 0.45)
