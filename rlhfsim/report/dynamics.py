@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
+from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_rl, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
 from rlhfsim.report.plots import (
+    R2_ADEQUATE,
     FigureResult,
     Section,
     band_text,
@@ -109,6 +110,7 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     mean = d.groupby(["variant", "round"], as_index=False)[cols].mean()
     groups = [(lab, [v for v in vs if v in set(mean["variant"])]) for lab, vs in variant_groups(study)]
     fig, grid = plt.subplots(len(groups), 2, figsize=(12, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
+    fitted: set[str] = set()
     for axes, (label, vs) in zip(grid, groups):
         for v in vs:
             mv = mean[mean["variant"] == v].sort_values("round")
@@ -122,6 +124,12 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
                 if ok.any():
                     last = mv[ok].iloc[-1]
                     ax.annotate(f"r{int(last['round'])}", (last["eval/sqrt_kl"], last[c]), fontsize=7, color=pal[v])
+        for v in vs:  # the Gao RL form on the gold panel, only where it describes the arm (R² adequate)
+            f = gold_fit(d[d["variant"] == v])
+            if f is not None:
+                xs, ys = f
+                axes[1].plot(xs, ys, color=pal[v], lw=2.2, ls="--")
+                fitted.add(v)
         suffix = f" ({label})" if label else ""
         axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy" + suffix)
         axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold" + suffix)
@@ -129,9 +137,26 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("One point per round (mean over seeds), joined in round order, over each seed's own path (thin lines); the last "
            "round is labelled. The proxy of a round is "
-           "that round's reward model, so it is one fixed function only while the reward model is frozen.")
+           "that round's reward model, so it is one fixed function only while the reward model is frozen. Dashed on the gold "
+           f"panel: the Gao et al. RL form d(α − β log d) fitted to the arm's gold gain over round 0 (all seeds pooled), drawn "
+           f"over the observed d and only where R² ≥ {R2_ADEQUATE:g} ({len(fitted)} of {len(mean['variant'].unique())} arms).")
     return FigureResult(key, title, cap, fig)
 
+
+def gold_fit(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sqrt KL grid, fitted gold) of one arm's rounds (columns seed, round, eval/sqrt_kl, eval/gold): the Gao RL form
+    fitted to the gain over each seed's round 0, pooled, plus the arms' mean round-0 gold; None when R² < R2_ADEQUATE."""
+    d = d.dropna(subset=["eval/sqrt_kl", "eval/gold"]).sort_values("round")
+    if d.empty:
+        return None
+    g0 = d.groupby("seed")["eval/gold"].first()
+    x, gain = d["eval/sqrt_kl"].to_numpy(float), (d["eval/gold"] - d["seed"].map(g0)).to_numpy(float)
+    f = fit_gao(x, gain, form="rl")
+    r2 = float(f.get("r2", np.nan))
+    if not (np.isfinite(f.get("alpha", np.nan)) and np.isfinite(r2) and r2 >= R2_ADEQUATE and x.max() > 0):
+        return None
+    xs = np.linspace(max(float(x[x > 0].min()), 1e-6), float(x.max()), 100)
+    return xs, float(g0.mean()) + gao_rl(xs, f["alpha"], f["beta"])
 
 
 def fig_signal(study, pal, band="sd") -> FigureResult:

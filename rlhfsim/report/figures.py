@@ -15,6 +15,7 @@ from rlhfsim.diagnostics.overopt import fit_gao, gao_rl
 from rlhfsim.report.facets import row_height, top_margin
 from rlhfsim.report.plots import (  # noqa: F401 (FigureResult, palette: re-exported for the figures' callers)
     GOLD_LABEL,
+    R2_ADEQUATE,
     ROUND_LABEL,
     FigureResult,
     band_text,
@@ -146,7 +147,7 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
         if np.isfinite(f.get("alpha", np.nan)) and hi_d > lo_d:
             xs = np.linspace(max(lo_d, 1e-6), hi_d, 100)  # only where there are data
             r2 = float(f.get("r2", np.nan))
-            weak = not (np.isfinite(r2) and r2 >= 0.5)
+            weak = not (np.isfinite(r2) and r2 >= R2_ADEQUATE)
             ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=1.2 if weak else 2.4, alpha=0.35 if weak else 1.0,
                     ls="--" if weak else "-")
             peak = float(f["d_peak"]) if f.get("d_peak") is not None else np.nan

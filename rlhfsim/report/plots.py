@@ -20,7 +20,7 @@ from rlhfsim.report.bands import metric_bounds, seed_interval
 from rlhfsim.report.facets import row_height, row_legends
 from rlhfsim.report.select import PROXY_PREFIXES, gold_source_variants, variant_groups
 
-__all__ = ["BASELINE_GREY", "GOLD_LABEL", "ROUND_LABEL", "FigureResult", "Section", "band_text", "errorbar", "has", "int_rounds", "legend_once",
+__all__ = ["BASELINE_GREY", "GOLD_LABEL", "R2_ADEQUATE", "ROUND_LABEL", "FigureResult", "Section", "band_text", "errorbar", "has", "int_rounds", "legend_once",
            "lineplot", "palette", "pyplot", "round_panels", "seaborn_theme"]
 
 
@@ -44,6 +44,7 @@ class Section:
 
 
 BASELINE_GREY = (0.45, 0.45, 0.45)
+R2_ADEQUATE = 0.5  # a fitted curve with R² below this is not drawn as a finding (faded, or left out)
 
 
 def palette(variants: list[str], baseline: str | None = None, keys: dict[str, str] | None = None) -> dict[str, tuple]:

@@ -31,7 +31,7 @@ from rlhfsim.report import collapse_study as CS
 from rlhfsim.report import dynamics as D
 from rlhfsim.report import fig_rewards as R
 from rlhfsim.report import figures as F
-from rlhfsim.report.answer import fig_effect_sizes, seed_section
+from rlhfsim.report.answer import endpoints, fig_effect_sizes, seed_section
 from rlhfsim.report.cost import cost_section
 from rlhfsim.report.fig_audits import fig_audits
 from rlhfsim.report.fig_dose import fig_dose_response
@@ -128,6 +128,13 @@ def audits_off(page: Page) -> str | None:
     return None
 
 
+def _primary(study: Study) -> tuple[str, float | None]:
+    """(endpoint, declared equivalence margin per unit dose, or None: none declared, or a contrast is tested) of the
+    study's primary."""
+    p = endpoints(study)[0]
+    return p["endpoint"], None if p.get("contrast") else p.get("margin")
+
+
 def _phase_page(page: Page) -> str | None:
     return "the phase diagram and its tables show the dial effect per source and optimiser" if page.kind == "phase" else None
 
@@ -154,7 +161,7 @@ CORE_FIGURES: list[Figure] = [
     Figure("fig10_learning_signal", lambda p: D.fig_signal(p.study, p.pal, p.band), quiet=True),
     Figure("fig11_audits", lambda p: fig_audits(p.study, p.pal, p.band), needs=("audit/alarms",), when=audits_off, quiet=True),
     Figure("fig13_reward_training", lambda p: fig_mitigation(p.study, p.pal, p.band), quiet=True),
-    Figure("dose_response", lambda p: fig_dose_response(p.study, p.pal, p.band), kinds=("dose", "phase"),
+    Figure("dose_response", lambda p: fig_dose_response(p.study, p.pal, p.band, *_primary(p.study)), kinds=("dose", "phase"),
            when=_phase_page, quiet=True),
     Figure("calibration", lambda p: CAL.fig_calibration(p.study, p.pal, p.band), kinds=("calibration",), quiet=True),
     Figure("phase_diagram", lambda p: fig_phase_diagram(p.study, p.pal, p.band), kinds=("phase",), quiet=True),

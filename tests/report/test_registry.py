@@ -211,6 +211,24 @@ def test_the_shipped_plug_in_is_a_figure_of_its_kinds(tmp_path):
     assert not draw_figures(_page(study, "ab"), [], REG.plugins())[0]
 
 
+# ----------------------------------------------------------------------------- the over-optimisation overlay
+
+
+def test_the_overlay_draws_a_gao_fit_only_where_it_describes_the_arm():
+    import pandas as pd
+
+    from rlhfsim.diagnostics.overopt import gao_rl
+    from rlhfsim.report.dynamics import gold_fit
+
+    d = np.tile(np.linspace(0, 2, 9), 3)
+    rows = pd.DataFrame({"seed": np.repeat([0, 1, 2], 9), "round": np.tile(np.arange(9), 3), "eval/sqrt_kl": d,
+                         "eval/gold": 0.3 + np.repeat([0.0, 0.01, -0.01], 9) + gao_rl(np.maximum(d, 1e-9), 0.5, 0.4)})
+    xs, ys = gold_fit(rows)
+    assert xs.max() == pytest.approx(2.0) and ys == pytest.approx(0.3 + gao_rl(xs, 0.5, 0.4), abs=1e-6)  # the known curve
+    noise = rows.assign(**{"eval/gold": 0.3 + np.random.default_rng(0).normal(0, 0.05, len(rows))})
+    assert gold_fit(noise) is None  # R² below R2_ADEQUATE: no curve drawn as a finding
+
+
 # ----------------------------------------------------------------------------- the page of a kind
 
 
@@ -251,3 +269,25 @@ def test_an_ab_page_first_screen_is_question_verdict_and_figure(ab_page, tmp_pat
     spans = [tuple(map(int, x.split(":"))) for x in re.search(r'data-first="([^"]*)"', dom).group(1).split(",")]
     assert all(0 <= top < 900 for top, _ in spans), spans
     assert spans[2][1] - spans[2][0] > 100  # the figure, not a sliver
+
+
+def test_a_dose_page_draws_the_equivalence_band_of_a_declared_margin(tmp_path):
+    root = tmp_path / "runs" / "dose"
+    for seed in range(3):
+        for x in (0.0, 1.0):
+            d = fab_run(root, f"ppo_d{x:g}", seed, 0.05, 0.0)
+            _edit_configs(root, f"ppo_d{x:g}", lambda c, x=x: c.setdefault("surgery", {}).update(dial=x))
+    (root / "experiment.yaml").write_text(yaml.safe_dump({
+        "name": "dose", "question": "q?", "base_overrides": {"device": "cpu"}, "seeds": [0, 1, 2], "baseline": "ppo_d0",
+        "variants": {"ppo_d0": {"surgery.dial": 0.0}, "ppo_d1": {"surgery.dial": 1.0}}, "factors": {"dial": "surgery.dial"},
+        "primary": {"endpoint": "gold_gain", "margin": 0.05}}))
+    study = load_study([root])
+    assert design_kind(study) == "dose" and d.is_dir()
+    drawn, _ = draw_figures(_page(study, "dose"), answering_figures(study), _by_id("effect_sizes", "dose_response", "rm_accuracy"))
+    assert [r.key for r in drawn] == ["dose_response", "rm_accuracy"]  # the answering figure first; no effect against ppo_d0
+    dose = drawn[0]
+    assert "equivalence band" in dose.caption and "±0.05 per unit dial" in dose.caption
+    (ax,) = [a for a in dose.fig.axes if "gold gain" in a.get_ylabel()]
+    (band,) = [c for c in ax.collections if "Poly" in type(c).__name__]  # the filled band (error bars are line collections)
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.max() - ys.min() == pytest.approx(0.10, abs=1e-9)  # ±0.05 at dose 1 around the dose-0 mean
