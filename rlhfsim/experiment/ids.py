@@ -4,6 +4,9 @@ experiment's `primary` / `secondary` endpoints may name. Light on imports: the s
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+
+from rlhfsim.experiment.metrics import ENDPOINTS, PREFIXES, ROUND_METRICS, direction
 
 FIGURE_IDS = (
     "effect_sizes", "fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig3_gold_vs_sqrt_kl", "fig4_reward_distributions",
@@ -16,52 +19,42 @@ FIGURE_IDS = (
     # KL inside each round per arm, and the proxy-gold gap by round
     "iterated_frontiers", "iterated_gap",
 )
+# plug-in figures: one file each, named by the figure's id (report/registry.py). Read by name, never imported here: the
+# experiment-file model sits below the report package
+PLUGIN_FIGURES = Path(__file__).resolve().parents[1] / "report" / "figs"
+
+
+def figure_ids() -> tuple[str, ...]:
+    """FIGURE_IDS and the plug-in figures' ids (their file names in rlhfsim/report/figs/)."""
+    extra = sorted(p.stem for p in PLUGIN_FIGURES.glob("*.py") if not p.stem.startswith("_"))
+    return FIGURE_IDS + tuple(x for x in extra if x not in FIGURE_IDS)
+
+
 # columns of summary.csv that are not summary.json fields; final/<metric> and mean/<metric> depend on what was logged
-OPEN_PREFIXES = ("final/", "mean/")
+OPEN_PREFIXES = PREFIXES
 
 
-# The direction docs/metrics.md documents ("Endpoint directions") for endpoints that have one by definition; an
-# experiment declaring the other is refused at load, since a sign error turns every verdict round. Endpoints whose
-# better direction is the study's choice (KL, peak or stagnation rounds, Gao parameters, audit leads) are not listed.
-BETTER = {
-    "gold_gain": "higher", "gold_gain_late": "higher", "gold_final": "higher", "gold_peak": "higher", "gold_open_final": "higher",
-    "accuracy_closed_final": "higher", "gold_drop_after_peak": "higher",  # final - peak <= 0: closer to 0 is better
-    "rm_pairwise_acc_final": "higher", "collapse_shape_rel_final": "lower", "collapse_probe_shape_rel_final": "lower",
-}
-# the same for the metrics under final/ and mean/ (adv/*: agreement of the applied advantages with gold's)
-METRIC_BETTER = {
-    "eval/gold": "higher", "eval/accuracy_closed": "higher", "rm/pairwise_acc": "higher", "rm/heldout_acc": "higher",
-    "collapse/shape_rel": "lower", "collapse/probe_shape_rel": "lower", "adv/gold_corr": "higher",
-    "adv/gold_corr_seq": "higher", "adv/sign_agree": "higher", "adv/sign_agree_seq": "higher", "adv/pair_agree": "higher",
-    "adv/pg_cos": "higher", "adv/gold_corr_score": "higher", "adv/sign_agree_score": "higher",
-}
-
-
-# endpoints whose better direction is "closer to a target": shape_rel is 0 when the model's profiles are as
-# prompt-dependent as gold's, 1 when collapsed, and < 0 when more spread than gold (not "less collapsed"); a paired
-# test of such an endpoint runs on the per-seed distance |value - target| (report/stats.py compare).
-TARGET = {"collapse_shape_rel_final": 0.0, "collapse_probe_shape_rel_final": 0.0}
-METRIC_TARGET = {"collapse/shape_rel": 0.0, "collapse/probe_shape_rel": 0.0}
+# Directions are declared once, in experiment/metrics.py; these are views of it. BETTER / METRIC_BETTER: the
+# direction docs/metrics.md documents ("Endpoint directions") for endpoints that have one by definition ("closer" for
+# those with a target); TARGET / METRIC_TARGET: the target of a "closer to the target" endpoint (a paired test of such
+# an endpoint runs on the per-seed distance |value - target|, report/stats.py compare).
+BETTER = {k: m.better for k, m in ENDPOINTS.items() if m.better}
+METRIC_BETTER = {k: m.better for k, m in ROUND_METRICS.items() if m.better}
+TARGET = {k: m.target for k, m in ENDPOINTS.items() if m.target is not None}
+METRIC_TARGET = {k: m.target for k, m in ROUND_METRICS.items() if m.target is not None}
 
 
 def documented_target(name: str) -> float | None:
     """The target value of an endpoint whose better direction is "closer to the target", else None."""
-    if name in TARGET:
-        return TARGET[name]
-    for prefix in OPEN_PREFIXES:
-        if name.startswith(prefix):
-            return METRIC_TARGET.get(name[len(prefix):])
-    return None
+    m = direction(name)
+    return None if m is None else m.target
 
 
 def documented_better(name: str) -> str | None:
-    """'higher' / 'lower' where docs/metrics.md fixes the endpoint's better direction, else None (the study's choice)."""
-    if name in BETTER:
-        return BETTER[name]
-    for prefix in OPEN_PREFIXES:
-        if name.startswith(prefix):
-            return METRIC_BETTER.get(name[len(prefix):])
-    return None
+    """'higher' / 'lower' / 'closer' where docs/metrics.md fixes the endpoint's better direction, else None (the
+    study's choice)."""
+    m = direction(name)
+    return None if m is None else m.better
 
 
 @functools.lru_cache(maxsize=1)

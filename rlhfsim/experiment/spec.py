@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rlhfsim.config import ConfigError, apply_overrides, config_from_dict, dump_config, parse_override, read_yaml
 from rlhfsim.experiment.design import check_dose_primary, check_factor_levels, check_phase, check_where
-from rlhfsim.experiment.ids import FIGURE_IDS, check_endpoint, documented_better, documented_target
+from rlhfsim.experiment.ids import check_endpoint, documented_better, documented_target, figure_ids
 from rlhfsim.experiment.names import dedup_names, grid_variants, safe_name, set_dotted
 from rlhfsim.files import atomic_write_text
 
@@ -33,9 +33,11 @@ class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
-    better: Literal["higher", "lower", "closer"] = Field("higher", description="Which direction of the endpoint is an improvement; "
-                                                         "'closer': closer to the endpoint's documented target (experiment/ids.py "
-                                                         "TARGET, e.g. shape_rel's 0), where 'lower' is read the same way.")
+    better: Literal["higher", "lower", "closer"] | None = Field(None, description="Which direction of the endpoint is an "
+                                                                "improvement; 'closer': closer to the endpoint's documented "
+                                                                "target (experiment/metrics.py, e.g. shape_rel's 0), where "
+                                                                "'lower' is read the same way. Left out: the direction "
+                                                                "experiment/metrics.py declares, else higher.")
     margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
                                  "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
                                  "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
@@ -82,6 +84,9 @@ class Endpoint(BaseModel):
     @model_validator(mode="after")
     def _direction(self) -> Endpoint:
         target = documented_target(self.endpoint)
+        if self.better is None:  # declared once (experiment/metrics.py): the experiment need not restate it
+            self.better = documented_better(self.endpoint) or "higher"
+            return self
         if self.better == "closer" and target is None:
             raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
                              "declare higher or lower")
@@ -89,8 +94,10 @@ class Endpoint(BaseModel):
             return self
         doc = documented_better(self.endpoint)
         if doc is not None and doc != self.better:
+            doc = f"closer to {target:g}" if target is not None else doc
             raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
-                             f"but the experiment says better: {self.better}; declare better: {doc}")
+                             f"but the experiment says better: {self.better}; declare better: {documented_better(self.endpoint)}"
+                             + (" (or lower, read the same way), or leave better: out" if target is not None else ""))
         return self
 
 class LabelFactor(BaseModel):
@@ -142,7 +149,11 @@ class ExperimentSpec(BaseModel):
                                      "paired by seed (report/stats.py).")
     secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
                                       "them and all variants.")
-    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py FIGURE_IDS).")
+    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py figure_ids()).")
+    design: Literal["ab", "dose", "overopt", "calibration", "phase", "iterated"] | None = Field(
+        None, description="The study's design kind, which shapes its report page (report/kinds.py): ab (each arm against the "
+        "baseline), dose (dose-response), overopt (over-optimisation), calibration (measured quality against the knob), phase "
+        "(phase diagram), iterated (iterated RLHF). Left out: inferred from the factors, headline and primary endpoint.")
     factors: dict[str, str | LabelFactor] = Field(default_factory=dict, description="Design factors: name -> dotted config "
                                                   "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
                                                   "level read from the variant's name, LabelFactor); the report facets figures by "
@@ -151,9 +162,9 @@ class ExperimentSpec(BaseModel):
     @field_validator("headline")
     @classmethod
     def _headline(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in FIGURE_IDS]
+        bad = [x for x in v if x not in figure_ids()]
         if bad:
-            raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(FIGURE_IDS)}")
+            raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(figure_ids())}")
         return v
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-run resources on Ray (--backend ray).")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from rlhfsim.report.figures import FigureResult, _plt
+from rlhfsim.report.plots import FigureResult, Section, pyplot
 from rlhfsim.report.stats import MIN_P_SEEDS, compare, verdict
 from rlhfsim.report.tables import finished
 
@@ -72,7 +72,7 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
     ncol = min(3, len(eps))
     nrow = int(np.ceil(len(eps) / ncol))
     h = max(1.6, 0.32 * len(variants) + 0.9)
-    fig, axes = _plt().subplots(nrow, ncol, figsize=(4.6 * ncol, h * nrow), squeeze=False, sharey=True)
+    fig, axes = pyplot().subplots(nrow, ncol, figsize=(4.6 * ncol, h * nrow), squeeze=False, sharey=True)
     ys = {v: i for i, v in enumerate(reversed(variants))}
     for ax, ep in zip(axes.ravel(), eps):
         sub = c[c["endpoint"] == ep]
@@ -117,7 +117,6 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
 
 def seed_section(study):
     """Per seed: the baseline's primary value and each variant's paired difference to it (the values the Answer tests)."""
-    from rlhfsim.report.dynamics import Section
     from rlhfsim.report.stats import drop_censored
 
     primary = endpoints(study)[0]

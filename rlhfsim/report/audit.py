@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.audit import ALARMS, warning_summary
+from rlhfsim.report.plots import Section
+from rlhfsim.report.select import audits_on
 
 NOTE = ("Per variant over seeds. first: the first round an alarm fired (rounds with the reward model of that round, "
         "before its PPO); fired: seeds where it fired at all, and how many rounds it was on (mean). Lead on peak = "
@@ -21,8 +23,6 @@ NOTE = ("Per variant over seeds. first: the first round an alarm fired (rounds w
 
 def run_warnings(study) -> pd.DataFrame:
     """One row per (run, alarm): variant, seed, first round, rounds fired, peak/drop rounds and leads."""
-    from rlhfsim.report.select import audits_on
-
     rows = []
     for r in study.runs:
         if r.metrics is None or r.metrics.empty or "eval/gold" not in r.metrics or not audits_on(r):
@@ -146,29 +146,32 @@ def gold_table(study) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
-def markdown(study, md_table) -> list[str]:
-    """The '## Audits' section as Markdown lines (md_table renders a header and rows)."""
-    gh, gr = gold_table(study)
+def sections(study) -> list[Section]:
+    """The audit tables as report sections (gold per variant, alarms against the gold peak and drop, detection); []
+    when no run logged audit alarms."""
     wh, wr = warning_table(study)
     if not wr:
+        return []
+    return [Section("Audits: gold reward per variant", *gold_table(study), "Mean ± sd over seeds."),
+            Section("Audits: alarms against the gold peak and drop", wh, wr, NOTE),
+            Section("Audits: does each alarm discriminate runs whose gold dropped from runs whose gold held?", *detection_table(study),
+                    DETECTION_NOTE)]
+
+
+def markdown(study, md_table) -> list[str]:
+    """The audit sections under one '## Audits' heading as Markdown lines (md_table renders a header and rows)."""
+    secs = sections(study)
+    if not secs:
         return ["## Audits", "", "_No run logged audit alarms (audit/alarm_* columns)._", ""]
-    dh, dr = detection_table(study)
-    return ["## Audits", "", "Gold reward per variant (mean ± sd over seeds):", "", *md_table(gh, gr), "",
-            "Alarms against the gold peak and drop:", "", *md_table(wh, wr), "", NOTE, "",
-            "Does each alarm discriminate runs whose gold dropped from runs whose gold held?", "", *md_table(dh, dr), "",
-            DETECTION_NOTE, ""]
+    return ["## Audits", ""] + [x for s in secs for x in (f"{s.title}:", "", *md_table(s.header, s.rows), "", s.note, "")]
 
 
 def html(study, html_table) -> str:
-    """The same section as HTML (html_table renders a header and rows)."""
+    """The same as HTML (html_table renders a header and rows)."""
     from html import escape
 
-    gh, gr = gold_table(study)
-    wh, wr = warning_table(study)
-    if not wr:
+    secs = sections(study)
+    if not secs:
         return "<h2 id='audits'>Audits</h2><p><em>No run logged audit alarms (audit/alarm_* columns).</em></p>"
-    dh, dr = detection_table(study)
-    return ("<h2 id='audits'>Audits</h2><p>Gold reward per variant (mean ± sd over seeds):</p>" + html_table(gh, gr)
-            + "<p>Alarms against the gold peak and drop:</p>" + html_table(wh, wr) + f"<p class='note'>{escape(NOTE)}</p>"
-            + "<p>Does each alarm discriminate runs whose gold dropped from runs whose gold held?</p>"
-            + html_table(dh, dr) + f"<p class='note'>{escape(DETECTION_NOTE)}</p>")
+    return "<h2 id='audits'>Audits</h2>" + "".join(f"<p>{escape(s.title)}:</p>" + html_table(s.header, s.rows)
+                                                   + f"<p class='note'>{escape(s.note)}</p>" for s in secs)

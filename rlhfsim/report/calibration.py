@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlhfsim.report.figures import FigureResult, _plt, _sns
+from rlhfsim.report.plots import FigureResult, Section, pyplot, seaborn_theme
 
 TYPES = ("", "closed_", "open_")  # overall, then per type; metric names rm/<t>pairwise_acc, rm/<t>within_prompt_spearman
 N_BOOT = 10_000
@@ -114,8 +114,8 @@ def fig_calibration(study, pal=None, band=None) -> FigureResult:
     tab = calibration_table(study)
     if runs.empty or tab["gain_share"].isna().all():
         return FigureResult(key, title, "", None, "no gold-source (ceiling) arm with finished runs")
-    _sns()
-    fig, axes = _plt().subplots(1, 2, figsize=(12, 4.8))
+    seaborn_theme()
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.8))
     colours = pal or {}
     ceiling = runs[runs["source"] == "gold"].set_index("seed")["gain"]
     for ax, when, label in ((axes[0], "r1", "round 1"), (axes[1], "last", "last round")):
@@ -153,8 +153,6 @@ def _f(x: float, fmt: str = "{:.2f}") -> str:
 
 def calibration_section(study):
     """The calibration table as a report section (only when the experiment asks for the calibration headline)."""
-    from rlhfsim.report.dynamics import Section
-
     if "calibration" not in study.headline:
         return None
     tab = calibration_table(study)

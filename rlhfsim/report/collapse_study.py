@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlhfsim.report.plots import FigureResult, errorbar, pyplot, seaborn_theme
+from rlhfsim.report.select import config_values
 from rlhfsim.reward.utilities import utility_from_spec
 from rlhfsim.theory import optimal_rewards
 
@@ -129,13 +131,11 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
 
 def fig_terminal_profiles(study, band: str = "sd"):
     """Sorted reward against response index per prompt type, one panel per variant, the finite-n optimum dashed."""
-    from rlhfsim.report.figures import FigureResult, _errorbar, _plt, _sns
-
     key, title = "fig12_terminal_profiles", "Terminal-phase sorted reward profiles on the training rankings (Song et al. fig. 1/3)"
     prof = run_profiles(study)
     if prof.empty:
         return FigureResult(key, title, "", None, "no run has rewards/train_round_XXX.parquet (set loop.diagnose_train: true)")
-    plt, sns = _plt(), _sns()
+    plt, sns = pyplot(), seaborn_theme()
     k = int(prof["index"].max())
     theory = theory_profiles(study, k)
     variants = [v for v in _variant_order(study) if v in set(prof["variant"])]
@@ -146,7 +146,7 @@ def fig_terminal_profiles(study, band: str = "sd"):
         for t in ("open", "closed"):
             st = sub[sub["prompt_type"] == t]
             if not st.empty:
-                sns.lineplot(data=st, x="index", y="reward", color=TYPE_COLOURS[t], errorbar=_errorbar(band), ax=ax,
+                sns.lineplot(data=st, x="index", y="reward", color=TYPE_COLOURS[t], errorbar=errorbar(band), ax=ax,
                              label=f"{t}-ended", legend=False)
         opts = [theory.get((v, t)) for t in ("open", "closed")]
         if opts[0] is not None and opts[1] is not None and np.allclose(opts[0], opts[1]):
@@ -163,8 +163,6 @@ def fig_terminal_profiles(study, band: str = "sd"):
            f"{n_seeds} seed(s); bands ±1 {'sd' if band == 'sd' else '95% CI'} over seeds. Dashed: the finite-n optimum of "
            f"sum_(i<j) U(r_i - r_j) for n = {k} and the utility exactly as trained (eps shift included; theory.optimal_rewards). "
            "Collapse: open and closed lines coincide with each other and the optimum.")
-    from rlhfsim.report.select import config_values
-
     if "True" in config_values(study, "reward.prompt_aware"):
         cap += " A prompt-aware panel has one optimum per prompt type."
     return FigureResult(key, title, cap, fig)

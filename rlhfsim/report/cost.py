@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlhfsim.report.dynamics import Section
+from rlhfsim.report.plots import Section
 
 PHASE_PREFIX = "time/"
 

@@ -7,26 +7,23 @@ fidelity, and the propagation correlations. Tables are read off each run's summa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_shares
+from rlhfsim.diagnostics.overopt import GAO_SHAPES, bon_kl, fit_gao, gao_bon, gao_rl, gao_shares
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.figures import FigureResult, _band_text, _has, _legend_once, _plt, _round_panels, _sns
+from rlhfsim.report.plots import (
+    R2_ADEQUATE,
+    FigureResult,
+    Section,
+    band_text,
+    has,
+    legend_once,
+    pyplot,
+    round_panels,
+    seaborn_theme,
+)
 from rlhfsim.report.select import variant_groups
-
-
-@dataclass
-class Section:
-    """A titled table of the report: header, rows of strings, and a note under it."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str
-
 
 # ----------------------------------------------------------------------------- figures
 
@@ -48,14 +45,14 @@ def _bon_long(m: pd.DataFrame, rnd: int) -> pd.DataFrame:
 
 def fig_best_of_n(study, pal, band="sd") -> FigureResult:
     """Gold gain and proxy of best-of-n against d = sqrt(log n - (n-1)/n), first and last trained round, with the bon-form fit."""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig8_best_of_n", "Best-of-n as a second optimiser: gold gain and proxy against sqrt(KL_bon)"
     m = study.metrics
-    if m.empty or not _has(m, "bon/gold_n1"):
+    if m.empty or not has(m, "bon/gold_n1"):
         return FigureResult(key, title, "", None, "no bon/* metrics (loop.bon_n = 0 in these runs)")
     trained = sorted(int(r) for r in m.loc[pd.to_numeric(m["bon/gold_n1"], errors="coerce").notna(), "round"].unique())
     picks = sorted({trained[0], trained[-1]})
-    sns = _sns()
+    sns = seaborn_theme()
     groups = variant_groups(study)  # one row of panels per design-factor group: at most ~5 colours a panel
     fig, grid = plt.subplots(len(groups), 2 * len(picks), figsize=(5.2 * 2 * len(picks), row_height(4.6, len(groups)) * len(groups)),
                              squeeze=False)
@@ -88,7 +85,7 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
                      title=f"round {rnd}: gold (line: fit d(α − βd)){row}")
             ax_p.set(xlabel="sqrt(KL_bon) (√nats)", ylabel="proxy of the chosen completion (RM scale)", title=f"round {rnd}: proxy{row}")
     axes = list(grid.ravel())
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("n = 1, 2, 4, ..., loop.bon_n completions per held-out prompt from the round's policy (before its PPO step), the "
            "proxy picks one; unbiased estimate over all n-subsets of the samples. Dots: mean over seeds (±1 sd); thick lines: "
@@ -101,10 +98,10 @@ def fig_best_of_n(study, pal, band="sd") -> FigureResult:
 
 def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     """Proxy and gold (per round, mean over seeds) against sqrt(KL to the SFT policy): does the proxy rise while gold falls?"""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig9_proxy_and_gold_vs_sqrt_kl", "Proxy and gold reward against sqrt(KL) per round"
     m = study.metrics
-    if m.empty or not _has(m, "eval/proxy") or not _has(m, "eval/sqrt_kl"):
+    if m.empty or not has(m, "eval/proxy") or not has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/proxy and eval/sqrt_kl per round")
     cols = ["eval/sqrt_kl", "eval/gold", "eval/proxy"]
     d = m[["variant", "seed", "round", *cols]].copy()
@@ -113,33 +110,59 @@ def fig_proxy_gold_kl(study, pal, band="sd") -> FigureResult:
     mean = d.groupby(["variant", "round"], as_index=False)[cols].mean()
     groups = [(lab, [v for v in vs if v in set(mean["variant"])]) for lab, vs in variant_groups(study)]
     fig, grid = plt.subplots(len(groups), 2, figsize=(12, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
+    fitted: set[str] = set()
     for axes, (label, vs) in zip(grid, groups):
         for v in vs:
             mv = mean[mean["variant"] == v].sort_values("round")
             seeds = list(d[d["variant"] == v].sort_values("round").groupby("seed"))
             for ax, c in zip(axes, ("eval/proxy", "eval/gold")):
-                for _, sv in seeds:  # each seed thin, so n is visible
-                    ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
+                for _, sv in seeds:  # each seed thin, so n is visible (none where the arm has no values, e.g. a gold arm's proxy)
+                    if sv[c].notna().any():
+                        ax.plot(sv["eval/sqrt_kl"], sv[c], color=pal[v], lw=0.6, alpha=0.35)
                 ok = mv[c].notna()
                 ax.plot(mv.loc[ok, "eval/sqrt_kl"], mv.loc[ok, c], marker="o", color=pal[v], label=v)
                 if ok.any():
                     last = mv[ok].iloc[-1]
                     ax.annotate(f"r{int(last['round'])}", (last["eval/sqrt_kl"], last[c]), fontsize=7, color=pal[v])
+        for v in vs:  # the Gao RL form on the gold panel, only where it describes the arm (R² adequate)
+            f = gold_fit(d[d["variant"] == v])
+            if f is not None:
+                xs, ys = f
+                axes[1].plot(xs, ys, color=pal[v], lw=2.2, ls="--")
+                fitted.add(v)
         suffix = f" ({label})" if label else ""
         axes[0].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="proxy reward (reward-model scale)", title="proxy" + suffix)
         axes[1].set(xlabel="sqrt(KL(policy ‖ SFT)) (√nats)", ylabel="gold reward (0-1)", title="gold" + suffix)
-    _legend_once(fig, list(grid.ravel()))
+    legend_once(fig, list(grid.ravel()))
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("One point per round (mean over seeds), joined in round order, over each seed's own path (thin lines); the last "
            "round is labelled. The proxy of a round is "
-           "that round's reward model, so it is one fixed function only while the reward model is frozen.")
+           "that round's reward model, so it is one fixed function only while the reward model is frozen. Dashed on the gold "
+           f"panel: the Gao et al. RL form d(α − β log d) fitted to the arm's gold gain over round 0 (all seeds pooled), drawn "
+           f"over the observed d and only where R² ≥ {R2_ADEQUATE:g} ({len(fitted)} of {len(mean['variant'].unique())} arms).")
     return FigureResult(key, title, cap, fig)
+
+
+def gold_fit(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sqrt KL grid, fitted gold) of one arm's rounds (columns seed, round, eval/sqrt_kl, eval/gold): the Gao RL form
+    fitted to the gain over each seed's round 0, pooled, plus the arms' mean round-0 gold; None when R² < R2_ADEQUATE."""
+    d = d.dropna(subset=["eval/sqrt_kl", "eval/gold"]).sort_values("round")
+    if d.empty:
+        return None
+    g0 = d.groupby("seed")["eval/gold"].first()
+    x, gain = d["eval/sqrt_kl"].to_numpy(float), (d["eval/gold"] - d["seed"].map(g0)).to_numpy(float)
+    f = fit_gao(x, gain, form="rl")
+    r2 = float(f.get("r2", np.nan))
+    if not (np.isfinite(f.get("alpha", np.nan)) and np.isfinite(r2) and r2 >= R2_ADEQUATE and x.max() > 0):
+        return None
+    xs = np.linspace(max(float(x[x > 0].min()), 1e-6), float(x.max()), 100)
+    return xs, float(g0.mean()) + gao_rl(xs, f["alpha"], f["beta"])
 
 
 def fig_signal(study, pal, band="sd") -> FigureResult:
     """Advantage std before whitening, signal-to-noise, KL share of the reward and value explained variance per round."""
     key, title = "fig10_learning_signal", "Learning signal: advantage scale, signal-to-noise, KL share, value fit"
-    drawn = _round_panels(study, pal, band, [
+    drawn = round_panels(study, pal, band, [
         (c, lab, c) for c, lab in [
             ("adv/std_raw", "advantage std before whitening"), ("adv/snr", "signal-to-noise (sequence / token)"),
             ("adv/kl_share", "KL share of |reward| (0-1)"), ("val/var_explained", "value explained variance"),
@@ -148,9 +171,9 @@ def fig_signal(study, pal, band="sd") -> FigureResult:
     if drawn is None:
         return FigureResult(key, title, "", None, "no adv/* or val/* metrics logged")
     fig, axes, _ = drawn
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({_band_text(band)}). A rising KL "
+    cap = (f"Per PPO rollout batch, averaged over the round's iterations; mean over seeds ({band_text(band)}). A rising KL "
            "share with a shrinking advantage std means the KL anchor, not the score, drives PPO.")
     return FigureResult(key, title, cap, fig)
 
@@ -207,7 +230,7 @@ def overopt_section(study) -> Section:
         if not runs:
             continue
         pooled = {"alpha": np.nan, "beta": np.nan, "r2": np.nan, "d_peak": np.nan, "n": 0}
-        if not m.empty and _has(m, "eval/gold"):
+        if not m.empty and has(m, "eval/gold"):
             d = m[m["variant"] == v].copy()
             d["g"] = pd.to_numeric(d["eval/gold"], errors="coerce")
             base = d.sort_values("round").groupby("run")["g"].first()
@@ -304,12 +327,3 @@ def propagation_section(study) -> Section:
             f"model. With {n_lo}-{n_hi} rounds a run, a single run's correlation has a null 95% band of {band} (at {n_lo}); read the sign consistency "
             "over seeds. Pairs with no defined value in any run are not shown.")
     return Section("Propagation: reward-model state → advantage fidelity → gold change", ["x → y", *study.variants], rows, note)
-
-
-def sections(study) -> list[Section]:
-    from rlhfsim.report.calibration import calibration_section
-    from rlhfsim.report.cost import cost_section  # cost.py imports Section from here
-
-    out = [calibration_section(study), overopt_section(study), gao_shape_section(study), stagnation_section(study),
-           propagation_section(study), cost_section(study)]
-    return [s for s in out if s is not None]

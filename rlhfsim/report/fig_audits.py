@@ -10,7 +10,8 @@ from __future__ import annotations
 from rlhfsim.diagnostics.audit import ALARMS
 from rlhfsim.report.bands import draw_seed_curves
 from rlhfsim.report.facets import row_height, row_legends
-from rlhfsim.report.select import variant_groups
+from rlhfsim.report.plots import FigureResult, has, int_rounds, pyplot
+from rlhfsim.report.select import audits_on, variant_groups
 
 KEY = "fig11_audits"
 TITLE = "Audits over rounds: gold, adversarial exploit rate, shifted-set agreement, alarms"
@@ -18,8 +19,6 @@ TITLE = "Audits over rounds: gold, adversarial exploit rate, shifted-set agreeme
 
 def panels(m) -> list[dict]:
     """The panels the metrics support: column, title, y label, range, and the audit config field of its threshold."""
-    from rlhfsim.report.figures import _has
-
     shift = next((c for c in m.columns if str(c).startswith("rm/shift_") and str(c).endswith("_pairwise_acc")), None)
     shift_name = shift.removeprefix("rm/shift_").removesuffix("_pairwise_acc") if shift else ""
     out = [
@@ -32,7 +31,7 @@ def panels(m) -> list[dict]:
         dict(col="audit/alarms", title="alarms on in the round", ylabel=f"alarms on (0-{len(ALARMS)})",
              bounds=(0.0, float(len(ALARMS)))),
     ]
-    return [p for p in out if p["col"] is not None and _has(m, p["col"])]
+    return [p for p in out if p["col"] is not None and has(m, p["col"])]
 
 
 def thresholds(study, field: str) -> list[float]:
@@ -46,9 +45,6 @@ def thresholds(study, field: str) -> list[float]:
 
 
 def fig_audits(study, pal, band: str = "ci"):
-    from rlhfsim.report.figures import FigureResult, _int_rounds, _plt
-    from rlhfsim.report.select import audits_on
-
     m = study.metrics
     if "audit/alarms" not in m:
         return FigureResult(KEY, TITLE, "", None, "no audit/* metrics logged")
@@ -62,7 +58,7 @@ def fig_audits(study, pal, band: str = "ci"):
     ps = panels(m)
     groups = variant_groups(study)
     h = row_height(3.9, len(groups))
-    fig, grid = _plt().subplots(len(groups), len(ps), figsize=(4.3 * len(ps), h * len(groups)), squeeze=False, sharex=True)
+    fig, grid = pyplot().subplots(len(groups), len(ps), figsize=(4.3 * len(ps), h * len(groups)), squeeze=False, sharex=True)
     drawn_thresholds = []
     for i, (axes, (label, vs)) in enumerate(zip(grid, groups)):
         mg = m[m["variant"].isin(vs)]
@@ -78,7 +74,7 @@ def fig_audits(study, pal, band: str = "ci"):
             ax.set_ylabel(p["ylabel"], fontsize=8.5)
             ax.set_xlabel("round (0 = SFT policy)" if i == len(groups) - 1 else "", fontsize=8.5)
             ax.tick_params(labelsize=8)
-            _int_rounds(ax)
+            int_rounds(ax)
     row_legends(grid)
     fig.tight_layout()
     interval = ("95% percentile-bootstrap interval of the mean over seeds" if band == "ci"

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from rlhfsim.report import dose as DR
-from rlhfsim.report.figures import FigureResult, _plt, _sns
+from rlhfsim.report.plots import FigureResult, pyplot, seaborn_theme
 
 ROW_LABELS = {"mean/adv/gold_corr": "advantage fidelity\n(corr. with gold advantage)", "gold_gain": "gold gain\n(final − SFT)",
               "mean/surgery/shape_rel": "collapse of the reward\nthe optimiser saw"}
@@ -34,7 +34,7 @@ def rows_for(frame: pd.DataFrame, primary: str) -> list[str]:
     return ([proxy] if proxy else []) + out
 
 
-def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") -> FigureResult:
+def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain", margin: float | None = None) -> FigureResult:
     key, title = "dose_response", "Dose-response: dose -> advantage fidelity -> gold gain"
     d = DR.design(study)
     if d is not None:
@@ -46,9 +46,9 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
         return FigureResult(key, title, "", None, "no complete seed yet (a seed enters when every variant has finished)")
     eps = rows_for(frame, primary)
     tab = DR.slope_table(study, d, primary).set_index(["endpoint", "group"])
-    _sns()
+    seaborn_theme()
     groups = d.groups
-    fig, axes = _plt().subplots(len(eps), len(groups), figsize=(3.4 * len(groups) + 0.6, 2.5 * len(eps) + 0.7),
+    fig, axes = pyplot().subplots(len(eps), len(groups), figsize=(3.4 * len(groups) + 0.6, 2.5 * len(eps) + 0.7),
                                 squeeze=False, sharex=True, sharey="row")
     seeds = sorted(frame["seed"].unique())
     handles = {}
@@ -70,6 +70,11 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
             handles.setdefault("mean over seeds, 95% t interval", h)
             if np.isfinite(lo).any():
                 ax.errorbar(d.doses, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="#17365d", elinewidth=2, capsize=4, zorder=5)
+            if ep == primary and margin and np.isfinite(mean[0]):  # where a dial effect within the declared margin keeps the arms
+                xs = np.asarray(d.doses, float)
+                h = ax.fill_between(xs, mean[0] - margin * (xs - xs[0]), mean[0] + margin * (xs - xs[0]), color="#2a7d2a", alpha=0.13,
+                                    lw=0, zorder=1)
+                handles.setdefault(f"equivalence band: ±{margin:g} per unit {d.dose}", h)
             sides, drawn = _controls(ax, frame.assign(y=y_all), d.controls, lo_ax - 0.6 * span, hi_ax + 0.6 * span, handles)
             r = tab.loc[(ep, g)] if (ep, g) in tab.index else None
             ci = f" [{r['lo_t']:+.3f}, {r['hi_t']:+.3f}]" if r is not None and np.isfinite(r["lo_t"]) else ""
@@ -95,6 +100,8 @@ def fig_dose_response(study, pal=None, band=None, primary: str = "gold_gain") ->
            f"{d.group or 'groups'}). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
            "with their 95% interval as a band (left out when wider than the arms' range), drawn in every column for reference; a control far outside the arms' range is "
            "printed at the panel edge instead. The y range follows the seeds' values: an interval reaching past it (few seeds) is cut at the edge. "
+           + (f"Green: the equivalence band of the primary, the declared margin ±{margin:g} per unit {d.dose} around the lowest dose's "
+              "mean (a dose-response inside it is one the study calls equivalent to none). " if margin else "")
            + (f"Top row: {eps[0]}, the mean over trained rounds of the collapse of the rewards after surgery (higher = more "
               "collapsed). " if logged else f"The collapse of the reward the optimiser saw (after surgery) is not logged by these runs: "
               f"the {d.dose} sets it by construction (0 = the reward model's own profile, 1 = one shared profile)."))

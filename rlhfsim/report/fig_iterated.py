@@ -17,10 +17,9 @@ from matplotlib.ticker import MaxNLocator
 
 from rlhfsim.report import iterated as IT
 from rlhfsim.report.answer import endpoints
-from rlhfsim.report.dynamics import Section
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.figures import FigureResult, _band_text, _legend_once, _lineplot, _plt
 from rlhfsim.report.iterated_claims import arm_roles, predictions, summary_line
+from rlhfsim.report.plots import FigureResult, Section, band_text, legend_once, lineplot, pyplot
 from rlhfsim.report.select import factor_value, variant_groups
 from rlhfsim.report.stats import MIN_P_SEEDS, verdict
 from rlhfsim.report.tables import finished
@@ -66,7 +65,7 @@ def fig_iterated_frontiers(study, pal, band=None) -> FigureResult:
     rounds = sorted(inner["round"].unique())
     groups = [(lab, [v for v in vs if v in set(inner["variant"])]) for lab, vs in _labelled_rows(study)]
     groups = [g for g in groups if g[1]]
-    plt = _plt()
+    plt = pyplot()
     fig, grid = plt.subplots(len(groups), len(rounds), figsize=(3.7 * len(rounds) + 1.6, row_height(3.4, len(groups)) * len(groups)),
                              squeeze=False, sharex=True, sharey=True)
     for axes, (label, vs) in zip(grid, groups):
@@ -90,7 +89,7 @@ def fig_iterated_frontiers(study, pal, band=None) -> FigureResult:
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="black", lw=0.9, ls=":", label="matched KL: KL* of the round (mean over seeds)")]
-    _legend_once(fig, list(grid.ravel()), extra)
+    legend_once(fig, list(grid.ravel()), extra)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = ("Each round's policy optimisation as a gold-against-KL curve (Gao et al. 2022; Coste et al. 2023): held-out gold "
            "of the inner evaluations (loop.inner_eval: every few policy iterations, a fixed subset of the held-out prompts, one "
@@ -110,21 +109,21 @@ def fig_iterated_gap(study, pal, band="ci") -> FigureResult:
     if not IT.has_inner(study) or not panels:
         return FigureResult(key, title, "", None, "needs inner_eval.jsonl and loop.proxy_gold_gap (eval/proxy_gold_gap)")
     groups = _labelled_rows(study)
-    fig, grid = _plt().subplots(len(groups), len(panels), figsize=(5.2 * len(panels) + 1.6, row_height(3.4, len(groups)) * len(groups)),
+    fig, grid = pyplot().subplots(len(groups), len(panels), figsize=(5.2 * len(panels) + 1.6, row_height(3.4, len(groups)) * len(groups)),
                                 squeeze=False, sharex=True)
     for axes, (label, vs) in zip(grid, groups):
         mg = m[m["variant"].isin(vs) & (m["round"] >= 1)]
         for ax, (col, ylabel) in zip(axes, panels):
-            _lineplot(ax, mg, col, study, pal, band)
+            lineplot(ax, mg, col, study, pal, band)
             if col == IT.GAP:
                 ax.axhline(0, color="grey", lw=0.8, ls=":")
             ax.set(xlabel="round", ylabel=ylabel, title=f"{col}" + (f"\n({label})" if label else ""))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend_once(fig, list(grid.ravel()))
+    legend_once(fig, list(grid.ravel()))
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = (f"Per round, on the full held-out set after the round's policy optimisation: the proxy-gold gap (how many SFT "
            f"standard deviations the proxy rose beyond what gold rose, docs/metrics.md) and the Wasserstein-1 distance between "
-           f"the z-scored proxy and gold. Mean over seeds with {_band_text(band)}; thin lines: seeds. Over-optimisation "
+           f"the z-scored proxy and gold. Mean over seeds with {band_text(band)}; thin lines: seeds. Over-optimisation "
            "that decreases over rounds shows as a gap falling towards 0.")
     return FigureResult(key, title, cap, fig)
 

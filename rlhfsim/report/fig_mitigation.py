@@ -8,15 +8,15 @@ wall time. Studies without ensembles or early stopping get no figure (skipped, w
 from __future__ import annotations
 
 from rlhfsim.report.facets import row_height, top_margin
-from rlhfsim.report.figures import (
+from rlhfsim.report.plots import (
     ROUND_LABEL,
     FigureResult,
-    _band_text,
-    _has,
-    _int_rounds,
-    _legend_once,
-    _lineplot,
-    _plt,
+    band_text,
+    has,
+    int_rounds,
+    legend_once,
+    lineplot,
+    pyplot,
 )
 from rlhfsim.report.select import config_values, variant_groups
 
@@ -32,25 +32,25 @@ PANELS = [
 def fig_mitigation(study, pal, band="sd") -> FigureResult:
     key, title = "fig13_reward_training", "Reward-model training: early stopping and ensemble disagreement"
     m = study.metrics
-    if not (_has(m, "rm/heldout_loss") or _has(m, "rm/ens_std")):
+    if not (has(m, "rm/heldout_loss") or has(m, "rm/ens_std")):
         return FigureResult(key, title, "", None, "no early stopping (rm/heldout_loss) or ensemble (rm/ens_std) metrics logged")
-    panels = [p for p in PANELS if _has(m, p[0])]
-    parts = [w for c, w in (("rm/heldout_loss", "held-out loss and epochs"), ("rm/ens_std", "ensemble disagreement")) if _has(m, c)]
+    panels = [p for p in PANELS if has(m, p[0])]
+    parts = [w for c, w in (("rm/heldout_loss", "held-out loss and epochs"), ("rm/ens_std", "ensemble disagreement")) if has(m, c)]
     title = "Reward-model training: " + " and ".join(parts)  # names only what these runs logged
-    plt = _plt()
+    plt = pyplot()
     groups = variant_groups(study)  # rows of at most MAX_COLOURS variants beside the baseline
     fig, grid = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels), row_height(4.2, len(groups)) * len(groups)),
                              squeeze=False)
     for row, (label, vs) in zip(grid, groups):
         mg = m[(m["round"] > 0) & m["variant"].isin(vs)]
         for ax, (col, ylabel, sub) in zip(row, panels):
-            _lineplot(ax, mg, col, study, pal, band)
+            lineplot(ax, mg, col, study, pal, band)
             ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=f"{sub}\n({label})" if label else sub)
-            _int_rounds(ax)
-    _legend_once(fig, list(grid.ravel()))
+            int_rounds(ax)
+    legend_once(fig, list(grid.ravel()))
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cols = {p[0] for p in panels}
-    cap = f"Mean over seeds ({_band_text(band)})."
+    cap = f"Mean over seeds ({band_text(band)})."
     if "rm/epochs" in cols:
         stops = config_values(study, "reward.early_stop.mode") - {"None", "off", "none"}
         cap += " Epochs: up to reward.epochs" + (", fewer when early stopping fired." if stops else ".")

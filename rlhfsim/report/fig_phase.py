@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.report import phase as PH
-from rlhfsim.report.figures import FigureResult, _plt, _sns
+from rlhfsim.report.plots import FigureResult, Section, pyplot, seaborn_theme
 from rlhfsim.report.stats import MIN_P_SEEDS, SMALL_NOTE
 
 FAMILIES = {"primary": None, "closed vs open": tuple(PH.TYPED), "matched KL": (PH.MATCHED,), "advantage fidelity": PH.FIDELITY}
@@ -25,7 +25,7 @@ def _primary(study) -> dict:
 
 def line_colours(lines: list[str]) -> dict[str, tuple]:
     """One colour per line level (e.g. optimiser), fixed by its order: the same on every phase figure."""
-    base = _sns().color_palette("colorblind", 10)
+    base = seaborn_theme().color_palette("colorblind", 10)
     return {ln: tuple(base[i % 10]) for i, ln in enumerate(lines)}
 
 
@@ -41,7 +41,7 @@ def fig_phase_diagram(study, pal=None, band=None) -> FigureResult:
     eff = PH.seed_effects(frame, ep)
     if cells["n"].fillna(0).max() < 1:
         return FigureResult(key, title, "", None, "no complete seed yet (every arm finished in a seed)")
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.0))
     col = line_colours(p.lines)
     dodge = {ln: (i - (len(p.lines) - 1) / 2) * 0.012 for i, ln in enumerate(p.lines)}
@@ -115,8 +115,6 @@ def cell_rows(cells: pd.DataFrame, margin: float | None = None) -> tuple[list[st
 def phase_answer_into(study, ctx: dict, out) -> list:
     """A phase study: the Answer box (primary verdict, one sentence per line), the sections, and the CSVs."""
     from rlhfsim.report import dose as DR
-    from rlhfsim.report.dynamics import Section
-
     p = PH.phase_design(study)
     if p is None:
         return []
@@ -179,8 +177,6 @@ def phase_answer_into(study, ctx: dict, out) -> list:
 
 
 def _seed_section(seeds: pd.DataFrame, p, where: dict, ep: str):
-    from rlhfsim.report.dynamics import Section
-
     src = str(where.get(p.source, p.sources[0])) if where else p.sources[0]
     s = seeds[seeds["source"] == src].pivot_table(index="seed", columns="line", values="effect").reindex(columns=p.lines)
     rows = [[str(sd)] + [_n(x) for x in r] + [_n(float(np.mean(r)))] for sd, r in zip(s.index, s.to_numpy(float))]

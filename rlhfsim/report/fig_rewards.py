@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.report.facets import row_height, row_legends
-from rlhfsim.report.figures import FigureResult, _int_rounds, _plt, _sns
-from rlhfsim.report.select import _factor_value, variant_groups
+from rlhfsim.report.plots import FigureResult, int_rounds, pyplot, seaborn_theme
+from rlhfsim.report.select import factor_value, variant_groups
 
 
 def scale_proxy(df: pd.DataFrame) -> pd.Series:
@@ -36,11 +36,11 @@ def _groups(study, present: set) -> list[tuple[str, list[str]]]:
 
 def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
     """Columns: measure (proxy, gold) x prompt type; rows: variant groups; boxes per round, coloured by variant."""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig4_reward_distributions", "Reward distributions per prompt type"
     if rewards.empty or "prompt_type" not in rewards:
         return FigureResult(key, title, "", None, "no rewards/round_XXX.parquet for the chosen rounds")
-    sns = _sns()
+    sns = seaborn_theme()
     df = rewards.copy()
     df["proxy (0-1 scaled)"] = scale_proxy(df) if "proxy" in df else np.nan
     long = df.melt(id_vars=["variant", "seed", "round", "prompt_type"], value_vars=["proxy (0-1 scaled)", "gold"], var_name="measure", value_name="reward")
@@ -83,11 +83,11 @@ def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> F
 def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> FigureResult:
     """Sorted within-prompt reward profiles (the look of Song et al.'s reward-vs-response-index figure): a panel per
     variant (rows: variant groups), colour = round (light to dark), line style = prompt type."""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig5_sorted_profiles", "Sorted within-prompt reward profiles (collapse)"
     if rewards.empty or "proxy" not in rewards or not pd.to_numeric(rewards["proxy"], errors="coerce").notna().any():
         return FigureResult(key, title, "", None, "no proxy rewards in the parquet files of the chosen rounds")
-    sns = _sns()
+    sns = seaborn_theme()
     df = rewards.copy()
     df["p01"] = scale_proxy(df)
     df = df.dropna(subset=["p01"])
@@ -119,7 +119,7 @@ def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> Figure
                          color=tuple(pal.get(v, (0, 0, 0))) if v != study.baseline else "black")
             ax.set(xlabel="response index (sorted by proxy)" if i == len(groups) - 1 else "",
                    ylabel="proxy reward (0-1 scaled)" if j == 0 else "", ylim=(-0.05, 1.05))
-            _int_rounds(ax)
+            int_rounds(ax)
         if label:
             grid[i][0].annotate(label, (0, 1.16), xycoords="axes fraction", fontsize=9.5, fontweight="bold")
     from matplotlib.lines import Line2D
@@ -133,6 +133,6 @@ def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> Figure
            "the prompt type." + (" Collapse: open and closed profiles coincide." if len(types) > 1 else ""))
     if len(groups) > 1:
         cap += " One row per group of variants (the experiment's design factors), each beside the baseline."
-    if any(_factor_value(study, v, "reward.prompt_aware") for _, vs in groups for v in vs):  # only a study with such a variant is told
+    if any(factor_value(study, v, "reward.prompt_aware") for _, vs in groups for v in vs):  # only a study with such a variant is told
         cap += " A prompt-aware utility should keep closed profiles step-like (0 or 1) and open profiles spread."
     return FigureResult(key, title, cap, fig)

@@ -1,163 +1,59 @@
-"""Seaborn figures of a Study. Each builder returns a Figure, or None with the reason it was left out.
+"""Seaborn figures of a Study. Each builder returns a FigureResult: a figure, or None with the reason it was left out.
 
 Every figure uses the same variant -> colour mapping (`palette`), labelled axes with units, and bands
-over seeds (standard deviation by default). The matplotlib backend is Agg: no display is needed.
+over seeds (standard deviation by default). The shared helpers are public in report/plots.py.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from rlhfsim.diagnostics.overopt import fit_gao, gao_rl
-from rlhfsim.plotting import GOLD_LABEL, ROUND_LABEL
-from rlhfsim.plotting import int_rounds as _int_rounds
-from rlhfsim.plotting import pyplot as _plt
-from rlhfsim.plotting import seaborn_theme as _sns
-from rlhfsim.report.bands import metric_bounds, seed_interval
-from rlhfsim.report.facets import row_height, row_legends, top_margin
+from rlhfsim.report.facets import row_height, top_margin
+from rlhfsim.report.plots import (  # noqa: F401 (FigureResult, palette: re-exported for the figures' callers)
+    GOLD_LABEL,
+    R2_ADEQUATE,
+    ROUND_LABEL,
+    FigureResult,
+    band_text,
+    has,
+    int_rounds,
+    legend_once,
+    lineplot,
+    palette,
+    pyplot,
+    round_panels,
+)
 from rlhfsim.report.select import config_values, variant_groups
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass
-class FigureResult:
-    key: str  # file stem, e.g. fig1_gold_proxy
-    title: str
-    caption: str
-    fig: object | None  # matplotlib Figure
-    skipped: str | None = None  # why there is no figure
-
-
-BASELINE_GREY = (0.45, 0.45, 0.45)
-
-
-def palette(variants: list[str], baseline: str | None = None, keys: dict[str, str] | None = None) -> dict[str, tuple]:
-    """One fixed colour per variant (in study order), shared by every figure; the baseline (if given) is grey.
-    With `keys` (select.colour_keys: variant -> level of the colour factor) variants of one level share a colour."""
-    sns = _sns()
-    others = [v for v in variants if v != baseline]
-    levels = list(dict.fromkeys((keys or {}).get(v, v) for v in others))
-    base = sns.color_palette("colorblind", 10) if len(levels) <= 10 else sns.color_palette("husl", len(levels))
-    base = [c for c in base if max(c) - min(c) > 0.15] + [c for c in base if max(c) - min(c) <= 0.15]  # greys last
-    colour = {lev: tuple(base[i]) for i, lev in enumerate(levels)}
-    out = {v: colour[(keys or {}).get(v, v)] for v in others}
-    if baseline in variants:
-        out = {baseline: BASELINE_GREY, **out}
-    return {v: out[v] for v in variants}
-
-
-def _errorbar(band: str, col: str | None = None):
-    """seaborn's band: the bootstrap CI of the mean (inside the seeds' values), or mean +- sd clipped to the metric's
-    range by definition where it has one (an accuracy's sd band near 1 would otherwise leave [0, 1])."""
-    if band == "ci":
-        return ("ci", 95)
-    bounds = metric_bounds(col) if col else None
-    return "sd" if bounds is None else (lambda v: seed_interval(v, "sd", bounds))
-
-
-def _band_text(band: str) -> str:
-    return "95% bootstrap CI of the mean over seeds" if band == "ci" else "±1 standard deviation over seeds, clipped to the metric's range where it has one by definition"
-
-
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().any()
-
-
-def _lineplot(ax, df, y, study, pal, band, **kw):
-    from rlhfsim.report.select import PROXY_PREFIXES, gold_source_variants
-
-    sns = _sns()
-    if str(y).startswith(PROXY_PREFIXES):  # a gold-source arm has no proxy: its reward-model columns are not drawn
-        df = df[~df["variant"].isin(gold_source_variants(study))]
-    d = df[["variant", "seed", "round", y]].copy()
-    d[y] = pd.to_numeric(d[y], errors="coerce")
-    d = d.dropna(subset=[y])
-    order = [v for v in study.variants if v in set(d["variant"])]
-    if d.empty:
-        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
-        return
-    # thin per-seed lines under the mean, so the number of seeds and their spread stay visible
-    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, units="seed", estimator=None,
-                 lw=0.6, alpha=0.35, legend=False, ax=ax)
-    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=_errorbar(band, y),
-                 n_boot=200, seed=0, marker="o", markersize=4, ax=ax, **kw)
-
-
-def _legend_once(fig, axes, extra_handles=()):
-    """One legend for the whole figure above the panels; with several rows of variant groups (panels laid out by
-    select.variant_groups), one legend per row right of the row instead, each naming only that row's variants."""
-    rows: dict[int, list] = {}
-    for ax in axes:
-        spec = ax.get_subplotspec() if hasattr(ax, "get_subplotspec") else None
-        rows.setdefault(spec.rowspan.start if spec is not None else 0, []).append(ax)
-    if len(rows) > 1:
-        row_legends([rows[k] for k in sorted(rows)])
-        if extra_handles:
-            fig.legend(list(extra_handles), [h.get_label() for h in extra_handles], loc="upper center",
-                       ncol=len(extra_handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
-        return
-    handles, labels = [], []
-    for ax in axes:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels and not ll.startswith("_"):
-                handles.append(hh)
-                labels.append(ll)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-    for h in extra_handles:
-        handles.append(h)
-        labels.append(h.get_label())
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 1.0))
-
-
-def _round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
-    """One panel per logged metric of `panels` [(column, y label, panel title)], each its per-round mean over seeds
-    with bands; a row of panels per variant group (variant_groups). Returns (fig, axes of the first row, the panels
-    drawn), or None when none of the columns was logged."""
-    m = study.metrics
-    panels = [p for p in panels if _has(m, p[0])]
-    if not panels:
-        return None
-    groups = variant_groups(study)
-    h = row_height(size[1], len(groups))
-    fig, grid = _plt().subplots(len(groups), len(panels), figsize=(size[0] * len(panels), h * len(groups)), squeeze=False)
-    for axes, (label, vs) in zip(grid, groups):
-        mg = m[m["variant"].isin(vs)]
-        for ax, (col, ylabel, sub) in zip(axes, panels):
-            _lineplot(ax, mg, col, study, pal, band)
-            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{sub}\n({label})" if label else sub)
-            _int_rounds(ax)
-    return fig, list(grid.ravel()), panels
 
 
 # ----------------------------------------------------------------------------- 1. gold, proxy, KL over rounds
 
 
 def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     key, title = "fig1_gold_proxy_kl", "Gold and proxy reward over rounds"
     m = study.metrics
-    if m.empty or not _has(m, "eval/gold"):
+    if m.empty or not has(m, "eval/gold"):
         return FigureResult(key, title, "", None, "no run logged eval/gold")
     panels = [("eval/gold", GOLD_LABEL, "gold (true) reward"), ("eval/proxy", "proxy reward (reward-model scale)", "proxy (learned) reward"),
               ("eval/kl", "KL(policy ‖ SFT) per completion (nats)", "KL to the reference")]
+    panels = [p for p in panels if p[0] == "eval/gold" or has(m, p[0])]  # e.g. no proxy panel when every arm optimises gold
     groups = variant_groups(study)
-    fig, grid = plt.subplots(len(groups), 3, figsize=(15, row_height(4.6, len(groups)) * len(groups)), squeeze=False)
+    fig, grid = plt.subplots(len(groups), len(panels), figsize=(5 * len(panels), row_height(4.6, len(groups)) * len(groups)),
+                             squeeze=False)
     for axes, (label, vs) in zip(grid, groups):
         for ax, (col, ylabel, sub) in zip(axes, panels):
-            _lineplot(ax, m[m["variant"].isin(vs)], col, study, pal, band)
+            lineplot(ax, m[m["variant"].isin(vs)], col, study, pal, band)
             ax.set(xlabel=ROUND_LABEL, ylabel=ylabel, title=f"{sub}\n({label})" if label else sub)
-            _int_rounds(ax)
+            int_rounds(ax)
     axes = list(grid.ravel())
     # peak and stagnation markers per run, on the gold panel of the run's row
     s = study.summary
@@ -177,14 +73,15 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
     extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", markersize=12, label="peak gold (per seed)")]
     if stalled:
         extra.append(Line2D([], [], marker="v", ls="", color="grey", markeredgecolor="black", markersize=8, label="stagnation onset (per seed)"))
-    _legend_once(fig, axes, extra)
+    legend_once(fig, axes, extra)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = f"Mean over seeds with bands of {_band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold"
+    cap = f"Mean over seeds with bands of {band_text(band)}, on the fixed held-out prompts. Stars mark each seed's peak gold"
     cap += ("; triangles the round from which gold stopped rising while the policy kept moving (stagnation). " if stalled else
             " (no seed stagnated). ")
     utilities = len(config_values(study, "reward.utility")) > 1 or len(config_values(study, "reward.prompt_aware")) > 1
-    cap += ("Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "")
-            + "; KL is the k1 estimate per completion.")
+    if any(p[0] == "eval/proxy" for p in panels):
+        cap += "Proxy is on each reward model's own scale" + (" (not comparable across utilities)" if utilities else "") + "; "
+    cap += "KL is the k1 estimate per completion." if any(p[0] == "eval/kl" for p in panels) else ""
     return FigureResult(key, title, cap, fig)
 
 
@@ -193,7 +90,7 @@ def fig_gold_proxy(study, pal, band="sd") -> FigureResult:
 
 def fig_by_type(study, pal, band="sd") -> FigureResult:
     key, title = "fig2_by_prompt_type", "Gold by prompt type: open-ended quality and closed-ended accuracy"
-    drawn = _round_panels(study, pal, band, [
+    drawn = round_panels(study, pal, band, [
         ("eval/gold_open", GOLD_LABEL, "open prompts: gold"),
         ("eval/accuracy_closed", "share of right answers (0-1)", "closed prompts: accuracy"),
         ("eval/proxy_open", "proxy reward (reward-model scale)", "open prompts: proxy"),
@@ -202,9 +99,9 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
     if drawn is None:
         return FigureResult(key, title, "", None, "no per-type metrics (eval/gold_open, eval/accuracy_closed) logged")
     fig, axes, drawn_panels = drawn
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
-    cap = f"Per prompt type, mean over seeds ({_band_text(band)})."
+    cap = f"Per prompt type, mean over seeds ({band_text(band)})."
     if {"eval/accuracy_closed", "eval/proxy_closed"} <= {p[0] for p in drawn_panels}:
         cap += " A proxy that rises while closed accuracy falls is the cross-task exploit (closed prompts answered with open-prompt words)."
     return FigureResult(key, title, cap, fig)
@@ -216,10 +113,10 @@ def fig_by_type(study, pal, band="sd") -> FigureResult:
 def fig_gao(study, pal, band="sd") -> FigureResult:
     """Per variant (a panel each): gold gain and proxy gain on one sqrt(KL) axis, seeds as thin lines, the pooled
     Gao fit of the gold gain drawn only over the observed d and faded when R^2 is low."""
-    plt = _plt()
+    plt = pyplot()
     key, title = "fig3_gold_vs_sqrt_kl", "Gold and proxy gain against sqrt(KL) per variant, with the fitted Gao et al. curve"
     m = study.metrics
-    if m.empty or not _has(m, "eval/gold") or not _has(m, "eval/sqrt_kl"):
+    if m.empty or not has(m, "eval/gold") or not has(m, "eval/sqrt_kl"):
         return FigureResult(key, title, "", None, "needs eval/gold and eval/sqrt_kl (or eval/kl) per round")
     cols = ["eval/gold", "eval/sqrt_kl"] + (["eval/proxy"] if "eval/proxy" in m else [])
     d = m[["variant", "seed", "run", "round", *cols]].copy()
@@ -250,7 +147,7 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
         if np.isfinite(f.get("alpha", np.nan)) and hi_d > lo_d:
             xs = np.linspace(max(lo_d, 1e-6), hi_d, 100)  # only where there are data
             r2 = float(f.get("r2", np.nan))
-            weak = not (np.isfinite(r2) and r2 >= 0.5)
+            weak = not (np.isfinite(r2) and r2 >= R2_ADEQUATE)
             ax.plot(xs, gao_rl(xs, f["alpha"], f["beta"]), color=pal[v], lw=1.2 if weak else 2.4, alpha=0.35 if weak else 1.0,
                     ls="--" if weak else "-")
             peak = float(f["d_peak"]) if f.get("d_peak") is not None else np.nan
@@ -286,7 +183,7 @@ def fig_gao(study, pal, band="sd") -> FigureResult:
 def fig_collapse(study, pal, band="sd") -> FigureResult:
     key, title = "fig6_collapse", "Reward-model collapse and agreement with gold over rounds"
     m = study.metrics
-    drawn = _round_panels(study, pal, band, [
+    drawn = round_panels(study, pal, band, [
         ("collapse/probe_shape", "profile shape similarity (1 = collapsed)", "collapse (fixed probe set)"),
         ("collapse/probe_shape_rel", "share of gold's prompt dependence lost", "collapse relative to gold"),
         ("rm/pairwise_acc", "pairwise accuracy vs gold (0-1)", "RM pairwise accuracy (held-out)"),
@@ -296,19 +193,19 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
     fig, axes, panels = drawn
     for (_, vs), row in zip(variant_groups(study), np.reshape(axes, (-1, len(panels)))):
         for ax, (col, _, _) in zip(row, panels):
-            if col == "collapse/probe_shape" and _has(m, "collapse/probe_shape_gold"):
-                _lineplot(ax, m[m["variant"].isin(vs)], "collapse/probe_shape_gold", study, pal, band, linestyle="--", legend=False)
+            if col == "collapse/probe_shape" and has(m, "collapse/probe_shape_gold"):
+                lineplot(ax, m[m["variant"].isin(vs)], "collapse/probe_shape_gold", study, pal, band, linestyle="--", legend=False)
     from matplotlib.lines import Line2D
 
     extra = [Line2D([], [], color="grey", ls="-", label="reward model"), Line2D([], [], color="grey", ls="--", label="gold, same samples")]
-    _legend_once(fig, axes, extra if _has(m, "collapse/probe_shape_gold") else ())
+    legend_once(fig, axes, extra if has(m, "collapse/probe_shape_gold") else ())
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cols = {p[0] for p in panels}
-    cap = f"Mean over seeds ({_band_text(band)})."
+    cap = f"Mean over seeds ({band_text(band)})."
     if "collapse/probe_shape" in cols:
         cap += (" Collapse: 1 - the mean squared W2 distance of each prompt's standardised sorted reward profile from their "
                 "barycentre, on a fixed probe set (higher = more collapsed)"
-                + ("; gold on the same completions dashed." if _has(m, "collapse/probe_shape_gold") else "."))
+                + ("; gold on the same completions dashed." if has(m, "collapse/probe_shape_gold") else "."))
     if "collapse/probe_shape_rel" in cols:
         cap += " Relative to gold: 0 = as prompt-dependent as gold, 1 = collapsed."
     if "rm/pairwise_acc" in cols:
@@ -321,7 +218,7 @@ def fig_collapse(study, pal, band="sd") -> FigureResult:
 
 def fig_advantage(study, pal, band="sd") -> FigureResult:
     key, title = "fig7_advantage_fidelity", "Advantage fidelity: proxy against gold advantages over rounds"
-    drawn = _round_panels(study, pal, band, [
+    drawn = round_panels(study, pal, band, [
         ("adv/gold_corr", "corr(proxy adv., gold adv.) (−1 to 1)", "per-token advantage correlation"),
         ("adv/sign_agree", "same-sign share (0-1)", "per-token sign agreement"),
         ("adv/gold_corr_seq", "corr per sequence (−1 to 1)", "per-sequence advantage correlation"),
@@ -329,9 +226,9 @@ def fig_advantage(study, pal, band="sd") -> FigureResult:
     if drawn is None:
         return FigureResult(key, title, "", None, "no adv/* metrics in metrics.jsonl (advantage fidelity not logged by these runs)")
     fig, axes, _ = drawn
-    _legend_once(fig, axes)
+    legend_once(fig, axes)
     fig.tight_layout(rect=(0, 0, 1, top_margin(fig)))
     cap = (f"GAE run twice on the same PPO rollouts, with the proxy score and with the gold score; averaged over the round's PPO "
-           f"iterations, mean over seeds ({_band_text(band)}). Falling agreement means PPO is pushed away from gold.")
+           f"iterations, mean over seeds ({band_text(band)}). Falling agreement means PPO is pushed away from gold.")
     return FigureResult(key, title, cap, fig)
 

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from rlhfsim.report.phase import gold_at_kl
-from rlhfsim.report.rundir import _read_jsonl
+from rlhfsim.report.rundir import read_jsonl
 from rlhfsim.report.stats import compare
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def inner_frame(study) -> pd.DataFrame:
         if not f.is_file():
             study.note(f"{r.label} ({r.path}): no {INNER_FILE}: left out of the in-round analyses")
             continue
-        rows = [x for x in _read_jsonl(f) if isinstance(x.get("round"), (int, float)) and isinstance(x.get("iteration"), (int, float))]
+        rows = [x for x in read_jsonl(f) if isinstance(x.get("round"), (int, float)) and isinstance(x.get("iteration"), (int, float))]
         if not rows:
             study.note(f"{r.label} ({r.path}): {INNER_FILE} has no complete rows")
             continue

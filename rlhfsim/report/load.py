@@ -29,7 +29,7 @@ class _Record:
     seeds: list[int] | None = None
     overrides: dict[str, dict] | None = None
     root: Path | None = None
-    design: dict | None = None  # primary, secondary, headline, factors
+    design: dict | None = None  # primary, secondary, headline, kind, factors
     selection: bool = False  # found above run or variant directories given one by one: only their variants are expected
 
 
@@ -45,7 +45,7 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
             raise
         baseline = None
     design = {"primary": spec.primary.model_dump() if spec.primary else None,
-              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()}}
+              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "kind": spec.design, "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()}}
     return _Record(spec.question, spec.name, baseline, [v.name for v in variants], list(spec.seeds),
                    {v.name: v.overrides for v in variants}, design=design)
 

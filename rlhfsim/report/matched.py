@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfsim.report.phase import matched_kl, t_summary
+from rlhfsim.report.plots import Section
 
 COLUMNS = ["variant", "n", "kl_star", "gold_variant", "gold_baseline", "diff", "lo", "hi"]
 
@@ -53,8 +54,6 @@ def matched_kl_table(study) -> pd.DataFrame:
 
 def matched_kl_section(study):
     """The table as a report section (None with fewer than 2 variants or no KL logged)."""
-    from rlhfsim.report.dynamics import Section
-
     tab = matched_kl_table(study)
     if tab.empty:
         return None

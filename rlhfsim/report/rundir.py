@@ -39,7 +39,7 @@ def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
             out.extend(find_run_dirs(child, depth + 1))
     return out
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     rows = []
     for line in path.read_text(errors="replace").splitlines():
         if not line.strip():
@@ -119,7 +119,7 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
     run_rows: list[dict] = []
     if mpath.is_file():
         try:
-            rows = _read_jsonl(mpath)
+            rows = read_jsonl(mpath)
         except OSError as e:
             rows = []
             run.problems.append(f"metrics.jsonl unreadable ({e})")
@@ -202,7 +202,7 @@ def _recompute_summary(run: RunData, rows: list[dict]) -> None:
         return
     try:
         steps_file = steps_path(run.path)  # per-iteration points for the Gao fit, as the run used them
-        steps = _read_jsonl(steps_file) if steps_file.is_file() else None
+        steps = read_jsonl(steps_file) if steps_file.is_file() else None
         new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")), steps=steps)
     except Exception as e:  # noqa: BLE001 - odd metrics must not stop a report; the file's summary is kept
         run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")

@@ -36,6 +36,7 @@ class Study:
     secondary: list[dict] = field(default_factory=list)
     headline: list[str] = field(default_factory=list)
     factors: dict[str, str | dict] = field(default_factory=dict)  # name -> config key, or a label factor {levels, keys}
+    kind: str | None = None  # the experiment's design kind (`design:`); None: inferred (report/kinds.py)
 
     # ------------------------------------------------------------------ code versions
 

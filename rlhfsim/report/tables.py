@@ -1,22 +1,15 @@
-"""The final table per variant: mean ± std over seeds, and the paired difference to the baseline (report/stats.py)."""
+"""The final table per variant: mean ± std over seeds, and the paired difference to the baseline (report/stats.py), one
+column per metric that experiment/metrics.py declares with table=True."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from rlhfsim.experiment.metrics import table_metrics
 from rlhfsim.report.stats import censored_rows, drop_censored, paired_effect
 from rlhfsim.report.study import Study
 
-FINAL_METRICS = [
-    ("gold_gain", "gold gain", "{:.3f}"),
-    ("gold_final", "final gold", "{:.3f}"),
-    ("gold_peak", "peak gold", "{:.3f}"),
-    ("gold_peak_round", "round of peak", "{:.1f}"),
-    ("stagnation_round", "stagnation round", "{:.1f}"),
-    ("kl_final", "final KL (nats)", "{:.3f}"),
-    ("collapse_probe_shape_rel_final", "collapse (probe, vs gold; 1 = collapsed)", "{:.3f}"),
-]
 COLUMNS = ["variant", "metric", "label", "mean", "std", "n", "diff", "lo", "hi", "p", "n_pairs", "n_baseline", "censored"]
 
 
@@ -32,7 +25,7 @@ def final_table(study: Study) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     rows = []
     for v in study.variants:
-        for col, label, _ in FINAL_METRICS:
+        for col, label, _ in table_metrics():
             kept = drop_censored(done, col)  # a censored value is a bound: counted, not averaged or paired
             sv, sb = kept[kept["variant"] == v], kept[kept["variant"] == study.baseline]
             vals = pd.to_numeric(sv[col], errors="coerce").dropna().to_numpy() if col in sv else np.array([])
@@ -60,13 +53,13 @@ def _signed(x, spec: str) -> str:
 
 def table_cells(study: Study, ft: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """Header and rows of the final table: each metric cell is (mean ± std, Δ [paired CI] line)."""
-    header = ["variant", "runs"] + [label for _, label, _ in FINAL_METRICS]
+    header = ["variant", "runs"] + [label for _, label, _ in table_metrics()]
     rows = []
     for v in study.variants:
         fv = ft[ft["variant"] == v]
         n_runs = int(fv["n"].max()) if not fv.empty else 0
         row = [(v + (" (baseline)" if v == study.baseline else ""), ""), (str(n_runs), "")]
-        for col, _, spec in FINAL_METRICS:
+        for col, _, spec in table_metrics():
             r = fv[fv["metric"] == col]
             if r.empty or r["n"].iloc[0] == 0:
                 row.append(("–", ""))

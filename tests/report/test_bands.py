@@ -61,7 +61,7 @@ def test_seaborn_sd_band_of_an_accuracy_stays_inside_0_1():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlhfsim.report.figures import _lineplot
+    from rlhfsim.report.plots import lineplot as _lineplot
 
     class S:
         variants = ["a"]

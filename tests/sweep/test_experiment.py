@@ -44,9 +44,10 @@ def test_study_fields_load():
     ("primary: {endpoint: gold_gain}\nsecondary: [{endpoint: gold_peak, margin: 0.1}]\n", ["secondary[0]", "margin", "primary endpoint only"]),
     ("headline: [fig99]\n", ["headline", "fig99", "effect_sizes"]),
     # a sign error on an endpoint whose direction is fixed by definition (higher shape_rel = more collapsed)
-    ("primary: {endpoint: collapse_shape_rel_final, better: higher}\n", ["primary", "lower is better", "declare better: lower"]),
+    ("primary: {endpoint: collapse_shape_rel_final, better: higher}\n", ["primary", "closer to 0 is better", "declare better: closer"]),
     ("secondary: [{endpoint: mean/adv/gold_corr, better: lower}]\n", ["secondary.0", "higher is better"]),
-    ("primary: {endpoint: gold_gain}\nsecondary: [{endpoint: final/collapse/probe_shape_rel}]\n", ["secondary.0", "lower is better"]),
+    ("primary: {endpoint: gold_gain}\nsecondary: [{endpoint: final/collapse/probe_shape_rel, better: higher}]\n",
+     ["secondary.0", "closer to 0 is better"]),
     ("factors: {kl: optimizer.kl_cof}\n", ["factors.kl", "optimizer.kl_cof", "kl_coef"]),
 ])
 def test_bad_study_fields_are_refused_at_load(tmp_path, body, expected):
