@@ -39,6 +39,7 @@ from rlhfsim.report.fig_iterated import fig_iterated_frontiers, fig_iterated_gap
 from rlhfsim.report.fig_mitigation import fig_mitigation
 from rlhfsim.report.fig_phase import fig_phase_diagram
 from rlhfsim.report.kinds import ALL_KINDS
+from rlhfsim.report.manipulation import manipulation_section
 from rlhfsim.report.matched import matched_kl_section
 from rlhfsim.report.plots import FigureResult, Section, has
 from rlhfsim.report.select import PROXY_PREFIXES, audits_on, gold_source_variants
@@ -175,6 +176,7 @@ CORE_FIGURES: list[Figure] = [
 # per-seed and per-cell matched-KL tables)
 CORE_TABLES: list[Table] = [
     Table("per_seed", lambda p: seed_section(p.study), kinds=NOT_DOSE),
+    Table("manipulation_check", lambda p: manipulation_section(p.study), kinds=("ab",)),  # what each arm did to the rewards
     Table("matched_kl", lambda p: matched_kl_section(p.study), kinds=NOT_DOSE),
     Table("calibration_table", lambda p: CAL.calibration_section(p.study), kinds=("calibration",)),
     Table("overopt_fits", lambda p: D.overopt_section(p.study), kinds=("overopt", "ab")),
