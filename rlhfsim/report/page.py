@@ -1,7 +1,8 @@
 """The page's two back-ends: Markdown (report.md, the PNGs beside it) and HTML (report.html, self-contained).
 
 Both write the same blocks in the same order from one context (render.py builds it): the question, the Answer
-(verdicts, the one figure that answers the question, the method), then methods and reproduction, the runs, what differs,
+(verdicts, the one figure that answers the question, the method; in HTML the verdicts stand beside the figure on a wide
+screen, so the first screen holds question, verdict and figure: report/first_screen.py), then methods and reproduction, the runs, what differs,
 the final table, the figures (report/registry.py drew them), the tables (likewise), missing data. In HTML everything
 after the first screen is collapsible; the runs table is closed when every run finished.
 """
@@ -118,14 +119,18 @@ def render_markdown(ctx: dict, figures: list) -> str:
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em} h3{margin-bottom:.3em}
+h1{font-size:1.7em;margin:0 0 .2em 0} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em} h3{margin-bottom:.3em}
 blockquote{font-size:1.15em;border-left:4px solid #4c72b0;margin:0;padding:.4em 1em;background:#f4f7fb}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f2f2f2} td.num{text-align:right} .sub{display:block;color:#555;font-size:.84em}
 .scroll{overflow-x:auto;max-width:100%}
 figure{margin:1em 0 2em 0} figure img{max-width:100%;max-height:1500px;width:auto;height:auto;border:1px solid #eee}
 .answer{border:2px solid #2a6f3e;background:#f3faf4;padding:.6em 1.1em;margin:1em 0;border-radius:4px}
-.answer h2{border:none;margin:.2em 0 .4em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:min(640px,58vh)}
+.answer h2{border:none;margin:.1em 0 .3em 0} .answer li{font-size:1.08em;margin:.2em 0} .answer img{max-height:min(640px,58vh)}
+.answer ul{margin:.2em 0;padding-left:1.2em} .lead figure{margin:0 0 .6em 0} .lead.wide figure{margin:.4em 0}
+.lead.two li{font-size:1em} .lead.two{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,3fr);gap:1.4em;align-items:start}
+@media (max-width:900px){.lead.two{display:block}}
+h2.q{font-size:1.05em;border:none;margin:.8em 0 .3em 0;color:#4c72b0}
 .versions{border-left:4px solid #c77d00;background:#fff7e8;padding:.4em 1em} figcaption{color:#444;font-size:.92em;margin-top:.4em}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.35em;vertical-align:-.1em}
 .missing li{color:#8a4b00} code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto;font-size:.85em} .note{color:#555;font-size:.9em}
@@ -164,6 +169,33 @@ def _img(f) -> str:
     return f"<a href='{_e(f.key)}.png'><img alt='{_e(f.title)}' src='data:image/png;base64,{b64}'></a>"
 
 
+WIDE = 3.0  # an answering figure at least this many times wider than tall leads the Answer box at full width
+
+
+def png_aspect(png: bytes) -> float:
+    """Width over height of a PNG, from its header."""
+    w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return w / h if h else 1.0
+
+
+def answer_lead(verdicts: list[str], top: list) -> str:
+    """The verdicts and the answering figure, laid out so all three parts of the first screen (question, verdict, figure)
+    fit on it whatever the number of verdicts (report/first_screen.py measures it): a figure of ordinary shape stands
+    beside the verdicts on a wide screen (below them on a narrow one); a wide, short figure (WIDE) keeps the full width,
+    between the first verdict (the summary sentence where there is one) and the others."""
+    def ul(vs):
+        return "<div><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in vs) + "</ul></div>" if vs else ""
+
+    if not top:
+        return f"<div class='lead'>{ul(verdicts)}</div>"
+    f = top[0]
+    fig = (f"<figure>{_img(f)}<figcaption><strong>{_e(f.title)}.</strong> {_e(f.caption)} "
+           f"(full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    if png_aspect(f.png) >= WIDE:
+        return f"<div class='lead wide'>{ul(verdicts[:1])}{fig}{ul(verdicts[1:])}</div>"
+    return f"<div class='lead two'>{ul(verdicts)}{fig}</div>"
+
+
 def render_html(ctx: dict, figures: list) -> str:
     st, pal = ctx["study"], ctx.get("pal", {})
 
@@ -176,14 +208,10 @@ def render_html(ctx: dict, figures: list) -> str:
          f"<h1>{_e(ctx['title'])}</h1>",
          "<nav><a href='#answer'>Answer</a><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
          "<a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
-         "<h2 id='question'>Question</h2>",
+         "<h2 class='q' id='question'>Question</h2>",
          f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
     a = ctx["answer"]
-    box = ["<section class='answer' id='answer'><h2>Answer</h2><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in a["verdicts"])
-           + "</ul>"]
-    for f in answering(ctx, figures):  # the answering figure right under the verdicts, the method below it
-        box.append(f"<figure>{_img(f)}<figcaption><strong>{_e(f.title)}.</strong> {_e(f.caption)} "
-                   f"(full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    box = ["<section class='answer' id='answer'><h2>Answer</h2>", answer_lead(a["verdicts"], answering(ctx, figures))]
     box.append(f"<p class='note'>{_e(a['what'])}</p>")
     box += [html_table(*a["table"])] if a.get("table") else []
     if a["versions"]:  # after the answer itself, still inside the box
