@@ -59,7 +59,7 @@ def test_an_audit_page_leads_with_alarm_detection(tmp_path):
     assert cells[("high_kl", "1")][3] == "held" and cells[("high_kl", "1")][exploit] == "–"
     (fig,), left_out = draw_figures(page, ["alarm_detection"], [f for f in REG.all_figures() if f.id == "alarm_detection"])
     assert fig.key == "alarm_detection" and fig.fig is not None and not left_out
-    assert "alarm_detection" not in [f.id for f in REG.all_figures() if "ab" not in f.kinds]  # on any page with alarms
+    assert [f.kinds for f in REG.all_figures() if f.id == "alarm_detection"] == [("audit",)]  # elsewhere: by headline
 
 
 def test_the_rendered_audit_page_carries_the_detection_table(tmp_path):

@@ -1,6 +1,7 @@
 """alarm_detection: does each reward-model audit alarm tell the runs whose held-out gold fell from the runs whose gold
-held, and with how many rounds of warning? The answering figure of audit-kind pages (report/kinds.py); drawn on any page
-whose audited runs logged alarms. Numbers: rlhfsim.diagnostics.alarm_detection (the declared gold-fall rule)."""
+held, and with how many rounds of warning? The answering figure of audit-kind pages (report/kinds.py); another page
+draws it when its experiment names it in `headline` (its tables, report/alarm_detection.py, are on every page whose
+audited runs logged alarms). Numbers: rlhfsim.diagnostics.alarm_detection (the declared gold-fall rule)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def draw(page: Page):
 
 
 FIGURE = Figure(
-    "alarm_detection", draw, needs=("audit/alarms",), when=audits_off, quiet=True,
+    "alarm_detection", draw, kinds=("audit",), needs=("audit/alarms",), when=audits_off, quiet=True,
     title="Alarm detection: which alarms fire where gold falls, and how early",
     caption=(f"Left: per alarm, the share of runs whose held-out gold fell (more than {MARGIN:g} below its running peak "
              f"for {SUSTAIN} rounds in a row) in which it fired at or before the fall (blue, detection rate), and the share "
