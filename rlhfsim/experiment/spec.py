@@ -141,10 +141,10 @@ class ExperimentSpec(BaseModel):
     secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
                                       "them and all variants.")
     headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py figure_ids()).")
-    design: Literal["ab", "dose", "overopt", "calibration", "phase", "iterated"] | None = Field(
+    design: Literal["ab", "dose", "overopt", "calibration", "phase", "iterated", "audit"] | None = Field(
         None, description="The study's design kind, which shapes its report page (report/kinds.py): ab (each arm against the "
         "baseline), dose (dose-response), overopt (over-optimisation), calibration (measured quality against the knob), phase "
-        "(phase diagram), iterated (iterated RLHF). Left out: inferred from the factors, headline and primary endpoint.")
+        "(phase diagram), iterated (iterated RLHF), audit (do the reward-model alarms warn before gold falls). Left out: inferred from the factors, headline and primary endpoint.")
     factors: dict[str, str | LabelFactor] = Field(default_factory=dict, description="Design factors: name -> dotted config "
                                                   "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
                                                   "level read from the variant's name, LabelFactor); the report facets figures by "

@@ -65,63 +65,6 @@ def warning_table(study) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
-DETECTION_NOTE = ("Per alarm over every run of the study (all variants pooled). A run is positive when its held-out gold "
-                  "fell more than 0.05 below its peak (the drop round above). Detected: the alarm fired at or before "
-                  "the drop round; late: it first fired after it; missed: never fired. A false alarm fires in a run "
-                  "whose gold never dropped. Lead = drop round - first alarm round over detected runs (>= 0). An alarm "
-                  "that discriminates has a high detection rate and a low false-alarm rate; firing in every run is "
-                  "no discrimination.")
-
-
-def detection(df: pd.DataFrame) -> pd.DataFrame:
-    """Per alarm: positives (runs whose gold dropped), detected / late / missed, negatives and false alarms, lead.
-
-    df: run_warnings's rows (one per run x alarm). Unmeasured alarms are left out. Returns one row per alarm with
-    detection_rate = detected / positives and false_alarm_rate = false alarms / negatives (NaN when undefined).
-    """
-    cols = ["alarm", "positives", "detected", "late", "missed", "negatives", "false_alarms", "detection_rate",
-            "false_alarm_rate", "lead_median", "lead_min", "lead_max"]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    out = []
-    for a in [x for x in ALARMS if x in set(df["alarm"])]:
-        d = df[(df["alarm"] == a) & df["measured"]]
-        if d.empty:
-            continue
-        pos = d[d["drop_round"].notna()]
-        neg = d[d["drop_round"].isna()]
-        first = pd.to_numeric(pos["first_round"], errors="coerce")
-        drop = pd.to_numeric(pos["drop_round"], errors="coerce")
-        hit = first.notna() & (first <= drop)
-        late = first.notna() & (first > drop)
-        lead = (drop - first)[hit]
-        fa = int(neg["first_round"].notna().sum())
-        out.append({"alarm": a, "positives": len(pos), "detected": int(hit.sum()), "late": int(late.sum()),
-                    "missed": int(first.isna().sum()), "negatives": len(neg), "false_alarms": fa,
-                    "detection_rate": hit.sum() / len(pos) if len(pos) else np.nan,
-                    "false_alarm_rate": fa / len(neg) if len(neg) else np.nan,
-                    "lead_median": lead.median() if len(lead) else np.nan,
-                    "lead_min": lead.min() if len(lead) else np.nan, "lead_max": lead.max() if len(lead) else np.nan})
-    return pd.DataFrame(out, columns=cols)
-
-
-def detection_table(study) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the detection table (detection()) for the page."""
-    det = detection(run_warnings(study))
-    header = ["alarm", "runs gold dropped", "detected (late, missed)", "detection rate", "runs gold held",
-              "false alarms", "false-alarm rate", "lead in rounds, median [min, max]"]
-
-    def rate(x):
-        return "–" if pd.isna(x) else f"{x:.2f}"
-
-    rows = []
-    for r in det.itertuples():
-        lead = "–" if pd.isna(r.lead_median) else f"{r.lead_median:.1f} [{r.lead_min:.0f}, {r.lead_max:.0f}]"
-        rows.append([r.alarm, str(r.positives), f"{r.detected} ({r.late}, {r.missed})", rate(r.detection_rate),
-                     str(r.negatives), str(r.false_alarms), rate(r.false_alarm_rate), lead])
-    return header, rows
-
-
 def gold_table(study) -> tuple[list[str], list[list[str]]]:
     """Header and rows per variant: SFT gold, peak gold and round, drop round, final gold (mean ± sd over seeds)."""
     df = run_warnings(study)
@@ -147,15 +90,13 @@ def gold_table(study) -> tuple[list[str], list[list[str]]]:
 
 
 def sections(study) -> list[Section]:
-    """The audit tables as report sections (gold per variant, alarms against the gold peak and drop, detection); []
-    when no run logged audit alarms."""
+    """The audit tables as report sections (gold per variant, alarms against the gold peak and drop); [] when no run
+    logged audit alarms. Whether the alarms discriminate runs whose gold fell: report/alarm_detection.py."""
     wh, wr = warning_table(study)
     if not wr:
         return []
     return [Section("Audits: gold reward per variant", *gold_table(study), "Mean ± sd over seeds."),
-            Section("Audits: alarms against the gold peak and drop", wh, wr, NOTE),
-            Section("Audits: does each alarm discriminate runs whose gold dropped from runs whose gold held?", *detection_table(study),
-                    DETECTION_NOTE)]
+            Section("Audits: alarms against the gold peak and drop", wh, wr, NOTE)]
 
 
 def markdown(study, md_table) -> list[str]:

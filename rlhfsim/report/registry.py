@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from rlhfsim.report import alarm_detection as AD
 from rlhfsim.report import audit as AU
 from rlhfsim.report import calibration as CAL
 from rlhfsim.report import collapse_study as CS
@@ -142,7 +143,7 @@ def _phase_page(page: Page) -> str | None:
 
 # ----------------------------------------------------------------------------- the built-in figures, in page order
 
-NOT_DOSE = ("ab", "overopt", "calibration", "iterated")  # an effect against one baseline misreads a dose design
+NOT_DOSE = ("ab", "overopt", "calibration", "iterated", "audit")  # an effect against one baseline misreads a dose design
 COLLAPSE = ("ab", "dose", "phase")  # the reward distributions: pages whose question can be the reward model's collapse
 NOT_OVEROPT = tuple(k for k in ALL_KINDS if k != "overopt")  # over-optimisation pages: gold against KL, not the reward model
 CORE_FIGURES: list[Figure] = [
@@ -179,11 +180,13 @@ CORE_TABLES: list[Table] = [
     Table("manipulation_check", lambda p: manipulation_section(p.study), kinds=("ab",)),  # what each arm did to the rewards
     Table("matched_kl", lambda p: matched_kl_section(p.study), kinds=NOT_DOSE),
     Table("calibration_table", lambda p: CAL.calibration_section(p.study), kinds=("calibration",)),
-    Table("overopt_fits", lambda p: D.overopt_section(p.study), kinds=("overopt", "ab")),
+    Table("overopt_fits", lambda p: D.overopt_section(p.study), kinds=("overopt", "ab", "audit")),
     Table("gao_shapes", lambda p: D.gao_shape_section(p.study), kinds=("overopt",)),
     Table("stagnation", lambda p: D.stagnation_section(p.study)),
     Table("propagation", lambda p: D.propagation_section(p.study), kinds=("ab", "dose", "phase", "calibration")),
     Table("audits", lambda p: AU.sections(p.study), when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None),
+    Table("alarm_detection", lambda p: AD.sections(p.study),
+          when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None),
     Table("cost", lambda p: cost_section(p.study)),
 ]
 

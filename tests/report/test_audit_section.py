@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from rlhfsim.report import audit as section
+from rlhfsim.report.alarm_detection import alarm_table, detection
 from rlhfsim.report.render import _md_table
 from rlhfsim.report.rundir import RunData
 from rlhfsim.report.study import Study
@@ -51,23 +52,19 @@ def test_runs_without_audits_say_so():
 
 
 def test_detection_counts_hits_late_misses_and_false_alarms():
-    # Drop rounds (gold more than 0.05 below its peak): a -> 3, b -> 2, c -> 3, d and e never drop.
-    runs = [_run("v", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1),        # exploit detected, lead 3 - 1 = 2
-            _run("v", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),       # exploit detected at the drop, lead 0
+    # The page's detection (report/alarm_detection.py; rule: gold > 0.03 below its running peak two rounds in a row).
+    # Fall rounds: a -> 3, b -> 2, c -> 3, d and e never fall.
+    runs = [_run("v", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1),        # exploit hit, lead 3 - 1 = 2
+            _run("v", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),       # exploit at the fall, lead 0
             _run("v", 2, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=4),        # exploit late (4 > 3)
             _run("w", 0, [0.4, 0.41, 0.42, 0.43, 0.44], exploit_from=2),     # gold held: a false alarm
             _run("w", 1, [0.4, 0.41, 0.42, 0.43, 0.44], shift_at=(2,))]      # gold held: shift's false alarm
-    det = section.detection(section.run_warnings(_study(runs))).set_index("alarm")
-    ex = det.loc["exploit"]
-    assert (ex.positives, ex.detected, ex.late, ex.missed, ex.negatives, ex.false_alarms) == (3, 2, 1, 0, 2, 1)
+    _, det = detection(_study(runs))
+    ex = det.set_index("alarm").loc["exploit"]
+    assert (ex.positives, ex.true_positives, ex.late, ex.missed, ex.negatives, ex.false_alarms) == (3, 2, 1, 0, 2, 1)
     assert ex.detection_rate == 2 / 3 and ex.false_alarm_rate == 0.5
     assert (ex.lead_median, ex.lead_min, ex.lead_max) == (1.0, 0, 2)
-    sh = det.loc["shift"]
-    assert (sh.detected, sh.missed, sh.false_alarms, sh.false_alarm_rate) == (0, 3, 1, 0.5)
-    assert det.loc["collapse"].false_alarm_rate == 0.0 and det.loc["collapse"].detection_rate == 0.0
-    # An alarm that fires in every run cannot discriminate: detection 1 and false-alarm rate 1.
-    every = [_run("v", s, g, exploit_from=1) for s, g in enumerate([[0.4, 0.5, 0.3, 0.3], [0.4, 0.41, 0.42, 0.43]])]
-    e = section.detection(section.run_warnings(_study(every))).set_index("alarm").loc["exploit"]
-    assert e.detection_rate == 1.0 and e.false_alarm_rate == 1.0
-    md = "\n".join(section.markdown(_study(runs), _md_table))
-    assert "| exploit | 3 | 2 (1, 0) | 0.67 | 2 | 1 | 0.50 | 1.0 [0, 2] |" in md
+    sh = det.set_index("alarm").loc["shift"]
+    assert (sh.true_positives, sh.missed, sh.false_alarms, sh.false_alarm_rate) == (0, 3, 1, 0.5)
+    md = "\n".join(_md_table(*alarm_table(det)))
+    assert "| exploit | 3 | 2 (1, 0) | 0.67 | 2 | 1 | 0.50 | 0.17 | 1.0 [0, 2] |" in md

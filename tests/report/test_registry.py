@@ -119,7 +119,8 @@ def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
     drawn, left_out = draw_figures(page, ["fig11_audits"], _by_id("fig11_audits"))
     assert not drawn and left_out == [("fig11_audits", REG.audits_off(page))] and "audit.enabled: false" in left_out[0][1]
     sections, dropped = build_tables(page)
-    assert not any(s.title.startswith("Audits") for s in sections) and dropped == [("audits", REG.audits_off(page))]
+    assert not any(s.title.startswith(("Audits", "Alarm")) for s in sections)
+    assert dropped == [("audits", REG.audits_off(page)), ("alarm_detection", REG.audits_off(page))]
 
     _edit_configs(root, "high_kl", lambda c: c["audit"].update(enabled=True))  # audits on in one arm: its alarms only
     page = _page(load_study([root]))
