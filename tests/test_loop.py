@@ -11,6 +11,7 @@ from rlhfsim.config import load_config
 from rlhfsim.loop import run
 from rlhfsim.run_figure import FIGURE
 from rlhfsim.tracking import read_jsonl, read_status
+from tests.fixtures.docs import documented_metric_patterns
 
 
 @pytest.fixture(scope="module")
@@ -72,25 +73,9 @@ def test_cli_run_bad_override_exit_2(capsys):
     assert "loop.rounds" in capsys.readouterr().out
 
 
-def _documented_patterns() -> list:
-    """Metric names in docs/metrics.md as regexes: `{t}`-style placeholders match one name part, and a
-    `_suffix` token right after a name (as in "`reward/{t}_mean`, `_std`") swaps that name's last suffix."""
-    import re
-    from pathlib import Path
-
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
-    names, last = [], None
-    for tok in re.findall(r"`([^`\s]+)`", doc):
-        if re.match(r"^[a-z_]+/", tok):
-            names.append(last := tok)
-        elif tok.startswith("_") and last is not None:
-            names.append(last.rsplit("_", 1)[0] + tok)
-    return [re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_]+", re.escape(n)) + "$") for n in names]
-
-
 def test_every_logged_metric_is_documented(tiny_run):
     _, out, _ = tiny_run
-    pats = _documented_patterns()
+    pats = documented_metric_patterns()
     keys = {k for f in ("metrics.jsonl", "policy_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
@@ -231,6 +216,6 @@ def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exact
     for r in rows[1:]:
         assert "rm/train_acc" not in r and r["rm/frozen"] == 0  # nothing trained
         assert -1 <= r["rm/within_prompt_spearman"] <= 1 and "recal/all_scale" in r
-    pats = _documented_patterns()
+    pats = documented_metric_patterns()
     undocumented = sorted(k for r in rows for k in r if k != "round" and not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"

@@ -116,6 +116,7 @@ CHAINS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sft_cache, forked):
     cache = str(tmp_path / "sft") if chain == "sft_and_first_round" else sft_cache
@@ -143,6 +144,7 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
     assert not list(out.rglob(".*.tmp*")) and not list((out / "checkpoints").glob("tmp-*"))  # leftovers cleaned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "online_dpo"])
 def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted(name, tmp_path, sft_cache, forked):
     """Killed at round 2's first policy update, resumed from round 1's checkpoint (policy, the optimiser's own state,

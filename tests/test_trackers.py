@@ -52,6 +52,7 @@ def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch,
     assert "report_to" in msg and "neptune" in msg and "'tensorboard'" in msg
 
 
+@pytest.mark.slow
 def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_cache, monkeypatch):
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")
