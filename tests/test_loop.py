@@ -50,6 +50,7 @@ def test_run_directory_layout(tiny_run):
     assert not list(out.rglob(".*.tmp*"))  # every write renamed into place
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     cfg, out, _ = tiny_run
     run(cfg, out=tmp_path / "again")
@@ -58,6 +59,7 @@ def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     assert (out / FIGURE).read_bytes() == (tmp_path / "again" / FIGURE).read_bytes()  # the figure is part of the result
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_matches(tiny_run, tmp_path, sft_cache):
     cfg, out, _ = tiny_run
     part = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
@@ -112,6 +114,7 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
         assert not far, (want["round"], far)
 
 
+@pytest.mark.slow
 def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, tmp_path, sft_cache):
     """Run directories written before the rename hold ppo_steps.jsonl: the report reads it (the Gao fit's points), and a
     resume goes on appending there, so the run's steps stay in one file."""
@@ -132,6 +135,7 @@ def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, t
     assert [s["round"] for s in steps] == [1, 1, 2, 2, 3, 3]  # tiny: 2 iterations a round
 
 
+@pytest.mark.slow
 def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):
     """Reward model trained in round 1 only: collapse/probe_* is one number from then on, the sample-based one may move."""
     cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=3", "loop.freeze_reward_after=1",
@@ -145,6 +149,7 @@ def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cac
     assert rows[1]["collapse/shape_gold"] != rows[2]["collapse/shape_gold"]
 
 
+@pytest.mark.slow
 def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tiny_run, tmp_path, sft_cache):
     """loop.diagnose_on_eval: phase 6 of round r scores round r-1's phase-8 samples (so rm/* differ from a fresh draw, while
     the training stream and phase-8 metrics are untouched), and a resume redraws them identically."""
@@ -160,6 +165,7 @@ def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tin
     assert full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"] or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
 
 
+@pytest.mark.slow
 def test_a_run_inside_one_bf16_autocast_context_updates_the_weights_it_samples_with(tmp_path):
     """A whole run inside one bf16 autocast context, as the loop holds on a GPU (here on CPU), SFT included (its own
     empty cache: SFT under autocast is most of what the cache bug broke): each PPO update starts from the weights that
@@ -196,6 +202,7 @@ def test_a_gpu_checkpoint_carries_the_devices_generator(tmp_path, sft_cache, mon
     assert calls == [([7], "cuda")]
 
 
+@pytest.mark.slow
 def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exactly(tmp_path, sft_cache):
     """loop.reward_source: noisy_gold: sigma calibrated on round 0's SFT samples (logged there), no reward model trained,
     phase 6 measures the noisy proxy itself against gold, surgery acts on it; a resumed run (which recalibrates from the

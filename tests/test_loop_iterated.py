@@ -8,6 +8,8 @@ from rlhfsim.loop import run
 from rlhfsim.tracking import read_jsonl
 from tests.fixtures.docs import documented_metric_patterns
 
+pytestmark = pytest.mark.slow  # every test here runs whole tiny runs (the arms fixture alone runs 3 per arm)
+
 ARMS = {  # every new option in at least one arm
     "sft_mean_equal": ["loop.policy_start=sft", "loop.kl_anchor=round_start", "reward.across_rounds=mean",
                        "loop.buffer=equal_share", "loop.buffer_total=20", "loop.inner_eval.every=1",

@@ -185,6 +185,7 @@ def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path,
 # ----------------------------------------------------------------------------- divergence
 
 
+@pytest.mark.slow
 def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, sft_cache, capsys):
     out = tmp_path / "run"
     base = ["--set", f"policy.cache_dir={sft_cache}"]
@@ -218,6 +219,7 @@ def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, s
     assert read_status(out)["status"] == "finished" and checkpoint_round(out) == 2
 
 
+@pytest.mark.slow
 def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, monkeypatch, reference):
     """A NaN policy loss in round 1: stop raises Diverged naming it; skip_round leaves round 1's weights = SFT's."""
     from rlhfsim.ppo.trainer import PPOTrainer

@@ -160,6 +160,7 @@ def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
     assert sorted(r["step"] for r in rows if TAG in r) == [2, 3]
 
 
+@pytest.mark.slow
 def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
     from rlhfsim.config import load_config
     from rlhfsim.loop import run

@@ -15,6 +15,7 @@ from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 from tests.fixtures.groups import reference_groups
 
 
+@pytest.mark.slow
 def test_heads_does_not_import_the_trainer():
     # heads, engines and listwise form a chain without a cycle back to trainer
     code = "import sys, rlhfsim.reward.heads; assert 'rlhfsim.reward.trainer' not in sys.modules"
