@@ -20,3 +20,22 @@ def tiny_checkpoints(tmp_path_factory):
     from rlhfsim.models.tiny import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny_checkpoints"))
+
+
+# ----------------------------------------------------------------------------- fabricated studies (tests/fixtures)
+
+
+@pytest.fixture
+def study_root(tmp_path):
+    """A fresh fabricated A/B study (tests/fixtures/studies.make_study) a test may edit."""
+    from tests.fixtures.studies import make_study
+
+    return make_study(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def ab_report(tmp_path_factory):
+    """(study root, report dir) of make_study's study, reported once per session; tests only read it."""
+    from tests.fixtures.studies import built_report, make_study
+
+    return built_report(tmp_path_factory, "ab", make_study)

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from rlhfsim.bench.rounds import linear_fit
 from rlhfsim.cli import main
@@ -28,6 +29,7 @@ def _positive_numbers(d: dict, path: str = "") -> list[str]:
     return bad
 
 
+@pytest.mark.slow
 def test_bench_all_sections_tiny(tmp_path, sft_cache):
     out = tmp_path / "bench.json"
     rc = main(["bench", *TINY, "--json", str(out), "--config", "configs/tiny.yaml", "--set", f"policy.cache_dir={sft_cache}",

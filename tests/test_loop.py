@@ -11,6 +11,7 @@ from rlhfsim.config import load_config
 from rlhfsim.loop import run
 from rlhfsim.run_figure import FIGURE
 from rlhfsim.tracking import read_jsonl, read_status
+from tests.fixtures.docs import documented_metric_patterns
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def test_run_directory_layout(tiny_run):
     assert not list(out.rglob(".*.tmp*"))  # every write renamed into place
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     cfg, out, _ = tiny_run
     run(cfg, out=tmp_path / "again")
@@ -57,6 +59,7 @@ def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     assert (out / FIGURE).read_bytes() == (tmp_path / "again" / FIGURE).read_bytes()  # the figure is part of the result
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_matches(tiny_run, tmp_path, sft_cache):
     cfg, out, _ = tiny_run
     part = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=1"])
@@ -72,25 +75,9 @@ def test_cli_run_bad_override_exit_2(capsys):
     assert "loop.rounds" in capsys.readouterr().out
 
 
-def _documented_patterns() -> list:
-    """Metric names in docs/metrics.md as regexes: `{t}`-style placeholders match one name part, and a
-    `_suffix` token right after a name (as in "`reward/{t}_mean`, `_std`") swaps that name's last suffix."""
-    import re
-    from pathlib import Path
-
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
-    names, last = [], None
-    for tok in re.findall(r"`([^`\s]+)`", doc):
-        if re.match(r"^[a-z_]+/", tok):
-            names.append(last := tok)
-        elif tok.startswith("_") and last is not None:
-            names.append(last.rsplit("_", 1)[0] + tok)
-    return [re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_]+", re.escape(n)) + "$") for n in names]
-
-
 def test_every_logged_metric_is_documented(tiny_run):
     _, out, _ = tiny_run
-    pats = _documented_patterns()
+    pats = documented_metric_patterns()
     keys = {k for f in ("metrics.jsonl", "policy_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
@@ -127,6 +114,7 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
         assert not far, (want["round"], far)
 
 
+@pytest.mark.slow
 def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, tmp_path, sft_cache):
     """Run directories written before the rename hold ppo_steps.jsonl: the report reads it (the Gao fit's points), and a
     resume goes on appending there, so the run's steps stay in one file."""
@@ -147,6 +135,7 @@ def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, t
     assert [s["round"] for s in steps] == [1, 1, 2, 2, 3, 3]  # tiny: 2 iterations a round
 
 
+@pytest.mark.slow
 def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):
     """Reward model trained in round 1 only: collapse/probe_* is one number from then on, the sample-based one may move."""
     cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=3", "loop.freeze_reward_after=1",
@@ -160,6 +149,7 @@ def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cac
     assert rows[1]["collapse/shape_gold"] != rows[2]["collapse/shape_gold"]
 
 
+@pytest.mark.slow
 def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tiny_run, tmp_path, sft_cache):
     """loop.diagnose_on_eval: phase 6 of round r scores round r-1's phase-8 samples (so rm/* differ from a fresh draw, while
     the training stream and phase-8 metrics are untouched), and a resume redraws them identically."""
@@ -175,6 +165,7 @@ def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tin
     assert full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"] or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
 
 
+@pytest.mark.slow
 def test_a_run_inside_one_bf16_autocast_context_updates_the_weights_it_samples_with(tmp_path):
     """A whole run inside one bf16 autocast context, as the loop holds on a GPU (here on CPU), SFT included (its own
     empty cache: SFT under autocast is most of what the cache bug broke): each PPO update starts from the weights that
@@ -211,6 +202,7 @@ def test_a_gpu_checkpoint_carries_the_devices_generator(tmp_path, sft_cache, mon
     assert calls == [([7], "cuda")]
 
 
+@pytest.mark.slow
 def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exactly(tmp_path, sft_cache):
     """loop.reward_source: noisy_gold: sigma calibrated on round 0's SFT samples (logged there), no reward model trained,
     phase 6 measures the noisy proxy itself against gold, surgery acts on it; a resumed run (which recalibrates from the
@@ -231,6 +223,6 @@ def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exact
     for r in rows[1:]:
         assert "rm/train_acc" not in r and r["rm/frozen"] == 0  # nothing trained
         assert -1 <= r["rm/within_prompt_spearman"] <= 1 and "recal/all_scale" in r
-    pats = _documented_patterns()
+    pats = documented_metric_patterns()
     undocumented = sorted(k for r in rows for k in r if k != "round" and not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"

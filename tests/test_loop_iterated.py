@@ -6,6 +6,9 @@ import pytest
 from rlhfsim.config import load_config
 from rlhfsim.loop import run
 from rlhfsim.tracking import read_jsonl
+from tests.fixtures.docs import documented_metric_patterns
+
+pytestmark = pytest.mark.slow  # every test here runs whole tiny runs (the arms fixture alone runs 3 per arm)
 
 ARMS = {  # every new option in at least one arm
     "sft_mean_equal": ["loop.policy_start=sft", "loop.kl_anchor=round_start", "reward.across_rounds=mean",
@@ -86,12 +89,7 @@ def test_proxy_gold_metrics_are_logged_per_round(arms):
 
 
 def test_every_new_metric_is_documented(arms):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_test_loop", Path(__file__).with_name("test_loop.py"))  # importlib mode
-    spec.loader.exec_module(mod := importlib.util.module_from_spec(spec))
-    pats = mod._documented_patterns()
+    pats = documented_metric_patterns()
     keys = {k for name in ARMS for row in read_jsonl(arms / name / "metrics.jsonl") for k in row} - {"round"}
     assert {"eval/proxy_gold_gap", "eval/proxy_gold_w1", "policy/iterations"} <= keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))

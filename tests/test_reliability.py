@@ -116,6 +116,7 @@ CHAINS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sft_cache, forked):
     cache = str(tmp_path / "sft") if chain == "sft_and_first_round" else sft_cache
@@ -143,6 +144,7 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
     assert not list(out.rglob(".*.tmp*")) and not list((out / "checkpoints").glob("tmp-*"))  # leftovers cleaned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "online_dpo"])
 def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted(name, tmp_path, sft_cache, forked):
     """Killed at round 2's first policy update, resumed from round 1's checkpoint (policy, the optimiser's own state,
@@ -183,6 +185,7 @@ def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path,
 # ----------------------------------------------------------------------------- divergence
 
 
+@pytest.mark.slow
 def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, sft_cache, capsys):
     out = tmp_path / "run"
     base = ["--set", f"policy.cache_dir={sft_cache}"]
@@ -216,6 +219,7 @@ def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, s
     assert read_status(out)["status"] == "finished" and checkpoint_round(out) == 2
 
 
+@pytest.mark.slow
 def test_nan_in_ppo_skip_round_undoes_the_round(tmp_path, monkeypatch, reference):
     """A NaN policy loss in round 1: stop raises Diverged naming it; skip_round leaves round 1's weights = SFT's."""
     from rlhfsim.ppo.trainer import PPOTrainer

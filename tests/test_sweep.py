@@ -373,6 +373,7 @@ def test_results_table_lists_every_run():
     assert "skipped" in text and "failed" in text and "RuntimeError: x" in text
 
 
+@pytest.mark.slow
 def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
     """One real `rlhfsim run` child (1 variant x 1 seed, 1 round); a second sweep skips it, a third resumes it."""
     p = write_exp(tmp_path, f"""

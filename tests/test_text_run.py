@@ -53,6 +53,7 @@ def text_run(request, tiny_checkpoints, tmp_path_factory, sft_cache):
     return request.param, raw, out, summary
 
 
+@pytest.mark.slow
 def test_two_rounds_from_checkpoints_and_a_dataset(text_run):
     name, raw, out, summary = text_run
     rows = read_jsonl(out / "metrics.jsonl")
@@ -68,6 +69,7 @@ def test_two_rounds_from_checkpoints_and_a_dataset(text_run):
     assert (out / "checkpoints" / "latest" / "rm0.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_resume(text_run, tmp_path):
     """Reruns give the same metrics; a run resumed after round 1 ends where the uninterrupted run ends."""
     name, raw, out, _ = text_run
@@ -102,6 +104,7 @@ def test_gpu_experiment_files_validate(name, tmp_path):
     assert main(["sweep", f"experiments/{name}.yaml", "--dry-run", "--out", str(tmp_path)]) == 0
 
 
+@pytest.mark.slow
 def test_the_gpu_studies_path_under_bf16_autocast(tiny_checkpoints, sft_cache, tmp_path):
     """The GPU studies' models (DeBERTa-v2 proxy, Llama-style gold classifier, GPT-2 checkpoint policy) inside one bf16
     autocast context, as a GPU run holds it (here on CPU), SFT included (its own empty cache): 2 rounds finish, the

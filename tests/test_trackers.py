@@ -52,6 +52,7 @@ def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch,
     assert "report_to" in msg and "neptune" in msg and "'tensorboard'" in msg
 
 
+@pytest.mark.slow
 def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_cache, monkeypatch):
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")
@@ -159,6 +160,7 @@ def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
     assert sorted(r["step"] for r in rows if TAG in r) == [2, 3]
 
 
+@pytest.mark.slow
 def test_no_trackers_leave_no_tracker_files(tmp_path, sft_cache):
     from rlhfsim.config import load_config
     from rlhfsim.loop import run

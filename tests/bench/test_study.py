@@ -4,11 +4,14 @@ phase's time is attributed once. No timing is asserted: speed targets live in th
 import json
 import math
 
+import pytest
+
 from rlhfsim.bench import study_driver
 from rlhfsim.bench.study_driver import PHASES
 from rlhfsim.cli import main
 
 
+@pytest.mark.slow
 def test_study_section_tiny_with_baseline(tmp_path, sft_cache):
     out = tmp_path / "b.json"
     rc = main(["bench", "--only", "study", "--study-config", "configs/tiny.yaml", "--study-runs", "2", "--study-rounds", "1",

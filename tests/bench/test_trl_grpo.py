@@ -93,6 +93,7 @@ def test_bench_on_cuda_without_one_or_beside_cpu_sections_exits_2(only, says, ca
     assert says in out and "--device" in out and "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_the_grpo_section_end_to_end_at_a_tiny_shape(tmp_path):
     """Both TRL arms (the driver as a subprocess) and both rlhfsim arms, one alternation; no timing is asserted."""
     import json

@@ -76,6 +76,7 @@ def test_summarize_pools_arms_and_divides_medians():
         summarize([])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RLHFSIM_TRL_PYTHON"), reason="set RLHFSIM_TRL_PYTHON to the side env's python")
 def test_trl_ppo_section_runs_with_the_side_environment(tmp_path):
     out = tmp_path / "b.json"

@@ -28,6 +28,7 @@ def offline(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.mark.slow
 def test_minilm_loads_its_pretrained_weights(minilm):
     tok = load_tokenizer(minilm, "reward.checkpoint")
     model = load_sequence_classifier(minilm, "reward.checkpoint", tok.pad_token_id, seed=0)
@@ -38,6 +39,7 @@ def test_minilm_loads_its_pretrained_weights(minilm):
     assert tok("an apple a day").input_ids[0] == tok.cls_token_id and tok.vocab_size == 30522
 
 
+@pytest.mark.slow
 def test_minilm_as_reward_and_gold_model_two_rounds(minilm, tiny_checkpoints, sft_cache, tmp_path):
     raw = {
         "seed": 0, "device": "cpu",

@@ -89,6 +89,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_sum_to_the_whole_batch_gradient(tmp_path):
     (tmp_path / "worker.py").write_text(WORKER)
     with socket.socket() as s:

@@ -47,6 +47,7 @@ def test_setup_names_the_valid_models(capsys):
     assert "valid names: ['smollm2-135m-instruct', 'gemma3-270m']" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_smollm2_weights_really_loaded(real_setup):
     """Perplexity of a fixed English sentence: the converted checkpoint 14.1, the same config randomly initialised
     54,039 (about the vocabulary size): the weights are SmolLM2's, not a random init that merely has its shapes."""
@@ -66,6 +67,7 @@ def test_smollm2_weights_really_loaded(real_setup):
     assert math.isclose(real, info["perplexity"], rel_tol=1e-3)  # what setup measured right after converting
 
 
+@pytest.mark.slow
 def test_imdb_gold_heldout_accuracy(real_setup):
     from rlhfsim.real.assets import cache_root
     from rlhfsim.real.setup import IMDB_GOLD
@@ -94,6 +96,7 @@ def policy_ref(request, real_setup):
     return gemma_or_skip() if request.param == "gemma3-270m" else f"real:{request.param}"
 
 
+@pytest.mark.slow
 def test_gemma3_weights_really_loaded(real_setup):
     """The same perplexity check for Gemma-3-270m (262k vocabulary): 8.5 against a random init's 334,878."""
     policy_ref = gemma_or_skip()
@@ -110,6 +113,7 @@ def test_gemma3_weights_really_loaded(real_setup):
     assert real < 40 and rand > 1000 * real / 40, (real, rand)
 
 
+@pytest.mark.slow
 def test_one_round_with_the_real_policy(policy_ref, tmp_path):
     """configs/imdb_smollm2.yaml cut to a tiny round: the real policy samples, MiniLM trains, PPO updates, gold evaluates."""
     from rlhfsim.loop import run

@@ -1,14 +1,9 @@
 """The report's audit section: leads of each alarm on the gold peak and drop, per variant over seeds."""
 
-from pathlib import Path
-
-import pandas as pd
-
 from rlhfsim.report import audit as section
 from rlhfsim.report.alarm_detection import alarm_table, detection
 from rlhfsim.report.render import _md_table
-from rlhfsim.report.rundir import RunData
-from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 
 def _run(variant, seed, gold, exploit_from=None, shift_at=()):
@@ -20,12 +15,11 @@ def _run(variant, seed, gold, exploit_from=None, shift_at=()):
             row["audit/alarm_exploit"] = float(exploit_from is not None and r >= exploit_from)
             row["audit/alarm_shift"] = float(r in shift_at)
         rows.append(row)
-    return RunData(Path(f"/x/{variant}/seed{seed}"), "audits", variant, seed, metrics=pd.DataFrame(rows))
+    return mem_run(variant, seed, rows, "audits")
 
 
 def _study(runs):
-    variants = list(dict.fromkeys(r.variant for r in runs))
-    return Study("audits", "q", variants[0], variants, runs, [], ["/x"])
+    return mem_study(runs, "audits")
 
 
 def test_leads_over_seeds():
@@ -47,7 +41,7 @@ def test_leads_over_seeds():
 
 
 def test_runs_without_audits_say_so():
-    runs = [RunData(Path("/x/a/seed0"), "e", "a", 0, metrics=pd.DataFrame([{"round": 0, "eval/gold": 0.3}]))]
+    runs = [mem_run("a", 0, [{"round": 0, "eval/gold": 0.3}], "e")]
     assert "No run logged audit alarms" in "\n".join(section.markdown(_study(runs), _md_table))
 
 

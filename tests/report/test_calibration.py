@@ -1,15 +1,12 @@
 """The reward-quality calibration table and figure on a constructed study whose gain shares are known."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from rlhfsim.report.calibration import calibration_table, fig_calibration, late_gain, share_interval
 from rlhfsim.report.load import load_study
-from tests.report.test_report import fab_run
+from tests.fixtures.studies import edit_config, edit_metrics, fab_run
 
 SEEDS = (0, 1, 2, 3)
 SHARES = {"weak": 0.3, "realistic": 0.7, "gold": 1.0}  # each arm's gain as a share of the ceiling's, every seed
@@ -17,18 +14,17 @@ SHARES = {"weak": 0.3, "realistic": 0.7, "gold": 1.0}  # each arm's gain as a sh
 
 def arm(root, variant, seed, share, source, spearman):
     d = fab_run(root, variant, seed, 0.05, 0.0, rounds=6)
-    cfg = yaml.safe_load((d / "config.yaml").read_text())
-    cfg["loop"]["reward_source"] = source
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    edit_config(d, lambda c: c["loop"].update(reward_source=source))
     ceiling = 0.1 + 0.02 * seed  # seeds differ; the share within a seed is exact
-    for r in rows:
+
+    def row(r):
         r["eval/gold"] = 0.4 + (share * ceiling if r["round"] >= 1 else 0.0)
         r["time/round"] = 2.0 if variant == "realistic" else 1.0
         if r["round"] >= 1:
             r["rm/within_prompt_spearman"] = spearman
             r["rm/closed_pairwise_acc"] = 0.5 + spearman / 2
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+
+    edit_metrics(d, row)
 
 
 @pytest.fixture()

@@ -1,16 +1,13 @@
 """Captions mention only what the study has: prompt-aware utilities, utilities compared, early stopping, ensembles,
 stagnation and the panels actually drawn."""
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
 from rlhfsim.report.fig_mitigation import fig_mitigation
 from rlhfsim.report.figures import fig_by_type, fig_collapse, fig_gold_proxy, palette
-from rlhfsim.report.rundir import RunData
 from rlhfsim.report.select import config_values
 from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 
 def _study(reward_by_variant: dict, metrics_extra=None) -> Study:
@@ -20,10 +17,9 @@ def _study(reward_by_variant: dict, metrics_extra=None) -> Study:
             rows = [{"round": r, "eval/gold": 0.4 + 0.01 * r, "eval/kl": 0.1 * r, "eval/gold_open": 0.5,
                      **({"eval/proxy": 0.2 * r, "rm/pairwise_acc": 0.7, "rm/epochs": 3.0, "rm/heldout_loss": 0.6}
                         if r else {}), **(metrics_extra or {})} for r in range(4)]
-            runs.append(RunData(Path(f"/x/{v}/seed{s}"), "e", v, s, config={"reward": reward}, metrics=pd.DataFrame(rows),
+            runs.append(mem_run(v, s, rows, "e", config={"reward": reward},
                                 summary={"gold_peak_round": 3, "gold_peak": 0.43, "stagnation_round": None}))
-    vs = list(reward_by_variant)
-    return Study("e", "q", vs[0], vs, runs, [], ["/x"])
+    return mem_study(runs, "e", variants=list(reward_by_variant))
 
 
 PLAIN = {"a": {"utility": "bt", "prompt_aware": False, "early_stop": {"mode": "none"}, "ensemble_size": 1},

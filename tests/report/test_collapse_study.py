@@ -1,38 +1,15 @@
 """The collapse study's terminal-phase figure and table from fabricated training-group rewards."""
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from rlhfsim.config import config_from_dict, dump_config
-from rlhfsim.diagnostics import summarize
 from rlhfsim.report import collapse_study as CS
 from rlhfsim.report.load import load_study
 from rlhfsim.theory import optimal_rewards
-from rlhfsim.version import stamp
+from tests.fixtures.studies import fab_reward_only_run
 
-ROOT = Path(__file__).resolve().parents[2]
 K, G = 8, 6
-
-
-def fab_run(root: Path, variant: str, seed: int, reward: dict) -> Path:
-    """A one-round reward-only run directory: config, metrics, summary (the train parquet comes separately)."""
-    raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    raw.update(seed=seed)
-    raw["loop"].update(rounds=1, train_policy=False, diagnose_train=True)
-    raw["reward"].update(bounded=True, **reward)
-    raw["output"].update(experiment="study", variant=variant, dir=str(root.parent))
-    d = root / variant / f"seed{seed}"
-    (d / "rewards").mkdir(parents=True)
-    (d / "config.yaml").write_text(dump_config(config_from_dict(raw)))
-    rows = [{"round": 0, "eval/gold": 0.3}, {"round": 1, "eval/gold": 0.3, "collapse_train/order_acc": 1.0, "collapse/probe_shape_rel": 0.1}]
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=1.0), **stamp()}))
-    return d
 
 
 def _train_parquet(d, opt_open, opt_closed, noise, rng):
@@ -53,9 +30,9 @@ def collapse_root(tmp_path):
     rng = np.random.default_rng(0)
     inv, lin = optimal_rewards("inv", K), optimal_rewards("linear", K)
     for seed in (0, 1):
-        d = fab_run(root, "inv", seed, {"utility": "inv"})
+        d = fab_reward_only_run(root, "inv", seed, {"utility": "inv"})
         _train_parquet(d, inv, inv, 0.0, rng)  # exactly at the optimum for both types: collapse
-        d = fab_run(root, "aware", seed, {"prompt_aware": {"open": "inv", "closed": "linear"}})
+        d = fab_reward_only_run(root, "aware", seed, {"prompt_aware": {"open": "inv", "closed": "linear"}})
         _train_parquet(d, inv, lin, 0.0, rng)
     return root
 
@@ -81,7 +58,7 @@ def test_profiles_table_and_figure(collapse_root, tmp_path):
 
 def test_no_train_rewards_is_skipped(tmp_path):
     root = tmp_path / "runs" / "study"
-    d = fab_run(root, "a", 0, {"utility": "log"})
+    d = fab_reward_only_run(root, "a", 0, {"utility": "log"})
     (d / "rewards" / "round_001.parquet").write_bytes(b"")  # held-out rewards only, no train_round file
     study = load_study([root])
     assert not CS.has_train_rewards(study)

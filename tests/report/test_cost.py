@@ -1,13 +1,10 @@
 """The report's cost table: per-run wall time and per-phase seconds per round, from constructed runs."""
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from rlhfsim.report.cost import cost_section, phase_means
 from rlhfsim.report.rundir import RunData
-from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 
 def _run(variant: str, seed: int, wall: float, policy_s: float) -> RunData:
@@ -15,14 +12,13 @@ def _run(variant: str, seed: int, wall: float, policy_s: float) -> RunData:
     for r in (1, 2, 3):
         rows.append({"round": r, "eval/gold": 0.5, "time/policy": policy_s * r, "time/evaluate": 1.0, "time/audit": 0.0,
                      "time/round": policy_s * r + 1.0})
-    return RunData(Path(f"runs/c/{variant}/seed{seed}"), "c", variant, seed, metrics=pd.DataFrame(rows),
-                   summary={"wall_time_s": wall})
+    return mem_run(variant, seed, rows, "c", root="runs/c", summary={"wall_time_s": wall})
 
 
 @pytest.fixture()
 def study():
     runs = [_run("a", 0, 60.0, 1.0), _run("a", 1, 80.0, 3.0), _run("b", 0, 100.0, 2.0), _run("b", 1, 300.0, 2.0)]
-    return Study("c", "q?", "a", ["a", "b"], runs, [], ["constructed"])
+    return mem_study(runs, "c", "q?", sources=("constructed",))
 
 
 def test_phase_means_average_rounds_after_zero_and_drop_free_phases(study):
@@ -44,5 +40,5 @@ def test_cost_section_reports_median_and_range_of_wall_time(study):
 
 
 def test_cost_section_absent_without_wall_times():
-    run = RunData(Path("runs/c/a/seed0"), "c", "a", 0, metrics=pd.DataFrame([{"round": 0}]), summary={})
-    assert cost_section(Study("c", None, "a", ["a"], [run], [], ["x"])) is None
+    run = mem_run("a", 0, [{"round": 0}], "c", root="runs/c", summary={})
+    assert cost_section(mem_study([run], "c", None, sources=("x",))) is None

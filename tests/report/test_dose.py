@@ -1,22 +1,27 @@
 """Dose-response studies: a fabricated study with a known slope of gold gain on surgery.dial, and a null one."""
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from rlhfsim.cli import main
-from rlhfsim.diagnostics import summarize
 from rlhfsim.diagnostics.dose_response import minimal_detectable_effect
 from rlhfsim.report import dose as DR
 from rlhfsim.report.fig_dose import fig_dose_response
 from rlhfsim.report.load import load_study
-from rlhfsim.version import stamp
-from tests.report.test_report import CHROMIUM, check_rendered_page, fab_run, html_images, probe_dom
+from tests.fixtures.browser import check_rendered_page, needs_chromium, probe_dom
+from tests.fixtures.studies import (
+    built_report,
+    edit_config,
+    edit_metrics,
+    fab_run,
+    html_images,
+    make_study,
+    report,
+    write_experiment,
+)
 
 GROUPS, DOSES, SEEDS = ("ppo", "grpo"), (0.0, 0.5, 1.0), (0, 1, 2, 3, 4)
 SLOPE, FID_SLOPE = -0.05, -0.2
@@ -25,19 +30,19 @@ SLOPE, FID_SLOPE = -0.05, -0.2
 def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float, proxy_collapse: bool = False) -> None:
     """Set the run's optimiser and dial, add `gain` to gold after round 0 and `fid` to adv/gold_corr (and log the
     collapse of the surgered reward, 0.8 x dial, when asked); re-summarise."""
-    cfg = yaml.safe_load((d / "config.yaml").read_text())
-    if group:
-        cfg["optimizer"]["name"] = group
-    cfg.setdefault("surgery", {})["dial"] = dial
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    for r in rows[1:]:
+    def config(cfg):
+        if group:
+            cfg["optimizer"]["name"] = group
+        cfg.setdefault("surgery", {})["dial"] = dial
+
+    def row(r):
         r["eval/gold"] += gain
         r["adv/gold_corr"] += fid
         if proxy_collapse:
             r["surgery/shape_rel"] = 0.8 * dial
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))
+
+    edit_config(d, config)
+    edit_metrics(d, row, from_round=1, summary=True)
 
 
 def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_seed: int | None = 5, proxy_collapse: bool = False) -> Path:
@@ -60,11 +65,11 @@ def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_see
         shift_run(d, None, 1.0, 5.0, 0.0)  # far off: any slope that used it would be wild
     if unfinished_seed is not None:
         (root / "grpo_d1" / f"seed{unfinished_seed}" / "summary.json").unlink()  # still running: no summary yet
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
+    write_experiment(root, {
         "name": "dose", "question": "Does the dial lower gold gain?", "base_overrides": {"device": "cpu"}, "variants": variants,
         "seeds": seeds, "baseline": "ppo_d0", "primary": {"endpoint": "gold_gain", "better": "higher"},
         "headline": ["dose_response"], "factors": {"optimizer": "optimizer.name", "dial": "surgery.dial"},
-    }))
+    })
     return root
 
 
@@ -78,11 +83,7 @@ def by_hand(root: Path, endpoint: str = "gold_gain") -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dose")
-    root = make_dose_study(tmp, SLOPE, proxy_collapse=True)
-    out = tmp / "rep"
-    assert main(["report", str(root), "-o", str(out)]) == 0
-    return root, out
+    return built_report(tmp_path_factory, "dose", make_dose_study, slope=SLOPE, proxy_collapse=True)
 
 
 def test_design_finds_dose_arms_and_controls(built):
@@ -152,8 +153,6 @@ def test_too_few_seeds_say_so(tmp_path):
 
 
 def test_study_without_dose_factor_has_no_dose_design(tmp_path):
-    from tests.report.test_report import make_study
-
     assert DR.design(load_study([make_study(tmp_path)])) is None
 
 
@@ -190,14 +189,13 @@ def test_headline_dose_figure_without_complete_seeds_says_why(tmp_path):
     root = make_dose_study(tmp_path, SLOPE, unfinished_seed=None)
     for seed in SEEDS:
         (root / "ctl" / f"seed{seed}" / "summary.json").unlink()  # the control is still running in every seed
-    out = tmp_path / "rep"
-    assert main(["report", str(root), "-o", str(out)]) == 0
+    out = report(root, tmp_path / "rep")
     md = (out / "report.md").read_text()
     assert not (out / "dose_response.png").exists() and "`dose_response`: no complete seed yet" in md
     assert "No test yet: 0 complete seed(s)" in md
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+@needs_chromium
 def test_dose_report_renders_in_headless_chromium(built, tmp_path):
     html = (built[1] / "report.html").read_text()
     n_img = len(html_images(html))

@@ -1,7 +1,5 @@
 """Report parts of the learning-signal diagnostics: Gao-fit, stagnation and propagation tables, best-of-n figure."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +11,7 @@ from rlhfsim.report.figures import palette
 from rlhfsim.report.registry import Page, build_tables
 from rlhfsim.report.rundir import RunData
 from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 ALPHA, BETA = 0.3, 0.2  # RL form of the fabricated gold curve
 BON_ALPHA, BON_BETA = 0.4, 0.3
@@ -34,13 +33,13 @@ def _run(variant: str, seed: int, rounds: int = 8) -> RunData:
         rows.append(row)
     m = pd.DataFrame(rows)
     m["eval/sqrt_kl"] = np.sqrt(m["eval/kl"])
-    return RunData(Path(f"runs/s/{variant}/seed{seed}"), "s", variant, seed, metrics=m, summary=summarize(rows, 1.0))
+    return mem_run(variant, seed, m, root="runs/s", summary=summarize(rows, 1.0))
 
 
 @pytest.fixture(scope="module")
 def study():
     runs = [_run(v, s) for v in ("a", "b") for s in (0, 1, 2)]
-    return Study("s", "q?", "a", ["a", "b"], runs, [], ["fabricated"])
+    return mem_study(runs, question="q?", sources=("fabricated",))
 
 
 def test_overopt_section_recovers_the_gao_parameters(study):
@@ -85,7 +84,7 @@ def _shaped_run(variant: str, seed: int, gold_of_d) -> RunData:
     rows = [{"round": r, "eval/gold": 0.4 + float(gold_of_d(np.sqrt(0.4 * r * r))), "eval/kl": 0.4 * r * r,
              "eval/proxy": 0.1 * r if r else None} for r in range(9)]
     m = pd.DataFrame(rows)
-    return RunData(Path(f"runs/s/{variant}/seed{seed}"), "s", variant, seed, metrics=m, summary=summarize(rows, 1.0))
+    return mem_run(variant, seed, m, root="runs/s", summary=summarize(rows, 1.0))
 
 
 def test_gao_shape_shares_per_variant():
@@ -93,12 +92,12 @@ def test_gao_shape_shares_per_variant():
     runs = [_shaped_run("a", 0, turn), _shaped_run("a", 1, turn), _shaped_run("a", 2, lambda d: 0.05 * d),
             *[_shaped_run("b", s, lambda d: -0.05 * d) for s in range(3)]]
     assert [r.summary["gao_rl_shape"] for r in runs] == ["rise_fall", "rise_fall", "rising", "falling", "falling", "falling"]
-    sec = D.gao_shape_section(Study("s", "q", "a", ["a", "b"], runs, [], ["fabricated"]))
+    sec = D.gao_shape_section(mem_study(runs, sources=("fabricated",)))
     rows = {r[0]: dict(zip(sec.header, r)) for r in sec.rows}
     assert rows["a"]["rise then fall"] == "67% (2)" and rows["a"]["rising only"] == "33% (1)"
     assert rows["b"]["falling from the start"] == "100% (3)" and rows["b"]["rise then fall"] == "0% (0)"
     assert rows["b"]["seeds fitted"] == "3/3"
-    page = Page(Study("s", "q", "a", ["a", "b"], runs, [], ["fabricated"]), "overopt")  # an over-optimisation page carries it
+    page = Page(mem_study(runs, sources=("fabricated",)), "overopt")  # an over-optimisation page carries it
     assert sec.title in [s.title for s in build_tables(page)[0]]
 
 
@@ -107,7 +106,7 @@ def test_best_of_n_is_faceted_with_many_variants_and_fits_stay_in_the_data():
     from rlhfsim.report.select import MAX_COLOURS
 
     names = [f"v{i}" for i in range(MAX_COLOURS + 2)]  # the baseline and MAX_COLOURS + 1 others: two rows of panels
-    many = Study("s", "q", names[0], names, [_run(v, s) for v in names for s in (0, 1)], [], ["fabricated"])
+    many = mem_study([_run(v, s) for v in names for s in (0, 1)], variants=names, sources=("fabricated",))
     res = D.fig_best_of_n(many, palette(names))
     axes = res.fig.axes
     rows = {round(ax.get_position().y0, 3) for ax in axes}

@@ -1,14 +1,10 @@
 """fig11_audits: titled panels, readable labels, the configs' alarm thresholds, bands inside each metric's range."""
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
 from rlhfsim.report.fig_audits import fig_audits
 from rlhfsim.report.figures import palette
-from rlhfsim.report.rundir import RunData
-from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 ALARMS = ("collapse", "saturation", "explosion", "exploit", "shift")
 
@@ -22,13 +18,13 @@ def _run(variant, seed, exploit, alarms, threshold=0.42):
                         "audit/alarms": alarms[seed], **{f"audit/alarm_{a}": 0.0 for a in ALARMS}})
         rows.append(row)
     cfg = {"audit": {"exploit_threshold": threshold, "shift_acc_threshold": 0.6}}
-    return RunData(Path(f"/x/{variant}/seed{seed}"), "audits", variant, seed, config=cfg, metrics=pd.DataFrame(rows))
+    return mem_run(variant, seed, rows, "audits", config=cfg)
 
 
 def _study(variants, band_seeds=3, factors=None):
     exploit, alarms = [0.99, 1.0, 0.8], [0.0, 0.0, 3.0]  # near the top of [0, 1]; counts near 0
     runs = [_run(v, s, exploit, alarms) for v in variants for s in range(band_seeds)]
-    return Study("audits", "q", variants[0], list(variants), runs, [], ["/x"], factors=factors or {})
+    return mem_study(runs, "audits", variants=variants, factors=factors or {})
 
 
 def _bands(ax):
@@ -75,7 +71,7 @@ def test_many_variants_are_faceted_with_legends_outside():
 
 
 def test_no_audits_is_left_out():
-    st = Study("e", "q", "a", ["a"], [RunData(Path("/x/a/seed0"), "e", "a", 0, metrics=pd.DataFrame([{"round": 0, "eval/gold": 0.3}]))], [], ["/x"])
+    st = mem_study([mem_run("a", 0, [{"round": 0, "eval/gold": 0.3}], "e")], "e")
     res = fig_audits(st, palette(["a"]))
     assert res.fig is None and "audit" in res.skipped
 

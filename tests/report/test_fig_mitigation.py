@@ -1,27 +1,14 @@
 """Figure 8 appears for studies that log ensemble or early-stopping metrics, and only for them."""
 
-import importlib.util
-import json
-from pathlib import Path
-
 from rlhfsim.report.fig_mitigation import fig_mitigation
 from rlhfsim.report.figures import palette
 from rlhfsim.report.load import load_study
-
-# the fabricated study of test_report.py (tests are not a package: load the sibling file)
-_spec = importlib.util.spec_from_file_location("_report_fixtures", Path(__file__).with_name("test_report.py"))
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
-make_study = _mod.make_study
+from tests.fixtures.studies import edit_metrics, make_study
 
 
 def _add(root, cols):
     for f in root.glob("*/seed*/metrics.jsonl"):
-        rows = [json.loads(ln) for ln in f.read_text().splitlines()]
-        for r in rows:
-            if r["round"] > 0:
-                r.update({k: v * r["round"] for k, v in cols.items()})
-        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        edit_metrics(f.parent, lambda r: r.update({k: v * r["round"] for k, v in cols.items()}), from_round=1)
 
 
 def test_figure_only_with_mitigation_metrics(tmp_path):

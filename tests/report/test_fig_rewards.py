@@ -11,9 +11,9 @@ import yaml
 from rlhfsim.report.dynamics import fig_proxy_gold_kl
 from rlhfsim.report.fig_rewards import fig_distributions, fig_profiles
 from rlhfsim.report.figures import fig_by_type, fig_gold_proxy, palette
-from rlhfsim.report.rundir import RunData
 from rlhfsim.report.select import MAX_COLOURS, variant_groups
 from rlhfsim.report.study import Study
+from tests.fixtures.memory import mem_run, mem_study
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PX = 1600  # rendered at the report's 100 dpi
@@ -32,13 +32,13 @@ def ensembles_study(seeds=(0, 1)) -> tuple[Study, pd.DataFrame]:
                      "eval/proxy": np.nan if r == 0 else 0.3 * r, "eval/gold_open": 0.5, "eval/accuracy_closed": 0.3}
                     for r in range(4)]
             path = Path(f"/x/{v}/seed{s}")
-            runs.append(RunData(path, "ensembles", v, s, config={"reward": reward}, metrics=pd.DataFrame(rows)))
+            runs.append(mem_run(v, s, rows, "ensembles", config={"reward": reward}))
             for rd in (1, 3):
                 n = 8 * 3
                 rewards.append(pd.DataFrame({"run": str(path), "variant": v, "seed": s, "round": rd,
                                              "prompt_id": np.repeat(np.arange(8), 3), "prompt_type": np.repeat(["open", "closed"], 12),
                                              "gold": rng.uniform(0, 1, n), "proxy": rng.normal(0, 1, n)}))
-    st = Study("ensembles", exp["question"], exp["baseline"], list(exp["variants"]), runs, [], ["/x"], factors=exp["factors"])
+    st = mem_study(runs, "ensembles", exp["question"], exp["baseline"], list(exp["variants"]), factors=exp["factors"])
     return st, pd.concat(rewards, ignore_index=True)
 
 

@@ -9,16 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy import stats
 
-from rlhfsim.cli import main
-from rlhfsim.diagnostics import summarize
 from rlhfsim.report import iterated as IT
 from rlhfsim.report.fig_iterated import fig_iterated_frontiers, iterated_answer_into
 from rlhfsim.report.load import load_study
-from rlhfsim.version import stamp
-from tests.report.test_report import fab_run, make_study
+from tests.fixtures.studies import built_report, edit_config, edit_metrics, fab_run, make_study, write_experiment
 
 # ----------------------------------------------------------------------------- pure functions
 
@@ -132,31 +128,32 @@ BASE = {"loop.policy_start": "sft", "loop.buffer": "accumulate", "reward.across_
 
 
 def _write_run(root: Path, v: str, s: int, settings: dict, e: dict, inner: list[dict]) -> None:
-    """A fabricated run (test_report.fab_run) with the iterated settings, end-of-round values e and inner rows."""
+    """A fabricated run (tests/fixtures/studies.fab_run) with the iterated settings, end-of-round values e and inner rows."""
     d = fab_run(root, v, s, 0.05, 0.0, rounds=2)
-    cfg = yaml.safe_load((d / "config.yaml").read_text())
-    for k, x in {**BASE, **settings}.items():
-        sec, name = k.split(".", 1)
-        cfg[sec][name] = x
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
+
+    def config(cfg):
+        for k, x in {**BASE, **settings}.items():
+            sec, name = k.split(".", 1)
+            cfg[sec][name] = x
+
+    def row(r):
         i = r["round"]
         r.update({"eval/gold": e["gold"][i], "eval/kl": e["kl"][i], "eval/sqrt_kl": float(np.sqrt(e["kl"][i]))})
         if i:
             r.update({IT.GAP: e["gap"][i], IT.W1: e["w1"][i]})
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))
+
+    edit_config(d, config)
+    edit_metrics(d, row, summary=True)
     (d / "inner_eval.jsonl").write_text("".join(json.dumps(x) + "\n" for x in inner))
 
 
 def _experiment(root: Path, arms: dict[str, dict], factors: dict) -> None:
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
+    write_experiment(root, {
         "name": "study", "question": "How do the iterated-RLHF choices move gold?", "base_overrides": {"device": "cpu"},
         "variants": {v: dict(x) for v, x in arms.items()}, "seeds": list(SEEDS), "baseline": "reference",
         "primary": {"endpoint": "gold_final", "better": "higher", "margin": MARGIN},
         "secondary": [{"endpoint": "final/eval/proxy_gold_gap", "better": "lower"}], "factors": factors,
-        "headline": ["iterated_frontiers", "effect_sizes"]}, sort_keys=False))
+        "headline": ["iterated_frontiers", "effect_sizes"]}, sort_keys=False)
 
 
 def make_iterated_study(tmp: Path) -> Path:
@@ -177,11 +174,7 @@ def _t(d) -> tuple[float, float, float]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("iterated")
-    root = make_iterated_study(tmp)
-    out = tmp / "rep"
-    assert main(["report", str(root), "-o", str(out)]) == 0
-    return root, out
+    return built_report(tmp_path_factory, "iterated", make_iterated_study)
 
 
 def test_page_has_the_iterated_figures_sections_and_answer(built):

@@ -2,7 +2,7 @@
 
 from rlhfsim.report.load import load_study
 from rlhfsim.report.methods import methods_paragraph, reproduction
-from tests.report.test_report import make_study
+from tests.fixtures.studies import make_study
 
 
 def test_methods_paragraph_states_the_resolved_config(tmp_path):

@@ -3,8 +3,6 @@ reaching the report's default table by that one declaration."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
@@ -13,7 +11,7 @@ from rlhfsim.experiment.spec import Endpoint
 from rlhfsim.report.answer import comparisons, verdicts
 from rlhfsim.report.load import load_study
 from rlhfsim.report.tables import final_table, table_cells
-from tests.report.test_report import make_study
+from tests.fixtures.studies import make_study, read_metrics, write_metrics
 
 
 def test_shape_rel_is_closer_to_0_wherever_it_is_read():
@@ -37,9 +35,9 @@ def test_an_endpoint_declared_without_better_takes_the_declared_direction():
 
 def _set_shape_rel(run_dir, value: float) -> None:
     """The last round's collapse/probe_shape_rel of one fabricated run (the summary is recomputed from metrics.jsonl)."""
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run_dir)
     rows[-1]["collapse/probe_shape_rel"] = value
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_metrics(run_dir, rows)
 
 
 def test_a_study_whose_arm_overshoots_gold_is_further_from_0_not_better(tmp_path):

@@ -1,22 +1,18 @@
 """Phase-diagram studies: fabricated source x dial x optimiser studies with a known dial effect (-0.05 on the gold
 source only, 0 elsewhere; or 0 everywhere), and the pure pieces (matched KL, band sentences) on constructed cases."""
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from rlhfsim.cli import main
-from rlhfsim.diagnostics import summarize
 from rlhfsim.report import phase as PH
 from rlhfsim.report.fig_phase import fig_phase_diagram
 from rlhfsim.report.load import load_study
-from rlhfsim.version import stamp
-from tests.report.test_report import CHROMIUM, chromium_cmd, fab_run
+from tests.fixtures.browser import first_screen, needs_chromium
+from tests.fixtures.studies import built_report, edit_config, edit_metrics, fab_run, write_experiment
 
 SOURCES = {"gold": None, "rho0.6": 0.6, "weak": 0.15}  # source -> its measured within-prompt Spearman (gold: rho 1 by definition)
 LINES, SEEDS, EFFECT, MARGIN = ("ppo", "rloo"), (0, 1, 2, 3, 4, 5), -0.05, 0.02
@@ -24,19 +20,19 @@ ZERO_MEAN = (-1.5, -0.5, 0.5, 1.5, -1.0, 1.0)  # per-seed noise of the dial-1 ar
 
 
 def _shift(d: Path, source: str, line: str, dial: float, gain: float, closed: float, rho: float, rng) -> None:
-    cfg = yaml.safe_load((d / "config.yaml").read_text())
-    cfg["optimizer"]["name"] = line
-    cfg.setdefault("surgery", {})["dial"] = dial
-    cfg["loop"]["reward_source"] = "gold" if source == "gold" else "learned"
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    for r in rows[1:]:
+    def config(cfg):
+        cfg["optimizer"]["name"] = line
+        cfg.setdefault("surgery", {})["dial"] = dial
+        cfg["loop"]["reward_source"] = "gold" if source == "gold" else "learned"
+
+    def row(r):
         r["eval/gold"] += gain
         r["eval/gold_closed"] += closed
         r["rm/within_prompt_spearman"] = 0.05 if source == "gold" else rho + rng.normal(0, 0.01)  # gold: an unused RM's value
         r["adv/gold_corr_score"] = 0.9 - 0.4 * dial * (source == "gold")
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))
+
+    edit_config(d, config)
+    edit_metrics(d, row, from_round=1, summary=True)
 
 
 def make_phase_study(tmp: Path, effect: float = EFFECT, noise: float = 0.004) -> Path:
@@ -55,22 +51,18 @@ def make_phase_study(tmp: Path, effect: float = EFFECT, noise: float = 0.004) ->
                     d = fab_run(root, v, seed, 0.05, 0.0)
                     e = effect * x if s == "gold" else 0.0
                     _shift(d, s, ln, x, e + noise * ZERO_MEAN[seed] * x, e, rho or 1.0, rng)
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
+    write_experiment(root, {
         "name": "phase", "question": "Where does collapse start to cost gold?", "base_overrides": {"device": "cpu"}, "variants": variants,
         "seeds": list(SEEDS), "baseline": "gold_ppo_d0", "headline": ["phase_diagram"],
         "primary": {"endpoint": "gold_gain_late", "better": "higher", "margin": MARGIN, "where": {"source": "gold"}},
         "factors": {"dial": "surgery.dial", "optimizer": "optimizer.name", "source": {"levels": list(SOURCES)}},
-    }, sort_keys=False))
+    }, sort_keys=False)
     return root
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("phase")
-    root = make_phase_study(tmp)
-    out = tmp / "rep"
-    assert main(["report", str(root), "-o", str(out)]) == 0
-    return root, out
+    return built_report(tmp_path_factory, "phase", make_phase_study)
 
 
 def test_design_finds_cells_sources_lines_and_the_gold_source(built):
@@ -165,19 +157,9 @@ def test_band_sentence_on_a_constructed_table():
     assert "differs from 0 (Holm p < 0.05) at gold; first, going down from rho 1, at gold (rho 1.00" in s
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+@needs_chromium
 def test_first_screen_shows_question_verdict_and_phase_diagram(built, tmp_path):
-    import subprocess
-
-    html = (built[1] / "report.html").read_text()
-    probe = ("<script>window.addEventListener('load', () => { const q = document.querySelector('blockquote'); "
-             "const v = document.querySelector('section.answer li'); const im = document.querySelector('section.answer img'); "
-             "document.body.setAttribute('data-first', [q, v, im].map(e => e ? Math.round(e.getBoundingClientRect().top) + ':' + "
-             "Math.round(e.getBoundingClientRect().bottom) : 'none').join(',')); });</script>")
-    (tmp_path / "p.html").write_text(html.replace("</body>", probe + "</body>"))
-    cmd = chromium_cmd(tmp_path) + ["--window-size=1280,900", "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "p.html").as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    spans = [tuple(map(int, x.split(":"))) for x in re.search(r'data-first="([^"]*)"', dom).group(1).split(",")]
+    spans = first_screen((built[1] / "report.html").read_text(), tmp_path)
     assert all(0 <= top < 900 for top, _ in spans), spans  # question, first verdict and the phase diagram start on screen
     assert spans[2][1] - spans[2][0] > 200  # the figure, not a sliver
 

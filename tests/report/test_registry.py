@@ -3,14 +3,12 @@ gold-reward arm draws no proxy, audits off draw no alarm panel, and a figure is 
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import rlhfsim.experiment.ids as ids
 from rlhfsim.experiment.spec import ExperimentSpec
@@ -20,10 +18,21 @@ from rlhfsim.report.kinds import answering_figures, design_kind
 from rlhfsim.report.load import load_study
 from rlhfsim.report.plots import palette
 from rlhfsim.report.registry import Figure, Page, build_tables, draw_figures, proxy_free
-from rlhfsim.report.rundir import RunData
 from rlhfsim.report.stats import SMALL_NOTE
 from rlhfsim.report.study import Study
-from tests.report.test_report import CHROMIUM, fab_run, make_study
+from tests.fixtures.browser import first_screen, needs_chromium
+from tests.fixtures.memory import mem_run, mem_study
+from tests.fixtures.studies import (
+    edit_configs,
+    edit_metrics,
+    fab_run,
+    html_images,
+    make_study,
+    md_images,
+    read_metrics,
+    write_experiment,
+    write_metrics,
+)
 
 
 def _by_id(*ids: str) -> list[Figure]:
@@ -32,13 +41,6 @@ def _by_id(*ids: str) -> list[Figure]:
 
 def _page(study: Study, kind: str = "ab") -> Page:
     return Page(proxy_free(study), kind, palette(study.variants, study.baseline), "sd")
-
-
-def _edit_configs(root: Path, variant: str, edit) -> None:
-    for d in (root / variant).glob("seed*"):
-        cfg = yaml.safe_load((d / "config.yaml").read_text())
-        edit(cfg)
-        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
 def _colours(ax) -> set:
@@ -50,9 +52,9 @@ def _colours(ax) -> set:
 
 
 def _light_study(**kw) -> Study:
-    runs = [RunData(Path(f"/nowhere/{v}/seed0"), "s", v, 0, config={"surgery": {"dial": x}, "optimizer": {"name": "ppo"}})
+    runs = [mem_run(v, 0, None, root="/nowhere", config={"surgery": {"dial": x}, "optimizer": {"name": "ppo"}})
             for v, x in (("d0", 0.0), ("d1", 1.0))]
-    return Study("s", "q", "d0", ["d0", "d1"], runs, [], ["fabricated"], **kw)
+    return mem_study(runs, sources=("fabricated",), **kw)
 
 
 def test_the_kind_is_read_from_the_experiment_file():
@@ -77,7 +79,7 @@ def test_a_dose_page_carries_no_effect_against_one_baseline_and_shows_the_reward
 
 def test_a_gold_reward_arm_draws_no_proxy_figure(tmp_path):
     root = make_study(tmp_path)
-    _edit_configs(root, "high_kl", lambda c: c["loop"].update(reward_source="gold"))
+    edit_configs(root, "high_kl", lambda c: c["loop"].update(reward_source="gold"))
     study = load_study([root])
     page = _page(study)
     drawn, _ = draw_figures(page, [], _by_id("fig1_gold_proxy_kl", "fig9_proxy_and_gold_vs_sqrt_kl"))
@@ -91,7 +93,7 @@ def test_a_gold_reward_arm_draws_no_proxy_figure(tmp_path):
     assert np.isnan(page.study.metrics.query("variant == 'high_kl'")["rm/pairwise_acc"]).all()
     assert study.metrics.query("variant == 'high_kl'")["rm/pairwise_acc"].notna().any()  # the study itself is untouched
 
-    _edit_configs(root, "low_kl", lambda c: c["loop"].update(reward_source="gold"))  # every arm optimises gold
+    edit_configs(root, "low_kl", lambda c: c["loop"].update(reward_source="gold"))  # every arm optimises gold
     page = _page(load_study([root]))
     drawn, left_out = draw_figures(page, [], _by_id("fig1_gold_proxy_kl", "fig6_collapse", "fig9_proxy_and_gold_vs_sqrt_kl"))
     fig1, fig6 = drawn  # fig9 (a proxy figure) is not applicable: left out without a word
@@ -104,17 +106,14 @@ def test_a_gold_reward_arm_draws_no_proxy_figure(tmp_path):
 
 def _with_alarms(root: Path, variant: str) -> None:
     for d in (root / variant).glob("seed*"):
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        for r in rows[1:]:
-            r.update({"audit/alarms": 1.0, "audit/alarm_collapse": 1.0, "audit/exploit_rate_max": 0.6})
-        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        edit_metrics(d, lambda r: r.update({"audit/alarms": 1.0, "audit/alarm_collapse": 1.0, "audit/exploit_rate_max": 0.6}), from_round=1)
 
 
 def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
     root = make_study(tmp_path)
     for v in ("low_kl", "high_kl"):
         _with_alarms(root, v)  # alarm columns logged, as a run with audits off may still carry them
-        _edit_configs(root, v, lambda c: c.setdefault("audit", {}).update(enabled=False))
+        edit_configs(root, v, lambda c: c.setdefault("audit", {}).update(enabled=False))
     page = _page(load_study([root]))
     drawn, left_out = draw_figures(page, ["fig11_audits"], _by_id("fig11_audits"))
     assert not drawn and left_out == [("fig11_audits", REG.audits_off(page))] and "audit.enabled: false" in left_out[0][1]
@@ -122,7 +121,7 @@ def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
     assert not any(s.title.startswith(("Audits", "Alarm")) for s in sections)
     assert dropped == [("audits", REG.audits_off(page)), ("alarm_detection", REG.audits_off(page))]
 
-    _edit_configs(root, "high_kl", lambda c: c["audit"].update(enabled=True))  # audits on in one arm: its alarms only
+    edit_configs(root, "high_kl", lambda c: c["audit"].update(enabled=True))  # audits on in one arm: its alarms only
     page = _page(load_study([root]))
     (res,), _ = draw_figures(page, [], _by_id("fig11_audits"))
     alarms = next(ax for ax in res.fig.axes if ax.get_title().startswith("alarms on"))
@@ -137,9 +136,9 @@ def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
 def _set_final_gold(root: Path, variant: str, values) -> None:
     for seed, g in enumerate(values):
         d = root / variant / f"seed{seed}"
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        rows = read_metrics(d)
         rows[-1]["eval/gold"] = g
-        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_metrics(d, rows)
 
 
 def test_no_verdict_says_no_effect_beside_an_interval_that_excludes_0_and_three_seeds_print_no_p(tmp_path):
@@ -151,9 +150,9 @@ def test_no_verdict_says_no_effect_beside_an_interval_that_excludes_0_and_three_
     base = np.array([0.40, 0.45, 0.50])
     for v, s in shifts.items():
         _set_final_gold(root, v, base + s + np.array([0.0, 0.004, -0.003]) * (v != "base"))
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
+    write_experiment(root, {
         "name": "s", "question": "q?", "base_overrides": {"device": "cpu"}, "variants": {v: {} for v in shifts}, "seeds": [0, 1, 2],
-        "baseline": "base", "primary": {"endpoint": "gold_final"}}))
+        "baseline": "base", "primary": {"endpoint": "gold_final"}})
     study = load_study([root])
     comps = comparisons(study)
     lines = verdicts(study, comps)
@@ -233,19 +232,13 @@ def test_the_overlay_draws_a_gao_fit_only_where_it_describes_the_arm():
 # ----------------------------------------------------------------------------- the page of a kind
 
 
-@pytest.fixture(scope="module")
-def ab_page(tmp_path_factory):
-    from rlhfsim.cli import main
-
-    tmp = tmp_path_factory.mktemp("ab")
-    out = tmp / "rep"
-    assert main(["report", str(make_study(tmp)), "-o", str(out)]) == 0
-    return out
+@pytest.fixture
+def ab_page(ab_report):
+    """The report of make_study's study (the session's, tests/conftest.py)."""
+    return ab_report[1]
 
 
 def test_an_ab_page_leads_with_its_answering_figure_once(ab_page):
-    from tests.report.test_report import html_images, md_images
-
     md, html = (ab_page / "report.md").read_text(), (ab_page / "report.html").read_text()
     box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
     assert "effect_sizes.png" in box  # no headline declared: the A/B kind's answering figure
@@ -254,20 +247,9 @@ def test_an_ab_page_leads_with_its_answering_figure_once(ab_page):
     assert "Design: A/B comparison against a baseline" in md and "<details class='part'>" in html  # runs all finished: closed
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+@needs_chromium
 def test_an_ab_page_first_screen_is_question_verdict_and_figure(ab_page, tmp_path):
-    import subprocess
-
-    from tests.report.test_report import chromium_cmd
-
-    probe = ("<script>window.addEventListener('load', () => { const q = document.querySelector('blockquote'); "
-             "const v = document.querySelector('section.answer li'); const im = document.querySelector('section.answer img'); "
-             "document.body.setAttribute('data-first', [q, v, im].map(e => e ? Math.round(e.getBoundingClientRect().top) + ':' + "
-             "Math.round(e.getBoundingClientRect().bottom) : 'none').join(',')); });</script>")
-    (tmp_path / "p.html").write_text((ab_page / "report.html").read_text().replace("</body>", probe + "</body>"))
-    cmd = chromium_cmd(tmp_path) + ["--window-size=1280,900", "--virtual-time-budget=5000", "--dump-dom", (tmp_path / "p.html").as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    spans = [tuple(map(int, x.split(":"))) for x in re.search(r'data-first="([^"]*)"', dom).group(1).split(",")]
+    spans = first_screen((ab_page / "report.html").read_text(), tmp_path)
     assert all(0 <= top < 900 for top, _ in spans), spans
     assert spans[2][1] - spans[2][0] > 100  # the figure, not a sliver
 
@@ -277,11 +259,11 @@ def test_a_dose_page_draws_the_equivalence_band_of_a_declared_margin(tmp_path):
     for seed in range(3):
         for x in (0.0, 1.0):
             d = fab_run(root, f"ppo_d{x:g}", seed, 0.05, 0.0)
-            _edit_configs(root, f"ppo_d{x:g}", lambda c, x=x: c.setdefault("surgery", {}).update(dial=x))
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
+            edit_configs(root, f"ppo_d{x:g}", lambda c, x=x: c.setdefault("surgery", {}).update(dial=x))
+    write_experiment(root, {
         "name": "dose", "question": "q?", "base_overrides": {"device": "cpu"}, "seeds": [0, 1, 2], "baseline": "ppo_d0",
         "variants": {"ppo_d0": {"surgery.dial": 0.0}, "ppo_d1": {"surgery.dial": 1.0}}, "factors": {"dial": "surgery.dial"},
-        "primary": {"endpoint": "gold_gain", "margin": 0.05}}))
+        "primary": {"endpoint": "gold_gain", "margin": 0.05}})
     study = load_study([root])
     assert design_kind(study) == "dose" and d.is_dir()
     drawn, _ = draw_figures(_page(study, "dose"), answering_figures(study), _by_id("effect_sizes", "dose_response", "rm_accuracy"))

@@ -4,7 +4,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,96 +11,25 @@ import pytest
 import yaml
 
 from rlhfsim.cli import main
-from rlhfsim.config import config_from_dict, dump_config
-from rlhfsim.diagnostics import summarize
 from rlhfsim.report.load import load_study
 from rlhfsim.report.stats import paired_effect
 from rlhfsim.report.tables import final_table
-from rlhfsim.version import stamp
-
-ROOT = Path(__file__).resolve().parents[2]
-QUESTION = "Does a larger KL coefficient stop the gold reward from falling?"
-ROUNDS = 3
-P, K = 8, 3  # held-out prompts, completions each
-
-
-def fab_run(root: Path, variant: str, seed: int, kl_coef: float, gold_shift: float, rounds: int = ROUNDS) -> Path:
-    """A run directory as `rlhfsim run` leaves it (config, metrics, rewards parquet, summary)."""
-    raw = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    raw.update(seed=seed)
-    raw["loop"]["rounds"] = rounds
-    raw["optimizer"]["kl_coef"] = kl_coef
-    raw["output"].update(experiment="study", variant=variant, dir=str(root.parent))
-    cfg = config_from_dict(raw)
-    d = root / variant / f"seed{seed}"
-    (d / "rewards").mkdir(parents=True)
-    (d / "config.yaml").write_text(dump_config(cfg))
-    rng = np.random.default_rng(100 * seed + int(kl_coef * 1000))
-    rows = []
-    for r in range(rounds + 1):
-        kl = 0.0 if r == 0 else 0.3 * r / (1 + 5 * kl_coef)
-        gold = 0.3 + gold_shift + 0.08 * np.sqrt(kl) - 0.05 * kl + rng.normal(0, 0.01)
-        row = {"round": r, "eval/gold": gold, "eval/kl": kl, "eval/sqrt_kl": np.sqrt(kl), "eval/gold_open": gold + 0.1,
-               "eval/gold_closed": gold - 0.1, "eval/accuracy_closed": gold - 0.1, "time/round": 1.0}
-        if r > 0:
-            row.update({"eval/proxy": 0.2 * r, "eval/proxy_open": 0.2 * r, "eval/proxy_closed": 0.1 * r,
-                        "rm/pairwise_acc": 0.7 - 0.05 * r, "collapse/probe_shape": 1 - 0.3 / r, "collapse/probe_shape_gold": 0.7,
-                        "collapse/probe_shape_rel": 1 - 1 / r, "adv/gold_corr": 0.8 - 0.1 * r, "adv/sign_agree": 0.9 - 0.05 * r})
-        rows.append(row)
-        types = np.repeat(["open", "closed"], P // 2)
-        gold_pk = np.where(types[:, None] == "closed", rng.integers(0, 2, (P, K)), rng.uniform(0, 1, (P, K)))
-        df = pd.DataFrame({
-            "round": r, "prompt_id": np.repeat(np.arange(P), K), "family": np.repeat(np.where(types == "open", "open", "add"), K),
-            "prompt_type": np.repeat(types, K), "completion_idx": np.tile(np.arange(K), P), "gold": gold_pk.ravel(),
-            "proxy": rng.normal(0, 1, P * K) if r > 0 else np.nan, "kl": rng.normal(kl, 0.1, P * K),
-            "length": rng.integers(1, 9, P * K).astype(float), "eos": rng.random(P * K) > 0.3,
-        })
-        if r > 0:
-            df["proxy_m0"] = df["proxy"]
-        df.to_parquet(d / "rewards" / f"round_{r:03d}.parquet", index=False)
-    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (d / "summary.json").write_text(json.dumps({**summarize(rows, wall_time=3.0), **stamp()}))  # as the current code writes it
-    return d
+from tests.fixtures.browser import check_rendered_page, chromium_cmd, needs_chromium, probe_dom
+from tests.fixtures.studies import (
+    QUESTION,
+    ROOT,
+    edit_config,
+    edit_configs,
+    edit_metrics,
+    fab_run,
+    html_images,
+    make_study,
+    md_images,
+)
 
 
-def make_study(tmp_path: Path) -> Path:
-    """runs/study/{low_kl,high_kl}/seed{0,1}/ with the sweep's experiment record."""
-    root = tmp_path / "runs" / "study"
-    for seed in (0, 1):
-        fab_run(root, "low_kl", seed, 0.01, 0.0)
-        fab_run(root, "high_kl", seed, 0.2, 0.05)
-    (root / "experiment.yaml").write_text(yaml.safe_dump({
-        "name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
-        "variants": {"low_kl": {"optimizer.kl_coef": 0.01}, "high_kl": {"optimizer.kl_coef": 0.2}}, "seeds": [0, 1], "baseline": "low_kl",
-    }))
-    return root
-
-
-@pytest.fixture
-def study_root(tmp_path):
-    return make_study(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """(study root, report dir) built once: the file checks and the browser check read the same report."""
-    tmp = tmp_path_factory.mktemp("built")
-    root = make_study(tmp)
-    out = tmp / "reports" / "study"
-    assert main(["report", str(root), "-o", str(out)]) == 0
-    return root, out
-
-
-def md_images(md: str) -> list[str]:
-    return re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
-
-
-def html_images(html: str) -> list[str]:
-    return re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-
-
-def test_report_from_tiny_runs(built):
-    _, out = built
+def test_report_from_tiny_runs(ab_report):
+    _, out = ab_report
     for f in ("report.html", "report.md", "summary.csv"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0
 
@@ -233,14 +161,11 @@ def test_palette_is_one_fixed_colour_per_variant():
     assert len(set(palette([f"v{i}" for i in range(14)]).values())) == 14
 
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(built, tmp_path):
+@needs_chromium
+def test_report_renders_in_headless_chromium(ab_report, tmp_path):
     import matplotlib.image as mpimg
 
-    _, out = built
+    _, out = ab_report
     shot = tmp_path / "shot.png"
     cmd = chromium_cmd(tmp_path) + [f"--screenshot={shot}", "--window-size=1200,3000", (out / "report.html").resolve().as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -259,45 +184,6 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     dom = probe_dom(html, tmp_path)
     assert f'data-probe="{n_img}:{n_img}"' in dom, (n_img, re.findall(r'data-probe="[^"]*"', dom))
     check_rendered_page(dom, n_img)
-
-
-PROBE = ("<script>window.addEventListener('load', () => { const im = [...document.images]; document.body.setAttribute("
-         "'data-probe', im.length + ':' + im.filter(i => i.complete && i.naturalWidth > 100).length); "
-         "document.body.setAttribute('data-heights', im.map(i => Math.round(i.getBoundingClientRect().height)).join(',')); "
-         "document.body.setAttribute('data-answer', document.querySelectorAll('section.answer li').length); });</script>")
-
-
-def chromium_cmd(tmp_path: Path) -> list[str]:
-    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
-
-
-def probe_dom(html: str, tmp_path: Path) -> str:
-    """The DOM of a copy of the page with a probe script (the report itself stays script-free), 1200 px wide."""
-    (tmp_path / "probe.html").write_text(html.replace("</body>", PROBE + "</body>"))
-    cmd = chromium_cmd(tmp_path) + ["--window-size=1200,900", "--virtual-time-budget=5000", "--dump-dom",
-                                    (tmp_path / "probe.html").resolve().as_uri()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-
-
-MAX_FIGURE_PX = 1600  # rendered height of any figure at the page's width
-SANE = 1e6  # no printed number in a report should be this large (a Gao peak at 1e25 is a formatting bug)
-
-
-def check_rendered_page(dom: str, n_img: int) -> None:
-    """The Answer box has a verdict, no figure is taller than the limit as rendered, no absurd number is printed."""
-    answer = re.search(r'data-answer="(\d+)"', dom)
-    assert answer and int(answer.group(1)) >= 1, "no Answer box with a verdict"
-    heights = [int(h) for h in re.search(r'data-heights="([^"]*)"', dom).group(1).split(",") if h]
-    assert len(heights) == n_img and max(heights) <= MAX_FIGURE_PX, heights
-    text = re.sub(r"<details>.*?</details>", " ", re.sub(r"base64,[A-Za-z0-9+/=]+", " ", dom), flags=re.S)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = re.sub(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?", " ", text)  # the generation date
-    # the reproduction block's commit and code hashes: a commit such as 49e0167 would read as the number 4.9e+168
-    text = re.sub(r"\b(?:git|code) [0-9a-f]{7,40}\b", " ", text)
-    nums = [float(x) for x in re.findall(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])", text)]
-    big = [x for x in nums if abs(x) >= SANE]
-    assert not big and "inf" not in text.split(), big[:5]
 
 
 # ----------------------------------------------------------------------------- answer, degenerate studies, stale summaries
@@ -330,13 +216,8 @@ def test_degenerate_study_gets_no_policy_figures(tmp_path):
     for v in ("a", "b"):
         for seed in (0, 1):
             d = fab_run(root, v, seed, 0.05, 0.0, rounds=1)
-            cfg = yaml.safe_load((d / "config.yaml").read_text())
-            cfg["loop"]["train_policy"] = False
-            (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-            rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-            for r in rows:
-                r.update({"eval/kl": 0.0, "eval/sqrt_kl": 0.0})
-            (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+            edit_config(d, lambda c: c["loop"].update(train_policy=False))
+            edit_metrics(d, lambda r: r.update({"eval/kl": 0.0, "eval/sqrt_kl": 0.0}))
     out = tmp_path / "rep"
     out.mkdir()
     (out / "fig1_gold_proxy_kl.png").write_bytes(b"stale: an earlier report of this folder drew it")
@@ -381,7 +262,7 @@ def test_summary_written_by_older_code_is_recomputed_and_flagged(tmp_path):
 COMMITTED = sorted((ROOT / "reports").rglob("report.html"))  # nested pages too (reports/propagation/goldshape)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+@needs_chromium
 @pytest.mark.parametrize("page", COMMITTED, ids=[str(p.parent.relative_to(ROOT / "reports")) for p in COMMITTED])
 def test_committed_report_renders(page, tmp_path):
     html = page.read_text()
@@ -398,10 +279,7 @@ def test_a_gold_reward_arm_draws_no_proxy_curve(tmp_path):
     from rlhfsim.report.figures import fig_gold_proxy, palette
 
     root = make_study(tmp_path)
-    for d in (root / "high_kl").glob("seed*"):
-        cfg = yaml.safe_load((d / "config.yaml").read_text())
-        cfg["loop"]["reward_source"] = "gold"
-        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    edit_configs(root, "high_kl", lambda c: c["loop"].update(reward_source="gold"))
     study = load_study([root])
     pal = palette(study.variants, study.baseline)
     res = fig_gold_proxy(study, pal)

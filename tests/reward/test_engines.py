@@ -12,9 +12,10 @@ from rlhfsim.reward.listwise import GroupTensors
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.trainer import make_engine, utilities_for
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
-from tests.reward.test_schedule import _groups
+from tests.fixtures.groups import reference_groups
 
 
+@pytest.mark.slow
 def test_heads_does_not_import_the_trainer():
     # heads, engines and listwise form a chain without a cycle back to trainer
     code = "import sys, rlhfsim.reward.heads; assert 'rlhfsim.reward.trainer' not in sys.modules"
@@ -23,7 +24,7 @@ def test_heads_does_not_import_the_trainer():
 
 def _setup(**kw):
     world = SyntheticWorld(SyntheticWorldConfig())
-    groups = _groups(world, 8, np.random.default_rng(0))
+    groups = reference_groups(world, 8, np.random.default_rng(0))
     cfg = RewardConfig(**{"n_layer": 1, "n_embd": 16, "n_head": 2, "epochs": 2, "lr": 1e-2, "batch_groups": 8, **kw})
     return world, groups, cfg
 

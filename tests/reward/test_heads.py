@@ -113,6 +113,7 @@ def test_config_maps_default_order_and_refuses_what_cannot_apply():
         RewardConfig(checkpoint="org/rm", ensemble_kind="heads")
 
 
+@pytest.mark.slow
 def test_heads_run_end_to_end_and_resume(tmp_path, sft_cache):
     over = [f"policy.cache_dir={sft_cache}", "reward.ensemble_kind=heads", "reward.ensemble_size=3",
             "reward.ensemble_data=bootstrap", "reward.aggregation=wco", "reward.early_stop.mode=patience",

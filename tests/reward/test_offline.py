@@ -70,6 +70,7 @@ def metrics(path):
     return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in open(path / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_offline_run_is_cached_and_the_cache_changes_no_metric(tmp_path, sft_cache):
     over = [f"policy.cache_dir={tmp_path / 'cache'}", *OFFLINE]
     run(load_config("configs/tiny.yaml", over), out=tmp_path / "first")
@@ -81,6 +82,7 @@ def test_offline_run_is_cached_and_the_cache_changes_no_metric(tmp_path, sft_cac
     assert "offline/cached" not in first[0]  # bookkeeping, not a metric
 
 
+@pytest.mark.slow
 def test_offline_pretraining_moves_the_reward_model_and_resume_matches(tmp_path, sft_cache):
     base = [f"policy.cache_dir={sft_cache}"]
     run(load_config("configs/tiny.yaml", base + OFFLINE), out=tmp_path / "off")

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from rlhfsim.config import RewardConfig
-from rlhfsim.reward.buffer import Group
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.regularise import centring_penalty, with_margin
 from rlhfsim.reward.trainer import listwise_loss, train_reward_models
 from rlhfsim.reward.utilities import get_utility
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
+from tests.fixtures.groups import reference_groups
 
 
 def test_margin_shifts_the_utility_argument():
@@ -34,19 +34,9 @@ def test_centring_penalty_on_hand_values():
     assert centring_penalty(logits, torch.zeros_like(valid), 1.0).item() == 0.0
 
 
-def _groups(world, n, rng):
-    out = []
-    for p in world.sample_prompts(n, rng):
-        comps = [world.reference_completion(p), world.demo_completion(p, rng), "the the the"]
-        g = world.gold([p] * 3, comps)
-        prefs = g[:, None] > g[None, :]
-        out.append(Group(p, comps, g, prefs, 1, [True, False, False]))
-    return out
-
-
 def test_centring_pulls_trained_rewards_towards_zero():
     world = SyntheticWorld(SyntheticWorldConfig())
-    groups = _groups(world, 24, np.random.default_rng(0))
+    groups = reference_groups(world, 24, np.random.default_rng(0))
     scale = {}
     for coef in (0.0, 1.0):
         cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=6, lr=1e-2, center_coef=coef, dropout=0.1, margin=0.2)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from rlhfsim.config import RewardConfig
-from rlhfsim.reward.buffer import Group
 from rlhfsim.reward.model import RewardModels
 from rlhfsim.reward.schedule import decay_factor, make_scheduler, total_steps
 from rlhfsim.reward.trainer import train_reward_models
 from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
+from tests.fixtures.groups import reference_groups
 
 
 def _rates(schedule, warmup, steps, lr=1.0):
@@ -49,20 +49,11 @@ def _reward_models(world, cfg):
     return RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
 
 
-def _groups(world, n, rng):
-    out = []
-    for p in world.sample_prompts(n, rng):
-        comps = [world.reference_completion(p), world.demo_completion(p, rng), "the the the"]
-        g = world.gold([p] * 3, comps)
-        out.append(Group(p, comps, g, g[:, None] > g[None, :], 1, [True, False, False]))
-    return out
-
-
 @pytest.mark.parametrize("members, kind", [(1, "members"), (2, "members"), (2, "heads")])  # loop, stacked, heads engines
 def test_trainer_steps_the_schedule(members, kind):
     """One optimiser step that is all warmup (lr 0) leaves the model as it was; without warmup it moves."""
     world = SyntheticWorld(SyntheticWorldConfig())
-    groups = _groups(world, 8, np.random.default_rng(0))
+    groups = reference_groups(world, 8, np.random.default_rng(0))
     prompts, comps = [g.prompt.text for g in groups for _ in g.completions], [c for g in groups for c in g.completions]
     moved = {}
     for warmup in (0.0, 0.9):
@@ -86,7 +77,7 @@ def test_decay_factor_matches_transformers_schedulers(name):
 
 def test_centring_coefficient_decays_over_the_round():
     world = SyntheticWorld(SyntheticWorldConfig())
-    groups = _groups(world, 8, np.random.default_rng(0))
+    groups = reference_groups(world, 8, np.random.default_rng(0))
     cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=4, lr=1e-2, batch_groups=8, center_coef=0.5, center_schedule="linear")
     rms = RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
     from rlhfsim.reward.trainer import GroupTensors, make_engine, utilities_for

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rlhfsim import cli
 from rlhfsim.sweep import fork
 
@@ -18,18 +20,19 @@ def _rows(path: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_forked_sweep_equals_subprocess_sweep(tmp_path, sft_cache):
     """`rlhfsim sweep` as users start it (a fresh process: it forks) against `--no-fork`: the same metrics."""
     exp = tmp_path / "exp.yaml"
     exp.write_text(f"name: fk\nquestion: q\nbase: {ROOT / 'configs' / 'tiny.yaml'}\nbase_overrides: {{loop.rounds: 1}}\n"
-                   "variants: {a: {}}\nseeds: [0, 1]\nbaseline: a\nprimary: {endpoint: gold_gain, better: higher}\n")
+                   "variants: {a: {}}\nseeds: [0]\nbaseline: a\nprimary: {endpoint: gold_gain, better: higher}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     common = [sys.executable, "-m", "rlhfsim", "sweep", str(exp), "--jobs", "2", "--set", f"policy.cache_dir={sft_cache}"]
     forked = subprocess.run([*common, "--out", str(tmp_path / "forked")], env=env, cwd=ROOT, capture_output=True, text=True)
     spawned = subprocess.run([*common, "--out", str(tmp_path / "spawned"), "--no-fork"], env=env, cwd=ROOT, capture_output=True, text=True)
     assert forked.returncode == 0 and spawned.returncode == 0, forked.stdout + spawned.stdout
     assert "forks of this process" in forked.stdout and "forks of this process" not in spawned.stdout
-    for seed in (0, 1):
+    for seed in (0,):  # one run per sweep: the fork and the spawn of one child give the same rows
         for name in ("metrics.jsonl", "policy_steps.jsonl"):
             a, b = (tmp_path / side / "fk" / "a" / f"seed{seed}" / name for side in ("forked", "spawned"))
             assert _rows(a) == _rows(b)

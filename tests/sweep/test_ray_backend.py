@@ -1,4 +1,4 @@
-"""`rlhfsim sweep --backend ray`: the run directories of a local Ray (2 CPUs) equal the local backend's, also for runs whose
+"""`rlhfsim sweep --backend ray`: the run directories of a local Ray (2 CPUs) equal the local backend's, also for a run whose
 worker is killed once mid-run (Ray retries the task; the retry resumes the run from its checkpoint)."""
 
 import json
@@ -22,7 +22,7 @@ def experiment(tmp_path: Path, sft_cache: str, extra: str = "") -> Path:
     p = tmp_path / "tiny4.yaml"
     p.write_text(f"name: tiny4\nquestion: same runs on Ray?\nbase: {ROOT / 'configs' / 'tiny.yaml'}\n"
                  f"base_overrides: {{policy.cache_dir: {sft_cache}}}\nvariants: {{a: {{loop.rounds: 1}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
-                 f"seeds: [0, 1]\n{extra}")
+                 f"seeds: [0]\n{extra}")
     return p
 
 
@@ -30,6 +30,7 @@ def strip(rows):
     return [{k: v for k, v in r.items() if not k.startswith(TIMINGS)} for r in rows]
 
 
+@pytest.mark.slow
 def test_ray_sweep_with_killed_workers_equals_the_local_sweep(tmp_path, sft_cache):
     pytest.importorskip("ray")
     exp = experiment(tmp_path, sft_cache)
@@ -37,15 +38,16 @@ def test_ray_sweep_with_killed_workers_equals_the_local_sweep(tmp_path, sft_cach
     assert main(["sweep", str(exp), "--out", str(tmp_path / "local"), "--jobs", str(os.cpu_count() or 1)]) == 0
     env = {k: v for k, v in os.environ.items() if k != ENV}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", COLUMNS="200")
-    # b's runs (2 rounds) lose their first worker after round 2's rows, before its checkpoint; a's (1 round) run through:
-    # every process start costs seconds of imports, and two killed runs prove the retry as well as four
+    # b's run (2 rounds) loses its first worker after round 2's rows, before its checkpoint; a's (1 round) runs through:
+    # every process start costs seconds of imports, and one seed, one killed run and one that is not prove the retry
+    # and the resume as well as more would (both runs go at once on the 2 Ray CPUs)
     env[ENV] = "evaluate:2:publish"
     p = subprocess.run([sys.executable, "-m", "rlhfsim", "sweep", str(exp), "--out", str(tmp_path / "ray"), "--backend", "ray",
                         "--ray-cpus", "2"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
     runs = sorted(d.relative_to(tmp_path / "local") for d in (tmp_path / "local").glob("tiny4/*/seed*"))
-    assert len(runs) == 4 and runs == sorted(d.relative_to(tmp_path / "ray") for d in (tmp_path / "ray").glob("tiny4/*/seed*"))
+    assert len(runs) == 2 and runs == sorted(d.relative_to(tmp_path / "ray") for d in (tmp_path / "ray").glob("tiny4/*/seed*"))
     for rel in runs:
         a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
         files = lambda d: sorted(str(f.relative_to(d)) for f in d.rglob("*") if f.is_file() and "checkpoints" not in f.parts)
