@@ -61,13 +61,21 @@ def pretrain_config(reward_cfg):
 # ------------------------------------------------------------------ cache
 
 
+# how the members' scores combine: read only when the proxy scores, never while (pre-)training the members
+SCORING_ONLY = ("aggregation", "uwo_lambda", "standardise_members")
+
+
 def cache_key(cfg, vocab: list[str], device) -> str:
     """Hash of what the set and the pre-trained weights depend on: world, SFT policy (and its sampling temperature),
-    reward model (all but offline.mix and across_rounds, which act after pre-training), annotator, run seed, numerics."""
+    reward model (all but offline.mix and across_rounds, which act after pre-training, and the SCORING_ONLY fields,
+    hashed at their defaults so that mean / WCO / UWO arms of one ensemble share one entry and entries written before
+    stay valid), annotator, run seed, numerics."""
+    R = cfg.reward
+    R = R.model_copy(update={k: type(R).model_fields[k].default for k in SCORING_ONLY})
     blob = {
         "world": cfg.world.model_dump(mode="json"),
         "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir"}),
-        "reward": cfg.reward.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
+        "reward": R.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
         "annotator": cfg.loop.annotator.model_dump(mode="json"),
         "seed": cfg.seed,
         "vocab": vocab,
