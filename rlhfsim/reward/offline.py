@@ -70,18 +70,21 @@ def cache_key(cfg, vocab: list[str], device) -> str:
     reward model (all but offline.mix and across_rounds, which act after pre-training, and the SCORING_ONLY fields,
     hashed at their defaults so that mean / WCO / UWO arms of one ensemble share one entry and entries written before
     stay valid), annotator, run seed, numerics."""
+    return numerics_cache_key({**cache_inputs(cfg), "vocab": vocab, "v": 1}, device)
+
+
+def cache_inputs(cfg) -> dict:
+    """The config part of :func:`cache_key` (JSON-able; no tokenizer or device): runs with equal inputs share one
+    offline entry (the sweep lets one of them build it, rlhfsim.sweep.runner.warm_groups)."""
     R = cfg.reward
     R = R.model_copy(update={k: type(R).model_fields[k].default for k in SCORING_ONLY})
-    blob = {
+    return {
         "world": cfg.world.model_dump(mode="json"),
         "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir"}),
         "reward": R.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
         "annotator": cfg.loop.annotator.model_dump(mode="json"),
         "seed": cfg.seed,
-        "vocab": vocab,
-        "v": 1,
     }
-    return numerics_cache_key(blob, device)
 
 
 def _encode(g: Group) -> dict:
