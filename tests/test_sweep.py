@@ -406,3 +406,22 @@ def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
     assert "Not drawn" not in md and "Nothing missing" in md, md.split("## Figures", 1)[1]
     # an A/B page's 6 core figures (fig3 belongs to over-optimisation pages, report/registry.py), plus the diagnostics that apply
     assert len(list(rep.glob("fig*.png"))) >= 6
+
+
+def test_runs_sharing_an_offline_reward_model_wait_for_one_to_build_it():
+    """An ensemble's mean / WCO / UWO arms of one seed pre-train the same offline members (one cache entry): the runner
+    starts one and holds the others until its round 0, as it does for a shared SFT policy; other seeds go on."""
+    from rlhfsim.config import load_config
+    from rlhfsim.sweep.runner import may_start, warm_groups
+
+    def groups(*over):
+        return warm_groups(load_config(ROOT / "configs" / "realistic.yaml", list(over)))
+
+    mean, wco = groups("reward.ensemble_size=3"), groups("reward.ensemble_size=3", "reward.aggregation=wco")
+    other_seed = groups("reward.ensemble_size=3", "reward.aggregation=wco", "seed=1")
+    assert mean == wco and len(mean) == 2 and other_seed != wco and other_seed[0] == wco[0]  # one SFT for every seed
+    assert not may_start(wco, set(), [mean])  # the mean arm is building the members: wait
+    assert may_start(wco, set(mean), [mean])  # ... until it logged round 0
+    assert not may_start(other_seed, set(), [mean])  # the SFT policy is shared and not built yet
+    assert may_start(other_seed, {mean[0]}, [mean])  # SFT built: another seed's offline set may be built meanwhile
+    assert len(groups("reward.offline.comparisons=0")) == 1  # no offline set: only the SFT group

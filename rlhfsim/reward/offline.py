@@ -61,19 +61,30 @@ def pretrain_config(reward_cfg):
 # ------------------------------------------------------------------ cache
 
 
+# how the members' scores combine: read only when the proxy scores, never while (pre-)training the members
+SCORING_ONLY = ("aggregation", "uwo_lambda", "standardise_members")
+
+
 def cache_key(cfg, vocab: list[str], device) -> str:
     """Hash of what the set and the pre-trained weights depend on: world, SFT policy (and its sampling temperature),
-    reward model (all but offline.mix and across_rounds, which act after pre-training), annotator, run seed, numerics."""
-    blob = {
+    reward model (all but offline.mix and across_rounds, which act after pre-training, and the SCORING_ONLY fields,
+    hashed at their defaults so that mean / WCO / UWO arms of one ensemble share one entry and entries written before
+    stay valid), annotator, run seed, numerics."""
+    return numerics_cache_key({**cache_inputs(cfg), "vocab": vocab, "v": 1}, device)
+
+
+def cache_inputs(cfg) -> dict:
+    """The config part of :func:`cache_key` (JSON-able; no tokenizer or device): runs with equal inputs share one
+    offline entry (the sweep lets one of them build it, rlhfsim.sweep.runner.warm_groups)."""
+    R = cfg.reward
+    R = R.model_copy(update={k: type(R).model_fields[k].default for k in SCORING_ONLY})
+    return {
         "world": cfg.world.model_dump(mode="json"),
         "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir"}),
-        "reward": cfg.reward.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
+        "reward": R.model_dump(mode="json", exclude={"offline": {"mix"}, "across_rounds": True}),
         "annotator": cfg.loop.annotator.model_dump(mode="json"),
         "seed": cfg.seed,
-        "vocab": vocab,
-        "v": 1,
     }
-    return numerics_cache_key(blob, device)
 
 
 def _encode(g: Group) -> dict:

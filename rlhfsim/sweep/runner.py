@@ -101,6 +101,24 @@ def sft_group(cfg) -> str:
     return json.dumps({"world": cfg.world.model_dump(mode="json"), "policy": pol}, sort_keys=True)
 
 
+def warm_groups(cfg) -> tuple[str, ...]:
+    """What a run's start builds once and caches for others: its SFT group and, with an offline preference set
+    (reward.offline), the offline set and pre-trained reward model(s) of its seed (rlhfsim.reward.offline.cache_inputs:
+    e.g. an ensemble's mean, WCO and UWO arms of one seed share one). Both exist once a run of the group logs round 0."""
+    groups = [sft_group(cfg)]
+    if cfg.reward.offline.comparisons > 0 and cfg.loop.reward_source == "learned":
+        from rlhfsim.reward.offline import cache_inputs  # torch-importing module: only for runs that have one
+
+        groups.append("offline:" + json.dumps(cache_inputs(cfg), sort_keys=True))
+    return tuple(groups)
+
+
+def may_start(groups: tuple[str, ...], warm: set[str], running: list[tuple[str, ...]]) -> bool:
+    """A run may start unless one of its groups is neither built (`warm`) nor free: a running run of the same group is
+    building it (wait for its round 0 rather than train it twice)."""
+    return all(g in warm or not any(g in r for r in running) for g in groups)
+
+
 
 def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpus: list[str] | None = None,
             backend=None, fork: bool | None = None) -> list[Job]:
@@ -123,10 +141,11 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
             j.status, j.detail = "skipped", j.decision.reason
         elif j.decision.action in ("conflict", "busy"):
             j.status, j.detail = "failed", j.decision.reason
-    warm: set[str] = set()  # SFT groups whose warm start exists (a run of the group logged round 0)
+    warm: set[str] = set()  # SFT / offline groups whose cache exists (a run of the group logged round 0)
+    groups = {id(j): warm_groups(j.spec.config) for j in jobs}
     for j in jobs:
         if j.decision.action == "skip" or metrics_round(j.spec.path) >= 0:
-            warm.add(sft_group(j.spec.config))
+            warm.update(groups[id(j)])
     queue = list(todo)
     running: list[Job] = []
     free_slots = list(range(n_jobs))
@@ -157,11 +176,7 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
         running.append(job)
 
     def startable(job: Job) -> bool:
-        g = sft_group(job.spec.config)
-        if g in warm:
-            return True
-        # another run of the same group is training the SFT policy: wait for its round 0 rather than train it twice
-        return not any(sft_group(r.spec.config) == g for r in running)
+        return may_start(groups[id(job)], warm, [groups[id(r)] for r in running])
 
     def finish(job: Job, rc: int) -> None:
         job.seconds = time.perf_counter() - job.started
@@ -200,7 +215,7 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
                     rc = job.proc.poll()
                     r = metrics_round(job.spec.path)
                     if r >= 0:
-                        warm.add(sft_group(job.spec.config))
+                        warm.update(groups[id(job)])
                     if job.task is not None:
                         prog.update(job.task, completed=max(r, 0))
                     done_rounds[id(job)] = max(r, 0)

@@ -118,3 +118,18 @@ def test_cache_key_ignores_what_acts_after_pretraining():
             for over in ([], ["reward.across_rounds=mean"], ["reward.across_rounds=weight_average", "reward.offline.mix=0"])}
     assert len(keys) == 1
     assert cache_key(load_config("configs/realistic.yaml", ["reward.lr=0.01"]), ["a", "b"], "cpu") not in keys
+
+
+def test_cache_key_ignores_how_members_are_aggregated():
+    """Aggregation (and UWO's lambda, member standardisation) only combine the members' scores: the mean, WCO and UWO
+    arms of one ensemble pre-train the same members, so they share one entry; the members themselves do not."""
+    from rlhfsim.reward.offline import cache_key
+
+    base = ["reward.ensemble_size=3"]
+    keys = {cache_key(load_config("configs/realistic.yaml", base + over), ["a", "b"], "cpu")
+            for over in ([], ["reward.aggregation=wco"], ["reward.aggregation=uwo", "reward.uwo_lambda=0.5"],
+                         ["reward.aggregation=wco", "reward.standardise_members=false"])}
+    assert len(keys) == 1
+    one = cache_key(load_config("configs/realistic.yaml"), ["a", "b"], "cpu")
+    assert one not in keys  # another number of members is another pre-training
+    assert cache_key(load_config("configs/realistic.yaml", base + ["reward.ensemble_kind=heads"]), ["a", "b"], "cpu") not in keys

@@ -178,3 +178,16 @@ def test_the_phase_diagram_study_file_declares_source_and_the_gold_only_primary(
     assert src.levels == ["gold", "rho0.6", "rho0.3", "realistic", "weak"] and exp.spec.primary.where == {"source": "gold"}
     assert exp.spec.primary.margin == 0.02 and exp.spec.primary.endpoint == "gold_gain_late" and len(exp.variants) == 20
     assert exp.spec.headline[0] == "phase_diagram"
+
+
+def test_realistic_regime_studies_declare_ten_paired_seeds_and_an_equivalence_margin():
+    """Issue 32: every realistic-regime re-ask (experiments/*_realistic.yaml) runs >= 10 paired seeds on the realistic
+    preset and declares its primary's TOST margin before it runs."""
+    files = sorted((ROOT / "experiments").glob("*_realistic.yaml"))
+    assert len(files) >= 15, [p.name for p in files]
+    for p in files:
+        exp = load_experiment(p, validate_configs=False)
+        assert len(exp.spec.seeds) >= 10, p.name
+        assert exp.spec.primary is not None and exp.spec.primary.margin, p.name
+        assert exp.spec.base is not None and Path(exp.spec.base).name == "realistic.yaml", p.name
+        assert exp.spec.rounds_override is None, p.name  # the preset's 15 rounds
