@@ -14,7 +14,7 @@ from rlhfsim.report.kinds import answering_figures, design_kind
 from rlhfsim.report.load import load_study
 from rlhfsim.report.plots import palette
 from rlhfsim.report.registry import Page, build_tables, draw_figures, proxy_free
-from tests.report.test_report import make_study
+from tests.fixtures.studies import make_study
 
 FALLS = [0.40, 0.45, 0.50, 0.50, 0.46, 0.44]  # falls at round 4 (> 0.03 below the peak two rounds in a row)
 HOLDS = [0.40, 0.42, 0.44, 0.46, 0.48, 0.50]

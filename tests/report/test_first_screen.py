@@ -16,7 +16,7 @@ from rlhfsim.cli import main
 from rlhfsim.report.first_screen import SIZES, Screen, chromium, measure
 from rlhfsim.report.first_screen import main as first_screen_main
 from rlhfsim.report.page import WIDE, answer_lead, png_aspect
-from tests.report.test_report import fab_run
+from tests.fixtures.studies import fab_run
 
 LONG_QUESTION = ("With a reward model that carries signal, which of six KL weights reaches the most held-out gold at the end of the "
                  "last round, does the ordering the weak regime showed survive, and how far apart are the arms once the paired "

@@ -15,7 +15,7 @@ from rlhfsim.report.plots import palette
 from rlhfsim.report.registry import CORE_TABLES, Page, build_tables, proxy_free
 from rlhfsim.report.rundir import RunData
 from rlhfsim.report.study import Study
-from tests.report.test_report import make_study
+from tests.fixtures.studies import make_study
 
 ROUNDS = 4
 
