@@ -36,11 +36,36 @@ from rlhfsim.world.config import (
 from rlhfsim.world.text_config import TextWorldConfig  # registers the text world before the union below is built
 
 __all__ = [  # the sections' names stay importable from here (from rlhfsim.config import RewardConfig)
-    "AnnotatorConfig", "AuditConfig", "ComputeConfig", "Config", "ConfigError", "EarlyStopConfig", "FamilySpec",
-    "GradedWorldConfig", "GuardsConfig", "LoopConfig", "LoraSpec", "OptimizerConfig", "OutputConfig", "PPOConfig",
-    "PolicyConfig", "RecalibrationConfig", "RewardConfig", "SurgeryConfig", "SyntheticWorldConfig", "TextWorldConfig",
-    "UtilitySpec", "WorldConfig", "apply_overrides", "config_from_dict", "dump_config", "load_config", "parse_override",
-    "read_yaml", "set_dotted"]
+    "AnnotatorConfig",
+    "AuditConfig",
+    "ComputeConfig",
+    "Config",
+    "ConfigError",
+    "EarlyStopConfig",
+    "FamilySpec",
+    "GradedWorldConfig",
+    "GuardsConfig",
+    "LoopConfig",
+    "LoraSpec",
+    "OptimizerConfig",
+    "OutputConfig",
+    "PPOConfig",
+    "PolicyConfig",
+    "RecalibrationConfig",
+    "RewardConfig",
+    "SurgeryConfig",
+    "SyntheticWorldConfig",
+    "TextWorldConfig",
+    "UtilitySpec",
+    "WorldConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "dump_config",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "set_dotted",
+]
 
 OptimizerConfig = Union[all_configs()]  # noqa: UP007  (built from rlhfsim.optim.config.OPTIMIZER_CONFIGS)
 WorldConfig = Union[tuple(WORLD_SECTIONS.values())]  # noqa: UP007  (rebuilt by _sync_worlds when a world registers)
@@ -55,12 +80,16 @@ class Config(Strict):
 
     seed: int = Field(0, ge=0, description="Seed of everything random in the run (the world has its own seed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available.")
-    world: WorldConfig = Field(default_factory=SyntheticWorldConfig, discriminator="name", description=_world_description())
+    world: WorldConfig = Field(
+        default_factory=SyntheticWorldConfig, discriminator="name", description=_world_description()
+    )
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     optimizer: OptimizerConfig = Field(
-        default_factory=PPOConfig, discriminator="name",
-        description="Phase 7, the policy optimiser: name ppo (default), grpo, dr_grpo, rloo or online_dpo, and its fields.")
+        default_factory=PPOConfig,
+        discriminator="name",
+        description="Phase 7, the policy optimiser: name ppo (default), grpo, dr_grpo, rloo or online_dpo, and its fields.",
+    )
     loop: LoopConfig = Field(default_factory=LoopConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
@@ -80,8 +109,10 @@ class Config(Strict):
                 if isinstance(v.get(key), dict) and "name" not in v[key]:
                     v = {**v, key: {"name": name, **v[key]}}
             if "ppo" in v:
-                raise ValueError("the `ppo:` section is now `optimizer:` with `name: ppo` (same fields), e.g. "
-                                 "optimizer: {name: ppo, kl_coef: 0.2}; --set ppo.X=... is --set optimizer.X=...")
+                raise ValueError(
+                    "the `ppo:` section is now `optimizer:` with `name: ppo` (same fields), e.g. "
+                    "optimizer: {name: ppo, kl_coef: 0.2}; --set ppo.X=... is --set optimizer.X=..."
+                )
             world, audit = v.get("world"), v.get("audit")
             section = WORLD_SECTIONS.get(world.get("name")) if isinstance(world, dict) else None
             if section is not None and (audit is None or isinstance(audit, dict)):
@@ -95,38 +126,58 @@ class Config(Strict):
             raise ValueError("policy.lora needs policy.checkpoint")
         self._reward_start()
         opt = self.optimizer
-        if opt.name == "ppo" and opt.value_init == "reward" and (self.reward.checkpoint is None or opt.value_model == "shared"):
+        if (
+            opt.name == "ppo"
+            and opt.value_init == "reward"
+            and (self.reward.checkpoint is None or opt.value_model == "shared")
+        ):
             raise ValueError("optimizer.value_init: reward needs reward.checkpoint and optimizer.value_model: separate")
         ng = self.loop.noisy_gold
         if self.loop.reward_source == "noisy_gold" and (ng.rho is None) == (ng.sigma is None):
-            raise ValueError("loop.reward_source: noisy_gold needs exactly one of loop.noisy_gold.rho (a target within-prompt "
-                             "rank correlation with gold, calibrated per world) or loop.noisy_gold.sigma (the noise std)")
+            raise ValueError(
+                "loop.reward_source: noisy_gold needs exactly one of loop.noisy_gold.rho (a target within-prompt "
+                "rank correlation with gold, calibrated per world) or loop.noisy_gold.sigma (the noise std)"
+            )
         if self.loop.reward_source != "noisy_gold" and (ng.rho is not None or ng.sigma is not None):
-            raise ValueError(f"loop.noisy_gold sets the noise of loop.reward_source: noisy_gold; this run's source is "
-                             f"{self.loop.reward_source}: drop loop.noisy_gold or set the source")
+            raise ValueError(
+                f"loop.noisy_gold sets the noise of loop.reward_source: noisy_gold; this run's source is "
+                f"{self.loop.reward_source}: drop loop.noisy_gold or set the source"
+            )
         self._iterated()
         if self.surgery.profile == "optimum" and self.reward.prompt_aware:
-            raise ValueError("surgery.profile optimum is one prompt-independent profile of reward.utility; with "
-                             "reward.prompt_aware set use surgery.profile: pooled")
+            raise ValueError(
+                "surgery.profile optimum is one prompt-independent profile of reward.utility; with "
+                "reward.prompt_aware set use surgery.profile: pooled"
+            )
         return self
 
     def _iterated(self) -> None:
         """Issue 36's choices: each needs what it reads."""
         L = self.loop
         if L.buffer in ("equal_share", "prompt_once") and L.buffer_total is None:
-            raise ValueError(f"loop.buffer: {L.buffer} draws a fixed-size sample; set loop.buffer_total (groups, e.g. 64)")
+            raise ValueError(
+                f"loop.buffer: {L.buffer} draws a fixed-size sample; set loop.buffer_total (groups, e.g. 64)"
+            )
         if L.buffer not in ("equal_share", "prompt_once") and L.buffer_total is not None:
-            raise ValueError(f"loop.buffer_total sizes the equal_share / prompt_once sample; loop.buffer is {L.buffer}: "
-                             "drop loop.buffer_total or set the buffer")
+            raise ValueError(
+                f"loop.buffer_total sizes the equal_share / prompt_once sample; loop.buffer is {L.buffer}: "
+                "drop loop.buffer_total or set the buffer"
+            )
         if L.inner_eval.every > 0 and L.inner_eval.prompts > L.eval_prompts:
-            raise ValueError(f"loop.inner_eval.prompts ({L.inner_eval.prompts}) is a subset of loop.eval_prompts "
-                             f"({L.eval_prompts}); lower it")
+            raise ValueError(
+                f"loop.inner_eval.prompts ({L.inner_eval.prompts}) is a subset of loop.eval_prompts "
+                f"({L.eval_prompts}); lower it"
+            )
         if self.reward.across_rounds != "last" and L.reward_source != "learned":
-            raise ValueError(f"reward.across_rounds {self.reward.across_rounds!r} combines trained reward models; "
-                             f"loop.reward_source is {L.reward_source}: set it to learned or across_rounds: last")
+            raise ValueError(
+                f"reward.across_rounds {self.reward.across_rounds!r} combines trained reward models; "
+                f"loop.reward_source is {L.reward_source}: set it to learned or across_rounds: last"
+            )
         # a non-default eta without interpolate is a mistake (not the field being set: resolved configs list every field)
         if L.liti_eta != type(L).model_fields["liti_eta"].default and L.policy_start != "interpolate":
-            raise ValueError("loop.liti_eta is the weight of policy_start: interpolate; set loop.policy_start: interpolate or drop it")
+            raise ValueError(
+                "loop.liti_eta is the weight of policy_start: interpolate; set loop.policy_start: interpolate or drop it"
+            )
 
     def _reward_start(self) -> None:
         """reward.backbone: policy copies the built-in policy's trunk, so the shapes must match; an offline set needs
@@ -134,14 +185,20 @@ class Config(Strict):
         R, P = self.reward, self.policy
         if R.backbone == "policy":
             if P.checkpoint is not None:
-                raise ValueError("reward.backbone: policy copies the built-in GPT-2 policy's trunk; with policy.checkpoint use reward.backbone: random")
+                raise ValueError(
+                    "reward.backbone: policy copies the built-in GPT-2 policy's trunk; with policy.checkpoint use reward.backbone: random"
+                )
             if (R.n_embd, R.n_head) != (P.n_embd, P.n_head) or R.n_layer > P.n_layer:
-                raise ValueError(f"reward.backbone: policy needs reward.n_embd = policy.n_embd ({P.n_embd}), reward.n_head = "
-                                 f"policy.n_head ({P.n_head}) and reward.n_layer <= policy.n_layer ({P.n_layer}); got "
-                                 f"n_embd {R.n_embd}, n_head {R.n_head}, n_layer {R.n_layer}")
+                raise ValueError(
+                    f"reward.backbone: policy needs reward.n_embd = policy.n_embd ({P.n_embd}), reward.n_head = "
+                    f"policy.n_head ({P.n_head}) and reward.n_layer <= policy.n_layer ({P.n_layer}); got "
+                    f"n_embd {R.n_embd}, n_head {R.n_head}, n_layer {R.n_layer}"
+                )
         if R.offline.comparisons > 0:
             if R.checkpoint is not None:
-                raise ValueError("reward.offline is for the built-in reward model; set reward.offline.comparisons: 0 with reward.checkpoint")
+                raise ValueError(
+                    "reward.offline is for the built-in reward model; set reward.offline.comparisons: 0 with reward.checkpoint"
+                )
 
     @property
     def prompt_types(self) -> list[str]:
@@ -288,10 +345,14 @@ def read_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     if raw is None:  # an empty file (or only comments) is a mistake, not a request for every default
-        raise ConfigError(f"{path}: the file is empty; write at least one section (see configs/quickstart.yaml), "
-                          "or run without a config file for every default")
+        raise ConfigError(
+            f"{path}: the file is empty; write at least one section (see configs/quickstart.yaml), "
+            "or run without a config file for every default"
+        )
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (world, policy, ...), got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (world, policy, ...), got {type(raw).__name__}"
+        )
     return raw
 
 

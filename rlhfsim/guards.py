@@ -31,8 +31,13 @@ REQUIRED = ("policy", "evaluate")  # phases that always measure every watched qu
 # reward-valued quantities, also held to guards.max_abs_reward (reward explosion)
 REWARD_VALUED = ("collapse/logit_absmax", "objective/scores", "eval/proxy")
 # which learning rate to lower when a phase diverges
-LR_HINT = {"setup": "policy.sft_lr (and delete the cached SFT checkpoint under policy.cache_dir)", "reward": "reward.lr",
-           "diagnose": "reward.lr", "policy": "optimizer.lr", "evaluate": "optimizer.lr"}
+LR_HINT = {
+    "setup": "policy.sft_lr (and delete the cached SFT checkpoint under policy.cache_dir)",
+    "reward": "reward.lr",
+    "diagnose": "reward.lr",
+    "policy": "optimizer.lr",
+    "evaluate": "optimizer.lr",
+}
 
 
 class MissingWatched(RuntimeError):
@@ -44,7 +49,11 @@ class Diverged(RuntimeError):
 
     def __init__(self, round_: int, phase: str, quantity: str, value: float, bound: float | None = None):
         self.round, self.phase, self.quantity, self.value, self.bound = round_, phase, quantity, value, bound
-        what = f"|{quantity}| = {abs(value):.4g} exceeds guards.max_abs_reward = {bound:g}" if bound is not None else f"{quantity} = {value}"
+        what = (
+            f"|{quantity}| = {abs(value):.4g} exceeds guards.max_abs_reward = {bound:g}"
+            if bound is not None
+            else f"{quantity} = {value}"
+        )
         super().__init__(
             f"run diverged in round {round_}, phase {phase}: {what}. Lower {LR_HINT.get(phase, 'the learning rate')}"
             + (", raise guards.max_abs_reward if rewards of this size are expected" if bound is not None else "")
@@ -52,12 +61,24 @@ class Diverged(RuntimeError):
         )
 
     def info(self) -> dict:
-        return {"round": self.round, "phase": self.phase, "quantity": self.quantity, "value": _show(self.value), "bound": self.bound}
+        return {
+            "round": self.round,
+            "phase": self.phase,
+            "quantity": self.quantity,
+            "value": _show(self.value),
+            "bound": self.bound,
+        }
 
     def row(self) -> dict:
         """The guard/* columns of the diagnostic metrics row (the value as text: JSON has no NaN or inf)."""
-        return {"guard/diverged": 1, "guard/phase": self.phase, "guard/quantity": self.quantity,
-                "guard/value": _show(self.value), "guard/bound": self.bound, "guard/message": str(self)}
+        return {
+            "guard/diverged": 1,
+            "guard/phase": self.phase,
+            "guard/quantity": self.quantity,
+            "guard/value": _show(self.value),
+            "guard/bound": self.bound,
+            "guard/message": str(self),
+        }
 
 
 def _show(v: float) -> str | float:
@@ -72,8 +93,10 @@ def check(cfg, phase: str, round_: int, values: dict, watched: tuple[str, ...] |
         v = values.get(key)
         if v is None:
             if phase in REQUIRED:
-                raise MissingWatched(f"round {round_}, phase {phase}: watched metric {key!r} is missing (got {sorted(values)}); "
-                                     "the divergence guard cannot check it, so the run stops")
+                raise MissingWatched(
+                    f"round {round_}, phase {phase}: watched metric {key!r} is missing (got {sorted(values)}); "
+                    "the divergence guard cannot check it, so the run stops"
+                )
             continue  # not measured here (e.g. no SFT when loaded from cache without stats, no reward training on gold)
         v = float(v)
         if not math.isfinite(v):

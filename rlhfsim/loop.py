@@ -70,7 +70,14 @@ log = logging.getLogger(__name__)
 STREAMS = ("prompts", "annotate", "reward", "reference_mix")
 # seeds of the streams that are not spawned from STREAMS (named, so no literal is repeated or reused by accident)
 EVAL_SEED = 10_000_019  # evaluation generators: EVAL_SEED * (seed + 1) + 97 * round + stream id
-EVAL_STREAMS = {"evaluate": 8, "diagnose": 6, "best_of_n": 7, "shift": 20, "recalibrate": 30, "inner": 40}  # shift i: 20 + i
+EVAL_STREAMS = {
+    "evaluate": 8,
+    "diagnose": 6,
+    "best_of_n": 7,
+    "shift": 20,
+    "recalibrate": 30,
+    "inner": 40,
+}  # shift i: 20 + i
 
 
 class Reporter:
@@ -95,25 +102,42 @@ class Simulation:
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
         self.device = local_device(resolve_device(cfg.device))
-        self.parallel = Parallel.from_env(self.device, cfg.compute.policy_micro_batch)  # 1 process unless launched by accelerate
+        self.parallel = Parallel.from_env(
+            self.device, cfg.compute.policy_micro_batch
+        )  # 1 process unless launched by accelerate
         torch.manual_seed(cfg.seed)
         # models come from config (built-in GPT-2s) or checkpoints (rlhfsim.models.build decides)
-        self.world = build_world(cfg.world, policy_tokenizer=policy_tokenizer(cfg.policy), device=self.device, score_batch=cfg.compute.score_batch)
+        self.world = build_world(
+            cfg.world,
+            policy_tokenizer=policy_tokenizer(cfg.policy),
+            device=self.device,
+            score_batch=cfg.compute.score_batch,
+        )
         cfg.types_check(self.world.prompt_types)
         self.policy, self.sft_stats = build.warm_start(self.world, cfg, self.device)
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)  # the SFT policy: evaluations' KL reference
-        self.anchor = Anchor(cfg.loop.kl_anchor, self.ref)  # the optimiser's KL reference (loop.kl_anchor; sft: self.ref)
+        self.anchor = Anchor(
+            cfg.loop.kl_anchor, self.ref
+        )  # the optimiser's KL reference (loop.kl_anchor; sft: self.ref)
         # phase 7's optimiser, built here: PPO's value model takes its initial weights from this point of the torch stream
-        self.opt = build_optimizer(cfg, self.policy, self.anchor.module, self.world.tokenizer, self.device, self.parallel)
-        self.start = PolicyStart(cfg.loop.policy_start, cfg.loop.liti_eta, self.opt)  # each round's start (loop.policy_start)
-        self.sampler = PolicySampler(self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device)
+        self.opt = build_optimizer(
+            cfg, self.policy, self.anchor.module, self.world.tokenizer, self.device, self.parallel
+        )
+        self.start = PolicyStart(
+            cfg.loop.policy_start, cfg.loop.liti_eta, self.opt
+        )  # each round's start (loop.policy_start)
+        self.sampler = PolicySampler(
+            self.policy, self.world.tokenizer, cfg.policy.temperature, cfg.policy.response_len, self.device
+        )
         # the optimiser's reward: source, reward-model members, aggregation, recalibration, surgery (rlhfsim.reward.proxy)
         # reward.backbone: policy copies the frozen SFT reference's trunk (also when reward.init: fresh re-draws it later)
         self.proxy = Proxy(cfg, reward_build.reward_models(self.world, cfg, self.device, self.ref), self.world.gold)
         self.buffer = PreferenceBuffer(cfg.loop.buffer, cfg.loop.window, cfg.loop.buffer_total, cfg.seed)
         self.annotator = get_annotator(cfg.loop.annotator.name, **cfg.loop.annotator.model_dump(exclude={"name"}))
         # the offline preference set (reward.offline) and the reward model pre-trained on it, before round 1
-        offline_groups, self.offline_stats = offline.prepare(self.world, self.sampler, self.annotator, self.proxy.rms, cfg, self.device, self._pretrain)
+        offline_groups, self.offline_stats = offline.prepare(
+            self.world, self.sampler, self.annotator, self.proxy.rms, cfg, self.device, self._pretrain
+        )
         self.buffer.set_offline(offline_groups, cfg.reward.offline.mix, cfg.seed)
         seqs = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(STREAMS, seqs)}
@@ -121,13 +145,23 @@ class Simulation:
         self.eval_prompts = self.world.eval_prompts(cfg.loop.eval_prompts)
         self.theory = self._theory_utilities()
         A = cfg.audit
-        self.suite = audit.build_stress_suite(self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)) if A.enabled else None
-        self.shift_prompts = {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
+        self.suite = (
+            audit.build_stress_suite(
+                self.world, self.eval_prompts[: A.prompts], A.families, getattr(cfg.world, "seed", 0)
+            )
+            if A.enabled
+            else None
+        )
+        self.shift_prompts = (
+            {s: self.world.eval_prompts(A.shift_prompts, shift=s) for s in A.shifts} if A.enabled else {}
+        )
         self.last_eval = None  # the latest phase-8 (or round-0) held-out samples, for loop.diagnose_on_eval
         self.probe = None  # the fixed probe set (collapse/probe_*, member scales, noise calibration): see probe_set
 
     def _pretrain(self, rms, groups, reward_cfg, rng) -> dict:
-        return reward_build.train_reward_models(rms, groups, self.cfg.model_copy(update={"reward": reward_cfg}), self.world.prompt_types, rng, self.parallel)
+        return reward_build.train_reward_models(
+            rms, groups, self.cfg.model_copy(update={"reward": reward_cfg}), self.world.prompt_types, rng, self.parallel
+        )
 
     def _theory_utilities(self) -> dict | None:
         """{type: utility as trained} for the comparison-graph optimum (rlhfsim.theory; only meaningful for bounded rewards)."""
@@ -147,7 +181,9 @@ class Simulation:
         """The fixed probe set: the SFT policy's completions of the eval prompts (the round-0 samples, from the round-0
         eval stream), drawn on first use; the same draw after a resume."""
         if self.probe is None:  # the same draw for every arm of this seed: cached beside the SFT policy
-            draw = lambda: self.evaluate(self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref)  # noqa: E731
+            draw = lambda: self.evaluate(
+                self.eval_prompts, self.cfg.loop.eval_completions, 0, "evaluate", policy=self.ref
+            )  # noqa: E731
             self.probe = round0_cache.cached(self, draw, self.eval_seed(0, "evaluate"))
         return self.probe
 
@@ -167,8 +203,18 @@ class Simulation:
         """k samples per prompt of `policy` (default: the current one) on the named evaluation stream, gold-scored."""
         P = self.cfg.policy
         gen = torch.Generator(device=self.device).manual_seed(self.eval_seed(round_, stream, offset))
-        return sample_eval(self.policy if policy is None else policy, self.ref, self.world, prompts, k, P.response_len,
-                           P.temperature, gen, self.device, prev=prev)
+        return sample_eval(
+            self.policy if policy is None else policy,
+            self.ref,
+            self.world,
+            prompts,
+            k,
+            P.response_len,
+            P.temperature,
+            gen,
+            self.device,
+            prev=prev,
+        )
 
     # -------------------------------------------------------------- checkpoint
 
@@ -205,7 +251,10 @@ class Simulation:
     def iterated_state(self) -> dict:
         """Issue 36's state between rounds: LITI's start point, the rounds' reward-model snapshots (tensors)."""
         rounds = self.proxy.rounds
-        return {"policy_start": self.start.state_dict(), "rm_rounds": rounds.state_dict() if rounds is not None else None}
+        return {
+            "policy_start": self.start.state_dict(),
+            "rm_rounds": rounds.state_dict() if rounds is not None else None,
+        }
 
     def load_iterated(self, state: dict) -> None:
         self.start.load_state_dict(state.get("policy_start") or {})
@@ -238,7 +287,9 @@ def _run(cfg: Config, out: str | Path | None, resume: bool, reporter: Reporter |
     guard = Guard(cfg.guards, sim, run_dir, cfg.output.checkpoints)
     guard.setup(sim.sft_stats)
     noise_row: dict = {}
-    if cfg.loop.reward_source == "noisy_gold":  # the config's sigma, or one calibrated to a target rho on the SFT samples
+    if (
+        cfg.loop.reward_source == "noisy_gold"
+    ):  # the config's sigma, or one calibrated to a target rho on the SFT samples
         sigma, noise_row = calibrate_noise(sim)
         sim.proxy.set_noise_sigma(sigma)
 
@@ -288,7 +339,9 @@ def _round(sim: Simulation, guard: Guard, reporter: Reporter, r: int) -> dict | 
         reporter.phase(r, "diagnose")
         with timed(row, "diagnose_rm"):  # 6 diagnose the proxy's source on held-out samples
             held_out = diagnosis_samples(sim, r)
-            sim.proxy.set_member_scale(fit_member_scale(sim))  # wco/uwo: each member's location and scale on the probe set
+            sim.proxy.set_member_scale(
+                fit_member_scale(sim)
+            )  # wco/uwo: each member's location and scale on the probe set
             row.update(diagnose_proxy(sim, held_out, r))
         guard.check("diagnose", r, row)
         with timed(row, "audit"):  # 6b audit: adversarial stress suite, shifted validation sets, alarms
@@ -330,7 +383,9 @@ def resume_checkpoint(sim: Simulation) -> tuple[int | None, EvalSamples | None]:
     sim.run.truncate_after(done_round)
     L = sim.cfg.loop
     # the eval stream is seeded per round: the same policy redraws the same samples
-    last_eval = sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate") if L.diagnose_on_eval else None
+    last_eval = (
+        sim.evaluate(sim.eval_prompts, L.eval_completions, done_round, "evaluate") if L.diagnose_on_eval else None
+    )
     log.info("resuming %s after round %d", sim.run.path, done_round)
     return done_round, last_eval
 
@@ -343,7 +398,9 @@ def sft_round(sim: Simulation, noise_row: dict) -> tuple[dict, EvalSamples]:
         (run.path / name).unlink(missing_ok=True)
     ev = sim.sft_eval()
     # whether SFT or the offline set came from a cache is bookkeeping, not a metric: metrics.jsonl must not depend on it
-    stats = {k: v for k, v in {**sim.sft_stats, **sim.offline_stats}.items() if k not in ("sft/cached", "offline/cached")}
+    stats = {
+        k: v for k, v in {**sim.sft_stats, **sim.offline_stats}.items() if k not in ("sft/cached", "offline/cached")
+    }
     row0 = {"round": 0, **stats, **policy_metrics(ev, None), **noise_row}
     run.write_rewards(0, rewards_table(ev, None, None, 0))
     run.write_samples(0, sample_rows(ev, None, sim.cfg.output.n_samples))
@@ -354,7 +411,9 @@ def sft_round(sim: Simulation, noise_row: dict) -> tuple[dict, EvalSamples]:
 def finish_run(sim: Simulation, early_stop: dict | None, wall_time: float) -> dict:
     """The run's summary (summary.json), its figure, and the run directory closed; returns the summary."""
     run = sim.run
-    summary = diag.summarize(run.metrics(), wall_time=wall_time, steps=read_jsonl(steps_path(run.path)))  # per-iteration points for the Gao fit
+    summary = diag.summarize(
+        run.metrics(), wall_time=wall_time, steps=read_jsonl(steps_path(run.path))
+    )  # per-iteration points for the Gao fit
     summary["early_stop"] = early_stop  # null unless loop.stop_on_stagnation ended the run early
     summary["sft_cached"] = bool(sim.sft_stats.get("sft/cached"))  # this invocation loaded SFT from the cache
     summary.update(version_stamp())  # code_version, code_hash, metric_schema: reports flag runs of other code

@@ -28,6 +28,7 @@ FRESH_RM_SEED = 7919  # reward.init fresh: members re-initialised from seed * FR
 
 # ------------------------------------------------------------------ phases 2-5: data and the reward model
 
+
 def generate_completions(sim, prompts) -> tuple[list[str], dict]:
     """Phase 2: k completions per prompt from the current policy, prompt-major; with loop.distinct_oversample > 1 the
     first k distinct texts of each prompt's draws (ranking data with a total order) and annot/distinct_share."""
@@ -54,8 +55,19 @@ def annotate_groups(sim, prompts, texts: list[str], round_: int) -> list[Group]:
     groups = []
     for i, p in enumerate(prompts):
         with_ref = sim.rng["reference_mix"].random() < sim.cfg.loop.reference_mix  # drawn first: the streams' order
-        groups.append(annotate_group(sim.world, sim.annotator, p, texts[i * k : (i + 1) * k], gold[i], with_ref,
-                                     sim.rng["annotate"], sim.cfg.seed, round_))
+        groups.append(
+            annotate_group(
+                sim.world,
+                sim.annotator,
+                p,
+                texts[i * k : (i + 1) * k],
+                gold[i],
+                with_ref,
+                sim.rng["annotate"],
+                sim.cfg.seed,
+                round_,
+            )
+        )
     return groups
 
 
@@ -79,13 +91,15 @@ def train_reward(sim, round_: int, frozen: bool) -> dict:
     if not frozen:
         if cfg.reward.init == "fresh":
             sim.proxy.rms.reinit(cfg.seed * FRESH_RM_SEED + round_)
-        stats = reward_build.train_reward_models(sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types,
-                                                 sim.rng["reward"], sim.parallel)
+        stats = reward_build.train_reward_models(
+            sim.proxy.rms, sim.buffer.training_groups(), cfg, sim.world.prompt_types, sim.rng["reward"], sim.parallel
+        )
     sim.proxy.add_round(round_)  # reward.across_rounds keeps every round's model (no-op for last)
     return stats
 
 
 # ------------------------------------------------------------------ fitting the proxy (values only; the loop sets them)
+
 
 def calibrate_noise(sim) -> tuple[float, dict]:
     """(sigma, round-0 proxy/noisy_gold_* metrics) of the noisy_gold source on the fixed probe set (the SFT policy's
@@ -117,11 +131,14 @@ def fit_recalibration(sim, round_: int) -> dict | None:
 
 # ------------------------------------------------------------------ phase 6: diagnostics (read-only)
 
+
 def diagnosis_samples(sim, round_: int) -> EvalSamples:
     """Phase 6's held-out samples: fresh ones on the round's diagnose stream, or (loop.diagnose_on_eval) the latest
     phase-8 (or round-0) samples."""
     L = sim.cfg.loop
-    return sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, round_, "diagnose")
+    return (
+        sim.last_eval if L.diagnose_on_eval else sim.evaluate(sim.eval_prompts, L.eval_completions, round_, "diagnose")
+    )
 
 
 def diagnose_proxy(sim, ev: EvalSamples, round_: int) -> dict:
@@ -150,15 +167,28 @@ def diagnose_reward_model(sim, ev) -> dict:
     members = P.diagnostic_logits(ev.flat_prompts(), ev.texts)  # [M, P*k]
     logits = members.mean(0).reshape(ev.gold.shape)
     bounded = P.diagnostic_bounded
-    out = diag.collapse.collapse_metrics(logits, ev.types, bounded=bounded, gold=ev.gold, theory=sim.theory if bounded else None)
+    out = diag.collapse.collapse_metrics(
+        logits, ev.types, bounded=bounded, gold=ev.gold, theory=sim.theory if bounded else None
+    )
     out["rm/within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits, ev.gold)
     types = np.asarray(ev.types)  # [P], one type per prompt row of logits
     for t in dict.fromkeys(ev.types):  # per type: closed prompts are where a weak ranking hides
-        out[f"rm/{t}_within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(logits[types == t], ev.gold[types == t])
+        out[f"rm/{t}_within_prompt_spearman"] = diag.advantage.within_prompt_rank_corr(
+            logits[types == t], ev.gold[types == t]
+        )
     out.update(probe_collapse(sim))
     if members.shape[0] > 1:
-        out.update(ensemble_diagnostics(members, ev.gold.ravel(), [p.type for p in ev.flat_prompts()], bounded,
-                                        sim.cfg.reward.aggregation, sim.cfg.reward.uwo_lambda, P.member_scale))
+        out.update(
+            ensemble_diagnostics(
+                members,
+                ev.gold.ravel(),
+                [p.type for p in ev.flat_prompts()],
+                bounded,
+                sim.cfg.reward.aggregation,
+                sim.cfg.reward.uwo_lambda,
+                P.member_scale,
+            )
+        )
     return out
 
 
@@ -211,14 +241,20 @@ def best_of_n_metrics(sim, round_: int) -> dict:
 
 # ------------------------------------------------------------------ issue 36: inside a round, and the proxy-gold gap
 
+
 def inner_eval(sim, round_: int, iteration: int) -> dict:
     """One inner_eval.jsonl row: held-out gold, proxy (before recalibration and surgery, as eval/proxy) and KL from
     the SFT policy, means over loop.inner_eval's subset; one eval stream per round, so a round's rows are paired."""
     ie = sim.cfg.loop.inner_eval
     ev = sim.evaluate(sim.eval_prompts[: ie.prompts], ie.completions, round_, "inner")
     proxy = sim.proxy.values(ev.flat_prompts(), ev.texts)[0]
-    return {"round": round_, "iteration": iteration, "gold": float(ev.gold.mean()), "proxy": float(np.mean(proxy)),
-            "kl": float(ev.kl.mean())}
+    return {
+        "round": round_,
+        "iteration": iteration,
+        "gold": float(ev.gold.mean()),
+        "proxy": float(np.mean(proxy)),
+        "kl": float(ev.kl.mean()),
+    }
 
 
 def proxy_gold_metrics(sim, ev, proxy: np.ndarray) -> dict:
@@ -226,11 +262,14 @@ def proxy_gold_metrics(sim, ev, proxy: np.ndarray) -> dict:
     round's held-out samples: ev.gold, proxy [P, k]."""
     probe = sim.probe_set()
     ref_proxy = sim.proxy.values(probe.flat_prompts(), probe.texts)[0]
-    return {"eval/proxy_gold_gap": diag.overopt.proxy_gold_gap(proxy, ev.gold, ref_proxy, probe.gold),
-            "eval/proxy_gold_w1": diag.overopt.standardised_w1(proxy, ev.gold)}
+    return {
+        "eval/proxy_gold_gap": diag.overopt.proxy_gold_gap(proxy, ev.gold, ref_proxy, probe.gold),
+        "eval/proxy_gold_w1": diag.overopt.standardised_w1(proxy, ev.gold),
+    }
 
 
 # ------------------------------------------------------------------ phases 7-9: the policy, its evaluation, the record
+
 
 def optimise_policy(sim, guard, round_: int, steps: list[dict]) -> list[dict]:
     """Phase 7 (loop.train_policy): the round's start (loop.policy_start) and KL anchor (loop.kl_anchor), then up to

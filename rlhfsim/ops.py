@@ -168,5 +168,7 @@ def mean_states(states: list[dict]) -> dict:
     last = states[-1]
     out = {}
     for k, v in last.items():
-        out[k] = torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()  # [R, *shape] -> shape
+        out[k] = (
+            torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()
+        )  # [R, *shape] -> shape
     return out

@@ -97,13 +97,20 @@ def cmd_run(args) -> int:
         out = args.out
     if cfg.output.report_to:
         check_installed(cfg.output.report_to)
-    check_writable(Path(cfg.policy.cache_dir), "SFT cache directory (policy.cache_dir)",
-                   "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache")
+    check_writable(
+        Path(cfg.policy.cache_dir),
+        "SFT cache directory (policy.cache_dir)",
+        "set policy.cache_dir to a writable folder, e.g. --set policy.cache_dir=/tmp/rlhfsim-cache",
+    )
     run_dir = RunDir.for_config(cfg, out)
     st = read_status(run_dir.path) if args.resume else None
     if st and st.get("status") == "finished" and st.get("rounds_completed") == cfg.loop.rounds:
-        console.print(f"{run_dir.path} already finished its {cfg.loop.rounds} rounds; nothing to do "
-                      "(resume with --set loop.rounds=N to run more)", soft_wrap=True, highlight=False)
+        console.print(
+            f"{run_dir.path} already finished its {cfg.loop.rounds} rounds; nothing to do "
+            "(resume with --set loop.rounds=N to run more)",
+            soft_wrap=True,
+            highlight=False,
+        )
         return 0
 
     from rlhfsim.loop import run  # torch, transformers: after the checks above, which take seconds
@@ -112,17 +119,31 @@ def cmd_run(args) -> int:
         console.quiet = True  # data-parallel launch: rank 0 reports for the run; the others only compute
     console.print(f"[bold]rlhfsim run[/bold] -> {run_dir.path}")
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as prog:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as prog:
             summary = run(cfg, out=out, resume=bool(args.resume), reporter=faults.arm(RichReporter(prog)))
     except Diverged as e:
         console.print(f"[red]diverged:[/red] {e}", soft_wrap=True, highlight=False)
-        console.print(f"earlier rounds are intact in {run_dir.path}; metrics.jsonl ends with the diagnostic row of round {e.round}",
-                      soft_wrap=True, highlight=False)
+        console.print(
+            f"earlier rounds are intact in {run_dir.path}; metrics.jsonl ends with the diagnostic row of round {e.round}",
+            soft_wrap=True,
+            highlight=False,
+        )
         return 3
     except MissingWatched as e:  # an optimiser does not emit a metric its guard watches: stopped rather than unguarded
         console.print(f"[red]stopped:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
-        console.print(f"earlier rounds are intact in {run_dir.path}; the optimiser's `watched` names must match the metrics "
-                      "its iteration returns", soft_wrap=True, highlight=False)
+        console.print(
+            f"earlier rounds are intact in {run_dir.path}; the optimiser's `watched` names must match the metrics "
+            "its iteration returns",
+            soft_wrap=True,
+            highlight=False,
+        )
         return 3
     console.print(rounds_table(run_dir.metrics(), f"{cfg.output.experiment}/{cfg.output.variant} seed {cfg.seed}"))
     console.print(
@@ -139,7 +160,9 @@ def dispatch(args) -> int:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by huggingface_hub and transformers at import
         if "transformers.utils.logging" in sys.modules:  # already imported (it read the variable too early)
             sys.modules["transformers.utils.logging"].disable_progress_bar()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except ConfigError as e:
@@ -147,8 +170,12 @@ def dispatch(args) -> int:
         return 2
     except OSError as e:  # a file or folder the command needs cannot be read or written
         where = f"{e.filename}: " if e.filename else ""
-        console.print(f"[red]error:[/red] {where}{e.strerror or e}; check the path and its permissions "
-                      "(a killed run continues with `rlhfsim run --resume RUN_DIR`)", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] {where}{e.strerror or e}; check the path and its permissions "
+            "(a killed run continues with `rlhfsim run --resume RUN_DIR`)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; resume with `rlhfsim run --resume RUN_DIR`")
@@ -158,7 +185,9 @@ def dispatch(args) -> int:
 def add_run_parser(sub) -> None:
     r = sub.add_parser("run", help="run one config")
     r.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/config.md)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.kl_coef=0.1")
+    r.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.kl_coef=0.1"
+    )
     r.add_argument("--out", help="run directory (default: <output.dir>/<experiment>/<variant>/seed<seed>)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last complete round")
     r.set_defaults(func=cmd_run)

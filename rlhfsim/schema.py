@@ -35,9 +35,16 @@ def renamed_fields(raw: Any, renamed: dict[str, str], section: str) -> Any:
         if old not in out:
             continue
         if new in out:
-            raise ValueError(f"{section}.{old} and {section}.{new} are one setting ({old} is its old name); give only {new}")
-        log.warning("%s.%s is deprecated: it was renamed %s.%s and is read as that; rename it in the config",
-                    section, old, section, new)
+            raise ValueError(
+                f"{section}.{old} and {section}.{new} are one setting ({old} is its old name); give only {new}"
+            )
+        log.warning(
+            "%s.%s is deprecated: it was renamed %s.%s and is read as that; rename it in the config",
+            section,
+            old,
+            section,
+            new,
+        )
         out[new] = out.pop(old)
     return out
 

@@ -158,11 +158,7 @@ def _projected_newton(u: Utility, n: int, tol: float, max_iter: int = 200, E: np
             decrease = alpha * float(-grad[free] @ p[free]) + float(grad[active] @ (r - r_new)[active])
             if phi - phi_new >= sigma * decrease:
                 break
-            if (
-                alpha == 1.0
-                and phi_new <= phi + roundoff
-                and _kkt_residual(u, r_new, E) < res
-            ):
+            if alpha == 1.0 and phi_new <= phi + roundoff and _kkt_residual(u, r_new, E) < res:
                 break
             alpha *= beta
         else:
@@ -239,7 +235,9 @@ def _graph_cached(u: Utility, n: int, edges: bytes, tol: float) -> np.ndarray:
         return np.where(net > 0, 1.0, np.where(net < 0, 0.0, 0.5))
     if not u.concave:  # convex F (power g > 1): the maximum is a vertex of the box; n is small
         if n > 16:
-            raise ValueError(f"the graph optimum of the non-concave utility {u.label()} enumerates 2^n vertices; n={n} > 16")
+            raise ValueError(
+                f"the graph optimum of the non-concave utility {u.label()} enumerates 2^n vertices; n={n} > 16"
+            )
         best = max(itertools.product((0.0, 1.0), repeat=n), key=lambda v: _objective(u, np.array(v), E))
         return np.array(best)
     return _projected_newton(u, n, tol, E=E)[0]
@@ -430,8 +428,9 @@ def _plot(u: Utility, r: np.ndarray, dist, out_png: str) -> None:
         sns.scatterplot(x=level, y=r, s=18, label=f"optimum, n = {n}", ax=ax1)
         if dist is not None:
             grid = np.linspace(0.0005, 0.9995, 999)
-            sns.lineplot(x=grid, y=dist.ppf(grid), color="black", linestyle="--",
-                         label=f"limit {_limit_label(dist)}", ax=ax1)
+            sns.lineplot(
+                x=grid, y=dist.ppf(grid), color="black", linestyle="--", label=f"limit {_limit_label(dist)}", ax=ax1
+            )
         ax1.set_xlabel("Quantile level (i - 0.5) / n")
         ax1.set_ylabel("Reward quantile")
         ax1.set_title("Quantile function vs limit law")

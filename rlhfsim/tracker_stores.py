@@ -34,8 +34,10 @@ def read_tensorboard_images(logdir) -> dict[str, list[tuple[int, int, int]]]:
 
 def read_tensorboard_last(logdir) -> tuple[int, int]:
     tags = read_tensorboard(logdir)
-    return (max((s for s, _ in tags.get("round", [])), default=-1),
-            max((s for s, _ in tags.get(STEP_PREFIX + "round", [])), default=-1))
+    return (
+        max((s for s, _ in tags.get("round", [])), default=-1),
+        max((s for s, _ in tags.get(STEP_PREFIX + "round", [])), default=-1),
+    )
 
 
 def _wandb_records(path: Path):
@@ -96,8 +98,10 @@ def read_wandb(wandb_dir, run_id: str) -> list[dict]:
 
 def read_wandb_last(wandb_dir, run_id: str) -> tuple[int, int]:
     rows = read_wandb(wandb_dir, run_id)
-    return (max((int(r["round"]) for r in rows if "round" in r), default=-1),
-            max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1))
+    return (
+        max((int(r["round"]) for r in rows if "round" in r), default=-1),
+        max((int(r[STEP_PREFIX + "index"]) for r in rows if STEP_PREFIX + "index" in r), default=-1),
+    )
 
 
 def use_trackio_dir(path: Path):
@@ -127,8 +131,10 @@ def read_trackio(store, project: str, run: str) -> list[dict]:
 
 def read_trackio_last(store, project: str, run: str) -> tuple[int, int]:
     rows = read_trackio(store, project, run) if Path(store).exists() else []
-    return (max((r["step"] for r in rows if "round" in r), default=-1),
-            max((r["step"] for r in rows if STEP_PREFIX + "round" in r), default=-1))
+    return (
+        max((r["step"] for r in rows if "round" in r), default=-1),
+        max((r["step"] for r in rows if STEP_PREFIX + "round" in r), default=-1),
+    )
 
 
 def image_caption(step: int) -> str:

@@ -146,7 +146,9 @@ class TensorBoard(Backend):
         import numpy as np
         from PIL import Image
 
-        self.writer.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")  # H x W x 3 uint8
+        self.writer.add_image(
+            tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC"
+        )  # H x W x 3 uint8
 
     def flush(self):
         self.writer.flush()
@@ -179,8 +181,10 @@ class MLflow(Backend):
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
         hist = self.client.get_metric_history
-        self.last = (max((m.step for m in hist(run_id, "round")), default=-1),
-                     max((m.step for m in hist(run_id, STEP_PREFIX + "round")), default=-1))
+        self.last = (
+            max((m.step for m in hist(run_id, "round")), default=-1),
+            max((m.step for m in hist(run_id, STEP_PREFIX + "round")), default=-1),
+        )
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -228,8 +232,16 @@ class WandB(Backend):
         self.offline = mode in ("offline", "dryrun")
         self.state, self.save_state = state, ctx["save_state"]
         self.last = read_wandb_last(self.dir, state["id"]) if self.offline else (-1, -1)
-        self.run = wandb.init(project=ctx["experiment"], name=ctx["name"], id=state["id"], dir=str(ctx["path"]), mode=mode,
-                              config=ctx["config"], resume="allow", settings=wandb.Settings(silent=True, console="off"))
+        self.run = wandb.init(
+            project=ctx["experiment"],
+            name=ctx["name"],
+            id=state["id"],
+            dir=str(ctx["path"]),
+            mode=mode,
+            config=ctx["config"],
+            resume="allow",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
         self.run.define_metric("round")
         self.run.define_metric(STEP_PREFIX + "index")
 
@@ -241,7 +253,11 @@ class WandB(Backend):
     def image_steps(self, tag):
         if not self.offline:  # an online run's history is on the server: trackers.json remembers what was sent
             return set(self.state.get("images", {}).get(tag, []))
-        return {caption_step(r[tag].get("caption")) for r in read_wandb(self.dir, self.state["id"]) if isinstance(r.get(tag), dict)}
+        return {
+            caption_step(r[tag].get("caption"))
+            for r in read_wandb(self.dir, self.state["id"])
+            if isinstance(r.get(tag), dict)
+        }
 
     def log_image(self, tag, path, step):
         import wandb
@@ -276,11 +292,20 @@ class Trackio(Backend):
         self.project, self.name = ctx["experiment"], ctx["name"]
         self.last = read_trackio_last(self.dir, self.project, self.name)
         with _stdout_to_log():  # trackio prints its banners; the CLI's stdout is rlhfsim's
-            self.run = trackio.init(project=ctx["experiment"], name=ctx["name"], config=ctx["config"], resume="allow",
-                                    auto_log_cpu=False, auto_log_gpu=False, embed=False)
+            self.run = trackio.init(
+                project=ctx["experiment"],
+                name=ctx["name"],
+                config=ctx["config"],
+                resume="allow",
+                auto_log_cpu=False,
+                auto_log_gpu=False,
+                embed=False,
+            )
 
     def log(self, kind, step, metrics):
-        self.run.log(metrics, step=step)  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
+        self.run.log(
+            metrics, step=step
+        )  # queued; trackio's thread writes it (a kill may lose the tail: backfilled on resume)
 
     def image_steps(self, tag):
         return {r["step"] for r in read_trackio(self.dir, self.project, self.name) if tag in r}
@@ -332,9 +357,16 @@ class Trackers:
         out = cfg.output
         root = Path(out.dir)
         in_root = root.resolve() in path.resolve().parents
-        ctx = {"path": path, "state": state, "save_state": save_state, "experiment": out.experiment,
-               "name": f"{out.variant}/seed{cfg.seed}", "config": cfg.model_dump(mode="json"), "config_yaml": dump_config(cfg),
-               "tracker_root": root if in_root else path}
+        ctx = {
+            "path": path,
+            "state": state,
+            "save_state": save_state,
+            "experiment": out.experiment,
+            "name": f"{out.variant}/seed{cfg.seed}",
+            "config": cfg.model_dump(mode="json"),
+            "config_yaml": dump_config(cfg),
+            "tracker_root": root if in_root else path,
+        }
         self.open = {}
         self.last = {}
         for n in names:
@@ -343,8 +375,11 @@ class Trackers:
             self.last[n] = list(b.last)
         self.next_step = len(steps)
         for n in self.open:  # backfill what the run's files hold and the tracker lacks
-            self._send(n, [("round", int(r["round"]), round_metrics(r)) for r in rounds]
-                       + [("step", i, step_metrics(s)) for i, s in enumerate(steps)])
+            self._send(
+                n,
+                [("round", int(r["round"]), round_metrics(r)) for r in rounds]
+                + [("step", i, step_metrics(s)) for i, s in enumerate(steps)],
+            )
 
     def _send(self, name: str, items) -> None:
         b, last = self.open[name], self.last[name]

@@ -86,24 +86,32 @@ def _flatten(d, prefix: str = "") -> dict:
     return {prefix.rstrip("."): d}
 
 
-def resume_config(run_dir: str | Path, config_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def resume_config(
+    run_dir: str | Path, config_path: str | Path | None = None, overrides: list[str] | None = None
+) -> Config:
     """The config a `--resume RUN_DIR` continues with: the run's own config.yaml, plus overrides that keep it the same run.
 
     A CONFIG file given beside --resume must match the run's config except RESUME_MAY_CHANGE.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"--resume {run_dir}: no such directory; pass a run directory written by `rlhfsim run` "
-                          "(runs/<experiment>/<variant>/seed<k>)")
+        raise ConfigError(
+            f"--resume {run_dir}: no such directory; pass a run directory written by `rlhfsim run` "
+            "(runs/<experiment>/<variant>/seed<k>)"
+        )
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there, so no run to continue (killed before it began?); "
-                          f"start it with `rlhfsim run CONFIG --out {run_dir}`")
+        raise ConfigError(
+            f"--resume {run_dir}: no config.yaml there, so no run to continue (killed before it began?); "
+            f"start it with `rlhfsim run CONFIG --out {run_dir}`"
+        )
     try:
         saved = load_config(saved_path)
     except ConfigError as e:
-        raise ConfigError(f"--resume {run_dir}: its config.yaml does not validate with rlhfsim {__version__} "
-                          f"(written by another version?); start a new run instead. {e}") from None
+        raise ConfigError(
+            f"--resume {run_dir}: its config.yaml does not validate with rlhfsim {__version__} "
+            f"(written by another version?); start a new run instead. {e}"
+        ) from None
     if config_path is not None:
         cfg = load_config(config_path, overrides)
     else:
@@ -128,7 +136,11 @@ class RunDir:
 
     @classmethod
     def for_config(cls, cfg, out: str | Path | None = None) -> RunDir:
-        root = Path(out) if out is not None else Path(cfg.output.dir) / cfg.output.experiment / cfg.output.variant / f"seed{cfg.seed}"
+        root = (
+            Path(out)
+            if out is not None
+            else Path(cfg.output.dir) / cfg.output.experiment / cfg.output.variant / f"seed{cfg.seed}"
+        )
         return cls(root)
 
     # ------------------------------------------------------------------ opening
@@ -178,7 +190,11 @@ class RunDir:
 
     def has_results(self) -> bool:
         m = self.metrics_path
-        return (m.exists() and m.stat().st_size > 0) or (self.path / "summary.json").exists() or self.checkpoint_round() is not None
+        return (
+            (m.exists() and m.stat().st_size > 0)
+            or (self.path / "summary.json").exists()
+            or self.checkpoint_round() is not None
+        )
 
     def clean_temp_files(self) -> None:
         """Temp files a killed process left behind (never read: only renamed files count)."""
@@ -206,8 +222,10 @@ class RunDir:
                 )
         ck = self.checkpoint_round()
         if ck is not None and ck > cfg.loop.rounds:
-            raise ConfigError(f"{self.path} has a checkpoint at round {ck}; loop.rounds ({cfg.loop.rounds}) must be at least that: "
-                              f"--set loop.rounds={ck} or more")
+            raise ConfigError(
+                f"{self.path} has a checkpoint at round {ck}; loop.rounds ({cfg.loop.rounds}) must be at least that: "
+                f"--set loop.rounds={ck} or more"
+            )
 
     # ------------------------------------------------------------------ files
 
@@ -218,8 +236,15 @@ class RunDir:
     def set_status(self, status: str, **extra) -> None:
         old = read_status(self.path) or {}
         keep = {k: old[k] for k in ("rounds",) if k in old}
-        info = {"status": status, **keep, **extra, "version": __version__, "format": CHECKPOINT_FORMAT, "pid": os.getpid(),
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        info = {
+            "status": status,
+            **keep,
+            **extra,
+            "version": __version__,
+            "format": CHECKPOINT_FORMAT,
+            "pid": os.getpid(),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         atomic_write_text(self.path / STATUS_FILE, json.dumps(info, indent=2))
 
     def write_config(self, text: str) -> None:
@@ -229,7 +254,9 @@ class RunDir:
         """The run's experiment trackers (None without output.report_to, and on data-parallel ranks other than 0)."""
         cfg = self._cfg
         if self._trackers is None and cfg is not None and cfg.output.report_to and os.environ.get("RANK", "0") == "0":
-            self._trackers = Trackers(cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(steps_path(self.path)))
+            self._trackers = Trackers(
+                cfg.output.report_to, self.path, cfg, self.metrics(), read_jsonl(steps_path(self.path))
+            )
         return self._trackers
 
     def log_round(self, row: dict) -> None:
@@ -254,7 +281,11 @@ class RunDir:
 
     def truncate_after(self, round_: int) -> None:
         """Drop rows of rounds after the checkpoint (written before a kill, but not checkpointed), and torn lines."""
-        for p, key in ((self.metrics_path, "round"), (steps_path(self.path), "round"), (self.path / "inner_eval.jsonl", "round")):
+        for p, key in (
+            (self.metrics_path, "round"),
+            (steps_path(self.path), "round"),
+            (self.path / "inner_eval.jsonl", "round"),
+        ):
             if p.name == "inner_eval.jsonl" and not p.exists():
                 continue
             rows = [r for r in read_jsonl(p) if r.get(key, -1) <= round_]
@@ -304,7 +335,9 @@ class RunDir:
 
     def _candidates(self) -> list[Path]:
         ck = self.path / "checkpoints"
-        return [c for c in (ck / "latest", ck / "previous") if (c / "round.json").is_file() and (c / "state.pt").is_file()]
+        return [
+            c for c in (ck / "latest", ck / "previous") if (c / "round.json").is_file() and (c / "state.pt").is_file()
+        ]
 
     def checkpoint_round(self) -> int | None:
         for cand in self._candidates():
@@ -352,7 +385,8 @@ class RunDir:
                 problems.append(f"{current}: {why}")
         if problems:
             raise ConfigError(
-                "no readable checkpoint: " + "; ".join(problems)
+                "no readable checkpoint: "
+                + "; ".join(problems)
                 + f". Remove {self.path / 'checkpoints'} to start the run over, or resume from a backup"
             )
         return None

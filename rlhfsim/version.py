@@ -37,7 +37,9 @@ def source_hash() -> str:
 def code_version() -> str:
     """`git describe --always` of the source tree when it is a git checkout, else the package version; `-dirty` when the
     code a run executes (rlhfsim/ outside NOT_RUN_CODE) differs from the commit (edited docs or reports do not count)."""
-    git = lambda *a: subprocess.run(["git", *a], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False)  # noqa: E731
+    git = lambda *a: subprocess.run(
+        ["git", *a], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=False
+    )  # noqa: E731
     try:
         out = git("describe", "--always")
         if out.returncode != 0 or not out.stdout.strip():

@@ -19,7 +19,11 @@ from rlhfsim.run_files import steps_path
 
 
 def rows(p: pathlib.Path):
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in open(p)] if p.exists() else None
+    return (
+        [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in open(p)]
+        if p.exists()
+        else None
+    )
 
 
 def same(x, y) -> bool:

@@ -52,17 +52,31 @@ def dial_collapse(root: Path, arm: str = "ppo_d0") -> pd.DataFrame:
             for dial in (0.0, 0.5, 1.0):
                 A = np.empty_like(R)
                 for b in range(0, P, BATCH_PROMPTS):
-                    x = R[b:b + BATCH_PROMPTS].ravel()
-                    A[b:b + BATCH_PROMPTS] = profile_surgery(x, np.repeat(np.arange(x.size // K), K), dial, "pooled").reshape(-1, K)
-                rows.append((seed_dir.name, r, dial, profile_collapse(A, G, types)["collapse/shape_rel"],
-                             st.spearmanr(A.std(1), G.std(1)).statistic))
+                    x = R[b : b + BATCH_PROMPTS].ravel()
+                    A[b : b + BATCH_PROMPTS] = profile_surgery(
+                        x, np.repeat(np.arange(x.size // K), K), dial, "pooled"
+                    ).reshape(-1, K)
+                rows.append(
+                    (
+                        seed_dir.name,
+                        r,
+                        dial,
+                        profile_collapse(A, G, types)["collapse/shape_rel"],
+                        st.spearmanr(A.std(1), G.std(1)).statistic,
+                    )
+                )
     return pd.DataFrame(rows, columns=["seed", "round", "dial", "shape_rel", "spread_rho_gold"])
 
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/propagation")
     print("Reward model's profiles against gold's (dial-0 arms; mean, sd over seeds):")
-    print(spread_info(root).groupby(["arm", "round"])[["spread_rho_gold", "within_corr_gold"]].agg(["mean", "std"]).round(3))
+    print(
+        spread_info(root)
+        .groupby(["arm", "round"])[["spread_rho_gold", "within_corr_gold"]]
+        .agg(["mean", "std"])
+        .round(3)
+    )
     print("\nApplied (post-surgery) profiles, ppo_d0's samples, rounds", ROUNDS, "(mean, sd over seeds x rounds):")
     print(dial_collapse(root).groupby("dial")[["shape_rel", "spread_rho_gold"]].agg(["mean", "std"]).round(3))
 

@@ -17,9 +17,18 @@ def audited(tmp_path_factory):
     out = tmp_path_factory.mktemp("audit") / "seed0"
     # hold-outs change the SFT warm start: its own cache, so the session cache keeps one SFT (other tests glob it)
     cache = tmp_path_factory.mktemp("audit_sft")
-    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={cache}", "loop.rounds=2", "world.holdout_topics=1",
-                                            "world.holdout_facts=2", "audit.shifts=[operands, topics, facts]",
-                                            "recalibration.method=reference", "audit.shift_prompts=6"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [
+            f"policy.cache_dir={cache}",
+            "loop.rounds=2",
+            "world.holdout_topics=1",
+            "world.holdout_facts=2",
+            "audit.shifts=[operands, topics, facts]",
+            "recalibration.method=reference",
+            "audit.shift_prompts=6",
+        ],
+    )
     summary = run(cfg, out=out)
     return cfg, read_jsonl(out / "metrics.jsonl"), summary
 
@@ -46,6 +55,10 @@ def test_audit_metrics_are_documented(audited):
     assert names
     for k in names:
         # a concrete name is documented under its template: audit/{family}_..., rm/shift_{shift}_..., recal/{key}_...
-        pats = [k, re.sub(r"^audit/[a-z_]+?_(exploit_rate|pairs|dropped|alarm)$", r"audit/{family}_\1", k),
-                re.sub(r"^rm/shift_[a-z]+_", "rm/shift_{shift}_", k), re.sub(r"^recal/[a-z]+_", "recal/{key}_", k)]
+        pats = [
+            k,
+            re.sub(r"^audit/[a-z_]+?_(exploit_rate|pairs|dropped|alarm)$", r"audit/{family}_\1", k),
+            re.sub(r"^rm/shift_[a-z]+_", "rm/shift_{shift}_", k),
+            re.sub(r"^recal/[a-z]+_", "recal/{key}_", k),
+        ]
         assert any(f"`{p}`" in doc for p in pats), k

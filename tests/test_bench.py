@@ -10,9 +10,34 @@ import pytest
 from rlhfsim.bench.rounds import linear_fit
 from rlhfsim.cli import main
 
-TINY = ["--layers", "1", "--width", "32", "--heads", "2", "--vocab", "24", "--prompts", "8", "--prompt-len", "4",
-        "--response-len", "4", "--rm-groups", "4", "--rm-k", "4", "--rm-seq-len", "8", "--rm-batch", "8",
-        "--warmup", "0", "--repeats", "1"]
+TINY = [
+    "--layers",
+    "1",
+    "--width",
+    "32",
+    "--heads",
+    "2",
+    "--vocab",
+    "24",
+    "--prompts",
+    "8",
+    "--prompt-len",
+    "4",
+    "--response-len",
+    "4",
+    "--rm-groups",
+    "4",
+    "--rm-k",
+    "4",
+    "--rm-seq-len",
+    "8",
+    "--rm-batch",
+    "8",
+    "--warmup",
+    "0",
+    "--repeats",
+    "1",
+]
 
 
 def _positive_numbers(d: dict, path: str = "") -> list[str]:
@@ -32,12 +57,35 @@ def _positive_numbers(d: dict, path: str = "") -> list[str]:
 @pytest.mark.slow
 def test_bench_all_sections_tiny(tmp_path, sft_cache):
     out = tmp_path / "bench.json"
-    rc = main(["bench", *TINY, "--json", str(out), "--config", "configs/tiny.yaml", "--set", f"policy.cache_dir={sft_cache}",
-               "--rounds", "1", "--sizes", "4x2,6x2,8x2,10x2"])
+    rc = main(
+        [
+            "bench",
+            *TINY,
+            "--json",
+            str(out),
+            "--config",
+            "configs/tiny.yaml",
+            "--set",
+            f"policy.cache_dir={sft_cache}",
+            "--rounds",
+            "1",
+            "--sizes",
+            "4x2,6x2,8x2,10x2",
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"meta", "shape", "rollout", "ppo", "reward", "ensemble", "rounds"}
-    assert set(res["ensemble"]) >= {"single_s", "ensemble_stacked_s", "ensemble_loop_s", "heads_s", "ratio_stacked", "ratio_loop", "ratio_heads", "heads_std"}
+    assert set(res["ensemble"]) >= {
+        "single_s",
+        "ensemble_stacked_s",
+        "ensemble_loop_s",
+        "heads_s",
+        "ratio_stacked",
+        "ratio_loop",
+        "ratio_heads",
+        "heads_std",
+    }
     assert set(res["rollout"]) >= {"rlhfsim_tokens_per_s", "generate_tokens_per_s", "speedup_vs_generate"}
     assert set(res["ppo"]) >= {"iteration_s", "rollout_s", "update_s", "shared_iteration_s", "shared_update_s"}
     assert set(res["reward"]) >= {"rlhfsim_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "pairs"}

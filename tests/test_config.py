@@ -66,7 +66,9 @@ def test_prompt_aware_unknown_type():
 def test_overrides_are_parsed_as_yaml(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("seed: 1\n")
-    cfg = load_config(p, ["optimizer.kl_coef=0.2", "loop.buffer=window", "reward.prompt_aware={open: inv, closed: linear}"])
+    cfg = load_config(
+        p, ["optimizer.kl_coef=0.2", "loop.buffer=window", "reward.prompt_aware={open: inv, closed: linear}"]
+    )
     assert cfg.optimizer.kl_coef == 0.2 and cfg.loop.buffer == "window"
     assert cfg.reward.prompt_aware["open"].name == "inv"
     assert cfg.reward.is_bounded
@@ -113,15 +115,19 @@ def test_importing_config_imports_no_torch_transformers_or_implementation_module
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    code = ("import json, sys, rlhfsim.config; "
-            "print(json.dumps({m: hasattr(v, '__path__') for m, v in sys.modules.items() if v is not None}))")
+    code = (
+        "import json, sys, rlhfsim.config; "
+        "print(json.dumps({m: hasattr(v, '__path__') for m, v in sys.modules.items() if v is not None}))"
+    )
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout)  # module name -> is a package
     assert not set(loaded) & {"torch", "transformers", "datasets", "numpy", "pandas", "scipy", "sklearn", "gguf"}
     ours = {m: pkg for m, pkg in loaded.items() if m == "rlhfsim" or m.startswith("rlhfsim.")}
-    assert {"rlhfsim.reward.config", "rlhfsim.models.config", "rlhfsim.world.config", "rlhfsim.loop_config"} <= set(ours)
+    assert {"rlhfsim.reward.config", "rlhfsim.models.config", "rlhfsim.world.config", "rlhfsim.loop_config"} <= set(
+        ours
+    )
     heavy = sorted(m for m, pkg in ours.items() if not (pkg or m in LIGHT or m.endswith(".config")))
     assert heavy == []
 
@@ -150,11 +156,18 @@ def test_section_names_are_reexported_from_config():
 
     import rlhfsim.config as root
 
-    homes = {"RewardConfig": "rlhfsim.reward.config", "SurgeryConfig": "rlhfsim.reward.config",
-             "RecalibrationConfig": "rlhfsim.reward.config", "PolicyConfig": "rlhfsim.models.config",
-             "ComputeConfig": "rlhfsim.models.config", "LoopConfig": "rlhfsim.loop_config",
-             "GuardsConfig": "rlhfsim.loop_config", "AuditConfig": "rlhfsim.diagnostics.config",
-             "SyntheticWorldConfig": "rlhfsim.world.config", "AnnotatorConfig": "rlhfsim.world.config"}
+    homes = {
+        "RewardConfig": "rlhfsim.reward.config",
+        "SurgeryConfig": "rlhfsim.reward.config",
+        "RecalibrationConfig": "rlhfsim.reward.config",
+        "PolicyConfig": "rlhfsim.models.config",
+        "ComputeConfig": "rlhfsim.models.config",
+        "LoopConfig": "rlhfsim.loop_config",
+        "GuardsConfig": "rlhfsim.loop_config",
+        "AuditConfig": "rlhfsim.diagnostics.config",
+        "SyntheticWorldConfig": "rlhfsim.world.config",
+        "AnnotatorConfig": "rlhfsim.world.config",
+    }
     for name, home in homes.items():
         assert getattr(root, name) is getattr(importlib.import_module(home), name)
     for name in root.__all__:
@@ -166,6 +179,10 @@ def test_iterated_rlhf_fields_are_checked_with_the_fix_named():
     assert "drop loop.buffer_total" in err({"loop": {"buffer_total": 10}})
     assert "policy_start: interpolate" in err({"loop": {"liti_eta": 0.2}})
     assert "loop.inner_eval.prompts" in err({"loop": {"inner_eval": {"every": 2, "prompts": 200}, "eval_prompts": 16}})
-    assert "continue" in err({"loop": {"policy_start": "restart"}}) and "round_start" in err({"loop": {"kl_anchor": "x"}})
-    cfg = config_from_dict({"loop": {"policy_start": "interpolate", "liti_eta": 0.2, "buffer": "prompt_once", "buffer_total": 8}})
+    assert "continue" in err({"loop": {"policy_start": "restart"}}) and "round_start" in err(
+        {"loop": {"kl_anchor": "x"}}
+    )
+    cfg = config_from_dict(
+        {"loop": {"policy_start": "interpolate", "liti_eta": 0.2, "buffer": "prompt_once", "buffer_total": 8}}
+    )
     assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg  # resolved configs round-trip (resume reads them)

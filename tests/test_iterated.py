@@ -28,8 +28,11 @@ def test_interpolate_states_is_the_stated_mix_parameter_by_parameter():
 
 
 def test_mean_states_equals_the_mean_of_parameters():
-    s = [linear([[1, 2], [3, 4]], [0, 3]).state_dict(), linear([[3, 2], [1, 0]], [3, 0]).state_dict(),
-         linear([[2, 2], [2, 2]], [0, 0]).state_dict()]
+    s = [
+        linear([[1, 2], [3, 4]], [0, 3]).state_dict(),
+        linear([[3, 2], [1, 0]], [3, 0]).state_dict(),
+        linear([[2, 2], [2, 2]], [0, 0]).state_dict(),
+    ]
     out = mean_states(s)
     assert torch.allclose(out["weight"], torch.full((2, 2), 2.0))
     assert torch.allclose(out["bias"], torch.tensor([1.0, 1.0]))

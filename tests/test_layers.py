@@ -20,8 +20,12 @@ PACKAGE = ROOT / "rlhfsim"
 # each other (sweep and report, for instance, share the experiment-file model below them instead).
 LAYERS: list[dict[str, list[str]]] = [
     {"cli": ["rlhfsim.cli", "rlhfsim.commands", "rlhfsim.__main__"]},
-    {"sweep": ["rlhfsim.sweep"], "report": ["rlhfsim.report"], "bench": ["rlhfsim.bench"],
-     "real setup": ["rlhfsim.real.setup", "rlhfsim.real.cli"]},
+    {
+        "sweep": ["rlhfsim.sweep"],
+        "report": ["rlhfsim.report"],
+        "bench": ["rlhfsim.bench"],
+        "real setup": ["rlhfsim.real.setup", "rlhfsim.real.cli"],
+    },
     {"experiment-file model": ["rlhfsim.experiment"]},
     {"run command": ["rlhfsim.run_cli"]},
     {"loop": ["rlhfsim.loop", "rlhfsim.loop_phases", "rlhfsim.iterated", "rlhfsim.guards", "rlhfsim.run_figure"]},
@@ -35,9 +39,23 @@ LAYERS: list[dict[str, list[str]]] = [
     {"models": ["rlhfsim.models"]},
     # pure helpers everything may use: no model, no run. reward.utilities is the utilities' math, which theory.py
     # (the finite-n optimum) builds on; real.assets names installed assets (standard library only)
-    {"base": ["rlhfsim", "rlhfsim.version", "rlhfsim.schema", "rlhfsim.faults", "rlhfsim.files", "rlhfsim.run_files", "rlhfsim.ops",
-              "rlhfsim.plotting", "rlhfsim.theory", "rlhfsim.theory_graph", "rlhfsim.reward.utilities", "rlhfsim.real",
-              "rlhfsim.real.assets"]},
+    {
+        "base": [
+            "rlhfsim",
+            "rlhfsim.version",
+            "rlhfsim.schema",
+            "rlhfsim.faults",
+            "rlhfsim.files",
+            "rlhfsim.run_files",
+            "rlhfsim.ops",
+            "rlhfsim.plotting",
+            "rlhfsim.theory",
+            "rlhfsim.theory_graph",
+            "rlhfsim.reward.utilities",
+            "rlhfsim.real",
+            "rlhfsim.real.assets",
+        ]
+    },
 ]
 
 
@@ -94,7 +112,9 @@ def imports(path: Path) -> list[tuple[str, int, bool, bool]]:
                     targets = subs or [base]
                 above = lines[child.lineno - 2].strip() if child.lineno > 1 else ""
                 said = "#" in lines[child.lineno - 1] or above.startswith("#")
-                out.extend((t, child.lineno, in_function, said) for t in targets if t == "rlhfsim" or t.startswith("rlhfsim."))
+                out.extend(
+                    (t, child.lineno, in_function, said) for t in targets if t == "rlhfsim" or t.startswith("rlhfsim.")
+                )
             visit(child, inner)
 
     visit(ast.parse(src), False)
@@ -162,16 +182,20 @@ def test_function_level_imports_of_the_package_say_why():
     assert not silent, "function-level imports without a comment saying why:\n" + "\n".join(silent)
     assert len(report) <= REPORT_INTERNAL_LAZY, (
         f"{len(report)} function-level imports between report modules (at most {REPORT_INTERNAL_LAZY}): "
-        "import at the top of the file, or say why in a comment")
+        "import at the top of the file, or say why in a comment"
+    )
 
 
-@pytest.mark.parametrize("source, target, upward", [
-    ("rlhfsim.loop", "rlhfsim.report.figures", True),
-    ("rlhfsim.optim.core", "rlhfsim.ppo.core", True),
-    ("rlhfsim.sweep.runner", "rlhfsim.report.load", True),  # siblings
-    ("rlhfsim.report.load", "rlhfsim.experiment.spec", False),
-    ("rlhfsim.loop", "rlhfsim.tracking", False),
-])
+@pytest.mark.parametrize(
+    "source, target, upward",
+    [
+        ("rlhfsim.loop", "rlhfsim.report.figures", True),
+        ("rlhfsim.optim.core", "rlhfsim.ppo.core", True),
+        ("rlhfsim.sweep.runner", "rlhfsim.report.load", True),  # siblings
+        ("rlhfsim.report.load", "rlhfsim.experiment.spec", False),
+        ("rlhfsim.loop", "rlhfsim.tracking", False),
+    ],
+)
 def test_the_check_sees_an_upward_import(source, target, upward):
     """The rule itself, on pairs whose answer is known (an injected import is caught by test_modules_import_only_downward)."""
     a, b = place(source), place(target)

@@ -24,16 +24,41 @@ def tiny_run(tmp_path_factory, sft_cache):
 
 def test_run_directory_layout(tiny_run):
     cfg, out, summary = tiny_run
-    for f in ("config.yaml", "metrics.jsonl", "policy_steps.jsonl", "summary.json", "rewards/round_000.parquet",
-              "rewards/round_002.parquet", "samples/round_002.jsonl", "checkpoints/latest/policy.safetensors", FIGURE):
+    for f in (
+        "config.yaml",
+        "metrics.jsonl",
+        "policy_steps.jsonl",
+        "summary.json",
+        "rewards/round_000.parquet",
+        "rewards/round_002.parquet",
+        "samples/round_002.jsonl",
+        "checkpoints/latest/policy.safetensors",
+        FIGURE,
+    ):
         assert (out / f).exists(), f
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["optimizer"]["kl_estimator"] == "k1"  # defaults filled in
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["round"] for r in rows] == [0, 1, 2]
-    for key in ("eval/gold", "eval/gold_open", "eval/accuracy_closed", "eval/proxy", "eval/kl", "eval/entropy", "eval/length",
-                "rm/pairwise_acc", "objective/kl", "objective/scores", "policy/approxkl_avg", "policy/clipfrac_avg",
-                "loss/policy_avg", "loss/value_avg", "val/var_explained", "collapse/shape", "collapse/probe_shape"):
+    for key in (
+        "eval/gold",
+        "eval/gold_open",
+        "eval/accuracy_closed",
+        "eval/proxy",
+        "eval/kl",
+        "eval/entropy",
+        "eval/length",
+        "rm/pairwise_acc",
+        "objective/kl",
+        "objective/scores",
+        "policy/approxkl_avg",
+        "policy/clipfrac_avg",
+        "loss/policy_avg",
+        "loss/value_avg",
+        "val/var_explained",
+        "collapse/shape",
+        "collapse/probe_shape",
+    ):
         assert key in rows[-1], key
     df = pd.read_parquet(out / "rewards/round_002.parquet")
     assert {"prompt_id", "prompt_type", "gold", "proxy", "proxy_m0", "kl", "length"} <= set(df.columns)
@@ -42,7 +67,9 @@ def test_run_directory_layout(tiny_run):
     assert s["rounds_completed"] == 2 and "gold_peak_round" in s
     from rlhfsim.version import stamp
 
-    assert {k: s[k] for k in ("code_version", "code_hash", "metric_schema")} == stamp()  # reports tell code versions apart
+    assert {
+        k: s[k] for k in ("code_version", "code_hash", "metric_schema")
+    } == stamp()  # reports tell code versions apart
     steps = read_jsonl(out / "policy_steps.jsonl")
     assert len(steps) == cfg.loop.rounds * cfg.optimizer.iterations
     st = read_status(out)
@@ -54,7 +81,9 @@ def test_run_directory_layout(tiny_run):
 def test_same_seed_same_metrics(tiny_run, tmp_path, sft_cache):
     cfg, out, _ = tiny_run
     run(cfg, out=tmp_path / "again")
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # timings are the only difference
+    strip = lambda rows: [
+        {k: v for k, v in r.items() if not k.startswith("time/")} for r in rows
+    ]  # timings are the only difference
     assert strip(read_jsonl(out / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "again" / "metrics.jsonl"))
     assert (out / FIGURE).read_bytes() == (tmp_path / "again" / FIGURE).read_bytes()  # the figure is part of the result
 
@@ -78,15 +107,29 @@ def test_cli_run_bad_override_exit_2(capsys):
 def test_every_logged_metric_is_documented(tiny_run):
     _, out, _ = tiny_run
     pats = documented_metric_patterns()
-    keys = {k for f in ("metrics.jsonl", "policy_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {"round", "iteration"}
+    keys = {k for f in ("metrics.jsonl", "policy_steps.jsonl") for row in read_jsonl(out / f) for k in row} - {
+        "round",
+        "iteration",
+    }
     assert any(k.startswith("adv/") for k in keys) and "policy/epochs" in keys
     undocumented = sorted(k for k in keys if not any(p.match(k) for p in pats))
     assert not undocumented, f"add these to docs/metrics.md: {undocumented}"
 
 
 # metrics fixed by the sampled tokens and the gold reward alone: any change in what the policy samples moves them
-SAMPLE_DEFINED = ("eval/gold", "eval/gold_add", "eval/gold_closed", "eval/gold_fact", "eval/gold_open", "eval/accuracy_closed",
-                  "eval/length", "eval/eos_rate", "objective/gold", "annot/pairs", "round")
+SAMPLE_DEFINED = (
+    "eval/gold",
+    "eval/gold_add",
+    "eval/gold_closed",
+    "eval/gold_fact",
+    "eval/gold_open",
+    "eval/accuracy_closed",
+    "eval/length",
+    "eval/eos_rate",
+    "objective/gold",
+    "annot/pairs",
+    "round",
+)
 
 
 def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
@@ -108,9 +151,15 @@ def test_ppo_metrics_equal_the_pre_refactor_commit(tiny_run):
     assert len(rows) == len(golden)
     for want, got in zip(golden, rows):
         keys = [k for k in want if not k.startswith("collapse/")]
-        assert {k: got.get(k, "missing") for k in keys if k in SAMPLE_DEFINED} == {k: want[k] for k in keys if k in SAMPLE_DEFINED}
+        assert {k: got.get(k, "missing") for k in keys if k in SAMPLE_DEFINED} == {
+            k: want[k] for k in keys if k in SAMPLE_DEFINED
+        }
         moved = {k: (want[k], got.get(k, "missing")) for k in keys if got.get(k, "missing") != want[k]}
-        far = {k: v for k, v in moved.items() if not (isinstance(v[1], float) and isclose(v[1], v[0], rel_tol=1e-3, abs_tol=1e-6))}
+        far = {
+            k: v
+            for k, v in moved.items()
+            if not (isinstance(v[1], float) and isclose(v[1], v[0], rel_tol=1e-3, abs_tol=1e-6))
+        }
         assert not far, (want["round"], far)
 
 
@@ -138,12 +187,19 @@ def test_an_older_run_directorys_ppo_steps_jsonl_is_read_and_resumed(tiny_run, t
 @pytest.mark.slow
 def test_frozen_reward_model_leaves_the_probe_collapse_unmoved(tmp_path, sft_cache):
     """Reward model trained in round 1 only: collapse/probe_* is one number from then on, the sample-based one may move."""
-    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.rounds=3", "loop.freeze_reward_after=1",
-                                            "loop.eval_completions=4"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [f"policy.cache_dir={sft_cache}", "loop.rounds=3", "loop.freeze_reward_after=1", "loop.eval_completions=4"],
+    )
     run(cfg, out=tmp_path / "r")
     rows = [r for r in read_jsonl(tmp_path / "r" / "metrics.jsonl") if r["round"] >= 1]
     assert [r["rm/frozen"] for r in rows] == [0, 1, 1]
-    for key in ("collapse/probe_shape", "collapse/probe_shape_gold", "collapse/probe_shape_rel", "collapse/probe_level_gap"):
+    for key in (
+        "collapse/probe_shape",
+        "collapse/probe_shape_gold",
+        "collapse/probe_shape_rel",
+        "collapse/probe_level_gap",
+    ):
         assert rows[0][key] == rows[1][key] == rows[2][key], key
     # the eval samples did change with the policy (so a sample-based measure is free to move)
     assert rows[1]["collapse/shape_gold"] != rows[2]["collapse/shape_gold"]
@@ -162,7 +218,10 @@ def test_diagnose_on_eval_reuses_the_previous_evaluation_and_resumes_exactly(tin
     full, resumed, fresh = (strip(read_jsonl(p / "metrics.jsonl")) for p in (tmp_path / "full", tmp_path / "r", out))
     assert full == resumed
     assert [r["eval/gold"] for r in full] == [r["eval/gold"] for r in fresh]  # phase 8 and training unchanged
-    assert full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"] or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
+    assert (
+        full[2]["rm/pairwise_acc"] != fresh[2]["rm/pairwise_acc"]
+        or full[2]["collapse/shape"] != fresh[2]["collapse/shape"]
+    )
 
 
 @pytest.mark.slow
@@ -197,7 +256,9 @@ def test_a_gpu_checkpoint_carries_the_devices_generator(tmp_path, sft_cache, mon
     sim.device = torch.device("cuda")
     _, state = sim.state(1)
     assert state["cuda_rng"].tolist() == [7]
-    monkeypatch.setattr(Simulation, "state", lambda self, r: ({}, {}))  # no model files: only the RNG restore is under test
+    monkeypatch.setattr(
+        Simulation, "state", lambda self, r: ({}, {})
+    )  # no model files: only the RNG restore is under test
     sim.restore(tmp_path, state)
     assert calls == [([7], "cuda")]
 
@@ -209,15 +270,23 @@ def test_noisy_gold_source_calibrates_logs_its_ranking_quality_and_resumes_exact
     redrawn probe set) and an ensemble run with standardised wco (the member scale is refitted each round) resume
     bit for bit."""
     base = ["policy.cache_dir=" + sft_cache]
-    noisy = base + ["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.6", "surgery.profile=pooled", "surgery.dial=0.5", "optimizer.group_size=2",
-                    "recalibration.method=reference"]
+    noisy = base + [
+        "loop.reward_source=noisy_gold",
+        "loop.noisy_gold.rho=0.6",
+        "surgery.profile=pooled",
+        "surgery.dial=0.5",
+        "optimizer.group_size=2",
+        "recalibration.method=reference",
+    ]
     ens = base + ["reward.ensemble_size=2", "reward.aggregation=wco"]
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
     for name, over in (("noisy", noisy), ("ens", ens)):
         run(load_config("configs/tiny.yaml", over), out=tmp_path / name)
         run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / f"{name}_r")
         run(load_config("configs/tiny.yaml", over), out=tmp_path / f"{name}_r", resume=True)
-        assert strip(read_jsonl(tmp_path / name / "metrics.jsonl")) == strip(read_jsonl(tmp_path / f"{name}_r" / "metrics.jsonl")), name
+        assert strip(read_jsonl(tmp_path / name / "metrics.jsonl")) == strip(
+            read_jsonl(tmp_path / f"{name}_r" / "metrics.jsonl")
+        ), name
     rows = read_jsonl(tmp_path / "noisy" / "metrics.jsonl")
     assert rows[0]["proxy/noisy_gold_sigma"] > 0 and -1 <= rows[0]["proxy/noisy_gold_rho_sft"] <= 1
     for r in rows[1:]:

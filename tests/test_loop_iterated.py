@@ -11,12 +11,27 @@ from tests.fixtures.docs import documented_metric_patterns
 pytestmark = pytest.mark.slow  # every test here runs whole tiny runs (the arms fixture alone runs 3 per arm)
 
 ARMS = {  # every new option in at least one arm
-    "sft_mean_equal": ["loop.policy_start=sft", "loop.kl_anchor=round_start", "reward.across_rounds=mean",
-                       "loop.buffer=equal_share", "loop.buffer_total=20", "loop.inner_eval.every=1",
-                       "loop.inner_eval.prompts=8", "loop.proxy_gold_gap=true"],
-    "liti_wavg_once": ["loop.policy_start=interpolate", "loop.liti_eta=0.3", "reward.across_rounds=weight_average",
-                       "loop.buffer=prompt_once", "loop.buffer_total=20", "loop.round_kl=0.005", "optimizer.iterations=4",
-                       "loop.inner_eval.every=2", "loop.inner_eval.prompts=8"],
+    "sft_mean_equal": [
+        "loop.policy_start=sft",
+        "loop.kl_anchor=round_start",
+        "reward.across_rounds=mean",
+        "loop.buffer=equal_share",
+        "loop.buffer_total=20",
+        "loop.inner_eval.every=1",
+        "loop.inner_eval.prompts=8",
+        "loop.proxy_gold_gap=true",
+    ],
+    "liti_wavg_once": [
+        "loop.policy_start=interpolate",
+        "loop.liti_eta=0.3",
+        "reward.across_rounds=weight_average",
+        "loop.buffer=prompt_once",
+        "loop.buffer_total=20",
+        "loop.round_kl=0.005",
+        "optimizer.iterations=4",
+        "loop.inner_eval.every=2",
+        "loop.inner_eval.prompts=8",
+    ],
     "continue_min_anchor": ["loop.kl_anchor=round_start", "reward.across_rounds=min"],
 }
 strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "sft/"))} for r in rows]
@@ -49,7 +64,10 @@ def test_restart_from_sft_starts_every_round_at_the_sft_policy(arms):
     while the SFT anchor of a continuing policy sees the KL it has built up."""
     for name in ("sft_mean_equal", "continue_min_anchor"):
         first = [s for s in read_jsonl(arms / name / "policy_steps.jsonl") if s["iteration"] == 0]
-        assert len(first) == 3 and all(abs(s["objective/kl"]) < 1e-4 for s in first), (name, [s["objective/kl"] for s in first])
+        assert len(first) == 3 and all(abs(s["objective/kl"]) < 1e-4 for s in first), (
+            name,
+            [s["objective/kl"] for s in first],
+        )
     inner = read_jsonl(arms / "sft_mean_equal" / "inner_eval.jsonl")
     assert [(r["round"], r["iteration"]) for r in inner] == [(r, i) for r in (1, 2, 3) for i in (0, 1, 2)]
     assert {"gold", "proxy", "kl"} <= set(inner[0])
@@ -79,7 +97,9 @@ def test_round_kl_stops_a_round_and_logs_its_iterations(arms):
             stopped += 1
             assert mine[-1]["objective/kl"] >= 0.005
         # every 2 iterations, and where the round ended
-        assert [i["iteration"] for i in inner if i["round"] == r["round"]] == sorted({0, *range(2, len(mine) + 1, 2), len(mine)})
+        assert [i["iteration"] for i in inner if i["round"] == r["round"]] == sorted(
+            {0, *range(2, len(mine) + 1, 2), len(mine)}
+        )
     assert stopped >= 1  # the budget did end a round early here
 
 
@@ -106,8 +126,15 @@ def test_sft_start_reloads_policy_and_value_model_and_resets_ppo_state(tmp_path,
     from rlhfsim.loop import Simulation
     from rlhfsim.tracking import RunDir
 
-    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "loop.policy_start=sft",
-                                            "optimizer.kl_controller=adaptive", "optimizer.lr=1e-2"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [
+            f"policy.cache_dir={sft_cache}",
+            "loop.policy_start=sft",
+            "optimizer.kl_controller=adaptive",
+            "optimizer.lr=1e-2",
+        ],
+    )
     sim = Simulation(cfg, RunDir.for_config(cfg, tmp_path / "run"))
     value0, kl0 = clone_state(sim.opt.value), sim.opt.kl_ctl.state_dict()
     prompts = sim.world.sample_prompts(cfg.optimizer.batch_size, sim.rng["prompts"])
@@ -126,13 +153,23 @@ def test_inner_evaluations_and_the_gap_leave_training_untouched(tmp_path, sft_ca
     every optimiser step is what it is with them off."""
     base = [f"policy.cache_dir={sft_cache}"]
     run(load_config("configs/tiny.yaml", base), out=tmp_path / "off")
-    run(load_config("configs/tiny.yaml", base + ["loop.inner_eval.every=1", "loop.inner_eval.prompts=8",
-                                                 "loop.proxy_gold_gap=true"]), out=tmp_path / "on")
-    assert strip(read_jsonl(tmp_path / "off" / "policy_steps.jsonl")) == strip(read_jsonl(tmp_path / "on" / "policy_steps.jsonl"))
+    run(
+        load_config(
+            "configs/tiny.yaml",
+            base + ["loop.inner_eval.every=1", "loop.inner_eval.prompts=8", "loop.proxy_gold_gap=true"],
+        ),
+        out=tmp_path / "on",
+    )
+    assert strip(read_jsonl(tmp_path / "off" / "policy_steps.jsonl")) == strip(
+        read_jsonl(tmp_path / "on" / "policy_steps.jsonl")
+    )
     new = ("eval/proxy_gold_gap", "eval/proxy_gold_w1")
     on = [{k: v for k, v in r.items() if k not in new} for r in strip(read_jsonl(tmp_path / "on" / "metrics.jsonl"))]
     assert strip(read_jsonl(tmp_path / "off" / "metrics.jsonl")) == on
-    assert len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 6 and not (tmp_path / "off" / "inner_eval.jsonl").exists()
+    assert (
+        len(read_jsonl(tmp_path / "on" / "inner_eval.jsonl")) == 6
+        and not (tmp_path / "off" / "inner_eval.jsonl").exists()
+    )
 
 
 def test_a_skipped_round_undoes_its_reward_snapshot_and_liti_start(tmp_path, sft_cache, monkeypatch):
@@ -151,14 +188,21 @@ def test_a_skipped_round_undoes_its_reward_snapshot_and_liti_start(tmp_path, sft
             stats["loss/policy_avg"] = float("nan")
         return stats
 
-    over = [f"policy.cache_dir={sft_cache}", "loop.policy_start=interpolate", "loop.liti_eta=0.5",
-            "reward.across_rounds=mean", "guards.on_divergence=skip_round"]
+    over = [
+        f"policy.cache_dir={sft_cache}",
+        "loop.policy_start=interpolate",
+        "loop.liti_eta=0.5",
+        "reward.across_rounds=mean",
+        "guards.on_divergence=skip_round",
+    ]
     run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / "one")
     monkeypatch.setattr(PPOTrainer, "iteration", poisoned)
     run(load_config("configs/tiny.yaml", over), out=tmp_path / "skip")
     assert read_jsonl(tmp_path / "skip" / "metrics.jsonl")[-1]["guard/skipped"] == 1
-    one, skip = (torch.load(p / "checkpoints" / "latest" / "state.pt", weights_only=True)["iterated"]
-                 for p in (tmp_path / "one", tmp_path / "skip"))
+    one, skip = (
+        torch.load(p / "checkpoints" / "latest" / "state.pt", weights_only=True)["iterated"]
+        for p in (tmp_path / "one", tmp_path / "skip")
+    )
     assert sorted(skip["rm_rounds"]["states"]) == ["1"]  # round 2's snapshot undone
     for name, state in one["policy_start"]["start"].items():
         assert all(torch.equal(v, skip["policy_start"]["start"][name][k]) for k, v in state.items())

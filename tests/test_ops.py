@@ -20,6 +20,11 @@ def test_permutation_draws_on_the_generators_device_and_equals_randperm_on_cpu(m
 def test_no_other_randperm_in_the_package():
     """Minibatch orders go through ops.permutation: a bare randperm with a run's generator crashes on a GPU run."""
     root = Path(__file__).resolve().parents[1] / "rlhfsim"
-    hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "ops.py"
-            for i, line in enumerate(p.read_text().splitlines(), 1) if "torch.randperm(" in line and "bench" not in p.parts]
+    hits = [
+        f"{p.relative_to(root)}:{i}"
+        for p in root.rglob("*.py")
+        if p.name != "ops.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "torch.randperm(" in line and "bench" not in p.parts
+    ]
     assert hits == []

@@ -34,9 +34,13 @@ def test_design_floors_and_declared_endpoints():
     assert all(e["better"] in ("higher", "lower") for e in s["secondary"])
     cfgs = {name: build(EXP, x) for name, x in s["variants"].items()}
     for opt in ("ppo", "grpo", "rloo"):
-        dials = sorted(c.surgery.dial for c in cfgs.values() if c.optimizer.name == opt and c.loop.reward_source == "learned")
+        dials = sorted(
+            c.surgery.dial for c in cfgs.values() if c.optimizer.name == opt and c.loop.reward_source == "learned"
+        )
         assert dials == [0.0, 0.5, 1.0], opt
-        assert {c.surgery.profile for c in cfgs.values() if c.optimizer.name == opt and c.loop.reward_source == "learned"} == {"pooled"}
+        assert {
+            c.surgery.profile for c in cfgs.values() if c.optimizer.name == opt and c.loop.reward_source == "learned"
+        } == {"pooled"}
     assert cfgs["online_dpo"].optimizer.name == "online_dpo" and cfgs["gold"].loop.reward_source == "gold"
     assert all(c.optimizer.group_size > 1 for c in cfgs.values())  # surgery needs each prompt's completions together
     assert len({(c.optimizer.batch_size, c.optimizer.iterations, c.optimizer.epochs) for c in cfgs.values()}) == 1

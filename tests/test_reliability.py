@@ -39,8 +39,15 @@ def same_run(a: Path, b: Path) -> None:
     for name in ("metrics.jsonl", "policy_steps.jsonl"):
         assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    for s in (sa, sb):  # bookkeeping: wall time, whether this invocation found SFT in the cache, and the git describe of
-        s.pop("wall_time_s"), s.pop("sft_cached", None), s.pop("code_version")  # the checkout (a commit meanwhile); code_hash stays
+    for s in (
+        sa,
+        sb,
+    ):  # bookkeeping: wall time, whether this invocation found SFT in the cache, and the git describe of
+        (
+            s.pop("wall_time_s"),
+            s.pop("sft_cached", None),
+            s.pop("code_version"),
+        )  # the checkout (a commit meanwhile); code_hash stays
     assert sa == sb
     for f in sorted((a / "rewards").glob("*.parquet")):
         pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
@@ -60,7 +67,9 @@ def rlhfsim(args: list[str], kill_at: str | None = None) -> subprocess.Completed
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200")
     if kill_at:
         env[ENV] = kill_at
-    return subprocess.run([sys.executable, "-m", "rlhfsim", *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "rlhfsim", *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def _cli_child(args: list[str], kill_at: str | None) -> None:
@@ -124,7 +133,11 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
     passed = []
     for i, point in enumerate(CHAINS[chain]):
         ck = checkpoint_round(out) if out.exists() else None
-        before = [r for r in read_jsonl(out / "metrics.jsonl") if ck is not None and r["round"] <= ck] if ck is not None else []
+        before = (
+            [r for r in read_jsonl(out / "metrics.jsonl") if ck is not None and r["round"] <= ck]
+            if ck is not None
+            else []
+        )
         if i == 0:
             p = rlhfsim(["run", TINY, "--out", str(out), "--set", f"policy.cache_dir={cache}"], kill_at=point)
             assert p.returncode == -9, f"{point}: not killed (rc {p.returncode}): {p.stdout[-500:]}{p.stderr[-2000:]}"
@@ -149,7 +162,10 @@ def test_sigkill_then_resume_equals_uninterrupted(chain, reference, tmp_path, sf
 def test_every_optimizer_resumes_after_a_kill_in_its_updates_as_if_uninterrupted(name, tmp_path, sft_cache, forked):
     """Killed at round 2's first policy update, resumed from round 1's checkpoint (policy, the optimiser's own state,
     RNG streams), the run equals an uninterrupted one (PPO: the chains above)."""
-    sets = [f"policy.cache_dir={sft_cache}", f"optimizer={{name: {name}, iterations: 2, batch_size: 16, group_size: 4}}"]
+    sets = [
+        f"policy.cache_dir={sft_cache}",
+        f"optimizer={{name: {name}, iterations: 2, batch_size: 16, group_size: 4}}",
+    ]
     run(load_config(TINY, sets), out=tmp_path / "ref")
     out = tmp_path / "run"
     args = ["run", TINY, "--out", str(out)] + [x for s in sets for x in ("--set", s)]
@@ -176,8 +192,18 @@ def test_a_missing_watched_metric_stops_the_run_at_the_first_iteration(tmp_path,
     with pytest.raises(MissingWatched, match="round 1, phase policy: watched metric 'objective/kl' is missing"):
         run(cfg, out=tmp_path / "r")
     # the CLI: exit 3 (stopped for safety, as a divergence) with the message, not a traceback
-    code = main(["run", TINY, "--out", str(tmp_path / "c"), "--set", f"policy.cache_dir={sft_cache}",
-                 "--set", "optimizer={name: grpo, batch_size: 16}"])
+    code = main(
+        [
+            "run",
+            TINY,
+            "--out",
+            str(tmp_path / "c"),
+            "--set",
+            f"policy.cache_dir={sft_cache}",
+            "--set",
+            "optimizer={name: grpo, batch_size: 16}",
+        ]
+    )
     assert code == 3 and "watched metric 'objective/kl' is missing" in capsys.readouterr().out
     assert [r["round"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")] == [0]  # nothing after the SFT row
 
@@ -190,7 +216,11 @@ def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, s
     out = tmp_path / "run"
     base = ["--set", f"policy.cache_dir={sft_cache}"]
     assert main(["run", TINY, "--out", str(out), *base, "--set", "loop.rounds=1"]) == 0
-    keep = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name not in ("config.yaml", "status.json", ".lock")}
+    keep = {
+        p: p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name not in ("config.yaml", "status.json", ".lock")
+    }
     rows_before = read_jsonl(out / "metrics.jsonl")
     capsys.readouterr()
 
@@ -204,8 +234,13 @@ def test_reward_explosion_stops_with_exit_3_and_keeps_earlier_rounds(tmp_path, s
     assert rows[-1]["round"] == 2 and rows[-1]["guard/diverged"] == 1 and rows[-1]["guard/phase"] == "diagnose"
     assert rows[-1]["guard/quantity"] == "collapse/logit_absmax" and rows[-1]["guard/value"] > 0.001
     assert "eval/gold" not in rows[-1]  # the round never got to its evaluation
-    for p, data in keep.items():  # every file of rounds 0-1 byte for byte (appended logs: as a prefix), checkpoint included
-        assert p.read_bytes().startswith(data) if p.suffix == ".jsonl" and p.parent == out else p.read_bytes() == data, p
+    for (
+        p,
+        data,
+    ) in keep.items():  # every file of rounds 0-1 byte for byte (appended logs: as a prefix), checkpoint included
+        assert (
+            p.read_bytes().startswith(data) if p.suffix == ".jsonl" and p.parent == out else p.read_bytes() == data
+        ), p
     assert not (out / "rewards" / "round_002.parquet").exists()
     st = read_status(out)
     assert st["status"] == "diverged" and st["divergence"]["round"] == 2 and st["divergence"]["phase"] == "diagnose"

@@ -31,7 +31,9 @@ BASE = f"base: {ROOT / 'configs' / 'tiny.yaml'}\n"
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("raw", ["../../etc/passwd", "..", ".", "a/b\\c", ".hidden", "-rf", "x y:z*?", "", "é ü", "a..b", "a" * 300])
+@pytest.mark.parametrize(
+    "raw", ["../../etc/passwd", "..", ".", "a/b\\c", ".hidden", "-rf", "x y:z*?", "", "é ü", "a..b", "a" * 300]
+)
 def test_safe_name_is_a_plain_directory_name(raw):
     n = safe_name(raw)
     assert SAFE.match(n), n
@@ -54,7 +56,13 @@ def test_grid_product_size_order_and_values():
 
 
 def test_grid_names_use_longer_keys_when_leaves_collide_and_handle_dict_values():
-    vs = grid_variants({"policy.n_layer": [1], "reward.n_layer": [1, 2], "reward.prompt_aware": [None, {"open": "inv", "closed": "linear"}]})
+    vs = grid_variants(
+        {
+            "policy.n_layer": [1],
+            "reward.n_layer": [1, 2],
+            "reward.prompt_aware": [None, {"open": "inv", "closed": "linear"}],
+        }
+    )
     names = list(vs)
     assert len(names) == 4
     assert names[0] == "policy.n_layer-1__reward.n_layer-1__prompt_aware-null"
@@ -67,7 +75,10 @@ def test_grid_values_that_sanitize_alike_are_deduplicated():
 
 
 def test_named_variants_become_safe_unique_directories(tmp_path):
-    p = write_exp(tmp_path, BASE + textwrap.dedent("""
+    p = write_exp(
+        tmp_path,
+        BASE
+        + textwrap.dedent("""
         name: study
         question: q?
         variants:
@@ -76,7 +87,8 @@ def test_named_variants_become_safe_unique_directories(tmp_path):
           "../escape": {optimizer.kl_coef: 0.2}
         seeds: [0]
         baseline: "BT / logsigmoid"
-    """))
+    """),
+    )
     exp = load_experiment(p)
     names = [v.name for v in exp.variants]
     assert names == ["BT_logsigmoid", "BT_logsigmoid-2", "escape"]
@@ -93,10 +105,17 @@ def test_smoke_experiment_expands_to_validated_runs(tmp_path):
     assert exp.baseline == "bradley_terry"
     runs = exp.runs(tmp_path / "r")
     assert len(runs) == 4
-    assert [(r.variant, r.seed) for r in runs] == [("bradley_terry", 0), ("prompt_aware", 0), ("bradley_terry", 1), ("prompt_aware", 1)]
+    assert [(r.variant, r.seed) for r in runs] == [
+        ("bradley_terry", 0),
+        ("prompt_aware", 0),
+        ("bradley_terry", 1),
+        ("prompt_aware", 1),
+    ]
     for r in runs:
         assert r.path == tmp_path / "r" / "smoke" / r.variant / f"seed{r.seed}"
-        assert r.config.seed == r.seed and r.config.output.experiment == "smoke" and r.config.output.variant == r.variant
+        assert (
+            r.config.seed == r.seed and r.config.output.experiment == "smoke" and r.config.output.variant == r.variant
+        )
         assert r.config.loop.rounds == 4 and r.config.loop.prompts_per_round == 32
         assert yaml.safe_load(r.config_text)["seed"] == r.seed
     pa = [r for r in runs if r.variant == "prompt_aware"][0].config
@@ -104,19 +123,24 @@ def test_smoke_experiment_expands_to_validated_runs(tmp_path):
 
 
 def test_grid_base_overrides_rounds_override_and_cli_sets(tmp_path):
-    p = write_exp(tmp_path, """
+    p = write_exp(
+        tmp_path,
+        """
         name: g
         question: does beta matter?
         base_overrides: {loop.rounds: 5, device: cpu}
         grid: {optimizer.kl_coef: [0.0, 0.2]}
         seeds: 3
         rounds_override: 2
-    """)
+    """,
+    )
     exp = load_experiment(p, sets=["loop.prompts_per_round=8"])
     runs = exp.runs(tmp_path / "r", sets=["loop.prompts_per_round=8"])
     assert len(runs) == 6 and exp.spec.seeds == [0, 1, 2]
     assert {r.config.optimizer.kl_coef for r in runs} == {0.0, 0.2}
-    assert all(r.config.loop.rounds == 2 and r.config.loop.prompts_per_round == 8 and r.config.device == "cpu" for r in runs)
+    assert all(
+        r.config.loop.rounds == 2 and r.config.loop.prompts_per_round == 8 and r.config.device == "cpu" for r in runs
+    )
     assert exp.baseline == "kl_coef-0"
 
 
@@ -128,12 +152,18 @@ def test_grid_base_overrides_rounds_override_and_cli_sets(tmp_path):
     [
         ("name: x\nquestion: q\nseed: [0]\n" + BASE, ["seed", "did you mean 'seeds'"]),
         ("name: x\n" + BASE, ["question", "missing"]),
-        ("name: x\nquestion: q\nvariants: {a: {optimizer.kl_cof: 0.1}}\n" + BASE, ["variant 'a'", "optimizer.kl_cof", "kl_coef"]),
+        (
+            "name: x\nquestion: q\nvariants: {a: {optimizer.kl_cof: 0.1}}\n" + BASE,
+            ["variant 'a'", "optimizer.kl_cof", "kl_coef"],
+        ),
         ("name: x\nquestion: q\nvariants: {a: {loop.rounds: many}}\n" + BASE, ["variant 'a'", "loop.rounds", "many"]),
         ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: 0.1}\n" + BASE, ["grid", "list"]),
         ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: []}\n" + BASE, ["grid", "no values"]),
         ("name: x\nquestion: q\ngrid: {optimizer.kl_coef: [1]}\nvariants: {a: {}}\n" + BASE, ["not both"]),
-        ("name: x\nquestion: q\nvariants: {alpha: {}, beta: {}}\nbaseline: alpah\n" + BASE, ["baseline", "alpah", "did you mean 'alpha'"]),
+        (
+            "name: x\nquestion: q\nvariants: {alpha: {}, beta: {}}\nbaseline: alpah\n" + BASE,
+            ["baseline", "alpah", "did you mean 'alpha'"],
+        ),
         ("name: x\nquestion: q\nvariants: {a: {seed: 3}}\n" + BASE, ["variant 'a'", "'seed'", "seeds"]),
         ("name: x\nquestion: q\nvariants: {a: {output.variant: b}}\n" + BASE, ["output.variant", "may not"]),
         ("name: x\nquestion: q\nbase: nowhere.yaml\n", ["base", "nowhere.yaml", "not found"]),
@@ -186,7 +216,9 @@ def fab_run(d: Path, cfg: dict, summary_rounds=None, ckpt_round=None, metrics_ro
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     if metrics_rounds is not None:
-        (d / "metrics.jsonl").write_text("".join(json.dumps({"round": r, "eval/gold": 0.1}) + "\n" for r in range(metrics_rounds + 1)))
+        (d / "metrics.jsonl").write_text(
+            "".join(json.dumps({"round": r, "eval/gold": 0.1}) + "\n" for r in range(metrics_rounds + 1))
+        )
     if summary_rounds is not None:
         (d / "summary.json").write_text(json.dumps({"rounds_completed": summary_rounds, "gold_final": 0.2}))
     if ckpt_round is not None:
@@ -238,11 +270,17 @@ def test_diverged_and_in_use_run_dirs_are_not_rerun(tmp_path, capsys):
 
     cfg = tiny_cfg()
     div = fab_run(tmp_path / "div", cfg, ckpt_round=1, metrics_rounds=2)
-    (div / "status.json").write_text(json.dumps({"status": "diverged", "divergence": {"round": 2, "phase": "ppo", "quantity": "loss", "value": "nan"}}))
+    (div / "status.json").write_text(
+        json.dumps(
+            {"status": "diverged", "divergence": {"round": 2, "phase": "ppo", "quantity": "loss", "value": "nan"}}
+        )
+    )
     d = decide(div, cfg)
     assert d.action == "conflict" and "diverged in round 2" in d.reason and "loss = nan" in d.reason
     # another process holds the run's lock: the sweep never touches it, even with --restart-changed
-    exp = sweep.build_experiment(sweep.parse_experiment({"name": "t", "question": "q", "base": str(ROOT / "configs" / "tiny.yaml")}), None)
+    exp = sweep.build_experiment(
+        sweep.parse_experiment({"name": "t", "question": "q", "base": str(ROOT / "configs" / "tiny.yaml")}), None
+    )
     rs = exp.runs(tmp_path / "runs")[0]
     busy = fab_run(rs.path, rs.config.model_dump(mode="json"), ckpt_round=1, metrics_rounds=1)
     (busy / "status.json").write_text(json.dumps({"status": "running", "pid": 4242}))
@@ -250,8 +288,18 @@ def test_diverged_and_in_use_run_dirs_are_not_rerun(tmp_path, capsys):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         [job] = sweep.plan(exp, tmp_path / "runs")
         assert job.decision.action == "busy" and "pid 4242" in job.decision.reason
-        assert main(["sweep", str(write_exp(tmp_path, BASE + "name: t\nquestion: q\n")), "--out", str(tmp_path / "runs"),
-                     "--restart-changed"]) == 1
+        assert (
+            main(
+                [
+                    "sweep",
+                    str(write_exp(tmp_path, BASE + "name: t\nquestion: q\n")),
+                    "--out",
+                    str(tmp_path / "runs"),
+                    "--restart-changed",
+                ]
+            )
+            == 1
+        )
         assert "in use" in capsys.readouterr().out
     assert (busy / "metrics.jsonl").is_file() and (busy / "checkpoints" / "latest" / "state.pt").is_file()
     assert sweep.plan(exp, tmp_path / "runs")[0].decision.action == "resume"  # lock released: a killed run is resumed
@@ -302,16 +350,22 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     script.write_text(FAKE_CHILD)
 
     def fake_command(run_dir, action):
-        return [sys.executable, str(script)] + (["--resume", str(run_dir)] if action == "resume" else ["--out", str(run_dir)])
+        return [sys.executable, str(script)] + (
+            ["--resume", str(run_dir)] if action == "resume" else ["--out", str(run_dir)]
+        )
 
     monkeypatch.setattr(sweep.runner, "run_command", fake_command)
-    p = write_exp(tmp_path, BASE + textwrap.dedent("""
+    p = write_exp(
+        tmp_path,
+        BASE
+        + textwrap.dedent("""
         name: runner
         question: does the runner survive a crash?
         variants: {ok: {optimizer.kl_coef: 0.1}, boom: {optimizer.kl_coef: 0.5}, ok2: {optimizer.kl_coef: 0.2}}
         seeds: [0, 1]
         rounds_override: 2
-    """))
+    """),
+    )
     out = tmp_path / "runs"
     exp = load_experiment(p)
     jobs = sweep.plan(exp, out)
@@ -322,8 +376,14 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
         (stale / name).write_text("stale\n")
     sweep.execute(jobs, n_jobs=2, poll_s=0.05, gpus=[])
     status = {(j.spec.variant, j.spec.seed): j.status for j in jobs}
-    assert status == {("ok", 0): "finished", ("boom", 0): "failed", ("ok2", 0): "finished",
-                      ("ok", 1): "finished", ("boom", 1): "failed", ("ok2", 1): "finished"}
+    assert status == {
+        ("ok", 0): "finished",
+        ("boom", 0): "failed",
+        ("ok2", 0): "finished",
+        ("ok", 1): "finished",
+        ("boom", 1): "failed",
+        ("ok2", 1): "finished",
+    }
     boom = [j for j in jobs if j.spec.variant == "boom"][0]
     assert "exit code 1" in boom.detail and "deliberate failure for the test" in boom.detail
     assert "deliberate failure" in (boom.spec.path / "run.log").read_text()
@@ -338,7 +398,9 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
     rc = main(["sweep", str(p), "--out", str(out), "--jobs", "2"])
     assert rc == 1
     printed = capsys.readouterr().out
-    assert "skipped" in printed and "[{'x'}]" in printed and "[bold]" in printed  # reasons are shown literally, not as markup
+    assert (
+        "skipped" in printed and "[{'x'}]" in printed and "[bold]" in printed
+    )  # reasons are shown literally, not as markup
     jobs2 = sweep.plan(exp, out)
     assert [j.decision.action for j in jobs2 if j.spec.variant != "boom"] == ["skip"] * 4
     assert (out / "runner" / "experiment.yaml").is_file()
@@ -363,10 +425,14 @@ def test_runner_isolates_failures_runs_in_parallel_and_skips_finished(tmp_path, 
 def test_results_table_lists_every_run():
     from rich.console import Console
 
-    exp = sweep.build_experiment(sweep.parse_experiment({"name": "t", "question": "q", "base_overrides": {"device": "cpu"}}), None)
+    exp = sweep.build_experiment(
+        sweep.parse_experiment({"name": "t", "question": "q", "base_overrides": {"device": "cpu"}}), None
+    )
     rs = exp.runs("runs")[0]
-    jobs = [Job(rs, Decision("skip", "finished"), status="skipped", detail="finished (3 rounds)"),
-            Job(rs, Decision("start", "new"), status="failed", detail="exit code 1: RuntimeError: x")]
+    jobs = [
+        Job(rs, Decision("skip", "finished"), status="skipped", detail="finished (3 rounds)"),
+        Job(rs, Decision("start", "new"), status="failed", detail="exit code 1: RuntimeError: x"),
+    ]
     con = Console(record=True, width=200)
     con.print(sweep.results_table(jobs, "t"))
     text = con.export_text()
@@ -376,20 +442,26 @@ def test_results_table_lists_every_run():
 @pytest.mark.slow
 def test_real_tiny_sweep_then_skip(tmp_path, sft_cache):
     """One real `rlhfsim run` child (1 variant x 1 seed, 1 round); a second sweep skips it, a third resumes it."""
-    p = write_exp(tmp_path, f"""
+    p = write_exp(
+        tmp_path,
+        f"""
         name: real
         question: does a real run finish under the sweep?
-        base: {ROOT / 'configs' / 'tiny.yaml'}
+        base: {ROOT / "configs" / "tiny.yaml"}
         base_overrides: {{policy.cache_dir: {sft_cache}, loop.rounds: 1}}
         seeds: [0]
-    """)
+    """,
+    )
     out = tmp_path / "runs"
     assert main(["sweep", str(p), "--out", str(out)]) == 0, (out / "real" / "default" / "seed0" / "run.log").read_text()
     d = out / "real" / "default" / "seed0"
     s = json.loads((d / "summary.json").read_text())
     assert s["rounds_completed"] == 1
     assert (d / "rewards" / "round_001.parquet").is_file()
-    assert dump_config(config_from_dict(yaml.safe_load((d / "config.yaml").read_text()))) == (d / "config.yaml").read_text()
+    assert (
+        dump_config(config_from_dict(yaml.safe_load((d / "config.yaml").read_text())))
+        == (d / "config.yaml").read_text()
+    )
     jobs = sweep.plan(load_experiment(p), out)
     assert [j.decision.action for j in jobs] == ["skip"]
     # one more round asked for: the real child resumes from the round-1 checkpoint (`rlhfsim run --resume`)

@@ -14,12 +14,32 @@ def text_config(ckpts, cache: str, policy: str, reward: str, gold: dict, **extra
     raw = {
         "seed": 0,
         "device": "cpu",
-        "world": {"name": "text", "dataset": ckpts["prompts"], "type_column": "type", "reference_column": "answer",
-                  "eval_fraction": 0.25, "gold": gold},
-        "policy": {"checkpoint": ckpts[policy], "response_len": 6, "sft_demos": 16, "sft_epochs": 1, "sft_batch_size": 8, "cache_dir": cache},
+        "world": {
+            "name": "text",
+            "dataset": ckpts["prompts"],
+            "type_column": "type",
+            "reference_column": "answer",
+            "eval_fraction": 0.25,
+            "gold": gold,
+        },
+        "policy": {
+            "checkpoint": ckpts[policy],
+            "response_len": 6,
+            "sft_demos": 16,
+            "sft_epochs": 1,
+            "sft_batch_size": 8,
+            "cache_dir": cache,
+        },
         "reward": {"checkpoint": ckpts[reward], "epochs": 1, "max_length": 48},
         "optimizer": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
-        "loop": {"rounds": 2, "prompts_per_round": 4, "completions_per_prompt": 2, "eval_prompts": 4, "eval_completions": 2, "reference_mix": 0.5},
+        "loop": {
+            "rounds": 2,
+            "prompts_per_round": 4,
+            "completions_per_prompt": 2,
+            "eval_prompts": 4,
+            "eval_completions": 2,
+            "reference_mix": 0.5,
+        },
         "output": {"experiment": "text", "n_samples": 2},
     }
     for key, value in extra.items():
@@ -32,10 +52,16 @@ CASES = {
     # GPT-2 policy (byte BPE) + DeBERTa-v2 reward model (WordPiece) + Llama-style gold classifier (GPT-2 vocab)
     "gpt2_deberta_goldmodel": dict(policy="gpt2", reward="deberta", gold={"kind": "model", "checkpoint": "gold"}),
     # Llama-style policy with a chat template, LoRA and a shared value head + GPT-2 reward model (2 members) + rule gold, micro-batches
-    "llama_lora_gpt2_rule": dict(policy="llama", reward="gpt2", gold={"kind": "rule", "rules": {"open": "length", "closed": "reference_match"},
-                                                                       "length_target": 6},
-                                 policy__lora={"r": 4}, optimizer__value_model="shared", reward__ensemble_size=2,
-                                 compute__policy_micro_batch=1, compute__rm_micro_batch=1),
+    "llama_lora_gpt2_rule": dict(
+        policy="llama",
+        reward="gpt2",
+        gold={"kind": "rule", "rules": {"open": "length", "closed": "reference_match"}, "length_target": 6},
+        policy__lora={"r": 4},
+        optimizer__value_model="shared",
+        reward__ensemble_size=2,
+        compute__policy_micro_batch=1,
+        compute__rm_micro_batch=1,
+    ),
 }
 
 
@@ -59,7 +85,15 @@ def test_two_rounds_from_checkpoints_and_a_dataset(text_run):
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["round"] for r in rows] == [0, 1, 2] and summary["rounds_completed"] == 2
     last = rows[-1]
-    for key in ("eval/gold", "eval/gold_open", "eval/gold_closed", "eval/proxy", "rm/pairwise_acc", "objective/kl", "loss/policy_avg"):
+    for key in (
+        "eval/gold",
+        "eval/gold_open",
+        "eval/gold_closed",
+        "eval/proxy",
+        "rm/pairwise_acc",
+        "objective/kl",
+        "loss/policy_avg",
+    ):
         assert key in last and last[key] == last[key], key  # present and not NaN
     assert 0.0 <= last["eval/gold"] <= 1.0 and rows[0]["sft/demos"] == 16
     df = pd.read_parquet(out / "rewards" / "round_002.parquet")
@@ -85,7 +119,13 @@ def test_same_seed_same_metrics_and_resume(text_run, tmp_path):
 def test_bad_checkpoint_path_exits_2(tmp_path, tiny_checkpoints, sft_cache, capsys):
     import yaml
 
-    raw = text_config(tiny_checkpoints, sft_cache, "gpt2", "deberta", {"kind": "rule", "rules": {"open": "length", "closed": "reference_match"}})
+    raw = text_config(
+        tiny_checkpoints,
+        sft_cache,
+        "gpt2",
+        "deberta",
+        {"kind": "rule", "rules": {"open": "length", "closed": "reference_match"}},
+    )
     raw["reward"]["checkpoint"] = str(tmp_path / "no_such_model")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
@@ -113,7 +153,13 @@ def test_the_gpu_studies_path_under_bf16_autocast(tiny_checkpoints, sft_cache, t
     whatever its head does: its head is checked in tests/models/test_parallel.py."""
     from rlhfsim.models.parallel import bf16_autocast
 
-    raw = text_config(tiny_checkpoints, str(tmp_path / "sft"), "gpt2", "deberta", {"kind": "model", "checkpoint": tiny_checkpoints["gold"]})
+    raw = text_config(
+        tiny_checkpoints,
+        str(tmp_path / "sft"),
+        "gpt2",
+        "deberta",
+        {"kind": "model", "checkpoint": tiny_checkpoints["gold"]},
+    )
     with bf16_autocast("cpu"):
         run(config_from_dict(raw), out=tmp_path / "bf16")
     rows = read_jsonl(tmp_path / "bf16" / "metrics.jsonl")

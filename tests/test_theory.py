@@ -95,9 +95,7 @@ def test_eps_shift_puts_atoms_at_the_end_points():
 
 
 def test_known_values_n8():
-    np.testing.assert_allclose(
-        optimal_rewards("log", 8), [0, 0, 0.14630, 0.37279, 0.62721, 0.85370, 1, 1], atol=5e-5
-    )
+    np.testing.assert_allclose(optimal_rewards("log", 8), [0, 0, 0.14630, 0.37279, 0.62721, 0.85370, 1, 1], atol=5e-5)
     np.testing.assert_allclose(
         optimal_rewards("-1/x", 8), [0, 0.08909, 0.24127, 0.41203, 0.58797, 0.75873, 0.91091, 1], atol=5e-5
     )
@@ -243,7 +241,9 @@ def test_small_eps_gives_the_paper_dashed_curves_n8():
     np.testing.assert_array_equal(optimal_rewards("x", 8), [0, 0, 0, 0, 1, 1, 1, 1])
 
 
-@pytest.mark.parametrize("name, params", [("linear", {}), ("log", {}), ("-1/x", {}), ("power", {"g": 0.5}), ("power", {"g": 2.0})])
+@pytest.mark.parametrize(
+    "name, params", [("linear", {}), ("log", {}), ("-1/x", {}), ("power", {"g": 0.5}), ("power", {"g": 2.0})]
+)
 @pytest.mark.parametrize("n", [2, 3, 4, 6])
 def test_graph_optimum_equals_total_order_optimum_without_ties(name, params, n):
     u = get_utility(name, **params)

@@ -9,8 +9,15 @@ from rlhfsim.diagnostics.collapse import gold_graphs, graph_optimum_dev
 from rlhfsim.reward.utilities import get_utility
 from rlhfsim.theory_graph import optimal_rewards_graphs
 
-UTILITIES = [("logsigmoid", {"scale": 4.0}), ("logsigmoid", {"scale": 1.0}), ("log", {}), ("power", {"g": 0.5}),
-             ("neg_power", {"g": 2.0, "eps": 0.01}), ("linear", {}), ("power", {"g": 2.0})]
+UTILITIES = [
+    ("logsigmoid", {"scale": 4.0}),
+    ("logsigmoid", {"scale": 1.0}),
+    ("log", {}),
+    ("power", {"g": 0.5}),
+    ("neg_power", {"g": 2.0, "eps": 0.01}),
+    ("linear", {}),
+    ("power", {"g": 2.0}),
+]
 
 
 def graphs(n: int, seed: int) -> np.ndarray:

@@ -53,10 +53,11 @@ def test_wandb_history_rows_rebuild_logged_dicts(tmp_path):
     f = tmp_path / "offline-run-1-abc" / "run-abc.wandb"
     f.parent.mkdir()
     f.write_bytes(_leveldb_log([rec.SerializeToString()]))
-    assert S.read_wandb(tmp_path, "abc") == [{"round": 3, "fig": None, "img": {"_type": "image-file", "size": {"w": 720}}}]
+    assert S.read_wandb(tmp_path, "abc") == [
+        {"round": 3, "fig": None, "img": {"_type": "image-file", "size": {"w": 720}}}
+    ]
 
 
 def test_image_caption_carries_the_round():
     assert [S.caption_step(S.image_caption(r)) for r in (0, 3, 120)] == [0, 3, 120]
     assert S.caption_step(None) is None and S.caption_step("no round here") is None
-

@@ -25,15 +25,30 @@ def rlhfsim(args, home, kill_at=None):
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="200", PYTHONPATH=str(ROOT), HOME=str(home))
     if kill_at:
         env[ENV] = kill_at
-    return subprocess.run([sys.executable, "-m", "rlhfsim", *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "rlhfsim", *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def test_rows_become_numeric_metrics_with_the_sentinel_last():
-    row = {"round": 2, "eval/gold": 0.5, "rm/pairwise_acc": None, "x": float("nan"), "audit/alarm": "shift", "ok": True, "n": 3}
+    row = {
+        "round": 2,
+        "eval/gold": 0.5,
+        "rm/pairwise_acc": None,
+        "x": float("nan"),
+        "audit/alarm": "shift",
+        "ok": True,
+        "n": 3,
+    }
     assert list(T.round_metrics(row).items()) == [("eval/gold", 0.5), ("n", 3.0), ("round", 2.0)]
     step = {"round": 1, "iteration": 0, "loss/policy_avg": -0.1}
     assert list(T.step_metrics(step)) == ["steps/iteration", "steps/loss/policy_avg", "steps/round"]
-    assert T.flat_config({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "x", "e": "{}"}
+    assert T.flat_config({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": {}}) == {
+        "a.b": "1",
+        "a.c": "[1, 2]",
+        "d": "x",
+        "e": "{}",
+    }
 
 
 def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch, capsys):
@@ -42,8 +57,15 @@ def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch,
     from rlhfsim.cli import main
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow", "trackio") else real(name, *a))
-    assert main(["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow,trackio]", "--out", "/nonexistent/never"]) == 2
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "mlflow", "trackio") else real(name, *a)
+    )
+    assert (
+        main(
+            ["run", TINY, "--set", "output.report_to=[tensorboard,wandb,mlflow,trackio]", "--out", "/nonexistent/never"]
+        )
+        == 2
+    )
     err = capsys.readouterr()
     msg = " ".join((err.out + err.err).split())
     assert "wandb, mlflow, trackio are not installed" in msg and "pip install -e '.[wandb,mlflow,trackio]'" in msg
@@ -61,12 +83,24 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "runs" / "tiny" / "default" / "seed0"
-    sets = ["--set", "output.report_to=[tensorboard,mlflow,wandb,trackio]", "--set", f"output.dir={tmp_path / 'runs'}",
-            "--set", f"policy.cache_dir={sft_cache}", "--set", "loop.rounds=3"]
+    sets = [
+        "--set",
+        "output.report_to=[tensorboard,mlflow,wandb,trackio]",
+        "--set",
+        f"output.dir={tmp_path / 'runs'}",
+        "--set",
+        f"policy.cache_dir={sft_cache}",
+        "--set",
+        "loop.rounds=3",
+    ]
     # killed after round 2's rows reached the trackers, before its checkpoint: the resume recomputes round 2
     p = rlhfsim(["run", TINY, "--out", str(run), *sets], tmp_path, kill_at="evaluate:2:publish")
     assert p.returncode == -9, p.stderr[-2000:]
-    assert [s for s, _ in T.read_tensorboard(run / "tensorboard")["round"]] == [0, 1, 2]  # round 2 sent, not checkpointed
+    assert [s for s, _ in T.read_tensorboard(run / "tensorboard")["round"]] == [
+        0,
+        1,
+        2,
+    ]  # round 2 sent, not checkpointed
     assert not (run / FIGURE).exists()
     # killed again once the figure went to the trackers, before summary.json: the last resume redraws it, sends it nowhere
     p = rlhfsim(["run", "--resume", str(run)], tmp_path, kill_at="evaluate:3:summary.json")
@@ -100,17 +134,26 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert len(client.search_runs([exp.experiment_id])) == 1  # the resume continued the same MLflow run
     info = client.get_run(state["mlflow"]["run_id"])
     assert info.info.status == "FINISHED" and info.info.run_name == "default/seed0"
-    assert info.data.params["seed"] == "0" and info.data.params["output.report_to"] == '["tensorboard", "mlflow", "wandb", "trackio"]'
+    assert (
+        info.data.params["seed"] == "0"
+        and info.data.params["output.report_to"] == '["tensorboard", "mlflow", "wandb", "trackio"]'
+    )
     hist = sorted((m.step, m.value) for m in client.get_metric_history(info.info.run_id, "eval/gold"))
     assert hist == list(enumerate(gold))
     hist = sorted((m.step, m.value) for m in client.get_metric_history(info.info.run_id, "steps/loss/policy_avg"))
     assert hist == list(enumerate(loss))
-    assert [(f.path, f.file_size) for f in client.list_artifacts(info.info.run_id, "figures")] == [(FIGURE, len(figure))]
+    assert [(f.path, f.file_size) for f in client.list_artifacts(info.info.run_id, "figures")] == [
+        (FIGURE, len(figure))
+    ]
 
     wb = T.read_wandb(run / "wandb", state["wandb"]["id"])
-    assert len(list((run / "wandb").glob(f"offline-run-*-{state['wandb']['id']}"))) == 3  # first process and two resumes
+    assert (
+        len(list((run / "wandb").glob(f"offline-run-*-{state['wandb']['id']}"))) == 3
+    )  # first process and two resumes
     images = [r[TAG] for r in wb if TAG in r]
-    assert [(i["_type"], T.caption_step(i["caption"]), i["width"], i["height"]) for i in images] == [("image-file", 3, width, height)]
+    assert [(i["_type"], T.caption_step(i["caption"]), i["width"], i["height"]) for i in images] == [
+        ("image-file", 3, width, height)
+    ]
     # the PNG beside the log (the killed process may have copied its own before its record was lost with it)
     assert list((run / "wandb").glob(f"offline-run-*/files/{images[0]['path']}"))
     wb_rounds = [r for r in wb if "round" in r]
@@ -124,7 +167,10 @@ def test_trackers_hold_every_round_once_after_a_kill_and_resume(tmp_path, sft_ca
     assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in tk if "steps/round" in r) == list(enumerate(loss))
     images = [(r["step"], r[TAG]["_type"], T.caption_step(r[TAG]["caption"])) for r in tk if TAG in r]
     assert images == [(3, "trackio.image", 3)]
-    assert Image.open(run / "trackio" / "media" / tk[[TAG in r for r in tk].index(True)][TAG]["file_path"]).size == (width, height)
+    assert Image.open(run / "trackio" / "media" / tk[[TAG in r for r in tk].index(True)][TAG]["file_path"]).size == (
+        width,
+        height,
+    )
     from trackio.sqlite_storage import SQLiteStorage
 
     assert SQLiteStorage.get_runs("tiny") == ["default/seed0"]  # the resume continued the same trackio run
@@ -155,8 +201,15 @@ def test_trackio_store_is_read_back_and_never_sent_a_row_twice(tmp_path):
     t.log_image(TAG, png, 3)  # a longer run's figure: sent
     t.close(finished=True)
     rows = T.read_trackio(tmp_path / "trackio", "tiny", "default/seed0")
-    assert sorted((r["step"], r["eval/gold"]) for r in rows if "round" in r) == [(0, 0.0), (1, 0.1), (2, 0.2), (3, -1.0)]
-    assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in rows if "steps/round" in r) == [(i, -i) for i in range(6)]
+    assert sorted((r["step"], r["eval/gold"]) for r in rows if "round" in r) == [
+        (0, 0.0),
+        (1, 0.1),
+        (2, 0.2),
+        (3, -1.0),
+    ]
+    assert sorted((r["step"], r["steps/loss/policy_avg"]) for r in rows if "steps/round" in r) == [
+        (i, -i) for i in range(6)
+    ]
     assert sorted(r["step"] for r in rows if TAG in r) == [2, 3]
 
 

@@ -27,8 +27,12 @@ def test_code_version_is_dirty_only_when_run_code_differs_from_the_commit(tmp_pa
     (pkg / "loop.py").write_text("x = 1\n")
     (pkg / "report" / "render.py").write_text("y = 1\n")
     (tmp_path / "README.md").write_text("z\n")
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path, check=True,  # noqa: E731
-                                    capture_output=True)
+    git = lambda *a: subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *a],
+        cwd=tmp_path,
+        check=True,  # noqa: E731
+        capture_output=True,
+    )
     git("init", "-q"), git("add", "-A"), git("commit", "-qm", "c")
     monkeypatch.setattr(version, "PACKAGE_DIR", pkg)
     clean = version.code_version.__wrapped__()

@@ -62,7 +62,9 @@ def random_words(n_rows: int, n_words: int, vocab: int, gen: torch.Generator) ->
     return [" ".join(f"w{i}" for i in row) for row in ids.tolist()]
 
 
-def timeit(fn: Callable[[], object], warmup: int, repeats: int, setup: Callable[[], object] | None = None) -> list[float]:
+def timeit(
+    fn: Callable[[], object], warmup: int, repeats: int, setup: Callable[[], object] | None = None
+) -> list[float]:
     """Wall seconds of `repeats` calls of fn after `warmup` untimed ones; `setup` runs untimed before each call."""
     for _ in range(warmup):
         if setup is not None:

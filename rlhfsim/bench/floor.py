@@ -21,8 +21,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 _aten = torch.ops.aten
 # linear: under inference_mode F.linear reaches a dispatch mode whole (its inner mm runs with the mode popped)
-GEMMS = {_aten.mm.default: "mm", _aten.addmm.default: "addmm", _aten.bmm.default: "bmm", _aten.baddbmm.default: "baddbmm",
-         _aten.linear.default: "linear"}
+GEMMS = {
+    _aten.mm.default: "mm",
+    _aten.addmm.default: "addmm",
+    _aten.bmm.default: "bmm",
+    _aten.baddbmm.default: "baddbmm",
+    _aten.linear.default: "linear",
+}
 
 
 def gemm_flops(op: str, shapes: tuple[tuple[int, ...], ...]) -> int:

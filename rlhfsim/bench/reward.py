@@ -43,8 +43,16 @@ def preference_groups(shape: Shape, seed: int = 0) -> list:
 
 
 def _reward_config(shape: Shape):
-    return RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head, epochs=1, lr=1e-3,
-                        batch_groups=max(1, shape.rm_batch // shape.rm_k), utility="logsigmoid", bounded=False)
+    return RewardConfig(
+        n_layer=shape.n_layer,
+        n_embd=shape.n_embd,
+        n_head=shape.n_head,
+        epochs=1,
+        lr=1e-3,
+        batch_groups=max(1, shape.rm_batch // shape.rm_k),
+        utility="logsigmoid",
+        bounded=False,
+    )
 
 
 def bench_rlhfsim(shape: Shape, groups: list, tok) -> list[float]:
@@ -60,19 +68,38 @@ def bench_trl(shape: Shape, groups: list, tok) -> list[float]:
     from transformers.trainer_callback import PrinterCallback
     from trl import RewardConfig, RewardTrainer
 
-    rows = [{"prompt": g.prompt.text + " ", "chosen": g.completions[a], "rejected": g.completions[b]}
-            for g in groups for a, b in zip(*np.nonzero(g.prefs))]
+    rows = [
+        {"prompt": g.prompt.text + " ", "chosen": g.completions[a], "rejected": g.completions[b]}
+        for g in groups
+        for a, b in zip(*np.nonzero(g.prefs))
+    ]
     data = Dataset.from_list(rows)
     model = build_reward_model(tok, _reward_config(shape), shape.rm_seq_len + 8, seed=0)
     holder: dict = {}
     with tempfile.TemporaryDirectory() as out:
-        args = RewardConfig(output_dir=out, per_device_train_batch_size=shape.rm_batch, num_train_epochs=1, learning_rate=1e-3,
-                            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, report_to="none",
-                            save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
-                            max_length=None, seed=0,
-                            # TRL's defaults are bf16 autocast and gradient checkpointing: both make a CPU fp32
-                            # comparison slower for TRL, not fairer; rlhfsim trains in fp32 without checkpointing
-                            bf16=False, fp16=False, activation_checkpointing=False)
+        args = RewardConfig(
+            output_dir=out,
+            per_device_train_batch_size=shape.rm_batch,
+            num_train_epochs=1,
+            learning_rate=1e-3,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            max_length=None,
+            seed=0,
+            # TRL's defaults are bf16 autocast and gradient checkpointing: both make a CPU fp32
+            # comparison slower for TRL, not fairer; rlhfsim trains in fp32 without checkpointing
+            bf16=False,
+            fp16=False,
+            activation_checkpointing=False,
+        )
 
         def setup():
             holder["trainer"] = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
@@ -87,7 +114,9 @@ def bench_trl(shape: Shape, groups: list, tok) -> list[float]:
 
             disable_progress_bar()
             # TRL's epoch is the slow side of the ratio: half the repeats keep the section's wall time in check
-            return timeit(lambda: holder["trainer"].train(), min(1, shape.warmup), (shape.repeats + 1) // 2, setup=setup)
+            return timeit(
+                lambda: holder["trainer"].train(), min(1, shape.warmup), (shape.repeats + 1) // 2, setup=setup
+            )
         finally:
             for lg, lv in zip(quiet, levels):
                 lg.setLevel(lv)
@@ -98,8 +127,14 @@ def bench_reward(shape: Shape, with_trl: bool = True) -> dict:
     groups = preference_groups(shape)
     pairs = int(sum(g.n_pairs for g in groups))
     ours = median(bench_rlhfsim(shape, groups, tok))
-    out = {"groups": len(groups), "k": shape.rm_k, "pairs": pairs, "seq_len": shape.rm_seq_len,
-           "rlhfsim_epoch_s": ours, "rlhfsim_pairs_per_s": pairs / ours}
+    out = {
+        "groups": len(groups),
+        "k": shape.rm_k,
+        "pairs": pairs,
+        "seq_len": shape.rm_seq_len,
+        "rlhfsim_epoch_s": ours,
+        "rlhfsim_pairs_per_s": pairs / ours,
+    }
     if with_trl:
         trl = median(bench_trl(shape, groups, tok))
         out.update({"trl_epoch_s": trl, "trl_pairs_per_s": pairs / trl, "ratio_vs_trl": trl / ours})
@@ -119,17 +154,22 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     prompts = [g.prompt.text for g in groups for _ in g.completions]
     comps = [c for g in groups for c in g.completions]
     base = _reward_config(shape).model_dump()
-    variants = {"single": {"ensemble_size": 1},
-                "stacked": {"ensemble_size": members, "stacked": True},
-                "loop": {"ensemble_size": members, "stacked": False},
-                "heads": {"ensemble_size": members, "ensemble_kind": "heads", "ensemble_data": "bootstrap"}}
+    variants = {
+        "single": {"ensemble_size": 1},
+        "stacked": {"ensemble_size": members, "stacked": True},
+        "loop": {"ensemble_size": members, "stacked": False},
+        "heads": {"ensemble_size": members, "ensemble_kind": "heads", "ensemble_data": "bootstrap"},
+    }
     calls, models = {}, {}
     for name, update in variants.items():
         c = RewardConfig.model_validate({**base, **update})  # validated: heads' data rules apply
         cls = HeadRewardModels if c.ensemble_kind == "heads" else RewardModels
         rms = models[name] = cls(tok, c, torch.device("cpu"), seed=0, n_positions=shape.rm_seq_len + 8)
         rng = np.random.default_rng(0)
-        calls[name] = (lambda rms=rms, c=c, rng=rng: (train_reward_models(rms, groups, c, ["open", "closed"], rng), rms.logits(prompts, comps)))
+        calls[name] = lambda rms=rms, c=c, rng=rng: (
+            train_reward_models(rms, groups, c, ["open", "closed"], rng),
+            rms.logits(prompts, comps),
+        )
     times: dict[str, list[float]] = {k: [] for k in calls}
     for i in range(max(1, shape.repeats)):
         for name, fn in calls.items():
@@ -139,9 +179,20 @@ def bench_ensemble(shape: Shape, members: int = 5) -> dict:
     std = {k: float(v.std(0).mean()) for k, v in z.items()}
     # Bradley-Terry logits are shift-invariant per member: the centred std leaves out the members' arbitrary offsets
     cstd = {k: float((v - v.mean(1, keepdims=True)).std(0).mean()) for k, v in z.items()}
-    return {"members": members, "groups": len(groups), "single_s": t["single"], "ensemble_stacked_s": t["stacked"],
-            "ensemble_loop_s": t["loop"], "heads_s": t["heads"], "ratio_stacked": t["stacked"] / t["single"],
-            "ratio_loop": t["loop"] / t["single"], "ratio_heads": t["heads"] / t["single"],
-            "stacked_std": std["stacked"], "loop_std": std["loop"], "heads_std": std["heads"],
-            "stacked_std_centred": cstd["stacked"], "heads_std_centred": cstd["heads"],
-            "times_s": {k: [round(x, 4) for x in v] for k, v in times.items()}}
+    return {
+        "members": members,
+        "groups": len(groups),
+        "single_s": t["single"],
+        "ensemble_stacked_s": t["stacked"],
+        "ensemble_loop_s": t["loop"],
+        "heads_s": t["heads"],
+        "ratio_stacked": t["stacked"] / t["single"],
+        "ratio_loop": t["loop"] / t["single"],
+        "ratio_heads": t["heads"] / t["single"],
+        "stacked_std": std["stacked"],
+        "loop_std": std["loop"],
+        "heads_std": std["heads"],
+        "stacked_std_centred": cstd["stacked"],
+        "heads_std_centred": cstd["heads"],
+        "times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+    }

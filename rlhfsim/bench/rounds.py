@@ -56,9 +56,14 @@ def linear_fit(n: np.ndarray, t: np.ndarray) -> dict:
         q_resid = float(((t - Q @ q) ** 2).sum())
         share = float(q[2] * n.max() ** 2 / max(1e-12, float(Q[np.argmax(n)] @ q)))
         better = q_resid < 0.5 * float((resid**2).sum())
-        out.update({"quadratic_coef": float(q[2]), "quadratic_share_at_max": share,
-                    # a line that explains almost nothing (R^2 < 0.5) means noise dominates: no verdict
-                    "superlinear": None if r2 < 0.5 else bool(q[2] > 0 and share > 0.1 and better)})
+        out.update(
+            {
+                "quadratic_coef": float(q[2]),
+                "quadratic_share_at_max": share,
+                # a line that explains almost nothing (R^2 < 0.5) means noise dominates: no verdict
+                "superlinear": None if r2 < 0.5 else bool(q[2] > 0 and share > 0.1 and better),
+            }
+        )
     return out
 
 
@@ -88,8 +93,15 @@ def bench_rounds(config: str, overrides: list[str], rounds: int, sizes: list[tup
             rs = round_times(c)
             # the phases whose work is proportional to N (PPO and evaluation have fixed batch sizes)
             n_dep = [sum(r.get(f"time/{p}", 0.0) for p in ("generate", "annotate", "reward")) for r in rs]
-            points.append({"prompts": prompts, "completions": k, "n": prompts * k,
-                           "round_s": float(np.median([r["time/round"] for r in rs])), "n_dependent_s": float(np.median(n_dep))})
+            points.append(
+                {
+                    "prompts": prompts,
+                    "completions": k,
+                    "n": prompts * k,
+                    "round_s": float(np.median([r["time/round"] for r in rs])),
+                    "n_dependent_s": float(np.median(n_dep)),
+                }
+            )
         n = np.array([p["n"] for p in points], dtype=float)
         out["scaling"] = {
             "points": points,

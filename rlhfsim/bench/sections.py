@@ -46,8 +46,17 @@ def bench_rollout(shape: Shape) -> dict:
 
     def hf():
         with torch.inference_mode():
-            return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=L, min_new_tokens=L,
-                                  pad_token_id=pad, top_k=None, top_p=None, temperature=1.0)
+            return model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                max_new_tokens=L,
+                min_new_tokens=L,
+                pad_token_id=pad,
+                top_k=None,
+                top_p=None,
+                temperature=1.0,
+            )
 
     tokens = shape.prompts * L
     # interleave the two so that load from other processes hits both alike
@@ -80,9 +89,16 @@ def ppo_setup(shape: Shape, seed: int = 0, value_model: str = "separate"):
     policy = policy_model(tok, shape, n_positions=n_positions, seed=seed)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     value = build_value_model(policy, "policy", value_model)
-    cfg = PPOConfig(batch_size=shape.prompts, epochs=shape.ppo_epochs, minibatches=shape.ppo_minibatches, value_model=value_model,
-                    pg_cos_every=0)  # the diagnostic pass is no part of the iteration timed against TRL
-    trainer = PPOTrainer(policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu"))
+    cfg = PPOConfig(
+        batch_size=shape.prompts,
+        epochs=shape.ppo_epochs,
+        minibatches=shape.ppo_minibatches,
+        value_model=value_model,
+        pg_cos_every=0,
+    )  # the diagnostic pass is no part of the iteration timed against TRL
+    trainer = PPOTrainer(
+        policy, ref, value, tok, cfg, FixedKLController(cfg.kl_coef), 1.0, shape.response_len, torch.device("cpu")
+    )
     texts = random_words(shape.prompts, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts)]
     rm_cfg = RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head)
@@ -100,7 +116,9 @@ def bench_ppo(shape: Shape) -> dict:
     With a separate value model (the default, and TRL's last PPO trainer's design: the like-for-like
     comparison) and with a value head on the policy's trunk (`ppo.value_model: shared`), interleaved.
     """
-    setups = {kind: (*ppo_setup(shape, value_model=kind), torch.Generator().manual_seed(2)) for kind in ("separate", "shared")}
+    setups = {
+        kind: (*ppo_setup(shape, value_model=kind), torch.Generator().manual_seed(2)) for kind in ("separate", "shared")
+    }
     for trainer, prompts, score, gen in setups.values():  # warm both before timing either
         for _ in range(shape.warmup):
             trainer.iteration(prompts, score, gold_stand_in, gen)
@@ -114,8 +132,12 @@ def bench_ppo(shape: Shape) -> dict:
         ro = timeit(rollout, 0, shape.repeats)
         up = timeit(lambda: trainer.update(box["exp"], gen), 0, shape.repeats, setup=lambda: box.update(exp=rollout()))  # noqa: B023 - called within this iteration
         prefix = "" if kind == "separate" else "shared_"
-        out.update({f"{prefix}iteration_s": median(it), f"{prefix}rollout_s": median(ro), f"{prefix}update_s": median(up)})
-    out.update({"iterations_per_s": 1.0 / out["iteration_s"], "batch": shape.prompts, "response_len": shape.response_len})
+        out.update(
+            {f"{prefix}iteration_s": median(it), f"{prefix}rollout_s": median(ro), f"{prefix}update_s": median(up)}
+        )
+    out.update(
+        {"iterations_per_s": 1.0 / out["iteration_s"], "batch": shape.prompts, "response_len": shape.response_len}
+    )
     return out
 
 
@@ -134,6 +156,13 @@ def profile_ppo(shape: Shape, top: int = 8, value_model: str = "separate") -> di
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)  # microseconds, all iterations
     n = shape.repeats
-    ops = [{"name": e.key, "self_s_per_iter": e.self_cpu_time_total / 1e6 / n, "share": e.self_cpu_time_total / total,
-            "calls_per_iter": e.count / n} for e in events[:top]]
+    ops = [
+        {
+            "name": e.key,
+            "self_s_per_iter": e.self_cpu_time_total / 1e6 / n,
+            "share": e.self_cpu_time_total / total,
+            "calls_per_iter": e.count / n,
+        }
+        for e in events[:top]
+    ]
     return {"value_model": value_model, "iterations": n, "total_s_per_iter": total / 1e6 / n, "ops": ops}

@@ -21,12 +21,31 @@ T_START = time.perf_counter()
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)  # the script's own folder would shadow top-level modules (common, reward, ...)
 
-PHASES = ("startup", "init", "sampling", "gold scoring", "evaluation", "RM scoring", "diagnosis", "probe",
-          "reward training", "policy update", "checkpoint/IO", "report", "other")
-PPO_PHASES = ("ppo sampling", "ppo reference", "ppo update")  # --ppo-phases: PPO's iteration split (its scoring is RM/gold scoring)
+PHASES = (
+    "startup",
+    "init",
+    "sampling",
+    "gold scoring",
+    "evaluation",
+    "RM scoring",
+    "diagnosis",
+    "probe",
+    "reward training",
+    "policy update",
+    "checkpoint/IO",
+    "report",
+    "other",
+)
+PPO_PHASES = (
+    "ppo sampling",
+    "ppo reference",
+    "ppo update",
+)  # --ppo-phases: PPO's iteration split (its scoring is RM/gold scoring)
 ABSORBING = {"init", "reward training", "policy update", "report"}
 SECONDS = dict.fromkeys(PHASES, 0.0)
-CPU = dict.fromkeys(PHASES, 0.0)  # the same split in process CPU seconds: on a loaded machine, what 1 thread would take alone
+CPU = dict.fromkeys(
+    PHASES, 0.0
+)  # the same split in process CPU seconds: on a loaded machine, what 1 thread would take alone
 STACK: list[list] = []  # [label, start, seconds of nested phases, cpu start, cpu seconds of nested phases]
 
 
@@ -43,7 +62,9 @@ def wrap(owner, name: str, label) -> None:
     def timed(*args, **kwargs):
         if STACK and STACK[-1][0] in ABSORBING:  # inside an absorbing phase: its time
             return fn(*args, **kwargs)
-        STACK.append([label(current_phase()) if callable(label) else label, time.perf_counter(), 0.0, time.process_time(), 0.0])
+        STACK.append(
+            [label(current_phase()) if callable(label) else label, time.perf_counter(), 0.0, time.process_time(), 0.0]
+        )
         try:
             return fn(*args, **kwargs)
         finally:
@@ -69,7 +90,12 @@ def install(ppo_phases: bool = False) -> None:
         except ImportError:
             return None
 
-    loop, pe, base, build = mod("rlhfsim.loop"), mod("rlhfsim.diagnostics.policy_eval"), mod("rlhfsim.optim.base"), mod("rlhfsim.reward.build")
+    loop, pe, base, build = (
+        mod("rlhfsim.loop"),
+        mod("rlhfsim.diagnostics.policy_eval"),
+        mod("rlhfsim.optim.base"),
+        mod("rlhfsim.reward.build"),
+    )
     wrap(pe, "sample", "sampling")
     # the shared rollout (optim/base.py) samples for phase 2 and, inside an optimiser's iteration, for its rollout
     wrap(base, "sample", lambda outer: "ppo sampling" if outer == "policy update" else "sampling")
@@ -80,12 +106,23 @@ def install(ppo_phases: bool = False) -> None:
                 wrap(cls, "gold", "gold scoring")
     wrap(loop.Simulation, "evaluate", "evaluation")
     wrap(loop, "policy_metrics", "evaluation")
-    for name in ("rlhfsim.reward.model:RewardModels", "rlhfsim.reward.heads:HeadRewardModels", "rlhfsim.reward.hf_model:CheckpointRewardModels"):
+    for name in (
+        "rlhfsim.reward.model:RewardModels",
+        "rlhfsim.reward.heads:HeadRewardModels",
+        "rlhfsim.reward.hf_model:CheckpointRewardModels",
+    ):
         m, cls = name.split(":")
         if (module := mod(m)) is not None and hasattr(module, cls):
             wrap(getattr(module, cls), "logits", "RM scoring")
-    for f in ("diagnose_reward_model", "diagnose_training_groups", "best_of_n_metrics", "fit_member_scale",
-              "audit_reward_model", "fit_recalibration", "calibrate_noise"):
+    for f in (
+        "diagnose_reward_model",
+        "diagnose_training_groups",
+        "best_of_n_metrics",
+        "fit_member_scale",
+        "audit_reward_model",
+        "fit_recalibration",
+        "calibrate_noise",
+    ):
         wrap(loop, f, "diagnosis")
     wrap(loop.Simulation, "probe_set", "probe")
     wrap(build, "train_reward_models", "reward training")
@@ -94,8 +131,17 @@ def install(ppo_phases: bool = False) -> None:
         wrap(loop, f, "checkpoint/IO")
     from rlhfsim.tracking import RunDir  # torch, pandas: imported by install(), inside the timed startup
 
-    for f in ("create", "write_config", "write_rewards", "write_samples", "log_steps", "log_round", "save_checkpoint",
-              "metrics", "close"):
+    for f in (
+        "create",
+        "write_config",
+        "write_rewards",
+        "write_samples",
+        "log_steps",
+        "log_round",
+        "save_checkpoint",
+        "metrics",
+        "close",
+    ):
         wrap(RunDir, f, "checkpoint/IO")
     wrap(RunDir, "write_summary", "report")
     wrap(loop, "write_run_figure", "report")
@@ -107,7 +153,9 @@ def install(ppo_phases: bool = False) -> None:
         SECONDS.update(dict.fromkeys(PPO_PHASES, 0.0))
         trainer = importlib.import_module("rlhfsim.ppo.trainer")
         wrap(trainer, "sample", "ppo sampling")  # trees whose PPO rollout was its own
-        wrap(trainer, "response_logits", "ppo reference")  # pg_cos, when on (and the rollout's reference pass, in such trees)
+        wrap(
+            trainer, "response_logits", "ppo reference"
+        )  # pg_cos, when on (and the rollout's reference pass, in such trees)
         wrap(base, "response_logits", "ppo reference")  # the shared rollout's reference pass
         wrap(trainer.PPOTrainer, "update", "ppo update")
     build_optimizer = loop.build_optimizer
@@ -130,7 +178,9 @@ class PhaseGemms:
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 if func in GEMMS:
                     tensors = [a for a in args if hasattr(a, "shape")]
-                    self.calls.append((current_phase(), GEMMS[func], tuple(tuple(t.shape) for t in tensors), tensors[-1].dtype))
+                    self.calls.append(
+                        (current_phase(), GEMMS[func], tuple(tuple(t.shape) for t in tensors), tensors[-1].dtype)
+                    )
                 return func(*args, **(kwargs or {}))
 
         return Recorder()
@@ -145,7 +195,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", required=True, help="where the phase seconds (and floors) go")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--floor", action="store_true", help="record GEMMs per phase and replay them (untimed run)")
-    p.add_argument("--ppo-phases", action="store_true", help="split PPO's iterations into sampling, reference pass and update")
+    p.add_argument(
+        "--ppo-phases", action="store_true", help="split PPO's iterations into sampling, reference pass and update"
+    )
     a = p.parse_args(argv)
     STACK.append(["startup", T_START, 0.0, 0.0, 0.0])
     import torch
@@ -168,8 +220,14 @@ def main(argv: list[str]) -> int:
     total = time.perf_counter() - T_START
     SECONDS["other"] += total - sum(SECONDS.values())
     CPU["other"] += time.process_time() - sum(CPU.values())
-    res = {"seconds": SECONDS, "cpu_seconds": CPU, "total_s": total, "run_s": time.perf_counter() - t_run, "rounds": cfg.loop.rounds,
-           "threads": torch.get_num_threads()}
+    res = {
+        "seconds": SECONDS,
+        "cpu_seconds": CPU,
+        "total_s": total,
+        "run_s": time.perf_counter() - t_run,
+        "rounds": cfg.loop.rounds,
+        "threads": torch.get_num_threads(),
+    }
     if rec is not None:
         res["floor"] = replay_by_phase(rec.calls)
     with open(a.json, "w") as f:

@@ -34,7 +34,10 @@ from rlhfsim.reward.model import RewardModels
 from rlhfsim.world.base import Prompt
 
 ARMS = ("trl_best", "trl_shipped", "rlhfsim", "rlhfsim_bf16")
-RATIOS = {"trl_shipped": ("rlhfsim", "rlhfsim_bf16"), "trl_best": ("rlhfsim",)}  # TRL arm -> rlhfsim arms it is divided by
+RATIOS = {
+    "trl_shipped": ("rlhfsim", "rlhfsim_bf16"),
+    "trl_best": ("rlhfsim",),
+}  # TRL arm -> rlhfsim arms it is divided by
 
 
 def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0, device: str = "cpu"):
@@ -48,8 +51,13 @@ def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0, devi
     opt = GroupOptimizer(policy, ref, tok, cfg, 1.0, shape.response_len, dev)
     texts = random_words(shape.prompts // group, shape.prompt_len, shape.vocab, torch.Generator().manual_seed(seed))
     prompts = [Prompt(i, "bench", "open", t) for i, t in enumerate(texts) for _ in range(group)]
-    rms = RewardModels(tok, RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head), dev, seed,
-                       n_positions=n_positions)
+    rms = RewardModels(
+        tok,
+        RewardConfig(n_layer=shape.n_layer, n_embd=shape.n_embd, n_head=shape.n_head),
+        dev,
+        seed,
+        n_positions=n_positions,
+    )
 
     def score(prompts, completions) -> np.ndarray:
         return rms.rewards([p.text for p in prompts], completions)[0]
@@ -60,11 +68,34 @@ def grpo_setup(shape: Shape, group: int, beta: float = 0.04, seed: int = 0, devi
 def driver_command(shape: Shape, group: int, threads: int, best: bool, device: str = "cpu") -> list[str]:
     from pathlib import Path
 
-    cmd = [sys.executable, str(Path(__file__).with_name("trl_grpo_driver.py")), "--threads", str(threads),
-           "--iterations", str(shape.repeats), "--warmup", str(shape.warmup), "--layers", str(shape.n_layer),
-           "--width", str(shape.n_embd), "--heads", str(shape.n_head), "--vocab", str(shape.vocab), "--rows", str(shape.prompts),
-           "--group", str(group), "--prompt-len", str(shape.prompt_len), "--response-len", str(shape.response_len),
-           "--device", device]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("trl_grpo_driver.py")),
+        "--threads",
+        str(threads),
+        "--iterations",
+        str(shape.repeats),
+        "--warmup",
+        str(shape.warmup),
+        "--layers",
+        str(shape.n_layer),
+        "--width",
+        str(shape.n_embd),
+        "--heads",
+        str(shape.n_head),
+        "--vocab",
+        str(shape.vocab),
+        "--rows",
+        str(shape.prompts),
+        "--group",
+        str(group),
+        "--prompt-len",
+        str(shape.prompt_len),
+        "--response-len",
+        str(shape.response_len),
+        "--device",
+        device,
+    ]
     return cmd + (["--best"] if best else [])
 
 
@@ -91,7 +122,9 @@ def summarize(alternations: list[dict[str, list[float]]]) -> dict:
             out[f"ratio_{tag}"] = out[f"{trl}_s"] / out[f"{arm}_s"]
             out[f"min_ratio_{tag}"] = out[f"{trl}_min_s"] / out[f"{arm}_min_s"]
             # the spread a reader should allow: each alternation's ratio of medians (arms timed minutes apart drift)
-            out[f"ratio_{tag}_per_alternation"] = [t / r for t, r in zip(out[f"{trl}_per_alternation_s"], out[f"{arm}_per_alternation_s"])]
+            out[f"ratio_{tag}_per_alternation"] = [
+                t / r for t, r in zip(out[f"{trl}_per_alternation_s"], out[f"{arm}_per_alternation_s"])
+            ]
     out["alternations"] = len(alternations)
     return out
 
@@ -131,10 +164,19 @@ def bench_trl_grpo(shape: Shape, group: int = 4, alternations: int = 2, device: 
             res = run_driver(driver_command(shape, group, threads, best, dev.type))
             alt[arm], versions = res["iteration_s"], res["versions"]
         alt["rlhfsim"] = timeit(iteration, 0, shape.repeats)
-        with bf16_autocast(dev.type):  # what TRL as shipped computes in (its bf16 default); casts afresh every call, as TRL
+        with bf16_autocast(
+            dev.type
+        ):  # what TRL as shipped computes in (its bf16 default); casts afresh every call, as TRL
             alt["rlhfsim_bf16"] = timeit(iteration, 1, shape.repeats)
         runs.append(alt)
-    out = {**summarize(runs), "trl_versions": versions, "group": group, "threads": threads, "device": dev.type, "raw": runs}
+    out = {
+        **summarize(runs),
+        "trl_versions": versions,
+        "group": group,
+        "threads": threads,
+        "device": dev.type,
+        "raw": runs,
+    }
     if dev.type == "cpu":  # both replay and profile on the CPU
         out["phases_ms"] = phase_ms(opt, prompts, score, gold_stand_in, gen, shape.repeats)
         out["gemm_floor"] = {"fp32": gemm_floor(iteration)}
@@ -149,27 +191,69 @@ def _spread(r: dict, tag: str) -> str:
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
-    n = f"median of {r['alternations']} alternations" + (f", on {r['device']}" if r.get("device", "cpu") != "cpu" else "")
-    rows = [("TRL GRPO iteration s, at its best (fp32)", f"{r['trl_best_s']:.3f}", f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}"),
-            ("TRL GRPO iteration s, as shipped (bf16 autocast, gradient checkpointing)", f"{r['trl_shipped_s']:.3f}", f"min {r['trl_shipped_min_s']:.3f}"),
-            ("rlhfsim GRPO iteration s (fp32)", f"{r['rlhfsim_s']:.3f}", f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}"),
-            ("TRL as shipped / rlhfsim GRPO (fp32)", f"{r['ratio_trl_shipped']:.2f}x",
-             f"target >= 3x; of minima {r['min_ratio_trl_shipped']:.2f}x{_spread(r, 'trl_shipped')}"),
-            ("TRL at its best / rlhfsim GRPO (both fp32)", f"{r['ratio_trl_best']:.2f}x",
-             f"of minima {r['min_ratio_trl_best']:.2f}x{_spread(r, 'trl_best')}")]
+    n = f"median of {r['alternations']} alternations" + (
+        f", on {r['device']}" if r.get("device", "cpu") != "cpu" else ""
+    )
+    rows = [
+        (
+            "TRL GRPO iteration s, at its best (fp32)",
+            f"{r['trl_best_s']:.3f}",
+            f"{n}, min {r['trl_best_min_s']:.3f}; trl {r['trl_versions'].get('trl')}",
+        ),
+        (
+            "TRL GRPO iteration s, as shipped (bf16 autocast, gradient checkpointing)",
+            f"{r['trl_shipped_s']:.3f}",
+            f"min {r['trl_shipped_min_s']:.3f}",
+        ),
+        (
+            "rlhfsim GRPO iteration s (fp32)",
+            f"{r['rlhfsim_s']:.3f}",
+            f"min {r['rlhfsim_min_s']:.3f}; group {r['group']}",
+        ),
+        (
+            "TRL as shipped / rlhfsim GRPO (fp32)",
+            f"{r['ratio_trl_shipped']:.2f}x",
+            f"target >= 3x; of minima {r['min_ratio_trl_shipped']:.2f}x{_spread(r, 'trl_shipped')}",
+        ),
+        (
+            "TRL at its best / rlhfsim GRPO (both fp32)",
+            f"{r['ratio_trl_best']:.2f}x",
+            f"of minima {r['min_ratio_trl_best']:.2f}x{_spread(r, 'trl_best')}",
+        ),
+    ]
     if "rlhfsim_bf16_s" in r:
-        rows[3:3] = [("rlhfsim GRPO iteration s (bf16 autocast)", f"{r['rlhfsim_bf16_s']:.3f}", f"min {r['rlhfsim_bf16_min_s']:.3f}")]
-        rows.append(("TRL as shipped / rlhfsim GRPO (both bf16 autocast)", f"{r['ratio_trl_shipped_bf16']:.2f}x",
-                     f"of minima {r['min_ratio_trl_shipped_bf16']:.2f}x{_spread(r, 'trl_shipped_bf16')}"))
+        rows[3:3] = [
+            (
+                "rlhfsim GRPO iteration s (bf16 autocast)",
+                f"{r['rlhfsim_bf16_s']:.3f}",
+                f"min {r['rlhfsim_bf16_min_s']:.3f}",
+            )
+        ]
+        rows.append(
+            (
+                "TRL as shipped / rlhfsim GRPO (both bf16 autocast)",
+                f"{r['ratio_trl_shipped_bf16']:.2f}x",
+                f"of minima {r['min_ratio_trl_shipped_bf16']:.2f}x{_spread(r, 'trl_shipped_bf16')}",
+            )
+        )
     if "gemm_floor" in r:  # what the iteration's products alone take here, against the 3x target's budget
         f32, b16 = r["gemm_floor"]["fp32"], r["gemm_floor"]["bf16"]
         budget = r["trl_shipped_s"] / 3 * 1e3
-        rows.append(("rlhfsim GRPO GEMM floor ms, fp32 / bf16 autocast (products replayed alone)",
-                     f"{f32['floor_ms']:.1f} / {b16['floor_ms']:.1f}",
-                     f"{f32['gflop']:.2f} GFLOP in {f32['calls']} GEMMs ({f32['gflop_per_s']:.0f} GFLOP/s fp32); "
-                     f"3x TRL as shipped needs <= {budget:.1f} ms a whole iteration"))
+        rows.append(
+            (
+                "rlhfsim GRPO GEMM floor ms, fp32 / bf16 autocast (products replayed alone)",
+                f"{f32['floor_ms']:.1f} / {b16['floor_ms']:.1f}",
+                f"{f32['gflop']:.2f} GFLOP in {f32['calls']} GEMMs ({f32['gflop_per_s']:.0f} GFLOP/s fp32); "
+                f"3x TRL as shipped needs <= {budget:.1f} ms a whole iteration",
+            )
+        )
     if "phases_ms" in r:
         ph = r["phases_ms"]
-        rows.append(("rlhfsim GRPO phases, ms per iteration (fp32, under torch.profiler)", f"{ph['iteration']:.1f}",
-                     ", ".join(f"{k} {v:.1f}" for k, v in ph.items() if k != "iteration")))
+        rows.append(
+            (
+                "rlhfsim GRPO phases, ms per iteration (fp32, under torch.profiler)",
+                f"{ph['iteration']:.1f}",
+                ", ".join(f"{k} {v:.1f}" for k, v in ph.items() if k != "iteration"),
+            )
+        )
     return rows

@@ -32,7 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--best", action="store_true", help="TRL at its best: fp32, no gradient checkpointing, no logging, no console callbacks")
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="TRL at its best: fp32, no gradient checkpointing, no logging, no console callbacks",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--width", type=int, default=128)
@@ -43,7 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt-len", type=int, default=8)
     p.add_argument("--response-len", type=int, default=16)
     p.add_argument("--beta", type=float, default=0.04)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: TRL on the GPU (use_cpu off), synchronised step clock")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: TRL on the GPU (use_cpu off), synchronised step clock",
+    )
     return p.parse_args(argv)
 
 
@@ -68,9 +77,21 @@ def main(argv=None) -> int:
     tok = word_tokenizer(a.vocab)
 
     def config(**kw):
-        return GPT2Config(vocab_size=len(tok), n_positions=a.prompt_len + a.response_len + 8, n_embd=a.width, n_layer=a.layers,
-                          n_head=a.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
-                          bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+        return GPT2Config(
+            vocab_size=len(tok),
+            n_positions=a.prompt_len + a.response_len + 8,
+            n_embd=a.width,
+            n_layer=a.layers,
+            n_head=a.heads,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            activation_function="gelu",
+            bos_token_id=tok.eos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **kw,
+        )
 
     torch.manual_seed(a.seed)
     n_iter = a.warmup + a.iterations
@@ -83,14 +104,37 @@ def main(argv=None) -> int:
         tok.save_pretrained(f"{d}/policy")
         reward = GPT2ForSequenceClassification(config(num_labels=1))
         best = {"logging_strategy": "no", "bf16": False, "gradient_checkpointing": False} if a.best else {}
-        cfg = GRPOConfig(output_dir=f"{d}/out", seed=a.seed, use_cpu=a.device == "cpu", report_to="none",
-                         per_device_train_batch_size=a.rows, gradient_accumulation_steps=1, num_generations=a.group,
-                         steps_per_generation=1, num_iterations=1, max_completion_length=a.response_len, temperature=1.0,
-                         beta=a.beta, loss_type="grpo", max_steps=n_iter, save_strategy="no", eval_strategy="no",
-                         disable_tqdm=a.best, shuffle_dataset=False, **best)
+        cfg = GRPOConfig(
+            output_dir=f"{d}/out",
+            seed=a.seed,
+            use_cpu=a.device == "cpu",
+            report_to="none",
+            per_device_train_batch_size=a.rows,
+            gradient_accumulation_steps=1,
+            num_generations=a.group,
+            steps_per_generation=1,
+            num_iterations=1,
+            max_completion_length=a.response_len,
+            temperature=1.0,
+            beta=a.beta,
+            loss_type="grpo",
+            max_steps=n_iter,
+            save_strategy="no",
+            eval_strategy="no",
+            disable_tqdm=a.best,
+            shuffle_dataset=False,
+            **best,
+        )
         clock = step_clock(torch.cuda.synchronize if a.device == "cuda" else None)
-        trainer = GRPOTrainer(model=f"{d}/policy", reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
-                              reward_processing_classes=tok, callbacks=[clock])
+        trainer = GRPOTrainer(
+            model=f"{d}/policy",
+            reward_funcs=reward,
+            args=cfg,
+            train_dataset=data,
+            processing_class=tok,
+            reward_processing_classes=tok,
+            callbacks=[clock],
+        )
         if a.best:
             for cb in (PrinterCallback, ProgressCallback):
                 trainer.remove_callback(cb)
@@ -98,9 +142,21 @@ def main(argv=None) -> int:
     steps = [b - c for c, b in zip(clock.marks, clock.marks[1:])]
     if len(steps) != n_iter:
         raise RuntimeError(f"expected {n_iter} step-end callbacks, got {len(steps)}")
-    timed = steps[a.warmup:]
-    print(json.dumps({"median_s": statistics.median(timed), "min_s": min(timed), "iteration_s": timed, "best": a.best,
-                      "bf16": bool(cfg.bf16), "gradient_checkpointing": bool(cfg.gradient_checkpointing), "threads": torch.get_num_threads(), "versions": {"trl": trl.__version__, "transformers": transformers.__version__}}))
+    timed = steps[a.warmup :]
+    print(
+        json.dumps(
+            {
+                "median_s": statistics.median(timed),
+                "min_s": min(timed),
+                "iteration_s": timed,
+                "best": a.best,
+                "bf16": bool(cfg.bf16),
+                "gradient_checkpointing": bool(cfg.gradient_checkpointing),
+                "threads": torch.get_num_threads(),
+                "versions": {"trl": trl.__version__, "transformers": transformers.__version__},
+            }
+        )
+    )
     return 0
 
 

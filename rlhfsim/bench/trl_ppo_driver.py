@@ -51,8 +51,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=64, help="prompts per iteration (the PPO batch)")
     p.add_argument("--prompt-len", type=int, default=8)
     p.add_argument("--response-len", type=int, default=16)
-    p.add_argument("--activation", default="gelu",
-                   help="GPT-2 activation_function; 'gelu' is what rlhfsim's models use (GPT-2's own is gelu_new)")
+    p.add_argument(
+        "--activation",
+        default="gelu",
+        help="GPT-2 activation_function; 'gelu' is what rlhfsim's models use (GPT-2's own is gelu_new)",
+    )
     return p.parse_args(argv)
 
 
@@ -64,8 +67,13 @@ def word_tokenizer(size: int):
     vocab = {w: i for i, w in enumerate(SPECIALS + [f"w{i}" for i in range(size - len(SPECIALS))])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
-                                   clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def build_models(tok, a):
@@ -76,10 +84,21 @@ def build_models(tok, a):
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
     def config(**kw):
-        return GPT2Config(vocab_size=len(tok), n_positions=a.prompt_len + a.response_len + 8, n_embd=a.width,
-                          n_layer=a.layers, n_head=a.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                          activation_function=a.activation, bos_token_id=tok.eos_token_id,
-                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+        return GPT2Config(
+            vocab_size=len(tok),
+            n_positions=a.prompt_len + a.response_len + 8,
+            n_embd=a.width,
+            n_layer=a.layers,
+            n_head=a.heads,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            activation_function=a.activation,
+            bos_token_id=tok.eos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **kw,
+        )
 
     torch.manual_seed(a.seed)
     policy = GPT2LMHeadModel(config())
@@ -152,15 +171,38 @@ def main(argv=None) -> int:
     n_iter = a.warmup + a.iterations
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = PPOConfig(
-            output_dir=out_dir, seed=a.seed, use_cpu=True, bf16=False, fp16=False, report_to="none",
-            per_device_train_batch_size=a.prompts, gradient_accumulation_steps=1, num_mini_batches=1,
-            num_ppo_epochs=1, local_rollout_forward_batch_size=a.prompts, total_episodes=a.prompts * n_iter,
-            response_length=a.response_len, temperature=1.0, stop_token="eos", num_sample_generations=0,
-            eval_strategy="no", save_strategy="no", logging_strategy="no", disable_tqdm=True,
+            output_dir=out_dir,
+            seed=a.seed,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            report_to="none",
+            per_device_train_batch_size=a.prompts,
+            gradient_accumulation_steps=1,
+            num_mini_batches=1,
+            num_ppo_epochs=1,
+            local_rollout_forward_batch_size=a.prompts,
+            total_episodes=a.prompts * n_iter,
+            response_length=a.response_len,
+            temperature=1.0,
+            stop_token="eos",
+            num_sample_generations=0,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
         )
         clock = step_clock()
-        trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
-                             value_model=value, train_dataset=prompt_dataset(tok, a), callbacks=[clock])
+        trainer = PPOTrainer(
+            args=cfg,
+            processing_class=tok,
+            model=policy,
+            ref_model=ref,
+            reward_model=reward,
+            value_model=value,
+            train_dataset=prompt_dataset(tok, a),
+            callbacks=[clock],
+        )
         for cb in (PrinterCallback, ProgressCallback):  # they only print the per-step metrics dict
             trainer.remove_callback(cb)
         assert cfg.batch_size == a.prompts and cfg.num_total_batches == n_iter, (cfg.batch_size, cfg.num_total_batches)
@@ -168,20 +210,43 @@ def main(argv=None) -> int:
     steps = [b - c for c, b in zip(clock.marks, clock.marks[1:])]
     if len(steps) != n_iter:
         raise RuntimeError(f"expected {n_iter} step-end callbacks, got {len(steps)}")
-    timed = steps[a.warmup:]
+    timed = steps[a.warmup :]
     import gc  # what one of TRL's forced collections costs in this process (untimed region, after training)
 
     t0 = time.perf_counter()
     gc.collect()
     gc_s, gc_objects = time.perf_counter() - t0, len(gc.get_objects())
-    print(json.dumps({
-        "median_s": statistics.median(timed), "min_s": min(timed), "iteration_s": timed, "warmup_s": steps[:a.warmup],
-        "gc": not a.no_gc, "gc_collect_s": gc_s, "gc_tracked_objects": gc_objects, "threads": torch.get_num_threads(), "trainer": f"{module.__name__}.PPOTrainer",
-        "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
-        "shape": {"layers": a.layers, "width": a.width, "heads": a.heads, "vocab": len(tok), "prompts": a.prompts,
-                  "prompt_len": a.prompt_len, "response_len": a.response_len, "activation": a.activation},
-    }))
+    print(
+        json.dumps(
+            {
+                "median_s": statistics.median(timed),
+                "min_s": min(timed),
+                "iteration_s": timed,
+                "warmup_s": steps[: a.warmup],
+                "gc": not a.no_gc,
+                "gc_collect_s": gc_s,
+                "gc_tracked_objects": gc_objects,
+                "threads": torch.get_num_threads(),
+                "trainer": f"{module.__name__}.PPOTrainer",
+                "versions": {
+                    "trl": trl.__version__,
+                    "transformers": transformers.__version__,
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                },
+                "shape": {
+                    "layers": a.layers,
+                    "width": a.width,
+                    "heads": a.heads,
+                    "vocab": len(tok),
+                    "prompts": a.prompts,
+                    "prompt_len": a.prompt_len,
+                    "response_len": a.response_len,
+                    "activation": a.activation,
+                },
+            }
+        )
+    )
     return 0
 
 

@@ -18,8 +18,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["advantage_fidelity", "fidelity_metrics", "score_fidelity", "gold_token_advantages", "group_mean", "kl_share", "pair_fidelity",
-           "pg_cosine", "signal_to_noise", "within_prompt_rank_corr"]
+__all__ = [
+    "advantage_fidelity",
+    "fidelity_metrics",
+    "score_fidelity",
+    "gold_token_advantages",
+    "group_mean",
+    "kl_share",
+    "pair_fidelity",
+    "pg_cosine",
+    "signal_to_noise",
+    "within_prompt_rank_corr",
+]
 
 
 def _np(x) -> np.ndarray:
@@ -224,7 +234,9 @@ def pg_cosine(logprobs, adv_a, adv_b, mask, params) -> float:
     for adv in (adv_a, adv_b):
         obj = (logprobs * (adv * mask).detach().to(logprobs.dtype)).sum()
         gs = torch.autograd.grad(obj, params, retain_graph=True, allow_unused=True)  # freed with `logprobs`
-        grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).double() for g, p in zip(gs, params)]))
+        grads.append(
+            torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).double() for g, p in zip(gs, params)])
+        )
     na, nb = grads[0].norm(), grads[1].norm()
     if na == 0 or nb == 0:
         return float("nan")
@@ -256,7 +268,14 @@ def pair_fidelity(gold_chosen, gold_rejected, proxy_margin) -> dict[str, float]:
     """
     gc, gr, m = _np(gold_chosen), _np(gold_rejected), _np(proxy_margin)
     if gc.size == 0:
-        return {"adv/pair_agree": float("nan"), "adv/pair_gold_tie": float("nan"), "adv/pair_agree_margin": float("nan")}
+        return {
+            "adv/pair_agree": float("nan"),
+            "adv/pair_gold_tie": float("nan"),
+            "adv/pair_agree_margin": float("nan"),
+        }
     agree = (gc > gr).astype(float)
-    return {"adv/pair_agree": float(agree.mean()), "adv/pair_gold_tie": float((gc == gr).mean()),
-            "adv/pair_agree_margin": float((m * agree).sum() / m.sum()) if m.sum() > 0 else float("nan")}
+    return {
+        "adv/pair_agree": float(agree.mean()),
+        "adv/pair_gold_tie": float((gc == gr).mean()),
+        "adv/pair_agree_margin": float((m * agree).sum() / m.sum()) if m.sum() > 0 else float("nan"),
+    }

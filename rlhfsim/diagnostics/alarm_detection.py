@@ -43,12 +43,28 @@ SUSTAIN = 2  # consecutive logged rounds below it
 GOLD = "eval/gold"
 OUTCOMES = ("hit", "late", "missed", "false_alarm", "quiet", "unmeasured")
 RUN_COLUMNS = ["alarm", "measured", "fell", "peak_gold", "fall_round", "first_alarm", "lead", "outcome"]
-ALARM_COLUMNS = ["alarm", "runs", "positives", "true_positives", "late", "missed", "false_negatives", "negatives",
-                 "false_alarms", "detection_rate", "false_alarm_rate", "discrimination", "lead_median", "lead_min",
-                 "lead_max"]
+ALARM_COLUMNS = [
+    "alarm",
+    "runs",
+    "positives",
+    "true_positives",
+    "late",
+    "missed",
+    "false_negatives",
+    "negatives",
+    "false_alarms",
+    "detection_rate",
+    "false_alarm_rate",
+    "discrimination",
+    "lead_median",
+    "lead_min",
+    "lead_max",
+]
 
 
-def gold_fall_round(rounds: Sequence[int], gold: Sequence[float], margin: float = MARGIN, sustain: int = SUSTAIN) -> int | None:
+def gold_fall_round(
+    rounds: Sequence[int], gold: Sequence[float], margin: float = MARGIN, sustain: int = SUSTAIN
+) -> int | None:
     """The first round gold sits more than `margin` below its running peak for `sustain` logged rounds in a row; None
     when it never does. Rounds whose gold is missing (NaN) are skipped (module docstring)."""
     if sustain < 1 or margin < 0:
@@ -76,8 +92,14 @@ def _first_fired(rounds: np.ndarray, fired: pd.Series) -> tuple[bool, int | None
     return True, (int(on.min()) if on.size else None)
 
 
-def per_run(metrics: pd.DataFrame, keys: Sequence[str] = ("variant", "seed"), margin: float = MARGIN,
-            sustain: int = SUSTAIN, alarms: Sequence[str] = ALARMS, gold: str = GOLD) -> pd.DataFrame:
+def per_run(
+    metrics: pd.DataFrame,
+    keys: Sequence[str] = ("variant", "seed"),
+    margin: float = MARGIN,
+    sustain: int = SUSTAIN,
+    alarms: Sequence[str] = ALARMS,
+    gold: str = GOLD,
+) -> pd.DataFrame:
     """One row per (run, alarm): the run's keys, alarm, measured, fell, peak_gold, fall_round, first_alarm, lead,
     outcome (module docstring). `metrics` has one row per (run, round): the keys, `round`, `gold` and
     `audit/alarm_{name}` columns (a missing column: that alarm unmeasured). Runs without any finite gold are left out."""
@@ -123,17 +145,35 @@ def per_alarm(runs: pd.DataFrame, alarms: Sequence[str] = ALARMS) -> pd.DataFram
         lead = pd.to_numeric(d.loc[d["outcome"] == "hit", "lead"], errors="coerce").dropna()
         det = n["hit"] / pos if pos else np.nan
         far = n["false_alarm"] / neg if neg else np.nan
-        out.append({"alarm": a, "runs": len(d), "positives": pos, "true_positives": int(n["hit"]), "late": int(n["late"]),
-                    "missed": int(n["missed"]), "false_negatives": int(n["late"] + n["missed"]), "negatives": neg,
-                    "false_alarms": int(n["false_alarm"]), "detection_rate": det, "false_alarm_rate": far,
-                    "discrimination": det - far, "lead_median": float(lead.median()) if len(lead) else np.nan,
-                    "lead_min": float(lead.min()) if len(lead) else np.nan,
-                    "lead_max": float(lead.max()) if len(lead) else np.nan})
+        out.append(
+            {
+                "alarm": a,
+                "runs": len(d),
+                "positives": pos,
+                "true_positives": int(n["hit"]),
+                "late": int(n["late"]),
+                "missed": int(n["missed"]),
+                "false_negatives": int(n["late"] + n["missed"]),
+                "negatives": neg,
+                "false_alarms": int(n["false_alarm"]),
+                "detection_rate": det,
+                "false_alarm_rate": far,
+                "discrimination": det - far,
+                "lead_median": float(lead.median()) if len(lead) else np.nan,
+                "lead_min": float(lead.min()) if len(lead) else np.nan,
+                "lead_max": float(lead.max()) if len(lead) else np.nan,
+            }
+        )
     return pd.DataFrame(out, columns=ALARM_COLUMNS)
 
 
-def alarm_detection(metrics: pd.DataFrame, keys: Sequence[str] = ("variant", "seed"), margin: float = MARGIN,
-                    sustain: int = SUSTAIN, alarms: Sequence[str] = ALARMS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def alarm_detection(
+    metrics: pd.DataFrame,
+    keys: Sequence[str] = ("variant", "seed"),
+    margin: float = MARGIN,
+    sustain: int = SUSTAIN,
+    alarms: Sequence[str] = ALARMS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per_run table, per_alarm table) of `metrics` under the gold-fall rule (margin, sustain)."""
     runs = per_run(metrics, keys, margin, sustain, alarms)
     return runs, per_alarm(runs, alarms)

@@ -40,7 +40,9 @@ class StressSuite:
     better: list[str] = field(default_factory=list)  # [N] gold-better (unperturbed) completion
     worse: list[str] = field(default_factory=list)  # [N] perturbed completion
     family: list[str] = field(default_factory=list)  # [N]
-    dropped: dict[str, int] = field(default_factory=dict)  # family -> pairs where gold did not call the perturbation worse
+    dropped: dict[str, int] = field(
+        default_factory=dict
+    )  # family -> pairs where gold did not call the perturbation worse
     families: list[str] = field(default_factory=list)
 
 
@@ -83,7 +85,9 @@ def exploit_rates(better, worse, family: Sequence[str], families: Sequence[str] 
     return out
 
 
-def stress_metrics(suite: StressSuite, score: Callable[[list, list[str]], np.ndarray], threshold: float) -> dict[str, float]:
+def stress_metrics(
+    suite: StressSuite, score: Callable[[list, list[str]], np.ndarray], threshold: float
+) -> dict[str, float]:
     """audit/{family}_exploit_rate, _pairs, _dropped, _alarm and their maximum, scored by `score(prompts, texts)`."""
     n = len(suite.prompts)
     if n:
@@ -169,7 +173,12 @@ def warning_summary(rows: list[dict], drop: float = 0.05) -> dict:
     peak = rounds[i]
     dropped = [rd for rd, g in zip(rounds[i + 1 :], gold[i + 1 :]) if g < gold[i] - drop]
     drop_round = dropped[0] if dropped else None
-    out: dict[str, Any] = {"gold_peak_round": peak, "gold_drop_round": drop_round, "gold_fell": bool(gold[-1] < gold[i] - 1e-9), "alarms": {}}
+    out: dict[str, Any] = {
+        "gold_peak_round": peak,
+        "gold_drop_round": drop_round,
+        "gold_fell": bool(gold[-1] < gold[i] - 1e-9),
+        "alarms": {},
+    }
     for a in ALARMS:
         fired = [rd for rd, r in zip(rounds, rows) if r.get(f"audit/alarm_{a}") == 1.0]
         first = fired[0] if fired else None

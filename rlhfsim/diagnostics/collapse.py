@@ -138,7 +138,7 @@ def standardised_profiles(R) -> tuple[np.ndarray, np.ndarray]:
         mu, sd = S.mean(axis=1, keepdims=True), S.std(axis=1, keepdims=True)
     scale = np.nanmax(np.abs(S), axis=1, keepdims=True) if S.size else sd
     # spread below rounding of the row's magnitude is a constant row
-    ok = (np.isfinite(S).all(axis=1) & (sd[:, 0] > 1e-12 * np.maximum(scale[:, 0], 1e-300)) & (S.shape[1] >= 2))
+    ok = np.isfinite(S).all(axis=1) & (sd[:, 0] > 1e-12 * np.maximum(scale[:, 0], 1e-300)) & (S.shape[1] >= 2)
     Z = np.full(S.shape, np.nan)
     Z[ok] = (S[ok] - mu[ok]) / sd[ok]
     return Z, ok
@@ -210,9 +210,15 @@ def profile_collapse(R, G, types: Sequence[str], prefix: str = "collapse/") -> d
     rows = standardised_profiles(R)[1] & standardised_profiles(G)[1]
     d, d_gold = shape_dependence(R, rows), shape_dependence(G, rows)
     gap, gap_gold = level_gap(R, types, rows), level_gap(G, types, rows)
-    return {f"{prefix}shape": 1.0 - d, f"{prefix}shape_gold": 1.0 - d_gold, f"{prefix}shape_rel": _rel(d, d_gold),
-            f"{prefix}level_gap": gap, f"{prefix}level_gap_gold": gap_gold, f"{prefix}level_rel": _rel(abs(gap), abs(gap_gold)),
-            f"{prefix}shape_prompts": float(rows.sum())}
+    return {
+        f"{prefix}shape": 1.0 - d,
+        f"{prefix}shape_gold": 1.0 - d_gold,
+        f"{prefix}shape_rel": _rel(d, d_gold),
+        f"{prefix}level_gap": gap,
+        f"{prefix}level_gap_gold": gap_gold,
+        f"{prefix}level_rel": _rel(abs(gap), abs(gap_gold)),
+        f"{prefix}shape_prompts": float(rows.sum()),
+    }
 
 
 def _pair_signs(x: np.ndarray) -> np.ndarray:
@@ -309,7 +315,9 @@ def _within_std(R01: np.ndarray) -> float:
     return float(np.nanstd(rows, axis=1).mean())
 
 
-def _saturation(L: np.ndarray, R01: np.ndarray, bounded: bool, sat_tol: float, logit_thr: float, prefix: str) -> dict[str, float]:
+def _saturation(
+    L: np.ndarray, R01: np.ndarray, bounded: bool, sat_tol: float, logit_thr: float, prefix: str
+) -> dict[str, float]:
     """Saturation share, logit size (max, 99th percentile of |logit|) and within-prompt gap explosion.
 
     ``saturation``: bounded, the share of rewards within ``sat_tol`` of 0 or 1; unbounded, the share of
@@ -330,9 +338,12 @@ def _saturation(L: np.ndarray, R01: np.ndarray, bounded: bool, sat_tol: float, l
         sat = float(((R01[finite] <= sat_tol) | (R01[finite] >= 1.0 - sat_tol)).mean())
     else:
         sat = float((gaps > logit_thr).mean()) if gaps.size else float("nan")
-    return {f"{prefix}saturation": sat, f"{prefix}logit_absmax": float(absL.max()),
-            f"{prefix}logit_abs_p99": float(np.quantile(absL, 0.99)),
-            f"{prefix}gap_abs_p99": float(np.quantile(gaps, 0.99)) if gaps.size else float("nan")}
+    return {
+        f"{prefix}saturation": sat,
+        f"{prefix}logit_absmax": float(absL.max()),
+        f"{prefix}logit_abs_p99": float(np.quantile(absL, 0.99)),
+        f"{prefix}gap_abs_p99": float(np.quantile(gaps, 0.99)) if gaps.size else float("nan"),
+    }
 
 
 def gold_graphs(G) -> np.ndarray:

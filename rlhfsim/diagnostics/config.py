@@ -20,7 +20,9 @@ class FamilySpec(NamedSpec):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Registry name in rlhfsim.world.perturb.PERTURBATIONS.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Builder parameters, e.g. {words: 12} or {junk: [...]}.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Builder parameters, e.g. {words: 12} or {junk: [...]}."
+    )
 
     @model_validator(mode="after")
     def _exists(self) -> FamilySpec:
@@ -35,17 +37,33 @@ class AuditConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    enabled: bool = Field(True, description="Run the stress suite and the shifted sets every round (alarms are logged either way).")
+    enabled: bool = Field(
+        True, description="Run the stress suite and the shifted sets every round (alarms are logged either way)."
+    )
     families: list[FamilySpec] = Field(
         default_factory=lambda: list(DEFAULT_FAMILIES),
         validate_default=True,
         description="Perturbation families of the stress suite (names or {name, params}).",
     )
-    prompts: int = Field(64, ge=1, description="Held-out prompts (the first of loop.eval_prompts) the stress suite perturbs.")
-    shifts: list[str] = Field(["operands"], description="Shifted validation sets (the world's eval shifts: operands, topics, facts).")
+    prompts: int = Field(
+        64, ge=1, description="Held-out prompts (the first of loop.eval_prompts) the stress suite perturbs."
+    )
+    shifts: list[str] = Field(
+        ["operands"], description="Shifted validation sets (the world's eval shifts: operands, topics, facts)."
+    )
     shift_prompts: int = Field(32, ge=2, description="Prompts per shifted set, loop.eval_completions samples each.")
-    exploit_threshold: float = Field(0.5, ge=0, le=1, description="Exploit alarm: some family's exploit rate above this.")
-    shift_acc_threshold: float = Field(0.6, ge=0, le=1, description="Shift alarm: some shifted set's pairwise accuracy below this.")
-    collapse_ratio: float = Field(0.5, gt=0, le=1, description="Variance alarm: a type's within-prompt std below this share of round 1's.")
-    saturation_threshold: float = Field(0.5, ge=0, le=1, description="Saturation alarm: collapse/saturation above this.")
-    explosion_ratio: float = Field(3.0, gt=1, description="Explosion alarm: collapse/logit_abs_p99 above this multiple of round 1's (at least 1).")
+    exploit_threshold: float = Field(
+        0.5, ge=0, le=1, description="Exploit alarm: some family's exploit rate above this."
+    )
+    shift_acc_threshold: float = Field(
+        0.6, ge=0, le=1, description="Shift alarm: some shifted set's pairwise accuracy below this."
+    )
+    collapse_ratio: float = Field(
+        0.5, gt=0, le=1, description="Variance alarm: a type's within-prompt std below this share of round 1's."
+    )
+    saturation_threshold: float = Field(
+        0.5, ge=0, le=1, description="Saturation alarm: collapse/saturation above this."
+    )
+    explosion_ratio: float = Field(
+        3.0, gt=1, description="Explosion alarm: collapse/logit_abs_p99 above this multiple of round 1's (at least 1)."
+    )

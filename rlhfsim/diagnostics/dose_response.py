@@ -84,7 +84,9 @@ def per_seed_curvature(dose, y: np.ndarray) -> np.ndarray:
 def slopes_from_table(df: pd.DataFrame, endpoint: str, dose: str, seed: str = "seed") -> pd.Series:
     """Per-seed slopes from a tidy table (one row per run: seed, dose, endpoint); index = seed."""
     wide = df.pivot_table(index=seed, columns=dose, values=endpoint, aggfunc="mean")
-    return pd.Series(per_seed_slopes(wide.columns.to_numpy(dtype=float), wide.to_numpy()), index=wide.index, name=f"slope/{endpoint}")
+    return pd.Series(
+        per_seed_slopes(wide.columns.to_numpy(dtype=float), wide.to_numpy()), index=wide.index, name=f"slope/{endpoint}"
+    )
 
 
 def slope_test(slopes: np.ndarray, alpha: float = 0.05, n_boot: int = 10_000, seed: int = 0) -> dict:
@@ -100,8 +102,15 @@ def slope_test(slopes: np.ndarray, alpha: float = 0.05, n_boot: int = 10_000, se
     half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * se
     boot = np.random.default_rng(seed).choice(b, size=(n_boot, n), replace=True).mean(1)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return {"n": n, "mean": mean, "sd": sd, "t": float(res.statistic), "p": float(res.pvalue),
-            "ci_t": (mean - half, mean + half), "ci_boot": (float(lo), float(hi))}
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "t": float(res.statistic),
+        "p": float(res.pvalue),
+        "ci_t": (mean - half, mean + half),
+        "ci_boot": (float(lo), float(hi)),
+    }
 
 
 def power_t(effect: float, n: int, sd: float, alpha: float = 0.05) -> float:

@@ -19,7 +19,20 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-__all__ = ["GAO_SHAPES", "proxy_gold_gap", "standardised_w1", "best_of_n", "best_of_n_curve", "bon_kl", "fit_gao", "fixed_proxy_rounds", "gao_bon", "gao_rl", "gao_shape", "gao_shares"]
+__all__ = [
+    "GAO_SHAPES",
+    "proxy_gold_gap",
+    "standardised_w1",
+    "best_of_n",
+    "best_of_n_curve",
+    "bon_kl",
+    "fit_gao",
+    "fixed_proxy_rounds",
+    "gao_bon",
+    "gao_rl",
+    "gao_shape",
+    "gao_shares",
+]
 
 
 def gao_rl(d, alpha: float, beta: float):
@@ -222,7 +235,7 @@ def fixed_proxy_rounds(rows: list[dict]) -> np.ndarray:
         i -= 1
     if i == n:  # the last round retrained the reward model: no fixed segment
         return fixed
-    fixed[max(i - 1, 0):] = True
+    fixed[max(i - 1, 0) :] = True
     if i <= 1:  # fixed from round 1 on (or gold throughout): the SFT point belongs to the same curve
         fixed[0] = True
     return fixed
@@ -233,6 +246,7 @@ def proxy_gold_gap(proxy, gold, ref_proxy, ref_gold) -> float:
     samples, scored by the same proxy): proxy, gold [N]; ref_proxy, ref_gold [M]. 0 when both rose by the same
     number of reference standard deviations; > 0 when the proxy promises more than gold delivers (over-optimisation).
     A reference without spread counts as sd 1."""
+
     def units(x, ref):
         ref = np.asarray(ref, dtype=np.float64)
         sd = ref.std()

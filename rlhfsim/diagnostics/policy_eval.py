@@ -47,11 +47,23 @@ class EvalSamples:
 
 
 @torch.no_grad()
-def sample_eval(policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device, prev=None) -> EvalSamples:
+def sample_eval(
+    policy, ref, world, prompts, k: int, response_len: int, temperature: float, generator, device, prev=None
+) -> EvalSamples:
     tok = world.tokenizer
     flat = [p for p in prompts for _ in range(k)]
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in flat], device)
-    ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator, return_entropy=True)
+    ro = sample(
+        policy,
+        p_ids,
+        p_mask,
+        response_len,
+        tok.eos_token_id,
+        tok.pad_token_id,
+        temperature,
+        generator,
+        return_entropy=True,
+    )
     mask = ro.response_mask.float()
     logp = ro.logprobs  # [N, L] the sampler's own logprobs and entropies: no policy forward needed
     ref_logp = response_logprobs(ref, ro.seq, temperature)  # * mask: 0 at padding
@@ -145,7 +157,11 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None, rewards_dir=None, 
         m[f"eval/gold_{t}"] = float(ev.gold[typ == t].mean())
     if "closed" in set(typ):
         m["eval/accuracy_closed"] = float((ev.gold[typ == "closed"] >= 1.0).mean())
-    prior = prior_prompt_gold(rewards_dir, round_, [p.id for p in ev.prompts]) if rewards_dir is not None and round_ is not None else {}
+    prior = (
+        prior_prompt_gold(rewards_dir, round_, [p.id for p in ev.prompts])
+        if rewards_dir is not None and round_ is not None
+        else {}
+    )
     m.update(paired_round_metrics(ev.gold.mean(axis=1), prior))
     if proxy is not None:
         m["eval/proxy"] = float(np.mean(proxy))
@@ -154,7 +170,9 @@ def policy_metrics(ev: EvalSamples, proxy: np.ndarray | None, rewards_dir=None, 
     return m
 
 
-def rewards_table(ev: EvalSamples, member_rewards: np.ndarray | None, proxy: np.ndarray | None, round_: int) -> pd.DataFrame:
+def rewards_table(
+    ev: EvalSamples, member_rewards: np.ndarray | None, proxy: np.ndarray | None, round_: int
+) -> pd.DataFrame:
     """One row per held-out completion: the rewards/round_XXX.parquet schema."""
     P, k = ev.gold.shape
     df = pd.DataFrame(

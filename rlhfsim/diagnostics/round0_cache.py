@@ -59,8 +59,12 @@ def cached(sim, draw: Callable[[], EvalSamples], generator_seed: int) -> EvalSam
         arrays = np.load(path / "arrays.npz")
         texts = json.loads((path / "texts.json").read_text())
         log.info("round-0 samples from cache %s", path)
-        return EvalSamples(prompts=list(sim.eval_prompts), k=sim.cfg.loop.eval_completions, texts=texts,
-                           **{a: arrays[a] for a in ARRAYS})
+        return EvalSamples(
+            prompts=list(sim.eval_prompts),
+            k=sim.cfg.loop.eval_completions,
+            texts=texts,
+            **{a: arrays[a] for a in ARRAYS},
+        )
     ev = draw()
     _store(path, ev)
     return ev

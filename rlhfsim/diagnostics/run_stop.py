@@ -24,15 +24,26 @@ def stagnation_stop(rows: list[dict], loop_cfg) -> dict | None:
     col = lambda k: np.array([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float)  # noqa: E731
     rounds = np.array([r["round"] for r in rows])
     se, mse = col("eval/gold_se"), col("eval/policy_move_se")
-    st = detect_stagnation(col("eval/gold"), col("eval/policy_move"), rounds=rounds, window=loop_cfg.stagnation_window,
-                           gold_se=se if np.isfinite(se).all() else None, level=loop_cfg.stagnation_level,
-                           min_slope=loop_cfg.stagnation_slope, move_se=mse if np.isfinite(mse).all() else None,
-                           gold_cov=gold_cov_matrix(rows))
+    st = detect_stagnation(
+        col("eval/gold"),
+        col("eval/policy_move"),
+        rounds=rounds,
+        window=loop_cfg.stagnation_window,
+        gold_se=se if np.isfinite(se).all() else None,
+        level=loop_cfg.stagnation_level,
+        min_slope=loop_cfg.stagnation_slope,
+        move_se=mse if np.isfinite(mse).all() else None,
+        gold_cov=gold_cov_matrix(rows),
+    )
     w = f"{loop_cfg.stagnation_window} rounds at level {loop_cfg.stagnation_level}"
     if st["final_state"] == "falling" and st["overopt_round"] is not None:
-        return {"round": int(rounds.max()), "stagnation_round": st["overopt_round"], "kind": "overoptimisation",
-                "reason": f"over-optimisation: gold falling (slope interval below -{loop_cfg.stagnation_slope} over {w}) "
-                          f"from round {st['overopt_round']} while the policy kept moving"}
+        return {
+            "round": int(rounds.max()),
+            "stagnation_round": st["overopt_round"],
+            "kind": "overoptimisation",
+            "reason": f"over-optimisation: gold falling (slope interval below -{loop_cfg.stagnation_slope} over {w}) "
+            f"from round {st['overopt_round']} while the policy kept moving",
+        }
     if st["stagnation_round"] is None:
         return None
     return {
@@ -40,5 +51,5 @@ def stagnation_stop(rows: list[dict], loop_cfg) -> dict | None:
         "stagnation_round": st["stagnation_round"],
         "kind": "stagnation",
         "reason": f"stagnation: gold slope interval covers 0 (within +-{loop_cfg.stagnation_slope}) over {w} "
-                  f"from round {st['stagnation_round']} while the policy kept moving",
+        f"from round {st['stagnation_round']} while the policy kept moving",
     }

@@ -129,9 +129,13 @@ def detect_stagnation(
     mv = np.asarray(policy_move, dtype=np.float64).ravel()
     r = np.arange(1, g.size + 1, dtype=np.float64) if rounds is None else np.asarray(rounds, dtype=np.float64).ravel()
     se = np.full(g.shape, np.nan) if gold_se is None else np.asarray(gold_se, dtype=np.float64).ravel()
-    mse = np.zeros(g.shape) if move_se is None else np.nan_to_num(np.asarray(move_se, dtype=np.float64).ravel(), nan=0.0)
+    mse = (
+        np.zeros(g.shape) if move_se is None else np.nan_to_num(np.asarray(move_se, dtype=np.float64).ravel(), nan=0.0)
+    )
     if not (g.shape == mv.shape == r.shape == se.shape == mse.shape):
-        raise ValueError(f"gold {g.shape}, policy_move {mv.shape}, gold_se {se.shape} and rounds {r.shape} differ in shape")
+        raise ValueError(
+            f"gold {g.shape}, policy_move {mv.shape}, gold_se {se.shape} and rounds {r.shape} differ in shape"
+        )
     if window < 2:
         raise ValueError(f"window must be >= 2 to define a slope, got {window}")
     order = np.argsort(r, kind="stable")
@@ -151,12 +155,22 @@ def detect_stagnation(
         if not np.isfinite(sd):
             continue
         ses.append(sd)
-        methods.add("paired" if K is not None else "independent" if gold_se is not None and np.isfinite(se[w]).all() else "residual")
+        methods.add(
+            "paired"
+            if K is not None
+            else "independent"
+            if gold_se is not None and np.isfinite(se[w]).all()
+            else "residual"
+        )
         half = float(stats.t.ppf(0.5 + level / 2, dof)) * sd
         state[s] = "rising" if slope - half > min_slope else "falling" if slope + half < -min_slope else "flat"
         inside, ok = mv[s + 1 : s + window], np.isfinite(mv[s + 1 : s + window])
         if ok.any():  # the mean move's interval must clear the threshold
-            half_mv = float(stats.norm.ppf(0.5 + level / 2)) * float(np.sqrt((mse[s + 1 : s + window][ok] ** 2).sum())) / ok.sum()
+            half_mv = (
+                float(stats.norm.ppf(0.5 + level / 2))
+                * float(np.sqrt((mse[s + 1 : s + window][ok] ** 2).sum()))
+                / ok.sum()
+            )
             moving[s] = float(inside[ok].mean()) - half_mv > move_threshold
     rising = state == "rising"
     rising_after = np.flip(np.cumsum(np.flip(rising))) > 0 if n_win else rising

@@ -19,7 +19,12 @@ from rlhfsim.diagnostics.stagnation import MAX_LAG, detect_stagnation, lagged_co
 PROPAGATION_X = ("collapse/probe_shape_rel", "collapse/shape_rel", "collapse/saturation", "rm/pairwise_acc")
 PROPAGATION_Y = ("adv/gold_corr", "adv/sign_agree", "eval/gold_delta")
 GAO_MIN_POINTS = 5  # rounds behind a per-run Gao fit (2 parameters; fewer points fit anything)
-STAGNATION = {"window": 3, "level": 0.95, "min_slope": 0.0, "move_threshold": 1e-3}  # interval level; gold per round; nats
+STAGNATION = {
+    "window": 3,
+    "level": 0.95,
+    "min_slope": 0.0,
+    "move_threshold": 1e-3,
+}  # interval level; gold per round; nats
 
 
 def _col(rows: list[dict], key: str) -> np.ndarray:
@@ -70,8 +75,15 @@ def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = Non
     move = _col(rows, "eval/policy_move")  # KL(policy_r || policy_{r-1}); NaN for round 0
     se = _col(rows, "eval/gold_se")  # per-round noise of eval gold; old runs lack it (residual scatter then)
     mse = _col(rows, "eval/policy_move_se")  # round 0 has none (NaN = no noise term there; it has no move either)
-    stag = detect_stagnation(gold, move, rounds=rounds, gold_se=se if np.isfinite(se).all() else None,
-                             move_se=mse if np.isfinite(mse[1:]).all() else None, gold_cov=gold_cov_matrix(rows), **STAGNATION)
+    stag = detect_stagnation(
+        gold,
+        move,
+        rounds=rounds,
+        gold_se=se if np.isfinite(se).all() else None,
+        move_se=mse if np.isfinite(mse[1:]).all() else None,
+        gold_cov=gold_cov_matrix(rows),
+        **STAGNATION,
+    )
     out["stagnation_round"] = stag["stagnation_round"]
     out["stagnation_first_flat_round"] = stag["first_flat_round"]
     out["overopt_round"] = stag["overopt_round"]
@@ -79,13 +91,30 @@ def summarize(rows: list[dict], wall_time: float, steps: list[dict] | None = Non
     out["stagnation_mds"] = stag["mds"]  # gold per round a window calls rising with power 0.8 (median window SE)
     out["stagnation_se_method"] = stag["se_method"]
     out["stagnation_params"] = dict(STAGNATION)
-    out.update(_means(rows, ("adv/gold_corr", "adv/sign_agree", "adv/gold_corr_score", "adv/sign_agree_score", "adv/kl_share",
-                             "adv/pg_cos", "adv/pair_agree", "eval/policy_move")))
+    out.update(
+        _means(
+            rows,
+            (
+                "adv/gold_corr",
+                "adv/sign_agree",
+                "adv/gold_corr_score",
+                "adv/sign_agree_score",
+                "adv/kl_share",
+                "adv/pg_cos",
+                "adv/pair_agree",
+                "eval/policy_move",
+            ),
+        )
+    )
     out.update(overoptimisation(rows, gold, steps))
     out["propagation"] = propagation(rows)
     out["audit"] = warning_summary(rows)  # which alarm fired first, and how many rounds before the gold peak
     for name, a in out["audit"].get("alarms", {}).items():
-        out[f"audit_first_{name}"], out[f"audit_lead_{name}"], out[f"audit_lead_drop_{name}"] = a["first_round"], a["lead_rounds"], a["lead_drop_rounds"]
+        out[f"audit_first_{name}"], out[f"audit_lead_{name}"], out[f"audit_lead_drop_{name}"] = (
+            a["first_round"],
+            a["lead_rounds"],
+            a["lead_drop_rounds"],
+        )
     return out
 
 
@@ -119,12 +148,18 @@ def overoptimisation(rows: list[dict], gold: np.ndarray, steps: list[dict] | Non
     ok = np.isfinite(d) & np.isfinite(y)
     fixed = fixed_proxy_rounds(rows)
     fixed_rounds = {r["round"] for r, f in zip(rows, fixed) if f and r["round"] > 0}
-    it = [s for s in steps or () if s.get("round") in fixed_rounds and s.get("objective/gold") is not None and s.get("objective/kl") is not None]
+    it = [
+        s
+        for s in steps or ()
+        if s.get("round") in fixed_rounds and s.get("objective/gold") is not None and s.get("objective/kl") is not None
+    ]
     # fit only what optimised one fixed proxy: its rounds, else its PPO iterations; else all rounds, flagged
     if (ok & fixed).sum() >= GAO_MIN_POINTS or len(it) < GAO_MIN_POINTS:
         use = ok & fixed if (ok & fixed).sum() >= GAO_MIN_POINTS else ok
         pd_, py_, points = d[use], y[use], "rounds"
-        first, is_fixed = (int(rows[int(np.flatnonzero(use)[0])]["round"]), bool(fixed[use].all())) if use.any() else (None, False)
+        first, is_fixed = (
+            (int(rows[int(np.flatnonzero(use)[0])]["round"]), bool(fixed[use].all())) if use.any() else (None, False)
+        )
     else:
         pd_ = np.sqrt(np.clip([s["objective/kl"] for s in it], 0, None))
         py_, points = np.array([s["objective/gold"] for s in it]) - gold[0], "iterations"
@@ -132,8 +167,12 @@ def overoptimisation(rows: list[dict], gold: np.ndarray, steps: list[dict] | Non
     if pd_.size >= GAO_MIN_POINTS:
         fit = fit_gao(pd_, py_, form="rl")
         out.update({f"gao_rl_gold_{k}": v for k, v in fit.items()})
-        out.update(gao_rl_proxy_fixed=is_fixed, gao_rl_first_round=first, gao_rl_points=points,
-                   gao_rl_shape=gao_shape(fit, float(pd_.max())))
+        out.update(
+            gao_rl_proxy_fixed=is_fixed,
+            gao_rl_first_round=first,
+            gao_rl_points=points,
+            gao_rl_shape=gao_shape(fit, float(pd_.max())),
+        )
     proxy = _col(rows, "eval/proxy")
     peak = int(np.nanargmax(gold)) if np.isfinite(gold).any() else 0
     out["gold_drop_after_peak"] = float(gold[-1] - gold[peak])

@@ -54,8 +54,17 @@ def group_matrices(groups) -> GroupMatrices:
         rank[i, :n] = 1 + np.asarray(g.prefs).sum(axis=1)
         prompts.extend([g.prompt] * n)
         texts.extend(g.completions)
-    return GroupMatrices(prompts, texts, valid, gold, rank, prefs, [g.prompt.type for g in groups],
-                         np.array([g.prompt.id for g in groups]), np.array([g.round for g in groups]))
+    return GroupMatrices(
+        prompts,
+        texts,
+        valid,
+        gold,
+        rank,
+        prefs,
+        [g.prompt.type for g in groups],
+        np.array([g.prompt.id for g in groups]),
+        np.array([g.round for g in groups]),
+    )
 
 
 def order_accuracy(L: np.ndarray, prefs: np.ndarray) -> float:
@@ -85,7 +94,9 @@ def objective_gap(R: np.ndarray, prefs: np.ndarray, utility) -> float:
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
-def train_diagnostics(gm: GroupMatrices, logits_flat: np.ndarray, bounded: bool, theory: dict | None) -> tuple[dict, pd.DataFrame]:
+def train_diagnostics(
+    gm: GroupMatrices, logits_flat: np.ndarray, bounded: bool, theory: dict | None
+) -> tuple[dict, pd.DataFrame]:
     """(metrics, per-completion table) of the reward model on its training groups.
 
     ``logits_flat [N_valid]`` are the model's logits of ``gm.texts`` in order; ``theory`` {type: Utility as
@@ -105,15 +116,17 @@ def train_diagnostics(gm: GroupMatrices, logits_flat: np.ndarray, bounded: bool,
         if sel.any():
             m[f"collapse_train/{t}_objective_gap"] = objective_gap(R[sel], gm.prefs[sel], U)
     g_idx, slot = np.nonzero(gm.valid)
-    table = pd.DataFrame({
-        "group": g_idx,
-        "prompt_id": gm.prompt_ids[g_idx],
-        "prompt_type": np.asarray(gm.types, dtype=object)[g_idx],
-        "round_added": gm.rounds[g_idx],
-        "slot": slot,
-        "rank": gm.rank[g_idx, slot].astype(int),
-        "gold": gm.gold[g_idx, slot],
-        "logit": L[g_idx, slot],
-        "reward": R[g_idx, slot],
-    })
+    table = pd.DataFrame(
+        {
+            "group": g_idx,
+            "prompt_id": gm.prompt_ids[g_idx],
+            "prompt_type": np.asarray(gm.types, dtype=object)[g_idx],
+            "round_added": gm.rounds[g_idx],
+            "slot": slot,
+            "rank": gm.rank[g_idx, slot].astype(int),
+            "gold": gm.gold[g_idx, slot],
+            "logit": L[g_idx, slot],
+            "reward": R[g_idx, slot],
+        }
+    )
     return m, table

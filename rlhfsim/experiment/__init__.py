@@ -26,7 +26,22 @@ from rlhfsim.experiment.names import MAX_NAME, dedup_names, flatten, grid_varian
 from rlhfsim.experiment.spec import ExperimentSpec, parse_experiment
 
 __all__ = [
-    "MAX_NAME", "RESERVED_KEYS", "Experiment", "ExperimentSpec", "RunSpec", "Variant", "baseline_name", "build_experiment",
-    "dedup_names", "expand_variants", "flatten", "grid_variants", "load_experiment", "parse_experiment", "safe_name",
-    "set_dotted", "to_set_args", "write_experiment_record",
+    "MAX_NAME",
+    "RESERVED_KEYS",
+    "Experiment",
+    "ExperimentSpec",
+    "RunSpec",
+    "Variant",
+    "baseline_name",
+    "build_experiment",
+    "dedup_names",
+    "expand_variants",
+    "flatten",
+    "grid_variants",
+    "load_experiment",
+    "parse_experiment",
+    "safe_name",
+    "set_dotted",
+    "to_set_args",
+    "write_experiment_record",
 ]

@@ -25,7 +25,9 @@ def sets_key(overrides: dict, key: str) -> bool:
 def declared_doses(spec, variants) -> tuple[str, str, list[float]] | None:
     """(factor, key, sorted distinct doses the variants set) of a dose study (the rule report/dose.py reads a study's
     design with), else None."""
-    dose = next(((n, k) for n, k in spec.factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None)
+    dose = next(
+        ((n, k) for n, k in spec.factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None
+    )
     if dose is None:
         return None
     xs = set()
@@ -53,8 +55,10 @@ def check_dose_primary(spec, variants, where: str) -> None:
     p = spec.primary
     if found is None:
         if p is not None and (p.contrast is not None or p.zero_weight_doses is not None):
-            raise ConfigError(f"{where}primary: contrast / zero_weight_doses need a dose factor (factors: {{dose: <key>}} or "
-                              f"a factor on surgery.dial) with at least 2 doses set by the variants")
+            raise ConfigError(
+                f"{where}primary: contrast / zero_weight_doses need a dose factor (factors: {{dose: <key>}} or "
+                f"a factor on surgery.dial) with at least 2 doses set by the variants"
+            )
         return
     name, key, doses = found
     if p is not None and p.contrast is not None:
@@ -72,8 +76,11 @@ def check_dose_primary(spec, variants, where: str) -> None:
             raise ConfigError(
                 f"{where}primary: the {test} over the doses of {name} ({key}: {fmt(doses)}) gives dose(s) {fmt(zero)} zero "
                 f"weight, so those arms carry nothing in the primary test. Declare a contrast that uses them (primary.contrast: "
-                f"{{dose: weight}}, summing to 0, e.g. mean of doses > 0 minus dose 0) or say so: primary.zero_weight_doses: [{fmt(zero)}]")
-        raise ConfigError(f"{where}primary.zero_weight_doses: [{fmt(said)}] but the {test} gives no declared dose zero weight; drop it")
+                f"{{dose: weight}}, summing to 0, e.g. mean of doses > 0 minus dose 0) or say so: primary.zero_weight_doses: [{fmt(zero)}]"
+            )
+        raise ConfigError(
+            f"{where}primary.zero_weight_doses: [{fmt(said)}] but the {test} gives no declared dose zero weight; drop it"
+        )
 
 
 # ----------------------------------------------------------------------------- label factors and the primary's `where`
@@ -105,11 +112,15 @@ def check_factor_levels(factors: dict, variants, where: str, configs: dict[str, 
         at = {v.name: level_of(f.levels, v.name) for v in variants}
         none = [v for v, lv in at.items() if lv is None]
         if none:
-            raise ConfigError(f"{where}factors.{name}: variant(s) {', '.join(none)} start with none of its levels "
-                              f"({', '.join(f.levels)}); name each variant <level>_... or add its level")
+            raise ConfigError(
+                f"{where}factors.{name}: variant(s) {', '.join(none)} start with none of its levels "
+                f"({', '.join(f.levels)}); name each variant <level>_... or add its level"
+            )
         unused = [lv for lv in f.levels if lv not in at.values()]
         if unused:
-            raise ConfigError(f"{where}factors.{name}: level(s) {', '.join(unused)} have no variant (no name starts with them)")
+            raise ConfigError(
+                f"{where}factors.{name}: level(s) {', '.join(unused)} have no variant (no name starts with them)"
+            )
         out[name] = at
         if configs is None or not f.keys:
             continue
@@ -118,15 +129,19 @@ def check_factor_levels(factors: dict, variants, where: str, configs: dict[str, 
             seen = {sig[v] for v in at if at[v] == lv}
             if len(seen) > 1:
                 ex = "; ".join(f"{v}: {dict(zip(f.keys, sig[v]))}" for v in at if at[v] == lv)
-                raise ConfigError(f"{where}factors.{name}: the variants at level {lv!r} differ in its keys ({ex}); "
-                                  "one level must be one setting of its keys")
+                raise ConfigError(
+                    f"{where}factors.{name}: the variants at level {lv!r} differ in its keys ({ex}); "
+                    "one level must be one setting of its keys"
+                )
         by_sig: dict[tuple, str] = {}
         for v, lv in at.items():
             other = by_sig.setdefault(sig[v], lv)
             if other != lv:
-                raise ConfigError(f"{where}factors.{name}: levels {other!r} and {lv!r} have the same setting of its keys "
-                                  f"({dict(zip(f.keys, sig[v]))}): they are one level under two names, or `keys` misses the "
-                                  "key that tells them apart")
+                raise ConfigError(
+                    f"{where}factors.{name}: levels {other!r} and {lv!r} have the same setting of its keys "
+                    f"({dict(zip(f.keys, sig[v]))}): they are one level under two names, or `keys` misses the "
+                    "key that tells them apart"
+                )
     return out if configs is not None else None
 
 
@@ -138,14 +153,20 @@ def check_where(spec, variants, values: dict | None, where: str) -> None:
         return
     found = declared_doses(spec, variants)
     if found is None:
-        raise ConfigError(f"{where}primary.where: restricting the primary test needs a dose factor (factors: {{dose: <key>}} "
-                          "or a factor on surgery.dial) with at least 2 doses set by the variants")
+        raise ConfigError(
+            f"{where}primary.where: restricting the primary test needs a dose factor (factors: {{dose: <key>}} "
+            "or a factor on surgery.dial) with at least 2 doses set by the variants"
+        )
     for name, level in p.where.items():
         if name == found[0]:
-            raise ConfigError(f"{where}primary.where.{name}: the dose factor cannot be restricted (the primary test is over its doses)")
+            raise ConfigError(
+                f"{where}primary.where.{name}: the dose factor cannot be restricted (the primary test is over its doses)"
+            )
         if values is not None and name in values and str(level) not in set(values[name].values()):
-            raise ConfigError(f"{where}primary.where.{name}: no variant is at {level!r} (its values: "
-                              f"{', '.join(sorted(set(values[name].values())))})")
+            raise ConfigError(
+                f"{where}primary.where.{name}: no variant is at {level!r} (its values: "
+                f"{', '.join(sorted(set(values[name].values())))})"
+            )
 
 
 PHASE_X = "source"  # the phase diagram's x factor: its levels are ranking sources, placed at their measured quality
@@ -159,7 +180,9 @@ def check_phase(spec, variants, where: str) -> None:
     found = declared_doses(spec, variants)
     others = [n for n in spec.factors if found is None or n != found[0]]
     if found is None or PHASE_X not in others or len(others) != 2:
-        raise ConfigError(f"{where}headline: phase_diagram needs factors: a dose (surgery.dial, or a factor named dose) with at "
-                          f"least 2 doses set by the variants, one named {PHASE_X!r} (the x axis: each level placed at its measured "
-                          f"within-prompt Spearman with gold) and exactly one more (a line per level, e.g. optimizer: optimizer.name); "
-                          f"got factors: {', '.join(spec.factors) or 'none'}")
+        raise ConfigError(
+            f"{where}headline: phase_diagram needs factors: a dose (surgery.dial, or a factor named dose) with at "
+            f"least 2 doses set by the variants, one named {PHASE_X!r} (the x axis: each level placed at its measured "
+            f"within-prompt Spearman with gold) and exactly one more (a line per level, e.g. optimizer: optimizer.name); "
+            f"got factors: {', '.join(spec.factors) or 'none'}"
+        )

@@ -56,7 +56,9 @@ class Experiment:
     def baseline(self) -> str:
         return baseline_name(self.spec.baseline, self.variants)
 
-    def raw_config(self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs") -> dict:
+    def raw_config(
+        self, variant: Variant, seed: int, sets: list[str] | None = None, out_root: str | Path = "runs"
+    ) -> dict:
         raw = json.loads(json.dumps(self.base_raw))  # deep copy
         for k, v in self.spec.base_overrides.items():
             set_dotted(raw, k, v, "base_overrides: ")
@@ -84,7 +86,9 @@ class Experiment:
         for seed in self.spec.seeds:
             for v in self.variants:
                 cfg = self.config(v, seed, sets, out_root)
-                out.append(RunSpec(v.name, seed, Path(out_root) / self.name / v.name / f"seed{seed}", cfg, dump_config(cfg)))
+                out.append(
+                    RunSpec(v.name, seed, Path(out_root) / self.name / v.name / f"seed{seed}", cfg, dump_config(cfg))
+                )
         return out
 
     def resolved(self, sets: list[str] | None = None) -> dict:
@@ -150,7 +154,9 @@ def load_experiment(path: str | Path, validate_configs: bool = True, sets: list[
     return build_experiment(spec, path, validate_configs, sets)
 
 
-def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: bool = True, sets: list[str] | None = None) -> Experiment:
+def build_experiment(
+    spec: ExperimentSpec, path: Path | None, validate_configs: bool = True, sets: list[str] | None = None
+) -> Experiment:
     where = f"{path}: " if path else ""
     variants = expand_variants(spec)
     _check_keys(spec.base_overrides, f"{where}base_overrides: ")
@@ -164,7 +170,9 @@ def build_experiment(spec: ExperimentSpec, path: Path | None, validate_configs: 
         if not base_path.is_absolute() and path is not None:
             base_path = path.parent / base_path
         if not base_path.is_file():
-            raise ConfigError(f"{where}base: config file {str(base_path)!r} not found (paths are relative to the experiment file)")
+            raise ConfigError(
+                f"{where}base: config file {str(base_path)!r} not found (paths are relative to the experiment file)"
+            )
         base_raw = read_yaml(base_path)
     exp = Experiment(spec, path, variants, base_raw)
     exp.baseline  # noqa: B018  (raises on an unknown baseline)
@@ -195,9 +203,10 @@ def _check_factors(factors: dict[str, Any], cfg, where: str) -> None:
                 break
             if not isinstance(node, dict) or part not in node:
                 keys = ", ".join(sorted(node)) if isinstance(node, dict) else "(a value, not a section)"
-                raise ConfigError(f"{where}factors.{name}: {key!r} is not a config key ({part!r} not found; valid there: {keys})")
+                raise ConfigError(
+                    f"{where}factors.{name}: {key!r} is not a config key ({part!r} not found; valid there: {keys})"
+                )
             node = node[part]
-
 
 
 def write_experiment_record(exp: Experiment, out_root: Path, sets: list[str] | None = None) -> Path:

@@ -9,15 +9,27 @@ from pathlib import Path
 from rlhfsim.experiment.metrics import ENDPOINTS, PREFIXES, ROUND_METRICS, direction
 
 FIGURE_IDS = (
-    "effect_sizes", "fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig3_gold_vs_sqrt_kl", "fig4_reward_distributions",
-    "fig5_sorted_profiles", "fig6_collapse", "fig7_advantage_fidelity", "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl",
-    "fig10_learning_signal", "fig11_audits", "fig12_terminal_profiles", "fig13_reward_training",
+    "effect_sizes",
+    "fig1_gold_proxy_kl",
+    "fig2_by_prompt_type",
+    "fig3_gold_vs_sqrt_kl",
+    "fig4_reward_distributions",
+    "fig5_sorted_profiles",
+    "fig6_collapse",
+    "fig7_advantage_fidelity",
+    "fig8_best_of_n",
+    "fig9_proxy_and_gold_vs_sqrt_kl",
+    "fig10_learning_signal",
+    "fig11_audits",
+    "fig12_terminal_profiles",
+    "fig13_reward_training",
     "dose_response",  # studies with a dose factor (report/dose.py, fig_dose.py), e.g. experiments/propagation.yaml
     "phase_diagram",  # source x dose x optimiser studies that list it: dial effect against measured ranking quality (report/phase.py)
     "calibration",  # studies that list it as a headline: ranking quality vs gain share (report/calibration.py), experiments/rm_quality.yaml
     # runs with inner_eval.jsonl (issue 36, experiments/iterated_rlhf.yaml; report/iterated.py, fig_iterated.py): gold against
     # KL inside each round per arm, and the proxy-gold gap by round
-    "iterated_frontiers", "iterated_gap",
+    "iterated_frontiers",
+    "iterated_gap",
 )
 # plug-in figures: one file each, named by the figure's id (report/registry.py). Read by name, never imported here: the
 # experiment-file model sits below the report package
@@ -62,8 +74,16 @@ def summary_columns() -> tuple[str, ...]:
     """Scalar summary.json fields, read off the summary of a constructed 6-round run (so they follow the code)."""
     from rlhfsim.diagnostics.summary import summarize  # numpy, scipy, pandas: only when an endpoint is checked
 
-    rows = [{"round": r, "eval/gold": 0.3 + 0.05 * r - 0.004 * r * r, "eval/kl": 0.2 * r, "eval/proxy": 0.1 * r,
-             "eval/policy_move": 0.01} for r in range(7)]
+    rows = [
+        {
+            "round": r,
+            "eval/gold": 0.3 + 0.05 * r - 0.004 * r * r,
+            "eval/kl": 0.2 * r,
+            "eval/proxy": 0.1 * r,
+            "eval/policy_move": 0.01,
+        }
+        for r in range(7)
+    ]
     s = summarize(rows, wall_time=0.0)
     return tuple(sorted(k for k, v in s.items() if not isinstance(v, (dict, list))))
 

@@ -46,7 +46,9 @@ ENDPOINTS: dict[str, Metric] = {
     # (not "less collapsed"): closer to 0 is better
     "collapse_probe_shape_rel_final": Metric(CLOSER, 0.0, label="collapse (probe, vs gold; 1 = collapsed)", table=True),
     "collapse_shape_rel_final": Metric(CLOSER, 0.0),
-    "gold_gain_late": Metric(HIGHER), "gold_open_final": Metric(HIGHER), "accuracy_closed_final": Metric(HIGHER),
+    "gold_gain_late": Metric(HIGHER),
+    "gold_open_final": Metric(HIGHER),
+    "accuracy_closed_final": Metric(HIGHER),
     "gold_drop_after_peak": Metric(HIGHER),  # final - peak <= 0: closer to 0 is higher
     "rm_pairwise_acc_final": Metric(HIGHER),
 }
@@ -54,10 +56,25 @@ ENDPOINTS: dict[str, Metric] = {
 # per-round metrics (metrics.jsonl), reached from the summary as final/<metric> and mean/<metric>; adv/*: agreement of
 # the applied advantages with gold's
 ROUND_METRICS: dict[str, Metric] = {
-    "eval/gold": Metric(HIGHER), "eval/accuracy_closed": Metric(HIGHER), "rm/pairwise_acc": Metric(HIGHER),
-    "rm/heldout_acc": Metric(HIGHER), "collapse/shape_rel": Metric(CLOSER, 0.0), "collapse/probe_shape_rel": Metric(CLOSER, 0.0),
-    **{f"adv/{k}": Metric(HIGHER) for k in ("gold_corr", "gold_corr_seq", "sign_agree", "sign_agree_seq", "pair_agree", "pg_cos",
-                                            "gold_corr_score", "sign_agree_score")},
+    "eval/gold": Metric(HIGHER),
+    "eval/accuracy_closed": Metric(HIGHER),
+    "rm/pairwise_acc": Metric(HIGHER),
+    "rm/heldout_acc": Metric(HIGHER),
+    "collapse/shape_rel": Metric(CLOSER, 0.0),
+    "collapse/probe_shape_rel": Metric(CLOSER, 0.0),
+    **{
+        f"adv/{k}": Metric(HIGHER)
+        for k in (
+            "gold_corr",
+            "gold_corr_seq",
+            "sign_agree",
+            "sign_agree_seq",
+            "pair_agree",
+            "pg_cos",
+            "gold_corr_score",
+            "sign_agree_score",
+        )
+    },
 }
 PREFIXES = ("final/", "mean/")  # summary columns that carry a per-round metric
 
@@ -68,7 +85,7 @@ def direction(name: str) -> Metric | None:
         return ENDPOINTS[name]
     for prefix in PREFIXES:
         if name.startswith(prefix):
-            return ROUND_METRICS.get(name[len(prefix):])
+            return ROUND_METRICS.get(name[len(prefix) :])
     return None
 
 

@@ -24,21 +24,36 @@ class Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(..., description="A summary.json / summary.csv column, e.g. gold_gain or final/eval/gold.")
-    better: Literal["higher", "lower", "closer"] | None = Field(None, description="Which direction of the endpoint is an "
-                                                                "improvement; 'closer': closer to the endpoint's documented "
-                                                                "target (experiment/metrics.py, e.g. shape_rel's 0), where "
-                                                                "'lower' is read the same way. Left out: the direction "
-                                                                "experiment/metrics.py declares, else higher.")
-    margin: float | None = Field(None, description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
-                                 "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
-                                 "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.")
-    contrast: dict[float, float] | None = Field(None, description="Primary of a dose study only: weights per dose (summing to 0) "
-                                                "tested instead of the OLS slope, e.g. {0: -1, 0.5: 0.5, 1: 0.5} (any collapse).")
-    zero_weight_doses: list[float] | None = Field(None, description="Primary of a dose study only: the declared doses the primary "
-                                                  "test knowingly gives zero weight (e.g. [0.5] for the slope over doses 0, 0.5, 1).")
-    where: dict[str, Any] | None = Field(None, description="Primary of a dose study only: restrict the primary test to the arms at "
-                                         "these levels of other design factors, e.g. {source: gold}: a seed's value is then the mean "
-                                         "over the groups at that level only (e.g. gold x PPO and gold x RLOO), not over every group.")
+    better: Literal["higher", "lower", "closer"] | None = Field(
+        None,
+        description="Which direction of the endpoint is an "
+        "improvement; 'closer': closer to the endpoint's documented "
+        "target (experiment/metrics.py, e.g. shape_rel's 0), where "
+        "'lower' is read the same way. Left out: the direction "
+        "experiment/metrics.py declares, else higher.",
+    )
+    margin: float | None = Field(
+        None,
+        description="Primary only: the equivalence margin m (the endpoint's units; for a dose "
+        "primary, per unit dose), declared before the run. With it the report runs a TOST and says "
+        "'equivalent within +-m' or 'inconclusive'; without it, 'no effect detected'.",
+    )
+    contrast: dict[float, float] | None = Field(
+        None,
+        description="Primary of a dose study only: weights per dose (summing to 0) "
+        "tested instead of the OLS slope, e.g. {0: -1, 0.5: 0.5, 1: 0.5} (any collapse).",
+    )
+    zero_weight_doses: list[float] | None = Field(
+        None,
+        description="Primary of a dose study only: the declared doses the primary "
+        "test knowingly gives zero weight (e.g. [0.5] for the slope over doses 0, 0.5, 1).",
+    )
+    where: dict[str, Any] | None = Field(
+        None,
+        description="Primary of a dose study only: restrict the primary test to the arms at "
+        "these levels of other design factors, e.g. {source: gold}: a seed's value is then the mean "
+        "over the groups at that level only (e.g. gold x PPO and gold x RLOO), not over every group.",
+    )
 
     @field_validator("margin", mode="before")
     @classmethod
@@ -48,8 +63,10 @@ class Endpoint(BaseModel):
         if v is None:
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"margin must be a positive number in the endpoint's units (the equivalence margin +-m, "
-                             f"declared before the run, e.g. margin: 0.02), got {v!r}")
+            raise ValueError(
+                f"margin must be a positive number in the endpoint's units (the equivalence margin +-m, "
+                f"declared before the run, e.g. margin: 0.02), got {v!r}"
+            )
         return float(v)
 
     @field_validator("contrast")
@@ -79,17 +96,22 @@ class Endpoint(BaseModel):
             self.better = documented_better(self.endpoint) or "higher"
             return self
         if self.better == "closer" and target is None:
-            raise ValueError(f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
-                             "declare higher or lower")
+            raise ValueError(
+                f"{self.endpoint!r}: better: closer needs a documented target (docs/metrics.md, 'Endpoint directions'); "
+                "declare higher or lower"
+            )
         if target is not None and self.better in ("closer", "lower"):  # lower is read as closer to the target
             return self
         doc = documented_better(self.endpoint)
         if doc is not None and doc != self.better:
             doc = f"closer to {target:g}" if target is not None else doc
-            raise ValueError(f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
-                             f"but the experiment says better: {self.better}; declare better: {documented_better(self.endpoint)}"
-                             + (" (or lower, read the same way), or leave better: out" if target is not None else ""))
+            raise ValueError(
+                f"{self.endpoint!r}: {doc} is better by definition (docs/metrics.md, 'Endpoint directions'), "
+                f"but the experiment says better: {self.better}; declare better: {documented_better(self.endpoint)}"
+                + (" (or lower, read the same way), or leave better: out" if target is not None else "")
+            )
         return self
+
 
 class LabelFactor(BaseModel):
     """A design factor that is not one config key (e.g. a ranking source set by several keys): each variant's level is
@@ -97,12 +119,19 @@ class LabelFactor(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    levels: list[str] = Field(..., min_length=2, description="The factor's levels, in order (e.g. [gold, rho0.6, weak]); each "
-                              "is the start of the names of its variants (gold_ppo_d0 is at level gold). Every variant must "
-                              "match exactly one level.")
-    keys: list[str] = Field(default_factory=list, description="Config keys that together set the level (e.g. "
-                            "loop.reward_source, reward.backbone): checked at load, the variants of one level agree on all "
-                            "of them and two levels differ in at least one, so the names cannot lie about the configs.")
+    levels: list[str] = Field(
+        ...,
+        min_length=2,
+        description="The factor's levels, in order (e.g. [gold, rho0.6, weak]); each "
+        "is the start of the names of its variants (gold_ppo_d0 is at level gold). Every variant must "
+        "match exactly one level.",
+    )
+    keys: list[str] = Field(
+        default_factory=list,
+        description="Config keys that together set the level (e.g. "
+        "loop.reward_source, reward.backbone): checked at load, the variants of one level agree on all "
+        "of them and two levels differ in at least one, so the names cannot lie about the configs.",
+    )
 
     @field_validator("levels")
     @classmethod
@@ -119,7 +148,9 @@ class ResourcesSpec(BaseModel):
 
     cpus: float = Field(1, gt=0, description="CPUs per run (also its torch thread count, rounded down, at least 1).")
     gpus: float = Field(0, ge=0, description="GPUs per run (Ray sets CUDA_VISIBLE_DEVICES); give 1 with device: cuda.")
-    memory_gb: float | None = Field(None, gt=0, description="Memory per run in GiB that Ray reserves (None: no reservation).")
+    memory_gb: float | None = Field(
+        None, gt=0, description="Memory per run in GiB that Ray reserves (None: no reservation)."
+    )
 
 
 class ExperimentSpec(BaseModel):
@@ -129,26 +160,41 @@ class ExperimentSpec(BaseModel):
 
     name: str = Field(..., description="Study name: the directory runs/<name>/ (letters, digits, . _ -).")
     question: str = Field(..., description="The question the study asks (shown at the top of the report).")
-    base: str | None = Field(None, description="Config YAML every variant starts from, relative to the experiment file.")
+    base: str | None = Field(
+        None, description="Config YAML every variant starts from, relative to the experiment file."
+    )
     base_overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted overrides for all variants.")
     variants: dict[str, dict[str, Any]] | None = Field(None, description="Named variants: name -> dotted overrides.")
-    grid: dict[str, list[Any]] | None = Field(None, description="Product of values per dotted key (auto-named variants).")
+    grid: dict[str, list[Any]] | None = Field(
+        None, description="Product of values per dotted key (auto-named variants)."
+    )
     seeds: list[int] = Field(default_factory=lambda: [0], description="Seeds; an integer n means 0..n-1.")
     baseline: str | None = Field(None, description="Variant the report compares against (default: the first).")
     rounds_override: int | None = Field(None, ge=1, description="loop.rounds for every variant (applied last).")
-    primary: Endpoint | None = Field(None, description="The endpoint the Answer is computed from: each variant vs the baseline, "
-                                     "paired by seed (report/stats.py).")
-    secondary: list[Endpoint] = Field(default_factory=list, description="Further endpoints; Holm-corrected across all of "
-                                      "them and all variants.")
-    headline: list[str] = Field(default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py figure_ids()).")
+    primary: Endpoint | None = Field(
+        None,
+        description="The endpoint the Answer is computed from: each variant vs the baseline, "
+        "paired by seed (report/stats.py).",
+    )
+    secondary: list[Endpoint] = Field(
+        default_factory=list, description="Further endpoints; Holm-corrected across all of them and all variants."
+    )
+    headline: list[str] = Field(
+        default_factory=list, description="Figure ids shown in the Answer box (experiment/ids.py figure_ids())."
+    )
     design: Literal["ab", "dose", "overopt", "calibration", "phase", "iterated", "audit"] | None = Field(
-        None, description="The study's design kind, which shapes its report page (report/kinds.py): ab (each arm against the "
+        None,
+        description="The study's design kind, which shapes its report page (report/kinds.py): ab (each arm against the "
         "baseline), dose (dose-response), overopt (over-optimisation), calibration (measured quality against the knob), phase "
-        "(phase diagram), iterated (iterated RLHF), audit (do the reward-model alarms warn before gold falls). Left out: inferred from the factors, headline and primary endpoint.")
-    factors: dict[str, str | LabelFactor] = Field(default_factory=dict, description="Design factors: name -> dotted config "
-                                                  "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
-                                                  "level read from the variant's name, LabelFactor); the report facets figures by "
-                                                  "them.")
+        "(phase diagram), iterated (iterated RLHF), audit (do the reward-model alarms warn before gold falls). Left out: inferred from the factors, headline and primary endpoint.",
+    )
+    factors: dict[str, str | LabelFactor] = Field(
+        default_factory=dict,
+        description="Design factors: name -> dotted config "
+        "key, or {levels: [...], keys: [...]} for a factor set by several keys (its "
+        "level read from the variant's name, LabelFactor); the report facets figures by "
+        "them.",
+    )
 
     @field_validator("headline")
     @classmethod
@@ -157,13 +203,18 @@ class ExperimentSpec(BaseModel):
         if bad:
             raise ValueError(f"unknown figure id(s) {', '.join(map(repr, bad))}; valid: {', '.join(figure_ids())}")
         return v
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-run resources on Ray (--backend ray).")
+
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="Per-run resources on Ray (--backend ray)."
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if v != safe_name(v):
-            raise ValueError(f"must be a plain directory name of letters, digits, '.', '_' or '-', e.g. {safe_name(v)!r}")
+            raise ValueError(
+                f"must be a plain directory name of letters, digits, '.', '_' or '-', e.g. {safe_name(v)!r}"
+            )
         return v
 
     @field_validator("question")
@@ -216,8 +267,10 @@ class ExperimentSpec(BaseModel):
         for i, e in enumerate(self.secondary):
             bad = [k for k in ("margin", "contrast", "zero_weight_doses", "where") if getattr(e, k) is not None]
             if bad:
-                raise ValueError(f"secondary[{i}] ({e.endpoint}): {', '.join(bad)} belong(s) to the primary endpoint only "
-                                 "(the equivalence test and the dose contrast are the primary test's)")
+                raise ValueError(
+                    f"secondary[{i}] ({e.endpoint}): {', '.join(bad)} belong(s) to the primary endpoint only "
+                    "(the equivalence test and the dose contrast are the primary test's)"
+                )
         if self.base is None and not self.base_overrides:
             raise ValueError("give `base` (a config YAML) and/or `base_overrides`")
         if self.variants is not None and self.grid is not None:
@@ -227,7 +280,9 @@ class ExperimentSpec(BaseModel):
         for name, level in ((self.primary.where or {}) if self.primary else {}).items():
             f = self.factors.get(name)
             if f is None:
-                raise ValueError(f"primary.where: {name!r} is not a design factor (factors: {', '.join(self.factors) or 'none'})")
+                raise ValueError(
+                    f"primary.where: {name!r} is not a design factor (factors: {', '.join(self.factors) or 'none'})"
+                )
             if isinstance(f, LabelFactor) and str(level) not in f.levels:
                 raise ValueError(f"primary.where.{name}: {level!r} is not one of its levels ({', '.join(f.levels)})")
         return self
@@ -256,7 +311,9 @@ def _format_spec_error(err: ValidationError, where: str) -> str:
 
 def parse_experiment(raw: dict, where: str = "") -> ExperimentSpec:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}the top level must be a mapping (name, question, base, variants/grid, seeds), got {type(raw).__name__}")
+        raise ConfigError(
+            f"{where}the top level must be a mapping (name, question, base, variants/grid, seeds), got {type(raw).__name__}"
+        )
     try:
         return ExperimentSpec.model_validate(raw)
     except ValidationError as e:

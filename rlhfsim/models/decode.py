@@ -43,7 +43,9 @@ class GPT2Decoder:
 
         return type(model) is GPT2LMHeadModel and supports(model)  # subclasses and adapter wrappers may change forward
 
-    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefill(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the left-padded prompt [B, P] straight into the cache (rlhfsim.models.lean, last block only at the
         last position); returns (logits [B, V], final hidden state [B, H*D]) predicting the first new token.
 
@@ -107,7 +109,9 @@ class GPT2Decoder:
             self.v[i, :, col].view(B, self.H, self.D).copy_(v.view(B, self.H, self.D))
             # one query per row: plain bmm-softmax-bmm beats the flash kernel, which is built for long queries
             keys = self.k[i, :, :T]  # [B*H, T, D], a view
-            s = torch.baddbmm(bias, q.reshape(B * self.H, 1, self.D), keys.transpose(1, 2), alpha=attn.scaling)  # [B*H, 1, T]
+            s = torch.baddbmm(
+                bias, q.reshape(B * self.H, 1, self.D), keys.transpose(1, 2), alpha=attn.scaling
+            )  # [B*H, 1, T]
             a = torch.bmm(s.softmax(-1), self.v[i, :, :T])  # [B*H, 1, D]
             x = x + attn.c_proj(a.reshape(B, -1))
             x = x + block.mlp(block.ln_2(x))

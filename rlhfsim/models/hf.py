@@ -42,7 +42,9 @@ def _load(fn, name: str, what: str, **kw):
         raise ConfigError(f"{what}: {e}") from None
     path = Path(name).expanduser()
     if _looks_local(name) and not path.exists():
-        raise ConfigError(f"{what}: {name!r} does not exist; give a local folder written by save_pretrained or a hub name")
+        raise ConfigError(
+            f"{what}: {name!r} does not exist; give a local folder written by save_pretrained or a hub name"
+        )
     try:
         return fn(str(path) if path.exists() else name, **kw)
     except (OSError, ValueError, KeyError) as e:
@@ -60,7 +62,9 @@ def load_tokenizer(name: str, what: str):
     tok = _load(AutoTokenizer.from_pretrained, name, what)
     if tok.pad_token_id is None:
         if tok.eos_token_id is None:
-            raise ConfigError(f"{what}: tokenizer of {name!r} has neither a pad nor an EOS token; add one and save it again")
+            raise ConfigError(
+                f"{what}: tokenizer of {name!r} has neither a pad nor an EOS token; add one and save it again"
+            )
         tok.pad_token = tok.eos_token
     if tok.eos_token_id is None and what.startswith("policy"):
         raise ConfigError(f"{what}: the policy tokenizer of {name!r} has no EOS token; completions could never end")
@@ -96,7 +100,9 @@ def load_sequence_classifier(name: str, what: str, pad_token_id: int, seed: int)
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    model = _load(AutoModelForSequenceClassification.from_pretrained, name, what, num_labels=1, ignore_mismatched_sizes=True)
+    model = _load(
+        AutoModelForSequenceClassification.from_pretrained, name, what, num_labels=1, ignore_mismatched_sizes=True
+    )
     model.config.pad_token_id = pad_token_id  # the classifier pools at the last non-pad token (decoder models)
     return fp32_head(no_dropout(model))
 
@@ -105,15 +111,26 @@ def policy_tokenizer(policy_cfg):
     """The policy's tokenizer, or None for the built-in GPT-2 (whose tokenizer is the world's)."""
     if policy_cfg.checkpoint is None:
         return None
-    return load_tokenizer(policy_cfg.tokenizer or policy_cfg.checkpoint, "policy.tokenizer" if policy_cfg.tokenizer else "policy.checkpoint")
+    return load_tokenizer(
+        policy_cfg.tokenizer or policy_cfg.checkpoint,
+        "policy.tokenizer" if policy_cfg.tokenizer else "policy.checkpoint",
+    )
 
 
 def apply_lora(model, spec):
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        raise ConfigError("policy.lora needs the peft package: pip install 'rlhfsim[peft]' (or set policy.lora: null)") from None
-    conf = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules, task_type="CAUSAL_LM")
+        raise ConfigError(
+            "policy.lora needs the peft package: pip install 'rlhfsim[peft]' (or set policy.lora: null)"
+        ) from None
+    conf = LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=spec.target_modules,
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, conf)
     except ValueError as e:
@@ -127,8 +144,14 @@ def enable_checkpointing(model) -> None:
 
 def sft_key(cfg, device) -> str:
     """Cache key of a checkpoint policy's SFT: world, policy (checkpoint name included) and the numerics it ran under."""
-    return numerics_cache_key({"world": cfg.world.model_dump(mode="json"),
-                               "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}), "v": 1}, device)
+    return numerics_cache_key(
+        {
+            "world": cfg.world.model_dump(mode="json"),
+            "policy": cfg.policy.model_dump(mode="json", exclude={"cache_dir", "temperature"}),
+            "v": 1,
+        },
+        device,
+    )
 
 
 def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
@@ -138,8 +161,10 @@ def checkpoint_warm_start(world, cfg, device) -> tuple[torch.nn.Module, dict]:
     longest = max(world.prompt_lengths(), default=0) + pc.response_len
     cap = max_positions(model.config)
     if cap is not None and longest > cap:
-        raise ConfigError(f"policy.checkpoint {pc.checkpoint!r} takes {cap} positions but prompts ({longest - pc.response_len} tokens) "
-                          f"+ policy.response_len ({pc.response_len}) need {longest}; lower world.max_prompt_tokens or response_len")
+        raise ConfigError(
+            f"policy.checkpoint {pc.checkpoint!r} takes {cap} positions but prompts ({longest - pc.response_len} tokens) "
+            f"+ policy.response_len ({pc.response_len}) need {longest}; lower world.max_prompt_tokens or response_len"
+        )
     model.config.pad_token_id = world.tokenizer.pad_token_id
     stats: dict = {}
     if pc.sft_demos and pc.sft_epochs:
@@ -180,12 +205,16 @@ def checkpoint_value_model(cfg, policy, device):
         rtok = load_tokenizer(rc.tokenizer or rc.checkpoint, "reward.checkpoint")
         ptok = policy_tokenizer(cfg.policy)
         if rtok.get_vocab() != ptok.get_vocab():
-            raise ConfigError("optimizer.value_init: reward needs a reward model on the policy's tokenizer (per-token values read the "
-                              "policy's tokens); this reward.checkpoint has another vocabulary: use value_init: policy")
+            raise ConfigError(
+                "optimizer.value_init: reward needs a reward model on the policy's tokenizer (per-token values read the "
+                "policy's tokens); this reward.checkpoint has another vocabulary: use value_init: policy"
+            )
         value = load_sequence_classifier(rc.checkpoint, "reward.checkpoint", ptok.pad_token_id, cfg.seed)
         if not getattr(value.config, "is_decoder", False) and value.config.model_type not in _causal_types():
-            raise ConfigError(f"optimizer.value_init: reward needs a causal (decoder) reward model; {value.config.model_type} looks at "
-                              "later tokens, which a per-token value must not: use value_init: policy")
+            raise ConfigError(
+                f"optimizer.value_init: reward needs a causal (decoder) reward model; {value.config.model_type} looks at "
+                "later tokens, which a per-token value must not: use value_init: policy"
+            )
     else:
         lora = hasattr(policy, "peft_config")
         conf = copy.deepcopy((policy.get_base_model() if lora else policy).config)
@@ -198,8 +227,10 @@ def checkpoint_value_model(cfg, policy, device):
             if init == "policy":
                 _base(value).load_state_dict(_base(policy).state_dict())
     if not isinstance(getattr(value, "score", None), torch.nn.Linear):
-        raise ConfigError(f"value model: {type(value).__name__} has no linear `score` head; use a decoder checkpoint "
-                          "(GPT-2, GPT-NeoX/Pythia, Llama, Qwen, ...) for the policy")
+        raise ConfigError(
+            f"value model: {type(value).__name__} has no linear `score` head; use a decoder checkpoint "
+            "(GPT-2, GPT-NeoX/Pythia, Llama, Qwen, ...) for the policy"
+        )
     torch.nn.init.zeros_(value.score.weight)
     if value.score.bias is not None:
         torch.nn.init.zeros_(value.score.bias)

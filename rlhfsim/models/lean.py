@@ -28,7 +28,10 @@ def supports(model) -> bool:
     no activation checkpointing) without active dropout."""
     from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    if type(model) not in (GPT2LMHeadModel, GPT2ForSequenceClassification):  # subclasses and wrappers may change forward
+    if type(model) not in (
+        GPT2LMHeadModel,
+        GPT2ForSequenceClassification,
+    ):  # subclasses and wrappers may change forward
         return False
     cfg = model.config
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers 5; 4.x calls it is_gradient_...
@@ -44,11 +47,15 @@ def _attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     their own key is real and causal."""
     T = attention_mask.shape[1]
     causal = torch.ones((T, T), dtype=torch.bool, device=attention_mask.device).tril()
-    allowed = (causal[None] & attention_mask[:, None, :].bool()) | torch.eye(T, dtype=torch.bool, device=attention_mask.device)
+    allowed = (causal[None] & attention_mask[:, None, :].bool()) | torch.eye(
+        T, dtype=torch.bool, device=attention_mask.device
+    )
     return allowed[:, None]
 
 
-def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None, cache=None, prefix=None) -> torch.Tensor:
+def _block(
+    block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None, cache=None, prefix=None
+) -> torch.Tensor:
     """One GPT-2 block. x [B, T, d] -> [B, T, d], or [B, K, d] at positions keep [B, K] (queries only there).
     cache: (keys, values) buffers [B*H, >= T, D] that receive this block's keys and values (a decoder's prefix).
     prefix: (keys, values) [B, H, S, D] of S earlier positions, attended before x's own (mask is then [B, 1, T, S+T])."""
@@ -83,8 +90,14 @@ def _block(block, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None
     return x + block.mlp(block.ln_2(x))
 
 
-def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                keep: torch.Tensor, caches: list | None = None) -> torch.Tensor:
+def gpt2_hidden(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    keep: torch.Tensor,
+    caches: list | None = None,
+) -> torch.Tensor:
     """Final hidden states (after ln_f) [B, K, d] at positions keep [B, K] (long) of each row.
 
     input_ids, attention_mask, position_ids: [B, T] (any padding side). Equals
@@ -105,8 +118,14 @@ def gpt2_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, po
 MIN_ROWS = 16
 
 
-def _block_packed(block, x: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None,
-                  keep_real: torch.Tensor | None) -> torch.Tensor:
+def _block_packed(
+    block,
+    x: torch.Tensor,
+    real: torch.Tensor,
+    mask: torch.Tensor,
+    keep: torch.Tensor | None,
+    keep_real: torch.Tensor | None,
+) -> torch.Tensor:
     """`_block` on the real positions only. x [N, d]: the residual stream at the N real positions, `real` [N] their
     flat indices into [B, T] (mask [B, 1, T, T]). Norms, projections and MLPs run on the N rows; attention runs in
     the padded layout with zero keys and values at padding, which no real query attends (masked: exactly 0 weight).
@@ -136,8 +155,9 @@ def _block_packed(block, x: torch.Tensor, real: torch.Tensor, mask: torch.Tensor
     return x + block.mlp(block.ln_2(x))
 
 
-def gpt2_hidden_packed(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                       keep: torch.Tensor) -> torch.Tensor:
+def gpt2_hidden_packed(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
     """`gpt2_hidden` [B, K, d] bit for bit at the kept positions that are real tokens, with the per-position work run
     only at real tokens (no gradients: callers run it with grad disabled). Kept positions that are padding hold ln_f of a zero state: callers mask
     them, as they masked `gpt2_hidden`'s values there.
@@ -163,8 +183,9 @@ def gpt2_hidden_packed(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     return tr.ln_f(out)
 
 
-def gpt2_hidden_shared(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                       prompt_len: int) -> torch.Tensor | None:
+def gpt2_hidden_shared(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, prompt_len: int
+) -> torch.Tensor | None:
     """Final hidden states [B, L, d] at the positions P-1 .. P+L-2 (those that predict the response tokens), with each
     distinct prompt run once: `gpt2_hidden(..., span(B, P-1, P+L-1))` to float rounding, in less arithmetic.
 
@@ -179,7 +200,9 @@ def gpt2_hidden_shared(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     G = uniq.shape[0]
     if G == B:
         return None
-    first = torch.zeros(G, dtype=torch.long, device=input_ids.device).scatter_(0, inv, torch.arange(B, device=input_ids.device))
+    first = torch.zeros(G, dtype=torch.long, device=input_ids.device).scatter_(
+        0, inv, torch.arange(B, device=input_ids.device)
+    )
     tr, blocks = model.transformer, model.transformer.h
     d, H = tr.wte.weight.shape[1], blocks[0].attn.num_heads
     # 1. the G distinct prompts: every block at every prompt position but the last block's output only at P-1;
@@ -218,5 +241,7 @@ def classifier_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     last = torch.full((B,), T - 1, device=input_ids.device) if pad is None else (pos * (input_ids != pad)).argmax(-1)
     # scoring (no gradients) on a CPU skips the padding (the pooled token is real): the same logits bit for bit
     packed = not torch.is_grad_enabled() and input_ids.device.type == "cpu"
-    h = (gpt2_hidden_packed if packed else gpt2_hidden)(model, input_ids, attention_mask, pos.expand(B, T), last[:, None])  # [B, 1, d]
+    h = (gpt2_hidden_packed if packed else gpt2_hidden)(
+        model, input_ids, attention_mask, pos.expand(B, T), last[:, None]
+    )  # [B, 1, d]
     return model.score(h)[:, 0]

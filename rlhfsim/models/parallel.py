@@ -80,8 +80,10 @@ class Parallel:
         ends = torch.stack([flat, -flat])  # [2, n]
         dist.all_reduce(ends, op=dist.ReduceOp.MAX)
         if not torch.equal(ends[0], -ends[1]):
-            raise RuntimeError(f"data parallel: {what} differ between processes (rank {self.rank}); every process must "
-                               "replicate generation exactly (same seed, same GPU kind); rerun on one process to compare")
+            raise RuntimeError(
+                f"data parallel: {what} differ between processes (rank {self.rank}); every process must "
+                "replicate generation exactly (same seed, same GPU kind); rerun on one process to compare"
+            )
 
     def weighted_stats(self, parts: list[tuple[float, dict]]) -> dict:
         """Weighted mean of per-chunk stats over chunks (and processes): the stats of the whole batch."""
@@ -89,7 +91,9 @@ class Parallel:
         if self.world_size > 1:
             import torch.distributed as dist
 
-            t = torch.tensor([[w * s[k] for k in keys] + [w] for w, s in parts] or [[0.0] * (len(keys) + 1)], dtype=torch.float64).sum(0)
+            t = torch.tensor(
+                [[w * s[k] for k in keys] + [w] for w, s in parts] or [[0.0] * (len(keys) + 1)], dtype=torch.float64
+            ).sum(0)
             dist.all_reduce(t)
             return {k: float(t[j] / t[-1]) if t[-1] > 0 else float("nan") for j, k in enumerate(keys)}
         if len(parts) == 1:

@@ -43,8 +43,16 @@ def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: 
 
 
 # config rates that transformers' layers apply functionally (no nn.Dropout module to find), by architecture
-_DROPOUT_KEYS = ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "attention_probs_dropout_prob",
-                 "hidden_dropout_prob", "hidden_dropout", "dropout")
+_DROPOUT_KEYS = (
+    "attn_pdrop",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attention_dropout",
+    "attention_probs_dropout_prob",
+    "hidden_dropout_prob",
+    "hidden_dropout",
+    "dropout",
+)
 
 
 def has_dropout(model: torch.nn.Module) -> bool:
@@ -52,8 +60,12 @@ def has_dropout(model: torch.nn.Module) -> bool:
     if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         return True
     # read the rates as attributes: config.to_dict() deep-copies the config, and this runs on every training forward
-    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None and hasattr(c, "to_dict")}
-    return any(isinstance(r := getattr(c, k, None), (int, float)) and r > 0 for c in configs.values() for k in _DROPOUT_KEYS)
+    configs = {
+        id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None and hasattr(c, "to_dict")
+    }
+    return any(
+        isinstance(r := getattr(c, k, None), (int, float)) and r > 0 for c in configs.values() for k in _DROPOUT_KEYS
+    )
 
 
 def build_policy(tokenizer, cfg, n_positions: int = 64) -> GPT2LMHeadModel:
@@ -76,7 +88,9 @@ class ValueHead(torch.nn.Module):
         return self.score(hidden).squeeze(-1).float()
 
 
-def build_value_model(policy: GPT2LMHeadModel, init: str, kind: str = "separate") -> GPT2ForSequenceClassification | ValueHead:
+def build_value_model(
+    policy: GPT2LMHeadModel, init: str, kind: str = "separate"
+) -> GPT2ForSequenceClassification | ValueHead:
     """The value function: a separate scalar-head model on the policy's architecture (backbone copied from
     the policy when init='policy', else random), or a `ValueHead` on the policy's trunk (kind='shared')."""
     if kind == "shared":
@@ -112,8 +126,12 @@ def sft_cache_key(world_cfg, policy_cfg, vocab: list[str], device: torch.device 
     # hold-outs at their default (0) leave the key as it was before they existed: caches stay valid
     unset = {k for k in ("holdout_topics", "holdout_facts") if getattr(world_cfg, k, None) == 0}
     return numerics_cache_key(
-        {"world": world_cfg.model_dump(mode="json", exclude=unset), "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
-         "vocab": vocab, "v": 3},
+        {
+            "world": world_cfg.model_dump(mode="json", exclude=unset),
+            "policy": policy_cfg.model_dump(mode="json", exclude={"cache_dir", "temperature", *CHECKPOINT_FIELDS}),
+            "vocab": vocab,
+            "v": 3,
+        },
         device,
     )
 
@@ -152,8 +170,15 @@ def train_sft(policy, tokenizer, demos, cfg, device, seed: int) -> dict:
         for s in range(steps_per_epoch):
             idx = torch.as_tensor(order[s * cfg.sft_batch_size : (s + 1) * cfg.sft_batch_size])
             seq = join(p_ids[idx], p_mask[idx], r_ids[idx], r_mask[idx])
-            seq = type(seq)(seq.input_ids.to(device), seq.attention_mask.to(device), seq.position_ids.to(device), seq.prompt_len)
-            out = policy(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, use_cache=False)
+            seq = type(seq)(
+                seq.input_ids.to(device), seq.attention_mask.to(device), seq.position_ids.to(device), seq.prompt_len
+            )
+            out = policy(
+                input_ids=seq.input_ids,
+                attention_mask=seq.attention_mask,
+                position_ids=seq.position_ids,
+                use_cache=False,
+            )
             logits = out.logits[:, seq.prompt_len - 1 : -1]  # [b, L, V]
             target = seq.response_ids.masked_fill(seq.response_mask == 0, -100)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)

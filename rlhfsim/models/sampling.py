@@ -25,7 +25,9 @@ class Rollout:
     seq: Sequences  # [B, P+L] prompt + response
     logprobs: torch.Tensor  # [B, L] sampling logprobs of the response tokens (0 on pads)
     hidden: torch.Tensor | None = None  # [B, L, H] last hidden state before each response token (return_hidden)
-    entropy: torch.Tensor | None = None  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads; return_entropy)
+    entropy: torch.Tensor | None = (
+        None  # [B, L] entropy (nats) of each step's sampling distribution (0 on pads; return_entropy)
+    )
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -100,12 +102,22 @@ def sample(
     next_pos = prompt_mask.sum(-1, keepdim=True)  # [B, 1] position id of the first response token
     decoder, cache = None, None
     if GPT2Decoder.supports(model):  # the prompt straight into a preallocated cache, then a lean step per token
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else model.lm_head.weight.dtype
+        dtype = (
+            torch.get_autocast_dtype(device.type)
+            if torch.is_autocast_enabled(device.type)
+            else model.lm_head.weight.dtype
+        )
         decoder = GPT2Decoder(model, full_mask.bool(), dtype)
         logits, h = decoder.prefill(prompt_ids, prompt_mask, position_ids_from_mask(prompt_mask))
     else:  # logits_to_keep=1: only the last prompt position predicts a token, so skip the LM head elsewhere
-        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
-                    use_cache=True, logits_to_keep=1, output_hidden_states=return_hidden)
+        out = model(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            position_ids=position_ids_from_mask(prompt_mask),
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=return_hidden,
+        )
         logits, cache = out.logits[:, -1], out.past_key_values  # [B, V]
         h = out.hidden_states[-1][:, -1] if return_hidden else None
     if return_hidden:
@@ -141,14 +153,25 @@ def sample(
             if return_hidden:
                 hidden[:, t + 1] = h
             continue
-        out = model(input_ids=tok[:, None], attention_mask=full_mask[:, : P + t + 1], position_ids=next_pos + t,
-                    past_key_values=cache, use_cache=True, output_hidden_states=return_hidden)
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=full_mask[:, : P + t + 1],
+            position_ids=next_pos + t,
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=return_hidden,
+        )
         if return_hidden:
             hidden[:, t + 1] = out.hidden_states[-1][:, -1]
         cache = out.past_key_values
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
-    return Rollout(join(prompt_ids, prompt_mask, resp, resp_mask), logps * resp_mask, hidden, ents * resp_mask if return_entropy else None)
+    return Rollout(
+        join(prompt_ids, prompt_mask, resp, resp_mask),
+        logps * resp_mask,
+        hidden,
+        ents * resp_mask if return_entropy else None,
+    )
 
 
 def response_hidden(model, seq: Sequences, share_prefix: bool = False) -> torch.Tensor | None:
@@ -174,8 +197,13 @@ def response_logits(model, seq: Sequences, temperature: float = 1.0, share_prefi
         return model.lm_head(h).float() / temperature
     L = seq.input_ids.shape[1] - seq.prompt_len
     # logits_to_keep: the LM head runs on the L + 1 last positions only, not on the prompt
-    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, logits_to_keep=L + 1,
-                use_cache=False)  # a full pass: a KV cache would only be built (by concatenation) and dropped
+    out = model(
+        input_ids=seq.input_ids,
+        attention_mask=seq.attention_mask,
+        position_ids=seq.position_ids,
+        logits_to_keep=L + 1,
+        use_cache=False,
+    )  # a full pass: a KV cache would only be built (by concatenation) and dropped
     return out.logits[:, :-1].float() / temperature
 
 
@@ -195,7 +223,9 @@ def response_logprobs(model, seq: Sequences, temperature: float = 1.0) -> torch.
         return logprobs_from_logits(model.lm_head(h).float() / temperature, seq.response_ids) * mask
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     # [N, V] logits of the real positions only: each row as in the [B, L, V] pass (rows of a GEMM, then per-row ops)
-    out[real] = logprobs_from_logits((model.lm_head(h[real]).float() / temperature)[None], seq.response_ids[real][None])[0]
+    out[real] = logprobs_from_logits(
+        (model.lm_head(h[real]).float() / temperature)[None], seq.response_ids[real][None]
+    )[0]
     return out
 
 
@@ -213,7 +243,9 @@ def response_values(value_model, seq: Sequences) -> torch.Tensor:
         return value_model.score(h).squeeze(-1).float()
     backbone = getattr(value_model, value_model.base_model_prefix)
     kw = {"use_cache": False} if _takes_use_cache(type(backbone)) else {}
-    h = backbone(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, **kw).last_hidden_state
+    h = backbone(
+        input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids, **kw
+    ).last_hidden_state
     return value_model.score(h[:, seq.prompt_len - 1 : -1]).squeeze(-1).float()
 
 
@@ -223,6 +255,12 @@ def response_logits_values(model, head, seq: Sequences, temperature: float = 1.0
     if h is not None:
         return model.lm_head(h).float() / temperature, head(h)
     L = seq.input_ids.shape[1] - seq.prompt_len
-    out = model(input_ids=seq.input_ids, attention_mask=seq.attention_mask, position_ids=seq.position_ids,
-                logits_to_keep=L + 1, output_hidden_states=True, use_cache=False)
+    out = model(
+        input_ids=seq.input_ids,
+        attention_mask=seq.attention_mask,
+        position_ids=seq.position_ids,
+        logits_to_keep=L + 1,
+        output_hidden_states=True,
+        use_cache=False,
+    )
     return out.logits[:, :-1].float() / temperature, head(out.hidden_states[-1][:, seq.prompt_len - 1 : -1])

@@ -30,13 +30,28 @@ class PolicySampler:
     """Completions of the current policy (annotation, phase 2): no reference, value or gradient passes."""
 
     def __init__(self, policy, tokenizer, temperature: float, response_len: int, device):
-        self.policy, self.tok, self.temperature, self.response_len, self.device = policy, tokenizer, temperature, response_len, device
+        self.policy, self.tok, self.temperature, self.response_len, self.device = (
+            policy,
+            tokenizer,
+            temperature,
+            response_len,
+            device,
+        )
 
     @torch.no_grad()
     def texts(self, prompts, generator: torch.Generator) -> list[str]:
         p_ids, p_mask = encode_prompts(self.tok, [p.model_input for p in prompts], self.device)
         self.policy.eval()
-        ro = sample(self.policy, p_ids, p_mask, self.response_len, self.tok.eos_token_id, self.tok.pad_token_id, self.temperature, generator)
+        ro = sample(
+            self.policy,
+            p_ids,
+            p_mask,
+            self.response_len,
+            self.tok.eos_token_id,
+            self.tok.pad_token_id,
+            self.temperature,
+            generator,
+        )
         return decode_responses(self.tok, ro.response_ids, ro.response_mask)
 
 
@@ -46,8 +61,17 @@ class PolicyOptimizer:
     name = "base"
     watched: tuple[str, ...] = ()
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
-                 parallel: Parallel | None = None):
+    def __init__(
+        self,
+        policy,
+        ref_policy,
+        tokenizer,
+        cfg,
+        temperature: float,
+        response_len: int,
+        device,
+        parallel: Parallel | None = None,
+    ):
         self.policy, self.ref, self.tok, self.cfg, self.device = policy, ref_policy, tokenizer, cfg, device
         self.temperature, self.response_len = temperature, response_len
         # data-parallel share and micro-batches (compute.policy_micro_batch) of each update's minibatch
@@ -58,7 +82,9 @@ class PolicyOptimizer:
     def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PolicyOptimizer:
         """The optimiser `cfg.optimizer` configures (cfg is the whole run config); a subclass that owns more (PPO: a
         value model, a KL controller) builds it here."""
-        return cls(policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device, parallel)
+        return cls(
+            policy, ref, tokenizer, cfg.optimizer, cfg.policy.temperature, cfg.policy.response_len, device, parallel
+        )
 
     def models(self) -> dict[str, torch.nn.Module]:
         """What this optimiser trains (the loop checkpoints, guards and restores exactly these)."""
@@ -96,9 +122,23 @@ class Batch:
 
 
 @torch.no_grad()
-def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator, temperature: float, response_len: int,
-            device, missing_eos_penalty: float | None = None, *, share_prefix: bool = True, return_hidden: bool = False,
-            parallel: Parallel | None = None) -> Batch:
+def rollout(
+    policy,
+    ref,
+    tok,
+    prompts,
+    score_fn: ScoreFn,
+    gold_fn: ScoreFn,
+    generator,
+    temperature: float,
+    response_len: int,
+    device,
+    missing_eos_penalty: float | None = None,
+    *,
+    share_prefix: bool = True,
+    return_hidden: bool = False,
+    parallel: Parallel | None = None,
+) -> Batch:
     """Sample one completion per row, score it (proxy and gold) and take the reference's logprobs: every optimiser's
     rollout (PPO adds its values and advantages to it). share_prefix: the reference pass runs each distinct prompt once
     (the group optimisers' k rows per prompt); return_hidden: keep the policy's hidden states (a value head on its
@@ -106,10 +146,21 @@ def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, gene
     p_ids, p_mask = encode_prompts(tok, [p.model_input for p in prompts], device)
     policy.eval()
     with phase("rollout/sample"):
-        ro = sample(policy, p_ids, p_mask, response_len, tok.eos_token_id, tok.pad_token_id, temperature, generator,
-                    return_hidden=return_hidden)
+        ro = sample(
+            policy,
+            p_ids,
+            p_mask,
+            response_len,
+            tok.eos_token_id,
+            tok.pad_token_id,
+            temperature,
+            generator,
+            return_hidden=return_hidden,
+        )
         # clones: the sampler runs under inference_mode, and its tensors cannot enter the update's autograd graph
-        seq = Sequences(ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len)
+        seq = Sequences(
+            ro.seq.input_ids.clone(), ro.seq.attention_mask.clone(), ro.seq.position_ids.clone(), ro.seq.prompt_len
+        )
         if parallel is not None:
             parallel.check_same(seq.input_ids, "the rollout's token ids")  # each process updates on its share of it
         mask = seq.response_mask.float()
@@ -122,7 +173,9 @@ def rollout(policy, ref, tok, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, gene
     with phase("rollout/reference"):
         ref_logits = response_logits(ref, seq, temperature, share_prefix=share_prefix)
         ref_logprobs = ops.logprobs_from_logits(ref_logits, seq.response_ids) * mask
-    return Batch(seq, mask, ro.logprobs.clone(), ref_logprobs, scores, gold, texts, ro.hidden.clone() if return_hidden else None)
+    return Batch(
+        seq, mask, ro.logprobs.clone(), ref_logprobs, scores, gold, texts, ro.hidden.clone() if return_hidden else None
+    )
 
 
 def rows(seq: Sequences, idx: torch.Tensor) -> Sequences:

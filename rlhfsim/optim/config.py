@@ -19,16 +19,23 @@ class OptimizerBase(Strict):
     """Fields of every policy optimiser. Rows are laid out prompt-major: prompt i's completions are rows i*g .. i*g+g-1."""
 
     iterations: int = Field(4, ge=0, le=100000, description="Iterations (rollout + update) per round.")
-    batch_size: int = Field(64, ge=1, description="Completions (rows) per iteration; batch_size / group_size distinct prompts.")
+    batch_size: int = Field(
+        64, ge=1, description="Completions (rows) per iteration; batch_size / group_size distinct prompts."
+    )
     group_size: int = Field(4, ge=1, le=64, description="Completions per prompt in one iteration (divides batch_size).")
     epochs: int = Field(1, ge=1, le=100, description="Optimisation epochs over each rollout batch.")
-    minibatches: int = Field(1, ge=1, description="Minibatches per epoch (of rows; of pairs for online_dpo); must divide them.")
+    minibatches: int = Field(
+        1, ge=1, description="Minibatches per epoch (of rows; of pairs for online_dpo); must divide them."
+    )
     lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate of the policy.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     pg_cos_every: int = Field(
-        2, ge=0, description="Compute adv/pg_cos (cosine of proxy and gold policy-gradient directions: one extra forward and "
+        2,
+        ge=0,
+        description="Compute adv/pg_cos (cosine of proxy and gold policy-gradient directions: one extra forward and "
         "two backward passes of the policy on the batch, about half a PPO update's cost) every this many iterations, "
-        "counted over the run (iterations 0, N, 2N, ...); 0 = never.")
+        "counted over the run (iterations 0, N, 2N, ...); 0 = never.",
+    )
 
     impl: ClassVar[str] = ""  # "module:Class" of the PolicyOptimizer (imported only when a run builds it)
     _minibatch_rows: ClassVar[bool] = True  # minibatches split rows (online DPO splits its pairs instead)
@@ -47,8 +54,12 @@ class PPOConfig(OptimizerBase):
 
     name: Literal["ppo"] = "ppo"
     impl: ClassVar[str] = "rlhfsim.ppo.trainer:PPOTrainer"
-    batch_size: int = Field(64, ge=1, description="Completions (rows) per PPO iteration; batch_size / group_size distinct prompts.")
-    group_size: int = Field(1, ge=1, le=64, description="Completions per prompt in one iteration (1 = one completion per prompt).")
+    batch_size: int = Field(
+        64, ge=1, description="Completions (rows) per PPO iteration; batch_size / group_size distinct prompts."
+    )
+    group_size: int = Field(
+        1, ge=1, le=64, description="Completions per prompt in one iteration (1 = one completion per prompt)."
+    )
     epochs: int = Field(2, ge=1, le=100, description="Optimisation epochs over each rollout batch.")
     minibatches: int = Field(2, ge=1, description="Minibatches per epoch; must divide batch_size.")
     lr: float = Field(3e-4, gt=0, le=1, description="AdamW learning rate for policy and value model.")
@@ -63,15 +74,22 @@ class PPOConfig(OptimizerBase):
     kl_coef: float = Field(0.05, ge=0, description="beta (initial beta for the adaptive controller).")
     kl_target: float = Field(1.0, gt=0, description="Adaptive controller: target sequence KL (nats).")
     kl_horizon: int = Field(10000, ge=1, description="Adaptive controller: horizon in samples.")
-    missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
-    target_kl: float | None = Field(None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never).")
+    missing_eos_penalty: float | None = Field(
+        None, ge=0, description="Subtracted from the score of completions without EOS."
+    )
+    target_kl: float | None = Field(
+        None, gt=0, description="Stop an iteration's updates once a minibatch's approx-KL exceeds this (null = never)."
+    )
     value_init: Literal["policy", "fresh", "reward"] = Field(
-        "policy", description="Separate value model's backbone starts from the SFT policy, random, or reward.checkpoint "
-        "(a causal LM sharing the policy's tokenizer: per-token values need the policy's tokens and no look-ahead)."
+        "policy",
+        description="Separate value model's backbone starts from the SFT policy, random, or reward.checkpoint "
+        "(a causal LM sharing the policy's tokenizer: per-token values need the policy's tokens and no look-ahead).",
     )
     value_model: Literal["separate", "shared"] = Field(
-        "separate", description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
-        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.")
+        "separate",
+        description="separate: a value model of its own (TRL's last PPO trainer); shared: a scalar head on the policy's "
+        "trunk (TRL's older value-head design): no value forward in the rollout and one forward+backward per update instead of two.",
+    )
 
 
 class GroupConfig(OptimizerBase):
@@ -81,10 +99,16 @@ class GroupConfig(OptimizerBase):
     clip_range: float = Field(0.2, gt=0, le=1, description="Policy ratio clip.")
     kl_coef: float = Field(0.05, ge=0, description="beta: weight of the KL to the SFT reference.")
     kl_mode: Literal["loss", "reward"] = Field(
-        "loss", description="loss: beta * k3(policy, ref) per token in the loss (GRPO paper, TRL); reward: beta * sequence KL "
-        "(kl_estimator, behaviour logprobs) subtracted from the score before the group baseline (RLOO, TRL).")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="kl_mode reward: per-token KL estimator summed over the sequence.")
-    missing_eos_penalty: float | None = Field(None, ge=0, description="Subtracted from the score of completions without EOS.")
+        "loss",
+        description="loss: beta * k3(policy, ref) per token in the loss (GRPO paper, TRL); reward: beta * sequence KL "
+        "(kl_estimator, behaviour logprobs) subtracted from the score before the group baseline (RLOO, TRL).",
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="kl_mode reward: per-token KL estimator summed over the sequence."
+    )
+    missing_eos_penalty: float | None = Field(
+        None, ge=0, description="Subtracted from the score of completions without EOS."
+    )
 
 
 class GRPOConfig(GroupConfig):

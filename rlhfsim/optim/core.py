@@ -69,9 +69,16 @@ def flat_group_share(scores: torch.Tensor, g: int) -> float:
     return float((r.amax(1) == r.amin(1)).float().mean())
 
 
-def clipped_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                        clip_range: float, norm: str, max_len: int | None = None,
-                        kl_term: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def clipped_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+    norm: str,
+    max_len: int | None = None,
+    kl_term: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate with a sequence-level advantage, as TRL's GRPOTrainer (loss_type grpo / dr_grpo).
 
     logprobs [B, T] (with grad), old_logprobs [B, T], advantages [B], mask [B, T]; kl_term [B, T] (already times beta)
@@ -104,8 +111,13 @@ def best_worst_pairs(scores: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.
     return (base + r.argmax(1))[keep], (base + r.argmin(1))[keep]
 
 
-def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
-             ref_rejected_logps: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sigmoid DPO loss (Rafailov et al. 2023) on sequence log-probabilities [P] each.
 
     h = (logp_c - ref_c) - (logp_r - ref_r); loss = mean(-logsigmoid(beta h)). Returns (loss, beta * h [P])."""

@@ -25,11 +25,27 @@ LOSS_NORM = {"grpo": "sequence", "dr_grpo": "constant", "rloo": "sequence"}
 class GroupOptimizer(PolicyOptimizer):
     """The three share everything but the advantage rule (`name`) and the loss normalisation (LOSS_NORM)."""
 
-    watched = ("loss/policy_avg", "objective/scores", "objective/kl", "objective/entropy", "policy/approxkl_avg",
-               "policy/grad_norm_avg", "val/ratio")
+    watched = (
+        "loss/policy_avg",
+        "objective/scores",
+        "objective/kl",
+        "objective/entropy",
+        "policy/approxkl_avg",
+        "policy/grad_norm_avg",
+        "val/ratio",
+    )
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
-                 parallel: Parallel | None = None):
+    def __init__(
+        self,
+        policy,
+        ref_policy,
+        tokenizer,
+        cfg,
+        temperature: float,
+        response_len: int,
+        device,
+        parallel: Parallel | None = None,
+    ):
         super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.name = cfg.name
         self.optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.lr, eps=1e-5, foreach=True)
@@ -57,8 +73,20 @@ class GroupOptimizer(PolicyOptimizer):
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         cfg = self.cfg
-        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len,
-                    self.device, cfg.missing_eos_penalty, parallel=self.parallel)
+        b = rollout(
+            self.policy,
+            self.ref,
+            self.tok,
+            prompts,
+            score_fn,
+            gold_fn,
+            generator,
+            self.temperature,
+            self.response_len,
+            self.device,
+            cfg.missing_eos_penalty,
+            parallel=self.parallel,
+        )
         adv, gold_adv = self.advantages(b.scores, b), self.advantages(b.gold, b)
         stats = {**batch_stats(b, cfg.kl_coef, self.tok.eos_token_id), **self.fidelity(prompts, b, adv, gold_adv)}
         self.iterations_done += 1
@@ -68,19 +96,26 @@ class GroupOptimizer(PolicyOptimizer):
 
     def fidelity(self, prompts, b: Batch, adv: torch.Tensor, gold_adv: torch.Tensor) -> dict:
         cfg = self.cfg
-        tok_adv, tok_gold = adv[:, None] * b.mask, gold_adv[:, None] * b.mask  # [B, T]: every token gets its row's advantage
+        tok_adv, tok_gold = (
+            adv[:, None] * b.mask,
+            gold_adv[:, None] * b.mask,
+        )  # [B, T]: every token gets its row's advantage
         if cfg.kl_mode == "reward":
             non_score = -cfg.kl_coef * ops.kl_penalty(b.logprobs, b.ref_logprobs, cfg.kl_estimator) * b.mask
         else:
             non_score = -cfg.kl_coef * ops.kl_penalty(b.logprobs, b.ref_logprobs, "k3") * b.mask
         out = fid.fidelity_metrics(tok_adv, tok_gold, b.mask, b.scores, non_score, group_ids(prompts, cfg.group_size))
         # the same group rule on the scores alone: the KL shaping both sides share removed (score-only fidelity)
-        score_adv, score_gold = (core.group_advantages(x, cfg.group_size, self.name)[:, None] * b.mask for x in (b.scores, b.gold))
+        score_adv, score_gold = (
+            core.group_advantages(x, cfg.group_size, self.name)[:, None] * b.mask for x in (b.scores, b.gold)
+        )
         out.update(fid.score_fidelity(score_adv, score_gold, b.mask))
         out["adv/std_raw"] = float(adv.std())
         out["adv/flat_groups"] = core.flat_group_share(b.scores, cfg.group_size)
         if self.wants_pg_cos():
-            logprobs = ops.logprobs_from_logits(response_logits(self.policy, b.seq, self.temperature, share_prefix=True), b.seq.response_ids)
+            logprobs = ops.logprobs_from_logits(
+                response_logits(self.policy, b.seq, self.temperature, share_prefix=True), b.seq.response_ids
+            )
             out["adv/pg_cos"] = fid.pg_cosine(logprobs, tok_adv, tok_gold, b.mask, self.policy.parameters())
         return out
 
@@ -95,14 +130,24 @@ class GroupOptimizer(PolicyOptimizer):
             for s in range(0, B, mb):
                 i = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)
-                tokens = b.mask[i].sum()  # token means (ratio stats, entropy) weigh a chunk by its tokens, the loss by rows
+                tokens = b.mask[
+                    i
+                ].sum()  # token means (ratio stats, entropy) weigh a chunk by its tokens, the loss by rows
                 parts, losses = [], []
                 for j in self.parallel.chunks(i):  # all of i on one process without compute.policy_micro_batch
                     seq = rows(b.seq, j)
                     logits = response_logits(self.policy, seq, self.temperature, share_prefix=True)  # [mb, T, V]
                     logprobs = ops.logprobs_from_logits(logits, seq.response_ids)
-                    loss, st = core.clipped_policy_loss(logprobs, b.logprobs[j], adv[j], b.mask[j], cfg.clip_range,
-                                                        LOSS_NORM[self.name], self.response_len, self.kl_term(logprobs, b, j))
+                    loss, st = core.clipped_policy_loss(
+                        logprobs,
+                        b.logprobs[j],
+                        adv[j],
+                        b.mask[j],
+                        cfg.clip_range,
+                        LOSS_NORM[self.name],
+                        self.response_len,
+                        self.kl_term(logprobs, b, j),
+                    )
                     share = len(j) / len(i)  # both normalisations average over rows: a chunk weighs its share of them
                     (loss * share).backward()
                     with torch.no_grad():
@@ -117,6 +162,12 @@ class GroupOptimizer(PolicyOptimizer):
                 stats.append({**st, "policy/grad_norm": float(grad_norm)})
         self.policy.eval()
         mean = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
-        return {"loss/policy_avg": mean["loss/policy"], "policy/approxkl_avg": mean["policy/approxkl"],
-                "policy/clipfrac_avg": mean["policy/clipfrac"], "policy/entropy_avg": mean["policy/entropy"],
-                "policy/grad_norm_avg": mean["policy/grad_norm"], "val/ratio": mean["val/ratio"], "policy/updates": len(stats)}
+        return {
+            "loss/policy_avg": mean["loss/policy"],
+            "policy/approxkl_avg": mean["policy/approxkl"],
+            "policy/clipfrac_avg": mean["policy/clipfrac"],
+            "policy/entropy_avg": mean["policy/entropy"],
+            "policy/grad_norm_avg": mean["policy/grad_norm"],
+            "val/ratio": mean["val/ratio"],
+            "policy/updates": len(stats),
+        }

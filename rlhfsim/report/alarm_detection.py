@@ -18,24 +18,33 @@ from rlhfsim.diagnostics.audit import ALARMS
 from rlhfsim.report.plots import Section, pyplot, seaborn_theme
 from rlhfsim.report.select import audits_on
 
-RULE = (f"Gold fell: held-out gold more than {MARGIN:g} below its running peak in {SUSTAIN} logged rounds in a row (the "
-        "fall round is the first of them; about 3 paired standard errors of a round-to-round change in the realistic "
-        "preset, docs/metrics.md \"Alarm detection\"). This is not the 'drop' of the table above (summary.json: one round "
-        "more than 0.05 below the overall peak).")
-ALARM_NOTE = ("Per alarm, all variants pooled. Runs gold fell = positives: hit = the alarm fired at or before the fall "
-              "round (true positive), late = only after it, missed = never (late and missed are the false negatives). "
-              "Runs gold held = negatives: a false alarm fires in one of them at any round. Discrimination = detection "
-              "rate - false-alarm rate (Youden's J: 0 for an alarm that fires whatever gold does, or never; 1 perfect). "
-              "Lead = fall round - first alarm round over the hits (rounds of warning). " + RULE)
-RUN_NOTE = ("One row per audited run. Each alarm's cell: the first round it fired and, where gold fell, the lead in rounds "
-            "(fall round - first alarm round: > 0 warned ahead, < 0 fired after the fall); '–' never fired; 'n/m' not "
-            "logged. " + RULE)
+RULE = (
+    f"Gold fell: held-out gold more than {MARGIN:g} below its running peak in {SUSTAIN} logged rounds in a row (the "
+    "fall round is the first of them; about 3 paired standard errors of a round-to-round change in the realistic "
+    "preset, docs/metrics.md \"Alarm detection\"). This is not the 'drop' of the table above (summary.json: one round "
+    "more than 0.05 below the overall peak)."
+)
+ALARM_NOTE = (
+    "Per alarm, all variants pooled. Runs gold fell = positives: hit = the alarm fired at or before the fall "
+    "round (true positive), late = only after it, missed = never (late and missed are the false negatives). "
+    "Runs gold held = negatives: a false alarm fires in one of them at any round. Discrimination = detection "
+    "rate - false-alarm rate (Youden's J: 0 for an alarm that fires whatever gold does, or never; 1 perfect). "
+    "Lead = fall round - first alarm round over the hits (rounds of warning). " + RULE
+)
+RUN_NOTE = (
+    "One row per audited run. Each alarm's cell: the first round it fired and, where gold fell, the lead in rounds "
+    "(fall round - first alarm round: > 0 warned ahead, < 0 fired after the fall); '–' never fired; 'n/m' not "
+    "logged. " + RULE
+)
 
 
 def study_metrics(study) -> pd.DataFrame:
     """Per-round rows of the audited runs, with their variant and seed."""
-    parts = [r.metrics.assign(variant=r.variant, seed=r.seed) for r in study.runs
-             if r.metrics is not None and not r.metrics.empty and "eval/gold" in r.metrics and audits_on(r)]
+    parts = [
+        r.metrics.assign(variant=r.variant, seed=r.seed)
+        for r in study.runs
+        if r.metrics is not None and not r.metrics.empty and "eval/gold" in r.metrics and audits_on(r)
+    ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -46,7 +55,9 @@ def detection(study) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(), pd.DataFrame()
     runs, alarms = alarm_detection(m)
     order = {v: i for i, v in enumerate(study.variants)}
-    runs = runs.sort_values(["variant", "seed"], key=lambda s: s.map(order) if s.name == "variant" else s, kind="stable")
+    runs = runs.sort_values(
+        ["variant", "seed"], key=lambda s: s.map(order) if s.name == "variant" else s, kind="stable"
+    )
     return runs, alarms
 
 
@@ -59,13 +70,33 @@ def _int(x) -> str:
 
 
 def alarm_table(alarms: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["alarm", "runs gold fell", "hit (late, missed)", "detection rate", "runs gold held", "false alarms",
-              "false-alarm rate", "discrimination", "lead in rounds, median [min, max]"]
+    header = [
+        "alarm",
+        "runs gold fell",
+        "hit (late, missed)",
+        "detection rate",
+        "runs gold held",
+        "false alarms",
+        "false-alarm rate",
+        "discrimination",
+        "lead in rounds, median [min, max]",
+    ]
     rows = []
     for r in alarms.itertuples():
         lead = "–" if pd.isna(r.lead_median) else f"{r.lead_median:.1f} [{r.lead_min:.0f}, {r.lead_max:.0f}]"
-        rows.append([r.alarm, str(r.positives), f"{r.true_positives} ({r.late}, {r.missed})", _rate(r.detection_rate),
-                     str(r.negatives), str(r.false_alarms), _rate(r.false_alarm_rate), _rate(r.discrimination), lead])
+        rows.append(
+            [
+                r.alarm,
+                str(r.positives),
+                f"{r.true_positives} ({r.late}, {r.missed})",
+                _rate(r.detection_rate),
+                str(r.negatives),
+                str(r.false_alarms),
+                _rate(r.false_alarm_rate),
+                _rate(r.discrimination),
+                lead,
+            ]
+        )
     return header, rows
 
 
@@ -85,7 +116,15 @@ def run_table(runs: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             else:
                 cells.append(_int(x["first_alarm"]) + ("" if pd.isna(x["lead"]) else f" ({int(x['lead']):+d})"))
         first = d.iloc[0]
-        rows.append([str(v), str(s), f"{first['peak_gold']:.3f}", _int(first["fall_round"]) if first["fell"] else "held", *cells])
+        rows.append(
+            [
+                str(v),
+                str(s),
+                f"{first['peak_gold']:.3f}",
+                _int(first["fall_round"]) if first["fell"] else "held",
+                *cells,
+            ]
+        )
     return header, rows
 
 
@@ -94,9 +133,14 @@ def sections(study) -> list[Section]:
     runs, alarms = detection(study)
     if alarms.empty:
         return []
-    return [Section("Alarm detection: does each alarm tell runs whose gold fell from runs whose gold held?",
-                    *alarm_table(alarms), ALARM_NOTE),
-            Section("Alarm detection per run: first alarm round and lead on the gold fall", *run_table(runs), RUN_NOTE)]
+    return [
+        Section(
+            "Alarm detection: does each alarm tell runs whose gold fell from runs whose gold held?",
+            *alarm_table(alarms),
+            ALARM_NOTE,
+        ),
+        Section("Alarm detection per run: first alarm round and lead on the gold fall", *run_table(runs), RUN_NOTE),
+    ]
 
 
 def fig_detection(study):
@@ -109,8 +153,12 @@ def fig_detection(study):
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 0.6 * len(alarms) + 2.2), sharey=True)
     y = np.arange(len(alarms))
-    ax.barh(y - 0.2, alarms["detection_rate"].fillna(0), height=0.4, color="tab:blue", label="detection rate (gold fell)")
-    ax.barh(y + 0.2, alarms["false_alarm_rate"].fillna(0), height=0.4, color="tab:red", label="false-alarm rate (gold held)")
+    ax.barh(
+        y - 0.2, alarms["detection_rate"].fillna(0), height=0.4, color="tab:blue", label="detection rate (gold fell)"
+    )
+    ax.barh(
+        y + 0.2, alarms["false_alarm_rate"].fillna(0), height=0.4, color="tab:red", label="false-alarm rate (gold held)"
+    )
     for i, r in enumerate(alarms.itertuples()):
         ax.text(1.02, i - 0.2, f"{r.true_positives}/{r.positives}", va="center", fontsize=8)
         ax.text(1.02, i + 0.2, f"{r.false_alarms}/{r.negatives}", va="center", fontsize=8)
@@ -123,8 +171,14 @@ def fig_detection(study):
     for out, colour in (("hit", "tab:blue"), ("late", "tab:orange")):
         d = fired[fired["outcome"] == out]
         if not d.empty:
-            bx.scatter(d["lead"].astype(float), d["alarm"].map(where) + rng.uniform(-0.25, 0.25, len(d)), s=18, alpha=0.7,
-                       color=colour, label=f"{out} ({len(d)} runs)")
+            bx.scatter(
+                d["lead"].astype(float),
+                d["alarm"].map(where) + rng.uniform(-0.25, 0.25, len(d)),
+                s=18,
+                alpha=0.7,
+                color=colour,
+                label=f"{out} ({len(d)} runs)",
+            )
     bx.axvline(0, color="0.3", lw=1, ls="--")
     bx.set(xlabel="lead = gold fall round - first alarm round (rounds)", title="lead per run where gold fell")
     if not fired.empty:

@@ -52,10 +52,14 @@ SUMMARY_ABOVE = 4  # more verdicts than this: one sentence counting them comes f
 
 def summary_sentence(lines: list[str], baseline: str) -> str:
     """How many of the verdicts fall in each class, read off their own wording (stats.verdict)."""
-    classes = {"better": lambda t: ": better" in t,
-               "worse": lambda t: ": worse" in t, "equivalent within the margin": lambda t: t.startswith("Equivalent"),
-               "inconclusive": lambda t: t.startswith("Inconclusive"), "no effect detected": lambda t: t.startswith("No effect detected"),
-               "not called": lambda t: t.startswith("Not called")}
+    classes = {
+        "better": lambda t: ": better" in t,
+        "worse": lambda t: ": worse" in t,
+        "equivalent within the margin": lambda t: t.startswith("Equivalent"),
+        "inconclusive": lambda t: t.startswith("Inconclusive"),
+        "no effect detected": lambda t: t.startswith("No effect detected"),
+        "not called": lambda t: t.startswith("Not called"),
+    }
     counts = {k: sum(bool(f(t)) for t in lines) for k, f in classes.items()}
     said = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     return f"In summary, {len(lines)} arms against {baseline}: {said or 'no verdict'}."
@@ -89,15 +93,23 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
             shows_p = np.isfinite(r["p_holm"]) and r["n"] >= MIN_P_SEEDS  # fewer seeds: the interval only
             note = f"n={int(r['n'])}" + (f", p_Holm={r['p_holm']:.2g}" if shows_p else "")
             note += f", censored {int(r['censored'])}" if r["censored"] else ""
-            ax.annotate(note, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=7, color="#444")
+            ax.annotate(
+                note,
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                color="#444",
+            )
         ax.axvline(0, color="grey", lw=1, ls="--")
         ax.xaxis.set_major_locator(MaxNLocator(5))  # small differences print long tick labels: keep them apart
         fam = sub["family"].iloc[0]
         ax.set_title(f"{ep} ({fam}; {sub['better'].iloc[0]} is better)", fontsize=9)
         ax.set_xlabel(f"Δ {ep} vs {study.baseline}", fontsize=8)
         ax.tick_params(labelsize=8)
-    for ax in axes.ravel()[len(eps):]:
+    for ax in axes.ravel()[len(eps) :]:
         ax.set_visible(False)
     axes[0, 0].set_yticks(list(ys.values()), list(ys.keys()))
     for row in axes:
@@ -106,12 +118,14 @@ def fig_effect_sizes(study, comps: pd.DataFrame) -> FigureResult:
             ax.set_ylim(-0.6, len(variants) - 0.4)
     fig.tight_layout(w_pad=6)
     n = int(c["n"].max())
-    cap = (f"Each point is the mean over seeds of (variant − {study.baseline}) for the same seed (n = paired seeds, up to {n}); the "
-           "line is its paired interval at the level of its Holm step (1 - 0.05/(m - j) for the j-th smallest p of m; paired t below 6 "
-           "seeds, expanded-percentile bootstrap from 6), so the line and the colour use one correction. Filled and coloured: the interval excludes 0 and the "
-           "Holm-adjusted p < 0.05 (green: in the better direction, red: worse); hollow grey: no difference detected. Holm runs "
-           "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
-           "is only partly observed (e.g. gold still rising in the last round).")
+    cap = (
+        f"Each point is the mean over seeds of (variant − {study.baseline}) for the same seed (n = paired seeds, up to {n}); the "
+        "line is its paired interval at the level of its Holm step (1 - 0.05/(m - j) for the j-th smallest p of m; paired t below 6 "
+        "seeds, expanded-percentile bootstrap from 6), so the line and the colour use one correction. Filled and coloured: the interval excludes 0 and the "
+        "Holm-adjusted p < 0.05 (green: in the better direction, red: worse); hollow grey: no difference detected. Holm runs "
+        "over the variants for the primary endpoint and over all secondary endpoints x variants. Censored: runs whose value "
+        "is only partly observed (e.g. gold still rising in the last round)."
+    )
     return FigureResult(key, title, cap, fig)
 
 
@@ -124,11 +138,20 @@ def seed_section(study):
     done = drop_censored(finished(study), ep)
     if done.empty or ep not in done or len(study.variants) < 2:
         return None
-    wide = done.assign(y=pd.to_numeric(done[ep], errors="coerce")).pivot_table(index="seed", columns="variant", values="y")
+    wide = done.assign(y=pd.to_numeric(done[ep], errors="coerce")).pivot_table(
+        index="seed", columns="variant", values="y"
+    )
     if study.baseline not in wide:
         return None
     others = [v for v in study.variants if v != study.baseline and v in wide]
     f = lambda x: f"{x:+.3f}" if np.isfinite(x) else "–"  # noqa: E731
-    rows = [[str(int(sd)), f(r[study.baseline])] + [f(r[v] - r[study.baseline]) for v in others] for sd, r in wide.iterrows()]
-    return Section(f"Per-seed values of the primary ({ep})", ["run seed", f"{study.baseline} (baseline)", *[f"{v} − baseline" for v in others]],
-                   rows, "The paired differences the Answer's test uses, seed by seed ('–': no finished run, or a censored value).")
+    rows = [
+        [str(int(sd)), f(r[study.baseline])] + [f(r[v] - r[study.baseline]) for v in others]
+        for sd, r in wide.iterrows()
+    ]
+    return Section(
+        f"Per-seed values of the primary ({ep})",
+        ["run seed", f"{study.baseline} (baseline)", *[f"{v} − baseline" for v in others]],
+        rows,
+        "The paired differences the Answer's test uses, seed by seed ('–': no finished run, or a censored value).",
+    )

@@ -13,12 +13,14 @@ from rlhfsim.diagnostics.audit import ALARMS, warning_summary
 from rlhfsim.report.plots import Section
 from rlhfsim.report.select import audits_on
 
-NOTE = ("Per variant over seeds. first: the first round an alarm fired (rounds with the reward model of that round, "
-        "before its PPO); fired: seeds where it fired at all, and how many rounds it was on (mean). Lead on peak = "
-        "gold peak round - first alarm round (> 0: a warning before gold peaked; a peak at round 0, the SFT policy, leaves "
-        "no round to warn in). Lead on drop = first round gold sat more than 0.05 below its peak - first alarm round "
-        "(> 0: a warning before the damage showed in gold; '–' where gold never dropped that far). Mean ± sd over the seeds "
-        "where both are defined, with n.")
+NOTE = (
+    "Per variant over seeds. first: the first round an alarm fired (rounds with the reward model of that round, "
+    "before its PPO); fired: seeds where it fired at all, and how many rounds it was on (mean). Lead on peak = "
+    "gold peak round - first alarm round (> 0: a warning before gold peaked; a peak at round 0, the SFT policy, leaves "
+    "no round to warn in). Lead on drop = first round gold sat more than 0.05 below its peak - first alarm round "
+    "(> 0: a warning before the damage showed in gold; '–' where gold never dropped that far). Mean ± sd over the seeds "
+    "where both are defined, with n."
+)
 
 
 def run_warnings(study) -> pd.DataFrame:
@@ -33,8 +35,17 @@ def run_warnings(study) -> pd.DataFrame:
             continue
         for a in ALARMS:
             aw = w["alarms"][a]
-            rows.append({"variant": r.variant, "seed": r.seed, "alarm": a, "peak_round": w["gold_peak_round"],
-                         "drop_round": w["gold_drop_round"], **aw, "measured": f"audit/alarm_{a}" in r.metrics})
+            rows.append(
+                {
+                    "variant": r.variant,
+                    "seed": r.seed,
+                    "alarm": a,
+                    "peak_round": w["gold_peak_round"],
+                    "drop_round": w["gold_drop_round"],
+                    **aw,
+                    "measured": f"audit/alarm_{a}" in r.metrics,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,8 +71,16 @@ def warning_table(study) -> tuple[list[str], list[list[str]]]:
                 out.append([v, a, "not measured", "–", "–", "–"])
                 continue
             fired = d["first_round"].notna()
-            out.append([v, a, _ms(d["first_round"]), f"{int(fired.sum())}/{len(d)}; {d['rounds_fired'].mean():.1f}",
-                        _ms(d["lead_rounds"]), _ms(d["lead_drop_rounds"])])
+            out.append(
+                [
+                    v,
+                    a,
+                    _ms(d["first_round"]),
+                    f"{int(fired.sum())}/{len(d)}; {d['rounds_fired'].mean():.1f}",
+                    _ms(d["lead_rounds"]),
+                    _ms(d["lead_drop_rounds"]),
+                ]
+            )
     return header, out
 
 
@@ -77,15 +96,28 @@ def gold_table(study) -> tuple[list[str], list[list[str]]]:
             continue
         g = runs.groupby("seed")["eval/gold"]
         first, peak, last = g.first(), g.max(), g.last()
-        acc = runs.groupby("seed")["eval/accuracy_closed"].last() if "eval/accuracy_closed" in runs else pd.Series(dtype=float)
+        acc = (
+            runs.groupby("seed")["eval/accuracy_closed"].last()
+            if "eval/accuracy_closed" in runs
+            else pd.Series(dtype=float)
+        )
         d = df[(df["variant"] == v) & (df["alarm"] == ALARMS[0])] if not df.empty else df
 
         def f(x):
             return f"{x.mean():.3f} ± {x.std():.3f}" if len(x) > 1 else (f"{x.mean():.3f}" if len(x) else "–")
 
         drops = d["drop_round"].dropna() if not d.empty else pd.Series(dtype=float)
-        out.append([v, f(first), f(peak), _ms(d["peak_round"]) if not d.empty else "–",
-                    f"{_ms(drops)} ({len(drops)}/{len(d)})", f(last), f(acc)])
+        out.append(
+            [
+                v,
+                f(first),
+                f(peak),
+                _ms(d["peak_round"]) if not d.empty else "–",
+                f"{_ms(drops)} ({len(drops)}/{len(d)})",
+                f(last),
+                f(acc),
+            ]
+        )
     return header, out
 
 
@@ -95,8 +127,10 @@ def sections(study) -> list[Section]:
     wh, wr = warning_table(study)
     if not wr:
         return []
-    return [Section("Audits: gold reward per variant", *gold_table(study), "Mean ± sd over seeds."),
-            Section("Audits: alarms against the gold peak and drop", wh, wr, NOTE)]
+    return [
+        Section("Audits: gold reward per variant", *gold_table(study), "Mean ± sd over seeds."),
+        Section("Audits: alarms against the gold peak and drop", wh, wr, NOTE),
+    ]
 
 
 def markdown(study, md_table) -> list[str]:
@@ -104,7 +138,9 @@ def markdown(study, md_table) -> list[str]:
     secs = sections(study)
     if not secs:
         return ["## Audits", "", "_No run logged audit alarms (audit/alarm_* columns)._", ""]
-    return ["## Audits", ""] + [x for s in secs for x in (f"{s.title}:", "", *md_table(s.header, s.rows), "", s.note, "")]
+    return ["## Audits", ""] + [
+        x for s in secs for x in (f"{s.title}:", "", *md_table(s.header, s.rows), "", s.note, "")
+    ]
 
 
 def html(study, html_table) -> str:
@@ -114,5 +150,7 @@ def html(study, html_table) -> str:
     secs = sections(study)
     if not secs:
         return "<h2 id='audits'>Audits</h2><p><em>No run logged audit alarms (audit/alarm_* columns).</em></p>"
-    return "<h2 id='audits'>Audits</h2>" + "".join(f"<p>{escape(s.title)}:</p>" + html_table(s.header, s.rows)
-                                                   + f"<p class='note'>{escape(s.note)}</p>" for s in secs)
+    return "<h2 id='audits'>Audits</h2>" + "".join(
+        f"<p>{escape(s.title)}:</p>" + html_table(s.header, s.rows) + f"<p class='note'>{escape(s.note)}</p>"
+        for s in secs
+    )

@@ -16,8 +16,9 @@ import pandas as pd
 N_BOOT = 1000
 
 
-def seed_interval(values, band: str = "ci", bounds: tuple[float, float] | None = None, n_boot: int = N_BOOT,
-                  seed: int = 0) -> tuple[float, float]:
+def seed_interval(
+    values, band: str = "ci", bounds: tuple[float, float] | None = None, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float]:
     """(lo, hi) around the mean of `values` [n_seeds]: the 95% percentile-bootstrap interval of the mean ("ci") or
     mean +- 1 sd ("sd"); either clipped to `bounds` (None: unbounded). NaNs are dropped; one value gives (v, v)."""
     v = np.asarray(values, dtype=float)
@@ -42,7 +43,15 @@ def seed_interval(values, band: str = "ci", bounds: tuple[float, float] | None =
 
 # ranges that hold by definition (docs/metrics.md), matched on the metric name's last part; metrics whose range
 # depends on the world or the reward model (gold, proxy) are left unclipped
-_UNIT = ("acc", "accuracy", "sign_agree", "rate", "share", "clipfrac", "flat_groups")  # also as a name's _suffix or prefix_
+_UNIT = (
+    "acc",
+    "accuracy",
+    "sign_agree",
+    "rate",
+    "share",
+    "clipfrac",
+    "flat_groups",
+)  # also as a name's _suffix or prefix_
 _SIGNED_UNIT = ("corr", "kendall_tau", "spearman", "pg_cos")
 
 
@@ -72,8 +81,15 @@ def seed_curves(df: pd.DataFrame, y: str, band: str = "ci", bounds: tuple[float,
     return pd.DataFrame(rows, columns=["variant", "round", "mean", "lo", "hi", "n"])
 
 
-def draw_seed_curves(ax, df: pd.DataFrame, y: str, variants: list[str], pal: dict, band: str = "ci",
-                     bounds: tuple[float, float] | None = None) -> bool:
+def draw_seed_curves(
+    ax,
+    df: pd.DataFrame,
+    y: str,
+    variants: list[str],
+    pal: dict,
+    band: str = "ci",
+    bounds: tuple[float, float] | None = None,
+) -> bool:
     """Each seed of each variant as a thin line, the mean over seeds on top with its band; False when nothing was logged."""
     d = df[["variant", "seed", "round", y]].copy()
     d[y] = pd.to_numeric(d[y], errors="coerce")

@@ -20,7 +20,11 @@ import pandas as pd
 
 from rlhfsim.report.plots import FigureResult, Section, pyplot, seaborn_theme
 
-TYPES = ("", "closed_", "open_")  # overall, then per type; metric names rm/<t>pairwise_acc, rm/<t>within_prompt_spearman
+TYPES = (
+    "",
+    "closed_",
+    "open_",
+)  # overall, then per type; metric names rm/<t>pairwise_acc, rm/<t>within_prompt_spearman
 N_BOOT = 10_000
 
 
@@ -46,8 +50,13 @@ def per_run(study) -> pd.DataFrame:
         m = r.metrics
         if m is None or m.empty or "eval/gold" not in m:
             continue
-        row = {"variant": r.variant, "seed": r.seed, "source": _source(r), "gain": late_gain(m),
-               "last_round": int(m["round"].max())}
+        row = {
+            "variant": r.variant,
+            "seed": r.seed,
+            "source": _source(r),
+            "gain": late_gain(m),
+            "last_round": int(m["round"].max()),
+        }
         trained = m[m["round"] >= 1]
         row["round_seconds"] = float(trained["time/round"].mean()) if "time/round" in trained else np.nan
         for when, sub in (("r1", m[m["round"] == 1]), ("last", m[m["round"] == m["round"].max()])):
@@ -86,9 +95,17 @@ def calibration_table(study) -> pd.DataFrame:
         if sub.empty:
             continue
         share, lo, hi = share_interval(sub.set_index("seed")["gain"], cg) if ceiling else (np.nan,) * 3
-        row = {"variant": v, "source": sub["source"].iloc[0], "seeds": len(sub), "gold_gain_late": sub["gain"].mean(),
-               "gain_share": share, "gain_share_lo": lo, "gain_share_hi": hi,
-               "round_seconds": sub["round_seconds"].mean(), "round_cost_vs_baseline": sub["round_seconds"].mean() / base_cost}
+        row = {
+            "variant": v,
+            "source": sub["source"].iloc[0],
+            "seeds": len(sub),
+            "gold_gain_late": sub["gain"].mean(),
+            "gain_share": share,
+            "gain_share_lo": lo,
+            "gain_share_hi": hi,
+            "round_seconds": sub["round_seconds"].mean(),
+            "round_cost_vs_baseline": sub["round_seconds"].mean() / base_cost,
+        }
         for c in sub.columns:
             if c.endswith(("_r1", "_last")):
                 row[c] = sub[c].mean()
@@ -107,7 +124,10 @@ def write_calibration(study, out_dir) -> list:
 
 
 def fig_calibration(study, pal=None, band=None) -> FigureResult:
-    key, title = "calibration", "How much of the gold ceiling's gain each ranking source gives, against its measured ranking quality"
+    key, title = (
+        "calibration",
+        "How much of the gold ceiling's gain each ranking source gives, against its measured ranking quality",
+    )
     if "calibration" not in study.headline:
         return FigureResult(key, title, "", None, "the experiment does not ask for the calibration headline")
     runs = per_run(study)
@@ -129,8 +149,17 @@ def fig_calibration(study, pal=None, band=None) -> FigureResult:
             ax.scatter(x, y, s=14, alpha=0.45, color=col)
             r = tab[tab["variant"] == v].iloc[0]
             xm = float(x.mean())
-            ax.errorbar([xm], [r["gain_share"]], yerr=[[r["gain_share"] - r["gain_share_lo"]], [r["gain_share_hi"] - r["gain_share"]]],
-                        fmt="o", ms=8, color=col, ecolor=col, capsize=4, zorder=5)
+            ax.errorbar(
+                [xm],
+                [r["gain_share"]],
+                yerr=[[r["gain_share"] - r["gain_share_lo"]], [r["gain_share_hi"] - r["gain_share"]]],
+                fmt="o",
+                ms=8,
+                color=col,
+                ecolor=col,
+                capsize=4,
+                zorder=5,
+            )
             ax.annotate(v, (xm, r["gain_share"]), xytext=(5, 5), textcoords="offset points", fontsize=9)
         ax.axhline(1.0, color="#1f7a4d", ls="--", lw=1.2)
         ax.axhline(0.6, color="#c0392b", ls=":", lw=1.2)
@@ -139,11 +168,13 @@ def fig_calibration(study, pal=None, band=None) -> FigureResult:
         ax.set_title(f"ranking quality measured at {label}", fontsize=11)
         ax.set_ylabel("gold gain as a share of the gold ceiling's")
     fig.tight_layout()
-    cap = ("Each small dot is one seed (its late gold gain over the mean ceiling gain), each large dot an arm's mean share "
-           "with its paired seed-bootstrap 95% interval (ratio of means over the seeds both arms have). Green dashed: the gold "
-           "ceiling (share 1); red dotted: the realistic preset's target share 0.6. Left: ranking quality measured after "
-           "round 1's training on the SFT policy's samples; right: at the last round on the current policy's. Gain: mean "
-           "held-out gold over the last two thirds of rounds minus SFT's.")
+    cap = (
+        "Each small dot is one seed (its late gold gain over the mean ceiling gain), each large dot an arm's mean share "
+        "with its paired seed-bootstrap 95% interval (ratio of means over the seeds both arms have). Green dashed: the gold "
+        "ceiling (share 1); red dotted: the realistic preset's target share 0.6. Left: ranking quality measured after "
+        "round 1's training on the SFT policy's samples; right: at the last round on the current policy's. Gain: mean "
+        "held-out gold over the last two thirds of rounds minus SFT's."
+    )
     return FigureResult(key, title, cap, fig)
 
 
@@ -158,20 +189,45 @@ def calibration_section(study):
     tab = calibration_table(study)
     if tab.empty:
         return None
-    header = ["variant", "source", "seeds", "acc r1 (closed / open)", "acc last (closed / open)", "Spearman r1 (closed / open)",
-              "Spearman last (closed / open)", "late gold gain", "share of ceiling [95%]", "round s (x baseline)"]
+    header = [
+        "variant",
+        "source",
+        "seeds",
+        "acc r1 (closed / open)",
+        "acc last (closed / open)",
+        "Spearman r1 (closed / open)",
+        "Spearman last (closed / open)",
+        "late gold gain",
+        "share of ceiling [95%]",
+        "round s (x baseline)",
+    ]
     rows = []
     for _, r in tab.iterrows():
-        trio = lambda name, when: f"{_f(r[f'{name}_{when}'])} ({_f(r[f'closed_{name}_{when}'])} / {_f(r[f'open_{name}_{when}'])})"  # noqa: B023 - called within this iteration
-        rows.append([r["variant"], r["source"], str(r["seeds"]), trio("pairwise_acc", "r1"), trio("pairwise_acc", "last"),
-                     trio("within_prompt_spearman", "r1"), trio("within_prompt_spearman", "last"), _f(r["gold_gain_late"], "{:+.3f}"),
-                     f"{_f(r['gain_share'])} [{_f(r['gain_share_lo'])}, {_f(r['gain_share_hi'])}]",
-                     f"{_f(r['round_seconds'], '{:.1f}')} ({_f(r['round_cost_vs_baseline'])}x)"])
-    note = ("Agreement with gold of the ranking source the optimiser saw, on held-out samples of the policy: at round 1 after "
-            "round 1's reward training, on the SFT policy's samples; at the last round on the current policy's (pairwise "
-            "accuracy: share of gold-ordered pairs the source orders the same way, 0.5 = chance; within-prompt Spearman: mean "
-            "over prompts). A gold-source arm is the ceiling (its rm/* columns describe an untrained reward model it never uses). "
-            "Late gold gain: mean held-out gold over the last two thirds of rounds minus SFT's; share: ratio of mean gains over "
-            "the seeds both arms have, paired seed-bootstrap 95% interval. Round seconds: mean time/round, runs sharing the "
-            "machine (sweep --jobs), relative to the baseline arm.")
+        # called within this iteration, so the loop variable is the current one
+        trio = lambda name, when: (
+            f"{_f(r[f'{name}_{when}'])} ({_f(r[f'closed_{name}_{when}'])} / {_f(r[f'open_{name}_{when}'])})"  # noqa: B023
+        )
+        rows.append(
+            [
+                r["variant"],
+                r["source"],
+                str(r["seeds"]),
+                trio("pairwise_acc", "r1"),
+                trio("pairwise_acc", "last"),
+                trio("within_prompt_spearman", "r1"),
+                trio("within_prompt_spearman", "last"),
+                _f(r["gold_gain_late"], "{:+.3f}"),
+                f"{_f(r['gain_share'])} [{_f(r['gain_share_lo'])}, {_f(r['gain_share_hi'])}]",
+                f"{_f(r['round_seconds'], '{:.1f}')} ({_f(r['round_cost_vs_baseline'])}x)",
+            ]
+        )
+    note = (
+        "Agreement with gold of the ranking source the optimiser saw, on held-out samples of the policy: at round 1 after "
+        "round 1's reward training, on the SFT policy's samples; at the last round on the current policy's (pairwise "
+        "accuracy: share of gold-ordered pairs the source orders the same way, 0.5 = chance; within-prompt Spearman: mean "
+        "over prompts). A gold-source arm is the ceiling (its rm/* columns describe an untrained reward model it never uses). "
+        "Late gold gain: mean held-out gold over the last two thirds of rounds minus SFT's; share: ratio of mean gains over "
+        "the seeds both arms have, paired seed-bootstrap 95% interval. Round seconds: mean time/round, runs sharing the "
+        "machine (sweep --jobs), relative to the baseline arm."
+    )
     return Section("Ranking quality against gold, and the share of the gold ceiling's gain", header, rows, note)

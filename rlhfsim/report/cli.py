@@ -33,10 +33,15 @@ def cmd_report(args) -> int:
     out = Path(args.output) if args.output else Path("reports") / study.name
     rep = build_report(study, out, rounds=_rounds(args.rounds), band=args.band, title=args.title, runs_root=args.runs)
     n_fig = sum(getattr(f, "png", None) is not None for f in rep.figures)
-    console.print(f"[bold]rlhfsim report[/bold] {study.name}: {len(study.runs)} runs, {len(study.variants)} variants, "
-                  f"{n_fig} figures -> {out}/report.html, report.md, summary.csv ({time.perf_counter() - t0:.1f} s)", highlight=False)
+    console.print(
+        f"[bold]rlhfsim report[/bold] {study.name}: {len(study.runs)} runs, {len(study.variants)} variants, "
+        f"{n_fig} figures -> {out}/report.html, report.md, summary.csv ({time.perf_counter() - t0:.1f} s)",
+        highlight=False,
+    )
     if study.missing:
-        console.print(f"[yellow]missing data ({len(study.missing)} notes, listed in the report):[/yellow]", highlight=False)
+        console.print(
+            f"[yellow]missing data ({len(study.missing)} notes, listed in the report):[/yellow]", highlight=False
+        )
         for m in study.missing[:8]:
             console.print(f"  - {m}", highlight=False, markup=False)
         if len(study.missing) > 8:
@@ -46,13 +51,23 @@ def cmd_report(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="compare runs: HTML + Markdown report with figures, and summary.csv")
-    p.add_argument("inputs", nargs="+", metavar="RUNS_OR_EXPERIMENT",
-                   help="run directories, experiment roots (runs/<experiment>) or experiment YAML files (read from --runs)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="RUNS_OR_EXPERIMENT",
+        help="run directories, experiment roots (runs/<experiment>) or experiment YAML files (read from --runs)",
+    )
     p.add_argument("-o", "--output", help="output directory (default: reports/<experiment>/)")
     p.add_argument("--runs", default="runs", help="root of run directories for experiment YAML inputs (default: runs)")
-    p.add_argument("--rounds", help="rounds for the reward-distribution figures, e.g. 1,4,8 (default: first, middle, last)")
+    p.add_argument(
+        "--rounds", help="rounds for the reward-distribution figures, e.g. 1,4,8 (default: first, middle, last)"
+    )
     p.add_argument("--baseline", help="variant to compare against (default: the experiment's baseline, else the first)")
-    p.add_argument("--band", choices=["sd", "ci"], default="ci",
-                   help="bands over seeds: 95%% bootstrap CI of the mean (default) or ±1 standard deviation (can leave a metric's range)")
+    p.add_argument(
+        "--band",
+        choices=["sd", "ci"],
+        default="ci",
+        help="bands over seeds: 95%% bootstrap CI of the mean (default) or ±1 standard deviation (can leave a metric's range)",
+    )
     p.add_argument("--title", help="report title")
     p.set_defaults(func=cmd_report)

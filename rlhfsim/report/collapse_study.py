@@ -100,12 +100,24 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
     for (v, sd), g in prof.groupby(["variant", "seed"]):
         wide = g.pivot(index="index", columns="prompt_type", values="reward")
         index = float(np.mean(np.abs(wide["open"] - wide["closed"]))) if {"open", "closed"} <= set(wide) else np.nan
-        opt_index = (float(np.mean(np.abs(theory[(v, "open")] - theory[(v, "closed")])))
-                     if (v, "open") in theory and (v, "closed") in theory else np.nan)
+        opt_index = (
+            float(np.mean(np.abs(theory[(v, "open")] - theory[(v, "closed")])))
+            if (v, "open") in theory and (v, "closed") in theory
+            else np.nan
+        )
         for t in wide.columns:
             dev = np.abs(wide[t].to_numpy() - theory[(v, t)]) if (v, t) in theory else np.full(k, np.nan)
-            rows.append({"variant": v, "seed": sd, "prompt_type": t, "theory_maxdev": float(dev.max()),
-                         "theory_meandev": float(dev.mean()), "train_index": index, "optimum_index": opt_index})
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": sd,
+                    "prompt_type": t,
+                    "theory_maxdev": float(dev.max()),
+                    "theory_meandev": float(dev.mean()),
+                    "train_index": index,
+                    "optimum_index": opt_index,
+                }
+            )
     per_seed = pd.DataFrame(rows)
     m = study.metrics
     last_m = m.sort_values("round").groupby(["variant", "seed"]).last() if not m.empty else None
@@ -113,7 +125,9 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
     # and the objective gap: optimal minus achieved mean utility over the type's labelled pairs (0 = optimum value)
     for col in ("saturation", "objective_gap"):
         per_seed[col] = [
-            last_m.loc[(v, sd)].get(f"collapse_train/{t}_{col}", np.nan) if last_m is not None and (v, sd) in last_m.index else np.nan
+            last_m.loc[(v, sd)].get(f"collapse_train/{t}_{col}", np.nan)
+            if last_m is not None and (v, sd) in last_m.index
+            else np.nan
             for v, sd, t in zip(per_seed["variant"], per_seed["seed"], per_seed["prompt_type"])
         ]
     extra = [c for c in ("collapse_train/order_acc", "collapse/probe_shape_rel", "collapse/shape_rel") if c in m]
@@ -125,16 +139,23 @@ def profile_table(study, prof: pd.DataFrame | None = None) -> pd.DataFrame:
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out.insert(0, "seeds", stats.size())
     order = {v: i for i, v in enumerate(_variant_order(study))}
-    out = out.reset_index().sort_values(["variant", "prompt_type"], key=lambda s: s.map(order) if s.name == "variant" else s)
+    out = out.reset_index().sort_values(
+        ["variant", "prompt_type"], key=lambda s: s.map(order) if s.name == "variant" else s
+    )
     return out.reset_index(drop=True)
 
 
 def fig_terminal_profiles(study, band: str = "sd"):
     """Sorted reward against response index per prompt type, one panel per variant, the finite-n optimum dashed."""
-    key, title = "fig12_terminal_profiles", "Terminal-phase sorted reward profiles on the training rankings (Song et al. fig. 1/3)"
+    key, title = (
+        "fig12_terminal_profiles",
+        "Terminal-phase sorted reward profiles on the training rankings (Song et al. fig. 1/3)",
+    )
     prof = run_profiles(study)
     if prof.empty:
-        return FigureResult(key, title, "", None, "no run has rewards/train_round_XXX.parquet (set loop.diagnose_train: true)")
+        return FigureResult(
+            key, title, "", None, "no run has rewards/train_round_XXX.parquet (set loop.diagnose_train: true)"
+        )
     plt, sns = pyplot(), seaborn_theme()
     k = int(prof["index"].max())
     theory = theory_profiles(study, k)
@@ -146,8 +167,16 @@ def fig_terminal_profiles(study, band: str = "sd"):
         for t in ("open", "closed"):
             st = sub[sub["prompt_type"] == t]
             if not st.empty:
-                sns.lineplot(data=st, x="index", y="reward", color=TYPE_COLOURS[t], errorbar=errorbar(band), ax=ax,
-                             label=f"{t}-ended", legend=False)
+                sns.lineplot(
+                    data=st,
+                    x="index",
+                    y="reward",
+                    color=TYPE_COLOURS[t],
+                    errorbar=errorbar(band),
+                    ax=ax,
+                    label=f"{t}-ended",
+                    legend=False,
+                )
         opts = [theory.get((v, t)) for t in ("open", "closed")]
         if opts[0] is not None and opts[1] is not None and np.allclose(opts[0], opts[1]):
             ax.plot(idx, opts[0], color="black", ls="--", lw=1.6, label="finite-n optimum")
@@ -155,14 +184,22 @@ def fig_terminal_profiles(study, band: str = "sd"):
             for t, o in zip(("open", "closed"), opts):
                 if o is not None:
                     ax.plot(idx, o, color=TYPE_COLOURS[t], ls="--", lw=1.2, alpha=0.9, label=f"optimum ({t})")
-        ax.set(title=v, xlabel="response index (sorted by reward)", ylabel="reward (sigmoid)", ylim=(-0.02, 1.02), xticks=idx)
+        ax.set(
+            title=v,
+            xlabel="response index (sorted by reward)",
+            ylabel="reward (sigmoid)",
+            ylim=(-0.02, 1.02),
+            xticks=idx,
+        )
         ax.legend(loc="upper left", fontsize=7, frameon=True)
     fig.tight_layout()
     n_seeds = prof.groupby("variant")["seed"].nunique().min()
-    cap = (f"Each panel is one variant. Lines: mean over a run's training groups of the rewards sorted ascending, then the mean over "
-           f"{n_seeds} seed(s); bands ±1 {'sd' if band == 'sd' else '95% CI'} over seeds. Dashed: the finite-n optimum of "
-           f"sum_(i<j) U(r_i - r_j) for n = {k} and the utility exactly as trained (eps shift included; theory.optimal_rewards). "
-           "Collapse: open and closed lines coincide with each other and the optimum.")
+    cap = (
+        f"Each panel is one variant. Lines: mean over a run's training groups of the rewards sorted ascending, then the mean over "
+        f"{n_seeds} seed(s); bands ±1 {'sd' if band == 'sd' else '95% CI'} over seeds. Dashed: the finite-n optimum of "
+        f"sum_(i<j) U(r_i - r_j) for n = {k} and the utility exactly as trained (eps shift included; theory.optimal_rewards). "
+        "Collapse: open and closed lines coincide with each other and the optimum."
+    )
     if "True" in config_values(study, "reward.prompt_aware"):
         cap += " A prompt-aware panel has one optimum per prompt type."
     return FigureResult(key, title, cap, fig)

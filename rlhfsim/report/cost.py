@@ -37,7 +37,7 @@ def cost_section(study) -> Section | None:
         return None
     phases = phase_means(study.metrics)
     order = [p for p in ("time/round",) if p in phases] + [p for p in phases.columns if p != "time/round"]
-    header = ["variant", "runs", "wall s/run median", "min-max"] + [f"{p[len(PHASE_PREFIX):]} s/round" for p in order]
+    header = ["variant", "runs", "wall s/run median", "min-max"] + [f"{p[len(PHASE_PREFIX) :]} s/round" for p in order]
     rows = []
     for v in study.variants:
         w = s.loc[s["variant"] == v, "wall_time_s"].dropna().astype(float)
@@ -49,7 +49,9 @@ def cost_section(study) -> Section | None:
     if not rows:
         return None
     total = float(s["wall_time_s"].dropna().astype(float).sum())
-    note = (f"Wall time per run from summary.json (wall_time_s), {total / 60:.0f} run-minutes in all; per-phase seconds are "
-            "means over runs and rounds >= 1 of the metrics' time/* columns (round = the whole round). Runs that share "
-            "the machine (sweep --jobs) or a loaded machine inflate these; they measure this study's runs, not the code's best.")
+    note = (
+        f"Wall time per run from summary.json (wall_time_s), {total / 60:.0f} run-minutes in all; per-phase seconds are "
+        "means over runs and rounds >= 1 of the metrics' time/* columns (round = the whole round). Runs that share "
+        "the machine (sweep --jobs) or a loaded machine inflate these; they measure this study's runs, not the code's best."
+    )
     return Section("Cost: wall time per run and per phase", header, rows, note)

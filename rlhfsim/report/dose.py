@@ -77,7 +77,9 @@ def design(study) -> DoseDesign | None:
     """The dose factor's arms grouped by every other factor (a group per combination of their levels, so e.g. sources
     are never pooled), or None without a dose factor or with fewer than 2 doses."""
     factors = dict(getattr(study, "factors", {}) or {})
-    dose = next(((n, k) for n, k in factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None)
+    dose = next(
+        ((n, k) for n, k in factors.items() if isinstance(k, str) and (n == DOSE_FACTOR or k in DOSE_KEYS)), None
+    )
     if dose is None:
         return None
     others = [(n, k) for n, k in factors.items() if n != dose[0]]
@@ -127,7 +129,9 @@ def seed_slopes(frame: pd.DataFrame, endpoint: str, group: str, how="slope") -> 
     sub = frame[(frame["group"] == group) & ~frame["control"]]
     if endpoint not in sub:
         return pd.Series(dtype=float)
-    wide = sub.assign(y=pd.to_numeric(sub[endpoint], errors="coerce")).pivot_table(index="seed", columns="dose", values="y", aggfunc="mean")
+    wide = sub.assign(y=pd.to_numeric(sub[endpoint], errors="coerce")).pivot_table(
+        index="seed", columns="dose", values="y", aggfunc="mean"
+    )
     x, y = wide.columns.to_numpy(float), wide.to_numpy()  # [D], [S seeds, D doses]
     if isinstance(how, dict):
         w = np.array([float(how.get(d, 0.0)) for d in x])  # a declared dose no arm has: that seed has no value
@@ -142,13 +146,35 @@ def seed_slopes(frame: pd.DataFrame, endpoint: str, group: str, how="slope") -> 
 def _test(b: pd.Series) -> dict:
     b = b.dropna()
     if len(b) < 2:
-        return {"n": int(len(b)), "mean": float(b.mean()) if len(b) else np.nan, "sd": np.nan, "t": np.nan, "p": np.nan,
-                "ci_t": (np.nan, np.nan), "ci_boot": (np.nan, np.nan)}
+        return {
+            "n": int(len(b)),
+            "mean": float(b.mean()) if len(b) else np.nan,
+            "sd": np.nan,
+            "t": np.nan,
+            "p": np.nan,
+            "ci_t": (np.nan, np.nan),
+            "ci_boot": (np.nan, np.nan),
+        }
     return slope_test(b.to_numpy(), alpha=ALPHA)
 
 
-SLOPE_COLUMNS = ["endpoint", "group", "n", "slope", "sd", "t", "p", "lo_t", "hi_t", "lo_boot", "hi_boot", "p_holm", "lo_adj", "hi_adj",
-                 "level_adj"]
+SLOPE_COLUMNS = [
+    "endpoint",
+    "group",
+    "n",
+    "slope",
+    "sd",
+    "t",
+    "p",
+    "lo_t",
+    "hi_t",
+    "lo_boot",
+    "hi_boot",
+    "p_holm",
+    "lo_adj",
+    "hi_adj",
+    "level_adj",
+]
 
 
 def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFrame:
@@ -158,9 +184,22 @@ def slope_table(study, d: DoseDesign, primary: str = "gold_gain") -> pd.DataFram
     for ep in (primary, *FIDELITY):
         for g in d.groups:
             r = _test(seed_slopes(frame, ep, g))
-            rows.append({"endpoint": ep, "group": g, "n": r["n"], "slope": r["mean"], "sd": r["sd"], "t": r["t"], "p": r["p"],
-                         "lo_t": r["ci_t"][0], "hi_t": r["ci_t"][1], "lo_boot": r["ci_boot"][0], "hi_boot": r["ci_boot"][1]})
-    tab = pd.DataFrame(rows, columns=SLOPE_COLUMNS[:SLOPE_COLUMNS.index("p_holm")])
+            rows.append(
+                {
+                    "endpoint": ep,
+                    "group": g,
+                    "n": r["n"],
+                    "slope": r["mean"],
+                    "sd": r["sd"],
+                    "t": r["t"],
+                    "p": r["p"],
+                    "lo_t": r["ci_t"][0],
+                    "hi_t": r["ci_t"][1],
+                    "lo_boot": r["ci_boot"][0],
+                    "hi_boot": r["ci_boot"][1],
+                }
+            )
+    tab = pd.DataFrame(rows, columns=SLOPE_COLUMNS[: SLOPE_COLUMNS.index("p_holm")])
     tab["p_holm"] = holm(tab["p"].to_numpy(float))
     # the interval printed beside a Holm p is at that row's Holm step level (one correction for both)
     tab["level_adj"] = 1 - holm_alphas(tab["p"].to_numpy(float), ALPHA)
@@ -184,28 +223,46 @@ def _f(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def dose_verdict(endpoint: str, dose: str, res: dict, mde: float | None, margin: float | None = None, eq: dict | None = None,
-                 what: str = "slope") -> str:
+def dose_verdict(
+    endpoint: str,
+    dose: str,
+    res: dict,
+    mde: float | None,
+    margin: float | None = None,
+    eq: dict | None = None,
+    what: str = "slope",
+) -> str:
     """The one-sentence answer from the primary test (t interval), with the TOST `eq` where a margin was declared and
     the MDE as a statement of power (never an equivalence test: "inside +-MDE" is not one)."""
     lo, hi = res["ci_t"]
     n = res["n"]
     unit = "per unit" if what == "slope" else "(contrast)"
-    est = (f"{what} of {endpoint} on {dose} {_f(res['mean'])} {unit} (95% t interval [{_f(lo)}, {_f(hi)}], "
-           f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], "
-           + (f"{n} seeds; {SMALL_NOTE})" if n < MIN_P_SEEDS else f"p = {res['p']:.2g}, {n} seeds)"))
-    power = (f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed SD (power, not equivalence)"
-             if mde is not None else f"no MDE: the power of the t test is not computable from {n} seeds' values")
+    est = (
+        f"{what} of {endpoint} on {dose} {_f(res['mean'])} {unit} (95% t interval [{_f(lo)}, {_f(hi)}], "
+        f"bootstrap [{_f(res['ci_boot'][0])}, {_f(res['ci_boot'][1])}], "
+        + (f"{n} seeds; {SMALL_NOTE})" if n < MIN_P_SEEDS else f"p = {res['p']:.2g}, {n} seeds)")
+    )
+    power = (
+        f"MDE {mde:.3f} at power {POWER:.0%}, alpha {ALPHA}, from this study's per-seed SD (power, not equivalence)"
+        if mde is not None
+        else f"no MDE: the power of the t test is not computable from {n} seeds' values"
+    )
     if lo > 0 or hi < 0:
         return f"Dose-response detected: {endpoint} {'falls' if hi < 0 else 'rises'} as {dose} rises; {est}; {power}."
     if margin is not None and eq is not None:
-        tint = (f"TOST p = {eq['p']:.2g}, " if n >= MIN_P_SEEDS else "TOST ") + f"{eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
+        tint = (
+            f"TOST p = {eq['p']:.2g}, " if n >= MIN_P_SEEDS else "TOST "
+        ) + f"{eq['level']:.0%} interval [{_f(eq['lo'])}, {_f(eq['hi'])}]"
         if eq["equivalent"]:
             return f"Equivalent within ±{margin:g} (margin declared before the run): {tint}; {est}; {power}."
-        return (f"Inconclusive: no dose-response detected and equivalence within ±{margin:g} not shown ({tint}); {est}; "
-                f"{power}.")
-    return (f"No dose-response detected ({'inconclusive: ' if mde is None else ''}no equivalence margin was declared, so this is "
-            f"not evidence of no effect); {est}; {power}.")
+        return (
+            f"Inconclusive: no dose-response detected and equivalence within ±{margin:g} not shown ({tint}); {est}; "
+            f"{power}."
+        )
+    return (
+        f"No dose-response detected ({'inconclusive: ' if mde is None else ''}no equivalence margin was declared, so this is "
+        f"not evidence of no effect); {est}; {power}."
+    )
 
 
 def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = "gold_gain") -> dict:
@@ -217,28 +274,43 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = 
     seeds = complete_seeds(study)
     b = primary_slopes(study, d, endpoint, how, where)
     chosen = d.groups_where(where)
-    groups = ", ".join(chosen) + (f" (restricted to {', '.join(f'{k} = {v}' for k, v in where.items())})" if where else "")
-    test = (f"the declared contrast ({', '.join(f'{w:+g} x dose {x:g}' for x, w in how.items())})" if contrast
-            else "the OLS slope")
-    what = (f"Primary: per complete seed, {test} of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
-            f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(chosen)} group(s); two-sided one-sample t test "
-            f"across seeds with t and seed-bootstrap 95% intervals"
-            + (f"; equivalence: TOST at ±{margin:g} (declared margin)" if margin else "; no equivalence margin declared") + "; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
-            f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
-            f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
-            f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'}).")
+    groups = ", ".join(chosen) + (
+        f" (restricted to {', '.join(f'{k} = {v}' for k, v in where.items())})" if where else ""
+    )
+    test = (
+        f"the declared contrast ({', '.join(f'{w:+g} x dose {x:g}' for x, w in how.items())})"
+        if contrast
+        else "the OLS slope"
+    )
+    what = (
+        f"Primary: per complete seed, {test} of {endpoint} on {d.dose} ({d.key}: {', '.join(f'{x:g}' for x in d.doses)}) per "
+        f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(chosen)} group(s); two-sided one-sample t test "
+        f"across seeds with t and seed-bootstrap 95% intervals"
+        + (f"; equivalence: TOST at ±{margin:g} (declared margin)" if margin else "; no equivalence margin declared")
+        + "; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
+        f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
+        f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
+        f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'})."
+    )
     if len(b) < 2:
-        lines = [f"No test yet: {len(b)} complete seed(s) with a slope of {endpoint} on {d.dose}; at least 2 are needed"
-                 + (f" (seed slope {_f(float(b.iloc[0]))})" if len(b) == 1 else "") + "."]
+        lines = [
+            f"No test yet: {len(b)} complete seed(s) with a slope of {endpoint} on {d.dose}; at least 2 are needed"
+            + (f" (seed slope {_f(float(b.iloc[0]))})" if len(b) == 1 else "")
+            + "."
+        ]
     else:
         res = slope_test(b.to_numpy(), alpha=ALPHA)
         mde = _mde(res["n"], res["sd"])
         eq = tost(b.to_numpy(), float(margin), ALPHA) if margin else None
         lines = [dose_verdict(endpoint, d.dose, res, mde, margin, eq, "contrast" if contrast else "slope")]
         declared = len(study.expected_seeds or seeds)
-        if len(seeds) < declared:  # the pre-declared analysis needs every seed: an interim look never calls a clean null
-            lines = [f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis, never an "
-                     f"equivalence call): " + lines[0].replace("Equivalent within", "not yet equivalent (interim) within")]
+        if (
+            len(seeds) < declared
+        ):  # the pre-declared analysis needs every seed: an interim look never calls a clean null
+            lines = [
+                f"Interim, {len(seeds)} of {declared} declared seeds complete (not the pre-declared analysis, never an "
+                f"equivalence call): " + lines[0].replace("Equivalent within", "not yet equivalent (interim) within")
+            ]
         lines += _curvature_line(study, d, endpoint, where)
     eps = list(dict.fromkeys(tab["endpoint"]))
     header = [d.group or "group"] + [f"slope of {ep} per unit {d.dose} [Holm-step t interval], p (Holm)" for ep in eps]
@@ -255,9 +327,11 @@ def _curvature_line(study, d: DoseDesign, endpoint: str, where: dict | None = No
     if len(c) < 2:
         return []
     r = slope_test(c.to_numpy(), alpha=ALPHA)
-    return [f"Exploratory, not the primary test: curvature of {endpoint} in {d.dose} (x^2 coefficient per seed, mean over "
-            f"{d.group or 'groups'}) {_f(r['mean'])} (95% t interval [{_f(r['ci_t'][0])}, {_f(r['ci_t'][1])}], p = {r['p']:.2g}, "
-            f"{r['n']} seeds, uncorrected); it uses the middle doses, which the OLS slope over symmetric doses ignores."]
+    return [
+        f"Exploratory, not the primary test: curvature of {endpoint} in {d.dose} (x^2 coefficient per seed, mean over "
+        f"{d.group or 'groups'}) {_f(r['mean'])} (95% t interval [{_f(r['ci_t'][0])}, {_f(r['ci_t'][1])}], p = {r['p']:.2g}, "
+        f"{r['n']} seeds, uncorrected); it uses the middle doses, which the OLS slope over symmetric doses ignores."
+    ]
 
 
 def _cell(r: pd.Series) -> str:

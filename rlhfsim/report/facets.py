@@ -24,8 +24,16 @@ def row_legends(grid, fontsize: float = 8.5, title: str | None = None) -> None:
                 ax.get_legend().remove()
         shown = [ax for ax in axes if ax.get_visible()]
         if handles and shown:
-            shown[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
-                             fontsize=fontsize, title=title, title_fontsize=fontsize)
+            shown[-1].legend(
+                handles,
+                labels,
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                frameon=False,
+                fontsize=fontsize,
+                title=title,
+                title_fontsize=fontsize,
+            )
 
 
 def top_margin(fig, one_row: float = 0.88) -> float:

@@ -23,13 +23,28 @@ def panels(m) -> list[dict]:
     shift_name = shift.removeprefix("rm/shift_").removesuffix("_pairwise_acc") if shift else ""
     out = [
         dict(col="eval/gold", title="gold reward (held-out prompts)", ylabel="gold reward (0-1)", bounds=(0.0, 1.0)),
-        dict(col="audit/exploit_rate_max", title="adversarial exploit rate (worst family)",
-             ylabel="exploit rate (0-1)", bounds=(0.0, 1.0), threshold="exploit_threshold",
-             alarm="exploit"),
-        dict(col=shift, title=f"shifted prompts ({shift_name}): agreement with gold",
-             ylabel="pairwise accuracy vs gold (0-1)", bounds=(0.0, 1.0), threshold="shift_acc_threshold", alarm="shift"),
-        dict(col="audit/alarms", title="alarms on in the round", ylabel=f"alarms on (0-{len(ALARMS)})",
-             bounds=(0.0, float(len(ALARMS)))),
+        dict(
+            col="audit/exploit_rate_max",
+            title="adversarial exploit rate (worst family)",
+            ylabel="exploit rate (0-1)",
+            bounds=(0.0, 1.0),
+            threshold="exploit_threshold",
+            alarm="exploit",
+        ),
+        dict(
+            col=shift,
+            title=f"shifted prompts ({shift_name}): agreement with gold",
+            ylabel="pairwise accuracy vs gold (0-1)",
+            bounds=(0.0, 1.0),
+            threshold="shift_acc_threshold",
+            alarm="shift",
+        ),
+        dict(
+            col="audit/alarms",
+            title="alarms on in the round",
+            ylabel=f"alarms on (0-{len(ALARMS)})",
+            bounds=(0.0, float(len(ALARMS))),
+        ),
     ]
     return [p for p in out if p["col"] is not None and has(m, p["col"])]
 
@@ -50,7 +65,9 @@ def fig_audits(study, pal, band: str = "ci"):
         return FigureResult(KEY, TITLE, "", None, "no audit/* metrics logged")
     off = [str(r.path) for r in study.runs if not audits_on(r)]
     if off and len(off) == len(study.runs):
-        return FigureResult(KEY, TITLE, "", None, "audits are off in every run (audit.enabled: false): no alarm is an audit's")
+        return FigureResult(
+            KEY, TITLE, "", None, "audits are off in every run (audit.enabled: false): no alarm is an audit's"
+        )
     audit_cols = [c for c in m.columns if str(c).startswith(("audit/", "rm/shift_"))]
     if off:  # runs without audits draw no alarm curve
         m = m.copy()
@@ -58,7 +75,9 @@ def fig_audits(study, pal, band: str = "ci"):
     ps = panels(m)
     groups = variant_groups(study)
     h = row_height(3.9, len(groups))
-    fig, grid = pyplot().subplots(len(groups), len(ps), figsize=(4.3 * len(ps), h * len(groups)), squeeze=False, sharex=True)
+    fig, grid = pyplot().subplots(
+        len(groups), len(ps), figsize=(4.3 * len(ps), h * len(groups)), squeeze=False, sharex=True
+    )
     drawn_thresholds = []
     for i, (axes, (label, vs)) in enumerate(zip(grid, groups)):
         mg = m[m["variant"].isin(vs)]
@@ -77,14 +96,21 @@ def fig_audits(study, pal, band: str = "ci"):
             int_rounds(ax)
     row_legends(grid)
     fig.tight_layout()
-    interval = ("95% percentile-bootstrap interval of the mean over seeds" if band == "ci"
-                else "±1 sd over seeds, clipped to the metric's range")
+    interval = (
+        "95% percentile-bootstrap interval of the mean over seeds"
+        if band == "ci"
+        else "±1 sd over seeds, clipped to the metric's range"
+    )
     cols = {p["col"] for p in ps}
-    cap = (f"Thin lines: each seed; thick: the mean over seeds with its {interval} (bands stay inside each metric's range: "
-           "rates in [0, 1], the alarm count in [0, 5]).")
+    cap = (
+        f"Thin lines: each seed; thick: the mean over seeds with its {interval} (bands stay inside each metric's range: "
+        "rates in [0, 1], the alarm count in [0, 5])."
+    )
     if "audit/exploit_rate_max" in cols:
-        cap += (" Exploit rate: the share of stress pairs where the reward model prefers the perturbed completion over the "
-                "gold-better one (0.5 = blind to the perturbation), worst family.")
+        cap += (
+            " Exploit rate: the share of stress pairs where the reward model prefers the perturbed completion over the "
+            "gold-better one (0.5 = blind to the perturbation), worst family."
+        )
     if any(str(c).startswith("rm/shift_") for c in cols):
         cap += " Shifted-set accuracy: pairwise agreement with gold on prompts off the training distribution."
     cap += " The audits are measured before each round's PPO."

@@ -33,14 +33,21 @@ def fig_mitigation(study, pal, band="sd") -> FigureResult:
     key, title = "fig13_reward_training", "Reward-model training: early stopping and ensemble disagreement"
     m = study.metrics
     if not (has(m, "rm/heldout_loss") or has(m, "rm/ens_std")):
-        return FigureResult(key, title, "", None, "no early stopping (rm/heldout_loss) or ensemble (rm/ens_std) metrics logged")
+        return FigureResult(
+            key, title, "", None, "no early stopping (rm/heldout_loss) or ensemble (rm/ens_std) metrics logged"
+        )
     panels = [p for p in PANELS if has(m, p[0])]
-    parts = [w for c, w in (("rm/heldout_loss", "held-out loss and epochs"), ("rm/ens_std", "ensemble disagreement")) if has(m, c)]
+    parts = [
+        w
+        for c, w in (("rm/heldout_loss", "held-out loss and epochs"), ("rm/ens_std", "ensemble disagreement"))
+        if has(m, c)
+    ]
     title = "Reward-model training: " + " and ".join(parts)  # names only what these runs logged
     plt = pyplot()
     groups = variant_groups(study)  # rows of at most MAX_COLOURS variants beside the baseline
-    fig, grid = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels), row_height(4.2, len(groups)) * len(groups)),
-                             squeeze=False)
+    fig, grid = plt.subplots(
+        len(groups), len(panels), figsize=(4.2 * len(panels), row_height(4.2, len(groups)) * len(groups)), squeeze=False
+    )
     for row, (label, vs) in zip(grid, groups):
         mg = m[(m["round"] > 0) & m["variant"].isin(vs)]
         for ax, (col, ylabel, sub) in zip(row, panels):
@@ -56,7 +63,11 @@ def fig_mitigation(study, pal, band="sd") -> FigureResult:
         cap += " Epochs: up to reward.epochs" + (", fewer when early stopping fired." if stops else ".")
     if "rm/ens_std" in cols:
         cap += " Disagreement is the std over members per held-out completion"
-        cap += ("; its correlation is Spearman's rho with the absolute residual of the proxy regressed on gold (> 0: members "
-                "disagree where the proxy is wrong)" if "rm/ens_err_corr" in cols else "")
+        cap += (
+            "; its correlation is Spearman's rho with the absolute residual of the proxy regressed on gold (> 0: members "
+            "disagree where the proxy is wrong)"
+            if "rm/ens_err_corr" in cols
+            else ""
+        )
         cap += "; both absent for one member." if "1" in config_values(study, "reward.ensemble_size") else "."
     return FigureResult(key, title, cap, fig)

@@ -16,6 +16,7 @@ from rlhfsim.report.select import factor_value, variant_groups
 
 def scale_proxy(df: pd.DataFrame) -> pd.Series:
     """Proxy on [0,1] per run and round: kept if it already lies in [0,1] (bounded rewards), else min-max scaled."""
+
     def f(x: pd.Series) -> pd.Series:
         x = pd.to_numeric(x, errors="coerce")
         fin = x[np.isfinite(x)]
@@ -43,7 +44,12 @@ def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> F
     sns = seaborn_theme()
     df = rewards.copy()
     df["proxy (0-1 scaled)"] = scale_proxy(df) if "proxy" in df else np.nan
-    long = df.melt(id_vars=["variant", "seed", "round", "prompt_type"], value_vars=["proxy (0-1 scaled)", "gold"], var_name="measure", value_name="reward")
+    long = df.melt(
+        id_vars=["variant", "seed", "round", "prompt_type"],
+        value_vars=["proxy (0-1 scaled)", "gold"],
+        var_name="measure",
+        value_name="reward",
+    )
     long = long.dropna(subset=["reward"])
     types = sorted(long["prompt_type"].dropna().unique())
     measures = [m for m in ["proxy (0-1 scaled)", "gold"] if (long["measure"] == m).any()]
@@ -52,7 +58,9 @@ def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> F
     groups = _groups(study, set(long["variant"]))
     cols = [(m, t) for m in measures for t in types]
     h = row_height(3.8, len(groups))
-    fig, grid = plt.subplots(len(groups), len(cols), figsize=(4.4 * len(cols), h * len(groups)), squeeze=False, sharey=True)
+    fig, grid = plt.subplots(
+        len(groups), len(cols), figsize=(4.4 * len(cols), h * len(groups)), squeeze=False, sharey=True
+    )
     for i, (label, vs) in enumerate(groups):
         for j, (meas, t) in enumerate(cols):
             ax = grid[i][j]
@@ -63,18 +71,35 @@ def fig_distributions(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> F
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)  # seaborn 0.13 on matplotlib >= 3.11 (vert=)
                     warnings.simplefilter("ignore", PendingDeprecationWarning)
-                    sns.boxplot(data=sub, x="round", y="reward", hue="variant", hue_order=vs, palette=pal, order=rounds,
-                                fliersize=1.5, linewidth=0.8, ax=ax)
+                    sns.boxplot(
+                        data=sub,
+                        x="round",
+                        y="reward",
+                        hue="variant",
+                        hue_order=vs,
+                        palette=pal,
+                        order=rounds,
+                        fliersize=1.5,
+                        linewidth=0.8,
+                        ax=ax,
+                    )
             sub_title = f"{t} prompts: {meas.split(' ')[0]}"
             ax.set_title(f"{sub_title}\n({label})" if label else sub_title, fontsize=9.5)
-            ax.set(xlabel="round" if i == len(groups) - 1 else "", ylim=(-0.05, 1.05),
-                   ylabel=("proxy reward (0-1, scaled per run)" if meas != "gold" else "gold reward (0-1)") if j == 0 else "")
+            ax.set(
+                xlabel="round" if i == len(groups) - 1 else "",
+                ylim=(-0.05, 1.05),
+                ylabel=("proxy reward (0-1, scaled per run)" if meas != "gold" else "gold reward (0-1)")
+                if j == 0
+                else "",
+            )
     row_legends(grid)
     fig.tight_layout()
-    cap = (f"Per-completion rewards on the held-out prompts at rounds {', '.join(map(str, rounds))}, pooled over seeds. "
-           "Proxy is shown on [0,1]: bounded rewards as they are, logits min-max scaled per run and round. Collapse shows as open "
-           "and closed proxy distributions of the same shape although their gold distributions differ"
-           + (" (closed gold is 0 or 1)." if "closed" in types else "."))
+    cap = (
+        f"Per-completion rewards on the held-out prompts at rounds {', '.join(map(str, rounds))}, pooled over seeds. "
+        "Proxy is shown on [0,1]: bounded rewards as they are, logits min-max scaled per run and round. Collapse shows as open "
+        "and closed proxy distributions of the same shape although their gold distributions differ"
+        + (" (closed gold is 0 or 1)." if "closed" in types else ".")
+    )
     if len(groups) > 1:
         cap += " One row per group of variants (the experiment's design factors), each beside the baseline."
     return FigureResult(key, title, cap, fig)
@@ -113,26 +138,46 @@ def fig_profiles(study, pal, rewards: pd.DataFrame, rounds: list[int]) -> Figure
                 for k, t in enumerate(types):
                     st = df[(df["round"] == rd) & (df["variant"] == v) & (df["prompt_type"] == t)]
                     if not st.empty:
-                        sns.lineplot(data=st, x="rank", y="p01", color=shade, linestyle=styles[k % len(styles)], errorbar="sd",
-                                     ax=ax, legend=False, err_kws={"alpha": 0.12})
-            ax.set_title(f"{v}{' (baseline)' if v == study.baseline else ''}", fontsize=9.5,
-                         color=tuple(pal.get(v, (0, 0, 0))) if v != study.baseline else "black")
-            ax.set(xlabel="response index (sorted by proxy)" if i == len(groups) - 1 else "",
-                   ylabel="proxy reward (0-1 scaled)" if j == 0 else "", ylim=(-0.05, 1.05))
+                        sns.lineplot(
+                            data=st,
+                            x="rank",
+                            y="p01",
+                            color=shade,
+                            linestyle=styles[k % len(styles)],
+                            errorbar="sd",
+                            ax=ax,
+                            legend=False,
+                            err_kws={"alpha": 0.12},
+                        )
+            ax.set_title(
+                f"{v}{' (baseline)' if v == study.baseline else ''}",
+                fontsize=9.5,
+                color=tuple(pal.get(v, (0, 0, 0))) if v != study.baseline else "black",
+            )
+            ax.set(
+                xlabel="response index (sorted by proxy)" if i == len(groups) - 1 else "",
+                ylabel="proxy reward (0-1 scaled)" if j == 0 else "",
+                ylim=(-0.05, 1.05),
+            )
             int_rounds(ax)
         if label:
             grid[i][0].annotate(label, (0, 1.16), xycoords="axes fraction", fontsize=9.5, fontweight="bold")
     from matplotlib.lines import Line2D
 
-    handles = ([Line2D([], [], color="black", ls=styles[k % len(styles)], label=f"{t} prompts") for k, t in enumerate(types)]
-               + [Line2D([], [], color=c, lw=2.5, label=f"round {rd}") for rd, c in zip(rounds, shades)])
+    handles = [
+        Line2D([], [], color="black", ls=styles[k % len(styles)], label=f"{t} prompts") for k, t in enumerate(types)
+    ] + [Line2D([], [], color=c, lw=2.5, label=f"round {rd}") for rd, c in zip(rounds, shades)]
     grid[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8.5)
     fig.tight_layout()
-    cap = ("Each prompt's completions sorted by proxy reward (lowest first); lines are the mean over prompts and seeds, bands ±1 sd "
-           "(clipped by the [0, 1] axis). One panel per variant; colour is the round (light = early, dark = late), line style "
-           "the prompt type." + (" Collapse: open and closed profiles coincide." if len(types) > 1 else ""))
+    cap = (
+        "Each prompt's completions sorted by proxy reward (lowest first); lines are the mean over prompts and seeds, bands ±1 sd "
+        "(clipped by the [0, 1] axis). One panel per variant; colour is the round (light = early, dark = late), line style "
+        "the prompt type." + (" Collapse: open and closed profiles coincide." if len(types) > 1 else "")
+    )
     if len(groups) > 1:
         cap += " One row per group of variants (the experiment's design factors), each beside the baseline."
-    if any(factor_value(study, v, "reward.prompt_aware") for _, vs in groups for v in vs):  # only a study with such a variant is told
+    if any(
+        factor_value(study, v, "reward.prompt_aware") for _, vs in groups for v in vs
+    ):  # only a study with such a variant is told
         cap += " A prompt-aware utility should keep closed profiles step-like (0 or 1) and open profiles spread."
     return FigureResult(key, title, cap, fig)

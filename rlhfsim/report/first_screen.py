@@ -28,12 +28,14 @@ FIGURE_SHOWN = 0.5  # share of the answering figure's rendered height that must 
 MIN_SHOWN_PX = 200  # ... and at least this many pixels of it
 PARTS = ("question", "verdict", "figure")
 
-PROBE = ("<script>window.addEventListener('load', () => { const box = e => { if (!e) return null; const r = "
-         "e.getBoundingClientRect(); return [Math.round(r.top + window.scrollY), Math.round(r.bottom + window.scrollY)]; }; "
-         "const out = {question: box(document.querySelector('blockquote')), verdict: box(document.querySelector("
-         "'section.answer li')), figure: box(document.querySelector('section.answer img')), verdicts: "
-         "document.querySelectorAll('section.answer li').length, height: window.innerHeight, width: window.innerWidth}; "
-         "document.body.setAttribute('data-first-screen', JSON.stringify(out)); });</script>")
+PROBE = (
+    "<script>window.addEventListener('load', () => { const box = e => { if (!e) return null; const r = "
+    "e.getBoundingClientRect(); return [Math.round(r.top + window.scrollY), Math.round(r.bottom + window.scrollY)]; }; "
+    "const out = {question: box(document.querySelector('blockquote')), verdict: box(document.querySelector("
+    "'section.answer li')), figure: box(document.querySelector('section.answer img')), verdicts: "
+    "document.querySelectorAll('section.answer li').length, height: window.innerHeight, width: window.innerWidth}; "
+    "document.body.setAttribute('data-first-screen', JSON.stringify(out)); });</script>"
+)
 
 
 def chromium() -> str | None:
@@ -66,7 +68,9 @@ class Screen:
             need = max(MIN_SHOWN_PX, FIGURE_SHOWN * (s[1] - s[0]))
             if shown < min(need, s[1] - s[0]):
                 where = f"starts at {s[0]} px" + (f", {shown} of its {s[1] - s[0]} px above the fold" if shown else "")
-                out.append(f"the answering figure {where} (fold at {self.height}; {self.verdicts} verdict line(s) above it)")
+                out.append(
+                    f"the answering figure {where} (fold at {self.height}; {self.verdicts} verdict line(s) above it)"
+                )
         return out
 
 
@@ -79,10 +83,23 @@ def measure(page: str | Path, width: int, height: int, browser: str | None = Non
     with tempfile.TemporaryDirectory(prefix="first_screen_") as tmp:
         probed = Path(tmp) / "page.html"
         probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-               "--hide-scrollbars", f"--user-data-dir={Path(tmp) / 'profile'}", f"--window-size={width},{height}",
-               "--virtual-time-budget=5000", "--dump-dom", probed.resolve().as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={Path(tmp) / 'profile'}",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.resolve().as_uri(),
+        ]
         dom = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
     m = re.search(r'data-first-screen="([^"]*)"', dom)
     if m is None:
@@ -109,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             bad = s.problems()
             failed += bool(bad)
             spans = ", ".join(f"{p} {s.spans[p][0]}-{s.spans[p][1]}" if s.spans[p] else f"{p} none" for p in PARTS)
-            print(f"{'FAIL' if bad else 'ok  '} {page} at {w}x{h} ({spans}; {s.verdicts} verdict line(s))"
-                  + "".join(f"\n       {b}" for b in bad))
+            print(
+                f"{'FAIL' if bad else 'ok  '} {page} at {w}x{h} ({spans}; {s.verdicts} verdict line(s))"
+                + "".join(f"\n       {b}" for b in bad)
+            )
     return 1 if failed else 0
 
 

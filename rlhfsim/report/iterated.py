@@ -100,14 +100,19 @@ def peak_and_fall(gold: np.ndarray) -> tuple[float, float]:
     return float(g[i]), float(g[i] - g[i:].min())
 
 
-def never_recovered(rounds: Sequence[int], peaks: Sequence[float], falls: Sequence[float], finals: Sequence[float],
-                    tol: float = OVEROPT_FALL) -> int | None:
+def never_recovered(
+    rounds: Sequence[int],
+    peaks: Sequence[float],
+    falls: Sequence[float],
+    finals: Sequence[float],
+    tol: float = OVEROPT_FALL,
+) -> int | None:
     """Per round of one run (rounds [K] ascending, in-round peak [K], fall after it [K], final inner gold [K]) -> the
     first over-optimised round (fall > tol) after which no later round's final gold is above its peak; None if none."""
     peaks, falls, finals = (np.asarray(x, float) for x in (peaks, falls, finals))
     for k, r in enumerate(rounds):
         if np.isfinite(falls[k]) and falls[k] > tol:
-            later = finals[k + 1:]
+            later = finals[k + 1 :]
             if not (later[np.isfinite(later)] > peaks[k]).any():
                 return int(r)
     return None
@@ -157,7 +162,11 @@ def inner_frame(study) -> pd.DataFrame:
         if not f.is_file():
             study.note(f"{r.label} ({r.path}): no {INNER_FILE}: left out of the in-round analyses")
             continue
-        rows = [x for x in read_jsonl(f) if isinstance(x.get("round"), (int, float)) and isinstance(x.get("iteration"), (int, float))]
+        rows = [
+            x
+            for x in read_jsonl(f)
+            if isinstance(x.get("round"), (int, float)) and isinstance(x.get("iteration"), (int, float))
+        ]
         if not rows:
             study.note(f"{r.label} ({r.path}): {INNER_FILE} has no complete rows")
             continue
@@ -174,8 +183,25 @@ def inner_frame(study) -> pd.DataFrame:
     return out.sort_values(["variant", "seed", "round", "iteration"]).reset_index(drop=True)[INNER_COLUMNS]
 
 
-ROUND_COLUMNS = ["variant", "seed", "run", "round", "gold", "gain", GAP, W1, "kl", "inner_n", "inner_peak", "inner_peak_kl",
-                 "inner_fall", "inner_final", "inner_kl_min", "inner_kl_max", "overopt"]
+ROUND_COLUMNS = [
+    "variant",
+    "seed",
+    "run",
+    "round",
+    "gold",
+    "gain",
+    GAP,
+    W1,
+    "kl",
+    "inner_n",
+    "inner_peak",
+    "inner_peak_kl",
+    "inner_fall",
+    "inner_final",
+    "inner_kl_min",
+    "inner_kl_max",
+    "overopt",
+]
 
 
 def round_frame(study, inner: pd.DataFrame) -> pd.DataFrame:
@@ -199,19 +225,43 @@ def round_frame(study, inner: pd.DataFrame) -> pd.DataFrame:
             peak, fall = peak_and_fall(g)
             fin = g[np.isfinite(g)]
             at = int(np.nanargmax(g)) if np.isfinite(g).any() else None
-            rows.append({"variant": r.variant, "seed": r.seed, "run": str(r.path), "round": int(rd), "gold": gold[rd],
-                         "gain": gold[rd] - gold[rd - 1] if rd - 1 in gold.index else np.nan, GAP: gap[rd], W1: w1[rd],
-                         "kl": kl[rd], "inner_n": int(len(cur)), "inner_peak": peak,
-                         "inner_peak_kl": float(k[at]) if at is not None else np.nan, "inner_fall": fall,
-                         "inner_final": float(fin[-1]) if fin.size else np.nan,
-                         "inner_kl_min": float(np.nanmin(k)) if np.isfinite(k).any() else np.nan,
-                         "inner_kl_max": float(np.nanmax(k)) if np.isfinite(k).any() else np.nan,
-                         "overopt": bool(np.isfinite(fall) and fall > OVEROPT_FALL)})
+            rows.append(
+                {
+                    "variant": r.variant,
+                    "seed": r.seed,
+                    "run": str(r.path),
+                    "round": int(rd),
+                    "gold": gold[rd],
+                    "gain": gold[rd] - gold[rd - 1] if rd - 1 in gold.index else np.nan,
+                    GAP: gap[rd],
+                    W1: w1[rd],
+                    "kl": kl[rd],
+                    "inner_n": int(len(cur)),
+                    "inner_peak": peak,
+                    "inner_peak_kl": float(k[at]) if at is not None else np.nan,
+                    "inner_fall": fall,
+                    "inner_final": float(fin[-1]) if fin.size else np.nan,
+                    "inner_kl_min": float(np.nanmin(k)) if np.isfinite(k).any() else np.nan,
+                    "inner_kl_max": float(np.nanmax(k)) if np.isfinite(k).any() else np.nan,
+                    "overopt": bool(np.isfinite(fall) and fall > OVEROPT_FALL),
+                }
+            )
     return pd.DataFrame(rows, columns=ROUND_COLUMNS)
 
 
-RUN_COLUMNS = ["variant", "seed", "run", "rounds", "plateau_round", "overopt_rounds", "never_recovered_round", "censored",
-               "gap_first", "gap_last", "gap_change"]
+RUN_COLUMNS = [
+    "variant",
+    "seed",
+    "run",
+    "rounds",
+    "plateau_round",
+    "overopt_rounds",
+    "never_recovered_round",
+    "censored",
+    "gap_first",
+    "gap_last",
+    "gap_change",
+]
 
 
 def run_frame(rounds: pd.DataFrame, gold0: dict[str, float] | None = None) -> pd.DataFrame:
@@ -228,10 +278,21 @@ def run_frame(rounds: pd.DataFrame, gold0: dict[str, float] | None = None) -> pd
         gaps = g.dropna(subset=[GAP])
         first = float(gaps[GAP].iloc[0]) if len(gaps) else np.nan
         last = float(gaps[GAP].iloc[-1]) if len(gaps) else np.nan
-        rows.append({"variant": v, "seed": sd, "run": run, "rounds": int(rs.max()), "plateau_round": plat,
-                     "overopt_rounds": ", ".join(str(int(x)) for x in g.loc[g["overopt"], "round"]),
-                     "never_recovered_round": nr, "censored": bool(nr is not None and nr == int(rs.max())),
-                     "gap_first": first, "gap_last": last, "gap_change": last - first if len(gaps) > 1 else np.nan})
+        rows.append(
+            {
+                "variant": v,
+                "seed": sd,
+                "run": run,
+                "rounds": int(rs.max()),
+                "plateau_round": plat,
+                "overopt_rounds": ", ".join(str(int(x)) for x in g.loc[g["overopt"], "round"]),
+                "never_recovered_round": nr,
+                "censored": bool(nr is not None and nr == int(rs.max())),
+                "gap_first": first,
+                "gap_last": last,
+                "gap_change": last - first if len(gaps) > 1 else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -242,12 +303,24 @@ def matched_frame(inner: pd.DataFrame) -> pd.DataFrame:
     """Per (seed, round): KL* over the arms that have that round's inner curve, and each arm's gold at KL*."""
     rows = []
     for (sd, rd), cell in inner.groupby(["seed", "round"]):
-        curves = {v: (c.sort_values("iteration")["kl"].to_numpy(float), c.sort_values("iteration")["gold"].to_numpy(float))
-                  for v, c in cell.groupby("variant", sort=False)}
+        curves = {
+            v: (c.sort_values("iteration")["kl"].to_numpy(float), c.sort_values("iteration")["gold"].to_numpy(float))
+            for v, c in cell.groupby("variant", sort=False)
+        }
         star, at = matched_gold(curves)
         for v, (k, _) in curves.items():
-            rows.append({"variant": v, "seed": sd, "round": int(rd), "kl_star": star, "gold": at[v],
-                         "kl_min": float(np.nanmin(k)), "kl_max": float(np.nanmax(k)), "arms": len(curves)})
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": sd,
+                    "round": int(rd),
+                    "kl_star": star,
+                    "gold": at[v],
+                    "kl_min": float(np.nanmin(k)),
+                    "kl_max": float(np.nanmax(k)),
+                    "arms": len(curves),
+                }
+            )
     return pd.DataFrame(rows, columns=MATCHED_COLUMNS)
 
 
@@ -270,7 +343,9 @@ def round_contrasts(study, rounds: pd.DataFrame, matched: pd.DataFrame) -> pd.Da
         src = matched if q == "gold_at_matched_kl" else rounds
         if src.empty or col not in src or not pd.to_numeric(src[col], errors="coerce").notna().any():
             continue
-        w = src.pivot_table(index=["variant", "seed"], columns="round", values=col, aggfunc="mean")  # [arm x seed, round]
+        w = src.pivot_table(
+            index=["variant", "seed"], columns="round", values=col, aggfunc="mean"
+        )  # [arm x seed, round]
         w.columns = [f"{q}@round{int(c)}" for c in w.columns]
         eps += [{"endpoint": c, "better": better} for c in w.columns]
         wide = w.reset_index() if wide.empty else wide.merge(w.reset_index(), on=["variant", "seed"], how="outer")

@@ -28,9 +28,13 @@ from rlhfsim.report.tables import finished
 
 # the arms the predictions name: role -> (the one config key it changes from the reference, its value there)
 ROLES = {
-    "data_last": ("loop.buffer", "fresh"), "data_sample": ("loop.buffer", "equal_share"), "data_once": ("loop.buffer", "prompt_once"),
-    "reward_mean": ("reward.across_rounds", "mean"), "reward_min": ("reward.across_rounds", "min"),
-    "reward_wavg": ("reward.across_rounds", "weight_average"), "continue": ("loop.policy_start", "continue"),
+    "data_last": ("loop.buffer", "fresh"),
+    "data_sample": ("loop.buffer", "equal_share"),
+    "data_once": ("loop.buffer", "prompt_once"),
+    "reward_mean": ("reward.across_rounds", "mean"),
+    "reward_min": ("reward.across_rounds", "min"),
+    "reward_wavg": ("reward.across_rounds", "weight_average"),
+    "continue": ("loop.policy_start", "continue"),
     "liti": ("loop.policy_start", "interpolate"),
 }
 ROLE_KEYS = tuple(dict.fromkeys(k for k, _ in ROLES.values()))
@@ -77,8 +81,17 @@ def _side(lo: float, hi: float, sign: int, bound: float = 0.0) -> str:
 
 def _row(pred: str, claim: str, measured: str, eff: dict | None = None, outcome: str = "", detail: str = "") -> dict:
     eff = eff or {}
-    return {"prediction": pred, "claim": claim, "measured": measured, "value": eff.get("diff", np.nan), "lo": eff.get("lo", np.nan),
-            "hi": eff.get("hi", np.nan), "n": int(eff.get("n", 0) or 0), "outcome": outcome, "detail": detail}
+    return {
+        "prediction": pred,
+        "claim": claim,
+        "measured": measured,
+        "value": eff.get("diff", np.nan),
+        "lo": eff.get("lo", np.nan),
+        "hi": eff.get("hi", np.nan),
+        "n": int(eff.get("n", 0) or 0),
+        "outcome": outcome,
+        "detail": detail,
+    }
 
 
 def _missing(pred: str, claim: str, measured: str, what: str) -> dict:
@@ -118,9 +131,16 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
     else:
         t = t_summary(per_seed_slopes(g.columns.to_numpy(float), g.to_numpy(float)))
         per = ", ".join(f"r{int(c)} {g[c].mean():+.4f}" for c in g.columns)
-        rows.append(_row("P2", claim, "per-seed OLS slope of the end-of-round gold gain on the round (gold per round), one-sample t",
-                         {"diff": t["mean"], "lo": t["lo"], "hi": t["hi"], "n": t["n"]}, _side(t["lo"], t["hi"], -1),
-                         f"mean gain per round: {per}"))
+        rows.append(
+            _row(
+                "P2",
+                claim,
+                "per-seed OLS slope of the end-of-round gold gain on the round (gold per round), one-sample t",
+                {"diff": t["mean"], "lo": t["lo"], "hi": t["hi"], "n": t["n"]},
+                _side(t["lo"], t["hi"], -1),
+                f"mean gain per round: {per}",
+            )
+        )
     rr = runs[runs["variant"] == base]
     claim = f"gains plateau by round {PLATEAU_BY - 1} or {PLATEAU_BY} in {base} (at least half of its seeds)"
     if rr.empty:
@@ -129,8 +149,16 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
         pr = pd.to_numeric(rr["plateau_round"], errors="coerce")
         k, n = int((pr <= PLATEAU_BY).sum()), len(pr)
         listing = ", ".join("none" if not np.isfinite(x) else str(int(x)) for x in pr)
-        rows.append(_row("P2", claim, f"seeds whose plateau round (first gain < 0.005) is <= {PLATEAU_BY}", {"diff": k / n, "n": n},
-                         "holds" if 2 * k >= n else "fails", f"{k} of {n} seeds; plateau rounds by seed: {listing}"))
+        rows.append(
+            _row(
+                "P2",
+                claim,
+                f"seeds whose plateau round (first gain < 0.005) is <= {PLATEAU_BY}",
+                {"diff": k / n, "n": n},
+                "holds" if 2 * k >= n else "fails",
+                f"{k} of {n} seeds; plateau rounds by seed: {listing}",
+            )
+        )
 
     # P3: continue and LITI reach higher KL, vary more in gold, and some of their seeds never recover
     for role in ("continue", "liti"):
@@ -139,14 +167,34 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
         if v is None:
             rows.append(_missing("P3", claim, "kl_final", f"no {role} arm ({ROLES[role][0]}: {ROLES[role][1]})"))
             continue
-        rows.append(_paired("P3", claim, f"kl_final, {v} minus {base}", _by_seed(done, v, "kl_final"), _by_seed(done, base, "kl_final"), +1))
+        rows.append(
+            _paired(
+                "P3",
+                claim,
+                f"kl_final, {v} minus {base}",
+                _by_seed(done, v, "kl_final"),
+                _by_seed(done, base, "kl_final"),
+                +1,
+            )
+        )
         a, b = _by_seed(done, v, ep), _by_seed(done, base, ep)
         j = a.index.intersection(b.index)
         pm = pitman_morgan(a.reindex(j).to_numpy(), b.reindex(j).to_numpy())
-        out = "not shown" if not (np.isfinite(pm["p"]) and pm["p"] < ALPHA) else ("holds" if pm["ratio"] > 1 else "fails")
-        rows.append(_row("P3", f"{role}'s gold is more variable across seeds than {base}'s",
-                         f"SD of {ep} over seeds, {v} / {base}", {"diff": pm["ratio"], "n": pm["n"]}, out,
-                         f"Pitman-Morgan test of equal paired variances: p = {pm['p']:.3g}" if np.isfinite(pm["p"]) else "needs 3 paired seeds"))
+        out = (
+            "not shown" if not (np.isfinite(pm["p"]) and pm["p"] < ALPHA) else ("holds" if pm["ratio"] > 1 else "fails")
+        )
+        rows.append(
+            _row(
+                "P3",
+                f"{role}'s gold is more variable across seeds than {base}'s",
+                f"SD of {ep} over seeds, {v} / {base}",
+                {"diff": pm["ratio"], "n": pm["n"]},
+                out,
+                f"Pitman-Morgan test of equal paired variances: p = {pm['p']:.3g}"
+                if np.isfinite(pm["p"])
+                else "needs 3 paired seeds",
+            )
+        )
     claim = f"some continue or LITI seeds over-optimise and never recover; no {base} seed does"
     if arm("continue") is None or arm("liti") is None:
         rows.append(_missing("P3", claim, "never-recovered seeds", "needs both the continue and the LITI arm"))
@@ -158,14 +206,24 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
             cnt[v] = (int(nr.sum()), int((nr & rv["censored"]).sum()), len(rv))
         k = cnt[arm("continue")][0] + cnt[arm("liti")][0]
         detail = "; ".join(f"{v}: {a} of {n} seeds ({c} in their last round)" for v, (a, c, n) in cnt.items())
-        rows.append(_row("P3", claim, "seeds with a never-recovered over-optimised round", {"diff": k, "n": sum(x[2] for x in cnt.values())},
-                         "holds" if k >= 1 and cnt[base][0] == 0 else "fails", detail))
+        rows.append(
+            _row(
+                "P3",
+                claim,
+                "seeds with a never-recovered over-optimised round",
+                {"diff": k, "n": sum(x[2] for x in cnt.values())},
+                "holds" if k >= 1 and cnt[base][0] == 0 else "fails",
+                detail,
+            )
+        )
 
     # P4: concatenation >= equal-share sample > last round only in gold; last round only has the largest gap
     ref_g = _by_seed(done, base, ep)
     bound = float(margin) if margin else 0.0
     v = arm("data_sample")
-    claim = f"{base} (concatenated) >= the equal-share sample in {ep}" + (f" (not worse by more than the ±{bound:g} margin)" if margin else "")
+    claim = f"{base} (concatenated) >= the equal-share sample in {ep}" + (
+        f" (not worse by more than the ±{bound:g} margin)" if margin else ""
+    )
     if v is None:
         rows.append(_missing("P4", claim, ep, "no equal-share sample arm (loop.buffer: equal_share)"))
     else:
@@ -177,13 +235,34 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
     if s is None or last is None:
         rows.append(_missing("P4", claim, ep, "needs the equal-share sample and the last-round-only arm"))
     else:
-        rows.append(_paired("P4", claim, f"{ep}, {s} minus {last}", _by_seed(done, s, ep), _by_seed(done, last, ep), +1))
+        rows.append(
+            _paired("P4", claim, f"{ep}, {s} minus {last}", _by_seed(done, s, ep), _by_seed(done, last, ep), +1)
+        )
     claim = "last round only has the largest proxy-gold gap of the data arms"
     if last is None or FINAL_GAP not in done:
-        rows.append(_missing("P4", claim, FINAL_GAP, "no last-round-only arm (loop.buffer: fresh)" if last is None else f"{GAP} not logged"))
-    for other in [x for x in (base, arm("data_sample"), arm("data_once")) if x is not None and last is not None and FINAL_GAP in done]:
-        rows.append(_paired("P4", f"{claim} (vs {other})", f"{FINAL_GAP}, {last} minus {other}", _by_seed(done, last, FINAL_GAP),
-                            _by_seed(done, other, FINAL_GAP), +1))
+        rows.append(
+            _missing(
+                "P4",
+                claim,
+                FINAL_GAP,
+                "no last-round-only arm (loop.buffer: fresh)" if last is None else f"{GAP} not logged",
+            )
+        )
+    for other in [
+        x
+        for x in (base, arm("data_sample"), arm("data_once"))
+        if x is not None and last is not None and FINAL_GAP in done
+    ]:
+        rows.append(
+            _paired(
+                "P4",
+                f"{claim} (vs {other})",
+                f"{FINAL_GAP}, {last} minus {other}",
+                _by_seed(done, last, FINAL_GAP),
+                _by_seed(done, other, FINAL_GAP),
+                +1,
+            )
+        )
 
     # P5: mean and weight-average within the margin of last; the minimum has the smallest gap and may cost gold
     prim = comps[comps["family"] == "primary"].set_index("variant") if not comps.empty else pd.DataFrame()
@@ -195,17 +274,47 @@ def predictions(study, comps: pd.DataFrame, rounds: pd.DataFrame, runs: pd.DataF
             rows.append(_missing("P5", claim, f"{ep}: TOST", why))
             continue
         c = prim.loc[v]
-        out = "holds" if bool(c["equivalent"]) else ("fails" if c["lo_adj"] > bound or c["hi_adj"] < -bound else "not shown")
-        rows.append(_row("P5", claim, f"{ep}, {v} minus {base}; interval: the TOST (1 - 2 alpha) interval at its Holm step",
-                         {"diff": c["diff"], "lo": c["tost_lo"], "hi": c["tost_hi"], "n": c["n"]}, out,
-                         f"TOST p = {c['tost_p']:.3g} after Holm; margin ±{bound:g}"))
+        out = (
+            "holds"
+            if bool(c["equivalent"])
+            else ("fails" if c["lo_adj"] > bound or c["hi_adj"] < -bound else "not shown")
+        )
+        rows.append(
+            _row(
+                "P5",
+                claim,
+                f"{ep}, {v} minus {base}; interval: the TOST (1 - 2 alpha) interval at its Holm step",
+                {"diff": c["diff"], "lo": c["tost_lo"], "hi": c["tost_hi"], "n": c["n"]},
+                out,
+                f"TOST p = {c['tost_p']:.3g} after Holm; margin ±{bound:g}",
+            )
+        )
     mn = arm("reward_min")
     claim = "the minimum is the most conservative: the smallest proxy-gold gap of the reward arms"
     if mn is None or FINAL_GAP not in done:
-        rows.append(_missing("P5", claim, FINAL_GAP, "no minimum arm (reward.across_rounds: min)" if mn is None else f"{GAP} not logged"))
-    for other in [x for x in (base, arm("reward_mean"), arm("reward_wavg")) if x is not None and mn is not None and FINAL_GAP in done]:
-        rows.append(_paired("P5", f"{claim} (vs {other})", f"{FINAL_GAP}, {mn} minus {other}", _by_seed(done, mn, FINAL_GAP),
-                            _by_seed(done, other, FINAL_GAP), -1))
+        rows.append(
+            _missing(
+                "P5",
+                claim,
+                FINAL_GAP,
+                "no minimum arm (reward.across_rounds: min)" if mn is None else f"{GAP} not logged",
+            )
+        )
+    for other in [
+        x
+        for x in (base, arm("reward_mean"), arm("reward_wavg"))
+        if x is not None and mn is not None and FINAL_GAP in done
+    ]:
+        rows.append(
+            _paired(
+                "P5",
+                f"{claim} (vs {other})",
+                f"{FINAL_GAP}, {mn} minus {other}",
+                _by_seed(done, mn, FINAL_GAP),
+                _by_seed(done, other, FINAL_GAP),
+                -1,
+            )
+        )
     if mn is not None:
         eff = paired_effect(_by_seed(done, mn, ep), ref_g)
         rows.append(_row("P5", "the minimum may cost gold", f"{ep}, {mn} minus {base}", eff, "descriptive"))
@@ -218,12 +327,23 @@ def overall(tab: pd.DataFrame) -> dict[str, str]:
     out = {}
     for p, g in tab.groupby("prediction", sort=False):
         o = set(g.loc[g["outcome"] != "descriptive", "outcome"])
-        out[p] = ("fails" if "fails" in o else "holds" if o == {"holds"} else "cannot test" if "cannot test" in o
-                  else "not shown" if o else "descriptive")
+        out[p] = (
+            "fails"
+            if "fails" in o
+            else "holds"
+            if o == {"holds"}
+            else "cannot test"
+            if "cannot test" in o
+            else "not shown"
+            if o
+            else "descriptive"
+        )
     return out
 
 
 def summary_line(tab: pd.DataFrame) -> str:
     parts = "; ".join(f"{p} {o}" for p, o in overall(tab).items())
-    return (f"Predictions declared before the run (experiments/iterated_rlhf.yaml): {parts} (a prediction holds only when "
-            "every measured part of it holds; the table below gives each part with its interval).")
+    return (
+        f"Predictions declared before the run (experiments/iterated_rlhf.yaml): {parts} (a prediction holds only when "
+        "every measured part of it holds; the table below gives each part with its interval)."
+    )

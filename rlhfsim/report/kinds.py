@@ -28,15 +28,18 @@ class Kind:
     answer: str  # the figure id that answers the question when the experiment names no headline
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("ab", "A/B comparison against a baseline", "effect_sizes"),
-    Kind("dose", "dose-response", "dose_response"),
-    Kind("overopt", "over-optimisation", "fig9_proxy_and_gold_vs_sqrt_kl"),
-    Kind("calibration", "calibration: measured quality against the knob", "calibration"),
-    Kind("phase", "phase diagram", "phase_diagram"),
-    Kind("iterated", "iterated RLHF", "iterated_frontiers"),
-    Kind("audit", "audit: do the reward-model alarms warn before gold falls?", "alarm_detection"),
-)}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("ab", "A/B comparison against a baseline", "effect_sizes"),
+        Kind("dose", "dose-response", "dose_response"),
+        Kind("overopt", "over-optimisation", "fig9_proxy_and_gold_vs_sqrt_kl"),
+        Kind("calibration", "calibration: measured quality against the knob", "calibration"),
+        Kind("phase", "phase diagram", "phase_diagram"),
+        Kind("iterated", "iterated RLHF", "iterated_frontiers"),
+        Kind("audit", "audit: do the reward-model alarms warn before gold falls?", "alarm_detection"),
+    )
+}
 ALL_KINDS = tuple(KINDS)
 GAO_FIGURES = ("fig3_gold_vs_sqrt_kl", "fig9_proxy_and_gold_vs_sqrt_kl")
 OVEROPT_ENDPOINTS = ("gold_drop_after_peak",)

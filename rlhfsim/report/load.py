@@ -19,7 +19,6 @@ from rlhfsim.report.study import Study
 __all__ = ["RunData", "Study", "load_run", "load_study"]
 
 
-
 @dataclass
 class _Record:
     question: str | None = None
@@ -44,16 +43,30 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
         if validate:
             raise
         baseline = None
-    design = {"primary": spec.primary.model_dump() if spec.primary else None,
-              "secondary": [e.model_dump() for e in spec.secondary], "headline": list(spec.headline), "kind": spec.design, "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()}}
-    return _Record(spec.question, spec.name, baseline, [v.name for v in variants], list(spec.seeds),
-                   {v.name: v.overrides for v in variants}, design=design)
+    design = {
+        "primary": spec.primary.model_dump() if spec.primary else None,
+        "secondary": [e.model_dump() for e in spec.secondary],
+        "headline": list(spec.headline),
+        "kind": spec.design,
+        "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()},
+    }
+    return _Record(
+        spec.question,
+        spec.name,
+        baseline,
+        [v.name for v in variants],
+        list(spec.seeds),
+        {v.name: v.overrides for v in variants},
+        design=design,
+    )
 
 
 def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baseline: str | None = None) -> Study:
     """Resolve run directories, experiment roots and experiment files into one Study."""
     if not inputs:
-        raise ConfigError("rlhfsim report: give run directories, experiment roots (runs/<experiment>) or experiment YAML files")
+        raise ConfigError(
+            "rlhfsim report: give run directories, experiment roots (runs/<experiment>) or experiment YAML files"
+        )
     run_dirs: list[Path] = []
     records: list[_Record] = []
     missing: list[str] = []
@@ -84,7 +97,9 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
                 missing.append(f"{p}: no run directories below it")
             run_dirs.extend(found)
         else:
-            raise ConfigError(f"{p}: no such file or directory (give run directories, runs/<experiment> or an experiment YAML)")
+            raise ConfigError(
+                f"{p}: no such file or directory (give run directories, runs/<experiment> or an experiment YAML)"
+            )
 
     # run directories given one by one: their experiment root may still hold the question
     seen_roots = {r.root.resolve() for r in records if r.root is not None}
@@ -123,7 +138,9 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
         claimed.setdefault((r.variant, r.seed), []).append(r)
     for (v, sd), rs in claimed.items():
         if len(rs) > 1:
-            missing.append(f"{v}/seed{sd}: {len(rs)} run directories claim it ({', '.join(str(r.path) for r in rs)}); all are shown")
+            missing.append(
+                f"{v}/seed{sd}: {len(rs)} run directories claim it ({', '.join(str(r.path) for r in rs)}); all are shown"
+            )
 
     # variant order: the experiment's, then any others as they come
     order: list[str] = []
@@ -157,8 +174,12 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
     want = baseline or next((rec.baseline for rec in records if rec.baseline), None)
     if want is not None and want not in variants:
         if baseline is not None:
-            raise ConfigError(f"--baseline {baseline!r}: no runs of that variant; variants: {', '.join(variants) or '(none)'}")
-        missing.append(f"baseline variant {want!r}: no runs; comparing against {variants[0] if variants else '(none)'} instead")
+            raise ConfigError(
+                f"--baseline {baseline!r}: no runs of that variant; variants: {', '.join(variants) or '(none)'}"
+            )
+        missing.append(
+            f"baseline variant {want!r}: no runs; comparing against {variants[0] if variants else '(none)'} instead"
+        )
         want = None
     base = want or (variants[0] if variants else "")
     if base:
@@ -171,7 +192,9 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
         name = names[0] if len(set(names)) == 1 else (exp_names[0] if exp_names else "report")
     question = next((rec.question for rec in records if rec.question), None)
     if question is None:
-        missing.append("the question: no experiment file or runs/<experiment>/experiment.yaml found (it is written by `rlhfsim sweep`)")
+        missing.append(
+            "the question: no experiment file or runs/<experiment>/experiment.yaml found (it is written by `rlhfsim sweep`)"
+        )
     overrides: dict[str, dict] = {}
     for rec in records:
         for k, v in (rec.overrides or {}).items():

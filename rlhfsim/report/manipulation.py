@@ -55,8 +55,17 @@ def manipulation_table(study) -> pd.DataFrame:
             if not own:
                 continue
             xs = np.array(list(own.values()))
-            row = {"variant": v, "metric": col, "n": len(xs), "mean": float(xs.mean()),
-                   "sd": float(xs.std(ddof=1)) if len(xs) > 1 else np.nan, "n_pairs": 0, "diff": np.nan, "lo": np.nan, "hi": np.nan}
+            row = {
+                "variant": v,
+                "metric": col,
+                "n": len(xs),
+                "mean": float(xs.mean()),
+                "sd": float(xs.std(ddof=1)) if len(xs) > 1 else np.nan,
+                "n_pairs": 0,
+                "diff": np.nan,
+                "lo": np.nan,
+                "hi": np.nan,
+            }
             if v != study.baseline:
                 d = [x - vals[(study.baseline, s)] for s, x in own.items() if (study.baseline, s) in vals]
                 t = t_summary(d)
@@ -89,13 +98,19 @@ def manipulation_section(study) -> Section | None:
                 cell += f"; Δ {_f(r['diff'], '{:+.3f}')} [{_f(r['lo'], '{:+.3f}')}, {_f(r['hi'], '{:+.3f}')}]"
             row.append(cell)
         rows.append(row)
-    note = ("What each arm did to the rewards its optimiser saw: per run the mean over trained rounds (round >= 1) of the "
-            "reward model's agreement with gold on fresh held-out samples (rm/pairwise_acc, rm/within_prompt_spearman), the "
-            "collapse of its within-prompt reward profile on the probe set (collapse/probe_shape_rel: 0 = as prompt-dependent "
-            "as gold, 1 = one profile for every prompt), and the advantages the optimiser applied against gold's on the same "
-            f"rollouts (adv/gold_corr, adv/sign_agree; adv/std_raw their scale); mean ± sd over seeds, and Δ the paired "
-            f"difference to {study.baseline} seed by seed with its 95% t interval, not corrected for multiplicity. An arm whose "
-            "manipulation left these where the baseline's are did not test its question; '–': not logged, or the arm "
-            "optimises gold itself (no reward model). docs/metrics.md defines each measure.")
-    return Section(f"Manipulation check: the rewards the optimiser saw, against {study.baseline}", ["variant", *(heads[c] for c in cols)],
-                   rows, note)
+    note = (
+        "What each arm did to the rewards its optimiser saw: per run the mean over trained rounds (round >= 1) of the "
+        "reward model's agreement with gold on fresh held-out samples (rm/pairwise_acc, rm/within_prompt_spearman), the "
+        "collapse of its within-prompt reward profile on the probe set (collapse/probe_shape_rel: 0 = as prompt-dependent "
+        "as gold, 1 = one profile for every prompt), and the advantages the optimiser applied against gold's on the same "
+        f"rollouts (adv/gold_corr, adv/sign_agree; adv/std_raw their scale); mean ± sd over seeds, and Δ the paired "
+        f"difference to {study.baseline} seed by seed with its 95% t interval, not corrected for multiplicity. An arm whose "
+        "manipulation left these where the baseline's are did not test its question; '–': not logged, or the arm "
+        "optimises gold itself (no reward model). docs/metrics.md defines each measure."
+    )
+    return Section(
+        f"Manipulation check: the rewards the optimiser saw, against {study.baseline}",
+        ["variant", *(heads[c] for c in cols)],
+        rows,
+        note,
+    )

@@ -21,11 +21,19 @@ def _trajectories(study) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]
     out = {}
     for r in study.runs:
         m = r.metrics
-        if m is None or m.empty or "eval/kl" not in m or "eval/gold" not in m or r.status not in ("finished", "partial"):
+        if (
+            m is None
+            or m.empty
+            or "eval/kl" not in m
+            or "eval/gold" not in m
+            or r.status not in ("finished", "partial")
+        ):
             continue
         m = m.sort_values("round")
-        out[(r.variant, r.seed)] = (pd.to_numeric(m["eval/kl"], errors="coerce").to_numpy(float),
-                                    pd.to_numeric(m["eval/gold"], errors="coerce").to_numpy(float))
+        out[(r.variant, r.seed)] = (
+            pd.to_numeric(m["eval/kl"], errors="coerce").to_numpy(float),
+            pd.to_numeric(m["eval/gold"], errors="coerce").to_numpy(float),
+        )
     return out
 
 
@@ -47,8 +55,18 @@ def matched_kl_table(study) -> pd.DataFrame:
             continue
         k, gv, gb = (np.array(x) for x in zip(*per))
         t = t_summary(gv - gb)
-        rows.append({"variant": v, "n": t["n"], "kl_star": float(k.mean()), "gold_variant": float(gv.mean()),
-                     "gold_baseline": float(gb.mean()), "diff": t["mean"], "lo": t["lo"], "hi": t["hi"]})
+        rows.append(
+            {
+                "variant": v,
+                "n": t["n"],
+                "kl_star": float(k.mean()),
+                "gold_variant": float(gv.mean()),
+                "gold_baseline": float(gb.mean()),
+                "diff": t["mean"],
+                "lo": t["lo"],
+                "hi": t["hi"],
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -58,10 +76,25 @@ def matched_kl_section(study):
     if tab.empty:
         return None
     f = lambda x, s="{:+.3f}": s.format(x) if np.isfinite(x) else "n/a"  # noqa: E731
-    rows = [[r["variant"], str(int(r["n"])), f(r["kl_star"], "{:.3f}"), f(r["gold_variant"], "{:.3f}"), f(r["gold_baseline"], "{:.3f}"),
-             f"{f(r['diff'])} [{f(r['lo'])}, {f(r['hi'])}]"] for _, r in tab.iterrows()]
-    note = (f"Per seed, KL* is the largest KL to the SFT reference (eval/kl) that both the variant's and {study.baseline}'s run "
-            "reach; each run's held-out gold is read where it first reaches KL*, linear between the rounds around the crossing. "
-            "The difference is paired by seed; 95% t interval over seeds, not corrected for multiplicity (a secondary).")
-    return Section(f"Gold at matched KL against {study.baseline}", ["variant", "seeds", "mean KL* (nats)", "gold (variant)",
-                   "gold (baseline)", "difference [95% t]"], rows, note)
+    rows = [
+        [
+            r["variant"],
+            str(int(r["n"])),
+            f(r["kl_star"], "{:.3f}"),
+            f(r["gold_variant"], "{:.3f}"),
+            f(r["gold_baseline"], "{:.3f}"),
+            f"{f(r['diff'])} [{f(r['lo'])}, {f(r['hi'])}]",
+        ]
+        for _, r in tab.iterrows()
+    ]
+    note = (
+        f"Per seed, KL* is the largest KL to the SFT reference (eval/kl) that both the variant's and {study.baseline}'s run "
+        "reach; each run's held-out gold is read where it first reaches KL*, linear between the rounds around the crossing. "
+        "The difference is paired by seed; 95% t interval over seeds, not corrected for multiplicity (a secondary)."
+    )
+    return Section(
+        f"Gold at matched KL against {study.baseline}",
+        ["variant", "seeds", "mean KL* (nats)", "gold (variant)", "gold (baseline)", "difference [95% t]"],
+        rows,
+        note,
+    )

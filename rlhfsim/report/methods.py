@@ -50,9 +50,13 @@ def methods_paragraph(study) -> str:
         f"Policy: a {_one(study, 'policy.n_layer')}-layer transformer of width {_one(study, 'policy.n_embd')} "
         f"({_one(study, 'policy.n_head')} heads), responses up to {_one(study, 'policy.response_len')} tokens.",
         f"Reward: source {' / '.join(map(str, sources))}"
-        + (f"; the learned reward model has {_one(study, 'reward.n_layer')} layer(s) of width {_one(study, 'reward.n_embd')} "
-           f"(backbone {' / '.join(map(str, backbones))}, {' / '.join(map(str, offline))} offline comparisons)"
-           if any(s in (None, "learned") for s in sources) else "") + ".",
+        + (
+            f"; the learned reward model has {_one(study, 'reward.n_layer')} layer(s) of width {_one(study, 'reward.n_embd')} "
+            f"(backbone {' / '.join(map(str, backbones))}, {' / '.join(map(str, offline))} offline comparisons)"
+            if any(s in (None, "learned") for s in sources)
+            else ""
+        )
+        + ".",
         f"Optimiser: {_one(study, 'optimizer.name')}, KL coefficient {_one(study, 'optimizer.kl_coef')}, "
         f"{_one(study, 'optimizer.iterations')} iterations a round of {_one(study, 'optimizer.batch_size')} completions "
         f"(groups of {_one(study, 'optimizer.group_size')}).",
@@ -62,11 +66,15 @@ def methods_paragraph(study) -> str:
     ]
     dials, profiles = _values(study, "surgery.dial"), _values(study, "surgery.profile")
     if any(d not in (None, 0, 0.0) for d in dials) and any(pr not in (None, "none") for pr in profiles):
-        parts.append(f"Profile surgery: {_one(study, 'surgery.profile')} profile at dial {_one(study, 'surgery.dial')}.")
+        parts.append(
+            f"Profile surgery: {_one(study, 'surgery.profile')} profile at dial {_one(study, 'surgery.dial')}."
+        )
     audits = _values(study, "audit.enabled")
     parts.append(f"Audits: {'on' if audits == [True] else 'off' if audits == [False] else 'on in some arms'}.")
-    parts.append(f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); {len(study.variants)} arms; "
-                 "arms of a seed share the SFT policy, the world and the held-out prompts.")
+    parts.append(
+        f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); {len(study.variants)} arms; "
+        "arms of a seed share the SFT policy, the world and the held-out prompts."
+    )
     return " ".join(parts)
 
 
@@ -76,13 +84,17 @@ def reproduction(study, out_dir, runs_root: str | None = None) -> dict:
     out = Path(out_dir)
     exp = next((s for s in study.sources if str(s).endswith((".yaml", ".yml"))), None)
     runs = f" --runs {runs_root}" if runs_root and runs_root != "runs" and exp else ""
-    commands = ([f"rlhfsim sweep {exp} --jobs 2" + (f" --out {runs_root}" if runs else "")] if exp else [])
+    commands = [f"rlhfsim sweep {exp} --jobs 2" + (f" --out {runs_root}" if runs else "")] if exp else []
     commands.append(f"rlhfsim report {' '.join(map(str, study.sources))}{runs} -o {out_dir}")
     code = sorted(study.versions())
     links = [f for f in ("summary.csv", "effects.csv", "README.md") if (out / f).exists() or f != "README.md"]
-    return {"experiment": exp or "(no experiment file: run directories given)", "commands": commands,
-            "runs_code": code or ["(no run has a summary.json)"], "report_code": f"code {source_hash()} (git {code_version()})",
-            "links": links}
+    return {
+        "experiment": exp or "(no experiment file: run directories given)",
+        "commands": commands,
+        "runs_code": code or ["(no run has a summary.json)"],
+        "report_code": f"code {source_hash()} (git {code_version()})",
+        "links": links,
+    }
 
 
 # ----------------------------------------------------------------------------- the page's Methods and How-to-reproduce blocks
@@ -98,16 +110,37 @@ def md_methods(ctx) -> list[str]:
     if "methods" not in ctx:
         return []
     r = ctx["repro"]
-    return (["## Methods", "", ctx["methods"], "", "## How to reproduce", "", f"Experiment file: `{r['experiment']}`", "", "```bash"]
-            + r["commands"] + ["```", "", "Runs written by: " + "; ".join(r["runs_code"]) + f". Page written by {r['report_code']}.",
-                               "", "Files: " + ", ".join(f"[{f}]({f})" for f in r["links"]), ""])
+    return (
+        [
+            "## Methods",
+            "",
+            ctx["methods"],
+            "",
+            "## How to reproduce",
+            "",
+            f"Experiment file: `{r['experiment']}`",
+            "",
+            "```bash",
+        ]
+        + r["commands"]
+        + [
+            "```",
+            "",
+            "Runs written by: " + "; ".join(r["runs_code"]) + f". Page written by {r['report_code']}.",
+            "",
+            "Files: " + ", ".join(f"[{f}]({f})" for f in r["links"]),
+            "",
+        ]
+    )
 
 
 def html_methods(ctx) -> str:
     if "methods" not in ctx:
         return ""
     r = ctx["repro"]
-    return (f"<h2 id='methods'>Methods</h2><p>{_esc(ctx['methods'])}</p><h2 id='reproduce'>How to reproduce</h2>"
-            f"<p>Experiment file: <code>{_esc(r['experiment'])}</code></p><pre>{_esc(chr(10).join(r['commands']))}</pre>"
-            f"<p class='note'>Runs written by: {_esc('; '.join(r['runs_code']))}. Page written by {_esc(r['report_code'])}.</p>"
-            "<p>Files: " + ", ".join(f"<a href='{_esc(f)}'>{_esc(f)}</a>" for f in r["links"]) + "</p>")
+    return (
+        f"<h2 id='methods'>Methods</h2><p>{_esc(ctx['methods'])}</p><h2 id='reproduce'>How to reproduce</h2>"
+        f"<p>Experiment file: <code>{_esc(r['experiment'])}</code></p><pre>{_esc(chr(10).join(r['commands']))}</pre>"
+        f"<p class='note'>Runs written by: {_esc('; '.join(r['runs_code']))}. Page written by {_esc(r['report_code'])}.</p>"
+        "<p>Files: " + ", ".join(f"<a href='{_esc(f)}'>{_esc(f)}</a>" for f in r["links"]) + "</p>"
+    )

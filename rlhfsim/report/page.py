@@ -17,20 +17,24 @@ import pandas as pd
 
 from rlhfsim.report.methods import html_methods, md_methods
 
-TABLE_NOTE = ("Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the mean paired difference to the "
-              "baseline (variant minus baseline, seed by seed: runs of one seed share the SFT policy and the prompts) with its 95% "
-              "paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6), not corrected for multiplicity (the Answer and effect-size sections are). "
-              "Rounds are round numbers (0 = SFT policy). \"Censored\" counts runs where the quantity is not fully observed: gold "
-              "peaking in the last round (the peak may come later) or never stalling (no stagnation round; n then counts the runs "
-              "where it is defined).")
+TABLE_NOTE = (
+    "Mean ± sample standard deviation over seeds (runs with a summary.json); Δ is the mean paired difference to the "
+    "baseline (variant minus baseline, seed by seed: runs of one seed share the SFT policy and the prompts) with its 95% "
+    "paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6), not corrected for multiplicity (the Answer and effect-size sections are). "
+    'Rounds are round numbers (0 = SFT policy). "Censored" counts runs where the quantity is not fully observed: gold '
+    "peaking in the last round (the peak may come later) or never stalling (no stagnation round; n then counts the runs "
+    "where it is defined)."
+)
 
 
 def intro(ctx) -> str:
     st = ctx["study"]
     n_seeds = len({r.seed for r in st.runs})
     kind = f" Design: {ctx['kind'].title}." if ctx.get("kind") is not None else ""
-    return (f"{ctx['n_runs']} run(s): {len(st.variants)} variant(s) x {n_seeds} seed(s). Baseline: **{st.baseline}**.{kind} "
-            f"Sources: {', '.join(st.sources)}. Runs last written {ctx['generated']}.")
+    return (
+        f"{ctx['n_runs']} run(s): {len(st.variants)} variant(s) x {n_seeds} seed(s). Baseline: **{st.baseline}**.{kind} "
+        f"Sources: {', '.join(st.sources)}. Runs last written {ctx['generated']}."
+    )
 
 
 def answering(ctx, figures) -> list:
@@ -69,7 +73,12 @@ def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(ctx: dict, figures: list) -> str:
     st = ctx["study"]
     L = [f"# {ctx['title']}", ""]
-    L += ["## Question", "", f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._", ""]
+    L += [
+        "## Question",
+        "",
+        f"> {ctx['question']}" if ctx["question"] else "_No question recorded (see Missing data)._",
+        "",
+    ]
     a = ctx["answer"]
     L += ["## Answer", ""] + [f"- **{md_escape(v)}**" for v in a["verdicts"]] + [""]
     for f in answering(ctx, figures):  # the answering figure right under the verdicts, the method below it
@@ -84,7 +93,12 @@ def render_markdown(ctx: dict, figures: list) -> str:
     L += ["## What differs between variants", ""]
     diff: pd.DataFrame = ctx["diff"]
     if diff.empty:
-        L += ["_The resolved configs (config.yaml) do not differ between variants, apart from seeds and names._" if st.variants else "_No configs._", ""]
+        L += [
+            "_The resolved configs (config.yaml) do not differ between variants, apart from seeds and names._"
+            if st.variants
+            else "_No configs._",
+            "",
+        ]
     else:
         L += md_table(list(diff.columns), diff.astype(str).values.tolist()) + [""]
     if st.variant_overrides:
@@ -105,11 +119,23 @@ def render_markdown(ctx: dict, figures: list) -> str:
         else:
             L += [f"_Not drawn: {f.skipped}._", ""]
     if ctx.get("left_out"):
-        L += ["Left out, because the runs cannot support them:", ""] + [f"- `{k}`: {why}" for k, why in ctx["left_out"]] + [""]
+        L += (
+            ["Left out, because the runs cannot support them:", ""]
+            + [f"- `{k}`: {why}" for k, why in ctx["left_out"]]
+            + [""]
+        )
     for sec in ctx.get("sections", []):
-        L += [f"## {sec.title}", ""] + (md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"]) + ["", sec.note, ""]
+        L += (
+            [f"## {sec.title}", ""]
+            + (md_table(sec.header, sec.rows) if sec.rows else ["_No finished runs._"])
+            + ["", sec.note, ""]
+        )
     L += ["## Missing data", ""]
-    L += [f"- {md_escape(m)}" for m in st.missing] if st.missing else ["Nothing missing: every run has its config, metrics, rewards and summary."]
+    L += (
+        [f"- {md_escape(m)}" for m in st.missing]
+        if st.missing
+        else ["Nothing missing: every run has its config, metrics, rewards and summary."]
+    )
     L += ["", "<details><summary>Settings common to all variants</summary>", "", "```"]
     L += [f"{k}: {v}" for k, v in ctx["common"].items()] + ["```", "", "</details>", ""]
     return "\n".join(L)
@@ -151,7 +177,9 @@ def html_table(header, rows, cls="") -> str:
         for c in r:
             if isinstance(c, tuple):
                 main, sub = c
-                cells.append(f"<td class='num'>{_e(main)}" + (f"<span class='sub'>{_e(sub)}</span>" if sub else "") + "</td>")
+                cells.append(
+                    f"<td class='num'>{_e(main)}" + (f"<span class='sub'>{_e(sub)}</span>" if sub else "") + "</td>"
+                )
             else:
                 cells.append(f"<td>{_e(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -160,8 +188,10 @@ def html_table(header, rows, cls="") -> str:
 
 def part(anchor: str, title: str, body: str, open_: bool = True) -> str:
     """A collapsible block under the first screen: its h2 is the summary."""
-    return (f"<details class='part'{' open' if open_ else ''}><summary><h2 id='{anchor}'>{_e(title)}</h2></summary>"
-            f"{body}</details>")
+    return (
+        f"<details class='part'{' open' if open_ else ''}><summary><h2 id='{anchor}'>{_e(title)}</h2></summary>"
+        f"{body}</details>"
+    )
 
 
 def _img(f) -> str:
@@ -183,14 +213,17 @@ def answer_lead(verdicts: list[str], top: list) -> str:
     fit on it whatever the number of verdicts (report/first_screen.py measures it): a figure of ordinary shape stands
     beside the verdicts on a wide screen (below them on a narrow one); a wide, short figure (WIDE) keeps the full width,
     between the first verdict (the summary sentence where there is one) and the others."""
+
     def ul(vs):
         return "<div><ul>" + "".join(f"<li><strong>{_e(v)}</strong></li>" for v in vs) + "</ul></div>" if vs else ""
 
     if not top:
         return f"<div class='lead'>{ul(verdicts)}</div>"
     f = top[0]
-    fig = (f"<figure>{_img(f)}<figcaption><strong>{_e(f.title)}.</strong> {_e(f.caption)} "
-           f"(full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>")
+    fig = (
+        f"<figure>{_img(f)}<figcaption><strong>{_e(f.title)}.</strong> {_e(f.caption)} "
+        f"(full size: <a href='{_e(f.key)}.png'>{_e(f.key)}.png</a>)</figcaption></figure>"
+    )
     if png_aspect(f.png) >= WIDE:
         return f"<div class='lead wide'>{ul(verdicts[:1])}{fig}{ul(verdicts[1:])}</div>"
     return f"<div class='lead two'>{ul(verdicts)}{fig}</div>"
@@ -203,13 +236,17 @@ def render_html(ctx: dict, figures: list) -> str:
         r, g, b = (int(255 * x) for x in pal.get(v, (0.5, 0.5, 0.5))[:3])
         return f"<span class='swatch' style='background:rgb({r},{g},{b})'></span>"
 
-    P = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(ctx['title'])}</title>",
-         f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
-         f"<h1>{_e(ctx['title'])}</h1>",
-         "<nav><a href='#answer'>Answer</a><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
-         "<a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
-         "<h2 class='q' id='question'>Question</h2>",
-         f"<blockquote>{_e(ctx['question'])}</blockquote>" if ctx["question"] else "<p><em>No question recorded (see Missing data).</em></p>"]
+    P = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(ctx['title'])}</title>",
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>",
+        f"<h1>{_e(ctx['title'])}</h1>",
+        "<nav><a href='#answer'>Answer</a><a href='#question'>Question</a><a href='#diff'>Differences</a><a href='#table'>Final table</a>"
+        "<a href='#figures'>Figures</a><a href='#missing'>Missing data</a></nav>",
+        "<h2 class='q' id='question'>Question</h2>",
+        f"<blockquote>{_e(ctx['question'])}</blockquote>"
+        if ctx["question"]
+        else "<p><em>No question recorded (see Missing data).</em></p>",
+    ]
     a = ctx["answer"]
     box = ["<section class='answer' id='answer'><h2>Answer</h2>", answer_lead(a["verdicts"], answering(ctx, figures))]
     box.append(f"<p class='note'>{_e(a['what'])}</p>")
@@ -219,13 +256,20 @@ def render_html(ctx: dict, figures: list) -> str:
     P.append("".join(box) + "</section>")
     P.append(html_methods(ctx))
     P.append(f"<p>{_e(intro(ctx).replace('**', ''))}</p>")
-    P.append("<p>Variants: " + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants) + "</p>")
+    P.append(
+        "<p>Variants: "
+        + " ".join(f"{sw(v)}{_e(v)}{' (baseline)' if v == st.baseline else ''}&nbsp;&nbsp;" for v in st.variants)
+        + "</p>"
+    )
     done = all_finished(ctx)
     runs_title = f"Runs ({ctx['n_runs']}, all finished)" if done and st.runs else "Runs"
     P.append(part("runs", runs_title, html_table(ctx["overview_header"], ctx["overview"]), open_=not done))
     diff: pd.DataFrame = ctx["diff"]
-    body = ("<p><em>The resolved configs (config.yaml) do not differ between variants, apart from seeds and names.</em></p>" if diff.empty
-            else html_table(list(diff.columns), diff.astype(str).values.tolist()))
+    body = (
+        "<p><em>The resolved configs (config.yaml) do not differ between variants, apart from seeds and names.</em></p>"
+        if diff.empty
+        else html_table(list(diff.columns), diff.astype(str).values.tolist())
+    )
     if st.variant_overrides:
         items = []
         for v in st.variants:
@@ -233,29 +277,49 @@ def render_html(ctx: dict, figures: list) -> str:
             if ov is not None:
                 txt = ", ".join(f"{k}={short(x)}" for k, x in ov.items()) or "base config"
                 items.append(f"<li>{sw(v)}<code>{_e(v)}</code>: <code>{_e(txt)}</code></li>")
-        body += "<p class='note'>Overrides per variant, as written in the experiment:</p><ul>" + "".join(items) + "</ul>"
+        body += (
+            "<p class='note'>Overrides per variant, as written in the experiment:</p><ul>" + "".join(items) + "</ul>"
+        )
     P.append(part("diff", "What differs between variants", body))
-    P.append(part("table", "Final table per variant", html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]],
-                                                                   "final") + f"<p class='note'>{_e(TABLE_NOTE)}</p>"))
+    P.append(
+        part(
+            "table",
+            "Final table per variant",
+            html_table(ctx["table_header"], [[r[0][0], r[1][0], *r[2:]] for r in ctx["table_rows"]], "final")
+            + f"<p class='note'>{_e(TABLE_NOTE)}</p>",
+        )
+    )
     figs = []
     for f in below(ctx, figures):
         figs.append(f"<h3>{_e(f.title)}</h3>")
         if getattr(f, "png", None) is not None:
-            figs.append(f"<figure>{_img(f)}<figcaption>{_e(f.caption)} <a href='{_e(f.key)}.png'>Full size</a>.</figcaption></figure>")
+            figs.append(
+                f"<figure>{_img(f)}<figcaption>{_e(f.caption)} <a href='{_e(f.key)}.png'>Full size</a>.</figcaption></figure>"
+            )
         else:
             figs.append(f"<p><em>Not drawn: {_e(f.skipped)}.</em></p>")
     if ctx.get("left_out"):
-        figs.append("<p class='note'>Left out, because the runs cannot support them:</p><ul class='note'>"
-                    + "".join(f"<li><code>{_e(k)}</code>: {_e(why)}</li>" for k, why in ctx["left_out"]) + "</ul>")
+        figs.append(
+            "<p class='note'>Left out, because the runs cannot support them:</p><ul class='note'>"
+            + "".join(f"<li><code>{_e(k)}</code>: {_e(why)}</li>" for k, why in ctx["left_out"])
+            + "</ul>"
+        )
     P.append(part("figures", "Figures", "".join(figs)))
     for i, sec in enumerate(ctx.get("sections", [])):
-        body = (html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>") + f"<p class='note'>{_e(sec.note)}</p>"
+        body = (
+            html_table(sec.header, sec.rows) if sec.rows else "<p><em>No finished runs.</em></p>"
+        ) + f"<p class='note'>{_e(sec.note)}</p>"
         P.append(part(f"section{i + 1}", sec.title, body))
-    missing = ("<ul class='missing'>" + "".join(f"<li>{_e(m)}</li>" for m in st.missing) + "</ul>" if st.missing
-               else "<p>Nothing missing: every run has its config, metrics, rewards and summary.</p>")
+    missing = (
+        "<ul class='missing'>" + "".join(f"<li>{_e(m)}</li>" for m in st.missing) + "</ul>"
+        if st.missing
+        else "<p>Nothing missing: every run has its config, metrics, rewards and summary.</p>"
+    )
     P.append(part("missing", "Missing data", missing))
     common = "\n".join(f"{k}: {v}" for k, v in ctx["common"].items())
     P.append(f"<details><summary>Settings common to all variants</summary><pre>{_e(common)}</pre></details>")
-    P.append(f"<p class='note'>Generated by rlhfsim report from runs last written {_e(ctx['generated'])}; summary.csv has one row per run.</p>")
+    P.append(
+        f"<p class='note'>Generated by rlhfsim report from runs last written {_e(ctx['generated'])}; summary.csv has one row per run.</p>"
+    )
     P.append("</body></html>")
     return "\n".join(P)

@@ -80,7 +80,7 @@ def late_gain(rounds: np.ndarray, y: np.ndarray) -> float:
     trained = sorted(r for r in s.index if r >= 1)
     if 0 not in s.index or not trained:
         return float("nan")
-    return float(s.loc[trained[len(trained) // 3:]].mean() - s.loc[0])
+    return float(s.loc[trained[len(trained) // 3 :]].mean() - s.loc[0])
 
 
 def gold_at_kl(kl: np.ndarray, gold: np.ndarray, target: float) -> float:
@@ -99,7 +99,9 @@ def gold_at_kl(kl: np.ndarray, gold: np.ndarray, target: float) -> float:
     return float(gold[i - 1] + t * (gold[i] - gold[i - 1]))
 
 
-def matched_kl(traj0: tuple[np.ndarray, np.ndarray], traj1: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
+def matched_kl(
+    traj0: tuple[np.ndarray, np.ndarray], traj1: tuple[np.ndarray, np.ndarray]
+) -> tuple[float, float, float]:
     """(KL*, gold of arm 0 at KL*, gold of arm 1 at KL*), KL* the largest KL both (kl, gold) trajectories reach."""
     k = min(np.nanmax(traj0[0]), np.nanmax(traj1[0])) if len(traj0[0]) and len(traj1[0]) else float("nan")
     return float(k), gold_at_kl(*traj0, k), gold_at_kl(*traj1, k)
@@ -114,7 +116,9 @@ def run_frame(study, p: PhaseDesign) -> pd.DataFrame:
     f["line"] = [p.cells[g][1] for g in f["group"]]
     m = study.metrics
     by_run = {run: sub.sort_values("round") for run, sub in m.groupby("run")} if not m.empty else {}
-    num = lambda sub, col: pd.to_numeric(sub[col], errors="coerce").to_numpy(float) if col in sub else np.full(len(sub), np.nan)  # noqa: E731
+    num = lambda sub, col: (
+        pd.to_numeric(sub[col], errors="coerce").to_numpy(float) if col in sub else np.full(len(sub), np.nan)
+    )  # noqa: E731
     rho, typed = [], {k: [] for k in TYPED}
     for run in f["run"]:
         sub = by_run.get(run, pd.DataFrame(columns=["round"]))
@@ -139,7 +143,10 @@ def run_frame(study, p: PhaseDesign) -> pd.DataFrame:
         f.loc[a.index, MATCHED], f.loc[b.index, MATCHED] = ga, gb
     # a source's measured rho in a seed: that line's lowest-dose arm (gold itself: 1)
     base = f[f["dose"] == lo_dose].set_index(["source", "line", "seed"])["rho_run"]
-    f["rho"] = [1.0 if s in p.gold_sources else base.get((s, ln, sd), np.nan) for s, ln, sd in zip(f["source"], f["line"], f["seed"])]
+    f["rho"] = [
+        1.0 if s in p.gold_sources else base.get((s, ln, sd), np.nan)
+        for s, ln, sd in zip(f["source"], f["line"], f["seed"])
+    ]
     return f
 
 
@@ -152,10 +159,15 @@ def seed_effects(frame: pd.DataFrame, endpoint: str) -> pd.DataFrame:
     if endpoint not in frame:
         return pd.DataFrame(columns=["source", "line", "seed", "effect", "rho"])
     for (s, ln), cell in frame.groupby(["source", "line"], sort=False):
-        wide = cell.assign(y=pd.to_numeric(cell[endpoint], errors="coerce")).pivot_table(index="seed", columns="dose", values="y")
+        wide = cell.assign(y=pd.to_numeric(cell[endpoint], errors="coerce")).pivot_table(
+            index="seed", columns="dose", values="y"
+        )
         eff = per_seed_slopes(wide.columns.to_numpy(float), wide.to_numpy())
         rho = cell.groupby("seed")["rho"].first().reindex(wide.index)
-        rows += [{"source": s, "line": ln, "seed": int(sd), "effect": float(e), "rho": float(r)} for sd, e, r in zip(wide.index, eff, rho)]
+        rows += [
+            {"source": s, "line": ln, "seed": int(sd), "effect": float(e), "rho": float(r)}
+            for sd, e, r in zip(wide.index, eff, rho)
+        ]
     return pd.DataFrame(rows, columns=["source", "line", "seed", "effect", "rho"])
 
 
@@ -176,8 +188,24 @@ def t_summary(x, alpha: float = ALPHA) -> dict:
     return out
 
 
-CELL_COLUMNS = ["endpoint", "source", "line", "rho", "n", "at_low_dose", "at_high_dose", "effect", "sd", "lo", "hi", "p", "p_holm",
-                "level_adj", "lo_adj", "hi_adj"]
+CELL_COLUMNS = [
+    "endpoint",
+    "source",
+    "line",
+    "rho",
+    "n",
+    "at_low_dose",
+    "at_high_dose",
+    "effect",
+    "sd",
+    "lo",
+    "hi",
+    "p",
+    "p_holm",
+    "level_adj",
+    "lo_adj",
+    "hi_adj",
+]
 
 
 def cell_table(frame: pd.DataFrame, p: PhaseDesign, endpoints) -> pd.DataFrame:
@@ -185,18 +213,34 @@ def cell_table(frame: pd.DataFrame, p: PhaseDesign, endpoints) -> pd.DataFrame:
     table (pass one endpoint family at a time), with the interval at each row's Holm step level beside it."""
     rows = []
     lo_dose, hi_dose = min(p.dose.doses), max(p.dose.doses)
-    for ep in ([endpoints] if isinstance(endpoints, str) else list(endpoints)):
+    for ep in [endpoints] if isinstance(endpoints, str) else list(endpoints):
         eff = seed_effects(frame, ep)
         for s in p.sources:
             for ln in p.lines:
                 e = eff[(eff["source"] == s) & (eff["line"] == ln)]
                 cell = frame[(frame["source"] == s) & (frame["line"] == ln)]
-                y = lambda x: float(pd.to_numeric(cell[cell["dose"] == x][ep], errors="coerce").mean()) if ep in cell else np.nan  # noqa: B023 - called within this iteration
+                # called within this iteration, so the loop variables are the current ones
+                y = lambda x: (
+                    float(pd.to_numeric(cell[cell["dose"] == x][ep], errors="coerce").mean()) if ep in cell else np.nan  # noqa: B023
+                )
                 t = t_summary(e["effect"])
-                rows.append({"endpoint": ep, "source": s, "line": ln, "rho": float(e["rho"].mean()) if len(e) else np.nan, "n": t["n"],
-                             "at_low_dose": y(lo_dose), "at_high_dose": y(hi_dose), "effect": t["mean"], "sd": t["sd"], "lo": t["lo"],
-                             "hi": t["hi"], "p": t["p"]})
-    tab = pd.DataFrame(rows, columns=CELL_COLUMNS[:CELL_COLUMNS.index("p_holm")])
+                rows.append(
+                    {
+                        "endpoint": ep,
+                        "source": s,
+                        "line": ln,
+                        "rho": float(e["rho"].mean()) if len(e) else np.nan,
+                        "n": t["n"],
+                        "at_low_dose": y(lo_dose),
+                        "at_high_dose": y(hi_dose),
+                        "effect": t["mean"],
+                        "sd": t["sd"],
+                        "lo": t["lo"],
+                        "hi": t["hi"],
+                        "p": t["p"],
+                    }
+                )
+    tab = pd.DataFrame(rows, columns=CELL_COLUMNS[: CELL_COLUMNS.index("p_holm")])
     if tab.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
     pv = tab["p"].to_numpy(float)
@@ -222,9 +266,24 @@ def rho_slopes(frame: pd.DataFrame, p: PhaseDesign, endpoint: str) -> pd.DataFra
         b = []
         for sd in y.index:
             xs, ys = x.loc[sd].to_numpy(float), y.loc[sd].to_numpy(float)
-            b.append(np.polyfit(xs, ys, 1)[0] if np.isfinite(xs).all() and np.isfinite(ys).all() and np.ptp(xs) > 0 else np.nan)
+            b.append(
+                np.polyfit(xs, ys, 1)[0]
+                if np.isfinite(xs).all() and np.isfinite(ys).all() and np.ptp(xs) > 0
+                else np.nan
+            )
         t = t_summary(b)
-        rows.append({"endpoint": endpoint, "line": ln, "n": t["n"], "slope": t["mean"], "sd": t["sd"], "lo": t["lo"], "hi": t["hi"], "p": t["p"]})
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "line": ln,
+                "n": t["n"],
+                "slope": t["mean"],
+                "sd": t["sd"],
+                "lo": t["lo"],
+                "hi": t["hi"],
+                "p": t["p"],
+            }
+        )
     tab = pd.DataFrame(rows, columns=["endpoint", "line", "n", "slope", "sd", "lo", "hi", "p"])
     tab["p_holm"] = holm(tab["p"].to_numpy(float)) if not tab.empty else []
     return tab
@@ -247,18 +306,27 @@ def band_sentence(cells: pd.DataFrame, line: str, margin: float | None) -> str:
     if margin is not None:  # disjoint: wholly beyond the band, reaching outside it, inside it
         beyond = (c["hi"] < -margin) | (c["lo"] > margin)
         inside = (c["lo"] >= -margin) & (c["hi"] <= margin)
-        parts = [f"{what} {', '.join(fmt(r) for _, r in c[mask].iterrows())}" for what, mask in
-                 (("wholly beyond it at", beyond), ("reaching outside it at", ~beyond & ~inside)) if mask.any()]
-        out.append(f"against the ±{margin:g} band, the 95% interval is " + ("; ".join(parts) if parts else "outside it at no source")
-                   + (f"; inside it at {', '.join(c[inside]['source'])}" if inside.any() else "") + ".")
+        parts = [
+            f"{what} {', '.join(fmt(r) for _, r in c[mask].iterrows())}"
+            for what, mask in (("wholly beyond it at", beyond), ("reaching outside it at", ~beyond & ~inside))
+            if mask.any()
+        ]
+        out.append(
+            f"against the ±{margin:g} band, the 95% interval is "
+            + ("; ".join(parts) if parts else "outside it at no source")
+            + (f"; inside it at {', '.join(c[inside]['source'])}" if inside.any() else "")
+            + "."
+        )
     sig = c[(c["p_holm"] < ALPHA) & ((c["lo_adj"] > 0) | (c["hi_adj"] < 0))]
     if sig.empty:
         out.append("The effect differs from 0 at no source (Holm over the cells).")
     else:
         first = sig.iloc[0]
         hp = f", Holm p {first['p_holm']:.2g}" if first["n"] >= MIN_P_SEEDS else ""
-        out.append(f"It differs from 0 (Holm p < {ALPHA:g}) at {', '.join(sig['source'])}; first, going down from rho 1, at "
-                   f"{first['source']} (rho {first['rho']:.2f}{hp}).")
+        out.append(
+            f"It differs from 0 (Holm p < {ALPHA:g}) at {', '.join(sig['source'])}; first, going down from rho 1, at "
+            f"{first['source']} (rho {first['rho']:.2f}{hp})."
+        )
     if len(bare):
         out.append(f"No interval yet at {', '.join(bare['source'])}.")
     return " ".join(out)

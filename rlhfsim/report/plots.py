@@ -20,8 +20,24 @@ from rlhfsim.report.bands import metric_bounds, seed_interval
 from rlhfsim.report.facets import row_height, row_legends
 from rlhfsim.report.select import PROXY_PREFIXES, gold_source_variants, variant_groups
 
-__all__ = ["BASELINE_GREY", "GOLD_LABEL", "R2_ADEQUATE", "ROUND_LABEL", "FigureResult", "Section", "band_text", "errorbar", "has", "int_rounds", "legend_once",
-           "lineplot", "palette", "pyplot", "round_panels", "seaborn_theme"]
+__all__ = [
+    "BASELINE_GREY",
+    "GOLD_LABEL",
+    "R2_ADEQUATE",
+    "ROUND_LABEL",
+    "FigureResult",
+    "Section",
+    "band_text",
+    "errorbar",
+    "has",
+    "int_rounds",
+    "legend_once",
+    "lineplot",
+    "palette",
+    "pyplot",
+    "round_panels",
+    "seaborn_theme",
+]
 
 
 @dataclass
@@ -72,7 +88,11 @@ def errorbar(band: str, col: str | None = None):
 
 
 def band_text(band: str) -> str:
-    return "95% bootstrap CI of the mean over seeds" if band == "ci" else "±1 standard deviation over seeds, clipped to the metric's range where it has one by definition"
+    return (
+        "95% bootstrap CI of the mean over seeds"
+        if band == "ci"
+        else "±1 standard deviation over seeds, clipped to the metric's range where it has one by definition"
+    )
 
 
 def has(df: pd.DataFrame, col: str) -> bool:
@@ -91,10 +111,35 @@ def lineplot(ax, df, y, study, pal, band, **kw):
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
         return
     # thin per-seed lines under the mean, so the number of seeds and their spread stay visible
-    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, units="seed", estimator=None,
-                 lw=0.6, alpha=0.35, legend=False, ax=ax)
-    sns.lineplot(data=d, x="round", y=y, hue="variant", hue_order=order, palette=pal, errorbar=errorbar(band, y),
-                 n_boot=200, seed=0, marker="o", markersize=4, ax=ax, **kw)
+    sns.lineplot(
+        data=d,
+        x="round",
+        y=y,
+        hue="variant",
+        hue_order=order,
+        palette=pal,
+        units="seed",
+        estimator=None,
+        lw=0.6,
+        alpha=0.35,
+        legend=False,
+        ax=ax,
+    )
+    sns.lineplot(
+        data=d,
+        x="round",
+        y=y,
+        hue="variant",
+        hue_order=order,
+        palette=pal,
+        errorbar=errorbar(band, y),
+        n_boot=200,
+        seed=0,
+        marker="o",
+        markersize=4,
+        ax=ax,
+        **kw,
+    )
 
 
 def legend_once(fig, axes, extra_handles=()):
@@ -107,8 +152,14 @@ def legend_once(fig, axes, extra_handles=()):
     if len(rows) > 1:
         row_legends([rows[k] for k in sorted(rows)])
         if extra_handles:
-            fig.legend(list(extra_handles), [h.get_label() for h in extra_handles], loc="upper center",
-                       ncol=len(extra_handles), frameon=False, bbox_to_anchor=(0.5, 1.0))
+            fig.legend(
+                list(extra_handles),
+                [h.get_label() for h in extra_handles],
+                loc="upper center",
+                ncol=len(extra_handles),
+                frameon=False,
+                bbox_to_anchor=(0.5, 1.0),
+            )
         return
     handles, labels = [], []
     for ax in axes:
@@ -123,7 +174,9 @@ def legend_once(fig, axes, extra_handles=()):
         handles.append(h)
         labels.append(h.get_label())
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.legend(
+            handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False, bbox_to_anchor=(0.5, 1.0)
+        )
 
 
 def round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: str = ROUND_LABEL):
@@ -136,7 +189,9 @@ def round_panels(study, pal, band, panels, size: tuple[float, float], xlabel: st
         return None
     groups = variant_groups(study)
     h = row_height(size[1], len(groups))
-    fig, grid = pyplot().subplots(len(groups), len(panels), figsize=(size[0] * len(panels), h * len(groups)), squeeze=False)
+    fig, grid = pyplot().subplots(
+        len(groups), len(panels), figsize=(size[0] * len(panels), h * len(groups)), squeeze=False
+    )
     for axes, (label, vs) in zip(grid, groups):
         mg = m[m["variant"].isin(vs)]
         for ax, (col, ylabel, sub) in zip(axes, panels):

@@ -138,36 +138,71 @@ def _primary(study: Study) -> tuple[str, float | None]:
 
 
 def _phase_page(page: Page) -> str | None:
-    return "the phase diagram and its tables show the dial effect per source and optimiser" if page.kind == "phase" else None
+    return (
+        "the phase diagram and its tables show the dial effect per source and optimiser"
+        if page.kind == "phase"
+        else None
+    )
 
 
 # ----------------------------------------------------------------------------- the built-in figures, in page order
 
-NOT_DOSE = ("ab", "overopt", "calibration", "iterated", "audit")  # an effect against one baseline misreads a dose design
+NOT_DOSE = (
+    "ab",
+    "overopt",
+    "calibration",
+    "iterated",
+    "audit",
+)  # an effect against one baseline misreads a dose design
 COLLAPSE = ("ab", "dose", "phase")  # the reward distributions: pages whose question can be the reward model's collapse
-NOT_OVEROPT = tuple(k for k in ALL_KINDS if k != "overopt")  # over-optimisation pages: gold against KL, not the reward model
+NOT_OVEROPT = tuple(
+    k for k in ALL_KINDS if k != "overopt"
+)  # over-optimisation pages: gold against KL, not the reward model
 CORE_FIGURES: list[Figure] = [
     Figure("effect_sizes", lambda p: fig_effect_sizes(p.study, p.comps), kinds=NOT_DOSE),
-    Figure("fig12_terminal_profiles", lambda p: CS.fig_terminal_profiles(p.study, p.band), needs=(lambda p: CS.has_train_rewards(p.study),),
-           quiet=True),
+    Figure(
+        "fig12_terminal_profiles",
+        lambda p: CS.fig_terminal_profiles(p.study, p.band),
+        needs=(lambda p: CS.has_train_rewards(p.study),),
+        quiet=True,
+    ),
     Figure("fig1_gold_proxy_kl", lambda p: F.fig_gold_proxy(p.study, p.pal, p.band)),
     Figure("fig2_by_prompt_type", lambda p: F.fig_by_type(p.study, p.pal, p.band)),
     Figure("fig3_gold_vs_sqrt_kl", lambda p: F.fig_gao(p.study, p.pal, p.band), kinds=("overopt",)),
-    Figure("fig4_reward_distributions", lambda p: R.fig_distributions(p.study, p.pal, p.rewards, p.rounds), kinds=COLLAPSE),
+    Figure(
+        "fig4_reward_distributions", lambda p: R.fig_distributions(p.study, p.pal, p.rewards, p.rounds), kinds=COLLAPSE
+    ),
     Figure("fig5_sorted_profiles", lambda p: R.fig_profiles(p.study, p.pal, p.rewards, p.rounds), kinds=COLLAPSE),
     Figure("fig6_collapse", lambda p: F.fig_collapse(p.study, p.pal, p.band), kinds=NOT_OVEROPT),
     Figure("fig7_advantage_fidelity", lambda p: F.fig_advantage(p.study, p.pal, p.band)),
     Figure("fig8_best_of_n", lambda p: D.fig_best_of_n(p.study, p.pal, p.band), needs=("bon/gold_n1",), quiet=True),
-    Figure("fig9_proxy_and_gold_vs_sqrt_kl", lambda p: D.fig_proxy_gold_kl(p.study, p.pal, p.band),
-           needs=("eval/proxy", "eval/sqrt_kl"), quiet=True),
+    Figure(
+        "fig9_proxy_and_gold_vs_sqrt_kl",
+        lambda p: D.fig_proxy_gold_kl(p.study, p.pal, p.band),
+        needs=("eval/proxy", "eval/sqrt_kl"),
+        quiet=True,
+    ),
     Figure("fig10_learning_signal", lambda p: D.fig_signal(p.study, p.pal, p.band), quiet=True),
-    Figure("fig11_audits", lambda p: fig_audits(p.study, p.pal, p.band), needs=("audit/alarms",), when=audits_off, quiet=True),
+    Figure(
+        "fig11_audits",
+        lambda p: fig_audits(p.study, p.pal, p.band),
+        needs=("audit/alarms",),
+        when=audits_off,
+        quiet=True,
+    ),
     Figure("fig13_reward_training", lambda p: fig_mitigation(p.study, p.pal, p.band), quiet=True),
-    Figure("dose_response", lambda p: fig_dose_response(p.study, p.pal, p.band, *_primary(p.study)), kinds=("dose", "phase"),
-           when=_phase_page, quiet=True),
+    Figure(
+        "dose_response",
+        lambda p: fig_dose_response(p.study, p.pal, p.band, *_primary(p.study)),
+        kinds=("dose", "phase"),
+        when=_phase_page,
+        quiet=True,
+    ),
     Figure("calibration", lambda p: CAL.fig_calibration(p.study, p.pal, p.band), kinds=("calibration",), quiet=True),
     Figure("phase_diagram", lambda p: fig_phase_diagram(p.study, p.pal, p.band), kinds=("phase",), quiet=True),
-    Figure("iterated_frontiers", lambda p: fig_iterated_frontiers(p.study, p.pal, p.band), kinds=("iterated",), quiet=True),
+    Figure(
+        "iterated_frontiers", lambda p: fig_iterated_frontiers(p.study, p.pal, p.band), kinds=("iterated",), quiet=True
+    ),
     Figure("iterated_gap", lambda p: fig_iterated_gap(p.study, p.pal, p.band), kinds=("iterated",), quiet=True),
 ]
 
@@ -177,16 +212,25 @@ CORE_FIGURES: list[Figure] = [
 # per-seed and per-cell matched-KL tables)
 CORE_TABLES: list[Table] = [
     Table("per_seed", lambda p: seed_section(p.study), kinds=NOT_DOSE),
-    Table("manipulation_check", lambda p: manipulation_section(p.study), kinds=("ab",)),  # what each arm did to the rewards
+    Table(
+        "manipulation_check", lambda p: manipulation_section(p.study), kinds=("ab",)
+    ),  # what each arm did to the rewards
     Table("matched_kl", lambda p: matched_kl_section(p.study), kinds=NOT_DOSE),
     Table("calibration_table", lambda p: CAL.calibration_section(p.study), kinds=("calibration",)),
     Table("overopt_fits", lambda p: D.overopt_section(p.study), kinds=("overopt", "ab", "audit")),
     Table("gao_shapes", lambda p: D.gao_shape_section(p.study), kinds=("overopt",)),
     Table("stagnation", lambda p: D.stagnation_section(p.study)),
     Table("propagation", lambda p: D.propagation_section(p.study), kinds=("ab", "dose", "phase", "calibration")),
-    Table("audits", lambda p: AU.sections(p.study), when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None),
-    Table("alarm_detection", lambda p: AD.sections(p.study),
-          when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None),
+    Table(
+        "audits",
+        lambda p: AU.sections(p.study),
+        when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None,
+    ),
+    Table(
+        "alarm_detection",
+        lambda p: AD.sections(p.study),
+        when=lambda p: audits_off(p) if "audit/alarms" in p.study.metrics else None,
+    ),
     Table("cost", lambda p: cost_section(p.study)),
 ]
 
@@ -224,7 +268,9 @@ def _result(f: Figure, out) -> FigureResult:
     return FigureResult(f.id, f.title or f.id, f.caption, out)
 
 
-def draw_figures(page: Page, headline: list[str], figures: list[Figure] | None = None) -> tuple[list[FigureResult], list[tuple[str, str]]]:
+def draw_figures(
+    page: Page, headline: list[str], figures: list[Figure] | None = None
+) -> tuple[list[FigureResult], list[tuple[str, str]]]:
     """(drawn figures, [(id, why)] left out): every figure of the page's kind, and any the headline names, in headline
     order first, then in declaration order. A non-quiet figure whose builder drew nothing stays in the list with its
     reason (`skipped`), which the page prints as "Not drawn"."""

@@ -42,7 +42,9 @@ def choose_rounds(study: Study, rounds: list[int] | None) -> list[int]:
     if rounds:
         for rd in rounds:
             if rd not in avail:
-                study.note(f"round {rd} was asked for the reward distributions but no run has rewards/round_{rd:03d}.parquet")
+                study.note(
+                    f"round {rd} was asked for the reward distributions but no run has rewards/round_{rd:03d}.parquet"
+                )
         return [rd for rd in rounds if rd in avail]
     if not avail:
         return []
@@ -58,7 +60,9 @@ def choose_rounds(study: Study, rounds: list[int] | None) -> list[int]:
     for r in study.runs:
         lost = [rd for rd in out if rd not in r.reward_rounds]
         if lost and r.reward_rounds:
-            study.note(f"{r.label} ({r.path}): no rewards parquet for round(s) {', '.join(map(str, lost))} shown in the distributions")
+            study.note(
+                f"{r.label} ({r.path}): no rewards parquet for round(s) {', '.join(map(str, lost))} shown in the distributions"
+            )
     return out
 
 
@@ -87,8 +91,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = None, band: str = "ci", title: str | None = None,
-                 runs_root: str | None = None) -> Report:
+def build_report(
+    study: Study,
+    out_dir: str | Path,
+    rounds: list[int] | None = None,
+    band: str = "ci",
+    title: str | None = None,
+    runs_root: str | None = None,
+) -> Report:
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +107,16 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
     chosen = choose_rounds(study, rounds)
     rewards = study.rewards(chosen) if chosen else pd.DataFrame()
     comps = comparisons(study)
-    page = Page(proxy_free(study), kind, page_palette(study), band, comps, chosen, proxy_free_rewards(study, rewards), skip_reasons(study))
+    page = Page(
+        proxy_free(study),
+        kind,
+        page_palette(study),
+        band,
+        comps,
+        chosen,
+        proxy_free_rewards(study, rewards),
+        skip_reasons(study),
+    )
     headline = answering_figures(study, kind)
     figures, left_out = draw_figures(page, headline)
     for res in figures:
@@ -142,12 +161,21 @@ def build_report(study: Study, out_dir: str | Path, rounds: list[int] | None = N
 def answer_context(study: Study, comps: pd.DataFrame, headline: list[str] | None = None) -> dict:
     primary, secondary, declared = endpoints(study)
     n_pairs = int(comps[comps["family"] == "primary"]["n"].max()) if not comps.empty else 0
-    what = (f"Primary endpoint: {primary['endpoint']} ({primary['better']} is better), each variant minus {study.baseline} seed by "
-            f"seed, 95% paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6)" + (", Holm over the variants" if len(study.variants) > 2 else "") + ".")
+    what = (
+        f"Primary endpoint: {primary['endpoint']} ({primary['better']} is better), each variant minus {study.baseline} seed by "
+        f"seed, 95% paired interval (paired t below 6 seeds, expanded-percentile bootstrap from 6)"
+        + (", Holm over the variants" if len(study.variants) > 2 else "")
+        + "."
+    )
     if not declared:
         what += " The experiment file declares no primary endpoint; gold_gain is used."
-    return {"verdicts": verdicts(study, comps), "what": what, "n_pairs": n_pairs, "headline": list(study.headline) if headline is None else headline,
-            "versions": study.version_note()}
+    return {
+        "verdicts": verdicts(study, comps),
+        "what": what,
+        "n_pairs": n_pairs,
+        "headline": list(study.headline) if headline is None else headline,
+        "versions": study.version_note(),
+    }
 
 
 def _context(study: Study, ft: pd.DataFrame, chosen: list[int], band: str, title: str | None) -> dict:

@@ -23,6 +23,7 @@ RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "rewards")
 SEED_DIR = re.compile(r"^seed(\d+)$")
 MAX_DEPTH = 4
 
+
 def is_run_dir(p: Path) -> bool:
     return p.is_dir() and (bool(SEED_DIR.match(p.name)) or any((p / m).exists() for m in RUN_MARKERS))
 
@@ -38,6 +39,7 @@ def find_run_dirs(root: Path, depth: int = 0) -> list[Path]:
         if child.is_dir() and not child.name.startswith("."):
             out.extend(find_run_dirs(child, depth + 1))
     return out
+
 
 def read_jsonl(path: Path) -> list[dict]:
     rows = []
@@ -65,7 +67,9 @@ class RunData:
     reward_rounds: list[int] = field(default_factory=list)
     configured_rounds: int | None = None
     problems: list[str] = field(default_factory=list)
-    written_by: dict | None = None  # summary.json's code_version / code_hash / metric_schema as written (None: older code)
+    written_by: dict | None = (
+        None  # summary.json's code_version / code_hash / metric_schema as written (None: older code)
+    )
     recomputed: list[str] = field(default_factory=list)  # summary fields whose recomputed value differs from the file's
 
     @property
@@ -94,7 +98,12 @@ def load_run(path: str | Path, experiment_hint: str | None = None) -> RunData:
     """One run directory; every problem is recorded in .problems instead of raised."""
     path = Path(path)
     m = SEED_DIR.match(path.name)
-    run = RunData(path, experiment_hint or path.parent.parent.name or "runs", path.parent.name or "default", int(m.group(1)) if m else None)
+    run = RunData(
+        path,
+        experiment_hint or path.parent.parent.name or "runs",
+        path.parent.name or "default",
+        int(m.group(1)) if m else None,
+    )
 
     cfg_path = path / "config.yaml"
     if cfg_path.is_file():
@@ -205,7 +214,9 @@ def _recompute_summary(run: RunData, rows: list[dict]) -> None:
         steps = read_jsonl(steps_file) if steps_file.is_file() else None
         new = summarize(rows, wall_time=old.get("wall_time_s", float("nan")), steps=steps)
     except Exception as e:  # noqa: BLE001 - odd metrics must not stop a report; the file's summary is kept
-        run.problems.append(f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown")
+        run.problems.append(
+            f"summary could not be recomputed from metrics.jsonl ({type(e).__name__}: {e}); summary.json as written is shown"
+        )
         return
     for k, v in new.items():
         if k in old and not isinstance(v, (dict, list)) and _norm(v) != _norm(old[k]):

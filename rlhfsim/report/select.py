@@ -1,6 +1,6 @@
 """Which figures a study's runs can support: a figure whose inputs are degenerate is left out, with the reason.
 
-    skip_reasons(study)  # {figure id: one-line reason}
+skip_reasons(study)  # {figure id: one-line reason}
 """
 
 from __future__ import annotations
@@ -11,11 +11,25 @@ import pandas as pd
 from rlhfsim.experiment.design import level_of
 
 # figures about the policy's training (meaningless when PPO never ran)
-POLICY_FIGURES = ("fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig3_gold_vs_sqrt_kl", "fig7_advantage_fidelity",
-                  "fig8_best_of_n", "fig9_proxy_and_gold_vs_sqrt_kl", "fig10_learning_signal")
+POLICY_FIGURES = (
+    "fig1_gold_proxy_kl",
+    "fig2_by_prompt_type",
+    "fig3_gold_vs_sqrt_kl",
+    "fig7_advantage_fidelity",
+    "fig8_best_of_n",
+    "fig9_proxy_and_gold_vs_sqrt_kl",
+    "fig10_learning_signal",
+)
 # curves over rounds (a single point per panel with one feedback round)
-ROUND_FIGURES = ("fig1_gold_proxy_kl", "fig2_by_prompt_type", "fig6_collapse", "fig7_advantage_fidelity",
-                 "fig10_learning_signal", "fig11_audits", "fig13_reward_training")
+ROUND_FIGURES = (
+    "fig1_gold_proxy_kl",
+    "fig2_by_prompt_type",
+    "fig6_collapse",
+    "fig7_advantage_fidelity",
+    "fig10_learning_signal",
+    "fig11_audits",
+    "fig13_reward_training",
+)
 KL_EPS = 1e-6  # nats: below this the policy has not moved from the SFT reference
 
 
@@ -46,10 +60,17 @@ def skip_reasons(study) -> dict[str, str]:
     if not trained:
         out.update({k: why for k in POLICY_FIGURES})
     if "fig1_gold_proxy_kl" not in out and all(constant_across_variants(study, c) for c in ("eval/gold", "eval/kl")):
-        out["fig1_gold_proxy_kl"] = "gold and KL are identical in every variant at every round: one line under the others"
+        out["fig1_gold_proxy_kl"] = (
+            "gold and KL are identical in every variant at every round: one line under the others"
+        )
     n = feedback_rounds(study)
     if n < 2:
-        out.update({k: out.get(k) or f"{n} feedback round(s): a curve over rounds would be a single point per panel" for k in ROUND_FIGURES})
+        out.update(
+            {
+                k: out.get(k) or f"{n} feedback round(s): a curve over rounds would be a single point per panel"
+                for k in ROUND_FIGURES
+            }
+        )
     return out
 
 
@@ -131,7 +152,7 @@ def variant_groups(study, max_colours: int = MAX_COLOURS) -> list[tuple[str, lis
     out = []
     for label, vs in parts:
         for i in range(0, len(vs), max_colours):
-            out.append((label, [study.baseline, *vs[i:i + max_colours]]))
+            out.append((label, [study.baseline, *vs[i : i + max_colours]]))
     return out
 
 

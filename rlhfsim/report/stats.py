@@ -39,8 +39,9 @@ LEVEL = 0.95
 N_BOOT = 4000
 MIN_BOOT = 6  # fewer paired seeds: paired t-interval instead of the bootstrap
 MIN_P_SEEDS = 5  # fewer paired seeds: intervals only, no p-value printed (such a study detects only large effects)
-SMALL_NOTE = (f"fewer than {MIN_P_SEEDS} paired seeds: interval only, no p-value; a study this small detects only large "
-              "effects")
+SMALL_NOTE = (
+    f"fewer than {MIN_P_SEEDS} paired seeds: interval only, no p-value; a study this small detects only large effects"
+)
 
 # quantities that a finite run observes only partly: (column, why, predicate on a summary row -> censored)
 # "drop after peak" is 0 and "peak round" is the last round whenever gold still rises at the end: the run
@@ -84,7 +85,11 @@ def censored_rows(summary: pd.DataFrame, column: str) -> pd.Series:
     if column not in CENSORED or summary.empty:
         return pd.Series(False, index=summary.index)
     if column == "stagnation_round":
-        return pd.to_numeric(summary.get(column), errors="coerce").isna() if column in summary else pd.Series(True, index=summary.index)
+        return (
+            pd.to_numeric(summary.get(column), errors="coerce").isna()
+            if column in summary
+            else pd.Series(True, index=summary.index)
+        )
     peak = pd.to_numeric(summary.get("gold_peak_round"), errors="coerce")
     last = pd.to_numeric(summary.get("rounds_completed"), errors="coerce")
     return (peak >= last) & last.notna() & (last > 0)
@@ -113,7 +118,9 @@ def paired_differences(variant: pd.Series, baseline: pd.Series) -> pd.Series:
     return d.sort_index()
 
 
-def paired_effect(variant: pd.Series, baseline: pd.Series, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def paired_effect(
+    variant: pd.Series, baseline: pd.Series, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0
+) -> dict:
     """Mean paired difference with its expanded percentile bootstrap interval and paired t p-value.
 
     variant, baseline: values indexed by seed; seeds missing on either side are dropped (n counts pairs).
@@ -122,8 +129,15 @@ def paired_effect(variant: pd.Series, baseline: pd.Series, level: float = LEVEL,
     from scipy import stats
 
     d = paired_differences(variant, baseline).to_numpy(dtype=float)
-    out = {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "n": int(d.size), "sd": float("nan"),
-           "method": ""}
+    out = {
+        "diff": float("nan"),
+        "lo": float("nan"),
+        "hi": float("nan"),
+        "p": float("nan"),
+        "n": int(d.size),
+        "sd": float("nan"),
+        "method": "",
+    }
     if d.size == 0:
         return out
     out["diff"] = float(d.mean())
@@ -161,9 +175,20 @@ def tost(d, margin: float, alpha: float = 1 - LEVEL) -> dict:
     x = np.asarray(d, dtype=float).ravel()
     x = x[np.isfinite(x)]
     n = int(x.size)
-    out = {"n": n, "mean": float(x.mean()) if n else float("nan"), "sd": float("nan"), "se": float("nan"), "margin": float(margin),
-           "p_lower": float("nan"), "p_upper": float("nan"), "p": float("nan"), "lo": float("nan"), "hi": float("nan"),
-           "level": 1 - 2 * alpha, "equivalent": False}
+    out = {
+        "n": n,
+        "mean": float(x.mean()) if n else float("nan"),
+        "sd": float("nan"),
+        "se": float("nan"),
+        "margin": float(margin),
+        "p_lower": float("nan"),
+        "p_upper": float("nan"),
+        "p": float("nan"),
+        "lo": float("nan"),
+        "hi": float("nan"),
+        "level": 1 - 2 * alpha,
+        "equivalent": False,
+    }
     if n < 2:
         return out
     mean, sd = float(x.mean()), float(x.std(ddof=1))
@@ -205,8 +230,9 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints: list[dict], family: str,
-            level: float = LEVEL) -> pd.DataFrame:
+def compare(
+    summary: pd.DataFrame, variants: list[str], baseline: str, endpoints: list[dict], family: str, level: float = LEVEL
+) -> pd.DataFrame:
     """Every (variant != baseline) x endpoint comparison, Holm-adjusted within this family.
 
     summary: one row per run with columns variant, seed and the endpoint columns.
@@ -216,16 +242,39 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
     censored value), censored_why; with a margin also margin, tost_p (Holm-adjusted over the family's TOSTs),
     tost_lo, tost_hi (the 1 - 2 alpha' t interval, alpha' that TOST's Holm step level) and equivalent.
     """
-    cols = ["family", "variant", "endpoint", "better", "diff", "lo", "hi", "p", "p_holm", "n", "lo_adj", "hi_adj", "level_adj",
-            "method", "censored", "censored_why", "margin", "tost_p", "tost_lo", "tost_hi", "equivalent"]
+    cols = [
+        "family",
+        "variant",
+        "endpoint",
+        "better",
+        "diff",
+        "lo",
+        "hi",
+        "p",
+        "p_holm",
+        "n",
+        "lo_adj",
+        "hi_adj",
+        "level_adj",
+        "method",
+        "censored",
+        "censored_why",
+        "margin",
+        "tost_p",
+        "tost_lo",
+        "tost_hi",
+        "equivalent",
+    ]
     rows, diffs = [], []
     if summary.empty or "variant" not in summary:
         return pd.DataFrame(columns=cols)
     base = summary[summary["variant"] == baseline]
     # censored runs leave the paired test (their value is only a bound), they are counted, never read as a value
     kept = {ep["endpoint"]: _toward_target(drop_censored(summary, ep["endpoint"]), ep["endpoint"]) for ep in endpoints}
-    pair = lambda v, col: (kept[col][kept[col]["variant"] == v].set_index("seed")[col],  # noqa: E731
-                           kept[col][kept[col]["variant"] == baseline].set_index("seed")[col])
+    pair = lambda v, col: (
+        kept[col][kept[col]["variant"] == v].set_index("seed")[col],  # noqa: E731
+        kept[col][kept[col]["variant"] == baseline].set_index("seed")[col],
+    )
     for ep in endpoints:
         col = ep["endpoint"]
         cens_all = censored_rows(summary, col)
@@ -242,10 +291,19 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
             n_cens = int(cens_all.reindex(pair_rows).fillna(False).astype(bool).sum())
             margin = ep.get("margin")
             better = "closer" if _target(col) is not None else ep.get("better", "higher")
-            rows.append({"family": family, "variant": v, "endpoint": col, "better": better,
-                         **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")}, "method": r.get("method", ""),
-                         "censored": n_cens, "censored_why": CENSORED.get(col, "") if n_cens else "",
-                         "margin": float(margin) if margin else np.nan})
+            rows.append(
+                {
+                    "family": family,
+                    "variant": v,
+                    "endpoint": col,
+                    "better": better,
+                    **{k: r.get(k, np.nan) for k in ("diff", "lo", "hi", "p", "n")},
+                    "method": r.get("method", ""),
+                    "censored": n_cens,
+                    "censored_why": CENSORED.get(col, "") if n_cens else "",
+                    "margin": float(margin) if margin else np.nan,
+                }
+            )
             diffs.append(d)
     df = pd.DataFrame(rows, columns=[c for c in cols if c in rows[0]] if rows else cols)
     if df.empty:
@@ -254,8 +312,10 @@ def compare(summary: pd.DataFrame, variants: list[str], baseline: str, endpoints
     df["p_holm"] = holm(df["p"].to_numpy())
     steps = holm_alphas(df["p"].to_numpy(), alpha)  # the interval beside a Holm verdict is at that verdict's level
     df["level_adj"] = np.where(np.isfinite(steps), 1 - steps, level)
-    adj = [paired_effect(*pair(r.variant, r.endpoint), r.level_adj) if r.endpoint in summary and r.n >= 2 else {}
-           for r in df.itertuples()]
+    adj = [
+        paired_effect(*pair(r.variant, r.endpoint), r.level_adj) if r.endpoint in summary and r.n >= 2 else {}
+        for r in df.itertuples()
+    ]
     df["lo_adj"] = [a.get("lo", np.nan) for a in adj]
     df["hi_adj"] = [a.get("hi", np.nan) for a in adj]
     tosts = [tost(d, m, alpha) if np.isfinite(m) else None for d, m in zip(diffs, df["margin"])]
@@ -296,7 +356,11 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
     if lvl > 1 - alpha + 1e-12:  # a Holm step below the first: say which level the printed interval is at
         method = f"{lvl:.1%}".replace(".0%", "%") + f" Holm-step {method} interval"
     ci = f"{f.format(diff)} [{f.format(lo)}, {f.format(hi)}] vs {baseline} ({method}, {n} seeds)"
-    cens = f"; censored in {int(row['censored'])} run(s), left out of the test: {row['censored_why']}" if int(row.get("censored", 0) or 0) else ""
+    cens = (
+        f"; censored in {int(row['censored'])} run(s), left out of the test: {row['censored_why']}"
+        if int(row.get("censored", 0) or 0)
+        else ""
+    )
     small = n < MIN_P_SEEDS  # too few seeds for a p-value worth printing: the interval decides, and says so
     ptxt = f"; {SMALL_NOTE}" if small else f" (p = {p:.3g} after Holm)"
     excludes = lo > 0 or hi < 0
@@ -307,19 +371,29 @@ def verdict(row: dict | pd.Series, baseline: str, alpha: float = 1 - LEVEL, digi
         moves = "raises" if diff > 0 else "lowers"
         good = (diff > 0) == (row.get("better", "higher") == "higher") if target is None else diff < 0
         return f"{v} {moves} {ep} by {ci}: {'better' if good else 'worse'}{ptxt}{cens}."
-    if excludes:  # the shown interval (bootstrap) excludes 0 but the Holm-adjusted t test does not reject: never "no effect"
-        return (f"Not called: {v} changes {ep} by {ci}; the interval excludes 0 but the paired t test does not reject after Holm "
-                f"(p = {p:.3g}){cens}.")
+    if (
+        excludes
+    ):  # the shown interval (bootstrap) excludes 0 but the Holm-adjusted t test does not reject: never "no effect"
+        return (
+            f"Not called: {v} changes {ep} by {ci}; the interval excludes 0 but the paired t test does not reject after Holm "
+            f"(p = {p:.3g}){cens}."
+        )
     why = "the interval includes 0"
     m = _finite(row, "margin")
     if np.isfinite(m):
         tlo, thi, tp = _finite(row, "tost_lo"), _finite(row, "tost_hi"), _finite(row, "tost_p")
-        tint = f"TOST interval [{f.format(tlo)}, {f.format(thi)}]" + (f"; {SMALL_NOTE}" if small else f", TOST p = {tp:.3g} after Holm")
+        tint = f"TOST interval [{f.format(tlo)}, {f.format(thi)}]" + (
+            f"; {SMALL_NOTE}" if small else f", TOST p = {tp:.3g} after Holm"
+        )
         if bool(row.get("equivalent", False)):
             return f"Equivalent within ±{m:g} (margin declared before the run): {v} changes {ep} by {ci}; {tint}{cens}."
-        return (f"Inconclusive: no effect detected and equivalence within ±{m:g} not shown: {v} changes {ep} by {ci}; "
-                f"{tint}{cens}.")
+        return (
+            f"Inconclusive: no effect detected and equivalence within ±{m:g} not shown: {v} changes {ep} by {ci}; "
+            f"{tint}{cens}."
+        )
     if small:
         why += f"; {SMALL_NOTE}"
-    return (f"No effect detected: {v} changes {ep} by {ci}; {why}; no equivalence margin was declared, so this is not "
-            f"evidence of no effect{cens}.")
+    return (
+        f"No effect detected: {v} changes {ep} by {ci}; {why}; no equivalence margin was declared, so this is not "
+        f"evidence of no effect{cens}."
+    )

@@ -1,9 +1,9 @@
 """A Study: the runs of one report as tidy pandas tables, plus the config differences between variants.
 
-    study.metrics          # one row per (run, round): experiment, variant, seed, run, round, <metric columns>
-    study.summary          # one row per run: summary.json fields + final metrics + status
-    study.rewards([1, 8])  # per-completion rewards of the given rounds (rewards/round_XXX.parquet)
-    study.missing          # what could not be read, in words (the report's "Missing data" section)
+study.metrics          # one row per (run, round): experiment, variant, seed, run, round, <metric columns>
+study.summary          # one row per run: summary.json fields + final metrics + status
+study.rewards([1, 8])  # per-completion rewards of the given rounds (rewards/round_XXX.parquet)
+study.missing          # what could not be read, in words (the report's "Missing data" section)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rlhfsim.version import METRIC_SCHEMA_VERSION, source_hash
 
 # config keys that name a run rather than describe what it does
 CONFIG_IDENTITY_KEYS = ("seed", "output.experiment", "output.variant", "output.dir")
+
 
 @dataclass
 class Study:
@@ -68,11 +69,15 @@ class Study:
         if len(vs) <= 1 and not stale and not changed:
             return None
         parts = "; ".join(f"{k}: {len(v)} run(s)" for k, v in vs.items())
-        msg = (f"runs written by {'different code versions' if len(vs) > 1 else 'other code than this report'} ({parts}). "
-               f"Summaries are recomputed from metrics.jsonl with the current code (metric schema {METRIC_SCHEMA_VERSION}), but the "
-               "per-round metrics themselves are as each run measured them")
+        msg = (
+            f"runs written by {'different code versions' if len(vs) > 1 else 'other code than this report'} ({parts}). "
+            f"Summaries are recomputed from metrics.jsonl with the current code (metric schema {METRIC_SCHEMA_VERSION}), but the "
+            "per-round metrics themselves are as each run measured them"
+        )
         if changed:
-            ex = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in list(changed.items())[:4])
+            ex = "; ".join(
+                f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in list(changed.items())[:4]
+            )
             msg += f". Recomputed fields that differ from summary.json: {ex}"
         return msg
 
@@ -104,8 +109,13 @@ class Study:
         rows = []
         for r in self.runs:
             row: dict[str, Any] = {
-                "experiment": r.experiment, "variant": r.variant, "seed": r.seed, "status": r.status,
-                "rounds_configured": r.configured_rounds, "rounds_logged": r.rounds_logged, "run": str(r.path),
+                "experiment": r.experiment,
+                "variant": r.variant,
+                "seed": r.seed,
+                "status": r.status,
+                "rounds_configured": r.configured_rounds,
+                "rounds_logged": r.rounds_logged,
+                "run": str(r.path),
             }
             for k, v in (r.summary or {}).items():
                 if isinstance(v, (int, float, str, bool)) or v is None:
@@ -113,7 +123,12 @@ class Study:
             if r.metrics is not None and not r.metrics.empty:
                 last = r.metrics.iloc[-1]
                 for k, v in last.items():
-                    if k != "round" and not str(k).startswith("time/") and isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+                    if (
+                        k != "round"
+                        and not str(k).startswith("time/")
+                        and isinstance(v, (int, float, np.number))
+                        and not isinstance(v, bool)
+                    ):
                         row[f"final/{k}"] = v
             rows.append(row)
         return pd.DataFrame(rows)
@@ -172,7 +187,9 @@ class Study:
             if all(isinstance(x, dict) and x for x in flat):
                 keys = sorted({k for x in flat for k in x})
                 for k in keys:
-                    walk({v: [x.get(k, absent) for x in xs] for v, xs in nodes.items()}, f"{prefix}.{k}" if prefix else k)
+                    walk(
+                        {v: [x.get(k, absent) for x in xs] for v, xs in nodes.items()}, f"{prefix}.{k}" if prefix else k
+                    )
                 return
             cells = {}
             for v, xs in nodes.items():
@@ -194,4 +211,3 @@ def _show(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v, sort_keys=False)
     return "null" if v is None else str(v)
-

@@ -10,7 +10,21 @@ from rlhfsim.experiment.metrics import table_metrics
 from rlhfsim.report.stats import censored_rows, drop_censored, paired_effect
 from rlhfsim.report.study import Study
 
-COLUMNS = ["variant", "metric", "label", "mean", "std", "n", "diff", "lo", "hi", "p", "n_pairs", "n_baseline", "censored"]
+COLUMNS = [
+    "variant",
+    "metric",
+    "label",
+    "mean",
+    "std",
+    "n",
+    "diff",
+    "lo",
+    "hi",
+    "p",
+    "n_pairs",
+    "n_baseline",
+    "censored",
+]
 
 
 def finished(study: Study) -> pd.DataFrame:
@@ -31,14 +45,28 @@ def final_table(study: Study) -> pd.DataFrame:
             vals = pd.to_numeric(sv[col], errors="coerce").dropna().to_numpy() if col in sv else np.array([])
             n_base = int(pd.to_numeric(sb[col], errors="coerce").notna().sum()) if col in sb else 0
             none = {"diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan, "n": 0}
-            w = paired_effect(sv.set_index("seed")[col], sb.set_index("seed")[col]) if v != study.baseline and col in done else none
-            rows.append({
-                "variant": v, "metric": col, "label": label,
-                "mean": float(vals.mean()) if vals.size else np.nan,
-                "std": float(vals.std(ddof=1)) if vals.size > 1 else np.nan,
-                "n": int(vals.size), "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": w["p"], "n_pairs": w["n"],
-                "n_baseline": n_base, "censored": int(censored_rows(done[done["variant"] == v], col).sum()) if col in done else 0,
-            })
+            w = (
+                paired_effect(sv.set_index("seed")[col], sb.set_index("seed")[col])
+                if v != study.baseline and col in done
+                else none
+            )
+            rows.append(
+                {
+                    "variant": v,
+                    "metric": col,
+                    "label": label,
+                    "mean": float(vals.mean()) if vals.size else np.nan,
+                    "std": float(vals.std(ddof=1)) if vals.size > 1 else np.nan,
+                    "n": int(vals.size),
+                    "diff": w["diff"],
+                    "lo": w["lo"],
+                    "hi": w["hi"],
+                    "p": w["p"],
+                    "n_pairs": w["n"],
+                    "n_baseline": n_base,
+                    "censored": int(censored_rows(done[done["variant"] == v], col).sum()) if col in done else 0,
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -72,7 +100,11 @@ def table_cells(study: Study, ft: pd.DataFrame) -> tuple[list[str], list[list[tu
                 main += f" (censored in {r['censored']})"
             sub = ""
             if v != study.baseline and np.isfinite(r["diff"]):
-                ci = f" [{_signed(r['lo'], spec)}, {_signed(r['hi'], spec)}]" if np.isfinite(r["lo"]) else " [CI n/a: < 2 paired seeds]"
+                ci = (
+                    f" [{_signed(r['lo'], spec)}, {_signed(r['hi'], spec)}]"
+                    if np.isfinite(r["lo"])
+                    else " [CI n/a: < 2 paired seeds]"
+                )
                 sub = f"Δ {_signed(r['diff'], spec)}{ci}"
             row.append((main, sub))
         rows.append(row)

@@ -34,8 +34,17 @@ class Group:
         return int(self.prefs.sum())
 
 
-def annotate_group(world, annotator, prompt: Prompt, completions: list[str], gold: np.ndarray, with_reference: bool,
-                   rng: np.random.Generator, tie_salt: int, round_: int) -> Group:
+def annotate_group(
+    world,
+    annotator,
+    prompt: Prompt,
+    completions: list[str],
+    gold: np.ndarray,
+    with_reference: bool,
+    rng: np.random.Generator,
+    tie_salt: int,
+    round_: int,
+) -> Group:
     """One prompt's group as the annotator ranks it: its completions [k] with their gold [k], plus the world's
     reference answer when asked (a human-written answer in the set); ties "consistent" read keys salted by tie_salt."""
     comps, g, is_ref = list(completions), np.asarray(gold), [False] * len(completions)
@@ -156,7 +165,9 @@ class PreferenceBuffer:
 
         rows = self.pairs(round_)
         if not rows:
-            return Dataset.from_dict({k: [] for k in ("prompt", "chosen", "rejected", "prompt_type", "family", "round")})
+            return Dataset.from_dict(
+                {k: [] for k in ("prompt", "chosen", "rejected", "prompt_type", "family", "round")}
+            )
         return Dataset.from_list(rows)
 
     # resume support: plain python containers only (safe to pickle-free JSON)
@@ -171,13 +182,25 @@ class PreferenceBuffer:
                 "is_reference": g.is_reference,
             }
 
-        return {"mode": self.mode, "window": self.window, "total": self.total, "rounds": {str(r): [enc(g) for g in gs] for r, gs in self.rounds.items()}}
+        return {
+            "mode": self.mode,
+            "window": self.window,
+            "total": self.total,
+            "rounds": {str(r): [enc(g) for g in gs] for r, gs in self.rounds.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.mode, self.window, self.total = state["mode"], state["window"], state.get("total")
         self.rounds = {
             int(r): [
-                Group(Prompt(**g["prompt"]), g["completions"], np.array(g["gold"]), np.array(g["prefs"], dtype=bool), g["round"], g["is_reference"])
+                Group(
+                    Prompt(**g["prompt"]),
+                    g["completions"],
+                    np.array(g["gold"]),
+                    np.array(g["prefs"], dtype=bool),
+                    g["round"],
+                    g["is_reference"],
+                )
                 for g in gs
             ]
             for r, gs in state["rounds"].items()

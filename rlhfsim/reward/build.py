@@ -27,5 +27,7 @@ def reward_models(world, cfg, device, policy=None):
 def train_reward_models(rms, groups, cfg, type_names, rng, parallel: Parallel | None = None) -> dict:
     """One round of reward-model training with the trainer that fits `rms` (cfg is the full run config)."""
     if isinstance(rms, CheckpointRewardModels):
-        return train_checkpoint_reward_models(rms, groups, cfg.reward, type_names, rng, parallel, cfg.compute.rm_micro_batch)
+        return train_checkpoint_reward_models(
+            rms, groups, cfg.reward, type_names, rng, parallel, cfg.compute.rm_micro_batch
+        )
     return train_builtin(rms, groups, cfg.reward, type_names, rng)

@@ -45,7 +45,9 @@ def bootstrap_weights(n: int, members: int, rng: np.random.Generator) -> np.ndar
     return np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float64)
 
 
-def head_orders(n: int, heads: int, epochs: int, data: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def head_orders(
+    n: int, heads: int, epochs: int, data: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
     """What ensemble heads (`reward.ensemble_kind: heads`) see: ``(orders [1, epochs, n], weights [M, n] | None)``.
 
     Heads share one forward, so they share one order (one shuffle per epoch). ``bootstrap`` gives each head the
@@ -57,7 +59,9 @@ def head_orders(n: int, heads: int, epochs: int, data: str, rng: np.random.Gener
     For one head with ``same_order`` the orders are the draws `member_orders` makes for one member.
     """
     if data not in ("same_order", "bootstrap"):
-        raise ValueError(f"ensemble heads share one data order: ensemble_data {data!r} cannot apply (same_order or bootstrap)")
+        raise ValueError(
+            f"ensemble heads share one data order: ensemble_data {data!r} cannot apply (same_order or bootstrap)"
+        )
     weights = bootstrap_weights(n, heads, rng) if data == "bootstrap" else None
     return member_orders(n, 1, epochs, "same_order", rng), weights
 

@@ -85,7 +85,9 @@ def member_scale(ref_rewards) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.where(sd > 0, sd, 1.0)
 
 
-def aggregate(rewards_k_by_batch: torch.Tensor | np.ndarray, method: str, lam: float = 0.1, scale=None) -> torch.Tensor | np.ndarray:
+def aggregate(
+    rewards_k_by_batch: torch.Tensor | np.ndarray, method: str, lam: float = 0.1, scale=None
+) -> torch.Tensor | np.ndarray:
     """Aggregate member rewards ``[M, B]`` into one reward per completion ``[B]``.
 
     ``method`` is one of :data:`AGGREGATORS` (``mean``, ``wco``, ``uwo``, ``median``); ``lam``
@@ -121,8 +123,9 @@ def disagreement(rewards: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarra
     return _back(x.std(0, correction=0), is_np)
 
 
-def ensemble_diagnostics(member_logits: np.ndarray, gold: np.ndarray, types, bounded: bool, method: str, lam: float,
-                         scale=None) -> dict[str, float]:
+def ensemble_diagnostics(
+    member_logits: np.ndarray, gold: np.ndarray, types, bounded: bool, method: str, lam: float, scale=None
+) -> dict[str, float]:
     """:func:`ensemble_metrics` from member logits ``[M, N]``: rewards on the trained scale
     (sigmoid when bounded), the proxy aggregated as PPO sees it (``scale``: see :func:`aggregate`)."""
     z = np.asarray(member_logits, dtype=np.float64)

@@ -53,7 +53,9 @@ class HeadRewardModels(RewardModels):
         model.eval()
         out = np.zeros((self.n_members, len(prompts)), dtype=np.float64)
         for s in range(0, len(prompts), batch_size):
-            ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
+            ids, mask = encode_pairs(
+                self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device
+            )
             out[:, s : s + len(ids)] = classifier_logits(model, ids, mask).float().T.cpu().numpy()
         return out
 

@@ -23,7 +23,9 @@ def fresh_head(model, seed: int) -> None:
     ensemble members must differ, and a reward model is trained here, not reused."""
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     if not isinstance(head, torch.nn.Linear):
-        head = next((m for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear) and m.out_features == 1), None)
+        head = next(
+            (m for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear) and m.out_features == 1), None
+        )
     if head is None:
         return
     gen = torch.Generator().manual_seed(seed)
@@ -41,13 +43,17 @@ class CheckpointRewardModels(MemberRewards):
         rc = cfg.reward
         self.cfg, self.compute, self.device = rc, cfg.compute, device
         self.bounded = rc.is_bounded
-        self.tokenizer = load_tokenizer(rc.tokenizer or rc.checkpoint, "reward.tokenizer" if rc.tokenizer else "reward.checkpoint")
+        self.tokenizer = load_tokenizer(
+            rc.tokenizer or rc.checkpoint, "reward.tokenizer" if rc.tokenizer else "reward.checkpoint"
+        )
         self.members = self._build(seed, rc.ensemble_size)
 
     def _build(self, seed: int, n: int) -> list:
         members = []
         for m in range(n):
-            model = load_sequence_classifier(self.cfg.checkpoint, "reward.checkpoint", self.tokenizer.pad_token_id, seed * 1000 + m)
+            model = load_sequence_classifier(
+                self.cfg.checkpoint, "reward.checkpoint", self.tokenizer.pad_token_id, seed * 1000 + m
+            )
             fresh_head(model, seed * 1000 + m)
             if self.compute.gradient_checkpointing:
                 enable_checkpointing(model)
@@ -63,4 +69,12 @@ class CheckpointRewardModels(MemberRewards):
 
     def logits(self, prompts: list[str], completions: list[str]) -> np.ndarray:
         """[M, N] raw logits."""
-        return score_logits(self.members, self.tokenizer, prompts, completions, self.cfg.max_length, self.compute.score_batch, self.device)
+        return score_logits(
+            self.members,
+            self.tokenizer,
+            prompts,
+            completions,
+            self.cfg.max_length,
+            self.compute.score_batch,
+            self.device,
+        )

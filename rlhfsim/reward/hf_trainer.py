@@ -40,7 +40,9 @@ class TextGroups:
         return logits, self.prefs[gidx].to(z.device), self.type_idx[gidx].to(z.device)
 
 
-def batch_gradients(rms, model, data: TextGroups, gidx: torch.Tensor, utilities, parallel: Parallel, micro_batch: int | None) -> dict | None:
+def batch_gradients(
+    rms, model, data: TextGroups, gidx: torch.Tensor, utilities, parallel: Parallel, micro_batch: int | None
+) -> dict | None:
     """Accumulate the gradient of the listwise loss of groups `gidx` (this process's share, in micro-batches, each
     weighted by its share of the batch's pairs), summed over processes; the batch's loss/accuracy (None: no pairs)."""
     pairs = data.prefs[gidx].sum().clamp(min=1)
@@ -57,8 +59,15 @@ def batch_gradients(rms, model, data: TextGroups, gidx: torch.Tensor, utilities,
     return parallel.weighted_stats(parts)
 
 
-def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.Generator,
-                                   parallel: Parallel | None = None, micro_batch: int | None = None) -> dict:
+def train_checkpoint_reward_models(
+    rms,
+    groups,
+    cfg,
+    type_names: list[str],
+    rng: np.random.Generator,
+    parallel: Parallel | None = None,
+    micro_batch: int | None = None,
+) -> dict:
     """Train every member for cfg.epochs over `groups`; the stats of `train_reward_models`."""
     if not groups:
         return {"rm/loss": float("nan"), "rm/train_acc": float("nan"), "rm/pairs": 0, "rm/groups": 0}
@@ -69,12 +78,16 @@ def train_checkpoint_reward_models(rms, groups, cfg, type_names: list[str], rng:
     for model in rms.members:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        sched = schedule.make_scheduler(opt, cfg.lr_schedule, cfg.warmup, schedule.total_steps(len(data), cfg.batch_groups, cfg.epochs))
+        sched = schedule.make_scheduler(
+            opt, cfg.lr_schedule, cfg.warmup, schedule.total_steps(len(data), cfg.batch_groups, cfg.epochs)
+        )
         for _ in range(cfg.epochs):
             order = rng.permutation(len(data))
             for s in range(0, len(data), cfg.batch_groups):
                 opt.zero_grad(set_to_none=True)
-                st = batch_gradients(rms, model, data, torch.as_tensor(order[s : s + cfg.batch_groups]), utilities, parallel, micro_batch)
+                st = batch_gradients(
+                    rms, model, data, torch.as_tensor(order[s : s + cfg.batch_groups]), utilities, parallel, micro_batch
+                )
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 opt.step()

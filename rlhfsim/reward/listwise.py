@@ -50,7 +50,13 @@ def listwise_loss(
     return loss, st
 
 
-def pairwise_loss(chosen_logits: torch.Tensor, rejected_logits: torch.Tensor, pair_type_idx: torch.Tensor, utilities: list, bounded: bool) -> torch.Tensor:
+def pairwise_loss(
+    chosen_logits: torch.Tensor,
+    rejected_logits: torch.Tensor,
+    pair_type_idx: torch.Tensor,
+    utilities: list,
+    bounded: bool,
+) -> torch.Tensor:
     """Reference implementation over explicit pairs ([Npairs] each); equals `listwise_loss` on the same scores."""
     d = to_reward_scale(chosen_logits, bounded) - to_reward_scale(rejected_logits, bounded)
     util = torch.zeros_like(d)

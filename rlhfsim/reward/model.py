@@ -14,12 +14,17 @@ from rlhfsim.models.parallel import fp32_head
 from rlhfsim.models.policy import gpt2_config
 from rlhfsim.reward.stacked import Stack
 
-SEEN_MIN_ROWS, SEEN_KEEP = 256, 3  # RewardModels.logits: calls this large are looked up (the optimiser's batches are not)
+SEEN_MIN_ROWS, SEEN_KEEP = (
+    256,
+    3,
+)  # RewardModels.logits: calls this large are looked up (the optimiser's batches are not)
 _ENCODED: OrderedDict = OrderedDict()  # (tokenizer id, prompts, completions) -> (ids, mask): the last few encodings
 ENCODED_KEEP = 8
 
 
-def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_pairs(
+    tokenizer, prompts: list[str], completions: list[str], device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [N, S] of 'prompt completion <eos>'; the classifier pools at the last non-pad token (EOS).
 
     The same texts are scored again and again (the fixed probe set every round; phase 8's samples again in the next
@@ -45,7 +50,9 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str], device=N
     return ids.clone().to(device), mask.clone().to(device)
 
 
-def build_reward_model(tokenizer, cfg, n_positions: int, seed: int, heads: int = 1, backbone=None) -> GPT2ForSequenceClassification:
+def build_reward_model(
+    tokenizer, cfg, n_positions: int, seed: int, heads: int = 1, backbone=None
+) -> GPT2ForSequenceClassification:
     """A GPT-2 sequence classifier with `heads` score heads (rows of one linear layer, each drawn at random).
     backbone (a GPT-2 LM, e.g. the SFT policy): its trunk (embeddings, the first cfg.n_layer blocks, final norm)
     replaces the random one (InstructGPT's reward model starts from the SFT model); the heads stay random."""
@@ -109,7 +116,9 @@ class RewardModels(MemberRewards):
         self.members = [self._build(seed * 1000 + m) for m in range(cfg.ensemble_size)]
 
     def _build(self, seed: int, heads: int = 1):
-        return build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed, heads, self.backbone).to(self.device)
+        return build_reward_model(self.tokenizer, self.cfg, self.n_positions, seed, heads, self.backbone).to(
+            self.device
+        )
 
     def reinit(self, seed: int) -> None:
         self.members = [self._build(seed * 1000 + m) for m in range(len(self.members))]
@@ -142,7 +151,9 @@ class RewardModels(MemberRewards):
         out = np.zeros((len(self.members), len(prompts)), dtype=np.float64)
         stack = None
         for s in range(0, len(prompts), batch_size):
-            ids, mask = encode_pairs(self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device)
+            ids, mask = encode_pairs(
+                self.tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size], self.device
+            )
             if s == 0 and len(self.members) > 1 and self.stacked:
                 stack = Stack.build(self.members, requires_grad=False, probe=(ids, mask))
             if stack is not None:  # one vmapped forward for all members

@@ -44,7 +44,9 @@ def collect(world, sampler, annotator, n_pairs: int, k: int, reference: bool, se
         texts = sampler.texts([p for p in prompts for _ in range(k)], gen)
         gold = world.gold([p for p in prompts for _ in range(k)], texts).reshape(len(prompts), k)
         for i, p in enumerate(prompts):
-            groups.append(annotate_group(world, annotator, p, texts[i * k : (i + 1) * k], gold[i], reference, rng, seed, 0))
+            groups.append(
+                annotate_group(world, annotator, p, texts[i * k : (i + 1) * k], gold[i], reference, rng, seed, 0)
+            )
             pairs += groups[-1].n_pairs
             if pairs >= n_pairs:
                 break
@@ -88,12 +90,24 @@ def cache_inputs(cfg) -> dict:
 
 
 def _encode(g: Group) -> dict:
-    return {"prompt": g.prompt.__dict__, "completions": g.completions, "gold": g.gold.tolist(),
-            "prefs": g.prefs.astype(int).tolist(), "is_reference": g.is_reference}
+    return {
+        "prompt": g.prompt.__dict__,
+        "completions": g.completions,
+        "gold": g.gold.tolist(),
+        "prefs": g.prefs.astype(int).tolist(),
+        "is_reference": g.is_reference,
+    }
 
 
 def _decode(d: dict) -> Group:
-    return Group(Prompt(**d["prompt"]), d["completions"], np.array(d["gold"]), np.array(d["prefs"], dtype=bool), 0, d["is_reference"])
+    return Group(
+        Prompt(**d["prompt"]),
+        d["completions"],
+        np.array(d["gold"]),
+        np.array(d["prefs"], dtype=bool),
+        0,
+        d["is_reference"],
+    )
 
 
 def prepare(world, sampler, annotator, rms, cfg, device, train) -> tuple[list[Group], dict]:
@@ -103,7 +117,10 @@ def prepare(world, sampler, annotator, rms, cfg, device, train) -> tuple[list[Gr
     if off.comparisons == 0 or cfg.loop.reward_source != "learned":  # gold / noisy_gold train no reward model
         return [], {}
     tok = world.tokenizer
-    path = Path(cfg.policy.cache_dir) / f"offline-rm-{cache_key(cfg, tok.convert_ids_to_tokens(list(range(len(tok)))), device)}"
+    path = (
+        Path(cfg.policy.cache_dir)
+        / f"offline-rm-{cache_key(cfg, tok.convert_ids_to_tokens(list(range(len(tok)))), device)}"
+    )
     if (path / "groups.json").exists():
         log.info("offline preference set and reward model from cache %s", path)
         groups = [_decode(d) for d in json.loads((path / "groups.json").read_text())]
@@ -111,12 +128,22 @@ def prepare(world, sampler, annotator, rms, cfg, device, train) -> tuple[list[Gr
         return groups, {**json.loads((path / "stats.json").read_text()), "offline/cached": 1}
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the run's own torch stream must not see how the start was made
-        groups = collect(world, sampler, annotator, off.comparisons, off.completions_per_prompt, off.reference, cfg.seed, device)
+        groups = collect(
+            world, sampler, annotator, off.comparisons, off.completions_per_prompt, off.reference, cfg.seed, device
+        )
         fit = train(rms, groups, pretrain_config(cfg.reward), np.random.default_rng([cfg.seed, OFFLINE_SEED, 0]))
-    renamed = {"rm/pairs": "rm/train_pairs", "rm/groups": "rm/train_groups"}  # the set's own totals keep the plain names
-    stats = {**{"offline/" + renamed.get(k, k).removeprefix("rm/"): v for k, v in fit.items() if isinstance(v, (int, float))},
-             "offline/groups": len(groups), "offline/pairs": int(sum(g.n_pairs for g in groups)),
-             "time/offline": time.perf_counter() - t0}
+    renamed = {
+        "rm/pairs": "rm/train_pairs",
+        "rm/groups": "rm/train_groups",
+    }  # the set's own totals keep the plain names
+    stats = {
+        **{
+            "offline/" + renamed.get(k, k).removeprefix("rm/"): v for k, v in fit.items() if isinstance(v, (int, float))
+        },
+        "offline/groups": len(groups),
+        "offline/pairs": int(sum(g.n_pairs for g in groups)),
+        "time/offline": time.perf_counter() - t0,
+    }
     _store(path, groups, rms, stats)
     return groups, {**stats, "offline/cached": 0}
 

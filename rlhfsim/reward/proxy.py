@@ -44,6 +44,7 @@ SOURCES = ("learned", "noisy_gold", "gold")
 
 # ------------------------------------------------------------------ noisy gold
 
+
 def hashed_normal(seed: int, prompts: Sequence[str], texts: Sequence[str], draw: int = 0) -> np.ndarray:
     """[N] standard normals, each a fixed function of (seed, draw, prompt text, completion text).
 
@@ -99,6 +100,7 @@ def calibrate_sigma(gold: np.ndarray, noise: np.ndarray, target: float, iters: i
 
 # ------------------------------------------------------------------ the proxy
 
+
 class Proxy:
     """The optimiser's reward: source, members, aggregation, member scaling, recalibration and surgery (module doc).
 
@@ -152,7 +154,11 @@ class Proxy:
         if self.source == "noisy_gold" or not self.reward_cfg.standardise_members:
             return None
         if self.rounds is not None:
-            return member_scale(self.rounds.rewards([p.text for p in prompts], texts)) if self.rounds.mode == "min" else None
+            return (
+                member_scale(self.rounds.rewards([p.text for p in prompts], texts))
+                if self.rounds.mode == "min"
+                else None
+            )
         if self.rms.n_members < 2:
             return None
         return member_scale(self.rms.rewards([p.text for p in prompts], texts))
@@ -187,7 +193,9 @@ class Proxy:
         how = self.rounds.aggregation if self.rounds is not None and self.source == "learned" else R.aggregation
         return np.asarray(aggregate(members, how, R.uwo_lambda, self.member_scale))
 
-    def values(self, prompts, texts: Sequence[str], gold: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def values(
+        self, prompts, texts: Sequence[str], gold: Callable[[], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(aggregated source values [N], member values [M, N]): before recalibration and surgery."""
         members = self.members(prompts, texts, gold)
         return self.aggregate(members), members
@@ -195,8 +203,10 @@ class Proxy:
     def noisy(self, prompts, texts: Sequence[str], gold: np.ndarray) -> np.ndarray:
         """[N] gold + sigma * z(seed, prompt, completion) for the noisy_gold source."""
         if self.sigma is None:
-            raise RuntimeError("the noisy_gold proxy has no sigma yet: set loop.noisy_gold.sigma, or calibrate it "
-                               "(rlhfsim.loop calls set_noise_sigma at run start)")
+            raise RuntimeError(
+                "the noisy_gold proxy has no sigma yet: set loop.noisy_gold.sigma, or calibrate it "
+                "(rlhfsim.loop calls set_noise_sigma at run start)"
+            )
         z = hashed_normal(self.seed, [p.text for p in prompts], texts)
         return np.asarray(gold, dtype=np.float64) + self.sigma * z
 
@@ -229,8 +239,9 @@ class _Lazy:
         return self.value
 
 
-def calibrate_noisy_gold(proxy: Proxy, prompts, texts: Sequence[str], gold: np.ndarray, target: float | None,
-                         draws: int) -> tuple[float, dict]:
+def calibrate_noisy_gold(
+    proxy: Proxy, prompts, texts: Sequence[str], gold: np.ndarray, target: float | None, draws: int
+) -> tuple[float, dict]:
     """(sigma, round-0 metrics) for the noisy_gold source on the SFT policy's held-out samples.
 
     prompts [P*k] (prompt-major), texts [P*k], gold [P, k]. With a target rho, sigma is bisected so the expected
@@ -243,8 +254,13 @@ def calibrate_noisy_gold(proxy: Proxy, prompts, texts: Sequence[str], gold: np.n
     if target is not None:
         sigma, expected, reached = calibrate_sigma(G, noise, target)
         if not reached:
-            log.warning("noisy_gold: target within-prompt rho %.3f is out of reach on this world's SFT samples "
-                        "(gold ties cap it); using sigma %.3g, expected rho %.3f", target, sigma, expected)
+            log.warning(
+                "noisy_gold: target within-prompt rho %.3f is out of reach on this world's SFT samples "
+                "(gold ties cap it); using sigma %.3g, expected rho %.3f",
+                target,
+                sigma,
+                expected,
+            )
         out["proxy/noisy_gold_rho_expected"] = expected
     else:
         sigma = proxy.sigma

@@ -29,7 +29,9 @@ def _keys(types: Sequence[str] | None, n: int, per_type: bool) -> list[tuple[str
     return out
 
 
-def standardise_params(proxy, types: Sequence[str] | None = None, per_type: bool = True) -> dict[str, tuple[float, float]]:
+def standardise_params(
+    proxy, types: Sequence[str] | None = None, per_type: bool = True
+) -> dict[str, tuple[float, float]]:
     """{key: (scale, shift)} so that scale * proxy + shift has mean 0 and std 1 (ddof 0) on this sample.
 
     proxy: [N] proxy rewards of reference-policy samples; types: [N] prompt types. A constant
@@ -45,7 +47,9 @@ def standardise_params(proxy, types: Sequence[str] | None = None, per_type: bool
     return out
 
 
-def gold_fit_params(proxy, gold, types: Sequence[str] | None = None, per_type: bool = True, min_slope: float = 0.0) -> dict[str, tuple[float, float]]:
+def gold_fit_params(
+    proxy, gold, types: Sequence[str] | None = None, per_type: bool = True, min_slope: float = 0.0
+) -> dict[str, tuple[float, float]]:
     """{key: (scale, shift)}: least squares gold ~ scale * proxy + shift with scale >= min_slope.
 
     proxy, gold: [N]. With the slope floored the shift is refitted (mean gold - slope * mean proxy);

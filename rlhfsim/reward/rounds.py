@@ -38,7 +38,9 @@ class RoundRewards:
             raise ValueError(f"reward.across_rounds {mode!r}: RoundRewards is for {', '.join(ACROSS_ROUNDS[1:])}")
         self.mode = mode
         self.states: dict[int, list[dict]] = {}  # round -> each member's weights after that round's training
-        self.scorers: dict[int, object] = {}  # mean/min: round -> scoring copy; weight_average: {last round: the average}
+        self.scorers: dict[
+            int, object
+        ] = {}  # mean/min: round -> scoring copy; weight_average: {last round: the average}
 
     @property
     def aggregation(self) -> str:

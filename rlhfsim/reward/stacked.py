@@ -39,7 +39,11 @@ class Stack:
             cfg._attn_implementation = "eager"
 
     def _one(self, params: dict, buffers: dict, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.template, (params, buffers), (ids,), {"attention_mask": mask}).logits.squeeze(-1).float()
+        return (
+            functional_call(self.template, (params, buffers), (ids,), {"attention_mask": mask})
+            .logits.squeeze(-1)
+            .float()
+        )
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor, per_member_inputs: bool = False) -> torch.Tensor:
         """Scores ``[M, N]``. ``ids, mask``: ``[N, S]`` shared by all members, or ``[M, N, S]`` when
@@ -64,7 +68,9 @@ class Stack:
             v.copy_(snap[k])
 
     @classmethod
-    def build(cls, members: list[torch.nn.Module], requires_grad: bool, probe: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def build(
+        cls, members: list[torch.nn.Module], requires_grad: bool, probe: tuple[torch.Tensor, torch.Tensor] | None = None
+    ):
         """A Stack, or None where this architecture cannot be stacked (the caller loops instead)."""
         try:
             st = cls(members, requires_grad)

@@ -101,8 +101,10 @@ def profile_surgery(
         return x.copy()  # dial 0 is the proxy itself, whatever the layout
     orders = [o for o in group_orders(x, np.asarray(groups)) if o.size > 1]  # singletons keep their value
     if not orders:
-        raise ValueError("profile surgery needs groups of >= 2 completions of a prompt (consecutive rows); "
-                         "set the optimiser's group_size >= 2 or surgery.profile: none")
+        raise ValueError(
+            "profile surgery needs groups of >= 2 completions of a prompt (consecutive rows); "
+            "set the optimiser's group_size >= 2 or surgery.profile: none"
+        )
     keep = ties == "keep"
     if keep:
         orders = [o for o in orders if x[o[-1]] != x[o[0]]]  # an all-tied group has no ranking: it keeps its values
@@ -121,7 +123,9 @@ def profile_surgery(
             raise ValueError("surgery profile 'gold' needs the gold rewards of the batch")
         g = np.asarray(gold, dtype=np.float64)
         targets = [np.sort(g[o]) for o in orders]
-    targets = [tie_mean(t - t.mean(), x[o]) if keep else t - t.mean() for t, o in zip(targets, orders)]  # tied rows stay tied
+    targets = [
+        tie_mean(t - t.mean(), x[o]) if keep else t - t.mean() for t, o in zip(targets, orders)
+    ]  # tied rows stay tied
     blend = [(1.0 - dial) * o + dial * t for o, t in zip(own, targets)]
     c = 1.0
     if match_scale:
@@ -133,8 +137,13 @@ def profile_surgery(
     return out
 
 
-def apply(cfg: SurgeryConfig, prompts: Sequence, scores: np.ndarray, gold: Callable[[], np.ndarray] | None = None,
-          utility=None) -> np.ndarray:
+def apply(
+    cfg: SurgeryConfig,
+    prompts: Sequence,
+    scores: np.ndarray,
+    gold: Callable[[], np.ndarray] | None = None,
+    utility=None,
+) -> np.ndarray:
     """The config's surgery on a batch of rows (`prompts` [P], repeated consecutively per group); gold is called
     only for profile gold, utility (a UtilitySpec or Utility) used only for profile optimum."""
     if cfg.profile == "none":
@@ -145,5 +154,6 @@ def apply(cfg: SurgeryConfig, prompts: Sequence, scores: np.ndarray, gold: Calla
         u = utility.build() if hasattr(utility, "build") else utility
         optimum = lambda k: optimal_rewards(u, k)  # noqa: E731 (cached per (utility, k) inside theory)
     g = gold() if cfg.profile == "gold" and gold is not None else None
-    return profile_surgery(scores, groups, cfg.dial, cfg.profile, gold=g, optimum=optimum, match_scale=cfg.match_scale,
-                           ties=cfg.ties)
+    return profile_surgery(
+        scores, groups, cfg.dial, cfg.profile, gold=g, optimum=optimum, match_scale=cfg.match_scale, ties=cfg.ties
+    )

@@ -19,9 +19,22 @@ from rlhfsim.reward.heads import HeadsEngine
 from rlhfsim.reward.listwise import GroupTensors, group_layout, listwise_loss, pairwise_loss, to_reward_scale
 from rlhfsim.reward.stacked import Stack
 
-__all__ = ["Engine", "GroupTensors", "HeadsEngine", "LoopEngine", "StackedEngine", "group_layout", "listwise_loss",
-           "make_engine", "pairwise_loss", "to_reward_scale", "train_reward_models", "training_utilities", "type_weights",
-           "utilities_for"]
+__all__ = [
+    "Engine",
+    "GroupTensors",
+    "HeadsEngine",
+    "LoopEngine",
+    "StackedEngine",
+    "group_layout",
+    "listwise_loss",
+    "make_engine",
+    "pairwise_loss",
+    "to_reward_scale",
+    "train_reward_models",
+    "training_utilities",
+    "type_weights",
+    "utilities_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +127,11 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
         held[:] = False
     utilities = training_utilities(cfg, type_names)
     data = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if not h], type_names, rms.device)
-    hdata = GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if h], type_names, rms.device) if held.any() else None
+    hdata = (
+        GroupTensors(rms.tokenizer, [g for g, h in zip(groups, held) if h], type_names, rms.device)
+        if held.any()
+        else None
+    )
     M, n = rms.n_members, len(data)
     if rms.heads:  # one shared order [1, E, n] and per-head bootstrap weights [M, n] (or None)
         orders, weights = head_orders(n, M, cfg.epochs, cfg.ensemble_data, rng)
@@ -123,7 +140,9 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     orders = torch.as_tensor(orders, device=rms.device)
     engine = make_engine(rms, cfg, data, weights)
     mode = es.mode if hdata is not None else "none"
-    stopper = EarlyStopper(mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_shape_dep, es.max_saturation)
+    stopper = EarlyStopper(
+        mode, es.monitor, es.patience, es.min_delta, es.min_epochs, cfg.epochs, es.min_shape_dep, es.max_saturation
+    )
     snaps: dict[int, object] = {}
     for epoch in range(1, cfg.epochs + 1):
         stats: list[dict] = []
@@ -143,7 +162,10 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     out = {
         "rm/loss": float(np.mean([s["rm/loss"] for s in stats])),  # the last trained epoch, mean over members
         "rm/train_acc": float(np.mean([s["rm/train_acc"] for s in stats])),
-        **{f"rm/{t}_train_acc": _nanmean([s.get(f"rm/train_acc_type{i}", np.nan) for s in stats]) for i, t in enumerate(type_names)},
+        **{
+            f"rm/{t}_train_acc": _nanmean([s.get(f"rm/train_acc_type{i}", np.nan) for s in stats])
+            for i, t in enumerate(type_names)
+        },
         "rm/pairs": int(data.prefs.sum().item()),
         "rm/groups": n,
         "rm/epochs": epoch,
@@ -151,14 +173,16 @@ def train_reward_models(rms, groups, cfg, type_names: list[str], rng: np.random.
     }
     if es.mode != "none":
         kept = stopper.history[stopper.keep_epoch - 1] if mode != "none" else {}
-        out.update({
-            "rm/heldout_groups": 0 if hdata is None else len(hdata),
-            "rm/heldout_loss": kept.get("loss", float("nan")),
-            "rm/heldout_acc": kept.get("accuracy", float("nan")),
-            "rm/heldout_shape_dep": kept.get("shape_dep", float("nan")),
-            "rm/heldout_saturation": kept.get("saturation", float("nan")),
-            "rm/kept_epoch": stopper.keep_epoch,
-            "rm/early_stopped": int(stopper.reason != "max_epochs" and not no_heldout),
-            "rm/stop_reason": "no_heldout" if no_heldout else stopper.reason,
-        })
+        out.update(
+            {
+                "rm/heldout_groups": 0 if hdata is None else len(hdata),
+                "rm/heldout_loss": kept.get("loss", float("nan")),
+                "rm/heldout_acc": kept.get("accuracy", float("nan")),
+                "rm/heldout_shape_dep": kept.get("shape_dep", float("nan")),
+                "rm/heldout_saturation": kept.get("saturation", float("nan")),
+                "rm/kept_epoch": stopper.keep_epoch,
+                "rm/early_stopped": int(stopper.reason != "max_epochs" and not no_heldout),
+                "rm/stop_reason": "no_heldout" if no_heldout else stopper.reason,
+            }
+        )
     return out

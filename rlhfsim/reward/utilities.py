@@ -232,8 +232,7 @@ def _resolve(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, float
         if pkey in entry.fixed:
             if not (isinstance(pval, numbers.Real) and float(pval) == entry.fixed[pkey]):
                 raise ValueError(
-                    f"utility {name!r} fixes {pkey}={entry.fixed[pkey]:g}; use {entry.family!r} "
-                    f"to choose {pkey}"
+                    f"utility {name!r} fixes {pkey}={entry.fixed[pkey]:g}; use {entry.family!r} to choose {pkey}"
                 )
             continue
         if pkey not in entry.defaults:

@@ -29,9 +29,21 @@ from rlhfsim import run_cli
 from rlhfsim.plotting import pyplot
 
 # rlhfsim.models.policy brings transformers' GPT-2 (~1,000 modules, 1.5-5 s of CPU): every run builds its models there
-PRELOAD = ("rlhfsim.loop", "rlhfsim.run_cli", "rlhfsim.diagnostics.summary", "rlhfsim.run_figure", "pandas",
-           "pyarrow.parquet", "rlhfsim.models.policy", "rlhfsim.reward.trainer", "rlhfsim.ppo.trainer", "rlhfsim.optim.group",
-           "rlhfsim.world.graded", "rlhfsim.theory_graph", "seaborn")
+PRELOAD = (
+    "rlhfsim.loop",
+    "rlhfsim.run_cli",
+    "rlhfsim.diagnostics.summary",
+    "rlhfsim.run_figure",
+    "pandas",
+    "pyarrow.parquet",
+    "rlhfsim.models.policy",
+    "rlhfsim.reward.trainer",
+    "rlhfsim.ppo.trainer",
+    "rlhfsim.optim.group",
+    "rlhfsim.world.graded",
+    "rlhfsim.theory_graph",
+    "seaborn",
+)
 
 
 def pristine() -> bool:
@@ -94,7 +106,9 @@ class ForkedRun:
         self.send_signal(signal.SIGKILL)
 
 
-def fork_run(args: list[str], log_fd: int, env: dict[str, str], main: Callable[[list[str]], int] | None = None) -> ForkedRun:
+def fork_run(
+    args: list[str], log_fd: int, env: dict[str, str], main: Callable[[list[str]], int] | None = None
+) -> ForkedRun:
     """Fork; the child runs `rlhfsim ARGS` (args without `python -m rlhfsim`) with stdout and stderr on log_fd and
     `env` as its environment, and exits with the command's code. `main` runs the arguments: `rlhfsim run`'s
     (run_cli.run_main, what the sweep forks) unless another entry point is given."""

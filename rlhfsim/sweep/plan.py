@@ -116,12 +116,17 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
         diff = ["config.yaml (missing or unreadable)"]
     if diff:
         shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
-        return Decision("conflict", f"results of a different config ({shown}); remove the directory or pass --restart-changed")
+        return Decision(
+            "conflict", f"results of a different config ({shown}); remove the directory or pass --restart-changed"
+        )
     status = read_status(run_dir)
     if status.get("status") == "diverged":
         d = status.get("divergence") or {}
-        return Decision("conflict", f"diverged in round {d.get('round', '?')} ({d.get('phase', '?')}: {d.get('quantity', '?')} = "
-                                    f"{d.get('value', '?')}); the same config would diverge again: change it or pass --restart-changed")
+        return Decision(
+            "conflict",
+            f"diverged in round {d.get('round', '?')} ({d.get('phase', '?')}: {d.get('quantity', '?')} = "
+            f"{d.get('value', '?')}); the same config would diverge again: change it or pass --restart-changed",
+        )
     done = None
     if summary is not None:
         try:
@@ -131,11 +136,15 @@ def decide(run_dir: str | Path, cfg_dict: dict) -> Decision:
     if done is not None and done == rounds:
         return Decision("skip", f"finished ({done} rounds)")
     if done is not None and done > rounds:
-        return Decision("conflict", f"has {done} rounds, more than the {rounds} configured; remove it or pass --restart-changed")
+        return Decision(
+            "conflict", f"has {done} rounds, more than the {rounds} configured; remove it or pass --restart-changed"
+        )
     if ck is not None and ck <= rounds:
         return Decision("resume", f"checkpoint at round {ck} of {rounds}")
     if ck is not None:
-        return Decision("conflict", f"checkpoint at round {ck}, beyond the {rounds} configured; remove it or pass --restart-changed")
+        return Decision(
+            "conflict", f"checkpoint at round {ck}, beyond the {rounds} configured; remove it or pass --restart-changed"
+        )
     return Decision("start", f"summary.json has {done} of {rounds} rounds and there is no checkpoint")
 
 
@@ -149,7 +158,6 @@ def clear_run_dir(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for name in RUN_SUBDIRS:
         shutil.rmtree(run_dir / name, ignore_errors=True)
-
 
 
 @dataclass
@@ -172,4 +180,3 @@ def plan(exp: Experiment, out_root: str | Path, sets: list[str] | None = None) -
         cfg_dict = rs.config.model_dump(mode="json")
         jobs.append(Job(rs, decide(rs.path, cfg_dict)))
     return jobs
-

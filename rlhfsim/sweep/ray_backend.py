@@ -22,7 +22,9 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install -e '.[ray]' (or use the default --backend local)") from None
+        raise ConfigError(
+            "--backend ray needs Ray: pip install -e '.[ray]' (or use the default --backend local)"
+        ) from None
     return ray
 
 
@@ -54,12 +56,18 @@ def run_in_worker(run_dir: str, threads: int) -> int:
 def check_fits(resources, cluster: dict) -> None:
     """A run asking for more than the whole cluster has (Ray's cluster_resources(): CPU, GPU, memory in bytes) would
     wait forever: a ConfigError naming the field instead."""
-    for key, field, scale, unit in (("CPU", "cpus", 1, ""), ("GPU", "gpus", 1, ""), ("memory", "memory_gb", 2**30, " GiB")):
+    for key, field, scale, unit in (
+        ("CPU", "cpus", 1, ""),
+        ("GPU", "gpus", 1, ""),
+        ("memory", "memory_gb", 2**30, " GiB"),
+    ):
         want, have = (getattr(resources, field) or 0) * scale, cluster.get(key, 0)
         if want > have:
-            raise ConfigError(f"resources.{field}: each run asks for {want / scale:g}{unit} {key} but the Ray cluster has "
-                              f"{have / scale:g}{unit} in all; lower resources.{field} in the experiment file or add nodes "
-                              "(a local Ray gets --ray-cpus CPUs)")
+            raise ConfigError(
+                f"resources.{field}: each run asks for {want / scale:g}{unit} {key} but the Ray cluster has "
+                f"{have / scale:g}{unit} in all; lower resources.{field} in the experiment file or add nodes "
+                "(a local Ray gets --ray-cpus CPUs)"
+            )
 
 
 class RayProc:
@@ -103,16 +111,26 @@ class RayBackend:
         self.started_local = address is None
         try:
             if address is None:
-                ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                ray.init(
+                    address="local",
+                    num_cpus=local_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             why = str(e).splitlines()[0][:200]
             if address is None:
-                raise ConfigError(f"--backend ray: a local Ray did not start ({why}); join a running cluster with --address "
-                                  "(ray start --head prints it) or use --backend local") from None
-            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster there ({why}); "
-                              "give the head node's address (ray start --head prints it) or drop --address") from None
+                raise ConfigError(
+                    f"--backend ray: a local Ray did not start ({why}); join a running cluster with --address "
+                    "(ray start --head prints it) or use --backend local"
+                ) from None
+            raise ConfigError(
+                f"--address {address}: cannot connect to a Ray cluster there ({why}); "
+                "give the head node's address (ray start --head prints it) or drop --address"
+            ) from None
         self.resources = resources
         self.threads = max(1, int(resources.cpus))
         try:
@@ -123,8 +141,11 @@ class RayBackend:
         opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": retries, "max_calls": 1}
         if resources.memory_gb:
             opts["memory"] = int(resources.memory_gb * 2**30)
-        env = {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]),
-                                                          os.environ.get("PYTHONPATH", "")] if p)}
+        env = {
+            "PYTHONPATH": os.pathsep.join(
+                p for p in [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")] if p
+            )
+        }
         self.task = ray.remote(**opts)(run_in_worker).options(runtime_env={"env_vars": env})
 
     def start(self, job) -> RayProc:

@@ -50,7 +50,9 @@ def child_env(slot: int, jobs: int, gpus: list[str], cores: int | None = None) -
     cores = cores or os.cpu_count() or 1
     threads = str(max(1, cores // max(1, jobs)))
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, RLHFSIM_THREADS=threads, COLUMNS="160", PYTHONUNBUFFERED="1")
+    env.update(
+        OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, RLHFSIM_THREADS=threads, COLUMNS="160", PYTHONUNBUFFERED="1"
+    )
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     return env
@@ -71,9 +73,13 @@ def tail_reason(log_path: Path, n: int = 3, max_chars: int = 400) -> str:
         return "(no run.log)"
     if not lines:
         return "(run.log is empty)"
-    exc = [i for i, ln in enumerate(lines) if re.match(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b|error:)", ln.strip())]
+    exc = [
+        i
+        for i, ln in enumerate(lines)
+        if re.match(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b|error:)", ln.strip())
+    ]
     if exc:
-        text = " ".join(ln.strip() for ln in lines[exc[-1]:])
+        text = " ".join(ln.strip() for ln in lines[exc[-1] :])
     else:
         text = "\n".join(lines[-n:])
     text = re.sub(r"[ \t]+", " ", text)
@@ -119,9 +125,15 @@ def may_start(groups: tuple[str, ...], warm: set[str], running: list[tuple[str, 
     return all(g in warm or not any(g in r for r in running) for g in groups)
 
 
-
-def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpus: list[str] | None = None,
-            backend=None, fork: bool | None = None) -> list[Job]:
+def execute(
+    jobs: list[Job],
+    n_jobs: int,
+    console=None,
+    poll_s: float = 0.3,
+    gpus: list[str] | None = None,
+    backend=None,
+    fork: bool | None = None,
+) -> list[Job]:
     """Run the start/resume jobs, n_jobs at once, each in its own `rlhfsim run` process (or, with a `backend` such as
     ray_backend.RayBackend, as whatever backend.start(job) returns: an object with Popen's poll/terminate/wait/kill).
     fork: True: each process a fork of this one after the imports every run needs (rlhfsim.sweep.fork), where that is
@@ -135,7 +147,9 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
     if use_fork:
         forking.preload()  # once here instead of once per run
         if console is not None:
-            console.print("[dim]runs start as forks of this process after its imports (--no-fork: fresh processes)[/dim]")
+            console.print(
+                "[dim]runs start as forks of this process after its imports (--no-fork: fresh processes)[/dim]"
+            )
     for j in jobs:
         if j.decision.action == "skip":
             j.status, j.detail = "skipped", j.decision.reason
@@ -169,8 +183,13 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
         if use_fork and cmd[:3] == [sys.executable, "-m", "rlhfsim"]:  # the rlhfsim command itself: run it in a fork
             job.proc = forking.fork_run(cmd[3:], job.log.fileno(), child_env(job.slot, n_jobs, gpus))
         else:
-            job.proc = subprocess.Popen(cmd, stdout=job.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=child_env(job.slot, n_jobs, gpus))
+            job.proc = subprocess.Popen(
+                cmd,
+                stdout=job.log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_env(job.slot, n_jobs, gpus),
+            )
         job.started = time.perf_counter()
         job.status = "running"
         running.append(job)
@@ -224,9 +243,11 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
                         if job.task is not None:
                             prog.remove_task(job.task)
                         prog.advance(overall)
-                        prog.console.print(f"{'[green]' if job.status == 'finished' else '[red]'}{job.status}[/] "
-                                           f"{escape(job.spec.variant)}/seed{job.spec.seed} in {job.seconds:.0f} s: {escape(job.detail)}",
-                                           highlight=False)
+                        prog.console.print(
+                            f"{'[green]' if job.status == 'finished' else '[red]'}{job.status}[/] "
+                            f"{escape(job.spec.variant)}/seed{job.spec.seed} in {job.seconds:.0f} s: {escape(job.detail)}",
+                            highlight=False,
+                        )
                 while free_slots and queue:
                     nxt = next((j for j in queue if startable(j)), None)
                     if nxt is None:
@@ -242,8 +263,10 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
                         nxt.status, nxt.detail = "failed", f"could not start: {e}"
                         prog.advance(overall)
                         continue
-                    nxt.task = prog.add_task(f"  {nxt.spec.variant}/seed{nxt.spec.seed} ({nxt.decision.action})",
-                                             total=nxt.spec.config.loop.rounds)
+                    nxt.task = prog.add_task(
+                        f"  {nxt.spec.variant}/seed{nxt.spec.seed} ({nxt.decision.action})",
+                        total=nxt.spec.config.loop.rounds,
+                    )
                 prog.update(rounds_task, completed=sum(done_rounds.values()))
                 if queue or running:
                     time.sleep(poll_s)
@@ -262,4 +285,3 @@ def execute(jobs: list[Job], n_jobs: int, console=None, poll_s: float = 0.3, gpu
                 job.status, job.detail = "failed", "not started (interrupted)"
             raise
     return jobs
-

@@ -56,6 +56,19 @@ def build_world(cfg, **context):
     return world_factory(section)(cfg, **{k: v for k, v in context.items() if k in section.context})
 
 
-__all__ = ["GradedWorld", "GradedWorldConfig", "TextWorldConfig", "WORLDS", "WORLD_SECTIONS", "Prompt", "SyntheticWorld",
-           "SyntheticWorldConfig", "World", "WorldBase", "build_world", "register_world", "unregister_world",
-           "world_factory"]
+__all__ = [
+    "GradedWorld",
+    "GradedWorldConfig",
+    "TextWorldConfig",
+    "WORLDS",
+    "WORLD_SECTIONS",
+    "Prompt",
+    "SyntheticWorld",
+    "SyntheticWorldConfig",
+    "World",
+    "WorldBase",
+    "build_world",
+    "register_world",
+    "unregister_world",
+    "world_factory",
+]

@@ -24,7 +24,9 @@ class Prompt:
     text: str  # e.g. "add 3 5 =" ; "fact e12 =" ; "write about ocean"
     answer: str | None = None  # the one right answer for closed prompts
     topic: str | None = None
-    policy_text: str | None = None  # the prompt as the policy sees it (chat template, BOS) when that differs from `text`
+    policy_text: str | None = (
+        None  # the prompt as the policy sees it (chat template, BOS) when that differs from `text`
+    )
 
     @property
     def model_input(self) -> str:

@@ -38,12 +38,16 @@ def _tfidf_logreg(texts: list[str], labels: np.ndarray, cfg, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    vec = TfidfVectorizer(preprocessor=clean, ngram_range=(1, cfg.ngram_max), min_df=2, max_features=cfg.max_features, sublinear_tf=True)
+    vec = TfidfVectorizer(
+        preprocessor=clean, ngram_range=(1, cfg.ngram_max), min_df=2, max_features=cfg.max_features, sublinear_tf=True
+    )
     model = make_pipeline(vec, LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed))
     return model.fit(texts, labels)
 
 
-CLASSIFIERS = {"tfidf_logreg": _tfidf_logreg}  # name -> fit(texts, labels in {0, 1}, cfg, seed); text_config.CLASSIFIER_NAMES
+CLASSIFIERS = {
+    "tfidf_logreg": _tfidf_logreg
+}  # name -> fit(texts, labels in {0, 1}, cfg, seed); text_config.CLASSIFIER_NAMES
 
 
 def read_table(cfg, field: str = "world.gold.table"):
@@ -54,7 +58,12 @@ def read_table(cfg, field: str = "world.gold.table"):
         path = Path(resolve(cfg.table))
     except AssetMissing as e:
         raise ConfigError(f"{field}: {e}") from None
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+    readers = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".json": pd.read_json,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+    }
     if path.suffix not in readers or not path.is_file():
         raise ConfigError(f"{field}: {cfg.table!r} must be a .csv/.parquet/.json/.jsonl file")
     df = readers[path.suffix](path)
@@ -64,10 +73,14 @@ def read_table(cfg, field: str = "world.gold.table"):
     for col, value in cfg.where.items():
         df = df[df[col] == value]
     if len(df) < 20 or df[cfg.label_column].nunique() < 2:
-        raise ConfigError(f"{field}: {len(df)} rows with {df[cfg.label_column].nunique()} label value(s) after `where`; need 20+ rows of 2+ labels")
+        raise ConfigError(
+            f"{field}: {len(df)} rows with {df[cfg.label_column].nunique()} label value(s) after `where`; need 20+ rows of 2+ labels"
+        )
     if cfg.positive not in set(df[cfg.label_column]):
-        raise ConfigError(f"world.gold.positive: {cfg.positive!r} is not a value of {cfg.label_column!r} in the table "
-                          f"(values {sorted(set(df[cfg.label_column]), key=str)[:10]})")
+        raise ConfigError(
+            f"world.gold.positive: {cfg.positive!r} is not a value of {cfg.label_column!r} in the table "
+            f"(values {sorted(set(df[cfg.label_column]), key=str)[:10]})"
+        )
     return df.reset_index(drop=True), path
 
 
@@ -75,7 +88,9 @@ def cache_key(cfg, table_path: Path) -> str:
     import sklearn
 
     fields = cfg.model_dump(mode="json", exclude={"table", "reads", "temperature"})
-    blob = json.dumps({"table": sha256(table_path), "fit": fields, "sklearn": sklearn.__version__, "v": 1}, sort_keys=True)
+    blob = json.dumps(
+        {"table": sha256(table_path), "fit": fields, "sklearn": sklearn.__version__, "v": 1}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -94,8 +109,16 @@ def fit(cfg, cache_dir: Path) -> tuple[object, dict]:
     hold, train = df.iloc[order[:n_hold]], df.iloc[order[n_hold:]]
     y = lambda part: (part[cfg.label_column] == cfg.positive).to_numpy(dtype=np.int64)
     model = CLASSIFIERS[cfg.model](train[cfg.text_column].astype(str).tolist(), y(train), cfg, cfg.seed)
-    acc = float((model.predict(hold[cfg.text_column].astype(str).tolist()) == y(hold)).mean()) if n_hold else float("nan")
-    stats = {"heldout_accuracy": acc, "train_rows": len(train), "heldout_rows": n_hold, "fit_s": time.perf_counter() - t0, "cached": 0}
+    acc = (
+        float((model.predict(hold[cfg.text_column].astype(str).tolist()) == y(hold)).mean()) if n_hold else float("nan")
+    )
+    stats = {
+        "heldout_accuracy": acc,
+        "train_rows": len(train),
+        "heldout_rows": n_hold,
+        "fit_s": time.perf_counter() - t0,
+        "cached": 0,
+    }
     log.info("gold classifier %s: held-out accuracy %.3f on %d rows (%.0f s)", cfg.model, acc, n_hold, stats["fit_s"])
     _save(out, model, stats)
     return model, stats

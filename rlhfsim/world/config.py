@@ -31,14 +31,52 @@ TOPIC_POOL: dict[str, tuple[str, ...]] = {
     "machine": ("gear", "engine", "wheel", "bolt", "motor", "lever", "steam", "spring", "valve", "robot"),
 }
 # Content-free words: they lengthen a text without putting it on topic.
-FILLER_POOL = ("the", "a", "very", "and", "so", "just", "really", "thing", "stuff", "good", "nice", "some", "more", "also", "then", "it")
+FILLER_POOL = (
+    "the",
+    "a",
+    "very",
+    "and",
+    "so",
+    "just",
+    "really",
+    "thing",
+    "stuff",
+    "good",
+    "nice",
+    "some",
+    "more",
+    "also",
+    "then",
+    "it",
+)
 OPEN_DEMO_KINDS = ("good", "short", "long", "repetitive", "offtopic")
 # eval_prompts(n, shift=...) of the synthetic and graded worlds: distributions the training stream never shows
 SHIFTS = ("operands", "topics", "facts")
 # graded world: the openness words of addition prompts, and the word paraphrases of sums
 OPENNESS_WORDS = ("exactly", "closely", "nearly", "roughly", "loosely", "vaguely", "freely", "wildly")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
 # perturbation families (rlhfsim.world.perturb.PERTURBATIONS) that read the synthetic world's tables (topics, answers,
 # fillers), and those that work on any text; tests/world/test_perturb.py checks that the two make up the registry
 NEEDS_SYNTHETIC = ("topic_words", "answer_junk", "wrong_format")
@@ -71,7 +109,9 @@ class WorldBase(BaseModel):
         fields and the fix. A subclass extends it (super().check_run(cfg) first)."""
         if cfg.policy.checkpoint is not None and self.own_tokenizer:
             readers = " or ".join(n for n, s in WORLD_SECTIONS.items() if not s.own_tokenizer)
-            raise ValueError(f"policy.checkpoint needs world.name: {readers} (the {self.name} world has its own word tokenizer)")
+            raise ValueError(
+                f"policy.checkpoint needs world.name: {readers} (the {self.name} world has its own word tokenizer)"
+            )
         if not self.own_tokenizer and cfg.policy.checkpoint is None:
             raise ValueError(f"world.name: {self.name} needs policy.checkpoint (a causal LM: hub name or local folder)")
         for s in cfg.audit.shifts:
@@ -79,8 +119,10 @@ class WorldBase(BaseModel):
                 raise ValueError(f"audit.shifts: unknown shift {s!r}; this world has {list(self.shifts)}")
         tables = sorted({f.name for f in cfg.audit.families} & set(NEEDS_SYNTHETIC))
         if cfg.audit.enabled and tables and not self.synthetic_tables:
-            raise ValueError(f"audit.families: {tables} need the synthetic world; the {self.name} world's are "
-                             f"{sorted(TEXT_FAMILIES)}")
+            raise ValueError(
+                f"audit.families: {tables} need the synthetic world; the {self.name} world's are "
+                f"{sorted(TEXT_FAMILIES)}"
+            )
 
 
 # world.name -> its section, in registration order; read by the root config's
@@ -94,9 +136,13 @@ def register_world(section: type[WorldBase]) -> type[WorldBase]:
     imported (a plug-in outside the package, a test) is added to the config's `world` union at once."""
     name = section.model_fields["name"].default if "name" in section.model_fields else None
     if not (isinstance(section, type) and issubclass(section, WorldBase)) or not isinstance(name, str):
-        raise TypeError(f"{section!r}: a world's section subclasses WorldBase and declares name: Literal[...] with its default")
+        raise TypeError(
+            f"{section!r}: a world's section subclasses WorldBase and declares name: Literal[...] with its default"
+        )
     if ":" not in section.impl:
-        raise TypeError(f"{section.__name__}.impl must name the world's factory as 'module:attribute', got {section.impl!r}")
+        raise TypeError(
+            f"{section.__name__}.impl must name the world's factory as 'module:attribute', got {section.impl!r}"
+        )
     if WORLD_SECTIONS.get(name, section) is not section:
         raise ValueError(f"world {name!r} is already registered ({WORLD_SECTIONS[name].__name__})")
     WORLD_SECTIONS[name] = section
@@ -125,44 +171,97 @@ class SyntheticWorldConfig(WorldBase):
     synthetic_tables: ClassVar[bool] = True
 
     name: Literal["synthetic"] = Field("synthetic", description="World registry name.")
-    seed: int = Field(0, ge=0, description="World seed: fixes the fact table, the topics and their words, and the eval prompts.")
-    add_frac: float = Field(0.35, ge=0, le=1, description="Share of addition prompts ('add a b =') in the training stream.")
+    seed: int = Field(
+        0, ge=0, description="World seed: fixes the fact table, the topics and their words, and the eval prompts."
+    )
+    add_frac: float = Field(
+        0.35, ge=0, le=1, description="Share of addition prompts ('add a b =') in the training stream."
+    )
     fact_frac: float = Field(0.15, ge=0, le=1, description="Share of fact look-up prompts ('fact e<i> =').")
-    open_frac: float = Field(0.5, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1.")
+    open_frac: float = Field(
+        0.5, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1."
+    )
     max_operand: int = Field(9, ge=1, le=20, description="Addition operands are drawn from 0..max_operand.")
     n_facts: int = Field(24, ge=1, le=64, description="Entities in the hidden fact table (e0, e1, ...).")
     n_fact_values: int = Field(8, ge=2, le=32, description="Distinct fact values (v0, v1, ...); each entity has one.")
-    n_topics: int = Field(6, ge=1, le=len(TOPIC_POOL), description="Topics for open prompts, picked by the world seed from a built-in pool.")
-    words_per_topic: int = Field(8, ge=1, le=10, description="On-topic words per topic (the topic name itself also counts as on topic).")
-    n_filler: int = Field(10, ge=0, le=len(FILLER_POOL), description="Content-free filler words ('the', 'very', ...) in the vocabulary.")
-    open_length_optimum: int = Field(6, ge=1, le=11, description="Open prompts: the length (words) at which the length term peaks.")
-    open_length_decay: float = Field(
-        0.15, ge=0, le=1, description="Open prompts: the length term loses this much per word beyond the optimum (floored at 0)."
+    n_topics: int = Field(
+        6,
+        ge=1,
+        le=len(TOPIC_POOL),
+        description="Topics for open prompts, picked by the world seed from a built-in pool.",
     )
-    open_w_topic: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the on-topic share (0 ignores it).")
-    open_w_diversity: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of diversity, distinct words / words.")
+    words_per_topic: int = Field(
+        8, ge=1, le=10, description="On-topic words per topic (the topic name itself also counts as on topic)."
+    )
+    n_filler: int = Field(
+        10, ge=0, le=len(FILLER_POOL), description="Content-free filler words ('the', 'very', ...) in the vocabulary."
+    )
+    open_length_optimum: int = Field(
+        6, ge=1, le=11, description="Open prompts: the length (words) at which the length term peaks."
+    )
+    open_length_decay: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="Open prompts: the length term loses this much per word beyond the optimum (floored at 0).",
+    )
+    open_w_topic: float = Field(
+        1.0, ge=0, le=10, description="Open gold: exponent of the on-topic share (0 ignores it)."
+    )
+    open_w_diversity: float = Field(
+        1.0, ge=0, le=10, description="Open gold: exponent of diversity, distinct words / words."
+    )
     open_w_length: float = Field(1.0, ge=0, le=10, description="Open gold: exponent of the length term.")
-    p_correct_add: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability an addition demo is right (else a near miss).")
-    p_correct_fact: float = Field(0.5, ge=0, le=1, description="Demonstrations: probability a fact demo is right (else another value).")
+    p_correct_add: float = Field(
+        0.5, ge=0, le=1, description="Demonstrations: probability an addition demo is right (else a near miss)."
+    )
+    p_correct_fact: float = Field(
+        0.5, ge=0, le=1, description="Demonstrations: probability a fact demo is right (else another value)."
+    )
     near_miss_spread: int = Field(
-        3, ge=1, le=10, description="Demonstrations: wrong sums are the true sum +-1..spread (near misses teach addition partially)."
+        3,
+        ge=1,
+        le=10,
+        description="Demonstrations: wrong sums are the true sum +-1..spread (near misses teach addition partially).",
     )
     closed_junk_rate: float = Field(
-        0.05, ge=0, le=1, description="Demonstrations: share of closed demos with 1-2 stray words after the answer (gold 0)."
+        0.05,
+        ge=0,
+        le=1,
+        description="Demonstrations: share of closed demos with 1-2 stray words after the answer (gold 0).",
     )
-    demo_open_good: float = Field(0.3, ge=0, le=1, description="Open demos: share of distinct on-topic texts near the length optimum.")
-    demo_open_short: float = Field(0.15, ge=0, le=1, description="Open demos: share of short on-topic texts (1 to optimum/2 words).")
-    demo_open_long: float = Field(0.2, ge=0, le=1, description="Open demos: share of on-topic texts longer than the optimum.")
-    demo_open_repetitive: float = Field(0.15, ge=0, le=1, description="Open demos: share of texts repeating 1-2 on-topic words.")
+    demo_open_good: float = Field(
+        0.3, ge=0, le=1, description="Open demos: share of distinct on-topic texts near the length optimum."
+    )
+    demo_open_short: float = Field(
+        0.15, ge=0, le=1, description="Open demos: share of short on-topic texts (1 to optimum/2 words)."
+    )
+    demo_open_long: float = Field(
+        0.2, ge=0, le=1, description="Open demos: share of on-topic texts longer than the optimum."
+    )
+    demo_open_repetitive: float = Field(
+        0.15, ge=0, le=1, description="Open demos: share of texts repeating 1-2 on-topic words."
+    )
     demo_open_offtopic: float = Field(
-        0.2, ge=0, le=1, description="Open demos: share of texts mixing on-topic words with filler and other topics' words."
+        0.2,
+        ge=0,
+        le=1,
+        description="Open demos: share of texts mixing on-topic words with filler and other topics' words.",
     )
-    max_demo_words: int = Field(9, ge=2, le=12, description="Longest demonstration in words (keep below policy.response_len for EOS).")
+    max_demo_words: int = Field(
+        9, ge=2, le=12, description="Longest demonstration in words (keep below policy.response_len for EOS)."
+    )
     holdout_topics: int = Field(
-        0, ge=0, le=9, description="The last this many topics never appear in training prompts or demos (the eval shift 'topics' asks about them)."
+        0,
+        ge=0,
+        le=9,
+        description="The last this many topics never appear in training prompts or demos (the eval shift 'topics' asks about them).",
     )
     holdout_facts: int = Field(
-        0, ge=0, le=63, description="The last this many fact entities never appear in training prompts or demos (eval shift 'facts')."
+        0,
+        ge=0,
+        le=63,
+        description="The last this many fact entities never appear in training prompts or demos (eval shift 'facts').",
     )
 
     @model_validator(mode="after")
@@ -184,7 +283,9 @@ class SyntheticWorldConfig(WorldBase):
                 f"training topic / entity (n_topics {self.n_topics}, n_facts {self.n_facts})"
             )
         if self.max_demo_words <= self.open_length_optimum:
-            raise ValueError(f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})")
+            raise ValueError(
+                f"max_demo_words ({self.max_demo_words}) must exceed open_length_optimum ({self.open_length_optimum})"
+            )
         return self
 
     @classmethod
@@ -208,26 +309,46 @@ class GradedWorldConfig(SyntheticWorldConfig):
     name: Literal["graded"] = Field("graded", description="World registry name.")
     add_frac: float = Field(0.6, ge=0, le=1, description="Share of (graded) addition prompts ('add a b <level> =').")
     fact_frac: float = Field(0.1, ge=0, le=1, description="Share of fact look-up prompts (exact, closed).")
-    open_frac: float = Field(0.3, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1.")
+    open_frac: float = Field(
+        0.3, ge=0, le=1, description="Share of open prompts ('write about <topic>'); the three shares sum to 1."
+    )
     openness_levels: int = Field(
-        5, ge=2, le=len(OPENNESS_WORDS), description="Openness levels of addition prompts, drawn uniformly; level l "
-        f"is the word OPENNESS_WORDS[l] ({', '.join(OPENNESS_WORDS[:3])}, ...) before '='.")
+        5,
+        ge=2,
+        le=len(OPENNESS_WORDS),
+        description="Openness levels of addition prompts, drawn uniformly; level l "
+        f"is the word OPENNESS_WORDS[l] ({', '.join(OPENNESS_WORDS[:3])}, ...) before '='.",
+    )
     credit_width: float = Field(
-        3.0, gt=0, le=20, description="A sum off by d at openness o = l / (levels - 1) earns max(0, 1 - d / (1 + credit_width * o)): "
+        3.0,
+        gt=0,
+        le=20,
+        description="A sum off by d at openness o = l / (levels - 1) earns max(0, 1 - d / (1 + credit_width * o)): "
         "level 0 gives 0 to every wrong sum (polarised), higher levels graded credit to ever farther near misses (the top "
-        "level, with the demos' misses of 1-3, spreads gold evenly over [0, 1]).")
+        "level, with the demos' misses of 1-3, spreads gold evenly over [0, 1]).",
+    )
     p_word_answer: float = Field(
-        0.3, ge=0, le=1, description="Demonstrations: probability an addition's answer is written as a word ('eight'), "
-        "a paraphrase gold treats exactly as the digits.")
+        0.3,
+        ge=0,
+        le=1,
+        description="Demonstrations: probability an addition's answer is written as a word ('eight'), "
+        "a paraphrase gold treats exactly as the digits.",
+    )
     closed_below: float = Field(
-        0.5, ge=0, le=1, description="Addition prompts with openness l / (levels - 1) below this are of type closed, the "
-        "rest open (the type prompt-aware utilities and type-level collapse metrics read).")
+        0.5,
+        ge=0,
+        le=1,
+        description="Addition prompts with openness l / (levels - 1) below this are of type closed, the "
+        "rest open (the type prompt-aware utilities and type-level collapse metrics read).",
+    )
 
     @model_validator(mode="after")
     def _words_cover_sums(self) -> GradedWorldConfig:
         if 2 * self.max_operand >= len(NUMBER_WORDS):
-            raise ValueError(f"graded world: max_operand ({self.max_operand}) must be at most {(len(NUMBER_WORDS) - 1) // 2} "
-                             f"so every sum has a word paraphrase (up to {NUMBER_WORDS[-1]!r})")
+            raise ValueError(
+                f"graded world: max_operand ({self.max_operand}) must be at most {(len(NUMBER_WORDS) - 1) // 2} "
+                f"so every sum has a word paraphrase (up to {NUMBER_WORDS[-1]!r})"
+            )
         return self
 
 
@@ -238,5 +359,7 @@ class AnnotatorConfig(Strict):
     temperature: float = Field(0.05, ge=0, le=100, description="Noise temperature on gold (0 = exact gold order).")
     flip_rate: float = Field(0.0, ge=0, le=0.5, description="Probability of flipping each labelled pair.")
     ties: Literal["keep", "break", "consistent"] = Field(
-        "keep", description="keep: equal gold gives no pair; break: random direction; consistent: the direction of a fixed "
-        "per-(prompt, completion) key salted by the seed, so a repeated prompt with the same completions gets the same order.")
+        "keep",
+        description="keep: equal gold gives no pair; break: random direction; consistent: the direction of a fixed "
+        "per-(prompt, completion) key salted by the seed, so a repeated prompt with the same completions gets the same order.",
+    )

@@ -139,6 +139,8 @@ def get_perturbation(name: str, world, **params) -> Perturb:
     """The family `name` built for `world` (a registry lookup that lists valid names on a typo)."""
     check_family(name, params)
     if name in NEEDS_SYNTHETIC and not hasattr(world, "topics"):
-        raise ValueError(f"perturbation family {name!r} needs the synthetic world; use a generic one: "
-                         f"{sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC))}")
+        raise ValueError(
+            f"perturbation family {name!r} needs the synthetic world; use a generic one: "
+            f"{sorted(set(PERTURBATIONS) - set(NEEDS_SYNTHETIC))}"
+        )
     return PERTURBATIONS[name](world, **params)

@@ -54,7 +54,9 @@ class SyntheticWorld(World):
         pool = list(TOPIC_POOL.items())
         # topic name -> its words (order kept from the pool so texts read naturally)
         self.topics: dict[str, list[str]] = {
-            pool[i][0]: [pool[i][1][j] for j in sorted(topic_rng.choice(len(pool[i][1]), cfg.words_per_topic, replace=False))]
+            pool[i][0]: [
+                pool[i][1][j] for j in sorted(topic_rng.choice(len(pool[i][1]), cfg.words_per_topic, replace=False))
+            ]
             for i in names
         }
         self.topic_sets: dict[str, frozenset[str]] = {t: frozenset([t, *ws]) for t, ws in self.topics.items()}
@@ -103,7 +105,9 @@ class SyntheticWorld(World):
         if shift in ("topics", "facts"):
             held = c.holdout_topics if shift == "topics" else c.holdout_facts
             if held == 0:
-                raise ValueError(f"eval shift {shift!r} needs world.holdout_{shift} >= 1 (nothing is held out of training)")
+                raise ValueError(
+                    f"eval shift {shift!r} needs world.holdout_{shift} >= 1 (nothing is held out of training)"
+                )
             if shift == "facts":
                 e = self.entities[len(self.entities) - held + int(rng.integers(held))]
                 return Prompt(id, "fact", "closed", f"fact {e} =", answer=self.fact_table[e])
@@ -194,7 +198,9 @@ class SyntheticWorld(World):
     def demo_completion(self, prompt: Prompt, rng: np.random.Generator) -> str:
         c = self.cfg
         if prompt.family == "open":
-            kind = OPEN_DEMO_KINDS[rng.choice(len(OPEN_DEMO_KINDS), p=[getattr(c, f"demo_open_{k}") for k in OPEN_DEMO_KINDS])]
+            kind = OPEN_DEMO_KINDS[
+                rng.choice(len(OPEN_DEMO_KINDS), p=[getattr(c, f"demo_open_{k}") for k in OPEN_DEMO_KINDS])
+            ]
             return " ".join(self.open_demo(self.topic_of(prompt), kind, rng))
         right = self.answer(prompt)
         if prompt.family == "add":
@@ -211,7 +217,9 @@ class SyntheticWorld(World):
     def near_miss(self, total: int, rng: np.random.Generator) -> str:
         """A wrong sum total +-1..near_miss_spread, kept inside the vocabulary's numbers."""
         top = 2 * self.cfg.max_operand
-        options = [total + s * d for d in range(1, self.cfg.near_miss_spread + 1) for s in (-1, 1) if 0 <= total + s * d <= top]
+        options = [
+            total + s * d for d in range(1, self.cfg.near_miss_spread + 1) for s in (-1, 1) if 0 <= total + s * d <= top
+        ]
         return str(options[rng.integers(len(options))])
 
     def open_demo(self, topic: str, kind: str, rng: np.random.Generator) -> list[str]:
@@ -238,5 +246,8 @@ class SyntheticWorld(World):
             k = int(rng.integers(max(1, opt - 2), min(opt + 1, top) + 1))
             if not others:
                 return distinct(k)
-            return [own[rng.integers(len(own))] if rng.random() < 0.5 else others[rng.integers(len(others))] for _ in range(k)]
+            return [
+                own[rng.integers(len(own))] if rng.random() < 0.5 else others[rng.integers(len(others))]
+                for _ in range(k)
+            ]
         raise ValueError(f"unknown open demo kind {kind!r}; valid: {OPEN_DEMO_KINDS}")

@@ -41,12 +41,16 @@ def _local_files(src: str) -> tuple[str, list[str]] | None:
     looks_local = src.startswith((".", "/", "~")) or path.suffix in FORMATS
     if not path.exists():
         if looks_local:
-            raise ConfigError(f"world.dataset: {src!r} does not exist; give a .json/.jsonl/.csv/.parquet file, a folder of them, or a hub name")
+            raise ConfigError(
+                f"world.dataset: {src!r} does not exist; give a .json/.jsonl/.csv/.parquet file, a folder of them, or a hub name"
+            )
         return None
     files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix in FORMATS)
     kinds = {FORMATS.get(f.suffix) for f in files}
     if not files or None in kinds or len(kinds) != 1:
-        raise ConfigError(f"world.dataset: {src!r} must be one .json/.jsonl/.csv/.parquet file or a folder of files of one of these formats")
+        raise ConfigError(
+            f"world.dataset: {src!r} must be one .json/.jsonl/.csv/.parquet file or a folder of files of one of these formats"
+        )
     return kinds.pop(), [str(f) for f in files]
 
 
@@ -75,8 +79,10 @@ def assign_types(texts: list[str], column: list | None, cfg: TextWorldConfig) ->
         types = [str(v) for v in column]
         bad = sorted(set(types) - set(cfg.prompt_types))
         if bad:
-            raise ConfigError(f"world.type_column {cfg.type_column!r} has values {bad[:5]} outside world.prompt_types {cfg.prompt_types}; "
-                              "add them to prompt_types or fix the data")
+            raise ConfigError(
+                f"world.type_column {cfg.type_column!r} has values {bad[:5]} outside world.prompt_types {cfg.prompt_types}; "
+                "add them to prompt_types or fix the data"
+            )
         return types
     rules = [(t, re.compile(p, re.IGNORECASE)) for t, p in cfg.type_rules.items()]
     return [next((t for t, rx in rules if rx.search(x)), cfg.default_type) for x in texts]
@@ -121,14 +127,23 @@ class TextWorld(World):
 
     def __init__(self, cfg: TextWorldConfig, policy_tokenizer=None, device=None, score_batch: int = 256):
         if policy_tokenizer is None:
-            raise ConfigError("world.name: text needs policy.checkpoint: prompts are formatted with the policy's tokenizer")
+            raise ConfigError(
+                "world.name: text needs policy.checkpoint: prompts are formatted with the policy's tokenizer"
+            )
         self.cfg, self.tokenizer = cfg, policy_tokenizer
         self.prompt_types = list(cfg.prompt_types)
         self._adds_bos: bool | None = None
         self._gold_model = self._classifier = None
         if isinstance(cfg.gold, GoldModelConfig):
-            self._gold_model = TextScorer(cfg.gold.checkpoint, cfg.gold.tokenizer, cfg.gold.max_length, device, "world.gold.checkpoint",
-                                          batch_size=score_batch, seed=cfg.seed)
+            self._gold_model = TextScorer(
+                cfg.gold.checkpoint,
+                cfg.gold.tokenizer,
+                cfg.gold.max_length,
+                device,
+                "world.gold.checkpoint",
+                batch_size=score_batch,
+                seed=cfg.seed,
+            )
         elif isinstance(cfg.gold, GoldClassifierConfig):
             self._classifier = ClassifierGold(cfg.gold, cache_root())
         train = self._table(load_split(cfg.dataset, cfg.config_name, cfg.split))
@@ -139,7 +154,9 @@ class TextWorld(World):
             order = np.random.default_rng(cfg.seed).permutation(len(train))
             n_eval = max(1, int(round(cfg.eval_fraction * len(train))))
             if len(train) - n_eval < 1:
-                raise ConfigError(f"world.dataset: {len(train)} usable prompts cannot be split into train and eval; add data or set eval_split")
+                raise ConfigError(
+                    f"world.dataset: {len(train)} usable prompts cannot be split into train and eval; add data or set eval_split"
+                )
             evals, train = [train[i] for i in order[:n_eval]], [train[i] for i in order[n_eval:]]
         if cfg.type_by_gold is not None:
             self._type_by_gold(train + evals)
@@ -154,8 +171,11 @@ class TextWorld(World):
         so the two types differ in the within-prompt reward spread that prompt-aware utilities and the per-type
         collapse metrics act on."""
         texts = [r["text"] for r in rows]
-        score = self._score([""] * len(texts), texts) if self._gold_model is None else \
-            1.0 / (1.0 + np.exp(-self._gold_model.logits([""] * len(texts), texts)))
+        score = (
+            self._score([""] * len(texts), texts)
+            if self._gold_model is None
+            else 1.0 / (1.0 + np.exp(-self._gold_model.logits([""] * len(texts), texts)))
+        )
         low, high = self.prompt_types
         for r, s in zip(rows, score):
             r["type"] = high if s >= self.cfg.type_by_gold else low
@@ -174,7 +194,9 @@ class TextWorld(World):
         """The prompt as the policy sees it: chat template, or prompt_template with the tokenizer's BOS."""
         tok = self.tokenizer
         if self.cfg.chat_template == "auto" and getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+            return tok.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
         body = self.cfg.prompt_template.format(prompt=text)
         if self._adds_bos is None:  # asked once: the world formats every row of a table
             self._adds_bos = tok.bos_token_id is not None and tok("x")["input_ids"][:1] == [tok.bos_token_id]
@@ -185,8 +207,10 @@ class TextWorld(World):
         cols = [x for x in (c.prompt_column, c.type_column, c.family_column, c.reference_column) if x is not None]
         missing = [x for x in cols if x not in ds.column_names]
         if missing:
-            raise ConfigError(f"world: column(s) {missing} not in the dataset {c.dataset!r}, which has {ds.column_names}; "
-                              "set world.prompt_column / type_column / family_column / reference_column")
+            raise ConfigError(
+                f"world: column(s) {missing} not in the dataset {c.dataset!r}, which has {ds.column_names}; "
+                "set world.prompt_column / type_column / family_column / reference_column"
+            )
         if c.max_rows is not None:
             ds = ds.select(range(min(c.max_rows, len(ds))))
         ds = self._subset(ds)
@@ -195,7 +219,11 @@ class TextWorld(World):
             texts = [" ".join(_MARKUP.sub(" ", x).split()[: c.prompt_words]) for x in texts]
         types = assign_types(texts, ds[c.type_column] if c.type_column else None, c)
         fams = [str(x) for x in ds[c.family_column]] if c.family_column else types
-        refs = [None if x is None else str(x) for x in ds[c.reference_column]] if c.reference_column else [None] * len(texts)
+        refs = (
+            [None if x is None else str(x) for x in ds[c.reference_column]]
+            if c.reference_column
+            else [None] * len(texts)
+        )
         rows, dropped = [], 0
         for text, t, f, ref in zip(texts, types, fams, refs):
             shown = self.format_prompt(text)
@@ -207,7 +235,9 @@ class TextWorld(World):
         if dropped:
             log.info("text world: dropped %d empty prompts or prompts over %d tokens", dropped, c.max_prompt_tokens)
         if not rows:
-            raise ConfigError(f"world.dataset {c.dataset!r}: no usable prompt (all empty or over world.max_prompt_tokens = {c.max_prompt_tokens})")
+            raise ConfigError(
+                f"world.dataset {c.dataset!r}: no usable prompt (all empty or over world.max_prompt_tokens = {c.max_prompt_tokens})"
+            )
         return rows
 
     def _subset(self, ds):
@@ -215,7 +245,9 @@ class TextWorld(World):
         c = self.cfg
         missing = [k for k in c.where if k not in ds.column_names]
         if missing:
-            raise ConfigError(f"world.where: column(s) {missing} not in the dataset {c.dataset!r}, which has {ds.column_names}")
+            raise ConfigError(
+                f"world.where: column(s) {missing} not in the dataset {c.dataset!r}, which has {ds.column_names}"
+            )
         keep = np.ones(len(ds), dtype=bool)
         for col, value in c.where.items():
             keep &= np.asarray([v == value for v in ds[col]])
@@ -228,7 +260,14 @@ class TextWorld(World):
         return [r["tokens"] for r in self.train + self.evals]
 
     def _prompt(self, row: dict, pid: int) -> Prompt:
-        return Prompt(id=pid, family=row["family"], type=row["type"], text=row["text"], answer=row["reference"], policy_text=row["shown"])
+        return Prompt(
+            id=pid,
+            family=row["family"],
+            type=row["type"],
+            text=row["text"],
+            answer=row["reference"],
+            policy_text=row["shown"],
+        )
 
     # ------------------------------------------------------------------ World interface
 
@@ -246,13 +285,17 @@ class TextWorld(World):
         """(prompt, reference answer) pairs drawn from the training prompts that have one."""
         have = [r for r in self.train if r["reference"]]
         if not have:
-            raise ConfigError("SFT: no training prompt has a reference answer in world.reference_column; set policy.sft_demos: 0")
+            raise ConfigError(
+                "SFT: no training prompt has a reference answer in world.reference_column; set policy.sft_demos: 0"
+            )
         picks = rng.integers(0, len(have), size=n)
         return [(self._prompt(have[int(i)], int(j)), have[int(i)]["reference"]) for j, i in enumerate(picks)]
 
     def reference_completion(self, prompt: Prompt) -> str:
         if prompt.answer is None:
-            raise ConfigError("loop.reference_mix needs a reference answer for every prompt; some rows of world.reference_column are empty")
+            raise ConfigError(
+                "loop.reference_mix needs a reference answer for every prompt; some rows of world.reference_column are empty"
+            )
         return prompt.answer
 
     def gold(self, prompts: list[Prompt], completions: list[str]) -> np.ndarray:

@@ -31,7 +31,9 @@ def test_a_linear_forward_and_backward_is_three_products(bf16):
     assert f["calls"] == 4
     assert f["gflop"] == pytest.approx(linear + 2 * 6 * 5 * 7 * 3 / 1e9)
     assert f.get("gflop_bfloat16", 0.0) == pytest.approx(linear if bf16 else 0.0)
-    assert f["floor_ms"] > 0 and f["floor_ms"] == pytest.approx(sum(v for k, v in f.items() if k.startswith("floor_ms_")))
+    assert f["floor_ms"] > 0 and f["floor_ms"] == pytest.approx(
+        sum(v for k, v in f.items() if k.startswith("floor_ms_"))
+    )
 
 
 @pytest.mark.parametrize("inference", [False, True])
@@ -53,7 +55,11 @@ def test_the_replay_runs_outside_a_callers_autocast(monkeypatch):
     from rlhfsim.bench import floor
 
     seen = []
-    monkeypatch.setattr(floor, "_replay_s", lambda op, shapes, dtype, repeats: seen.append((dtype, torch.is_autocast_enabled("cpu"))) or 1e-3)
+    monkeypatch.setattr(
+        floor,
+        "_replay_s",
+        lambda op, shapes, dtype, repeats: seen.append((dtype, torch.is_autocast_enabled("cpu"))) or 1e-3,
+    )
     a, b = torch.randn(8, 4), torch.randn(4, 2)
 
     def work():

@@ -14,9 +14,32 @@ from rlhfsim.cli import main
 @pytest.mark.slow
 def test_study_section_tiny_with_baseline(tmp_path, sft_cache):
     out = tmp_path / "b.json"
-    rc = main(["bench", "--only", "study", "--study-config", "configs/tiny.yaml", "--study-runs", "2", "--study-rounds", "1",
-               "--study-jobs", "2", "--study-threads", "1", "--study-cache", sft_cache, "--baseline", "HEAD", "--study-sweep",
-               "--json", str(out), "--markdown", str(tmp_path / "b.md")])
+    rc = main(
+        [
+            "bench",
+            "--only",
+            "study",
+            "--study-config",
+            "configs/tiny.yaml",
+            "--study-runs",
+            "2",
+            "--study-rounds",
+            "1",
+            "--study-jobs",
+            "2",
+            "--study-threads",
+            "1",
+            "--study-cache",
+            sft_cache,
+            "--baseline",
+            "HEAD",
+            "--study-sweep",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "b.md"),
+        ]
+    )
     assert rc == 0
     s = json.loads(out.read_text())["study"]
     for arm in ("current", "baseline"):
@@ -28,7 +51,10 @@ def test_study_section_tiny_with_baseline(tmp_path, sft_cache):
         # the phases cover the run: per-round sum x rounds is the mean run's seconds
         assert math.isclose(r["round_s"] * s["rounds"], r["run_s"], rel_tol=1e-6)
     assert s["speedup_run_s"] > 0 and s["runs_per_hour_ratio"] > 0
-    assert set(s["sweep_runs_per_hour"]) == {"current", "baseline"} and min(min(v) for v in s["sweep_runs_per_hour"].values()) > 0
+    assert (
+        set(s["sweep_runs_per_hour"]) == {"current", "baseline"}
+        and min(min(v) for v in s["sweep_runs_per_hour"].values()) > 0
+    )
     # the GEMM floor: products in the policy update, sampling and evaluation, none in the report
     floor = s["floor_s_per_round"]
     assert floor["policy update"] > 0 and "report" not in floor
@@ -41,8 +67,15 @@ def test_nested_phase_time_is_exclusive(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(study_driver, "SECONDS", dict.fromkeys(PHASES, 0.0))
     monkeypatch.setattr(study_driver, "CPU", dict.fromkeys(PHASES, 0.0))
-    monkeypatch.setattr(study_driver, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0]),
-                                                                 "process_time": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(
+        study_driver,
+        "time",
+        type(
+            "Clock",
+            (),
+            {"perf_counter": staticmethod(lambda: clock[0]), "process_time": staticmethod(lambda: clock[0])},
+        ),
+    )
 
     def tick():
         clock[0] += 1.0

@@ -179,7 +179,9 @@ def test_group_fidelity_is_one_for_an_affine_proxy(rule):
         m = fidelity_metrics(adv, gold_adv, mask, a * gold + b, torch.zeros_like(mask), ids)
         assert m["adv/gold_corr"] == pytest.approx(1.0, abs=1e-4) and m["adv/sign_agree"] == 1.0
     rev = group_advantages(-gold, 4, rule)[:, None] * mask
-    assert fidelity_metrics(rev, gold_adv, mask, -gold, torch.zeros_like(mask), ids)["adv/gold_corr"] == pytest.approx(-1.0, abs=1e-4)
+    assert fidelity_metrics(rev, gold_adv, mask, -gold, torch.zeros_like(mask), ids)["adv/gold_corr"] == pytest.approx(
+        -1.0, abs=1e-4
+    )
 
 
 def test_pg_cosine_on_a_linear_policy():
@@ -206,7 +208,9 @@ def test_pair_fidelity():
     m = pair_fidelity(np.array([1.0, 0.8, 0.0, 0.5]), np.array([0.0, 0.9, 0.0, 0.1]), np.array([3.0, 1.0, 1.0, 0.0]))
     assert m["adv/pair_agree"] == 0.5 and m["adv/pair_gold_tie"] == 0.25
     assert m["adv/pair_agree_margin"] == pytest.approx(3.0 / 5.0)
-    scaled = pair_fidelity(np.array([1.0, 0.8, 0.0, 0.5]), np.array([0.0, 0.9, 0.0, 0.1]), 7 * np.array([3.0, 1.0, 1.0, 0.0]))
+    scaled = pair_fidelity(
+        np.array([1.0, 0.8, 0.0, 0.5]), np.array([0.0, 0.9, 0.0, 0.1]), 7 * np.array([3.0, 1.0, 1.0, 0.0])
+    )
     assert scaled == m  # a positive scale of the proxy margins changes nothing
     assert np.isnan(pair_fidelity(np.array([]), np.array([]), np.array([]))["adv/pair_agree"])
 
@@ -229,7 +233,11 @@ def test_score_only_fidelity_ignores_a_large_kl_term_both_sides_share():
     mask = torch.ones(B, T)
     tok = lambda a: a[:, None] * mask  # noqa: E731  every token carries its row's advantage
     for proxy, want in ((gold.clone(), 1.0), (torch.tensor(rng.uniform(0, 1, B)), 0.0)):
-        applied = advantage_fidelity(tok(group_advantages(proxy - beta * kl, g, "rloo")), tok(group_advantages(gold - beta * kl, g, "rloo")), mask)
+        applied = advantage_fidelity(
+            tok(group_advantages(proxy - beta * kl, g, "rloo")),
+            tok(group_advantages(gold - beta * kl, g, "rloo")),
+            mask,
+        )
         score = score_fidelity(tok(group_advantages(proxy, g, "rloo")), tok(group_advantages(gold, g, "rloo")), mask)
         assert score["adv/gold_corr_score"] == pytest.approx(want, abs=0.06)
         assert score["adv/sign_agree_score"] == pytest.approx(0.5 + want / 2, abs=0.04)

@@ -73,16 +73,20 @@ def test_the_default_rule_against_noise():
 
 
 def test_lead_hit_late_missed_and_false_alarm():
-    runs, alarms = alarm_detection(_frame(
-        _run("v", 0, FALLS, fire=(2, 3)),      # fires 2 rounds before the fall at 4: hit, lead 2
-        _run("v", 1, FALLS, fire=(4,)),        # at the fall: hit, lead 0
-        _run("v", 2, FALLS, fire=(6,)),        # after it: late, lead -2
-        _run("v", 3, FALLS),                   # never: missed
-        _run("w", 0, HOLDS, fire=(1,)),        # gold never falls, alarm fires: false alarm
-        _run("w", 1, HOLDS),                   # gold never falls, quiet
-    ))
+    runs, alarms = alarm_detection(
+        _frame(
+            _run("v", 0, FALLS, fire=(2, 3)),  # fires 2 rounds before the fall at 4: hit, lead 2
+            _run("v", 1, FALLS, fire=(4,)),  # at the fall: hit, lead 0
+            _run("v", 2, FALLS, fire=(6,)),  # after it: late, lead -2
+            _run("v", 3, FALLS),  # never: missed
+            _run("w", 0, HOLDS, fire=(1,)),  # gold never falls, alarm fires: false alarm
+            _run("w", 1, HOLDS),  # gold never falls, quiet
+        )
+    )
     ex = runs[runs["alarm"] == "exploit"].set_index(["variant", "seed"])
-    assert ex.loc[("v", 0), "lead"] == 2 and ex.loc[("v", 0), "outcome"] == "hit" and ex.loc[("v", 0), "fall_round"] == 4
+    assert (
+        ex.loc[("v", 0), "lead"] == 2 and ex.loc[("v", 0), "outcome"] == "hit" and ex.loc[("v", 0), "fall_round"] == 4
+    )
     assert ex.loc[("v", 1), "lead"] == 0 and ex.loc[("v", 1), "outcome"] == "hit"
     assert ex.loc[("v", 2), "lead"] == -2 and ex.loc[("v", 2), "outcome"] == "late"
     assert ex.loc[("v", 3), "outcome"] == "missed" and pd.isna(ex.loc[("v", 3), "lead"])
@@ -93,12 +97,20 @@ def test_lead_hit_late_missed_and_false_alarm():
     assert (a.negatives, a.false_alarms, a.false_alarm_rate, a.detection_rate) == (2, 1, 0.5, 0.5)
     assert a.discrimination == 0.0 and (a.lead_median, a.lead_min, a.lead_max) == (1.0, 0.0, 2.0)
     quiet = alarms.set_index("alarm").loc["collapse"]  # logged in every run, never fired
-    assert (quiet.true_positives, quiet.missed, quiet.false_alarms, quiet.detection_rate, quiet.false_alarm_rate) == (0, 4, 0, 0.0, 0.0)
+    assert (quiet.true_positives, quiet.missed, quiet.false_alarms, quiet.detection_rate, quiet.false_alarm_rate) == (
+        0,
+        4,
+        0,
+        0.0,
+        0.0,
+    )
     assert np.isnan(quiet.lead_median)
 
 
 def test_an_alarm_that_fires_in_every_run_does_not_discriminate():
-    _, alarms = alarm_detection(_frame(*[_run("v", s, g, fire=(1,)) for s, g in enumerate([FALLS, HOLDS, FALLS, HOLDS])]))
+    _, alarms = alarm_detection(
+        _frame(*[_run("v", s, g, fire=(1,)) for s, g in enumerate([FALLS, HOLDS, FALLS, HOLDS])])
+    )
     a = alarms.set_index("alarm").loc["exploit"]
     assert a.detection_rate == 1.0 and a.false_alarm_rate == 1.0 and a.discrimination == 0.0
 

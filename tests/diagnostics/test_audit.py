@@ -63,8 +63,14 @@ def test_alarms_on_hand_rows():
     quiet = {**first, "collapse/saturation": 0.1, "audit/exploit_rate_max": 0.4, "rm/shift_operands_pairwise_acc": 0.8}
     a = alarms(quiet, first, cfg, ["operands"])
     assert all(a[f"audit/alarm_{n}"] == 0.0 for n in ALARMS) and a["audit/alarms"] == 0
-    loud = {"collapse/open_within_std": 0.2, "collapse/closed_within_std": 0.04, "collapse/logit_abs_p99": 6.5,
-            "collapse/saturation": 0.6, "audit/exploit_rate_max": 0.75, "rm/shift_operands_pairwise_acc": 0.55}
+    loud = {
+        "collapse/open_within_std": 0.2,
+        "collapse/closed_within_std": 0.04,
+        "collapse/logit_abs_p99": 6.5,
+        "collapse/saturation": 0.6,
+        "audit/exploit_rate_max": 0.75,
+        "rm/shift_operands_pairwise_acc": 0.55,
+    }
     a = alarms(loud, first, cfg, ["operands"])
     assert all(a[f"audit/alarm_{n}"] == 1.0 for n in ALARMS) and a["audit/alarms"] == 5
     a = alarms({}, first, cfg, ["operands"])  # nothing measured: NaN, not a silent 0
@@ -90,8 +96,15 @@ def test_config_errors_name_the_field(tmp_path):
         load_config("configs/tiny.yaml", ["audit.families=[pad_lenght]"])
     with pytest.raises(ConfigError, match="holdout_topics"):
         load_config("configs/tiny.yaml", ["audit.shifts=[topics]"])
-    cfg = load_config("configs/tiny.yaml", ["audit.shifts=[topics, facts]", "world.holdout_topics=1", "world.holdout_facts=2",
-                                            "audit.families=[{name: pad_length, params: {words: 9}}]"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [
+            "audit.shifts=[topics, facts]",
+            "world.holdout_topics=1",
+            "world.holdout_facts=2",
+            "audit.families=[{name: pad_length, params: {words: 9}}]",
+        ],
+    )
     assert cfg.audit.families[0].params == {"words": 9}
 
 
@@ -101,13 +114,25 @@ def test_text_world_gets_generic_audit_defaults_and_refuses_synthetic_families()
     from rlhfsim.config import ConfigError, config_from_dict
     from rlhfsim.world.perturb import NEEDS_SYNTHETIC
 
-    text = {"world": {"name": "text", "dataset": "org/prompts", "reference_column": "answer"},
-            "policy": {"checkpoint": "org/policy"}, "reward": {"checkpoint": "org/rm"}}
+    text = {
+        "world": {"name": "text", "dataset": "org/prompts", "reference_column": "answer"},
+        "policy": {"checkpoint": "org/policy"},
+        "reward": {"checkpoint": "org/rm"},
+    }
     cfg = config_from_dict(text)
     assert cfg.audit.enabled and cfg.audit.shifts == []
     assert cfg.audit.families and not {f.name for f in cfg.audit.families} & set(NEEDS_SYNTHETIC)
     # without reference answers there is nothing to perturb: the suite is off unless asked for
-    no_ref = {**text, "world": {"name": "text", "dataset": "org/prompts", "gold": {"kind": "rule", "rules": {"open": "length", "closed": "length"}}}, "loop": {"reference_mix": 0}, "policy": {"checkpoint": "org/policy", "sft_demos": 0}}
+    no_ref = {
+        **text,
+        "world": {
+            "name": "text",
+            "dataset": "org/prompts",
+            "gold": {"kind": "rule", "rules": {"open": "length", "closed": "length"}},
+        },
+        "loop": {"reference_mix": 0},
+        "policy": {"checkpoint": "org/policy", "sft_demos": 0},
+    }
     assert not config_from_dict(no_ref).audit.enabled
     with pytest.raises(ConfigError, match="audit.families"):
         config_from_dict({**text, "audit": {"families": ["wrong_format"]}})

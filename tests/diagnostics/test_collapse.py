@@ -36,7 +36,9 @@ def test_mean_profile_and_missing_rows():
     assert np.isnan(mean_profile(R, types, "absent")).all()
     # an incomplete row is resampled to k quantiles rather than shifting positions
     R2 = np.array([[0.8, np.nan, 0.2]])
-    np.testing.assert_allclose(mean_profile(R2, ["open"], "open"), np.quantile([0.2, 0.8], [5 / 6, 0.5, 1 / 6], method="hazen"))
+    np.testing.assert_allclose(
+        mean_profile(R2, ["open"], "open"), np.quantile([0.2, 0.8], [5 / 6, 0.5, 1 / 6], method="hazen")
+    )
 
 
 def _profiles_with_offsets(rng, shape, P, scales=True):
@@ -100,8 +102,10 @@ def test_dial_from_type_dependent_to_shared_profiles_is_monotone():
     ranks = np.argsort(np.argsort(-G, axis=1, kind="stable"), axis=1)
     own = (G - G.mean(1, keepdims=True)) / G.std(1, keepdims=True)
     common = ((shared - shared.mean()) / shared.std())[ranks]
-    vals = [profile_collapse(rng.normal(0, 5, (len(types), 1)) + (1 - a) * own + a * common, G, types)["collapse/shape_rel"]
-            for a in np.linspace(0, 1, 11)]
+    vals = [
+        profile_collapse(rng.normal(0, 5, (len(types), 1)) + (1 - a) * own + a * common, G, types)["collapse/shape_rel"]
+        for a in np.linspace(0, 1, 11)
+    ]
     assert vals[0] == pytest.approx(0.0, abs=1e-9) and vals[-1] == pytest.approx(1.0, abs=1e-9)
     assert np.all(np.diff(vals) > 0)
 
@@ -124,7 +128,7 @@ def test_frozen_model_on_a_fixed_probe_does_not_move_while_sample_measure_may():
     probe = [profile_collapse(rm(G_probe), G_probe, types)["collapse/shape"] for _ in range(3)]
     assert probe[0] == probe[1] == probe[2]
     # new samples (a sharper policy: gold concentrated near the top) move the sample-based measure
-    G_new = np.clip(G_probe ** 0.2, 0, 1)
+    G_new = np.clip(G_probe**0.2, 0, 1)
     assert profile_collapse(rm(G_new), G_new, types)["collapse/shape"] != pytest.approx(probe[0])
 
 
@@ -206,7 +210,9 @@ def test_collapse_metrics_keys_and_ranges():
         assert 0 < m[f"rm/{t}_kendall_tau"] <= 1
         assert m[f"collapse/{t}_graph_dev_mean"] <= m[f"collapse/{t}_graph_dev_max"]
     assert 0 <= m["collapse/shape"] <= 1 and 0 <= m["collapse/saturation"] <= 1
-    assert m["collapse/shape"] == pytest.approx(profile_collapse(1 / (1 + np.exp(-logits)), gold, types)["collapse/shape"])
+    assert m["collapse/shape"] == pytest.approx(
+        profile_collapse(1 / (1 + np.exp(-logits)), gold, types)["collapse/shape"]
+    )
     assert m["collapse/logit_absmax"] == pytest.approx(np.abs(logits).max())
     assert m["collapse/logit_abs_p99"] <= m["collapse/logit_absmax"]
     assert m["rm/pairwise_acc"] == pytest.approx(pairwise_accuracy(logits, gold))
@@ -228,7 +234,10 @@ def test_collapse_metrics_collapsed_model_and_saturation():
     m2 = collapse_metrics(logits, types, bounded=False, logit_thr=5.0)
     assert m2["collapse/saturation"] == pytest.approx(4 / 6)
     assert m2["collapse/gap_abs_p99"] == pytest.approx(16.0)
-    assert collapse_metrics(logits + 100.0, types, bounded=False, logit_thr=5.0)["collapse/saturation"] == m2["collapse/saturation"]
+    assert (
+        collapse_metrics(logits + 100.0, types, bounded=False, logit_thr=5.0)["collapse/saturation"]
+        == m2["collapse/saturation"]
+    )
     assert math.isnan(m2["rm/pairwise_acc"]) and "collapse/shape" not in m2
     assert m2["reward/open_mean"] == pytest.approx(0.0)  # raw logit scale when unbounded
 

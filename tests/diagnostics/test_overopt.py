@@ -9,7 +9,9 @@ from rlhfsim.diagnostics.overopt import best_of_n, best_of_n_curve, bon_kl, fit_
 
 def test_forms_and_bon_kl():
     d = np.array([0.0, 0.5, 1.0, 2.0])
-    np.testing.assert_allclose(gao_rl(d, 1.0, 0.5), [0.0, 0.5 * (1 - 0.5 * np.log(0.5)), 1.0, 2 * (1 - 0.5 * np.log(2))])
+    np.testing.assert_allclose(
+        gao_rl(d, 1.0, 0.5), [0.0, 0.5 * (1 - 0.5 * np.log(0.5)), 1.0, 2 * (1 - 0.5 * np.log(2))]
+    )
     np.testing.assert_allclose(gao_bon(d, 1.0, 0.5), [0.0, 0.375, 0.5, 0.0])
     assert bon_kl(1) == 0.0
     assert bon_kl(4) == pytest.approx(np.log(4) - 0.75)

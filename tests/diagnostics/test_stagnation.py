@@ -69,8 +69,12 @@ def test_noise_alone_is_rarely_called_a_trend_while_the_old_threshold_was():
     assert np.mean(calls == "flat") > 0.9  # the 95 % interval: about 5 % false trends
     assert np.mean(calls == "rising") < 0.05 and old_rising / 1000 > 0.3
     # a real rise of 3 standard errors per round is called rising
-    strong = [detect_stagnation(0.1 + 0.06 * np.arange(3) + rng.normal(0, se, 3), [np.nan, 0.1, 0.1], gold_se=[se] * 3)["final_state"]
-              for _ in range(200)]
+    strong = [
+        detect_stagnation(0.1 + 0.06 * np.arange(3) + rng.normal(0, se, 3), [np.nan, 0.1, 0.1], gold_se=[se] * 3)[
+            "final_state"
+        ]
+        for _ in range(200)
+    ]
     assert np.mean(np.array(strong) == "rising") > 0.9
 
 

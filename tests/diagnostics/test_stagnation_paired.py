@@ -27,8 +27,15 @@ def rows_of(Y: np.ndarray) -> list[dict]:
     rows = []
     for r in range(Y.shape[0]):
         prior = {lag: Y[r - lag] for lag in range(1, MAX_LAG + 1) if r - lag >= 0}
-        rows.append({"round": r, "eval/gold": float(Y[r].mean()), "eval/gold_se": bootstrap_se(Y[r], n_boot=300),
-                     "eval/policy_move": 0.1 if r else None, **paired_round_metrics(Y[r], prior)})
+        rows.append(
+            {
+                "round": r,
+                "eval/gold": float(Y[r].mean()),
+                "eval/gold_se": bootstrap_se(Y[r], n_boot=300),
+                "eval/policy_move": 0.1 if r else None,
+                **paired_round_metrics(Y[r], prior),
+            }
+        )
     return rows
 
 
@@ -36,7 +43,9 @@ def decide(Y: np.ndarray, paired: bool) -> str:
     rows = rows_of(Y)
     g = np.array([x["eval/gold"] for x in rows])
     se = np.array([x["eval/gold_se"] for x in rows])
-    st = detect_stagnation(g, np.full(g.size, 0.1), window=Y.shape[0], gold_se=se, gold_cov=gold_cov_matrix(rows) if paired else None)
+    st = detect_stagnation(
+        g, np.full(g.size, 0.1), window=Y.shape[0], gold_se=se, gold_cov=gold_cov_matrix(rows) if paired else None
+    )
     assert st["se_method"] == ("paired" if paired else "independent")
     return st["final_state"]
 

@@ -16,11 +16,16 @@ def _rows(R=10, alpha=0.3, beta=0.2):
         d = math.sqrt(kl)
         row = {"round": r, "eval/gold": 0.4 + float(gao_rl(d, alpha, beta)), "eval/kl": kl}
         if r > 0:
-            row.update({
-                "eval/proxy": 0.1 * r, "eval/policy_move": 0.1,
-                "collapse/probe_shape_rel": float(rng.uniform(0.1, 0.5)), "collapse/saturation": float(rng.uniform(0, 1)),
-                "adv/gold_corr": float(rng.uniform(0, 1)), "adv/sign_agree": float(rng.uniform(0.5, 1)),
-            })
+            row.update(
+                {
+                    "eval/proxy": 0.1 * r,
+                    "eval/policy_move": 0.1,
+                    "collapse/probe_shape_rel": float(rng.uniform(0.1, 0.5)),
+                    "collapse/saturation": float(rng.uniform(0, 1)),
+                    "adv/gold_corr": float(rng.uniform(0, 1)),
+                    "adv/sign_agree": float(rng.uniform(0.5, 1)),
+                }
+            )
         if r == R:  # best-of-n curve of the last round: the bon form exactly
             for n in (1, 2, 4, 8, 16):
                 row[f"bon/gold_n{n}"] = 0.5 + float(gao_bon(np.sqrt(bon_kl(n)), 0.4, 0.3))
@@ -35,7 +40,9 @@ def test_summary_gao_fits_peak_and_proxy():
     assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9)
     assert s["gao_rl_gold_beta"] == pytest.approx(0.2, abs=1e-9)
     assert s["gao_rl_gold_r2"] == pytest.approx(1.0)
-    assert s["gao_bon_gold_alpha"] == pytest.approx(0.4, abs=1e-9) and s["gao_bon_gold_beta"] == pytest.approx(0.3, abs=1e-9)
+    assert s["gao_bon_gold_alpha"] == pytest.approx(0.4, abs=1e-9) and s["gao_bon_gold_beta"] == pytest.approx(
+        0.3, abs=1e-9
+    )
     gold = np.array([r["eval/gold"] for r in rows])
     assert s["gold_peak_round"] == int(np.argmax(gold)) and 0 < s["gold_peak_round"] < 10
     assert s["gold_drop_after_peak"] == pytest.approx(gold[-1] - gold.max()) and s["gold_drop_after_peak"] < 0
@@ -48,7 +55,10 @@ def test_summary_gao_fits_peak_and_proxy():
 def test_summary_propagation_counts_rounds():
     s = summarize(_rows(), wall_time=1.0)
     p = s["propagation"]
-    lag0, lag1 = p["corr/collapse/probe_shape_rel->adv/gold_corr@lag0"], p["corr/collapse/probe_shape_rel->eval/gold_delta@lag1"]
+    lag0, lag1 = (
+        p["corr/collapse/probe_shape_rel->adv/gold_corr@lag0"],
+        p["corr/collapse/probe_shape_rel->eval/gold_delta@lag1"],
+    )
     assert lag0["n"] == 10 and lag1["n"] == 9  # 10 trained rounds; lag 1 loses the last one
     assert -1 <= lag0["value"] <= 1 and -1 <= lag1["value"] <= 1
     assert "corr/collapse/saturation->adv/sign_agree@lag0" in p
@@ -70,7 +80,9 @@ def test_gao_fit_uses_only_the_rounds_on_a_fixed_proxy():
         r["eval/gold"] += 0.3  # rounds 1..3 ran on other proxies: off the curve
     s = summarize(rows, wall_time=1.0)
     assert s["gao_rl_proxy_fixed"] is True and s["gao_rl_first_round"] == 4  # round 4 trained the kept model
-    assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9) and s["gao_rl_gold_beta"] == pytest.approx(0.2, abs=1e-9)
+    assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9) and s["gao_rl_gold_beta"] == pytest.approx(
+        0.2, abs=1e-9
+    )
     assert s["gao_rl_gold_n"] == 7
     # retrained every round: the fit is over a moving proxy and says so
     for r in rows[1:]:
@@ -102,7 +114,9 @@ def test_gao_fit_falls_back_to_ppo_iterations_on_a_short_fixed_segment():
     for r in (8, 9, 10):  # 4 iterations per round, on the Gao curve in between the rounds' d
         for i in range(4):
             d = math.sqrt(0.5) * (r - 1 + (i + 1) / 4)
-            steps.append({"round": r, "iteration": i, "objective/kl": d * d, "objective/gold": 0.4 + float(gao_rl(d, 0.3, 0.2))})
+            steps.append(
+                {"round": r, "iteration": i, "objective/kl": d * d, "objective/gold": 0.4 + float(gao_rl(d, 0.3, 0.2))}
+            )
     s = summarize(rows, wall_time=1.0, steps=steps)
     assert s["gao_rl_points"] == "iterations" and s["gao_rl_proxy_fixed"] is True and s["gao_rl_gold_n"] == 12
     assert s["gao_rl_gold_alpha"] == pytest.approx(0.3, abs=1e-9) and s["gao_rl_first_round"] == 8

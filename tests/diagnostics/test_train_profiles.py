@@ -12,8 +12,13 @@ from rlhfsim.world.base import Prompt
 def _group(pid, ptype, gold, k=None):
     gold = np.asarray(gold, dtype=float)
     prefs = gold[:, None] > gold[None, :]  # a total order when gold is distinct
-    return Group(Prompt(pid, "open" if ptype == "open" else "add", ptype, f"p{pid}"), [f"c{pid}_{i}" for i in range(len(gold))],
-                 gold, prefs, round=1)
+    return Group(
+        Prompt(pid, "open" if ptype == "open" else "add", ptype, f"p{pid}"),
+        [f"c{pid}_{i}" for i in range(len(gold))],
+        gold,
+        prefs,
+        round=1,
+    )
 
 
 def test_group_matrices_ranks_and_padding():
@@ -64,11 +69,21 @@ def test_reward_only_run_with_distinct_total_orders(tmp_path, sft_cache):
     from rlhfsim.tracking import read_jsonl
 
     k = 3
-    cfg = load_config("configs/tiny.yaml", [
-        f"policy.cache_dir={sft_cache}", "loop.rounds=1", "loop.train_policy=false", f"loop.completions_per_prompt={k}",
-        "loop.distinct_oversample=4", "loop.annotator.temperature=0", "loop.annotator.ties=break", "loop.diagnose_train=true",
-        "reward.prompt_aware={open: inv, closed: linear}", "reward.epochs=3",
-    ])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [
+            f"policy.cache_dir={sft_cache}",
+            "loop.rounds=1",
+            "loop.train_policy=false",
+            f"loop.completions_per_prompt={k}",
+            "loop.distinct_oversample=4",
+            "loop.annotator.temperature=0",
+            "loop.annotator.ties=break",
+            "loop.diagnose_train=true",
+            "reward.prompt_aware={open: inv, closed: linear}",
+            "reward.epochs=3",
+        ],
+    )
     run(cfg, out=tmp_path / "r")
     row = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
     assert "objective/kl" not in row  # no PPO

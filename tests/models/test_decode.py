@@ -24,8 +24,9 @@ def _sample(model, tok, ids, mask, fast: bool, monkeypatch, **kw):
     with monkeypatch.context() as mp:
         if not fast:
             mp.setattr(GPT2Decoder, "supports", staticmethod(lambda m: False))
-        return sampling.sample(model, ids, mask, 8, tok.eos_token_id, tok.pad_token_id, 0.9,
-                               torch.Generator().manual_seed(3), **kw)
+        return sampling.sample(
+            model, ids, mask, 8, tok.eos_token_id, tok.pad_token_id, 0.9, torch.Generator().manual_seed(3), **kw
+        )
 
 
 def test_lean_decode_step_reproduces_the_model_forward(monkeypatch):
@@ -48,12 +49,17 @@ def test_prefill_and_step_logits_match_a_full_forward_on_the_same_prefix():
         full_mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
         dec = GPT2Decoder(model, full_mask.bool(), torch.float32)
         first, _ = dec.prefill(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0))
-        prompt = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        prompt = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[
+            :, -1
+        ]
         assert torch.allclose(first, prompt, atol=1e-5)
         nxt = torch.tensor([5, 6, 7, 8])
         logits, _ = dec.step(nxt, mask.sum(-1), P)
-        ref = model(input_ids=torch.cat([ids, nxt[:, None]], 1), attention_mask=full_mask,
-                    position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        ref = model(
+            input_ids=torch.cat([ids, nxt[:, None]], 1),
+            attention_mask=full_mask,
+            position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0),
+        ).logits[:, -1]
     assert torch.allclose(logits, ref, atol=1e-5)
 
 

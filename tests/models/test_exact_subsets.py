@@ -25,7 +25,10 @@ def _setup(rows: int, seed: int = 0):
     with torch.no_grad():  # a likely EOS, so rows end at different steps (what compaction is for)
         model.lm_head.weight[tok.eos_token_id] += 0.6
     g = torch.Generator().manual_seed(seed)
-    texts = [" ".join(f"w{int(i)}" for i in torch.randint(0, 20, (int(n),), generator=g)) for n in torch.randint(1, 5, (rows,), generator=g)]
+    texts = [
+        " ".join(f"w{int(i)}" for i in torch.randint(0, 20, (int(n),), generator=g))
+        for n in torch.randint(1, 5, (rows,), generator=g)
+    ]
     ids, mask = encode_prompts(tok, texts)
     return tok, model, ids, mask
 
@@ -40,16 +43,30 @@ def test_compacted_sampling_draws_the_same_tokens_and_logprobs(rows, threads, re
     try:
         tok, model, ids, mask = _setup(rows)
         ids, mask = ids.repeat_interleave(repeat, 0), mask.repeat_interleave(repeat, 0)  # k rows per prompt
-        run = lambda compact: sampling.sample(model, ids, mask, 10, tok.eos_token_id, tok.pad_token_id, 0.9,
-                                              torch.Generator().manual_seed(5), return_entropy=True, compact=compact)
+        run = lambda compact: sampling.sample(
+            model,
+            ids,
+            mask,
+            10,
+            tok.eos_token_id,
+            tok.pad_token_id,
+            0.9,
+            torch.Generator().manual_seed(5),
+            return_entropy=True,
+            compact=compact,
+        )
         b = run(True)
         monkeypatch.setattr(GPT2Decoder, "_distinct", staticmethod(lambda ids, mask: None))
         a = run(False)
     finally:
         torch.set_num_threads(before)
     assert (a.response_mask.sum(-1) < 10).float().mean() > 0.3, "most rows should end early (the compacted case)"
-    for x, y in [(a.seq.input_ids, b.seq.input_ids), (a.seq.attention_mask, b.seq.attention_mask),
-                 (a.logprobs, b.logprobs), (a.entropy, b.entropy)]:
+    for x, y in [
+        (a.seq.input_ids, b.seq.input_ids),
+        (a.seq.attention_mask, b.seq.attention_mask),
+        (a.logprobs, b.logprobs),
+        (a.entropy, b.entropy),
+    ]:
         assert torch.equal(x, y)
 
 
@@ -74,7 +91,9 @@ def test_compact_rows_keeps_enough_rows():
 @pytest.mark.parametrize("rows", [5, 64, 257])
 def test_response_logprobs_equal_the_padded_pass(rows):
     tok, model, ids, mask = _setup(rows, seed=1)
-    ro = sampling.sample(model, ids, mask, 10, tok.eos_token_id, tok.pad_token_id, 1.0, torch.Generator().manual_seed(2))
+    ro = sampling.sample(
+        model, ids, mask, 10, tok.eos_token_id, tok.pad_token_id, 1.0, torch.Generator().manual_seed(2)
+    )
     with torch.inference_mode():
         want = logprobs_from_logits(sampling.response_logits(model, ro.seq, 0.8), ro.response_ids) * ro.response_mask
         got = sampling.response_logprobs(model, ro.seq, 0.8)
@@ -89,8 +108,19 @@ def test_response_logprobs_equal_the_padded_pass(rows):
 
 
 def test_classifier_pooling_packed_equals_padded():
-    conf = GPT2Config(vocab_size=40, n_positions=32, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0,
-                      attn_pdrop=0.0, activation_function="gelu", pad_token_id=0, num_labels=1)
+    conf = GPT2Config(
+        vocab_size=40,
+        n_positions=32,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function="gelu",
+        pad_token_id=0,
+        num_labels=1,
+    )
     torch.manual_seed(0)
     model = GPT2ForSequenceClassification(conf).eval()
     g = torch.Generator().manual_seed(0)

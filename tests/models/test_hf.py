@@ -60,7 +60,9 @@ def test_value_from_reward_needs_the_policy_vocabulary(tiny_checkpoints):
     c = cfg(tiny_checkpoints, optimizer__value_init="reward")  # DeBERTa: another tokenizer, and bidirectional
     with pytest.raises(ConfigError, match="value_init: reward"):
         build.value_model(c, load_causal_lm(tiny_checkpoints["gpt2"], "p"), torch.device("cpu"))
-    ok = cfg(tiny_checkpoints, optimizer__value_init="reward", reward__checkpoint=tiny_checkpoints["gold"])  # Llama classifier, GPT-2 vocab
+    ok = cfg(
+        tiny_checkpoints, optimizer__value_init="reward", reward__checkpoint=tiny_checkpoints["gold"]
+    )  # Llama classifier, GPT-2 vocab
     value = build.value_model(ok, load_causal_lm(tiny_checkpoints["gpt2"], "p"), torch.device("cpu"))
     assert type(value).__name__ == "LlamaForSequenceClassification" and torch.all(value.score.weight == 0)
 
@@ -72,7 +74,10 @@ def test_lora_trains_adapters_only(tiny_checkpoints):
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     with pytest.raises(ConfigError, match="target_modules"):
-        apply_lora(load_causal_lm(tiny_checkpoints["gpt2"], "p"), c.policy.lora.model_copy(update={"target_modules": ["no_such_layer"]}))
+        apply_lora(
+            load_causal_lm(tiny_checkpoints["gpt2"], "p"),
+            c.policy.lora.model_copy(update={"target_modules": ["no_such_layer"]}),
+        )
 
 
 def groups(n: int = 6) -> list[Group]:
@@ -113,7 +118,17 @@ def test_micro_batches_give_the_same_gradient(tiny_checkpoints):
     grads, stats = [], []
     for micro in (None, 1, 4):
         model.zero_grad(set_to_none=True)
-        stats.append(batch_gradients(rms, model, data, torch.arange(len(data)), utilities_for(c.reward, ["open", "closed"]), Parallel(), micro))
+        stats.append(
+            batch_gradients(
+                rms,
+                model,
+                data,
+                torch.arange(len(data)),
+                utilities_for(c.reward, ["open", "closed"]),
+                Parallel(),
+                micro,
+            )
+        )
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     for g, st in zip(grads[1:], stats[1:]):
         assert torch.allclose(g, grads[0], rtol=1e-4, atol=1e-7)

@@ -34,7 +34,9 @@ def test_minilm_loads_its_pretrained_weights(minilm):
     model = load_sequence_classifier(minilm, "reward.checkpoint", tok.pad_token_id, seed=0)
     saved = load_file(f"{minilm}/model.safetensors")
     key = next(k for k in saved if k.endswith("encoder.layer.5.output.dense.weight"))
-    ours = dict(model.named_parameters())[next(n for n, _ in model.named_parameters() if n.endswith("encoder.layer.5.output.dense.weight"))]
+    ours = dict(model.named_parameters())[
+        next(n for n, _ in model.named_parameters() if n.endswith("encoder.layer.5.output.dense.weight"))
+    ]
     assert torch.equal(ours.detach(), saved[key])  # the pretrained encoder, not a random init
     assert tok("an apple a day").input_ids[0] == tok.cls_token_id and tok.vocab_size == 30522
 
@@ -42,14 +44,33 @@ def test_minilm_loads_its_pretrained_weights(minilm):
 @pytest.mark.slow
 def test_minilm_as_reward_and_gold_model_two_rounds(minilm, tiny_checkpoints, sft_cache, tmp_path):
     raw = {
-        "seed": 0, "device": "cpu",
-        "world": {"name": "text", "dataset": tiny_checkpoints["prompts"], "type_column": "type", "reference_column": "answer",
-                  "eval_fraction": 0.25, "gold": {"kind": "model", "checkpoint": minilm}},
-        "policy": {"checkpoint": tiny_checkpoints["gpt2"], "response_len": 6, "sft_demos": 16, "sft_epochs": 1, "sft_batch_size": 8,
-                   "cache_dir": sft_cache},
+        "seed": 0,
+        "device": "cpu",
+        "world": {
+            "name": "text",
+            "dataset": tiny_checkpoints["prompts"],
+            "type_column": "type",
+            "reference_column": "answer",
+            "eval_fraction": 0.25,
+            "gold": {"kind": "model", "checkpoint": minilm},
+        },
+        "policy": {
+            "checkpoint": tiny_checkpoints["gpt2"],
+            "response_len": 6,
+            "sft_demos": 16,
+            "sft_epochs": 1,
+            "sft_batch_size": 8,
+            "cache_dir": sft_cache,
+        },
         "reward": {"checkpoint": minilm, "epochs": 1, "max_length": 48},
         "optimizer": {"iterations": 1, "batch_size": 4, "epochs": 1, "minibatches": 2},
-        "loop": {"rounds": 2, "prompts_per_round": 4, "completions_per_prompt": 2, "eval_prompts": 4, "eval_completions": 2},
+        "loop": {
+            "rounds": 2,
+            "prompts_per_round": 4,
+            "completions_per_prompt": 2,
+            "eval_prompts": 4,
+            "eval_completions": 2,
+        },
         "output": {"experiment": "minilm", "n_samples": 2},
     }
     summary = run(config_from_dict(raw), out=tmp_path / "seed0")

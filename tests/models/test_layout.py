@@ -17,7 +17,7 @@ def test_prompts_left_padded_like_a_per_text_loop():
     assert ids.shape == mask.shape == (len(TEXTS), width)
     for i, t in enumerate(TEXTS):  # the plain loop the batched version replaces
         x = _encode_one(t)
-        assert ids[i, width - len(x):].tolist() == x and mask[i].tolist() == [0] * (width - len(x)) + [1] * len(x)
+        assert ids[i, width - len(x) :].tolist() == x and mask[i].tolist() == [0] * (width - len(x)) + [1] * len(x)
         assert (ids[i, : width - len(x)] == TOK.pad_token_id).all()
 
 
@@ -27,4 +27,4 @@ def test_responses_right_padded_with_eos_and_truncated(max_len):
     for i, t in enumerate(TEXTS):
         x = (_encode_one(t) + [TOK.eos_token_id])[:max_len]
         assert ids[i, : len(x)].tolist() == x and mask[i].tolist() == [1] * len(x) + [0] * (max_len - len(x))
-        assert (ids[i, len(x):] == TOK.pad_token_id).all()
+        assert (ids[i, len(x) :] == TOK.pad_token_id).all()

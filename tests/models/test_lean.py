@@ -20,8 +20,18 @@ def batch(B=5, T=9, V=40, left=True, seed=0):
 
 
 def config(**kw):
-    base = dict(vocab_size=40, n_positions=32, n_embd=32, n_layer=3, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                activation_function="gelu", pad_token_id=0)
+    base = dict(
+        vocab_size=40,
+        n_positions=32,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function="gelu",
+        pad_token_id=0,
+    )
     return GPT2Config(**{**base, **kw})
 
 
@@ -103,7 +113,9 @@ def test_shared_prefix_equals_the_per_row_forward_values_and_gradients(L):
     params = list(model.transformer.parameters())
     g_shared = torch.autograd.grad((shared * w).sum(), params)
     g_plain = torch.autograd.grad((plain * w).sum(), params)
-    for a, b in zip(g_shared, g_plain):  # float rounding relative to the tensor's scale (the row sums run in another order)
+    for a, b in zip(
+        g_shared, g_plain
+    ):  # float rounding relative to the tensor's scale (the row sums run in another order)
         assert (a - b).abs().max() <= 1e-6 * b.abs().max() + 1e-6, ((a - b).abs().max(), b.abs().max())
 
 

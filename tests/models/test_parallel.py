@@ -97,8 +97,16 @@ def test_two_processes_sum_to_the_whole_batch_gradient(tmp_path):
         port = s.getsockname()[1]
     procs = []
     for rank in range(2):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
         procs.append(subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(tmp_path)], env=env))
     assert [p.wait(timeout=240) for p in procs] == [0, 0]
     torch.manual_seed(0)
@@ -109,7 +117,9 @@ def test_two_processes_sum_to_the_whole_batch_gradient(tmp_path):
         out = torch.load(tmp_path / f"rank{rank}.pt")
         for g, p in zip(out["grad"], model.parameters()):
             assert torch.allclose(g, p.grad, atol=1e-6)  # both ranks hold the whole batch's gradient
-        assert out["stats"]["n"] == pytest.approx((2 * 2 + 2 * 2 + 1 * 1 + 2 * 2) / 7)  # weighted over both ranks' chunks
+        assert out["stats"]["n"] == pytest.approx(
+            (2 * 2 + 2 * 2 + 1 * 1 + 2 * 2) / 7
+        )  # weighted over both ranks' chunks
 
 
 def _offset_classifier():
@@ -118,8 +128,19 @@ def _offset_classifier():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    m = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2, num_labels=1,
-                                                 pad_token_id=0, bos_token_id=0, eos_token_id=0)).eval()
+    m = GPT2ForSequenceClassification(
+        GPT2Config(
+            vocab_size=50,
+            n_positions=16,
+            n_embd=16,
+            n_layer=1,
+            n_head=2,
+            num_labels=1,
+            pad_token_id=0,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    ).eval()
     with torch.no_grad():
         c = torch.ones(16)
         m.transformer.ln_f.bias.copy_(c)
@@ -166,10 +187,14 @@ def test_every_reward_and_value_builder_gives_an_fp32_head(tiny_checkpoints):
     policy = GPT2LMHeadModel(gpt2_config(tok, 1, 16, 2, 16))
     heads = {
         "reward (built-in)": build_reward_model(tok, RewardConfig(n_layer=1, n_embd=16, n_head=2), 16, 0).score,
-        "reward heads ensemble": build_reward_model(tok, RewardConfig(n_layer=1, n_embd=16, n_head=2), 16, 0, heads=3).score,
+        "reward heads ensemble": build_reward_model(
+            tok, RewardConfig(n_layer=1, n_embd=16, n_head=2), 16, 0, heads=3
+        ).score,
         "value (separate)": build_value_model(policy, "policy").score,
         "value (shared)": ValueHead(16).score,
-        "reward (DeBERTa checkpoint)": load_sequence_classifier(tiny_checkpoints["deberta"], "reward.checkpoint", 0, 0).classifier,
+        "reward (DeBERTa checkpoint)": load_sequence_classifier(
+            tiny_checkpoints["deberta"], "reward.checkpoint", 0, 0
+        ).classifier,
         "gold (Llama checkpoint)": load_sequence_classifier(tiny_checkpoints["gold"], "gold", 0, 0).score,
     }
     assert {k: type(v).__name__ for k, v in heads.items()} == {k: "FP32Linear" for k in heads}
@@ -230,10 +255,22 @@ def test_processes_whose_replicated_rollouts_differ_both_stop():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        procs = [subprocess.Popen([sys.executable, str(Path(d) / "worker.py"), d],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
-                                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"})
-                 for r in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(Path(d) / "worker.py"), d],
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    "WORLD_SIZE": "2",
+                    "RANK": str(r),
+                    "LOCAL_RANK": str(r),
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port),
+                    "OMP_NUM_THREADS": "1",
+                },
+            )
+            for r in range(2)
+        ]
         assert [p.wait(timeout=240) for p in procs] == [0, 0]
         msgs = [(Path(d) / f"rank{r}.txt").read_text() for r in range(2)]
     assert all("the rollout's token ids differ between processes" in m for m in msgs), msgs

@@ -23,7 +23,17 @@ def test_sampling_logprobs_match_full_forward_and_seed_reproduces():
     torch.manual_seed(0)
     model = build_policy(tok, P, n_positions=32).eval()
     ids, mask = encode_prompts(tok, ["w1 w2 w3", "w4", "w5 w6"])  # ragged: exercises left padding
-    ro = sample(model, ids, mask, 6, tok.eos_token_id, tok.pad_token_id, 0.7, torch.Generator().manual_seed(1), return_entropy=True)
+    ro = sample(
+        model,
+        ids,
+        mask,
+        6,
+        tok.eos_token_id,
+        tok.pad_token_id,
+        0.7,
+        torch.Generator().manual_seed(1),
+        return_entropy=True,
+    )
     again = sample(model, ids, mask, 6, tok.eos_token_id, tok.pad_token_id, 0.7, torch.Generator().manual_seed(1))
     assert torch.equal(ro.seq.input_ids, again.seq.input_ids)
     with torch.no_grad():

@@ -31,7 +31,9 @@ def plain_group_advantages(scores: list[float], g: int, rule: str) -> list[float
 def test_group_advantages_match_a_plain_loop(rule, g):
     scores = torch.randn(6 * g, generator=torch.Generator().manual_seed(g), dtype=torch.float64)
     got = core.group_advantages(scores, g, rule)
-    assert torch.allclose(got, torch.tensor(plain_group_advantages(scores.tolist(), g, rule), dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        got, torch.tensor(plain_group_advantages(scores.tolist(), g, rule), dtype=torch.float64), atol=1e-12
+    )
 
 
 def test_group_advantage_invariances():
@@ -102,14 +104,33 @@ def _trl_grpo_loss(new, old, ref, adv, mask, beta, loss_type, max_len):
     acc = SimpleNamespace(reduce=lambda t, reduction="sum": t, gather=lambda t: t, gather_for_metrics=lambda t: t)
     fake = SimpleNamespace(
         _get_per_token_logps_and_entropies=lambda *a, **k: (new, torch.zeros_like(new), None),
-        top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token", beta=beta,
-        args=SimpleNamespace(use_bias_correction_kl=False, delta=None), loss_type=loss_type, epsilon_low=0.2,
-        epsilon_high=0.2, use_vllm=False, vllm_importance_sampling_correction=False, model=SimpleNamespace(training=True),
-        current_gradient_accumulation_steps=1, max_completion_length=max_len, _entropy_bonus_enabled=False,
-        aux_loss_enabled=False, _metrics=defaultdict(lambda: defaultdict(list)), accelerator=acc)
-    inputs = {"prompt_ids": torch.zeros(new.shape[0], 2, dtype=torch.long), "prompt_mask": torch.ones(new.shape[0], 2),
-              "completion_ids": torch.zeros_like(mask, dtype=torch.long), "completion_mask": mask, "advantages": adv,
-              "old_per_token_logps": old, "ref_per_token_logps": ref}
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level="token",
+        beta=beta,
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None),
+        loss_type=loss_type,
+        epsilon_low=0.2,
+        epsilon_high=0.2,
+        use_vllm=False,
+        vllm_importance_sampling_correction=False,
+        model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1,
+        max_completion_length=max_len,
+        _entropy_bonus_enabled=False,
+        aux_loss_enabled=False,
+        _metrics=defaultdict(lambda: defaultdict(list)),
+        accelerator=acc,
+    )
+    inputs = {
+        "prompt_ids": torch.zeros(new.shape[0], 2, dtype=torch.long),
+        "prompt_mask": torch.ones(new.shape[0], 2),
+        "completion_ids": torch.zeros_like(mask, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": adv,
+        "old_per_token_logps": old,
+        "ref_per_token_logps": ref,
+    }
     return GRPOTrainer._compute_loss(fake, None, inputs)
 
 
@@ -139,7 +160,12 @@ def test_dpo_loss_matches_the_formula_and_pushes_the_margin():
     pc, pr, rc, rr = (torch.randn(8, generator=g, dtype=torch.float64) for _ in range(4))
     pc.requires_grad_(True)
     loss, h = core.dpo_loss(pc, pr, rc, rr, 0.1)
-    plain = np.mean([-np.log(1 / (1 + np.exp(-0.1 * ((a - c) - (b - d))))) for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())])
+    plain = np.mean(
+        [
+            -np.log(1 / (1 + np.exp(-0.1 * ((a - c) - (b - d)))))
+            for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())
+        ]
+    )
     assert loss.item() == pytest.approx(plain, rel=1e-10)
     assert torch.allclose(h, 0.1 * ((pc - rc) - (pr - rr)))
     loss.backward()

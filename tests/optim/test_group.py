@@ -44,18 +44,40 @@ def _trl_rloo_advantages(scores, old, ref, lengths, beta, g):
     model, ref_model = SimpleNamespace(training=True, is_gradient_checkpointing=False), object()
     acc = SimpleNamespace(device=torch.device("cpu"), process_index=0, reduce=lambda t, reduction="sum": t)
     fake = SimpleNamespace(
-        accelerator=acc, model=model, ref_model=ref_model, beta=beta, num_generations=g, num_generations_eval=g,
+        accelerator=acc,
+        model=model,
+        ref_model=ref_model,
+        beta=beta,
+        num_generations=g,
+        num_generations_eval=g,
         _generate=lambda prompts: ([[1, 2]] * B, [[7] * int(n) for n in lengths], ["c"] * B),
-        _tokenizer=SimpleNamespace(pad_token_id=0), pad_to_multiple_of=None, mask_truncated_completions=False,
-        args=SimpleNamespace(per_device_train_batch_size=B, per_device_eval_batch_size=B, gradient_checkpointing_kwargs=None),
+        _tokenizer=SimpleNamespace(pad_token_id=0),
+        pad_to_multiple_of=None,
+        mask_truncated_completions=False,
+        args=SimpleNamespace(
+            per_device_train_batch_size=B, per_device_eval_batch_size=B, gradient_checkpointing_kwargs=None
+        ),
         _get_per_token_logps_and_entropies=lambda m, *a, **k: (old if m is model else ref, None, None),
-        _calculate_rewards=lambda *a: scores[:, None].clone(), reward_weights=torch.ones(1, dtype=torch.float64),
-        reward_clip_range=None, normalize_advantages=False, reward_func_names=["rm"],
-        _metrics={"train": defaultdict(list)}, _logs={"prompt": [], "completion": [], "rewards": defaultdict(list),
-                                                        "advantages": [], "extra": defaultdict(list)},
-        _pending_extra_logs={}, _pending_metrics={})
+        _calculate_rewards=lambda *a: scores[:, None].clone(),
+        reward_weights=torch.ones(1, dtype=torch.float64),
+        reward_clip_range=None,
+        normalize_advantages=False,
+        reward_func_names=["rm"],
+        _metrics={"train": defaultdict(list)},
+        _logs={
+            "prompt": [],
+            "completion": [],
+            "rewards": defaultdict(list),
+            "advantages": [],
+            "extra": defaultdict(list),
+        },
+        _pending_extra_logs={},
+        _pending_metrics={},
+    )
     out = RLOOTrainer._generate_and_score_completions(fake, [{"prompt": "p"}] * B)
-    assert torch.equal(out["completion_mask"].double(), (torch.arange(old.shape[1])[None, :] < lengths[:, None]).double())
+    assert torch.equal(
+        out["completion_mask"].double(), (torch.arange(old.shape[1])[None, :] < lengths[:, None]).double()
+    )
     return out["advantages"]
 
 
@@ -82,12 +104,22 @@ def _trl_rloo_loss(new, old, adv, mask, eps):
 
     acc = SimpleNamespace(reduce=lambda t, reduction="sum": t, gather=lambda t: t, gather_for_metrics=lambda t: t)
     fake = SimpleNamespace(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (new, torch.zeros_like(new), None), aux_loss_enabled=False,
-        epsilon_low=eps, epsilon_high=eps, model=SimpleNamespace(training=True), accelerator=acc,
-        _metrics={"train": defaultdict(list)})
-    inputs = {"prompt_ids": torch.zeros(new.shape[0], 2, dtype=torch.long), "prompt_mask": torch.ones(new.shape[0], 2),
-              "completion_ids": torch.zeros_like(mask, dtype=torch.long), "completion_mask": mask, "advantages": adv,
-              "old_logps": (old * mask).sum(1)}
+        _get_per_token_logps_and_entropies=lambda *a, **k: (new, torch.zeros_like(new), None),
+        aux_loss_enabled=False,
+        epsilon_low=eps,
+        epsilon_high=eps,
+        model=SimpleNamespace(training=True),
+        accelerator=acc,
+        _metrics={"train": defaultdict(list)},
+    )
+    inputs = {
+        "prompt_ids": torch.zeros(new.shape[0], 2, dtype=torch.long),
+        "prompt_mask": torch.ones(new.shape[0], 2),
+        "completion_ids": torch.zeros_like(mask, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": adv,
+        "old_logps": (old * mask).sum(1),
+    }
     return RLOOTrainer._compute_loss(fake, None, inputs)
 
 

@@ -41,15 +41,32 @@ def _trl_online_dpo(scores, new, ref, mask, beta):
     leaf = new.detach().clone().requires_grad_(True)
     policy, ref_model = SimpleNamespace(train=lambda: None), object()
     fake = SimpleNamespace(
-        args=SimpleNamespace(use_vllm=False, missing_eos_penalty=None, loss_type="sigmoid", torch_empty_cache_steps=None,
-                             optim="adamw_torch", n_gpu=1, gradient_accumulation_steps=1),
-        _generate=lambda model, prompts, images: (torch.ones(2 * P, 2, dtype=torch.long), torch.ones(2 * P, 2, dtype=torch.long),
-                                                  torch.full(mask.shape, 7, dtype=torch.long), mask[cm].long(), None),
-        eos_token_ids=[99], ref_model=ref_model, beta=beta, reward_funcs=["rm"], stats=defaultdict(list),
+        args=SimpleNamespace(
+            use_vllm=False,
+            missing_eos_penalty=None,
+            loss_type="sigmoid",
+            torch_empty_cache_steps=None,
+            optim="adamw_torch",
+            n_gpu=1,
+            gradient_accumulation_steps=1,
+        ),
+        _generate=lambda model, prompts, images: (
+            torch.ones(2 * P, 2, dtype=torch.long),
+            torch.ones(2 * P, 2, dtype=torch.long),
+            torch.full(mask.shape, 7, dtype=torch.long),
+            mask[cm].long(),
+            None,
+        ),
+        eos_token_ids=[99],
+        ref_model=ref_model,
+        beta=beta,
+        reward_funcs=["rm"],
+        stats=defaultdict(list),
         _forward=lambda model, *a: leaf[cm] if model is policy else ref[cm],
         processing_class=SimpleNamespace(batch_decode=lambda ids, skip_special_tokens=True: ["c"] * len(ids)),
         _calculate_rewards_from_functions=lambda **kw: scores[cm].clone(),
-        accelerator=SimpleNamespace(gather_for_metrics=lambda t: t, backward=lambda loss, **kw: loss.backward()))
+        accelerator=SimpleNamespace(gather_for_metrics=lambda t: t, backward=lambda loss, **kw: loss.backward()),
+    )
     loss = OnlineDPOTrainer.training_step(fake, policy, {"prompt": ["p"] * P})
     return loss, fake.stats, leaf.grad
 

@@ -75,7 +75,9 @@ def test_state_dict_round_trip_continues_identically(name):
     state, weights, gen_state = copy.deepcopy(a.state_dict()), copy.deepcopy(a.policy.state_dict()), gen.get_state()
     nxt = a.iteration(prompts, share_of_w3, share_of_w3, gen)
     b, _ = toy(name, **kw)  # the same frozen reference (the loop's SFT copy, not optimiser state) ...
-    b.iteration(prompts, share_of_w3, share_of_w3, torch.Generator().manual_seed(9))  # ... other weights and Adam moments
+    b.iteration(
+        prompts, share_of_w3, share_of_w3, torch.Generator().manual_seed(9)
+    )  # ... other weights and Adam moments
     b.policy.load_state_dict(weights)
     b.load_state_dict(state)
     gen.set_state(gen_state)
@@ -124,8 +126,12 @@ def test_every_optimizer_takes_the_runs_parallel_from_config(name):
 
     tok = build_word_tokenizer([f"w{i}" for i in range(12)])
     policy = build_policy(tok, P, n_positions=32)
-    cfg = config_from_dict({"optimizer": {"name": name, **({"group_size": 4} if name != "ppo" else {})},
-                            "policy": {"n_layer": 1, "n_embd": 32, "n_head": 2}})
+    cfg = config_from_dict(
+        {
+            "optimizer": {"name": name, **({"group_size": 4} if name != "ppo" else {})},
+            "policy": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+        }
+    )
     par = Parallel(micro_batch=3)
     opt = optimizer_class(name).from_config(cfg, policy, copy.deepcopy(policy), tok, torch.device("cpu"), par)
     assert opt.parallel is par

@@ -26,12 +26,23 @@ def test_every_optimizer_iterates_on_the_shared_rollout_with_the_runs_parallel(n
     torch.manual_seed(0)
     policy = build_policy(tok, P, n_positions=32).eval()
     group = 1 if name == "ppo" else 4
-    cfg = config_from_dict({"optimizer": {"name": name, "batch_size": 8, "group_size": group, "minibatches": 1,
-                                          "epochs": 1, "pg_cos_every": 0},
-                            "policy": {"n_layer": 1, "n_embd": 32, "n_head": 2, "response_len": 4}})
+    cfg = config_from_dict(
+        {
+            "optimizer": {
+                "name": name,
+                "batch_size": 8,
+                "group_size": group,
+                "minibatches": 1,
+                "epochs": 1,
+                "pg_cos_every": 0,
+            },
+            "policy": {"n_layer": 1, "n_embd": 32, "n_head": 2, "response_len": 4},
+        }
+    )
     par = Parallel(micro_batch=3)
-    opt = optimizer_class(name).from_config(cfg, policy, copy.deepcopy(policy).requires_grad_(False), tok,
-                                            torch.device("cpu"), par)
+    opt = optimizer_class(name).from_config(
+        cfg, policy, copy.deepcopy(policy).requires_grad_(False), tok, torch.device("cpu"), par
+    )
     assert opt.parallel is par
     module = sys.modules[type(opt).__module__]
     assert module.rollout is base.rollout  # the shared function itself, not a module's own rollout

@@ -116,7 +116,9 @@ def test_kl_penalty_unknown_estimator():
 
 
 def test_compute_rewards_score_on_last_real_token():
-    logp = torch.tensor([[-1.0, -1.0, -1.0, 0.0], [-2.0, -2.0, -2.0, -2.0], [0.0, 0.0, 0.0, 0.0], [0.0, -1.0, -1.0, 0.0]])
+    logp = torch.tensor(
+        [[-1.0, -1.0, -1.0, 0.0], [-2.0, -2.0, -2.0, -2.0], [0.0, 0.0, 0.0, 0.0], [0.0, -1.0, -1.0, 0.0]]
+    )
     ref = torch.full_like(logp, -1.5)
     m = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]])
     scores = torch.tensor([10.0, 20.0, 30.0, 40.0])

@@ -21,7 +21,17 @@ def _trainer(**ppo):
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     value = build_value_model(policy, cfg.optimizer.value_init)
     kl = get_kl_controller("fixed", beta=cfg.optimizer.kl_coef)
-    tr = PPOTrainer(policy, ref, value, world.tokenizer, cfg.optimizer, kl, cfg.policy.temperature, cfg.policy.response_len, torch.device("cpu"))
+    tr = PPOTrainer(
+        policy,
+        ref,
+        value,
+        world.tokenizer,
+        cfg.optimizer,
+        kl,
+        cfg.policy.temperature,
+        cfg.policy.response_len,
+        torch.device("cpu"),
+    )
     prompts = world.sample_prompts(cfg.optimizer.batch_size, np.random.default_rng(0))
     # a proxy that is gold plus noise, so the fidelity fields have something to measure
     noise = np.random.default_rng(1)
@@ -40,7 +50,17 @@ def test_target_kl_stops_the_epochs_and_is_logged(target_kl):
     else:
         # the first minibatch step already moves the policy past a 1e-12 approx-KL: stop after it
         assert stats["policy/updates"] < full and stats["policy/epochs"] < 3 and stats["policy/early_stopped"] == 1
-    for key in ("adv/gold_corr", "adv/sign_agree", "adv/std_raw", "adv/snr", "adv/kl_share", "val/var_explained",
-                "policy/grad_norm_avg", "policy/approxkl_avg", "policy/clipfrac_avg", "val/clipfrac_avg"):
+    for key in (
+        "adv/gold_corr",
+        "adv/sign_agree",
+        "adv/std_raw",
+        "adv/snr",
+        "adv/kl_share",
+        "val/var_explained",
+        "policy/grad_norm_avg",
+        "policy/approxkl_avg",
+        "policy/clipfrac_avg",
+        "val/clipfrac_avg",
+    ):
         assert key in stats and np.isfinite(stats[key]), key
     assert -1 <= stats["adv/gold_corr"] <= 1 and 0 <= stats["adv/sign_agree"] <= 1 and 0 <= stats["adv/kl_share"] <= 1

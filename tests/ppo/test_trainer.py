@@ -85,7 +85,9 @@ def test_one_minibatch_reuses_the_rollout_value_forward():
             assert v == pytest.approx(t[k], rel=1e-5, abs=1e-6, nan_ok=True), k
     for p, q in zip(a.value.parameters(), b.value.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
-    assert any((p - q).abs().max() > 0 for p, q in zip(a.value.parameters(), toy_trainer("separate")[0].value.parameters()))
+    assert any(
+        (p - q).abs().max() > 0 for p, q in zip(a.value.parameters(), toy_trainer("separate")[0].value.parameters())
+    )
 
 
 def test_value_forward_is_recomputed_where_reuse_would_change_the_math():

@@ -25,8 +25,18 @@ def test_micro_batches_match_the_whole_minibatch():
     out = []
     for micro in (None, 3):
         pol, val = copy.deepcopy(policy), copy.deepcopy(value)
-        trainer = PPOTrainer(pol, copy.deepcopy(pol).requires_grad_(False), val, world.tokenizer, cfg.optimizer,
-                             get_kl_controller("fixed", beta=0.1), 1.0, cfg.policy.response_len, torch.device("cpu"), Parallel(micro_batch=micro))
+        trainer = PPOTrainer(
+            pol,
+            copy.deepcopy(pol).requires_grad_(False),
+            val,
+            world.tokenizer,
+            cfg.optimizer,
+            get_kl_controller("fixed", beta=0.1),
+            1.0,
+            cfg.policy.response_len,
+            torch.device("cpu"),
+            Parallel(micro_batch=micro),
+        )
         exp = trainer.rollout(prompts, score, score, torch.Generator().manual_seed(1))
         out.append(trainer.update(exp, torch.Generator().manual_seed(2)))
     whole, micro = out

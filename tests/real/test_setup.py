@@ -138,5 +138,10 @@ def test_one_round_with_the_real_policy(policy_ref, tmp_path):
 
 def test_registry_covers_the_config():
     raw = yaml.safe_load(open("configs/imdb_smollm2.yaml"))
-    for ref in (raw["policy"]["checkpoint"], raw["reward"]["checkpoint"], raw["world"]["dataset"], raw["world"]["gold"]["table"]):
+    for ref in (
+        raw["policy"]["checkpoint"],
+        raw["reward"]["checkpoint"],
+        raw["world"]["dataset"],
+        raw["world"]["gold"]["table"],
+    ):
         assert lookup(ref).name in ASSETS

@@ -34,8 +34,8 @@ def _set(root: Path, variant: str, seed: int, gold, exploit_from: int | None) ->
 
 def _audit_study(tmp_path: Path) -> Path:
     root = make_study(tmp_path)  # low_kl (baseline), high_kl; seeds 0, 1
-    _set(root, "low_kl", 0, FALLS, exploit_from=2)   # hit, lead 2
-    _set(root, "low_kl", 1, FALLS, exploit_from=5)   # late, lead -1
+    _set(root, "low_kl", 0, FALLS, exploit_from=2)  # hit, lead 2
+    _set(root, "low_kl", 1, FALLS, exploit_from=5)  # late, lead -1
     _set(root, "high_kl", 0, HOLDS, exploit_from=1)  # false alarm
     _set(root, "high_kl", 1, HOLDS, exploit_from=None)
     exp = yaml.safe_load((root / "experiment.yaml").read_text())
@@ -57,7 +57,9 @@ def test_an_audit_page_leads_with_alarm_detection(tmp_path):
     assert cells[("low_kl", "0")][3] == "4" and cells[("low_kl", "0")][exploit] == "2 (+2)"
     assert cells[("low_kl", "1")][exploit] == "5 (-1)" and cells[("high_kl", "0")][exploit] == "1"
     assert cells[("high_kl", "1")][3] == "held" and cells[("high_kl", "1")][exploit] == "–"
-    (fig,), left_out = draw_figures(page, ["alarm_detection"], [f for f in REG.all_figures() if f.id == "alarm_detection"])
+    (fig,), left_out = draw_figures(
+        page, ["alarm_detection"], [f for f in REG.all_figures() if f.id == "alarm_detection"]
+    )
     assert fig.key == "alarm_detection" and fig.fig is not None and not left_out
     assert [f.kinds for f in REG.all_figures() if f.id == "alarm_detection"] == [("audit",)]  # elsewhere: by headline
 

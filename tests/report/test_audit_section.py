@@ -23,9 +23,11 @@ def _study(runs):
 
 
 def test_leads_over_seeds():
-    runs = [_run("base", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1, shift_at=(4,)),  # peak 2, drop 3
-            _run("base", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),  # peak 1, drop 2
-            _run("fix", 0, [0.4, 0.41, 0.42, 0.43, 0.44])]  # never falls, never alarms
+    runs = [
+        _run("base", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1, shift_at=(4,)),  # peak 2, drop 3
+        _run("base", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),  # peak 1, drop 2
+        _run("fix", 0, [0.4, 0.41, 0.42, 0.43, 0.44]),
+    ]  # never falls, never alarms
     df = section.run_warnings(_study(runs))
     ex = df[(df.variant == "base") & (df.alarm == "exploit")].set_index("seed")
     assert ex.loc[0, "lead_rounds"] == 1 and ex.loc[0, "lead_drop_rounds"] == 2
@@ -48,11 +50,13 @@ def test_runs_without_audits_say_so():
 def test_detection_counts_hits_late_misses_and_false_alarms():
     # The page's detection (report/alarm_detection.py; rule: gold > 0.03 below its running peak two rounds in a row).
     # Fall rounds: a -> 3, b -> 2, c -> 3, d and e never fall.
-    runs = [_run("v", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1),        # exploit hit, lead 3 - 1 = 2
-            _run("v", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),       # exploit at the fall, lead 0
-            _run("v", 2, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=4),        # exploit late (4 > 3)
-            _run("w", 0, [0.4, 0.41, 0.42, 0.43, 0.44], exploit_from=2),     # gold held: a false alarm
-            _run("w", 1, [0.4, 0.41, 0.42, 0.43, 0.44], shift_at=(2,))]      # gold held: shift's false alarm
+    runs = [
+        _run("v", 0, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=1),  # exploit hit, lead 3 - 1 = 2
+        _run("v", 1, [0.4, 0.5, 0.42, 0.41, 0.3], exploit_from=2),  # exploit at the fall, lead 0
+        _run("v", 2, [0.4, 0.45, 0.5, 0.3, 0.3], exploit_from=4),  # exploit late (4 > 3)
+        _run("w", 0, [0.4, 0.41, 0.42, 0.43, 0.44], exploit_from=2),  # gold held: a false alarm
+        _run("w", 1, [0.4, 0.41, 0.42, 0.43, 0.44], shift_at=(2,)),
+    ]  # gold held: shift's false alarm
     _, det = detection(_study(runs))
     ex = det.set_index("alarm").loc["exploit"]
     assert (ex.positives, ex.true_positives, ex.late, ex.missed, ex.negatives, ex.false_alarms) == (3, 2, 1, 0, 2, 1)

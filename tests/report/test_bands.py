@@ -34,19 +34,35 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_agreement():
 
 
 def test_seed_curves_per_variant_and_round():
-    df = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 2, "seed": [0, 1, 0, 1, 0, 0], "round": [1, 1, 2, 2, 1, 2],
-                       "y": [0.2, 0.4, 0.9, 1.0, 0.5, np.nan]})
+    df = pd.DataFrame(
+        {
+            "variant": ["a"] * 4 + ["b"] * 2,
+            "seed": [0, 1, 0, 1, 0, 0],
+            "round": [1, 1, 2, 2, 1, 2],
+            "y": [0.2, 0.4, 0.9, 1.0, 0.5, np.nan],
+        }
+    )
     c = seed_curves(df, "y", "sd", (0, 1)).set_index(["variant", "round"])
     assert c.loc[("a", 1), "mean"] == pytest.approx(0.3) and c.loc[("a", 1), "n"] == 2
     assert c.loc[("a", 2), "hi"] == 1.0 and ("b", 2) not in c.index  # NaN rows are dropped, not counted
 
 
-@pytest.mark.parametrize("col, bounds", [
-    ("rm/pairwise_acc", (0.0, 1.0)), ("eval/accuracy_closed", (0.0, 1.0)), ("adv/sign_agree_seq", (0.0, 1.0)),
-    ("adv/kl_share", (0.0, 1.0)), ("adv/gold_corr", (-1.0, 1.0)), ("rm/kendall_tau", (-1.0, 1.0)),
-    ("eval/kl", (0.0, float("inf"))), ("collapse/probe_shape_rel", (float("-inf"), 1.0)),
-    ("eval/gold", None), ("eval/proxy", None), ("adv/std_raw", None),  # world- or model-dependent: never clipped
-])
+@pytest.mark.parametrize(
+    "col, bounds",
+    [
+        ("rm/pairwise_acc", (0.0, 1.0)),
+        ("eval/accuracy_closed", (0.0, 1.0)),
+        ("adv/sign_agree_seq", (0.0, 1.0)),
+        ("adv/kl_share", (0.0, 1.0)),
+        ("adv/gold_corr", (-1.0, 1.0)),
+        ("rm/kendall_tau", (-1.0, 1.0)),
+        ("eval/kl", (0.0, float("inf"))),
+        ("collapse/probe_shape_rel", (float("-inf"), 1.0)),
+        ("eval/gold", None),
+        ("eval/proxy", None),
+        ("adv/std_raw", None),  # world- or model-dependent: never clipped
+    ],
+)
 def test_metric_bounds_by_definition(col, bounds):
     from rlhfsim.report.bands import metric_bounds
 
@@ -66,8 +82,11 @@ def test_seaborn_sd_band_of_an_accuracy_stays_inside_0_1():
     class S:
         variants = ["a"]
 
-    rows = [{"variant": "a", "seed": s, "round": r, "rm/pairwise_acc": v, "eval/proxy": v + 5}
-            for s, v in enumerate([0.9, 1.0, 1.0, 0.7]) for r in (0, 1)]
+    rows = [
+        {"variant": "a", "seed": s, "round": r, "rm/pairwise_acc": v, "eval/proxy": v + 5}
+        for s, v in enumerate([0.9, 1.0, 1.0, 0.7])
+        for r in (0, 1)
+    ]
     df = pd.DataFrame(rows)
     for col, top in (("rm/pairwise_acc", 1.0), ("eval/proxy", 5.9 + np.std([0.9, 1.0, 1.0, 0.7], ddof=1))):
         fig, ax = plt.subplots()

@@ -32,7 +32,9 @@ def study(tmp_path):
     root = tmp_path / "runs" / "study"
     for seed in SEEDS:
         for v, s in SHARES.items():
-            arm(root, v, seed, s, "gold" if v == "gold" else "learned", {"weak": 0.15, "realistic": 0.6, "gold": 1.0}[v])
+            arm(
+                root, v, seed, s, "gold" if v == "gold" else "learned", {"weak": 0.15, "realistic": 0.6, "gold": 1.0}[v]
+            )
     s = load_study([root])
     s.baseline, s.variants, s.headline = "weak", list(SHARES), ["calibration"]
     return s
@@ -59,7 +61,9 @@ def test_shares_round_cost_and_agreement_are_recovered(study):
 def test_share_interval_is_paired_by_seed():
     c = pd.Series([0.1, 0.2, 0.3, 0.4], index=[0, 1, 2, 3])
     share, lo, hi = share_interval(0.5 * c, c)
-    assert share == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)  # exact within every seed
+    assert (
+        share == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    )  # exact within every seed
     noisy = share_interval(0.5 * c + np.array([0.05, -0.05, 0.05, -0.05]), c)
     assert noisy[1] < 0.5 < noisy[2]
 

@@ -14,16 +14,38 @@ def _study(reward_by_variant: dict, metrics_extra=None) -> Study:
     runs = []
     for v, reward in reward_by_variant.items():
         for s in (0, 1):
-            rows = [{"round": r, "eval/gold": 0.4 + 0.01 * r, "eval/kl": 0.1 * r, "eval/gold_open": 0.5,
-                     **({"eval/proxy": 0.2 * r, "rm/pairwise_acc": 0.7, "rm/epochs": 3.0, "rm/heldout_loss": 0.6}
-                        if r else {}), **(metrics_extra or {})} for r in range(4)]
-            runs.append(mem_run(v, s, rows, "e", config={"reward": reward},
-                                summary={"gold_peak_round": 3, "gold_peak": 0.43, "stagnation_round": None}))
+            rows = [
+                {
+                    "round": r,
+                    "eval/gold": 0.4 + 0.01 * r,
+                    "eval/kl": 0.1 * r,
+                    "eval/gold_open": 0.5,
+                    **(
+                        {"eval/proxy": 0.2 * r, "rm/pairwise_acc": 0.7, "rm/epochs": 3.0, "rm/heldout_loss": 0.6}
+                        if r
+                        else {}
+                    ),
+                    **(metrics_extra or {}),
+                }
+                for r in range(4)
+            ]
+            runs.append(
+                mem_run(
+                    v,
+                    s,
+                    rows,
+                    "e",
+                    config={"reward": reward},
+                    summary={"gold_peak_round": 3, "gold_peak": 0.43, "stagnation_round": None},
+                )
+            )
     return mem_study(runs, "e", variants=list(reward_by_variant))
 
 
-PLAIN = {"a": {"utility": "bt", "prompt_aware": False, "early_stop": {"mode": "none"}, "ensemble_size": 1},
-         "b": {"utility": "bt", "prompt_aware": False, "early_stop": {"mode": "none"}, "ensemble_size": 1}}
+PLAIN = {
+    "a": {"utility": "bt", "prompt_aware": False, "early_stop": {"mode": "none"}, "ensemble_size": 1},
+    "b": {"utility": "bt", "prompt_aware": False, "early_stop": {"mode": "none"}, "ensemble_size": 1},
+}
 
 
 def test_config_values_reads_dotted_keys():
@@ -44,9 +66,13 @@ def test_plain_study_captions_say_nothing_it_does_not_have():
 
 
 def test_study_with_the_settings_gets_their_sentences():
-    st = _study({"a": {"utility": "bt", "early_stop": {"mode": "heldout"}, "ensemble_size": 1},
-                 "b": {"utility": "log", "early_stop": {"mode": "heldout"}, "ensemble_size": 3}},
-                {"rm/ens_std": 0.1, "eval/accuracy_closed": 0.3, "eval/proxy_closed": 0.2})
+    st = _study(
+        {
+            "a": {"utility": "bt", "early_stop": {"mode": "heldout"}, "ensemble_size": 1},
+            "b": {"utility": "log", "early_stop": {"mode": "heldout"}, "ensemble_size": 3},
+        },
+        {"rm/ens_std": 0.1, "eval/accuracy_closed": 0.3, "eval/proxy_closed": 0.2},
+    )
     pal = palette(st.variants, "a")
     assert "not comparable across utilities" in fig_gold_proxy(st, pal, "ci").caption
     cap = fig_mitigation(st, pal, "ci").caption
@@ -57,4 +83,6 @@ def test_study_with_the_settings_gets_their_sentences():
 
 def test_reward_training_title_names_only_what_was_logged():
     st = _study(PLAIN)
-    assert fig_mitigation(st, palette(st.variants, "a"), "ci").title == "Reward-model training: held-out loss and epochs"
+    assert (
+        fig_mitigation(st, palette(st.variants, "a"), "ci").title == "Reward-model training: held-out loss and epochs"
+    )

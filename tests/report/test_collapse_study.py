@@ -19,8 +19,21 @@ def _train_parquet(d, opt_open, opt_closed, noise, rng):
         opt = opt_open if t == "open" else opt_closed
         r = np.clip(opt + rng.normal(0, noise, K), 0, 1)
         perm = rng.permutation(K)
-        rows.append(pd.DataFrame({"group": g, "prompt_id": g, "prompt_type": t, "round_added": 1, "slot": np.arange(K),
-                                  "rank": perm + 1, "gold": rng.random(K), "logit": 0.0, "reward": r[perm]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group": g,
+                    "prompt_id": g,
+                    "prompt_type": t,
+                    "round_added": 1,
+                    "slot": np.arange(K),
+                    "rank": perm + 1,
+                    "gold": rng.random(K),
+                    "logit": 0.0,
+                    "reward": r[perm],
+                }
+            )
+        )
     pd.concat(rows).to_parquet(d / "rewards" / "train_round_001.parquet", index=False)
 
 

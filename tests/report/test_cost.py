@@ -10,8 +10,16 @@ from tests.fixtures.memory import mem_run, mem_study
 def _run(variant: str, seed: int, wall: float, policy_s: float) -> RunData:
     rows = [{"round": 0, "eval/gold": 0.5, "time/evaluate": 9.0}]  # round 0: no time/round, excluded from the means
     for r in (1, 2, 3):
-        rows.append({"round": r, "eval/gold": 0.5, "time/policy": policy_s * r, "time/evaluate": 1.0, "time/audit": 0.0,
-                     "time/round": policy_s * r + 1.0})
+        rows.append(
+            {
+                "round": r,
+                "eval/gold": 0.5,
+                "time/policy": policy_s * r,
+                "time/evaluate": 1.0,
+                "time/audit": 0.0,
+                "time/round": policy_s * r + 1.0,
+            }
+        )
     return mem_run(variant, seed, rows, "c", root="runs/c", summary={"wall_time_s": wall})
 
 

@@ -30,6 +30,7 @@ SLOPE, FID_SLOPE = -0.05, -0.2
 def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float, proxy_collapse: bool = False) -> None:
     """Set the run's optimiser and dial, add `gain` to gold after round 0 and `fid` to adv/gold_corr (and log the
     collapse of the surgered reward, 0.8 x dial, when asked); re-summarise."""
+
     def config(cfg):
         if group:
             cfg["optimizer"]["name"] = group
@@ -45,7 +46,9 @@ def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float, 
     edit_metrics(d, row, from_round=1, summary=True)
 
 
-def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_seed: int | None = 5, proxy_collapse: bool = False) -> Path:
+def make_dose_study(
+    tmp: Path, slope: float, noise: float = 0.01, unfinished_seed: int | None = 5, proxy_collapse: bool = False
+) -> Path:
     """runs/dose/{ppo,grpo}_d{0,0.5,1} + ctl (a control whose config also has a dial, with a huge gain) x seeds;
     one extra seed with an unfinished arm, which must not enter."""
     root = tmp / "runs" / "dose"
@@ -59,17 +62,33 @@ def make_dose_study(tmp: Path, slope: float, noise: float = 0.01, unfinished_see
                 v = f"{g}_d{x:g}"
                 variants[v] = {"optimizer.name": g, "surgery.dial": x}
                 d = fab_run(root, v, seed, 0.05, 0.0)
-                shift_run(d, g, x, seed_effect + slope * x + rng.normal(0, noise), FID_SLOPE * x + rng.normal(0, noise), proxy_collapse)
+                shift_run(
+                    d,
+                    g,
+                    x,
+                    seed_effect + slope * x + rng.normal(0, noise),
+                    FID_SLOPE * x + rng.normal(0, noise),
+                    proxy_collapse,
+                )
         variants["ctl"] = {"surgery.profile": "none"}
         d = fab_run(root, "ctl", seed, 0.05, 0.0)
         shift_run(d, None, 1.0, 5.0, 0.0)  # far off: any slope that used it would be wild
     if unfinished_seed is not None:
         (root / "grpo_d1" / f"seed{unfinished_seed}" / "summary.json").unlink()  # still running: no summary yet
-    write_experiment(root, {
-        "name": "dose", "question": "Does the dial lower gold gain?", "base_overrides": {"device": "cpu"}, "variants": variants,
-        "seeds": seeds, "baseline": "ppo_d0", "primary": {"endpoint": "gold_gain", "better": "higher"},
-        "headline": ["dose_response"], "factors": {"optimizer": "optimizer.name", "dial": "surgery.dial"},
-    })
+    write_experiment(
+        root,
+        {
+            "name": "dose",
+            "question": "Does the dial lower gold gain?",
+            "base_overrides": {"device": "cpu"},
+            "variants": variants,
+            "seeds": seeds,
+            "baseline": "ppo_d0",
+            "primary": {"endpoint": "gold_gain", "better": "higher"},
+            "headline": ["dose_response"],
+            "factors": {"optimizer": "optimizer.name", "dial": "surgery.dial"},
+        },
+    )
     return root
 
 
@@ -156,19 +175,24 @@ def test_study_without_dose_factor_has_no_dose_design(tmp_path):
     assert DR.design(load_study([make_study(tmp_path)])) is None
 
 
-
-
-@pytest.mark.parametrize("ci, mde, start", [((-0.09, -0.01), 0.05, "Dose-response detected: gold_gain falls"),
-                                            ((0.01, 0.2), 0.05, "Dose-response detected: gold_gain rises"),
-                                            ((-0.02, 0.03), 0.05, "No dose-response detected (no equivalence margin"),
-                                            ((-0.08, 0.03), 0.05, "No dose-response detected (no equivalence margin")])
+@pytest.mark.parametrize(
+    "ci, mde, start",
+    [
+        ((-0.09, -0.01), 0.05, "Dose-response detected: gold_gain falls"),
+        ((0.01, 0.2), 0.05, "Dose-response detected: gold_gain rises"),
+        ((-0.02, 0.03), 0.05, "No dose-response detected (no equivalence margin"),
+        ((-0.08, 0.03), 0.05, "No dose-response detected (no equivalence margin"),
+    ],
+)
 def test_verdict_reads_the_interval_and_never_calls_a_null_from_the_mde(ci, mde, start):
     """Inside +-MDE is a power statement, not an equivalence test: without a declared margin no verdict claims a null."""
     res = {"n": 10, "mean": sum(ci) / 2, "p": 0.5, "ci_t": ci, "ci_boot": ci}
     text = DR.dose_verdict("gold_gain", "dial", res, mde)
     assert text.startswith(start) and "MDE 0.050" in text and "clean null" not in text
     none = DR.dose_verdict("gold_gain", "dial", res, None)
-    assert "no MDE" in none and (none.startswith("Dose-response detected") or none.startswith("No dose-response detected (inconclusive"))
+    assert "no MDE" in none and (
+        none.startswith("Dose-response detected") or none.startswith("No dose-response detected (inconclusive")
+    )
 
 
 def test_verdict_with_a_margin_is_a_tost():
@@ -227,7 +251,9 @@ def test_a_declared_contrast_and_margin_lead_the_answer_and_curvature_uses_the_m
     assert box["verdicts"][0].startswith("Equivalent within ±0.05"), box["verdicts"][0]
     assert "declared contrast" in box["what"] and "TOST at ±0.05" in box["what"]
     assert any(v.startswith("Exploratory, not the primary test: curvature of gold_gain") for v in box["verdicts"])
-    sm = study.summary.set_index(["seed", "variant"])["gold_gain"].astype(float)  # the contrast by hand from the summaries
+    sm = study.summary.set_index(["seed", "variant"])["gold_gain"].astype(
+        float
+    )  # the contrast by hand from the summaries
     y = lambda s, g, x: sm.loc[(s, f"{g}_d{x:g}")]  # noqa: E731
     want = np.mean([0.5 * (y(s, g, 0.5) + y(s, g, 1.0)) - y(s, g, 0.0) for s in SEEDS for g in GROUPS])
     assert DR.primary_slopes(study, d, "gold_gain", spec["contrast"]).mean() == pytest.approx(want)

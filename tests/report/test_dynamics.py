@@ -24,9 +24,21 @@ def _run(variant: str, seed: int, rounds: int = 8) -> RunData:
         row = {"round": r, "eval/gold": 0.4 + float(gao_rl(np.sqrt(kl), ALPHA, BETA)), "eval/kl": kl}
         if r > 0:
             x = 0.1 * r + 0.05 * (r % 3)
-            row.update({"eval/proxy": 0.1 * r, "eval/policy_move": 0.2, "collapse/probe_shape_rel": x, "collapse/saturation": 1 - x,
-                        "rm/pairwise_acc": 0.7, "adv/gold_corr": 0.9 - x, "adv/sign_agree": 0.8, "adv/kl_share": 0.1,
-                        "adv/std_raw": 1.0, "adv/snr": 2.0, "val/var_explained": 0.5})
+            row.update(
+                {
+                    "eval/proxy": 0.1 * r,
+                    "eval/policy_move": 0.2,
+                    "collapse/probe_shape_rel": x,
+                    "collapse/saturation": 1 - x,
+                    "rm/pairwise_acc": 0.7,
+                    "adv/gold_corr": 0.9 - x,
+                    "adv/sign_agree": 0.8,
+                    "adv/kl_share": 0.1,
+                    "adv/std_raw": 1.0,
+                    "adv/snr": 2.0,
+                    "val/var_explained": 0.5,
+                }
+            )
             for n in (1, 2, 4, 8):
                 row[f"bon/gold_n{n}"] = 0.5 + float(gao_bon(np.sqrt(bon_kl(n)), BON_ALPHA, BON_BETA))
                 row[f"bon/proxy_n{n}"] = 0.1 * n
@@ -63,7 +75,9 @@ def test_stagnation_and_propagation_sections(study):
     first = prop.rows[0]  # collapse/probe_shape_rel -> adv/gold_corr at lag 0: an exact negative line
     assert first[0].startswith("collapse/probe_shape_rel (r) → adv/gold_corr (r+0)")
     assert first[1].startswith("-1.00 ± 0.00 (n=3); rounds per run 8-8")
-    assert "With 7-8 rounds" in prop.note and "±0.80" in prop.note  # lag 1 leaves 7; 1.96 / sqrt(7 - 1): one run's null band
+    assert (
+        "With 7-8 rounds" in prop.note and "±0.80" in prop.note
+    )  # lag 1 leaves 7; 1.96 / sqrt(7 - 1): one run's null band
 
 
 def test_figures_draw_and_fit_best_of_n(study):
@@ -81,17 +95,35 @@ def test_figures_draw_and_fit_best_of_n(study):
 
 
 def _shaped_run(variant: str, seed: int, gold_of_d) -> RunData:
-    rows = [{"round": r, "eval/gold": 0.4 + float(gold_of_d(np.sqrt(0.4 * r * r))), "eval/kl": 0.4 * r * r,
-             "eval/proxy": 0.1 * r if r else None} for r in range(9)]
+    rows = [
+        {
+            "round": r,
+            "eval/gold": 0.4 + float(gold_of_d(np.sqrt(0.4 * r * r))),
+            "eval/kl": 0.4 * r * r,
+            "eval/proxy": 0.1 * r if r else None,
+        }
+        for r in range(9)
+    ]
     m = pd.DataFrame(rows)
     return mem_run(variant, seed, m, root="runs/s", summary=summarize(rows, 1.0))
 
 
 def test_gao_shape_shares_per_variant():
     turn = lambda d: gao_rl(d, ALPHA, BETA)  # noqa: E731 - peak at exp(α/β - 1) = 1.65, inside d <= 5.06
-    runs = [_shaped_run("a", 0, turn), _shaped_run("a", 1, turn), _shaped_run("a", 2, lambda d: 0.05 * d),
-            *[_shaped_run("b", s, lambda d: -0.05 * d) for s in range(3)]]
-    assert [r.summary["gao_rl_shape"] for r in runs] == ["rise_fall", "rise_fall", "rising", "falling", "falling", "falling"]
+    runs = [
+        _shaped_run("a", 0, turn),
+        _shaped_run("a", 1, turn),
+        _shaped_run("a", 2, lambda d: 0.05 * d),
+        *[_shaped_run("b", s, lambda d: -0.05 * d) for s in range(3)],
+    ]
+    assert [r.summary["gao_rl_shape"] for r in runs] == [
+        "rise_fall",
+        "rise_fall",
+        "rising",
+        "falling",
+        "falling",
+        "falling",
+    ]
     sec = D.gao_shape_section(mem_study(runs, sources=("fabricated",)))
     rows = {r[0]: dict(zip(sec.header, r)) for r in sec.rows}
     assert rows["a"]["rise then fall"] == "67% (2)" and rows["a"]["rising only"] == "33% (1)"

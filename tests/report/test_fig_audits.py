@@ -14,8 +14,14 @@ def _run(variant, seed, exploit, alarms, threshold=0.42):
     for r in range(5):
         row = {"round": r, "eval/gold": 0.4 + 0.01 * r}
         if r > 0:
-            row.update({"audit/exploit_rate_max": exploit[seed], "rm/shift_operands_pairwise_acc": 0.97 + 0.015 * seed,
-                        "audit/alarms": alarms[seed], **{f"audit/alarm_{a}": 0.0 for a in ALARMS}})
+            row.update(
+                {
+                    "audit/exploit_rate_max": exploit[seed],
+                    "rm/shift_operands_pairwise_acc": 0.97 + 0.015 * seed,
+                    "audit/alarms": alarms[seed],
+                    **{f"audit/alarm_{a}": 0.0 for a in ALARMS},
+                }
+            )
         rows.append(row)
     cfg = {"audit": {"exploit_threshold": threshold, "shift_acc_threshold": 0.6}}
     return mem_run(variant, seed, rows, "audits", config=cfg)

@@ -16,7 +16,9 @@ def test_figure_only_with_mitigation_metrics(tmp_path):
     study = load_study([str(root)])
     res = fig_mitigation(study, palette(study.variants))
     assert res.fig is None and "no early stopping" in res.skipped
-    _add(root, {"rm/epochs": 2.0, "rm/heldout_loss": 0.6, "rm/ens_std": 0.1, "rm/ens_err_corr": 0.1, "time/reward": 1.0})
+    _add(
+        root, {"rm/epochs": 2.0, "rm/heldout_loss": 0.6, "rm/ens_std": 0.1, "rm/ens_err_corr": 0.1, "time/reward": 1.0}
+    )
     study = load_study([str(root)])
     res = fig_mitigation(study, palette(study.variants))
     assert res.fig is not None and len(res.fig.axes) == 5 and res.key == "fig13_reward_training"

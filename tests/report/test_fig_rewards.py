@@ -28,16 +28,35 @@ def ensembles_study(seeds=(0, 1)) -> tuple[Study, pd.DataFrame]:
         reward = {"ensemble_size": 1, "aggregation": "mean", "ensemble_kind": "members"}
         reward.update({k.removeprefix("reward."): x for k, x in ov.items()})
         for s in seeds:
-            rows = [{"round": r, "eval/gold": 0.4 + 0.02 * r + rng.normal(0, 0.01), "eval/kl": 0.1 * r,
-                     "eval/proxy": np.nan if r == 0 else 0.3 * r, "eval/gold_open": 0.5, "eval/accuracy_closed": 0.3}
-                    for r in range(4)]
+            rows = [
+                {
+                    "round": r,
+                    "eval/gold": 0.4 + 0.02 * r + rng.normal(0, 0.01),
+                    "eval/kl": 0.1 * r,
+                    "eval/proxy": np.nan if r == 0 else 0.3 * r,
+                    "eval/gold_open": 0.5,
+                    "eval/accuracy_closed": 0.3,
+                }
+                for r in range(4)
+            ]
             path = Path(f"/x/{v}/seed{s}")
             runs.append(mem_run(v, s, rows, "ensembles", config={"reward": reward}))
             for rd in (1, 3):
                 n = 8 * 3
-                rewards.append(pd.DataFrame({"run": str(path), "variant": v, "seed": s, "round": rd,
-                                             "prompt_id": np.repeat(np.arange(8), 3), "prompt_type": np.repeat(["open", "closed"], 12),
-                                             "gold": rng.uniform(0, 1, n), "proxy": rng.normal(0, 1, n)}))
+                rewards.append(
+                    pd.DataFrame(
+                        {
+                            "run": str(path),
+                            "variant": v,
+                            "seed": s,
+                            "round": rd,
+                            "prompt_id": np.repeat(np.arange(8), 3),
+                            "prompt_type": np.repeat(["open", "closed"], 12),
+                            "gold": rng.uniform(0, 1, n),
+                            "proxy": rng.normal(0, 1, n),
+                        }
+                    )
+                )
     st = mem_study(runs, "ensembles", exp["question"], exp["baseline"], list(exp["variants"]), factors=exp["factors"])
     return st, pd.concat(rewards, ignore_index=True)
 
@@ -45,9 +64,16 @@ def ensembles_study(seeds=(0, 1)) -> tuple[Study, pd.DataFrame]:
 def test_ensembles_groups_by_size_and_kind_with_aggregation_as_colour():
     st, _ = ensembles_study()
     groups = variant_groups(st)
-    assert [vs for _, vs in groups] == [["m1", "m3_mean", "m3_wco", "m3_uwo"], ["m1", "m5_mean", "m5_wco", "m5_uwo"],
-                                        ["m1", "h5_mean", "h5_wco", "h5_uwo"]]
-    assert [lab for lab, _ in groups] == ["size = 3, kind = members", "size = 5, kind = members", "size = 5, kind = heads"]
+    assert [vs for _, vs in groups] == [
+        ["m1", "m3_mean", "m3_wco", "m3_uwo"],
+        ["m1", "m5_mean", "m5_wco", "m5_uwo"],
+        ["m1", "h5_mean", "h5_wco", "h5_uwo"],
+    ]
+    assert [lab for lab, _ in groups] == [
+        "size = 3, kind = members",
+        "size = 5, kind = members",
+        "size = 5, kind = heads",
+    ]
 
 
 def _check(fig, n_rows):

@@ -18,19 +18,26 @@ from rlhfsim.report.first_screen import main as first_screen_main
 from rlhfsim.report.page import WIDE, answer_lead, png_aspect
 from tests.fixtures.studies import fab_run
 
-LONG_QUESTION = ("With a reward model that carries signal, which of six KL weights reaches the most held-out gold at the end of the "
-                 "last round, does the ordering the weak regime showed survive, and how far apart are the arms once the paired "
-                 "seeds' noise is taken into account, including the ones that differ in KL by a factor of four or more?")
+LONG_QUESTION = (
+    "With a reward model that carries signal, which of six KL weights reaches the most held-out gold at the end of the "
+    "last round, does the ordering the weak regime showed survive, and how far apart are the arms once the paired "
+    "seeds' noise is taken into account, including the ones that differ in KL by a factor of four or more?"
+)
 
 
 def _png(w: int, h: int) -> bytes:
     """A valid w x h grey PNG."""
+
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     raw = b"".join(b"\x00" + b"\x80" * w for _ in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ----------------------------------------------------------------------------- without a browser
@@ -50,7 +57,12 @@ def test_the_answer_box_lays_verdicts_beside_an_ordinary_figure_and_around_a_wid
     assert lead.count("<li>") == 4 and lead.count("<ul>") == 2
     assert answer_lead(verdicts[:1], [wide]).count("<ul>") == 1  # no empty list under the figure
     none = answer_lead(verdicts, [])
-    assert none == "<div class='lead'><div><ul>" + "".join(f"<li><strong>{v}</strong></li>" for v in verdicts) + "</ul></div></div>"
+    assert (
+        none
+        == "<div class='lead'><div><ul>"
+        + "".join(f"<li><strong>{v}</strong></li>" for v in verdicts)
+        + "</ul></div></div>"
+    )
 
 
 def test_the_first_screen_rule():
@@ -63,8 +75,11 @@ def test_the_first_screen_rule():
     small = Screen("p", 1366, 625, {"question": (146, 241), "verdict": (291, 341), "figure": (348, 470)}, 1)
     assert small.problems() == []  # a figure shorter than MIN_SHOWN_PX counts when all of it shows
     gone = Screen("p", 1366, 625, {"question": (146, 700), "verdict": None, "figure": None}, 0)
-    assert gone.problems() == ["the question ends at 700 px, below the fold at 625", "no verdict on the page",
-                               "no answering figure in the Answer box"]
+    assert gone.problems() == [
+        "the question ends at 700 px, below the fold at 625",
+        "no verdict on the page",
+        "no answering figure in the Answer box",
+    ]
 
 
 # ----------------------------------------------------------------------------- in headless Chromium
@@ -80,8 +95,15 @@ def _study(tmp: Path, name: str, secondary: bool) -> Path:
     for seed in (0, 1):
         for i, (arm, kl) in enumerate(ARMS.items()):
             fab_run(root, arm, seed, kl, 0.01 * i)
-    exp = {"name": name, "question": LONG_QUESTION, "base_overrides": {"device": "cpu"}, "seeds": [0, 1], "baseline": "kl0.01",
-           "variants": {arm: {"optimizer.kl_coef": kl} for arm, kl in ARMS.items()}, "primary": {"endpoint": "gold_gain"}}
+    exp = {
+        "name": name,
+        "question": LONG_QUESTION,
+        "base_overrides": {"device": "cpu"},
+        "seeds": [0, 1],
+        "baseline": "kl0.01",
+        "variants": {arm: {"optimizer.kl_coef": kl} for arm, kl in ARMS.items()},
+        "primary": {"endpoint": "gold_gain"},
+    }
     if secondary:
         exp["secondary"] = [{"endpoint": "gold_peak"}, {"endpoint": "kl_final"}]
     (root / "experiment.yaml").write_text(yaml.safe_dump(exp))

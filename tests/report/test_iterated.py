@@ -31,10 +31,14 @@ def test_curve_at_kl_interpolates_a_known_line_and_never_extrapolates():
 
 
 def test_matched_gold_reads_every_arm_at_the_smallest_largest_kl_and_ignores_a_common_offset():
-    curves = {"a": (np.array([0.1, 0.2, 0.4]), np.array([0.40, 0.45, 0.50])),
-              "b": (np.array([0.1, 0.3, 0.5, 0.6]), np.array([0.36, 0.44, 0.40, 0.38]))}
+    curves = {
+        "a": (np.array([0.1, 0.2, 0.4]), np.array([0.40, 0.45, 0.50])),
+        "b": (np.array([0.1, 0.3, 0.5, 0.6]), np.array([0.36, 0.44, 0.40, 0.38])),
+    }
     star, at = IT.matched_gold(curves)
-    assert star == pytest.approx(0.4) and at["a"] == pytest.approx(0.50) and at["b"] == pytest.approx(0.42)  # b: halfway 0.44 -> 0.40
+    assert (
+        star == pytest.approx(0.4) and at["a"] == pytest.approx(0.50) and at["b"] == pytest.approx(0.42)
+    )  # b: halfway 0.44 -> 0.40
     shifted = {k: (x, g + 0.137) for k, (x, g) in curves.items()}  # a constant added to every arm's gold
     star2, at2 = IT.matched_gold(shifted)
     assert star2 == star and at2["b"] - at2["a"] == pytest.approx(at["b"] - at["a"], abs=1e-12)
@@ -59,7 +63,9 @@ def test_never_recovered_needs_a_fall_and_no_later_final_above_the_peak():
     assert IT.never_recovered(rounds, peaks, falls, [0.45, 0.44, 0.49]) == 1  # 0.49 < 0.50: never back above the peak
     assert IT.never_recovered(rounds, peaks, falls, [0.45, 0.44, 0.51]) is None  # round 3 ends above round 1's peak
     assert IT.never_recovered(rounds, peaks, [0.005, 0.0, 0.0], [0.45, 0.44, 0.49]) is None  # a fall within 0.01
-    assert IT.never_recovered(rounds, peaks, [0.0, 0.0, 0.02], [0.45, 0.44, 0.45]) == 3  # the last round: counted (censored)
+    assert (
+        IT.never_recovered(rounds, peaks, [0.0, 0.0, 0.02], [0.45, 0.44, 0.45]) == 3
+    )  # the last round: counted (censored)
 
 
 def test_pitman_morgan_on_constructed_pairs():
@@ -80,7 +86,18 @@ def _inner(arms: dict[str, float], seeds=(0, 1, 2, 3)) -> pd.DataFrame:
                 top = 0.4 if v == "a" else 0.6
                 for i, k in enumerate(np.linspace(0.1, top, 4), 1):
                     g = off + 0.5 * k + 0.01 * s + (0.003 * s * s if v == "b" else 0.0)
-                    rows.append({"variant": v, "seed": s, "run": f"{v}/{s}", "round": rd, "iteration": i, "gold": g, "proxy": 0.0, "kl": k})
+                    rows.append(
+                        {
+                            "variant": v,
+                            "seed": s,
+                            "run": f"{v}/{s}",
+                            "round": rd,
+                            "iteration": i,
+                            "gold": g,
+                            "proxy": 0.0,
+                            "kl": k,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -100,31 +117,55 @@ def test_matched_kl_contrasts_are_invariant_to_a_constant_added_to_every_arm():
 
 SEEDS, MARGIN = (0, 1, 2), 0.02
 REF_KL = [0.1, 0.2, 0.3, 0.4]  # reference: restarts from SFT, gold on a line with KL, no fall
-CONT = {1: ([0.1, 0.3, 0.5, 0.55], [0.36, 0.44, 0.40, 0.38]),  # continue: peaks at iteration 2 and falls 0.06
-        2: ([0.6, 0.7, 0.8, 1.0], [0.39, 0.40, 0.41, 0.42])}  # round 2 starts beyond KL*; final below round 1's peak
+CONT = {
+    1: ([0.1, 0.3, 0.5, 0.55], [0.36, 0.44, 0.40, 0.38]),  # continue: peaks at iteration 2 and falls 0.06
+    2: ([0.6, 0.7, 0.8, 1.0], [0.39, 0.40, 0.41, 0.42]),
+}  # round 2 starts beyond KL*; final below round 1's peak
 
 
 def _end_of_round(v: str, s: int) -> dict:
     """Per round: eval/gold, eval/kl, eval/proxy_gold_gap, eval/proxy_gold_w1 (round 0 = SFT: no gap)."""
     if v == "reference":
-        return {"gold": [0.30, 0.36 + 0.01 * s, 0.363 + 0.01 * s], "kl": [0.0, 0.4, 0.4], "gap": [None, 1.0 + 0.1 * s, 0.6 + 0.12 * s],
-                "w1": [None, 0.2, 0.15]}
-    return {"gold": [0.30, 0.37 + 0.01 * s, 0.40 + 0.025 * s], "kl": [0.0, 0.5, 1.0], "gap": [None, 1.2 + 0.1 * s, 1.5 + 0.1 * s],
-            "w1": [None, 0.25, 0.3 + 0.01 * s]}
+        return {
+            "gold": [0.30, 0.36 + 0.01 * s, 0.363 + 0.01 * s],
+            "kl": [0.0, 0.4, 0.4],
+            "gap": [None, 1.0 + 0.1 * s, 0.6 + 0.12 * s],
+            "w1": [None, 0.2, 0.15],
+        }
+    return {
+        "gold": [0.30, 0.37 + 0.01 * s, 0.40 + 0.025 * s],
+        "kl": [0.0, 0.5, 1.0],
+        "gap": [None, 1.2 + 0.1 * s, 1.5 + 0.1 * s],
+        "w1": [None, 0.25, 0.3 + 0.01 * s],
+    }
 
 
 def _inner_rows(v: str, s: int) -> list[dict]:
     rows = []
     for rd in (1, 2):
-        kl, gold = (REF_KL, [0.30 + 0.5 * k + 0.01 * s for k in REF_KL]) if v == "reference" else (CONT[rd][0], [g + 0.02 * s for g in CONT[rd][1]])
+        kl, gold = (
+            (REF_KL, [0.30 + 0.5 * k + 0.01 * s for k in REF_KL])
+            if v == "reference"
+            else (CONT[rd][0], [g + 0.02 * s for g in CONT[rd][1]])
+        )
         if v != "reference" and rd == 2 and s == 2:
-            gold = gold[:-1] + [0.44 + 0.04 + 0.01]  # seed 2 ends round 2 above round 1's peak (0.44 + 0.04): it recovers
-        rows += [{"round": rd, "iteration": i + 1, "gold": g, "proxy": 0.1 * (i + 1), "kl": k} for i, (k, g) in enumerate(zip(kl, gold))]
+            gold = gold[:-1] + [
+                0.44 + 0.04 + 0.01
+            ]  # seed 2 ends round 2 above round 1's peak (0.44 + 0.04): it recovers
+        rows += [
+            {"round": rd, "iteration": i + 1, "gold": g, "proxy": 0.1 * (i + 1), "kl": k}
+            for i, (k, g) in enumerate(zip(kl, gold))
+        ]
     return rows
 
 
-BASE = {"loop.policy_start": "sft", "loop.buffer": "accumulate", "reward.across_rounds": "last", "loop.proxy_gold_gap": True,
-        "loop.inner_eval": {"every": 1, "prompts": 8, "completions": 2}}
+BASE = {
+    "loop.policy_start": "sft",
+    "loop.buffer": "accumulate",
+    "reward.across_rounds": "last",
+    "loop.proxy_gold_gap": True,
+    "loop.inner_eval": {"every": 1, "prompts": 8, "completions": 2},
+}
 
 
 def _write_run(root: Path, v: str, s: int, settings: dict, e: dict, inner: list[dict]) -> None:
@@ -148,12 +189,22 @@ def _write_run(root: Path, v: str, s: int, settings: dict, e: dict, inner: list[
 
 
 def _experiment(root: Path, arms: dict[str, dict], factors: dict) -> None:
-    write_experiment(root, {
-        "name": "study", "question": "How do the iterated-RLHF choices move gold?", "base_overrides": {"device": "cpu"},
-        "variants": {v: dict(x) for v, x in arms.items()}, "seeds": list(SEEDS), "baseline": "reference",
-        "primary": {"endpoint": "gold_final", "better": "higher", "margin": MARGIN},
-        "secondary": [{"endpoint": "final/eval/proxy_gold_gap", "better": "lower"}], "factors": factors,
-        "headline": ["iterated_frontiers", "effect_sizes"]}, sort_keys=False)
+    write_experiment(
+        root,
+        {
+            "name": "study",
+            "question": "How do the iterated-RLHF choices move gold?",
+            "base_overrides": {"device": "cpu"},
+            "variants": {v: dict(x) for v, x in arms.items()},
+            "seeds": list(SEEDS),
+            "baseline": "reference",
+            "primary": {"endpoint": "gold_final", "better": "higher", "margin": MARGIN},
+            "secondary": [{"endpoint": "final/eval/proxy_gold_gap", "better": "lower"}],
+            "factors": factors,
+            "headline": ["iterated_frontiers", "effect_sizes"],
+        },
+        sort_keys=False,
+    )
 
 
 def make_iterated_study(tmp: Path) -> Path:
@@ -184,10 +235,18 @@ def test_page_has_the_iterated_figures_sections_and_answer(built):
         assert (out / f).read_bytes()[:4] == b"\x89PNG" and f in md
     box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
     assert "iterated_frontiers.png" in box  # the headline figure leads the Answer box
-    assert "Predictions declared before the run" in box and "P1 holds; P2 holds; P3 cannot test; P4 cannot test; P5 cannot test" in box
+    assert (
+        "Predictions declared before the run" in box
+        and "P1 holds; P2 holds; P3 cannot test; P4 cannot test; P5 cannot test" in box
+    )
     assert "TOST interval, TOST p (Holm)" in box and "(±0.02)" in box
-    for title in ("Predictions P1-P5 against the measured quantities", "Proxy-gold gap by round", "Gold at matched KL inside each round",
-                  "Gold gain per round and the plateau round", "Over-optimisation inside rounds, and recovery"):
+    for title in (
+        "Predictions P1-P5 against the measured quantities",
+        "Proxy-gold gap by round",
+        "Gold at matched KL inside each round",
+        "Gold gain per round and the plateau round",
+        "Over-optimisation inside rounds, and recovery",
+    ):
         assert f"## {title}" in md, title
     assert "seed-rounds without one: start_continue 3" in md  # continue's round 2 starts beyond KL*
 
@@ -199,7 +258,9 @@ def test_csv_numbers_equal_hand_computed_ones(built):
     d = [0.40 + 0.025 * s - (0.363 + 0.01 * s) for s in SEEDS]
     m, lo, hi = _t(d)
     c = prim.loc["start_continue"]
-    assert c["diff"] == pytest.approx(m) and c["lo"] == pytest.approx(lo) and c["hi"] == pytest.approx(hi) and c["n"] == 3
+    assert (
+        c["diff"] == pytest.approx(m) and c["lo"] == pytest.approx(lo) and c["hi"] == pytest.approx(hi) and c["n"] == 3
+    )
     assert prim.loc["reference", "mean"] == pytest.approx(np.mean([0.363 + 0.01 * s for s in SEEDS]))
     # matched KL: KL* = 0.4 in round 1 (reference's largest); reference on its line 0.5 + 0.01 s; continue halfway
     # between 0.44 and 0.40 plus 0.02 s; round 2: continue starts at 0.6 > KL*, no value
@@ -222,22 +283,38 @@ def test_csv_numbers_equal_hand_computed_ones(built):
     # per run: plateau (reference: round 2's gain 0.003 < 0.005; continue: none), over-optimisation and recovery
     runs = pd.read_csv(out / "iterated_runs.csv", dtype={"overopt_rounds": str}).set_index(["variant", "seed"])
     for s in SEEDS:
-        assert runs.loc[("reference", s), "plateau_round"] == 2 and np.isnan(runs.loc[("start_continue", s), "plateau_round"])
-        assert pd.isna(runs.loc[("reference", s), "overopt_rounds"]) and runs.loc[("start_continue", s), "overopt_rounds"] == "1"
+        assert runs.loc[("reference", s), "plateau_round"] == 2 and np.isnan(
+            runs.loc[("start_continue", s), "plateau_round"]
+        )
+        assert (
+            pd.isna(runs.loc[("reference", s), "overopt_rounds"])
+            and runs.loc[("start_continue", s), "overopt_rounds"] == "1"
+        )
         nr = runs.loc[("start_continue", s), "never_recovered_round"]
         assert nr == 1 if s < 2 else np.isnan(nr)  # seed 2 ends round 2 above round 1's peak
     assert not runs["censored"].any()
     rounds = pd.read_csv(out / "iterated_rounds.csv").set_index(["variant", "seed", "round"])
-    assert rounds.loc[("start_continue", 1, 1), "inner_fall"] == pytest.approx(0.06) and rounds.loc[("start_continue", 1, 1), "inner_peak"] == pytest.approx(0.46)
+    assert rounds.loc[("start_continue", 1, 1), "inner_fall"] == pytest.approx(0.06) and rounds.loc[
+        ("start_continue", 1, 1), "inner_peak"
+    ] == pytest.approx(0.46)
     assert rounds.loc[("reference", 0, 2), "gain"] == pytest.approx(0.003)
     # predictions: P1 (reference gap round 2 minus round 1 = -0.4 + 0.02 s), P2 slope of gains (-0.057 - 0.01 s)
     pr = pd.read_csv(out / "iterated_predictions.csv")
     p1 = pr[pr["prediction"] == "P1"].iloc[0]
     m, lo, hi = _t([-0.4 + 0.02 * s for s in SEEDS])
-    assert p1["value"] == pytest.approx(m) and p1["lo"] == pytest.approx(lo) and p1["hi"] == pytest.approx(hi) and p1["outcome"] == "holds"
+    assert (
+        p1["value"] == pytest.approx(m)
+        and p1["lo"] == pytest.approx(lo)
+        and p1["hi"] == pytest.approx(hi)
+        and p1["outcome"] == "holds"
+    )
     p2 = pr[pr["prediction"] == "P2"]
     m, lo, hi = _t([0.003 - (0.06 + 0.01 * s) for s in SEEDS])
-    assert p2.iloc[0]["value"] == pytest.approx(m) and p2.iloc[0]["hi"] == pytest.approx(hi) and p2.iloc[0]["outcome"] == "holds"
+    assert (
+        p2.iloc[0]["value"] == pytest.approx(m)
+        and p2.iloc[0]["hi"] == pytest.approx(hi)
+        and p2.iloc[0]["outcome"] == "holds"
+    )
     assert p2.iloc[1]["detail"].startswith("3 of 3 seeds") and p2.iloc[1]["outcome"] == "holds"
     p3 = pr[pr["prediction"] == "P3"].set_index("claim")
     kl = p3.loc["continue reaches a higher KL than reference"]
@@ -250,7 +327,10 @@ def test_csv_numbers_equal_hand_computed_ones(built):
 def test_a_study_without_inner_evaluations_gets_none_of_it(tmp_path):
     study = load_study([make_study(tmp_path)])
     ctx = {"answer": {"verdicts": ["x"]}, "sections": []}
-    assert iterated_answer_into(study, ctx, tmp_path, pd.DataFrame()) == [] and ctx == {"answer": {"verdicts": ["x"]}, "sections": []}
+    assert iterated_answer_into(study, ctx, tmp_path, pd.DataFrame()) == [] and ctx == {
+        "answer": {"verdicts": ["x"]},
+        "sections": [],
+    }
     assert fig_iterated_frontiers(study, {}).fig is None and not list(tmp_path.glob("iterated_*.csv"))
 
 
@@ -263,7 +343,11 @@ NINE = {  # arm: (settings, Δ gold_final(seed), Δ final gap) on the reference'
     "data_once": ({"loop.buffer": "prompt_once", "loop.buffer_total": 32}, lambda s: -0.02, 0.2),
     "reward_mean": ({"reward.across_rounds": "mean"}, lambda s: 0.001 * (s - 1), 0.0),  # inside the ±0.02 margin
     "reward_min": ({"reward.across_rounds": "min"}, lambda s: -0.03 - 0.003 * s, -0.3),
-    "reward_wavg": ({"reward.across_rounds": "weight_average"}, lambda s: -0.08 - 0.004 * s, 0.05),  # well beyond the margin
+    "reward_wavg": (
+        {"reward.across_rounds": "weight_average"},
+        lambda s: -0.08 - 0.004 * s,
+        0.05,
+    ),  # well beyond the margin
     "start_continue": ({"loop.policy_start": "continue"}, None, None),
     "start_liti": ({"loop.policy_start": "interpolate", "loop.liti_eta": 0.5}, None, None),
 }
@@ -294,22 +378,40 @@ def test_predictions_of_a_study_with_every_arm(tmp_path):
 
     study = load_study([make_nine_arm_study(tmp_path)])
     roles = arm_roles(study)
-    assert roles == {"data_last": "data_last", "data_sample": "data_sample", "data_once": "data_once", "reward_mean": "reward_mean",
-                     "reward_min": "reward_min", "reward_wavg": "reward_wavg", "continue": "start_continue", "liti": "start_liti"}
-    assert [(lab, vs[1:]) for lab, vs in factor_rows(study)] == [("data", ["data_last", "data_sample", "data_once"]),
-                                                                  ("reward", ["reward_mean", "reward_min", "reward_wavg"]),
-                                                                  ("start", ["start_continue", "start_liti"])]
+    assert roles == {
+        "data_last": "data_last",
+        "data_sample": "data_sample",
+        "data_once": "data_once",
+        "reward_mean": "reward_mean",
+        "reward_min": "reward_min",
+        "reward_wavg": "reward_wavg",
+        "continue": "start_continue",
+        "liti": "start_liti",
+    }
+    assert [(lab, vs[1:]) for lab, vs in factor_rows(study)] == [
+        ("data", ["data_last", "data_sample", "data_once"]),
+        ("reward", ["reward_mean", "reward_min", "reward_wavg"]),
+        ("start", ["start_continue", "start_liti"]),
+    ]
     rounds = IT.round_frame(study, IT.inner_frame(study))
     tab = predictions(study, comparisons(study), rounds, IT.run_frame(rounds, IT.gold_round0(study)))
     assert overall(tab) == {"P1": "holds", "P2": "holds", "P3": "holds", "P4": "holds", "P5": "fails"}
     p5 = tab[tab["prediction"] == "P5"].set_index("claim")["outcome"]
     assert p5["reward_mean is within the margin of reference in gold_final"] == "holds"  # TOST inside ±0.02
-    assert p5["reward_wavg is within the margin of reference in gold_final"] == "fails"  # Holm-step interval beyond -0.02
+    assert (
+        p5["reward_wavg is within the margin of reference in gold_final"] == "fails"
+    )  # Holm-step interval beyond -0.02
     assert p5["the minimum may cost gold"] == "descriptive"
     p4 = tab[tab["prediction"] == "P4"]
     assert len(p4) == 5 and (p4["outcome"] == "holds").all()
     m, lo, hi = _t([0.01 - 0.002 * s for s in SEEDS])  # reference minus the equal-share sample
-    assert p4.iloc[0]["value"] == pytest.approx(m) and p4.iloc[0]["lo"] == pytest.approx(lo) and p4.iloc[0]["hi"] == pytest.approx(hi)
+    assert (
+        p4.iloc[0]["value"] == pytest.approx(m)
+        and p4.iloc[0]["lo"] == pytest.approx(lo)
+        and p4.iloc[0]["hi"] == pytest.approx(hi)
+    )
     p3 = tab[tab["prediction"] == "P3"]
-    assert p3.iloc[-1]["detail"] == ("start_continue: 2 of 3 seeds (0 in their last round); start_liti: 2 of 3 seeds (0 in their last "
-                                     "round); reference: 0 of 3 seeds (0 in their last round)")
+    assert p3.iloc[-1]["detail"] == (
+        "start_continue: 2 of 3 seeds (0 in their last round); start_liti: 2 of 3 seeds (0 in their last "
+        "round); reference: 0 of 3 seeds (0 in their last round)"
+    )

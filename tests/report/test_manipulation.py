@@ -22,19 +22,35 @@ ROUNDS = 4
 
 def _run(variant: str, seed: int, acc: float, corr: float, source: str = "learned") -> RunData:
     rounds = np.arange(ROUNDS + 1)
-    m = pd.DataFrame({"round": rounds, "eval/gold": 0.3 + 0.01 * rounds,
-                      # round 0 (the SFT policy, before any feedback) is not a trained round: a wild value there must not count
-                      "rm/pairwise_acc": np.where(rounds == 0, 0.0, acc + 0.01 * (rounds - 2.5)),
-                      "adv/gold_corr": np.where(rounds == 0, np.nan, corr)})
-    return RunData(Path(f"/nowhere/{variant}/seed{seed}"), "s", variant, seed, config={"loop": {"reward_source": source}},
-                   metrics=m, summary={"rounds_completed": ROUNDS}, configured_rounds=ROUNDS)
+    m = pd.DataFrame(
+        {
+            "round": rounds,
+            "eval/gold": 0.3 + 0.01 * rounds,
+            # round 0 (the SFT policy, before any feedback) is not a trained round: a wild value there must not count
+            "rm/pairwise_acc": np.where(rounds == 0, 0.0, acc + 0.01 * (rounds - 2.5)),
+            "adv/gold_corr": np.where(rounds == 0, np.nan, corr),
+        }
+    )
+    return RunData(
+        Path(f"/nowhere/{variant}/seed{seed}"),
+        "s",
+        variant,
+        seed,
+        config={"loop": {"reward_source": source}},
+        metrics=m,
+        summary={"rounds_completed": ROUNDS},
+        configured_rounds=ROUNDS,
+    )
 
 
 def _study() -> Study:
     runs = []
     for seed, off in ((0, 0.0), (1, 0.03), (2, -0.02)):  # seeds differ, the paired difference does not
-        runs += [_run("base", seed, 0.80 + off, 0.5 + off), _run("weak", seed, 0.60 + off, 0.3 + off),
-                 _run("gold", seed, 0.95 + off, 1.0, source="gold")]
+        runs += [
+            _run("base", seed, 0.80 + off, 0.5 + off),
+            _run("weak", seed, 0.60 + off, 0.3 + off),
+            _run("gold", seed, 0.95 + off, 1.0, source="gold"),
+        ]
     return Study("s", "q", "base", ["base", "weak", "gold"], runs, [], ["fabricated"])
 
 
@@ -43,9 +59,13 @@ def test_each_arm_against_the_baseline_over_trained_rounds_paired_by_seed():
     assert tab.loc[("base", "rm/pairwise_acc"), "mean"] == pytest.approx(0.80 + 0.01 / 3)  # rounds 1-4 only
     weak = tab.loc[("weak", "rm/pairwise_acc")]
     assert weak["n"] == 3 and weak["n_pairs"] == 3 and weak["sd"] > 0.02  # the seeds' spread ...
-    assert weak["diff"] == pytest.approx(-0.2) and weak["lo"] == pytest.approx(-0.2) and weak["hi"] == pytest.approx(-0.2)  # ... paired away
+    assert (
+        weak["diff"] == pytest.approx(-0.2) and weak["lo"] == pytest.approx(-0.2) and weak["hi"] == pytest.approx(-0.2)
+    )  # ... paired away
     assert tab.loc[("weak", "adv/gold_corr"), "diff"] == pytest.approx(-0.2)
-    assert tab.loc[("base", "rm/pairwise_acc"), "n_pairs"] == 0 and np.isnan(tab.loc[("base", "rm/pairwise_acc"), "diff"])
+    assert tab.loc[("base", "rm/pairwise_acc"), "n_pairs"] == 0 and np.isnan(
+        tab.loc[("base", "rm/pairwise_acc"), "diff"]
+    )
     assert "collapse/probe_shape_rel" not in set(tab.index.get_level_values("metric"))  # not logged: no column
 
 

@@ -10,7 +10,10 @@ def test_methods_paragraph_states_the_resolved_config(tmp_path):
     cfg = study.runs[0].config
     text = methods_paragraph(study)
     assert f"World: {cfg['world']['name']}." in text and "Audits: on." in text
-    assert f"a {cfg['policy']['n_layer']}-layer transformer of width {cfg['policy']['n_embd']}" in text and "Loop: 3 rounds" in text
+    assert (
+        f"a {cfg['policy']['n_layer']}-layer transformer of width {cfg['policy']['n_embd']}" in text
+        and "Loop: 3 rounds" in text
+    )
     assert "Profile surgery" not in text  # surgery.profile none: no surgery, whatever the dial's default
     assert "KL coefficient 0.2 / 0.01 (by arm)" in text  # the arms differ in kl_coef: both values, marked
     assert "Seeds: 2 (0, 1); 2 arms" in text
@@ -23,7 +26,10 @@ def test_reproduction_block_names_the_experiment_commands_and_code(tmp_path):
     study = load_study([exp], runs_root=tmp_path / "runs")
     r = reproduction(study, "out/study", runs_root="my_runs")
     assert r["experiment"] == str(exp)
-    assert r["commands"] == [f"rlhfsim sweep {exp} --jobs 2 --out my_runs", f"rlhfsim report {exp} --runs my_runs -o out/study"]
+    assert r["commands"] == [
+        f"rlhfsim sweep {exp} --jobs 2 --out my_runs",
+        f"rlhfsim report {exp} --runs my_runs -o out/study",
+    ]
     assert r["runs_code"][0].startswith("code ") and r["report_code"].startswith("code ")
     assert r["links"] == ["summary.csv", "effects.csv"]  # no README.md in out/study
 

@@ -15,8 +15,12 @@ from tests.fixtures.studies import make_study, read_metrics, write_metrics
 
 
 def test_shape_rel_is_closer_to_0_wherever_it_is_read():
-    for name in ("collapse_shape_rel_final", "collapse_probe_shape_rel_final", "final/collapse/shape_rel",
-                 "mean/collapse/probe_shape_rel"):
+    for name in (
+        "collapse_shape_rel_final",
+        "collapse_probe_shape_rel_final",
+        "final/collapse/shape_rel",
+        "mean/collapse/probe_shape_rel",
+    ):
         m = M.direction(name)
         assert (m.better, m.target) == ("closer", 0.0), name
     assert M.direction("gold_gain").better == "higher" and M.direction("kl_final").better is None
@@ -55,7 +59,9 @@ def test_a_study_whose_arm_overshoots_gold_is_further_from_0_not_better(tmp_path
     row = comps[comps["family"] == "primary"].iloc[0]
     assert row["better"] == "closer" and row["diff"] == pytest.approx(((0.80 - 0.10) + (0.78 - 0.12)) / 2)
     (line,) = verdicts(study, comps)
-    assert "distance of collapse_probe_shape_rel_final from its target 0" in line and "better" not in line.split(":")[-1]
+    assert (
+        "distance of collapse_probe_shape_rel_final from its target 0" in line and "better" not in line.split(":")[-1]
+    )
 
 
 def test_a_metric_reaches_the_default_table_by_one_declaration(tmp_path, monkeypatch):
@@ -64,5 +70,7 @@ def test_a_metric_reaches_the_default_table_by_one_declaration(tmp_path, monkeyp
     monkeypatch.setitem(M.ENDPOINTS, "gold_gain_late", M.Metric("higher", label="late gold gain", table=True))
     ft = final_table(study)
     header, rows = table_cells(study, ft)
-    assert header[-1] == "late gold gain" and set(ft[ft["metric"] == "gold_gain_late"]["variant"]) == set(study.variants)
+    assert header[-1] == "late gold gain" and set(ft[ft["metric"] == "gold_gain_late"]["variant"]) == set(
+        study.variants
+    )
     assert all(r[-1][0] != "–" for r in rows)  # a value in every row

@@ -16,8 +16,11 @@ def underscore_imports(path: Path) -> list[str]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rlhfsim"):
-            out += [f"{path.name}:{node.lineno}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")
-                    and not a.name.startswith("__")]
+            out += [
+                f"{path.name}:{node.lineno}: {node.module}.{a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
     return out
 
 

@@ -45,24 +45,34 @@ def _page(study: Study, kind: str = "ab") -> Page:
 
 def _colours(ax) -> set:
     """Colours of the lines that draw something (a finite point)."""
-    return {tuple(np.round(ln.get_color()[:3], 3)) for ln in ax.lines if np.isfinite(np.asarray(ln.get_ydata(), float)).any()}
+    return {
+        tuple(np.round(ln.get_color()[:3], 3))
+        for ln in ax.lines
+        if np.isfinite(np.asarray(ln.get_ydata(), float)).any()
+    }
 
 
 # ----------------------------------------------------------------------------- design kinds
 
 
 def _light_study(**kw) -> Study:
-    runs = [mem_run(v, 0, None, root="/nowhere", config={"surgery": {"dial": x}, "optimizer": {"name": "ppo"}})
-            for v, x in (("d0", 0.0), ("d1", 1.0))]
+    runs = [
+        mem_run(v, 0, None, root="/nowhere", config={"surgery": {"dial": x}, "optimizer": {"name": "ppo"}})
+        for v, x in (("d0", 0.0), ("d1", 1.0))
+    ]
     return mem_study(runs, sources=("fabricated",), **kw)
 
 
 def test_the_kind_is_read_from_the_experiment_file():
     assert design_kind(_light_study()) == "ab" and answering_figures(_light_study()) == ["effect_sizes"]
-    dose = _light_study(factors={"dial": "surgery.dial"}, variant_overrides={"d0": {"surgery.dial": 0.0}, "d1": {"surgery.dial": 1.0}})
+    dose = _light_study(
+        factors={"dial": "surgery.dial"}, variant_overrides={"d0": {"surgery.dial": 0.0}, "d1": {"surgery.dial": 1.0}}
+    )
     assert design_kind(dose) == "dose" and answering_figures(dose) == ["dose_response"]
     assert design_kind(_light_study(headline=["fig3_gold_vs_sqrt_kl"])) == "overopt"
-    assert answering_figures(_light_study(primary={"endpoint": "gold_drop_after_peak"})) == ["fig9_proxy_and_gold_vs_sqrt_kl"]
+    assert answering_figures(_light_study(primary={"endpoint": "gold_drop_after_peak"})) == [
+        "fig9_proxy_and_gold_vs_sqrt_kl"
+    ]
     assert design_kind(_light_study(headline=["calibration"])) == "calibration"
     assert design_kind(_light_study(kind="overopt", headline=["calibration"])) == "overopt"  # `design:` named: it wins
 
@@ -89,13 +99,17 @@ def test_a_gold_reward_arm_draws_no_proxy_figure(tmp_path):
         proxy = [ax for t, ax in axes.items() if t.startswith("proxy")]
         gold = [ax for t, ax in axes.items() if t.startswith("gold")]
         assert proxy and gold, list(axes)
-        assert all(gold_rgb in _colours(ax) for ax in gold) and not any(gold_rgb in _colours(ax) for ax in proxy), res.key
+        assert all(gold_rgb in _colours(ax) for ax in gold) and not any(gold_rgb in _colours(ax) for ax in proxy), (
+            res.key
+        )
     assert np.isnan(page.study.metrics.query("variant == 'high_kl'")["rm/pairwise_acc"]).all()
     assert study.metrics.query("variant == 'high_kl'")["rm/pairwise_acc"].notna().any()  # the study itself is untouched
 
     edit_configs(root, "low_kl", lambda c: c["loop"].update(reward_source="gold"))  # every arm optimises gold
     page = _page(load_study([root]))
-    drawn, left_out = draw_figures(page, [], _by_id("fig1_gold_proxy_kl", "fig6_collapse", "fig9_proxy_and_gold_vs_sqrt_kl"))
+    drawn, left_out = draw_figures(
+        page, [], _by_id("fig1_gold_proxy_kl", "fig6_collapse", "fig9_proxy_and_gold_vs_sqrt_kl")
+    )
     fig1, fig6 = drawn  # fig9 (a proxy figure) is not applicable: left out without a word
     assert [ax.get_title() for ax in fig1.fig.axes] == ["gold (true) reward", "KL to the reference"]
     assert fig6.fig is None and "no collapse/*" in fig6.skipped and not left_out
@@ -106,7 +120,11 @@ def test_a_gold_reward_arm_draws_no_proxy_figure(tmp_path):
 
 def _with_alarms(root: Path, variant: str) -> None:
     for d in (root / variant).glob("seed*"):
-        edit_metrics(d, lambda r: r.update({"audit/alarms": 1.0, "audit/alarm_collapse": 1.0, "audit/exploit_rate_max": 0.6}), from_round=1)
+        edit_metrics(
+            d,
+            lambda r: r.update({"audit/alarms": 1.0, "audit/alarm_collapse": 1.0, "audit/exploit_rate_max": 0.6}),
+            from_round=1,
+        )
 
 
 def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
@@ -116,7 +134,9 @@ def test_audits_off_draw_no_alarm_panel_and_no_alarm_table(tmp_path):
         edit_configs(root, v, lambda c: c.setdefault("audit", {}).update(enabled=False))
     page = _page(load_study([root]))
     drawn, left_out = draw_figures(page, ["fig11_audits"], _by_id("fig11_audits"))
-    assert not drawn and left_out == [("fig11_audits", REG.audits_off(page))] and "audit.enabled: false" in left_out[0][1]
+    assert (
+        not drawn and left_out == [("fig11_audits", REG.audits_off(page))] and "audit.enabled: false" in left_out[0][1]
+    )
     sections, dropped = build_tables(page)
     assert not any(s.title.startswith(("Audits", "Alarm")) for s in sections)
     assert dropped == [("audits", REG.audits_off(page)), ("alarm_detection", REG.audits_off(page))]
@@ -150,9 +170,18 @@ def test_no_verdict_says_no_effect_beside_an_interval_that_excludes_0_and_three_
     base = np.array([0.40, 0.45, 0.50])
     for v, s in shifts.items():
         _set_final_gold(root, v, base + s + np.array([0.0, 0.004, -0.003]) * (v != "base"))
-    write_experiment(root, {
-        "name": "s", "question": "q?", "base_overrides": {"device": "cpu"}, "variants": {v: {} for v in shifts}, "seeds": [0, 1, 2],
-        "baseline": "base", "primary": {"endpoint": "gold_final"}})
+    write_experiment(
+        root,
+        {
+            "name": "s",
+            "question": "q?",
+            "base_overrides": {"device": "cpu"},
+            "variants": {v: {} for v in shifts},
+            "seeds": [0, 1, 2],
+            "baseline": "base",
+            "primary": {"endpoint": "gold_final"},
+        },
+    )
     study = load_study([root])
     comps = comparisons(study)
     lines = verdicts(study, comps)
@@ -161,7 +190,9 @@ def test_no_verdict_says_no_effect_beside_an_interval_that_excludes_0_and_three_
         if line.startswith("No effect detected"):
             assert lo <= 0 <= hi, line
         assert "p =" not in line and "p_Holm" not in line and SMALL_NOTE in line  # 3 seeds: intervals, no p-value
-    assert any(x.startswith("big raises") for x in lines) and any(x.startswith("No effect detected: none") for x in lines)
+    assert any(x.startswith("big raises") for x in lines) and any(
+        x.startswith("No effect detected: none") for x in lines
+    )
     res = fig_effect_sizes(study, comps)
     texts = [t.get_text() for ax in res.fig.axes for t in ax.texts]
     assert texts and not any("p_Holm" in t or "p=" in t for t in texts)
@@ -170,7 +201,7 @@ def test_no_verdict_says_no_effect_beside_an_interval_that_excludes_0_and_three_
 # ----------------------------------------------------------------------------- adding a figure is one file
 
 
-PLUGIN = '''
+PLUGIN = """
     from rlhfsim.plotting import pyplot
     from rlhfsim.report.registry import Figure
 
@@ -182,7 +213,7 @@ PLUGIN = '''
 
 
     FIGURE = Figure("gold_line", draw, kinds=("ab",), needs=("eval/gold",), title="A gold line", caption="One line, for the test.")
-    '''
+    """
 
 
 def test_adding_a_figure_is_one_file(tmp_path, monkeypatch):
@@ -194,10 +225,16 @@ def test_adding_a_figure_is_one_file(tmp_path, monkeypatch):
     monkeypatch.setattr(REG, "PLUGIN_PACKAGE", "myfigs")
     monkeypatch.setattr(ids, "PLUGIN_FIGURES", pkg)
     assert [f.id for f in REG.plugins()] == ["gold_line"]
-    ExperimentSpec(name="x", question="q", base_overrides={"device": "cpu"}, headline=["gold_line"])  # a headline may name it
+    ExperimentSpec(
+        name="x", question="q", base_overrides={"device": "cpu"}, headline=["gold_line"]
+    )  # a headline may name it
     study = load_study([make_study(tmp_path)])
     (res,), _ = draw_figures(_page(study), ["gold_line"], REG.plugins())
-    assert (res.key, res.title, res.caption) == ("gold_line", "A gold line", "One line, for the test.") and res.fig is not None
+    assert (res.key, res.title, res.caption) == (
+        "gold_line",
+        "A gold line",
+        "One line, for the test.",
+    ) and res.fig is not None
     assert not draw_figures(_page(study, "dose"), [], REG.plugins())[0]  # not on a page of another kind
     (pkg / "bad_name.py").write_text(textwrap.dedent(PLUGIN))  # its file name is its id
     with pytest.raises(TypeError, match="bad_name"):
@@ -221,10 +258,18 @@ def test_the_overlay_draws_a_gao_fit_only_where_it_describes_the_arm():
     from rlhfsim.report.dynamics import gold_fit
 
     d = np.tile(np.linspace(0, 2, 9), 3)
-    rows = pd.DataFrame({"seed": np.repeat([0, 1, 2], 9), "round": np.tile(np.arange(9), 3), "eval/sqrt_kl": d,
-                         "eval/gold": 0.3 + np.repeat([0.0, 0.01, -0.01], 9) + gao_rl(np.maximum(d, 1e-9), 0.5, 0.4)})
+    rows = pd.DataFrame(
+        {
+            "seed": np.repeat([0, 1, 2], 9),
+            "round": np.tile(np.arange(9), 3),
+            "eval/sqrt_kl": d,
+            "eval/gold": 0.3 + np.repeat([0.0, 0.01, -0.01], 9) + gao_rl(np.maximum(d, 1e-9), 0.5, 0.4),
+        }
+    )
     xs, ys = gold_fit(rows)
-    assert xs.max() == pytest.approx(2.0) and ys == pytest.approx(0.3 + gao_rl(xs, 0.5, 0.4), abs=1e-6)  # the known curve
+    assert xs.max() == pytest.approx(2.0) and ys == pytest.approx(
+        0.3 + gao_rl(xs, 0.5, 0.4), abs=1e-6
+    )  # the known curve
     noise = rows.assign(**{"eval/gold": 0.3 + np.random.default_rng(0).normal(0, 0.05, len(rows))})
     assert gold_fit(noise) is None  # R² below R2_ADEQUATE: no curve drawn as a finding
 
@@ -242,9 +287,15 @@ def test_an_ab_page_leads_with_its_answering_figure_once(ab_page):
     md, html = (ab_page / "report.md").read_text(), (ab_page / "report.html").read_text()
     box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
     assert "effect_sizes.png" in box  # no headline declared: the A/B kind's answering figure
-    assert sorted(md_images(md)) == sorted(p.name for p in ab_page.glob("*.png")) == sorted(set(md_images(md)))  # each once
-    assert len(html_images(html)) == len(md_images(md)) and "fig3_gold_vs_sqrt_kl.png" not in md  # not an over-optimisation page
-    assert "Design: A/B comparison against a baseline" in md and "<details class='part'>" in html  # runs all finished: closed
+    assert (
+        sorted(md_images(md)) == sorted(p.name for p in ab_page.glob("*.png")) == sorted(set(md_images(md)))
+    )  # each once
+    assert (
+        len(html_images(html)) == len(md_images(md)) and "fig3_gold_vs_sqrt_kl.png" not in md
+    )  # not an over-optimisation page
+    assert (
+        "Design: A/B comparison against a baseline" in md and "<details class='part'>" in html
+    )  # runs all finished: closed
 
 
 @needs_chromium
@@ -260,17 +311,33 @@ def test_a_dose_page_draws_the_equivalence_band_of_a_declared_margin(tmp_path):
         for x in (0.0, 1.0):
             d = fab_run(root, f"ppo_d{x:g}", seed, 0.05, 0.0)
             edit_configs(root, f"ppo_d{x:g}", lambda c, x=x: c.setdefault("surgery", {}).update(dial=x))
-    write_experiment(root, {
-        "name": "dose", "question": "q?", "base_overrides": {"device": "cpu"}, "seeds": [0, 1, 2], "baseline": "ppo_d0",
-        "variants": {"ppo_d0": {"surgery.dial": 0.0}, "ppo_d1": {"surgery.dial": 1.0}}, "factors": {"dial": "surgery.dial"},
-        "primary": {"endpoint": "gold_gain", "margin": 0.05}})
+    write_experiment(
+        root,
+        {
+            "name": "dose",
+            "question": "q?",
+            "base_overrides": {"device": "cpu"},
+            "seeds": [0, 1, 2],
+            "baseline": "ppo_d0",
+            "variants": {"ppo_d0": {"surgery.dial": 0.0}, "ppo_d1": {"surgery.dial": 1.0}},
+            "factors": {"dial": "surgery.dial"},
+            "primary": {"endpoint": "gold_gain", "margin": 0.05},
+        },
+    )
     study = load_study([root])
     assert design_kind(study) == "dose" and d.is_dir()
-    drawn, _ = draw_figures(_page(study, "dose"), answering_figures(study), _by_id("effect_sizes", "dose_response", "rm_accuracy"))
-    assert [r.key for r in drawn] == ["dose_response", "rm_accuracy"]  # the answering figure first; no effect against ppo_d0
+    drawn, _ = draw_figures(
+        _page(study, "dose"), answering_figures(study), _by_id("effect_sizes", "dose_response", "rm_accuracy")
+    )
+    assert [r.key for r in drawn] == [
+        "dose_response",
+        "rm_accuracy",
+    ]  # the answering figure first; no effect against ppo_d0
     dose = drawn[0]
     assert "equivalence band" in dose.caption and "±0.05 per unit dial" in dose.caption
     (ax,) = [a for a in dose.fig.axes if "gold gain" in a.get_ylabel()]
-    (band,) = [c for c in ax.collections if "Poly" in type(c).__name__]  # the filled band (error bars are line collections)
+    (band,) = [
+        c for c in ax.collections if "Poly" in type(c).__name__
+    ]  # the filled band (error bars are line collections)
     ys = band.get_paths()[0].vertices[:, 1]
     assert ys.max() - ys.min() == pytest.approx(0.10, abs=1e-9)  # ±0.05 at dose 1 around the dose-0 mean

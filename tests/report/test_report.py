@@ -49,7 +49,16 @@ def test_report_from_tiny_runs(ab_report):
     # summary.csv: one row per run with summary fields and final metrics
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == 4 and set(s["variant"]) == {"low_kl", "high_kl"} and sorted(s["seed"]) == [0, 0, 1, 1]
-    for col in ("gold_final", "gold_peak", "gold_peak_round", "stagnation_round", "kl_final", "collapse_probe_shape_rel_final", "wall_time_s", "final/eval/gold"):
+    for col in (
+        "gold_final",
+        "gold_peak",
+        "gold_peak_round",
+        "stagnation_round",
+        "kl_final",
+        "collapse_probe_shape_rel_final",
+        "wall_time_s",
+        "final/eval/gold",
+    ):
         assert col in s.columns, col
     assert np.allclose(s["gold_final"], s["final/eval/gold"])
 
@@ -64,7 +73,9 @@ def test_report_from_tiny_runs(ab_report):
     assert f"{lo.mean():.3f} ± {lo.std(ddof=1):.3f}" in table[0]
     assert f"{hi.mean():.3f} ± {hi.std(ddof=1):.3f}" in table[1]
     by_seed = s.set_index("seed")
-    w = paired_effect(by_seed[by_seed["variant"] == "high_kl"]["gold_final"], by_seed[by_seed["variant"] == "low_kl"]["gold_final"])
+    w = paired_effect(
+        by_seed[by_seed["variant"] == "high_kl"]["gold_final"], by_seed[by_seed["variant"] == "low_kl"]["gold_final"]
+    )
     assert f"Δ {w['diff']:+.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}]" in table[1]
     # what differs: the KL coefficient, and nothing about seeds or names
     assert re.search(r"\| optimizer\.kl_coef \| 0\.01 \| 0\.2 \|", md)
@@ -87,7 +98,9 @@ def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_p
     (study_root / "low_kl" / "seed1" / "rewards" / "round_003.parquet").unlink()
     (study_root / "low_kl" / "seed1" / "rewards" / "round_001.parquet").write_text("not parquet")
     lines = (study_root / "high_kl" / "seed0" / "metrics.jsonl").read_text().splitlines()
-    (study_root / "high_kl" / "seed0" / "metrics.jsonl").write_text("\n".join(lines[:2]) + '\n{"round": 2, "eval/go')  # torn
+    (study_root / "high_kl" / "seed0" / "metrics.jsonl").write_text(
+        "\n".join(lines[:2]) + '\n{"round": 2, "eval/go'
+    )  # torn
     only_cfg = study_root / "extra" / "seed0"
     only_cfg.mkdir(parents=True)
     shutil.copy(study_root / "low_kl" / "seed0" / "config.yaml", only_cfg / "config.yaml")
@@ -98,7 +111,11 @@ def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_p
     md = (out / "report.md").read_text()
     missing = md.split("## Missing data", 1)[1]
     assert "high_kl/seed1" in missing and "no summary.json" in missing
-    assert "low_kl/seed1" in missing and "round_003" in missing.replace("round(s) 3", "round_003") and "unreadable" in missing
+    assert (
+        "low_kl/seed1" in missing
+        and "round_003" in missing.replace("round(s) 3", "round_003")
+        and "unreadable" in missing
+    )
     assert "no metrics.jsonl" in missing and "no config.yaml" in missing and "bare/seed3" in missing
     # 'extra' reused low_kl's config.yaml, so it is a low_kl run by its config: still reported, not an error
     s = pd.read_csv(out / "summary.csv")
@@ -116,7 +133,9 @@ def test_report_of_one_variant_folder_expects_only_that_variant(study_root, tmp_
     missing = (out / "report.md").read_text().split("## Missing data", 1)[1]
     assert "low_kl/seed" not in missing  # not selected, so not expected
     assert "high_kl/seed1: no run directory" in missing
-    assert main(["report", str(study_root), "-o", str(tmp_path / "whole")]) == 0  # the whole experiment still expects it
+    assert (
+        main(["report", str(study_root), "-o", str(tmp_path / "whole")]) == 0
+    )  # the whole experiment still expects it
     assert "high_kl/seed1: no run directory" in (tmp_path / "whole" / "report.md").read_text()
 
 
@@ -135,14 +154,26 @@ def test_report_from_a_run_dir_missing_files(tmp_path):
 
 def test_report_from_experiment_yaml_and_bad_inputs(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
-    exp.write_text(yaml.safe_dump({"name": "study", "question": QUESTION, "base_overrides": {"device": "cpu"},
-                                   "variants": {"low_kl": {}, "high_kl": {}, "never_run": {}}, "seeds": [0, 1]}))
+    exp.write_text(
+        yaml.safe_dump(
+            {
+                "name": "study",
+                "question": QUESTION,
+                "base_overrides": {"device": "cpu"},
+                "variants": {"low_kl": {}, "high_kl": {}, "never_run": {}},
+                "seeds": [0, 1],
+            }
+        )
+    )
     root = tmp_path / "runs" / "study"
     for seed in (0, 1):
         fab_run(root, "low_kl", seed, 0.01, 0.0)
         fab_run(root, "high_kl", seed, 0.2, 0.05)
     out = tmp_path / "rep"
-    assert main(["report", str(exp), "--runs", str(tmp_path / "runs"), "-o", str(out), "--rounds", "1,2", "--band", "ci"]) == 0
+    assert (
+        main(["report", str(exp), "--runs", str(tmp_path / "runs"), "-o", str(out), "--rounds", "1,2", "--band", "ci"])
+        == 0
+    )
     md = (out / "report.md").read_text()
     assert QUESTION in md and "never_run/seed0: no run directory" in md
     assert main(["report", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
@@ -167,7 +198,11 @@ def test_report_renders_in_headless_chromium(ab_report, tmp_path):
 
     _, out = ab_report
     shot = tmp_path / "shot.png"
-    cmd = chromium_cmd(tmp_path) + [f"--screenshot={shot}", "--window-size=1200,3000", (out / "report.html").resolve().as_uri()]
+    cmd = chromium_cmd(tmp_path) + [
+        f"--screenshot={shot}",
+        "--window-size=1200,3000",
+        (out / "report.html").resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     img = mpimg.imread(shot)[..., :3]
@@ -192,8 +227,11 @@ def test_report_renders_in_headless_chromium(ab_report, tmp_path):
 def test_answer_box_and_effect_sizes(tmp_path):
     root = make_study(tmp_path)
     rec = yaml.safe_load((root / "experiment.yaml").read_text())
-    rec.update(primary={"endpoint": "gold_final", "better": "higher"}, secondary=[{"endpoint": "kl_final", "better": "lower"}],
-               headline=["effect_sizes"])
+    rec.update(
+        primary={"endpoint": "gold_final", "better": "higher"},
+        secondary=[{"endpoint": "kl_final", "better": "lower"}],
+        headline=["effect_sizes"],
+    )
     (root / "experiment.yaml").write_text(yaml.safe_dump(rec))
     out = tmp_path / "rep"
     assert main(["report", str(root), "-o", str(out)]) == 0
@@ -266,12 +304,13 @@ COMMITTED = sorted((ROOT / "reports").rglob("report.html"))  # nested pages too 
 @pytest.mark.parametrize("page", COMMITTED, ids=[str(p.parent.relative_to(ROOT / "reports")) for p in COMMITTED])
 def test_committed_report_renders(page, tmp_path):
     html = page.read_text()
-    assert "id='answer'" in html, f"{page.parent} has no Answer box: written by older report code, regenerate it from its runs"
+    assert "id='answer'" in html, (
+        f"{page.parent} has no Answer box: written by older report code, regenerate it from its runs"
+    )
     dom = probe_dom(html, tmp_path)
     n_img = len(html_images(html))
     assert f'data-probe="{n_img}:{n_img}"' in dom
     check_rendered_page(dom, n_img)
-
 
 
 def test_a_gold_reward_arm_draws_no_proxy_curve(tmp_path):

@@ -10,16 +10,27 @@ from rlhfsim.report.select import MAX_COLOURS, constant_across_variants, variant
 def test_constant_across_variants():
     class S:
         variants = ["a", "b"]
-        metrics = pd.DataFrame({"variant": ["a", "a", "b", "b"], "round": [0, 1, 0, 1], "g": [0.1, 0.2, 0.1, 0.2], "h": [0.1, 0.2, 0.1, 0.3]})
+        metrics = pd.DataFrame(
+            {
+                "variant": ["a", "a", "b", "b"],
+                "round": [0, 1, 0, 1],
+                "g": [0.1, 0.2, 0.1, 0.2],
+                "h": [0.1, 0.2, 0.1, 0.3],
+            }
+        )
 
-    assert constant_across_variants(S, "g") and not constant_across_variants(S, "h") and not constant_across_variants(S, "x")
-
-
+    assert (
+        constant_across_variants(S, "g")
+        and not constant_across_variants(S, "h")
+        and not constant_across_variants(S, "x")
+    )
 
 
 def _study(n: int, factors=None, agg=None):
     variants = ["base"] + [f"v{i}" for i in range(n)]
-    runs = [SimpleNamespace(variant=v, config={"reward": {"aggregation": (agg or {}).get(v, "mean")}}) for v in variants]
+    runs = [
+        SimpleNamespace(variant=v, config={"reward": {"aggregation": (agg or {}).get(v, "mean")}}) for v in variants
+    ]
     return SimpleNamespace(variants=variants, baseline="base", factors=factors or {}, runs=runs)
 
 

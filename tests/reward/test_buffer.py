@@ -41,6 +41,7 @@ def test_trl_export_and_state_round_trip():
 
 # ------------------------------------------------------------------ equal_share / prompt_once (issue 36)
 
+
 def test_equal_shares_are_equal_with_a_fixed_total_and_pass_a_shortfall_on():
     from rlhfsim.reward.buffer import equal_shares
 

@@ -57,8 +57,16 @@ def test_collapse_aware_keeps_last_epoch_before_crossing():
 
 
 def _groups(n, round_=1):
-    return [Group(Prompt(i, "add", "closed", f"add {i} 1 ="), ["a", "b"], np.array([1.0, 0.0]),
-                  np.array([[False, True], [False, False]]), round_) for i in range(n)]
+    return [
+        Group(
+            Prompt(i, "add", "closed", f"add {i} 1 ="),
+            ["a", "b"],
+            np.array([1.0, 0.0]),
+            np.array([[False, True], [False, False]]),
+            round_,
+        )
+        for i in range(n)
+    ]
 
 
 def test_holdout_is_stable_reproducible_and_about_the_share():

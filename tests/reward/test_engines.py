@@ -31,11 +31,15 @@ def _setup(**kw):
 
 @pytest.mark.parametrize("kind", ["loop", "stacked", "heads"])
 def test_every_engine_owns_its_optimisers_and_clips_from_config(kind):
-    world, groups, cfg = _setup(ensemble_size=2, stacked=kind == "stacked", ensemble_kind="heads" if kind == "heads" else "members")
+    world, groups, cfg = _setup(
+        ensemble_size=2, stacked=kind == "stacked", ensemble_kind="heads" if kind == "heads" else "members"
+    )
     rms = (HeadRewardModels if kind == "heads" else RewardModels)(world.tokenizer, cfg, torch.device("cpu"), seed=0)
     data = GroupTensors(rms.tokenizer, groups, world.prompt_types, rms.device)
     engine = make_engine(rms, cfg, data)
-    assert isinstance(engine, Engine) and isinstance(engine, {"loop": LoopEngine, "stacked": StackedEngine, "heads": HeadsEngine}[kind])
+    assert isinstance(engine, Engine) and isinstance(
+        engine, {"loop": LoopEngine, "stacked": StackedEngine, "heads": HeadsEngine}[kind]
+    )
     assert len(engine.opts) == len(engine.scheds) == (2 if kind == "loop" else 1)
     assert engine.max_grad_norm == 1.0
 
@@ -51,7 +55,10 @@ def _one_step_change(max_grad_norm):
 
     def spy(i):
         orig(i)
-        grads["norm"] = float(torch.norm(torch.stack([p.grad.norm() for p in engine.param_sets[i] if p.grad is not None])))
+        grads["norm"] = float(
+            torch.norm(torch.stack([p.grad.norm() for p in engine.param_sets[i] if p.grad is not None]))
+        )
+
     engine._clip = spy
     engine.step(data, torch.arange(len(data))[None], utilities_for(cfg, world.prompt_types), False)
     return grads["norm"]

@@ -73,7 +73,9 @@ def test_ensemble_metrics_disagreement_predicts_error():
     np.testing.assert_allclose(m["rm/ens_std_open"], members[:, types == "open"].std(0).mean())
     assert m["rm/ens_err_corr"] > 0.5 and m["rm/ens_err_corr_open"] > 0.5 and m["rm/ens_err_corr_closed"] > 0.5
     # disagreement unrelated to the error: no correlation to speak of
-    unrelated = gold[None, :] + rng.normal(size=(1, N)) * 0.3 + rng.uniform(size=N)[None, :] * rng.normal(size=(5, N)) * 0.01
+    unrelated = (
+        gold[None, :] + rng.normal(size=(1, N)) * 0.3 + rng.uniform(size=N)[None, :] * rng.normal(size=(5, N)) * 0.01
+    )
     assert abs(ensemble_metrics(unrelated, gold, types)["rm/ens_err_corr"]) < 0.25
     # one member: no disagreement, the correlations are undefined (NaN, never 0)
     one = ensemble_metrics(members[:1], gold, types)

@@ -13,14 +13,17 @@ def test_conservative_aggregation_with_one_member_is_refused(method):
     assert cfg.reward.aggregation == method
 
 
-@pytest.mark.parametrize("reward, match", [
-    ({"early_stop": {"mode": "collapse"}}, "min_shape_dep"),
-    ({"early_stop": {"mode": "patience", "holdout": 0.0}}, "holdout > 0"),
-    ({"epochs": 2, "early_stop": {"min_epochs": 3}}, "min_epochs"),
-    ({"ensemble_data": "bagging"}, "ensemble_data"),
-    ({"early_stop": {"mode": "always"}}, "mode"),
-    ({"early_stop": {"patiance": 2}}, "patience"),
-])
+@pytest.mark.parametrize(
+    "reward, match",
+    [
+        ({"early_stop": {"mode": "collapse"}}, "min_shape_dep"),
+        ({"early_stop": {"mode": "patience", "holdout": 0.0}}, "holdout > 0"),
+        ({"epochs": 2, "early_stop": {"min_epochs": 3}}, "min_epochs"),
+        ({"ensemble_data": "bagging"}, "ensemble_data"),
+        ({"early_stop": {"mode": "always"}}, "mode"),
+        ({"early_stop": {"patiance": 2}}, "patience"),
+    ],
+)
 def test_bad_early_stop_and_ensemble_settings(reward, match):
     with pytest.raises(ConfigError, match=match):
         config_from_dict({"reward": reward})

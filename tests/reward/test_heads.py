@@ -77,7 +77,9 @@ def test_weighted_loss_equals_loss_on_repeated_groups():
     repeated, st_r = listwise_loss(logits[rep], prefs[rep], tidx[rep], U, True)
     torch.testing.assert_close(weighted, repeated)
     assert st_w["rm/train_acc"] == pytest.approx(st_r["rm/train_acc"])
-    torch.testing.assert_close(listwise_loss(logits, prefs, tidx, U, True, torch.ones(5))[0], listwise_loss(logits, prefs, tidx, U, True)[0])
+    torch.testing.assert_close(
+        listwise_loss(logits, prefs, tidx, U, True, torch.ones(5))[0], listwise_loss(logits, prefs, tidx, U, True)[0]
+    )
 
 
 def test_bootstrap_weights_reproducible_and_differ_by_seed_and_head():
@@ -115,9 +117,17 @@ def test_config_maps_default_order_and_refuses_what_cannot_apply():
 
 @pytest.mark.slow
 def test_heads_run_end_to_end_and_resume(tmp_path, sft_cache):
-    over = [f"policy.cache_dir={sft_cache}", "reward.ensemble_kind=heads", "reward.ensemble_size=3",
-            "reward.ensemble_data=bootstrap", "reward.aggregation=wco", "reward.early_stop.mode=patience",
-            "reward.early_stop.holdout=0.3", "reward.center_coef=0.01", "reward.dropout=0.1"]
+    over = [
+        f"policy.cache_dir={sft_cache}",
+        "reward.ensemble_kind=heads",
+        "reward.ensemble_size=3",
+        "reward.ensemble_data=bootstrap",
+        "reward.aggregation=wco",
+        "reward.early_stop.mode=patience",
+        "reward.early_stop.holdout=0.3",
+        "reward.center_coef=0.01",
+        "reward.dropout=0.1",
+    ]
     run(load_config("configs/tiny.yaml", over), out=tmp_path / "full")
     run(load_config("configs/tiny.yaml", over + ["loop.rounds=1"]), out=tmp_path / "part")
     run(load_config("configs/tiny.yaml", over), out=tmp_path / "part", resume=True)

@@ -14,7 +14,9 @@ from rlhfsim.world.synthetic import SyntheticWorld, SyntheticWorldConfig
 @pytest.mark.parametrize("cls", [RewardModels, HeadRewardModels])
 def test_a_repeated_large_call_is_the_forward_it_repeats(cls):
     world = SyntheticWorld(SyntheticWorldConfig())
-    cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, ensemble_size=2, ensemble_kind="heads" if cls is HeadRewardModels else "members")
+    cfg = RewardConfig(
+        n_layer=1, n_embd=16, n_head=2, ensemble_size=2, ensemble_kind="heads" if cls is HeadRewardModels else "members"
+    )
     rms = cls(world.tokenizer, cfg, torch.device("cpu"), seed=0)
     rng = np.random.default_rng(0)
     prompts = [p.text for p in world.eval_prompts(rm_model.SEEN_MIN_ROWS)]

@@ -67,7 +67,10 @@ def test_buffer_mixes_the_offline_set_into_the_latest_round():
 
 
 def metrics(path):
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in open(path / "metrics.jsonl")]
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+        for line in open(path / "metrics.jsonl")
+    ]
 
 
 @pytest.mark.slow
@@ -99,14 +102,18 @@ def test_fresh_reinit_copies_the_frozen_sft_trunk_not_the_trained_policy(tmp_pat
     from rlhfsim.loop import Simulation
     from rlhfsim.tracking import RunDir
 
-    cfg = load_config("configs/tiny.yaml", [f"policy.cache_dir={sft_cache}", "reward.n_embd=32", "reward.backbone=policy",
-                                            "reward.init=fresh"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [f"policy.cache_dir={sft_cache}", "reward.n_embd=32", "reward.backbone=policy", "reward.init=fresh"],
+    )
     sim = Simulation(cfg, RunDir.for_config(cfg, tmp_path / "r"))
     with torch.no_grad():
         sim.policy.transformer.wte.weight.add_(1.0)  # as if PPO had moved the policy
     sim.proxy.rms.reinit(cfg.seed * 7919 + 1)
     trunk = sim.proxy.rms.members[0].transformer.wte.weight
-    assert torch.equal(trunk, sim.ref.transformer.wte.weight) and not torch.equal(trunk, sim.policy.transformer.wte.weight)
+    assert torch.equal(trunk, sim.ref.transformer.wte.weight) and not torch.equal(
+        trunk, sim.policy.transformer.wte.weight
+    )
 
 
 def test_cache_key_ignores_what_acts_after_pretraining():
@@ -114,8 +121,10 @@ def test_cache_key_ignores_what_acts_after_pretraining():
     every arm of a study shares one cache entry, and caches written before the field existed stay valid."""
     from rlhfsim.reward.offline import cache_key
 
-    keys = {cache_key(load_config("configs/realistic.yaml", over), ["a", "b"], "cpu")
-            for over in ([], ["reward.across_rounds=mean"], ["reward.across_rounds=weight_average", "reward.offline.mix=0"])}
+    keys = {
+        cache_key(load_config("configs/realistic.yaml", over), ["a", "b"], "cpu")
+        for over in ([], ["reward.across_rounds=mean"], ["reward.across_rounds=weight_average", "reward.offline.mix=0"])
+    }
     assert len(keys) == 1
     assert cache_key(load_config("configs/realistic.yaml", ["reward.lr=0.01"]), ["a", "b"], "cpu") not in keys
 
@@ -126,10 +135,19 @@ def test_cache_key_ignores_how_members_are_aggregated():
     from rlhfsim.reward.offline import cache_key
 
     base = ["reward.ensemble_size=3"]
-    keys = {cache_key(load_config("configs/realistic.yaml", base + over), ["a", "b"], "cpu")
-            for over in ([], ["reward.aggregation=wco"], ["reward.aggregation=uwo", "reward.uwo_lambda=0.5"],
-                         ["reward.aggregation=wco", "reward.standardise_members=false"])}
+    keys = {
+        cache_key(load_config("configs/realistic.yaml", base + over), ["a", "b"], "cpu")
+        for over in (
+            [],
+            ["reward.aggregation=wco"],
+            ["reward.aggregation=uwo", "reward.uwo_lambda=0.5"],
+            ["reward.aggregation=wco", "reward.standardise_members=false"],
+        )
+    }
     assert len(keys) == 1
     one = cache_key(load_config("configs/realistic.yaml"), ["a", "b"], "cpu")
     assert one not in keys  # another number of members is another pre-training
-    assert cache_key(load_config("configs/realistic.yaml", base + ["reward.ensemble_kind=heads"]), ["a", "b"], "cpu") not in keys
+    assert (
+        cache_key(load_config("configs/realistic.yaml", base + ["reward.ensemble_kind=heads"]), ["a", "b"], "cpu")
+        not in keys
+    )

@@ -22,8 +22,12 @@ class FakeMembers:
 
     def logits(self, prompts, texts):
         self.calls += 1
-        return np.array([[np.sin(7.0 * (j + 1) + 0.37 * len(t) + hash(t) % 97 / 13.0) * (j + 1) for t in texts]
-                         for j in range(self.n_members)])
+        return np.array(
+            [
+                [np.sin(7.0 * (j + 1) + 0.37 * len(t) + hash(t) % 97 / 13.0) * (j + 1) for t in texts]
+                for j in range(self.n_members)
+            ]
+        )
 
     def rewards(self, prompts, texts):
         z = self.logits(prompts, texts)
@@ -31,7 +35,11 @@ class FakeMembers:
 
 
 def rows(p=P, k=K):
-    prompts = [Prompt(i, "open" if i % 2 else "add", "open" if i % 2 else "closed", f"q{i}") for i in range(p) for _ in range(k)]
+    prompts = [
+        Prompt(i, "open" if i % 2 else "add", "open" if i % 2 else "closed", f"q{i}")
+        for i in range(p)
+        for _ in range(k)
+    ]
     texts = [f"answer {i} {'x' * i}" for i in range(p * k)]
     gold = np.random.default_rng(0).uniform(size=p * k)
     return prompts, texts, gold
@@ -51,18 +59,28 @@ def old_score_fn(c, members_fn, world_gold, recal, scale, prompts, texts):
     return surgery.apply(c.surgery, prompts, scores, lambda: world_gold(prompts, texts), c.reward.utility)
 
 
-@pytest.mark.parametrize("overrides", [
-    [], ["surgery.profile=pooled", "surgery.dial=0.6"], ["surgery.profile=gold", "surgery.dial=1"],
-    ["reward.ensemble_size=3", "reward.aggregation=wco"], ["reward.ensemble_size=3", "reward.aggregation=uwo", "surgery.profile=pooled"],
-    ["loop.reward_source=gold"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["surgery.profile=pooled", "surgery.dial=0.6"],
+        ["surgery.profile=gold", "surgery.dial=1"],
+        ["reward.ensemble_size=3", "reward.aggregation=wco"],
+        ["reward.ensemble_size=3", "reward.aggregation=uwo", "surgery.profile=pooled"],
+        ["loop.reward_source=gold"],
+    ],
+)
 def test_score_equals_the_old_score_fn_path(overrides):
     prompts, texts, gold = rows()
     c = cfg(*overrides)
     rms = FakeMembers()
     proxy = Proxy(c, rms, lambda p, t: gold)
     scale = member_scale(rms.rewards(None, texts))
-    recal = recalibrate.standardise_params(np.linspace(0, 1, 10), ["open", "closed"] * 5) if c.loop.reward_source != "gold" else None
+    recal = (
+        recalibrate.standardise_params(np.linspace(0, 1, 10), ["open", "closed"] * 5)
+        if c.loop.reward_source != "gold"
+        else None
+    )
     proxy.set_member_scale(scale)
     proxy.set_recalibration(recal)
     want = old_score_fn(c, rms.rewards, lambda p, t: gold, recal, scale, prompts, texts)
@@ -91,7 +109,10 @@ def test_a_frozen_proxy_scores_the_same_text_identically_and_diagnostics_do_not_
     from rlhfsim.loop_phases import diagnose_reward_model, probe_collapse
 
     prompts, texts, gold = rows()
-    for source in (["reward.ensemble_size=3", "reward.aggregation=uwo"], ["loop.reward_source=noisy_gold", "loop.noisy_gold.sigma=0.2"]):
+    for source in (
+        ["reward.ensemble_size=3", "reward.aggregation=uwo"],
+        ["loop.reward_source=noisy_gold", "loop.noisy_gold.sigma=0.2"],
+    ):
         c = cfg(*source)
         gold_fn = lambda p, t: np.array([float(len(x) % 5) / 4 for x in t])  # noqa: E731 (a function of the text)
         proxy = Proxy(c, FakeMembers(), gold_fn)
@@ -103,8 +124,14 @@ def test_a_frozen_proxy_scores_the_same_text_identically_and_diagnostics_do_not_
             again = proxy.score([prompts[i] for i in perm], [texts[i] for i in perm])
             assert np.array_equal(again, first[perm])
         state = (proxy.member_scale, proxy.recal, proxy.sigma)
-        ev = SimpleNamespace(prompts=prompts[::K], k=K, texts=texts, gold=gold_fn(None, texts).reshape(P, K),
-                             types=[p.type for p in prompts[::K]], flat_prompts=lambda: prompts)
+        ev = SimpleNamespace(
+            prompts=prompts[::K],
+            k=K,
+            texts=texts,
+            gold=gold_fn(None, texts).reshape(P, K),
+            types=[p.type for p in prompts[::K]],
+            flat_prompts=lambda: prompts,
+        )
         sim = SimpleNamespace(proxy=proxy, probe_set=lambda: ev, theory=None, cfg=c)  # noqa: B023 - called within this iteration
         diagnose_reward_model(sim, ev)
         probe_collapse(sim)
@@ -119,7 +146,9 @@ def test_setters_refuse_what_does_not_belong_to_the_source():
         gold_proxy.set_recalibration({"all": (2.0, 0.0)})
     with pytest.raises(ValueError, match="noisy_gold"):
         gold_proxy.set_noise_sigma(0.1)
-    noisy = Proxy(cfg("loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.5"), FakeMembers(), lambda p, t: np.zeros(len(t)))
+    noisy = Proxy(
+        cfg("loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.5"), FakeMembers(), lambda p, t: np.zeros(len(t))
+    )
     prompts, texts, _ = rows()
     with pytest.raises(RuntimeError, match="no sigma yet"):
         noisy.score(prompts, texts)
@@ -128,6 +157,7 @@ def test_setters_refuse_what_does_not_belong_to_the_source():
 
 
 # ------------------------------------------------------------------ noisy gold
+
 
 def test_hashed_noise_is_a_fixed_function_of_seed_prompt_and_text():
     names, texts = ["a", "a", "b", "a"], ["x", "y", "x", "x"]
@@ -192,7 +222,9 @@ def test_calibrate_noisy_gold_reports_sigma_and_the_proxy_own_rho():
     G = constructed_gold(60, 4)
     prompts = [Prompt(i, "open", "open", f"q{i}") for i in range(60) for _ in range(4)]
     texts = [f"t{j}" for j in range(G.size)]
-    proxy = Proxy(cfg("loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.6"), FakeMembers(), lambda p, t: G.ravel())
+    proxy = Proxy(
+        cfg("loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.6"), FakeMembers(), lambda p, t: G.ravel()
+    )
     sigma, out = calibrate_noisy_gold(proxy, prompts, texts, G, 0.6, draws=8)
     assert proxy.sigma is None  # computes only
     assert out["proxy/noisy_gold_sigma"] == sigma and abs(out["proxy/noisy_gold_rho_expected"] - 0.6) < 0.01
@@ -207,14 +239,17 @@ def test_calibrate_noisy_gold_reports_sigma_and_the_proxy_own_rho():
     assert s == 0.2 and "proxy/noisy_gold_rho_expected" not in out
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["loop.reward_source=noisy_gold"], "exactly one"),
-    (["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.5", "loop.noisy_gold.sigma=0.1"], "exactly one"),
-    (["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=1.0"], "rho"),
-    (["loop.reward_source=noisy_gold", "loop.noisy_gold.sigma=-0.1"], "sigma"),
-    (["loop.noisy_gold.rho=0.5"], "drop loop.noisy_gold"),
-    (["loop.reward_source=noisy"], "reward_source"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["loop.reward_source=noisy_gold"], "exactly one"),
+        (["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=0.5", "loop.noisy_gold.sigma=0.1"], "exactly one"),
+        (["loop.reward_source=noisy_gold", "loop.noisy_gold.rho=1.0"], "rho"),
+        (["loop.reward_source=noisy_gold", "loop.noisy_gold.sigma=-0.1"], "sigma"),
+        (["loop.noisy_gold.rho=0.5"], "drop loop.noisy_gold"),
+        (["loop.reward_source=noisy"], "reward_source"),
+    ],
+)
 def test_bad_noisy_gold_configs_are_clear_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, overrides)

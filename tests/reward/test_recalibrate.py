@@ -35,6 +35,11 @@ def test_apply_falls_back_to_the_all_map_and_identity():
     p = {ALL: (2.0, 1.0), "open": (1.0, 0.0)}
     np.testing.assert_allclose(apply(p, [1.0, 1.0], ["open", "closed"]), [1.0, 3.0])
     np.testing.assert_allclose(apply(None, [1.0, 5.0], ["open", "closed"]), [1.0, 5.0])
-    assert as_metrics(p) == {"recal/all_scale": 2.0, "recal/all_shift": 1.0, "recal/open_scale": 1.0, "recal/open_shift": 0.0}
+    assert as_metrics(p) == {
+        "recal/all_scale": 2.0,
+        "recal/all_shift": 1.0,
+        "recal/open_scale": 1.0,
+        "recal/open_shift": 0.0,
+    }
     with pytest.raises(ValueError, match="types"):
         apply(p, [1.0], ["open", "open"])

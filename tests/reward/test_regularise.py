@@ -42,6 +42,8 @@ def test_centring_pulls_trained_rewards_towards_zero():
         cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=6, lr=1e-2, center_coef=coef, dropout=0.1, margin=0.2)
         rms = RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
         train_reward_models(rms, groups, cfg, world.prompt_types, np.random.default_rng(1))
-        z = rms.logits([g.prompt.text for g in groups for _ in g.completions], [c for g in groups for c in g.completions])
+        z = rms.logits(
+            [g.prompt.text for g in groups for _ in g.completions], [c for g in groups for c in g.completions]
+        )
         scale[coef] = float(np.mean(z**2))
     assert scale[1.0] < scale[0.0]

@@ -72,13 +72,17 @@ def test_standardised_min_uses_each_rounds_scale_on_the_probe_set():
 def test_weight_average_is_the_model_with_the_mean_parameters():
     p = proxy("weight_average")
     (scorer,) = p.rounds.scorers.values()
-    assert scorer.members[0].weight.item() == pytest.approx(2 / 3) and scorer.members[0].bias.item() == pytest.approx(2 / 3)
+    assert scorer.members[0].weight.item() == pytest.approx(2 / 3) and scorer.members[0].bias.item() == pytest.approx(
+        2 / 3
+    )
     np.testing.assert_allclose(p.score(PROMPTS, TEXTS), 2 / 3 * L + 2 / 3, rtol=1e-6)
 
 
 def test_snapshots_round_trip_and_truncate():
     p = proxy("mean")
-    q = Proxy(config_from_dict({"reward": {"across_rounds": "mean"}}), LinearRM(0.0, 0.0), lambda a, b: np.zeros(len(b)))
+    q = Proxy(
+        config_from_dict({"reward": {"across_rounds": "mean"}}), LinearRM(0.0, 0.0), lambda a, b: np.zeros(len(b))
+    )
     q.rounds.load_state_dict(p.rounds.state_dict(), q.rms)  # resume
     np.testing.assert_allclose(q.score(PROMPTS, TEXTS), p.score(PROMPTS, TEXTS))
     q.rounds.truncate([1, 2], q.rms)  # a skipped round 3: its snapshot undone

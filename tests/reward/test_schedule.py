@@ -49,7 +49,9 @@ def _reward_models(world, cfg):
     return RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
 
 
-@pytest.mark.parametrize("members, kind", [(1, "members"), (2, "members"), (2, "heads")])  # loop, stacked, heads engines
+@pytest.mark.parametrize(
+    "members, kind", [(1, "members"), (2, "members"), (2, "heads")]
+)  # loop, stacked, heads engines
 def test_trainer_steps_the_schedule(members, kind):
     """One optimiser step that is all warmup (lr 0) leaves the model as it was; without warmup it moves."""
     world = SyntheticWorld(SyntheticWorldConfig())
@@ -57,8 +59,18 @@ def test_trainer_steps_the_schedule(members, kind):
     prompts, comps = [g.prompt.text for g in groups for _ in g.completions], [c for g in groups for c in g.completions]
     moved = {}
     for warmup in (0.0, 0.9):
-        cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=1, lr=1e-2, batch_groups=8, ensemble_size=members,
-                           ensemble_kind=kind, lr_schedule="cosine", warmup=warmup)
+        cfg = RewardConfig(
+            n_layer=1,
+            n_embd=16,
+            n_head=2,
+            epochs=1,
+            lr=1e-2,
+            batch_groups=8,
+            ensemble_size=members,
+            ensemble_kind=kind,
+            lr_schedule="cosine",
+            warmup=warmup,
+        )
         rms = _reward_models(world, cfg)
         before = rms.logits(prompts, comps)
         train_reward_models(rms, groups, cfg, world.prompt_types, np.random.default_rng(1))
@@ -69,8 +81,11 @@ def test_trainer_steps_the_schedule(members, kind):
 @pytest.mark.parametrize("name", ["constant", "linear", "cosine"])
 def test_decay_factor_matches_transformers_schedulers(name):
     steps = 12
-    np.testing.assert_allclose([decay_factor(name, t, steps) for t in range(steps)],
-                               _rates(name, 0.0, steps) if name != "constant" else np.ones(steps), atol=1e-12)
+    np.testing.assert_allclose(
+        [decay_factor(name, t, steps) for t in range(steps)],
+        _rates(name, 0.0, steps) if name != "constant" else np.ones(steps),
+        atol=1e-12,
+    )
     with pytest.raises(ValueError, match="valid"):
         decay_factor("exp", 0, steps)
 
@@ -78,7 +93,9 @@ def test_decay_factor_matches_transformers_schedulers(name):
 def test_centring_coefficient_decays_over_the_round():
     world = SyntheticWorld(SyntheticWorldConfig())
     groups = reference_groups(world, 8, np.random.default_rng(0))
-    cfg = RewardConfig(n_layer=1, n_embd=16, n_head=2, epochs=4, lr=1e-2, batch_groups=8, center_coef=0.5, center_schedule="linear")
+    cfg = RewardConfig(
+        n_layer=1, n_embd=16, n_head=2, epochs=4, lr=1e-2, batch_groups=8, center_coef=0.5, center_schedule="linear"
+    )
     rms = RewardModels(world.tokenizer, cfg, torch.device("cpu"), seed=0)
     from rlhfsim.reward.trainer import GroupTensors, make_engine, utilities_for
 

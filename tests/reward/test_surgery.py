@@ -72,14 +72,19 @@ def test_dial_zero_is_the_model_own_values(profile):
 def test_dial_one_is_the_target_up_to_one_batch_scale():
     x, gold, groups = batch(3)
     own = centred(x, groups)
-    targets = {"pooled": np.tile(own.mean(0), (G, 1)), "optimum": np.tile(optimum(K) - optimum(K).mean(), (G, 1)),
-               "gold": centred(gold, groups)}
+    targets = {
+        "pooled": np.tile(own.mean(0), (G, 1)),
+        "optimum": np.tile(optimum(K) - optimum(K).mean(), (G, 1)),
+        "gold": centred(gold, groups),
+    }
     for profile, t in targets.items():
         out = run(x, gold, groups, 1.0, profile)
         got = centred(out, groups)
         c = np.sqrt((own**2).sum() / (t**2).sum())
         assert np.allclose(got, c * t, atol=1e-9), profile
-        assert np.allclose(run(x, gold, groups, 1.0, profile, match_scale=False).reshape(G, K).mean(1), x.reshape(G, K).mean(1))
+        assert np.allclose(
+            run(x, gold, groups, 1.0, profile, match_scale=False).reshape(G, K).mean(1), x.reshape(G, K).mean(1)
+        )
         assert np.allclose(centred(run(x, gold, groups, 1.0, profile, match_scale=False), groups), t, atol=1e-9)
     # gold-shaped: the gold values land on the proxy's ranking (rank j of the proxy gets the j-th smallest gold)
     out = run(x, gold, groups, 1.0, "gold", match_scale=False)
@@ -95,7 +100,9 @@ def test_scale_matched_and_prompt_levels_kept(profile, dial):
     x, gold, groups = batch(4)
     out = run(x, gold, groups, dial, profile)
     assert np.isclose(out.std(), x.std())  # same per-batch std
-    assert np.isclose(((centred(out, groups)) ** 2).sum(), (centred(x, groups) ** 2).sum())  # same pooled within-prompt var
+    assert np.isclose(
+        ((centred(out, groups)) ** 2).sum(), (centred(x, groups) ** 2).sum()
+    )  # same pooled within-prompt var
     assert np.allclose(out.reshape(G, K).mean(1), x.reshape(G, K).mean(1))  # each prompt keeps the proxy's level
     unmatched = run(x, gold, groups, dial, profile, match_scale=False)
     if profile != "pooled":
@@ -137,7 +144,9 @@ def test_apply_finds_groups_from_prompt_rows():
     calls = []
     out = apply(cfg, prompts, x, lambda: calls.append(1) or gold)
     assert calls == [1] and np.allclose(out, run(x, gold, groups, 0.6, "gold"))
-    assert np.array_equal(apply(SurgeryConfig(), prompts, x, lambda: calls.append(2)), x) and calls == [1]  # off: gold never asked
+    assert np.array_equal(apply(SurgeryConfig(), prompts, x, lambda: calls.append(2)), x) and calls == [
+        1
+    ]  # off: gold never asked
     opt = apply(SurgeryConfig(profile="optimum"), prompts, x, utility="inv")
     assert np.allclose(opt, run(x, gold, groups, 1.0, "optimum"))
 
@@ -169,7 +178,9 @@ def test_proxy_score_applies_the_configured_surgery():
         assert np.allclose(proxy.score(prompts, texts), want)
     assert calls == [1]  # gold asked once, by the gold profile only
     cfg = load_config(None, ["loop.reward_source=gold", "surgery.profile=pooled", "surgery.dial=0.5"])
-    assert np.array_equal(Proxy(cfg, rms, lambda p, t: gold).score(prompts, texts), run(gold, gold, groups, 0.5, "pooled"))
+    assert np.array_equal(
+        Proxy(cfg, rms, lambda p, t: gold).score(prompts, texts), run(gold, gold, groups, 0.5, "pooled")
+    )
 
 
 def old_profile_surgery(scores, groups, dial, profile, *, gold=None, optimum=None, match_scale=True):
@@ -227,7 +238,9 @@ def test_tied_rows_stay_tied_and_an_all_tied_group_keeps_its_values(profile, dia
     assert np.all(got[2] == 1.5)  # no profile pushed onto a group with no ranking
     assert np.allclose(got.mean(1), rows.mean(1))  # levels kept
     # match_scale still holds: pooled within-prompt variance (and batch std) as the source's
-    assert np.isclose(((got - got.mean(1, keepdims=True)) ** 2).sum(), ((rows - rows.mean(1, keepdims=True)) ** 2).sum())
+    assert np.isclose(
+        ((got - got.mean(1, keepdims=True)) ** 2).sum(), ((rows - rows.mean(1, keepdims=True)) ** 2).sum()
+    )
     assert np.isclose(out.std(), x.std())
 
 
@@ -247,7 +260,9 @@ def test_ties_known_answer():
     g2 = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
     out = profile_surgery(g2, np.repeat([0, 1], 3), 1.0, "pooled", match_scale=False)
     pooled = (np.array([-1, -1, 2]) / 3 + np.array([-2, 1, 1]) / 3) / 2  # [-0.5, 0, 0.5]
-    assert np.allclose(out[:3], 1 / 3 + np.array([-0.25, -0.25, 0.5])) and np.allclose(out[3:], 2 / 3 + np.array([-0.5, 0.25, 0.25]))
+    assert np.allclose(out[:3], 1 / 3 + np.array([-0.25, -0.25, 0.5])) and np.allclose(
+        out[3:], 2 / 3 + np.array([-0.5, 0.25, 0.25])
+    )
     assert np.allclose(pooled, [-0.5, 0, 0.5])
 
 

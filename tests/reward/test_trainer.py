@@ -8,7 +8,9 @@ from rlhfsim.reward.trainer import listwise_loss, pairwise_loss
 from rlhfsim.reward.utilities import get_utility
 
 
-@pytest.mark.parametrize("bounded, names", [(False, ["logsigmoid", "logsigmoid"]), (True, ["inv", "linear"]), (True, ["log", "logsigmoid"])])
+@pytest.mark.parametrize(
+    "bounded, names", [(False, ["logsigmoid", "logsigmoid"]), (True, ["inv", "linear"]), (True, ["log", "logsigmoid"])]
+)
 def test_listwise_equals_pairwise(bounded, names):
     g = torch.Generator().manual_seed(0)
     G, K = 5, 4

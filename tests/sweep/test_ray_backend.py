@@ -20,9 +20,11 @@ TIMINGS = ("time/",)
 
 def experiment(tmp_path: Path, sft_cache: str, extra: str = "") -> Path:
     p = tmp_path / "tiny4.yaml"
-    p.write_text(f"name: tiny4\nquestion: same runs on Ray?\nbase: {ROOT / 'configs' / 'tiny.yaml'}\n"
-                 f"base_overrides: {{policy.cache_dir: {sft_cache}}}\nvariants: {{a: {{loop.rounds: 1}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
-                 f"seeds: [0]\n{extra}")
+    p.write_text(
+        f"name: tiny4\nquestion: same runs on Ray?\nbase: {ROOT / 'configs' / 'tiny.yaml'}\n"
+        f"base_overrides: {{policy.cache_dir: {sft_cache}}}\nvariants: {{a: {{loop.rounds: 1}}, b: {{optimizer.kl_coef: 0.2}}}}\n"
+        f"seeds: [0]\n{extra}"
+    )
     return p
 
 
@@ -42,27 +44,55 @@ def test_ray_sweep_with_killed_workers_equals_the_local_sweep(tmp_path, sft_cach
     # every process start costs seconds of imports, and one seed, one killed run and one that is not prove the retry
     # and the resume as well as more would (both runs go at once on the 2 Ray CPUs)
     env[ENV] = "evaluate:2:publish"
-    p = subprocess.run([sys.executable, "-m", "rlhfsim", "sweep", str(exp), "--out", str(tmp_path / "ray"), "--backend", "ray",
-                        "--ray-cpus", "2"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlhfsim",
+            "sweep",
+            str(exp),
+            "--out",
+            str(tmp_path / "ray"),
+            "--backend",
+            "ray",
+            "--ray-cpus",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
     runs = sorted(d.relative_to(tmp_path / "local") for d in (tmp_path / "local").glob("tiny4/*/seed*"))
-    assert len(runs) == 2 and runs == sorted(d.relative_to(tmp_path / "ray") for d in (tmp_path / "ray").glob("tiny4/*/seed*"))
+    assert len(runs) == 2 and runs == sorted(
+        d.relative_to(tmp_path / "ray") for d in (tmp_path / "ray").glob("tiny4/*/seed*")
+    )
     for rel in runs:
         a, b = tmp_path / "local" / rel, tmp_path / "ray" / rel
-        files = lambda d: sorted(str(f.relative_to(d)) for f in d.rglob("*") if f.is_file() and "checkpoints" not in f.parts)
+        files = lambda d: sorted(
+            str(f.relative_to(d)) for f in d.rglob("*") if f.is_file() and "checkpoints" not in f.parts
+        )
         assert files(a) == files(b)
         for name in ("metrics.jsonl", "policy_steps.jsonl"):
             assert strip(read_jsonl(a / name)) == strip(read_jsonl(b / name)), (rel, name)
         sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
         for s in (sa, sb):  # timing, and bookkeeping: which sweep trained the shared SFT warm start first
-            s.pop("wall_time_s"), s.pop("sft_cached"), s.pop("code_version")  # git describe: a commit meanwhile; code_hash stays
+            (
+                s.pop("wall_time_s"),
+                s.pop("sft_cached"),
+                s.pop("code_version"),
+            )  # git describe: a commit meanwhile; code_hash stays
         assert sa == sb
         for f in sorted((a / "rewards").glob("*.parquet")):
             pd.testing.assert_frame_equal(pd.read_parquet(f), pd.read_parquet(b / "rewards" / f.name))
         log = (b / "run.log").read_text()
         killed = rel.parts[1] == "b"
-        assert log.count("(Ray task, pid") == 1 + killed and ("--resume" in log) == killed  # b: killed once, resumed by the retry
+        assert (
+            log.count("(Ray task, pid") == 1 + killed and ("--resume" in log) == killed
+        )  # b: killed once, resumed by the retry
         assert json.loads((b / "status.json").read_text())["status"] == "finished"
 
 
@@ -93,9 +123,11 @@ def test_a_run_larger_than_the_cluster_is_a_config_error_naming_the_field():
 
     cluster = {"CPU": 2.0, "memory": 4 * 2**30}  # Ray's cluster_resources() of a 2-CPU node without GPUs
     check_fits(ResourcesSpec(cpus=2, memory_gb=4), cluster)  # exactly the whole cluster fits
-    for spec, field, numbers in ((dict(cpus=3), "cpus", "3 CPU but the Ray cluster has 2"),
-                                 (dict(gpus=0.5), "gpus", "0.5 GPU but the Ray cluster has 0"),
-                                 (dict(memory_gb=4.5), "memory_gb", "4.5 GiB memory but the Ray cluster has 4 GiB")):
+    for spec, field, numbers in (
+        (dict(cpus=3), "cpus", "3 CPU but the Ray cluster has 2"),
+        (dict(gpus=0.5), "gpus", "0.5 GPU but the Ray cluster has 0"),
+        (dict(memory_gb=4.5), "memory_gb", "4.5 GiB memory but the Ray cluster has 4 GiB"),
+    ):
         with pytest.raises(ConfigError) as e:
             check_fits(ResourcesSpec(**spec), cluster)
         msg = str(e.value)

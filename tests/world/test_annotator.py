@@ -110,7 +110,9 @@ def test_annotate_groups_handles_nan_padding(name):
     assert np.array_equal(P[0], ann(gold[0], np.random.default_rng(0)))
     assert P[1].tolist() == [[False, True, False], [False, False, False], [False, False, False]]
     assert not P[2].any()
-    noisy = get_annotator(name, temperature=0.5, flip_rate=0.3, ties="break").annotate_groups(gold, np.random.default_rng(1))
+    noisy = get_annotator(name, temperature=0.5, flip_rate=0.3, ties="break").annotate_groups(
+        gold, np.random.default_rng(1)
+    )
     assert not noisy[1, 2].any() and not noisy[1, :, 2].any() and not noisy[2].any()
 
 

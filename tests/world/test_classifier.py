@@ -27,18 +27,34 @@ def table(tmp_path_factory):
     rows = []
     for i in range(200):
         label = i % 2
-        words = list(rng.choice(GOOD if label else BAD, 3)) + list(rng.choice(["film", "plot", "actor", "scene", "the"], 5))
+        words = list(rng.choice(GOOD if label else BAD, 3)) + list(
+            rng.choice(["film", "plot", "actor", "scene", "the"], 5)
+        )
         rng.shuffle(words)
-        rows.append({"review": "This movie<br /><br />" + " ".join(words), "sentiment": "pos" if label else "neg",
-                     "source": "a" if i < 160 else "b"})
+        rows.append(
+            {
+                "review": "This movie<br /><br />" + " ".join(words),
+                "sentiment": "pos" if label else "neg",
+                "source": "a" if i < 160 else "b",
+            }
+        )
     path = tmp_path_factory.mktemp("table") / "reviews.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return str(path)
 
 
 def gold_cfg(table, **kw):
-    return GoldClassifierConfig(**{"table": table, "text_column": "review", "label_column": "sentiment", "positive": "pos",
-                                   "max_features": 100, "holdout_fraction": 0.25, **kw})
+    return GoldClassifierConfig(
+        **{
+            "table": table,
+            "text_column": "review",
+            "label_column": "sentiment",
+            "positive": "pos",
+            "max_features": 100,
+            "holdout_fraction": 0.25,
+            **kw,
+        }
+    )
 
 
 def test_registry_matches_the_config_names():
@@ -60,8 +76,14 @@ def test_fit_scores_sentiment_and_is_cached(table, tmp_path):
     assert sharp.stats["cached"] == 1 and sharp.prob(["a wonderful superb film"])[0] > p[0]
 
 
-@pytest.mark.parametrize("kw, field", [({"text_column": "body"}, "column(s) ['body']"), ({"positive": "yes"}, "world.gold.positive"),
-                                       ({"where": {"source": "z"}}, "0 rows")])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"text_column": "body"}, "column(s) ['body']"),
+        ({"positive": "yes"}, "world.gold.positive"),
+        ({"where": {"source": "z"}}, "0 rows"),
+    ],
+)
 def test_bad_tables_name_the_field(table, tmp_path, kw, field):
     with pytest.raises(ConfigError, match=re.escape(field)):
         fit(gold_cfg(table, **kw), tmp_path)
@@ -74,9 +96,17 @@ def test_unknown_classifier_lists_the_names(table):
 
 def test_openings_typed_by_gold(table, tiny_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setenv("RLHFSIM_REAL_CACHE", str(tmp_path))
-    cfg = TextWorldConfig(dataset=table, prompt_column="review", where={"source": "a"}, sample_rows=100, prompt_words=4,
-                          prompt_types=["negative", "positive"], type_by_gold=0.5, eval_fraction=0.2,
-                          gold=gold_cfg(table).model_dump())
+    cfg = TextWorldConfig(
+        dataset=table,
+        prompt_column="review",
+        where={"source": "a"},
+        sample_rows=100,
+        prompt_words=4,
+        prompt_types=["negative", "positive"],
+        type_by_gold=0.5,
+        eval_fraction=0.2,
+        gold=gold_cfg(table).model_dump(),
+    )
     w = build_world(cfg, policy_tokenizer=load_tokenizer(tiny_checkpoints["gpt2"], "policy.checkpoint"))
     rows = w.train + w.evals
     assert len(rows) == 100 and len(w.evals) == 20
@@ -86,16 +116,22 @@ def test_openings_typed_by_gold(table, tiny_checkpoints, tmp_path, monkeypatch):
         assert r["type"] == ("positive" if g >= 0.5 else "negative") and r["family"] == r["type"]
     assert {r["type"] for r in rows} == {"negative", "positive"}
     p = w.eval_prompts(2)
-    assert np.allclose(w.gold(p, ["wonderful superb", "awful dull"]), w._classifier.prob(["wonderful superb", "awful dull"]))
+    assert np.allclose(
+        w.gold(p, ["wonderful superb", "awful dull"]), w._classifier.prob(["wonderful superb", "awful dull"])
+    )
 
 
 def test_type_by_gold_needs_a_gold_model_and_two_types(table):
     with pytest.raises(ValueError, match="gold model"):
         TextWorldConfig(dataset=table, prompt_types=["negative", "positive"], type_by_gold=0.5)
     with pytest.raises(ValueError, match="exactly 2 prompt_types"):
-        TextWorldConfig(dataset=table, prompt_types=["a", "b", "c"], type_by_gold=0.5, gold=gold_cfg(table).model_dump())
+        TextWorldConfig(
+            dataset=table, prompt_types=["a", "b", "c"], type_by_gold=0.5, gold=gold_cfg(table).model_dump()
+        )
 
 
 def test_config_error_for_a_missing_table():
     with pytest.raises(ConfigError, match="world.gold.table"):
-        config_from_dict({"world": {"name": "text", "dataset": "x.csv", "gold": {"kind": "classifier", "table": "./no/such.csv"}}})
+        config_from_dict(
+            {"world": {"name": "text", "dataset": "x.csv", "gold": {"kind": "classifier", "table": "./no/such.csv"}}}
+        )

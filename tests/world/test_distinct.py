@@ -5,8 +5,24 @@ from rlhfsim.world.distinct import first_distinct
 
 
 def test_keeps_first_k_distinct_in_sampling_order():
-    texts = ["8", "8", "9", "8 ocean", "7", "9", "6", "5",  # prompt 0: 6 distinct among 8 samples
-             "a", "b", "c", "d", "e", "f", "g", "h"]
+    texts = [
+        "8",
+        "8",
+        "9",
+        "8 ocean",
+        "7",
+        "9",
+        "6",
+        "5",  # prompt 0: 6 distinct among 8 samples
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+    ]
     out, counts = first_distinct(texts, n_prompts=2, k=4)
     assert out == ["8", "9", "8 ocean", "7", "a", "b", "c", "d"]
     assert counts.tolist() == [4, 4]

@@ -32,10 +32,25 @@ def test_graded_gold_on_hand_made_answers(world):
     top = len(world.levels) - 1  # openness 1: a miss by d earns 1 - d / (1 + 3)
     mid = top // 2  # openness 0.5: 1 - d / 2.5
     cases = [  # (level, completion, gold)
-        (0, "8", 1.0), (0, "eight", 1.0), (0, "7", 0.0), (0, "seven", 0.0), (0, "12", 0.0),
-        (top, "8", 1.0), (top, "eight", 1.0), (top, "7", 0.75), (top, "nine", 0.75), (top, "5", 0.25), (top, "12", 0.0),
-        (mid, "7", 0.6), (mid, "ten", 0.2), (mid, "5", 0.0),
-        (top, "8 8", 0.0), (top, "8 wave", 0.0), (top, "wave", 0.0), (top, "", 0.0), (0, "v3", 0.0),
+        (0, "8", 1.0),
+        (0, "eight", 1.0),
+        (0, "7", 0.0),
+        (0, "seven", 0.0),
+        (0, "12", 0.0),
+        (top, "8", 1.0),
+        (top, "eight", 1.0),
+        (top, "7", 0.75),
+        (top, "nine", 0.75),
+        (top, "5", 0.25),
+        (top, "12", 0.0),
+        (mid, "7", 0.6),
+        (mid, "ten", 0.2),
+        (mid, "5", 0.0),
+        (top, "8 8", 0.0),
+        (top, "8 wave", 0.0),
+        (top, "wave", 0.0),
+        (top, "", 0.0),
+        (0, "v3", 0.0),
     ]
     prompts = [add(world, 3, 5, lvl) for lvl, _, _ in cases]
     got = world.gold(prompts, [c for _, c, _ in cases])
@@ -45,7 +60,9 @@ def test_graded_gold_on_hand_made_answers(world):
 
 
 def test_facts_and_open_prompts_keep_the_synthetic_gold(world):
-    syn = SyntheticWorld(SyntheticWorldConfig(**world.cfg.model_dump(include=set(SyntheticWorldConfig.model_fields) - {"name"})))
+    syn = SyntheticWorld(
+        SyntheticWorldConfig(**world.cfg.model_dump(include=set(SyntheticWorldConfig.model_fields) - {"name"}))
+    )
     rng = np.random.default_rng(0)
     pairs = [(p, c) for p, c in world.demonstrations(400, rng) if p.family != "add"]
     prompts, texts = [p for p, _ in pairs], [c for _, c in pairs]
@@ -110,6 +127,6 @@ def test_openness_seen_by_the_shape_dependence_instrument(world):
     mixed = np.concatenate(prof)
     between = shape_dependence(mixed) - d.mean()  # the law of total variance over equal-sized levels
     perm = np.random.default_rng(0).permutation(len(mixed))
-    shuffled = [mixed[perm[i::len(prof)]] for i in range(len(prof))]
+    shuffled = [mixed[perm[i :: len(prof)]] for i in range(len(prof))]
     noise = shape_dependence(mixed) - np.mean([shape_dependence(g) for g in shuffled])
     assert between > 5 * abs(noise) and between > 0.01, (between, noise)

@@ -76,7 +76,7 @@ def test_suite_keeps_only_gold_verified_pairs(world, prompts):
     # open prompts) is dropped and counted, never kept
     import rlhfsim.world.perturb as P
 
-    P.PERTURBATIONS["_same"] = lambda w: (lambda p, c, rng: " ".join(reversed(c.split())) if p.type == "open" else None)
+    P.PERTURBATIONS["_same"] = lambda w: lambda p, c, rng: " ".join(reversed(c.split())) if p.type == "open" else None
     try:
         s2 = build_stress_suite(world, prompts, [FamilySpec.model_construct(name="_same", params={})], seed=0)
     finally:

@@ -51,12 +51,20 @@ class EchoWorld(World):
         return [self._prompt(rng, i) for i in range(n)]
 
     def gold(self, prompts, completions):
-        return np.array([float(c.split() == [p.answer]) if p.answer else len(set(c.split()) & set(COLOURS)) / len(COLOURS)
-                         for p, c in zip(prompts, completions)])
+        return np.array(
+            [
+                float(c.split() == [p.answer]) if p.answer else len(set(c.split()) & set(COLOURS)) / len(COLOURS)
+                for p, c in zip(prompts, completions)
+            ]
+        )
 
     def demonstrations(self, n, rng):
-        noisy = lambda p: str(rng.choice(COLOURS)) if p.answer else " ".join(rng.choice(COLOURS, size=rng.integers(1, 5)))  # noqa: E731
-        return [(p, self.reference_completion(p) if rng.random() < 0.5 else noisy(p)) for p in self.sample_prompts(n, rng)]
+        noisy = lambda p: (
+            str(rng.choice(COLOURS)) if p.answer else " ".join(rng.choice(COLOURS, size=rng.integers(1, 5)))
+        )  # noqa: E731
+        return [
+            (p, self.reference_completion(p) if rng.random() < 0.5 else noisy(p)) for p in self.sample_prompts(n, rng)
+        ]
 
     def reference_completion(self, prompt):
         return prompt.answer or " ".join(COLOURS)
@@ -82,11 +90,17 @@ def test_a_registered_world_loads_builds_and_runs_one_round(echo, tmp_path, sft_
 
     assert WORLDS["echo"] == (EchoWorldConfig, EchoWorld)
     assert isinstance(build_world({"name": "echo", "say_frac": 1.0}), EchoWorld)
-    cfg = load_config("configs/tiny.yaml", ["world.name=echo", "world.say_frac=0.7", "loop.rounds=1",
-                                            f"policy.cache_dir={sft_cache}"])
+    cfg = load_config(
+        "configs/tiny.yaml", ["world.name=echo", "world.say_frac=0.7", "loop.rounds=1", f"policy.cache_dir={sft_cache}"]
+    )
     assert isinstance(cfg.world, EchoWorldConfig) and cfg.world.say_frac == 0.7
     # the base's audit defaults: text perturbations any world can take, no shifted sets (echo declares none)
-    assert cfg.audit.shifts == [] and {f.name for f in cfg.audit.families} == {"append_junk", "echo_prompt", "pad_length", "repeat_tokens"}
+    assert cfg.audit.shifts == [] and {f.name for f in cfg.audit.families} == {
+        "append_junk",
+        "echo_prompt",
+        "pad_length",
+        "repeat_tokens",
+    }
     summary = run(cfg, out=tmp_path / "run")
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["round"] for r in rows] == [0, 1] and isinstance(summary, dict)

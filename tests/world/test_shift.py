@@ -25,7 +25,9 @@ def test_operands_shift_is_larger_operands_with_a_right_answer():
 def test_held_out_topics_and_facts_never_reach_training():
     w = SyntheticWorld(SyntheticWorldConfig(holdout_topics=2, holdout_facts=5))
     held_topics, held_facts = set(list(w.topics)[-2:]), set(w.entities[-5:])
-    train = w.sample_prompts(2000, np.random.default_rng(1)) + [p for p, _ in w.demonstrations(500, np.random.default_rng(2))]
+    train = w.sample_prompts(2000, np.random.default_rng(1)) + [
+        p for p, _ in w.demonstrations(500, np.random.default_rng(2))
+    ]
     assert not {p.topic for p in train if p.family == "open"} & held_topics
     assert not {p.text.split()[1] for p in train if p.family == "fact"} & held_facts
     topics = w.eval_prompts(20, shift="topics")

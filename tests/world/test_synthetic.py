@@ -61,7 +61,10 @@ def test_fact_gold_uses_the_hidden_table(world):
 def test_fact_table_depends_on_world_seed():
     tables = {tuple(SyntheticWorld(SyntheticWorldConfig(seed=s)).fact_table.values()) for s in range(4)}
     assert len(tables) > 1
-    assert SyntheticWorld(SyntheticWorldConfig(seed=1)).fact_table == SyntheticWorld(SyntheticWorldConfig(seed=1)).fact_table
+    assert (
+        SyntheticWorld(SyntheticWorldConfig(seed=1)).fact_table
+        == SyntheticWorld(SyntheticWorldConfig(seed=1)).fact_table
+    )
 
 
 def test_open_gold_grades_topic_diversity_and_length(world):

@@ -15,7 +15,15 @@ from rlhfsim.world.text_config import TextWorldConfig
 
 
 def world(ckpts, policy="gpt2", **kw):
-    cfg = TextWorldConfig(**{"dataset": ckpts["prompts"], "type_column": "type", "reference_column": "answer", "eval_fraction": 0.25, **kw})
+    cfg = TextWorldConfig(
+        **{
+            "dataset": ckpts["prompts"],
+            "type_column": "type",
+            "reference_column": "answer",
+            "eval_fraction": 0.25,
+            **kw,
+        }
+    )
     return build_world(cfg, policy_tokenizer=load_tokenizer(ckpts[policy], "policy.checkpoint"))
 
 
@@ -43,8 +51,11 @@ def test_split_types_and_sampling(gpt2_world, tiny_checkpoints):
 def test_other_file_formats_give_the_same_prompts(tmp_path, tiny_checkpoints, gpt2_world, fmt):
     df = pd.read_json(tiny_checkpoints["prompts"], lines=True)
     path = tmp_path / f"prompts.{fmt}"
-    {"csv": lambda: df.to_csv(path, index=False), "parquet": lambda: df.to_parquet(path),
-     "json": lambda: path.write_text(df.to_json(orient="records"))}[fmt]()
+    {
+        "csv": lambda: df.to_csv(path, index=False),
+        "parquet": lambda: df.to_parquet(path),
+        "json": lambda: path.write_text(df.to_json(orient="records")),
+    }[fmt]()
     w = world({**tiny_checkpoints, "prompts": str(path)})
     assert [(p.text, p.type) for p in w.eval_prompts(8)] == [(p.text, p.type) for p in gpt2_world.eval_prompts(8)]
 
@@ -64,7 +75,9 @@ def test_gold_rules():
     assert gold_length("a b c d", target=8, decay=0.0) == 0.5
     assert gold_length(" ".join(["w"] * 12), target=8, decay=0.0) == 1.0
     assert gold_length(" ".join(["w"] * 12), target=8, decay=0.1) == pytest.approx(0.6)
-    assert gold_reference_match("Paris, of course", "paris") == 1.0 and gold_reference_match("It is Paris", "Paris") == 0.0
+    assert (
+        gold_reference_match("Paris, of course", "paris") == 1.0 and gold_reference_match("It is Paris", "Paris") == 0.0
+    )
     assert gold_reference_f1("the blue sky", "blue sky") == pytest.approx(0.8) and gold_reference_f1("", "x") == 0.0
 
 
@@ -94,6 +107,10 @@ def test_bad_data_errors(tmp_path, tiny_checkpoints):
     with pytest.raises(ValueError, match="does not exist"):
         TextWorldConfig(dataset=str(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="gold.rules"):
-        TextWorldConfig(dataset=tiny_checkpoints["prompts"], reference_column="answer", gold={"kind": "rule", "rules": {"open": "length"}})
+        TextWorldConfig(
+            dataset=tiny_checkpoints["prompts"],
+            reference_column="answer",
+            gold={"kind": "rule", "rules": {"open": "length"}},
+        )
     with pytest.raises(ConfigError, match="policy.checkpoint"):
         build_world(TextWorldConfig(dataset=tiny_checkpoints["prompts"], reference_column="answer"))

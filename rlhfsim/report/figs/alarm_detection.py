@@ -15,12 +15,19 @@ def draw(page: Page):
 
 
 FIGURE = Figure(
-    "alarm_detection", draw, kinds=("audit",), needs=("audit/alarms",), when=audits_off, quiet=True,
+    "alarm_detection",
+    draw,
+    kinds=("audit",),
+    needs=("audit/alarms",),
+    when=audits_off,
+    quiet=True,
     title="Alarm detection: which alarms fire where gold falls, and how early",
-    caption=(f"Left: per alarm, the share of runs whose held-out gold fell (more than {MARGIN:g} below its running peak "
-             f"for {SUSTAIN} rounds in a row) in which it fired at or before the fall (blue, detection rate), and the share "
-             "of runs whose gold held in which it fired at all (red, false-alarm rate); counts at the bar ends. An alarm "
-             "that discriminates has a long blue and a short red bar; equal bars mean it fires whatever gold does. Right: "
-             "per run whose gold fell and whose alarm fired, the lead in rounds (fall round - first alarm round; blue "
-             ">= 0 a warning, orange < 0 fired after the fall), jittered vertically. All variants pooled."),
+    caption=(
+        f"Left: per alarm, the share of runs whose held-out gold fell (more than {MARGIN:g} below its running peak "
+        f"for {SUSTAIN} rounds in a row) in which it fired at or before the fall (blue, detection rate), and the share "
+        "of runs whose gold held in which it fired at all (red, false-alarm rate); counts at the bar ends. An alarm "
+        "that discriminates has a long blue and a short red bar; equal bars mean it fires whatever gold does. Right: "
+        "per run whose gold fell and whose alarm fired, the lead in rounds (fall round - first alarm round; blue "
+        ">= 0 a warning, orange < 0 fired after the fall), jittered vertically. All variants pooled."
+    ),
 )

@@ -28,10 +28,16 @@ def draw(page: Page):
 
 
 FIGURE = Figure(
-    "rm_accuracy", draw, kinds=("dose", "phase", "calibration"), needs=("rm/pairwise_acc",), quiet=True,
+    "rm_accuracy",
+    draw,
+    kinds=("dose", "phase", "calibration"),
+    needs=("rm/pairwise_acc",),
+    quiet=True,
     title="The reward model's agreement with gold over rounds",
-    caption=("Each round's reward model on held-out completions of the current policy: the share of pairs it orders as gold "
-             "does, and the mean within-prompt Spearman correlation with gold (rounds where no held-out pair differs in gold "
-             "are missing, not 0); per prompt type where logged. Mean over seeds with bands; gold-source arms use no reward "
-             "model and draw no line."),
+    caption=(
+        "Each round's reward model on held-out completions of the current policy: the share of pairs it orders as gold "
+        "does, and the mean within-prompt Spearman correlation with gold (rounds where no held-out pair differs in gold "
+        "are missing, not 0); per prompt type where logged. Mean over seeds with bands; gold-source arms use no reward "
+        "model and draw no line."
+    ),
 )
