@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from rlhfsim.cli import main
@@ -64,6 +65,7 @@ def test_an_audit_page_leads_with_alarm_detection(tmp_path):
     assert [f.kinds for f in REG.all_figures() if f.id == "alarm_detection"] == [("audit",)]  # elsewhere: by headline
 
 
+@pytest.mark.slow  # a whole report build
 def test_the_rendered_audit_page_carries_the_detection_table(tmp_path):
     root = _audit_study(tmp_path)
     out = tmp_path / "report"

@@ -73,6 +73,7 @@ def test_the_figure_is_opt_in(study):
     assert fig_calibration(study).fig is None and calibration_table(study).shape[0] == 3
 
 
+@pytest.mark.slow  # a whole report build
 def test_the_report_carries_the_figure_table_and_csv(study, tmp_path):
     from rlhfsim.report.render import build_report
 

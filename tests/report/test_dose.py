@@ -27,6 +27,10 @@ GROUPS, DOSES, SEEDS = ("ppo", "grpo"), (0.0, 0.5, 1.0), (0, 1, 2, 3, 4)
 SLOPE, FID_SLOPE = -0.05, -0.2
 
 
+# whole report builds over fabricated studies (seconds each): the full suite runs them, the fast lane does not
+pytestmark = pytest.mark.slow
+
+
 def shift_run(d: Path, group: str | None, dial: float, gain: float, fid: float, proxy_collapse: bool = False) -> None:
     """Set the run's optimiser and dial, add `gain` to gold after round 0 and `fid` to adv/gold_corr (and log the
     collapse of the surgered reward, 0.8 x dial, when asked); re-summarise."""

@@ -18,6 +18,10 @@ from rlhfsim.report.first_screen import main as first_screen_main
 from rlhfsim.report.page import WIDE, answer_lead, png_aspect
 from tests.fixtures.studies import fab_run
 
+# whole report builds over fabricated studies (seconds each): the full suite runs them, the fast lane does not
+pytestmark = pytest.mark.slow
+
+
 LONG_QUESTION = (
     "With a reward model that carries signal, which of six KL weights reaches the most held-out gold at the end of the "
     "last round, does the ordering the weak regime showed survive, and how far apart are the arms once the paired "

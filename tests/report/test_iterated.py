@@ -228,6 +228,7 @@ def built(tmp_path_factory):
     return built_report(tmp_path_factory, "iterated", make_iterated_study)
 
 
+@pytest.mark.slow  # a whole report build
 def test_page_has_the_iterated_figures_sections_and_answer(built):
     _, out = built
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
@@ -371,6 +372,7 @@ def make_nine_arm_study(tmp: Path) -> Path:
     return root
 
 
+@pytest.mark.slow  # a whole report build
 def test_predictions_of_a_study_with_every_arm(tmp_path):
     from rlhfsim.report.answer import comparisons
     from rlhfsim.report.fig_iterated import factor_rows

@@ -89,6 +89,7 @@ def test_only_ab_pages_carry_it():
     assert manipulation_section(one) is None  # nothing to compare
 
 
+@pytest.mark.slow  # a whole report build
 def test_an_ab_report_prints_the_check(tmp_path):
     out = tmp_path / "rep"
     assert main(["report", str(make_study(tmp_path)), "-o", str(out)]) == 0

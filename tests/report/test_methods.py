@@ -1,5 +1,7 @@
 """The Methods paragraph (from the runs' resolved configs) and the How-to-reproduce block (issue 30)."""
 
+import pytest
+
 from rlhfsim.report.load import load_study
 from rlhfsim.report.methods import methods_paragraph, reproduction
 from tests.fixtures.studies import make_study
@@ -34,6 +36,7 @@ def test_reproduction_block_names_the_experiment_commands_and_code(tmp_path):
     assert r["links"] == ["summary.csv", "effects.csv"]  # no README.md in out/study
 
 
+@pytest.mark.slow  # a whole report build
 def test_the_page_carries_methods_and_reproduction(tmp_path):
     from rlhfsim.cli import main
 
@@ -57,6 +60,7 @@ def test_the_per_seed_table_of_the_primary(tmp_path):
     assert sec.rows[1] == ["1", f"{s[('low_kl', 1)]:+.3f}", f"{s[('high_kl', 1)] - s[('low_kl', 1)]:+.3f}"]
 
 
+@pytest.mark.slow  # a whole report build
 def test_the_reproduction_command_regenerates_the_page_byte_identically(tmp_path):
     """The page's date is the runs' (newest metrics.jsonl), not the clock: the same command on the same runs writes
     the same report.md and CSVs, byte for byte (figures aside: their PNG bytes depend on the plotting library)."""

@@ -14,6 +14,10 @@ from rlhfsim.report.load import load_study
 from tests.fixtures.browser import first_screen, needs_chromium
 from tests.fixtures.studies import built_report, edit_config, edit_metrics, fab_run, write_experiment
 
+# whole report builds over fabricated studies (seconds each): the full suite runs them, the fast lane does not
+pytestmark = pytest.mark.slow
+
+
 SOURCES = {
     "gold": None,
     "rho0.6": 0.6,

@@ -93,6 +93,7 @@ def test_final_table_against_baseline(study_root):
     assert ft[ft["variant"] == "low_kl"]["diff"].isna().all()
 
 
+@pytest.mark.slow  # a whole report build
 def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_path):
     (study_root / "high_kl" / "seed1" / "summary.json").unlink()  # killed run
     (study_root / "low_kl" / "seed1" / "rewards" / "round_003.parquet").unlink()
@@ -124,6 +125,7 @@ def test_report_of_partial_and_mixed_runs_says_what_is_missing(study_root, tmp_p
     assert len(md_images(md)) == len(html_images((out / "report.html").read_text())) >= 5
 
 
+@pytest.mark.slow  # a whole report build
 def test_report_of_one_variant_folder_expects_only_that_variant(study_root, tmp_path):
     """A report over runs/<exp>/<variant> folders is a selection: the experiment's other variants are not 'missing',
     but a seed the selected variant lacks still is."""
@@ -152,6 +154,7 @@ def test_report_from_a_run_dir_missing_files(tmp_path):
     assert len(md_images(md)) == len(list(out.glob("*.png"))) == len(html_images((out / "report.html").read_text()))
 
 
+@pytest.mark.slow  # a whole report build
 def test_report_from_experiment_yaml_and_bad_inputs(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text(
@@ -274,6 +277,7 @@ def test_degenerate_study_gets_no_policy_figures(tmp_path):
     assert "`fig6_collapse`: 1 feedback round(s)" in md
 
 
+@pytest.mark.slow  # a whole report build
 def test_summary_written_by_older_code_is_recomputed_and_flagged(tmp_path):
     root = make_study(tmp_path)
     old = root / "high_kl" / "seed0" / "summary.json"
