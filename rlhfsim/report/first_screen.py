@@ -42,6 +42,22 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def chromium_command(browser: str, profile: Path) -> list[str]:
+    """Headless Chromium with its own throwaway profile and nothing that reaches the network (the tests' browser too)."""
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ]
+
+
 @dataclass
 class Screen:
     """Where the first screen's parts lie on one page at one window size (page pixels from the top; None: absent)."""
@@ -83,18 +99,8 @@ def measure(page: str | Path, width: int, height: int, browser: str | None = Non
     with tempfile.TemporaryDirectory(prefix="first_screen_") as tmp:
         probed = Path(tmp) / "page.html"
         probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-        cmd = [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
+        cmd = chromium_command(browser, Path(tmp) / "profile") + [
             "--hide-scrollbars",
-            f"--user-data-dir={Path(tmp) / 'profile'}",
             f"--window-size={width},{height}",
             "--virtual-time-budget=5000",
             "--dump-dom",
