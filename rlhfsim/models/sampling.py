@@ -118,7 +118,7 @@ def sample(
             logits_to_keep=1,
             output_hidden_states=return_hidden,
         )
-        logits, cache = out.logits[:, -1], out.past_key_values  # [B, V]
+        logits, cache = out.logits[:, -1], kv_cache(out)  # [B, V]
         h = out.hidden_states[-1][:, -1] if return_hidden else None
     if return_hidden:
         hidden[:, 0] = h
@@ -157,13 +157,13 @@ def sample(
             input_ids=tok[:, None],
             attention_mask=full_mask[:, : P + t + 1],
             position_ids=next_pos + t,
-            past_key_values=cache,
+            **{cache_kw(model): cache},
             use_cache=True,
             output_hidden_states=return_hidden,
         )
         if return_hidden:
             hidden[:, t + 1] = out.hidden_states[-1][:, -1]
-        cache = out.past_key_values
+        cache = kv_cache(out)
         logits = out.logits[:, -1]
     resp, resp_mask = truncate_after_eos(tokens, eos_id, pad_id)
     return Rollout(
@@ -227,6 +227,23 @@ def response_logprobs(model, seq: Sequences, temperature: float = 1.0) -> torch.
         (model.lm_head(h[real]).float() / temperature)[None], seq.response_ids[real][None]
     )[0]
     return out
+
+
+@functools.cache
+def _cache_kw(cls) -> str:
+    """transformers 5.x renamed the KV-cache argument past_key_values -> cache (the old name warns on every decode
+    step and goes in 5.40); older releases take only the old name. Looked up once per model class."""
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def cache_kw(model) -> str:
+    return _cache_kw(type(model))
+
+
+def kv_cache(out):
+    """The KV cache of a forward's output under either name (the field was renamed with the argument)."""
+    cache = out.get("cache")
+    return cache if cache is not None else out.get("past_key_values")
 
 
 @functools.cache
