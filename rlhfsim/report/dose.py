@@ -287,7 +287,7 @@ def dose_answer(study, d: DoseDesign, tab: pd.DataFrame, endpoint: str | dict = 
         f"{d.group or 'arm set'} ({groups}); a seed's slope is the mean over its {len(chosen)} group(s); two-sided one-sample t test "
         f"across seeds with t and seed-bootstrap 95% intervals"
         + (f"; equivalence: TOST at ±{margin:g} (declared margin)" if margin else "; no equivalence margin declared")
-        + "; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
+        + f"; MDE: noncentral t, power {POWER:.0%}, alpha {ALPHA}, this study's SD. "
         f"Seeds entered: {len(seeds)} complete seed(s) of {len(study.expected_seeds or seeds)} (every variant finished: "
         f"{', '.join(map(str, seeds)) or 'none'}). Controls ({', '.join(d.controls) or 'none'}) are in no slope. Per-group p-values "
         f"in brackets are Holm-adjusted over every slope of the table (gold gain and advantage fidelity x {d.group or 'group'})."

@@ -37,6 +37,20 @@ def _one(study, key: str, fmt=str) -> str:
     return fmt(vals[0]) if len(vals) == 1 else " / ".join(fmt(v) for v in vals) + " (by arm)"
 
 
+def _model(study, section: str) -> str:
+    """A policy's or reward model's description: the named checkpoint (a pretrained model: n_layer/n_embd are then
+    unused config defaults, not its size) or the from-scratch transformer's size."""
+    ckpts = _values(study, f"{section}.checkpoint")
+    if any(ckpts):
+        lora = [v for v in _values(study, f"{section}.lora") if v]
+        how = f", LoRA r = {' / '.join(str(v.get('r', '?')) for v in lora)}" if lora else ", full fine-tune"
+        return f"the pretrained checkpoint {' / '.join(map(str, ckpts))}" + (how if section == "policy" else "")
+    return (
+        f"a {_one(study, f'{section}.n_layer')}-layer transformer of width {_one(study, f'{section}.n_embd')} "
+        f"({_one(study, f'{section}.n_head')} heads)"
+    )
+
+
 def methods_paragraph(study) -> str:
     """World, policy and reward-model sizes, the reward sources, optimisers, rounds, prompts, evaluation and seeds."""
     if not any(r.config is not None for r in study.runs):
@@ -46,12 +60,13 @@ def methods_paragraph(study) -> str:
     backbones = _values(study, "reward.backbone")
     offline = _values(study, "reward.offline.comparisons")
     parts = [
-        f"World: {_one(study, 'world.name')}.",
-        f"Policy: a {_one(study, 'policy.n_layer')}-layer transformer of width {_one(study, 'policy.n_embd')} "
-        f"({_one(study, 'policy.n_head')} heads), responses up to {_one(study, 'policy.response_len')} tokens.",
+        f"World: {_one(study, 'world.name')}"
+        + (f" (data {_one(study, 'world.dataset')})" if any(_values(study, "world.dataset")) else "")
+        + ".",
+        f"Policy: {_model(study, 'policy')}, responses up to {_one(study, 'policy.response_len')} tokens.",
         f"Reward: source {' / '.join(map(str, sources))}"
         + (
-            f"; the learned reward model has {_one(study, 'reward.n_layer')} layer(s) of width {_one(study, 'reward.n_embd')} "
+            f"; the learned reward model is {_model(study, 'reward')} with a score head "
             f"(backbone {' / '.join(map(str, backbones))}, {' / '.join(map(str, offline))} offline comparisons)"
             if any(s in (None, "learned") for s in sources)
             else ""

@@ -123,6 +123,7 @@ def test_answer_reports_the_known_slope_from_complete_seeds_only(built):
     box = html.split("<section class='answer' id='answer'>", 1)[1].split("</section>", 1)[0]
     assert "Dose-response detected: gold_gain falls" in box and f"{len(SEEDS)} complete seed(s)" in box
     assert "dose_response.png" in box  # the headline figure is in the box
+    assert "MDE: noncentral t, power 80%, alpha 0.05" in box and "{" not in box  # no unformatted template field
     hand = by_hand(out).mean(axis=1)  # a seed's slope: mean over its optimisers; controls never enter
     m = float(re.search(r"slope of gold_gain on dial ([+-]\d\.\d+) per unit", box).group(1))
     assert m == pytest.approx(hand.mean(), abs=6e-4)

@@ -80,3 +80,16 @@ def test_the_reproduction_command_regenerates_the_page_byte_identically(tmp_path
         b = (outs[1] / name).read_bytes().replace(str(outs[1]).encode(), str(outs[0]).encode())  # -o names the folder
         assert a == b, name
     assert "Runs last written 20" in (outs[0] / "report.md").read_text()
+
+
+def test_methods_paragraph_names_pretrained_checkpoints(tmp_path):
+    # a pretrained policy and proxy: their n_layer/n_embd are unused defaults, so the paragraph names the checkpoints
+    study = load_study([make_study(tmp_path)])
+    for r in study.runs:
+        r.config["policy"].update(checkpoint="real:smollm2-135m-instruct", lora=None)
+        r.config["reward"]["checkpoint"] = "real:minilm"
+        r.config["world"]["dataset"] = "real:imdb"
+    text = methods_paragraph(study)
+    assert "Policy: the pretrained checkpoint real:smollm2-135m-instruct, full fine-tune" in text
+    assert "the learned reward model is the pretrained checkpoint real:minilm with a score head" in text
+    assert "(data real:imdb)" in text and "layer transformer of width" not in text
