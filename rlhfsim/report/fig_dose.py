@@ -42,7 +42,12 @@ def rows_for(frame: pd.DataFrame, primary: str) -> list[str]:
 
 
 def fig_dose_response(
-    study, pal=None, band=None, primary: str = "gold_gain", margin: float | None = None
+    study,
+    pal=None,
+    band=None,
+    primary: str = "gold_gain",
+    margin: float | None = None,
+    where: dict | None = None,
 ) -> FigureResult:
     key, title = "dose_response", "Dose-response: dose -> advantage fidelity -> gold gain"
     d = DR.design(study)
@@ -149,8 +154,13 @@ def fig_dose_response(
     cap = (
         f"{len(seeds)} complete seed(s) (every variant finished): each thin line is one seed across the {d.dose} arms of a "
         f"{d.group or 'group'} (arms of a seed share the SFT policy and prompts); bold: the mean over seeds with its 95% t interval. "
-        f"Panel titles: the mean per-seed OLS slope per unit {d.dose} with its 95% t interval (the Answer box tests their mean across "
-        f"{d.group or 'groups'}). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
+        f"Panel titles: the mean per-seed OLS slope per unit {d.dose} with its 95% t interval (the Answer box tests "
+        + (
+            f"the slope of {', '.join(d.groups_where(where))} only, the declared primary's restriction"
+            if where
+            else f"their mean across {d.group or 'groups'}"
+        )
+        + "). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
         "with their 95% interval as a band (left out when wider than the arms' range), drawn in every column for reference; a control far outside the arms' range is "
         "printed at the panel edge instead. The y range follows the seeds' values: an interval reaching past it (few seeds) is cut at the edge. "
         + (

@@ -193,7 +193,9 @@ CORE_FIGURES: list[Figure] = [
     Figure("fig13_reward_training", lambda p: fig_mitigation(p.study, p.pal, p.band), quiet=True),
     Figure(
         "dose_response",
-        lambda p: fig_dose_response(p.study, p.pal, p.band, *_primary(p.study)),
+        lambda p: fig_dose_response(
+            p.study, p.pal, p.band, *_primary(p.study), where=endpoints(p.study)[0].get("where")
+        ),
         kinds=("dose", "phase"),
         when=_phase_page,
         quiet=True,

@@ -148,6 +148,9 @@ def test_dose_figure_is_drawn_with_a_panel_per_group(built):
     means = axes[0].lines[len(SEEDS)].get_ydata()  # the bold mean after the seeds' thin lines: 0.8 x dial
     assert np.allclose(means, 0.8 * np.array(DOSES))
     assert "ctl (control)" in " ".join(t.get_text() for a in axes for t in a.texts)  # off scale: printed at the edge
+    assert "tests their mean across optimizer" in res.caption
+    only = fig_dose_response(load_study([built[0]]), where={"optimizer": GROUPS[0]})  # a primary.where restriction
+    assert f"tests the slope of {GROUPS[0]} only" in only.caption and "their mean across" not in only.caption
 
 
 def test_null_study_reports_no_dose_response_with_the_mde(tmp_path):
