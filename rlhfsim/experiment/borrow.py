@@ -63,9 +63,10 @@ def _lender_variant(lender: Experiment, name: str) -> Variant | None:
     return next((v for v in lender.variants if name in (v.name, v.label)), None)
 
 
-def resolve_lenders(exp: Experiment, sets: list[str] | None = None) -> dict[str, Lender]:
+def resolve_lenders(exp: Experiment, sets: list[str] | None = None, compare: bool = True) -> dict[str, Lender]:
     """Every borrowed variant of `exp` -> its Lender, after the checks in the module docstring (ConfigError naming
-    both files otherwise)."""
+    both files otherwise). compare=False (a load with validate_configs=False) builds no run config: the lender, its arm
+    and its seeds are checked, the configs are not."""
     here = exp.path
     where = f"{here}: " if here else ""
     out: dict[str, Lender] = {}
@@ -82,7 +83,7 @@ def resolve_lenders(exp: Experiment, sets: list[str] | None = None) -> dict[str,
         if here is not None and path.resolve() == here.resolve():
             raise ConfigError(f"{who}: a file cannot borrow from itself; give the arm its overrides instead")
         try:
-            lender = load_experiment(path, sets=sets, borrows=False)
+            lender = load_experiment(path, validate_configs=compare, sets=sets, borrows=False)
         except ConfigError as e:
             raise ConfigError(f"{who}: the lending file does not load:\n{e}") from None
         if lender.name == exp.name:
@@ -102,7 +103,7 @@ def resolve_lenders(exp: Experiment, sets: list[str] | None = None) -> dict[str,
                 f"{who}: {path} runs seeds {lender.spec.seeds}, not this file's {', '.join(map(str, lacking))}; "
                 "a borrowed arm pairs by seed, so the lender must run every seed this file declares"
             )
-        for seed in exp.spec.seeds:
+        for seed in exp.spec.seeds if compare else []:
             mine = exp.config(v, seed, sets).model_dump(mode="json")
             theirs = lender.config(lv, seed, sets).model_dump(mode="json")
             diff = config_differences(mine, theirs)

@@ -215,7 +215,7 @@ def build_experiment(
     if borrows and any(v.borrow is not None for v in variants):
         from rlhfsim.experiment.borrow import resolve_lenders  # it loads the lenders with load_experiment (this module)
 
-        exp.lenders = resolve_lenders(exp, sets)
+        exp.lenders = resolve_lenders(exp, sets, compare=validate_configs)
     return exp
 
 
