@@ -18,7 +18,7 @@ import yaml
 from rlhfsim.config import ConfigError, apply_overrides, config_from_dict, dump_config, parse_override, read_yaml
 from rlhfsim.experiment.design import check_dose_primary, check_factor_levels, check_phase, check_where
 from rlhfsim.experiment.names import dedup_names, grid_variants, safe_name, set_dotted
-from rlhfsim.experiment.spec import ExperimentSpec, parse_experiment
+from rlhfsim.experiment.spec import BORROW_KEY, Borrow, ExperimentSpec, parse_experiment
 from rlhfsim.files import atomic_write_text
 
 # sweep sets these itself; an experiment may not
@@ -30,6 +30,7 @@ class Variant:
     name: str  # safe directory name
     label: str  # as written in the experiment file (or generated from the grid)
     overrides: dict[str, Any]  # dotted key -> value (variant only)
+    borrow: Borrow | None = None  # `from:`: another experiment file runs this arm (experiment/borrow.py)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunSpec:
     path: Path
     config: Any  # rlhfsim.config.Config
     config_text: str
+    lender: Any = None  # a borrowed arm: its experiment/borrow.Lender (path is in the lender's run folder); else None
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Experiment:
     path: Path | None
     variants: list[Variant]
     base_raw: dict = field(default_factory=dict)
+    lenders: dict[str, Any] = field(default_factory=dict)  # borrowed variant's name -> experiment/borrow.Lender
 
     @property
     def name(self) -> str:
@@ -81,14 +84,19 @@ class Experiment:
             raise ConfigError(f"{where}variant {variant.label!r} (seed {seed}): {e}") from None
 
     def runs(self, out_root: str | Path = "runs", sets: list[str] | None = None) -> list[RunSpec]:
-        """Every variant x seed, seed-major (all variants of seed 0 first: partial sweeps still compare)."""
+        """Every variant x seed, seed-major (all variants of seed 0 first: partial sweeps still compare). A borrowed
+        variant's runs are the lender's: its directory and config (named for the lender) under the same root."""
         out = []
         for seed in self.spec.seeds:
             for v in self.variants:
-                cfg = self.config(v, seed, sets, out_root)
-                out.append(
-                    RunSpec(v.name, seed, Path(out_root) / self.name / v.name / f"seed{seed}", cfg, dump_config(cfg))
-                )
+                lender = self.lenders.get(v.name)
+                if lender is not None:
+                    cfg = lender.experiment.config(lender.variant, seed, sets, out_root)
+                    path = lender.run_dir(out_root, seed)
+                else:
+                    cfg = self.config(v, seed, sets, out_root)
+                    path = Path(out_root) / self.name / v.name / f"seed{seed}"
+                out.append(RunSpec(v.name, seed, path, cfg, dump_config(cfg), lender))
         return out
 
     def resolved(self, sets: list[str] | None = None) -> dict:
@@ -104,6 +112,9 @@ class Experiment:
             if not any(key == r or key.startswith(r + ".") for r in RESERVED_KEYS):
                 d.setdefault("base_overrides", {})[key] = value
         d["variants"] = {v.name: v.overrides for v in self.variants}
+        for name, lender in self.lenders.items():  # absolute, so the record under runs/<name>/ finds the lender
+            d["variants"][name] = {BORROW_KEY: {"file": str(lender.file.resolve()), "variant": lender.variant.name}}
+            d["variants"][name].update(next(v.overrides for v in self.variants if v.name == name))
         d["baseline"] = self.baseline
         return d
 
@@ -127,7 +138,12 @@ def expand_variants(spec: ExperimentSpec) -> list[Variant]:
         return [Variant("default", "default", {})]
     labels = list(spec.variants)
     names = dedup_names([safe_name(n) for n in labels])
-    return [Variant(n, label, dict(spec.variants[label] or {})) for n, label in zip(names, labels)]
+    out = []
+    for n, label in zip(names, labels):
+        overrides = dict(spec.variants[label] or {})
+        borrow = overrides.pop(BORROW_KEY, None)
+        out.append(Variant(n, label, overrides, Borrow.model_validate(borrow) if borrow is not None else None))
+    return out
 
 
 def _check_keys(overrides: dict[str, Any], where: str) -> None:
@@ -140,22 +156,30 @@ def _check_keys(overrides: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}{k!r}: may not be set by an experiment; {hint}")
 
 
-def load_experiment(path: str | Path, validate_configs: bool = True, sets: list[str] | None = None) -> Experiment:
+def load_experiment(
+    path: str | Path, validate_configs: bool = True, sets: list[str] | None = None, borrows: bool = True
+) -> Experiment:
     """Read, validate and expand an experiment file.
 
     validate_configs: build every variant's run config (as `rlhfsim validate` would), so bad dotted
     keys or values fail here, before anything runs.
+    borrows: resolve and check the variants borrowed from other files (`from:`, experiment/borrow.py); False when
+    this file is loaded as a lender, so two files lending to each other do not load each other forever.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {str(path)!r} not found; pass the path of a YAML file (see experiments/)")
     raw = read_yaml(path)
     spec = parse_experiment(raw, f"{path}: ")
-    return build_experiment(spec, path, validate_configs, sets)
+    return build_experiment(spec, path, validate_configs, sets, borrows)
 
 
 def build_experiment(
-    spec: ExperimentSpec, path: Path | None, validate_configs: bool = True, sets: list[str] | None = None
+    spec: ExperimentSpec,
+    path: Path | None,
+    validate_configs: bool = True,
+    sets: list[str] | None = None,
+    borrows: bool = True,
 ) -> Experiment:
     where = f"{path}: " if path else ""
     variants = expand_variants(spec)
@@ -188,6 +212,10 @@ def build_experiment(
     check_dose_primary(spec, variants, where)
     check_where(spec, variants, values, where)
     check_phase(spec, variants, where)
+    if borrows and any(v.borrow is not None for v in variants):
+        from rlhfsim.experiment.borrow import resolve_lenders  # it loads the lenders with load_experiment (this module)
+
+        exp.lenders = resolve_lenders(exp, sets, compare=validate_configs)
     return exp
 
 

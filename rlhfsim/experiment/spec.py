@@ -17,6 +17,8 @@ from rlhfsim.experiment.names import safe_name
 
 # ----------------------------------------------------------------------------- the experiment file
 
+BORROW_KEY = "from"  # in a variant's mapping: where its runs come from (Borrow); never a config key
+
 
 class Endpoint(BaseModel):
     """A summary column the study is judged on, and which direction is better."""
@@ -141,6 +143,22 @@ class LabelFactor(BaseModel):
         return v
 
 
+class Borrow(BaseModel):
+    """A variant whose runs another experiment file runs (`m1: {from: other.yaml}`): this file's sweep skips it and its
+    report reads that file's runs of the arm, paired by seed as its own. Checked at load (experiment/borrow.py): the
+    other file has the arm and this file's seeds, and the arm's resolved run config is, seed by seed, the one this
+    file's base + base_overrides + variant give, up to the run's name and directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(..., min_length=1, description="The lending experiment file, relative to this experiment file.")
+    variant: str | None = Field(
+        None,
+        description="Its variant whose runs this arm takes (as written or as its directory name); default: "
+        "this variant's name.",
+    )
+
+
 class ResourcesSpec(BaseModel):
     """What each run asks of a Ray cluster (`rlhfsim sweep --backend ray`); the local backend ignores it."""
 
@@ -164,7 +182,13 @@ class ExperimentSpec(BaseModel):
         None, description="Config YAML every variant starts from, relative to the experiment file."
     )
     base_overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted overrides for all variants.")
-    variants: dict[str, dict[str, Any]] | None = Field(None, description="Named variants: name -> dotted overrides.")
+    variants: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="Named variants: name -> dotted overrides. The reserved key `from` (no config section has that "
+        "name) borrows the arm's runs from another experiment file instead of running them: `m1: {from: other.yaml}` "
+        "(its variant of the same name) or `m1: {from: {file: other.yaml, variant: m1}}` (Borrow); the variant's other "
+        "keys still say what the arm is, and loading checks the lender's runs are of exactly that config.",
+    )
     grid: dict[str, list[Any]] | None = Field(
         None, description="Product of values per dotted key (auto-named variants)."
     )
@@ -249,6 +273,26 @@ class ExperimentSpec(BaseModel):
     def _empty_variants(cls, v: Any) -> Any:
         if isinstance(v, dict):
             return {k: ({} if ov is None else ov) for k, ov in v.items()}
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _borrows(cls, v: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+        """`from: file.yaml` or `from: {file, variant}`, normalised to Borrow's mapping (so the record and the
+        expansion read one form)."""
+        for name, ov in (v or {}).items():
+            if BORROW_KEY not in ov:
+                continue
+            raw = ov[BORROW_KEY]
+            try:
+                b = Borrow(file=raw) if isinstance(raw, str) else Borrow.model_validate(raw)
+            except ValidationError as e:
+                why = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'from'}: {x['msg']}" for x in e.errors())
+                raise ValueError(
+                    f"variant {name!r}: `from` takes an experiment file (from: other.yaml) or "
+                    f"{{file: other.yaml, variant: name}}, got {raw!r} ({why})"
+                ) from None
+            ov[BORROW_KEY] = b.model_dump()
         return v
 
     @field_validator("grid")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhfsim.config import ConfigError, read_yaml
-from rlhfsim.experiment import baseline_name, expand_variants, parse_experiment
+from rlhfsim.experiment import baseline_name, expand_variants, load_experiment, parse_experiment
+from rlhfsim.report.borrowed import describe, load_borrowed, own_copies
 from rlhfsim.report.rundir import RunData, find_run_dirs, is_run_dir, load_run
 from rlhfsim.report.study import Study
 
@@ -30,6 +31,8 @@ class _Record:
     root: Path | None = None
     design: dict | None = None  # primary, secondary, headline, kind, factors
     selection: bool = False  # found above run or variant directories given one by one: only their variants are expected
+    path: Path | None = None  # the experiment file or record read
+    lenders: dict | None = None  # borrowed arm -> experiment.borrow.Lender (checked as `rlhfsim sweep` checks them)
 
 
 def _read_record(path: Path, validate: bool = False) -> _Record:
@@ -50,6 +53,8 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
         "kind": spec.design,
         "factors": {n: f if isinstance(f, str) else f.model_dump() for n, f in spec.factors.items()},
     }
+    # a borrowed arm is only as good as the check that its lender runs the same config: load it the sweep's way
+    lenders = load_experiment(path).lenders if any(v.borrow is not None for v in variants) else None
     return _Record(
         spec.question,
         spec.name,
@@ -58,6 +63,8 @@ def _read_record(path: Path, validate: bool = False) -> _Record:
         list(spec.seeds),
         {v.name: v.overrides for v in variants},
         design=design,
+        path=path,
+        lenders=lenders,
     )
 
 
@@ -126,6 +133,11 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
 
     names = [r.name for r in records if r.name]
     runs = [load_run(d, names[0] if len(set(names)) == 1 else None) for d in uniq]
+    for rec in records:  # borrowed arms: the lender's runs, under the runs root the study's own runs are in
+        if rec.lenders and rec.root is not None and not rec.selection:
+            runs, notes = own_copies(runs, str(rec.name), rec.lenders)
+            missing.extend(notes)
+            runs += load_borrowed(str(rec.name), rec.path, rec.lenders, rec.seeds or [], rec.root.parent)
     if len({r.experiment for r in runs}) > 1:  # several studies in one report: keep their variants apart
         for r in runs:
             r.variant = f"{r.experiment}/{r.variant}"
@@ -201,6 +213,9 @@ def load_study(inputs: list[str | Path], runs_root: str | Path = "runs", baselin
             overrides.setdefault(k, v)
     design = next((rec.design for rec in records if rec.design), None) or {}
     study = Study(name, question, base, variants, runs, missing, sources, expected_seeds, overrides, **design)
+    for rec in records:
+        if rec.lenders and rec.root is not None and not rec.selection:
+            study.borrowed.update(describe(rec.lenders, rec.root.parent, f"{rec.name}/" if len(exp_names) > 1 else ""))
     flag = study.version_note()
     if flag:
         study.note(flag)

@@ -94,13 +94,20 @@ def methods_paragraph(study) -> str:
 
 
 def reproduction(study, out_dir, runs_root: str | None = None) -> dict:
-    """The experiment file, the sweep and report commands (paths as the report was given them), the code that wrote
-    the runs and the code that wrote the page, and the page's files."""
+    """The experiment file, the sweep and report commands (paths as the report was given them; a borrowed arm's lender
+    sweeps first), which arms are borrowed from which file, the code that wrote the runs and the code that wrote the
+    page, and the page's files."""
     out = Path(out_dir)
     exp = next((s for s in study.sources if str(s).endswith((".yaml", ".yml"))), None)
     runs = f" --runs {runs_root}" if runs_root and runs_root != "runs" and exp else ""
     commands = [f"rlhfsim sweep {exp} --jobs 2" + (f" --out {runs_root}" if runs else "")] if exp else []
+    lenders = list(dict.fromkeys(b["sweep"] for b in study.borrowed.values()))
+    commands = lenders + commands  # a lender's sweep first: the report refuses a borrowed arm with unfinished runs
     commands.append(f"rlhfsim report {' '.join(map(str, study.sources))}{runs} -o {out_dir}")
+    borrowed = [
+        f"Arm {arm} is borrowed: its runs are {b['file']}'s arm {b['variant']} ({b['runs']}/), run by that file's sweep"
+        for arm, b in study.borrowed.items()
+    ]
     code = sorted(study.versions())
     links = [f for f in ("summary.csv", "effects.csv", "README.md") if (out / f).exists() or f != "README.md"]
     return {
@@ -109,6 +116,7 @@ def reproduction(study, out_dir, runs_root: str | None = None) -> dict:
         "runs_code": code or ["(no run has a summary.json)"],
         "report_code": f"code {source_hash()} (git {code_version()})",
         "links": links,
+        "borrowed": borrowed,
     }
 
 
@@ -135,6 +143,8 @@ def md_methods(ctx) -> list[str]:
             "",
             f"Experiment file: `{r['experiment']}`",
             "",
+            *[f"{line}." for line in r.get("borrowed", [])],
+            *([""] if r.get("borrowed") else []),
             "```bash",
         ]
         + r["commands"]
@@ -155,7 +165,9 @@ def html_methods(ctx) -> str:
     r = ctx["repro"]
     return (
         f"<h2 id='methods'>Methods</h2><p>{_esc(ctx['methods'])}</p><h2 id='reproduce'>How to reproduce</h2>"
-        f"<p>Experiment file: <code>{_esc(r['experiment'])}</code></p><pre>{_esc(chr(10).join(r['commands']))}</pre>"
+        f"<p>Experiment file: <code>{_esc(r['experiment'])}</code></p>"
+        + "".join(f"<p>{_esc(line)}.</p>" for line in r.get("borrowed", []))
+        + f"<pre>{_esc(chr(10).join(r['commands']))}</pre>"
         f"<p class='note'>Runs written by: {_esc('; '.join(r['runs_code']))}. Page written by {_esc(r['report_code'])}.</p>"
         "<p>Files: " + ", ".join(f"<a href='{_esc(f)}'>{_esc(f)}</a>" for f in r["links"]) + "</p>"
     )

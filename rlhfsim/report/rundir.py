@@ -71,6 +71,7 @@ class RunData:
         None  # summary.json's code_version / code_hash / metric_schema as written (None: older code)
     )
     recomputed: list[str] = field(default_factory=list)  # summary fields whose recomputed value differs from the file's
+    lender: str | None = None  # a borrowed arm's run: the experiment file whose sweep ran it (report/borrowed.py)
 
     @property
     def label(self) -> str:

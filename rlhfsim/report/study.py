@@ -38,6 +38,7 @@ class Study:
     headline: list[str] = field(default_factory=list)
     factors: dict[str, str | dict] = field(default_factory=dict)  # name -> config key, or a label factor {levels, keys}
     kind: str | None = None  # the experiment's design kind (`design:`); None: inferred (report/kinds.py)
+    borrowed: dict[str, dict] = field(default_factory=dict)  # arm -> {file, variant, runs, sweep} (report/borrowed.py)
 
     # ------------------------------------------------------------------ code versions
 

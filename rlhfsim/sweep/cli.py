@@ -21,7 +21,14 @@ def results_table(jobs: list[Job], title: str):
     t = Table(title=title)
     for c in ("variant", "seed", "status", "s", "detail"):
         t.add_column(c, justify="right" if c in ("seed", "s") else "left", overflow="fold")
-    style = {"finished": "green", "failed": "red", "skipped": "dim", "pending": "yellow", "running": "yellow"}
+    style = {
+        "finished": "green",
+        "failed": "red",
+        "skipped": "dim",
+        "borrowed": "dim",
+        "pending": "yellow",
+        "running": "yellow",
+    }
     for j in jobs:
         t.add_row(
             escape(j.spec.variant),
@@ -82,17 +89,22 @@ def cmd_sweep(args) -> int:
             if j.decision.action == "conflict":
                 j.decision = Decision("start", "restarted: " + j.decision.reason.split(";")[0])
     n_var, n_seed = len(exp.variants), len(exp.spec.seeds)
-    counts = {a: sum(j.decision.action == a for j in jobs) for a in ("start", "resume", "skip", "conflict", "busy")}
+    actions = ("start", "resume", "skip", "conflict", "busy", "borrow")
+    counts = {a: sum(j.decision.action == a for j in jobs) for a in actions}
     head = (
         f"[bold]rlhfsim sweep[/bold] {exp.name}: {n_var} variants x {n_seed} seeds = {len(jobs)} runs -> {out_root / exp.name}  "
         f"(start {counts['start']}, resume {counts['resume']}, skip {counts['skip']}, conflict {counts['conflict']}"
-        + (f", busy {counts['busy']})" if counts["busy"] else ")")
+        + "".join(f", {a} {counts[a]}" for a in ("busy", "borrow") if counts[a])
+        + ")"
     )
     console.print(head, highlight=False)
     if args.dry_run:
         console.print(plan_table(jobs, f"{exp.name}: plan (dry run, nothing written)"))
         for v in exp.variants:
-            console.print(f"  {v.name}: {' '.join(to_set_args(v.overrides)) or '(base config)'}", highlight=False)
+            lender = exp.lenders.get(v.name)
+            took = f"; runs borrowed from {lender.file} (its arm {lender.variant.name})" if lender else ""
+            text = f"  {v.name}: {' '.join(to_set_args(v.overrides)) or '(base config)'}{took}"
+            console.print(text, highlight=False, markup=False)
         return 0
     backend = None
     if args.backend == "ray":
@@ -113,11 +125,19 @@ def cmd_sweep(args) -> int:
     n_fail = sum(j.status == "failed" for j in jobs)
     n_ok = sum(j.status == "finished" for j in jobs)
     n_skip = sum(j.status == "skipped" for j in jobs)
+    n_borrow = sum(j.status == "borrowed" for j in jobs)
     console.print(
-        f"{n_ok} finished, {n_fail} failed, {n_skip} skipped; report: rlhfsim report {args.experiment} "
-        f"--runs {out_root} -o reports/{exp.name}/",
+        f"{n_ok} finished, {n_fail} failed, {n_skip} skipped"
+        + (f", {n_borrow} borrowed" if n_borrow else "")
+        + f"; report: rlhfsim report {args.experiment} --runs {out_root} -o reports/{exp.name}/",
         highlight=False,
     )
+    waiting = {}  # the lenders whose runs the report still needs (it refuses to build without them)
+    for j in jobs:
+        if j.status == "borrowed" and not j.decision.lender_done:
+            waiting[str(j.spec.lender.file)] = j.spec.lender.sweep_command(out_root)
+    for cmd in waiting.values():
+        console.print(f"[yellow]borrowed runs not finished yet; the report needs them:[/yellow] {cmd}", highlight=False)
     return 1 if n_fail else 0
 
 

@@ -31,8 +31,9 @@ IGNORED_DIFF_PREFIXES = ("loop.rounds", "output.", "policy.cache_dir")
 
 @dataclass
 class Decision:
-    action: str  # "skip" | "resume" | "start" | "conflict" | "busy"
+    action: str  # "skip" | "resume" | "start" | "conflict" | "busy" | "borrow" (another file's sweep runs it)
     reason: str
+    lender_done: bool = False  # "borrow" only: the lender's run of it has finished (the report can read it)
 
 
 def read_summary(run_dir: Path) -> dict | None:
@@ -164,7 +165,7 @@ def clear_run_dir(run_dir: Path) -> None:
 class Job:
     spec: RunSpec
     decision: Decision
-    status: str = "pending"  # pending | running | finished | failed | skipped
+    status: str = "pending"  # pending | running | finished | failed | skipped | borrowed
     detail: str = ""
     seconds: float = 0.0
     proc: Any = None
@@ -178,5 +179,18 @@ def plan(exp: Experiment, out_root: str | Path, sets: list[str] | None = None) -
     jobs = []
     for rs in exp.runs(out_root, sets):
         cfg_dict = rs.config.model_dump(mode="json")
-        jobs.append(Job(rs, decide(rs.path, cfg_dict)))
+        d = decide(rs.path, cfg_dict)
+        if rs.lender is not None:  # never run here: the lender's own sweep owns that directory
+            d = borrowed(rs.lender, d)
+        jobs.append(Job(rs, d))
     return jobs
+
+
+def borrowed(lender, d: Decision) -> Decision:
+    """A borrowed run's line in the plan: whose sweep runs it, and what that sweep would do with it now."""
+    state = "finished" if d.action == "skip" else f"not finished ({d.action}: {d.reason})"
+    return Decision(
+        "borrow",
+        f"{lender.name}/{lender.variant.name}, run by `rlhfsim sweep {lender.file}`: {state}",
+        d.action == "skip",
+    )

@@ -155,6 +155,8 @@ def execute(
             j.status, j.detail = "skipped", j.decision.reason
         elif j.decision.action in ("conflict", "busy"):
             j.status, j.detail = "failed", j.decision.reason
+        elif j.decision.action == "borrow":
+            j.status, j.detail = "borrowed", j.decision.reason
     warm: set[str] = set()  # SFT / offline groups whose cache exists (a run of the group logged round 0)
     groups = {id(j): warm_groups(j.spec.config) for j in jobs}
     for j in jobs:

@@ -267,3 +267,22 @@ def test_realistic_regime_studies_declare_ten_paired_seeds_and_an_equivalence_ma
         assert exp.spec.primary is not None and exp.spec.primary.margin, p.name
         assert exp.spec.base is not None and Path(exp.spec.base).name == "realistic.yaml", p.name
         assert exp.spec.rounds_override is None, p.name  # the preset's 15 rounds
+
+
+def test_the_realistic_ensembles_run_m1_once_per_kl_weight():
+    """Issue 32: the m5_mean file of each KL weight runs m1; its 5 siblings borrow it (`from:`), which loading checks
+    seed by seed against their own base + overrides, so a sibling edited into another config fails here."""
+    files = sorted((ROOT / "experiments").glob("ensembles_*_realistic.yaml"))
+    lenders = {}
+    for p in files:
+        if p.name == "ensembles_bon_realistic.yaml":  # best-of-n from the SFT policy: its bon_m1 is another config
+            continue
+        exp = load_experiment(p)
+        assert exp.baseline == "m1", p.name
+        if p.name.startswith("ensembles_m5_mean_"):
+            assert not exp.lenders, p.name
+            continue
+        weak = "_weakkl" if "_weakkl_" in p.name else ""
+        assert exp.lenders["m1"].file.name == f"ensembles_m5_mean{weak}_realistic.yaml", p.name
+        lenders[p.name] = exp.lenders["m1"].file.name
+    assert len(lenders) == 10, lenders
