@@ -160,7 +160,7 @@ def fig_dose_response(
             if where
             else f"their mean across {d.group or 'groups'}"
         )
-        + "). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
+        + f"). Horizontal lines: controls off the dose ({', '.join(d.controls) or 'none'}), mean over the same seeds "
         "with their 95% interval as a band (left out when wider than the arms' range), drawn in every column for reference; a control far outside the arms' range is "
         "printed at the panel edge instead. The y range follows the seeds' values: an interval reaching past it (few seeds) is cut at the edge. "
         + (
